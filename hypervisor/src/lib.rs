@@ -1,0 +1,29 @@
+//! Certivisor: a type-1 hypervisor for AMD SVM with nested paging.
+//!
+//! The kernel is a stack of layers in the manner of CertiKOS. Each layer has
+//! a narrow interface and, beside its implementation, an executable `spec`
+//! that the layer above relies on; host tests check the implementation
+//! against the spec (see `docs/layers.md`).
+//!
+//! | layer    | module     | may use `unsafe` |
+//! |----------|------------|------------------|
+//! | arch     | [`arch`]   | yes: the trusted base, every block carries a `SAFETY:` note |
+//! | mm       | [`mm`]     | no |
+//! | sync     | [`sync`]   | no (atomics only) |
+//! | thread   | [`thread`] | no |
+//! | proc     | [`proc`]   | no |
+//!
+//! The library builds for the host too, so that everything above `arch` is
+//! tested with `cargo test`; only the kernel binary (`main.rs`) needs a CPU.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod arch;
+#[deny(unsafe_code)]
+pub mod mm;
+#[deny(unsafe_code)]
+pub mod sync;
+#[deny(unsafe_code)]
+pub mod thread;
+#[deny(unsafe_code)]
+pub mod proc;

@@ -1,0 +1,1 @@
+//! mm layer (to be filled in)

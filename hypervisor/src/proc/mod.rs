@@ -1,0 +1,1 @@
+//! proc layer (to be filled in)

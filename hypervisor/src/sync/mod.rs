@@ -1,0 +1,1 @@
+//! sync layer (to be filled in)

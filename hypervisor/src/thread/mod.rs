@@ -1,0 +1,1 @@
+//! thread layer (to be filled in)
