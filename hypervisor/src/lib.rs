@@ -27,3 +27,7 @@ pub mod sync;
 pub mod thread;
 #[deny(unsafe_code)]
 pub mod proc;
+#[deny(unsafe_code)]
+pub mod selftest;
+#[deny(unsafe_code)]
+pub mod vmm;

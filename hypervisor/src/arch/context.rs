@@ -1,0 +1,1 @@
+//! Kernel thread context switch (to be filled in)

@@ -1,0 +1,1 @@
+//! Boot self-test over the real layers (to be filled in)

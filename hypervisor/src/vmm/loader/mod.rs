@@ -1,0 +1,1 @@
+//! Guest loaders (to be filled in)
