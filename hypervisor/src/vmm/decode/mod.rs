@@ -1,0 +1,1 @@
+//! Instruction decoding for MMIO emulation (to be filled in)
