@@ -31,3 +31,9 @@ pub mod proc;
 pub mod selftest;
 #[deny(unsafe_code)]
 pub mod vmm;
+#[deny(unsafe_code)]
+pub mod boot;
+#[deny(unsafe_code)]
+pub mod logger;
+#[deny(unsafe_code)]
+pub mod kernel;

@@ -1,0 +1,206 @@
+//! CPU identification, model-specific registers, control registers.
+use core::arch::asm;
+use core::fmt;
+use raw_cpuid::CpuId;
+
+pub mod msr {
+    pub const EFER: u32 = 0xC000_0080;
+    pub const VM_CR: u32 = 0xC001_0114;
+    pub const VM_HSAVE_PA: u32 = 0xC001_0117;
+    pub const FS_BASE: u32 = 0xC000_0100;
+    pub const GS_BASE: u32 = 0xC000_0101;
+    pub const KERNEL_GS_BASE: u32 = 0xC000_0102;
+    pub const PAT: u32 = 0x277;
+    pub const APIC_BASE: u32 = 0x1B;
+    pub const TSC: u32 = 0x10;
+
+    pub const EFER_SVME: u64 = 1 << 12;
+    pub const EFER_NXE: u64 = 1 << 11;
+    /// VM_CR.SVMDIS: firmware turned SVM off.
+    pub const VM_CR_SVMDIS: u64 = 1 << 4;
+}
+
+/// Reads an MSR.
+///
+/// # Safety
+/// `msr` must exist on this CPU (or the read faults) and reading it must not
+/// have side effects the caller does not own.
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: delegated to the caller.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes an MSR.
+///
+/// # Safety
+/// The write must keep the kernel's memory and execution model intact.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: delegated to the caller.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags))
+    };
+}
+
+pub fn read_cr0() -> u64 {
+    let v;
+    // SAFETY: reading CR0 has no side effects.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+pub fn read_cr2() -> u64 {
+    let v;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+pub fn read_cr3() -> u64 {
+    let v;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+pub fn read_cr4() -> u64 {
+    let v;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Sets CR4 bits.
+///
+/// # Safety
+/// The bits must be supported and must not change the memory model under the
+/// running code (PAE, PGE, LA57...).
+pub unsafe fn set_cr4_bits(bits: u64) {
+    let v = read_cr4() | bits;
+    // SAFETY: delegated to the caller.
+    unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack, preserves_flags)) };
+}
+
+/// The time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects; CR4.TSD is clear.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Stops this CPU for good.
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: with interrupts off, HLT just parks the CPU.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) };
+    }
+}
+
+/// What this CPU offers the hypervisor, read once at boot.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Features {
+    pub vendor: [u8; 12],
+    pub svm: bool,
+    pub svm_disabled_by_firmware: bool,
+    pub svm_revision: u8,
+    pub asids: u32,
+    pub npt: bool,
+    pub nrips: bool,
+    pub decode_assists: bool,
+    pub vmcb_clean: bool,
+    pub flush_by_asid: bool,
+    pub vgif: bool,
+    pub xsave: bool,
+    pub nx: bool,
+    pub gb_pages: bool,
+    pub in_hypervisor: bool,
+}
+
+impl Features {
+    pub fn detect() -> Features {
+        let cpuid = CpuId::new();
+        let mut f = Features::default();
+        if let Some(v) = cpuid.get_vendor_info() {
+            f.vendor.copy_from_slice(v.as_str().as_bytes());
+        }
+        if let Some(fi) = cpuid.get_feature_info() {
+            f.xsave = fi.has_xsave();
+            f.in_hypervisor = fi.has_hypervisor();
+        }
+        if let Some(ext) = cpuid.get_extended_processor_and_feature_identifiers() {
+            f.svm = ext.has_svm();
+            f.nx = ext.has_execute_disable();
+            f.gb_pages = ext.has_1gib_pages();
+        }
+        if f.svm {
+            if let Some(s) = cpuid.get_svm_info() {
+                f.svm_revision = s.revision();
+                f.asids = s.supported_asids();
+                f.npt = s.has_nested_paging();
+                f.nrips = s.has_nrip();
+                f.decode_assists = s.has_decode_assists();
+                f.vmcb_clean = s.has_vmcb_clean_bits();
+                f.flush_by_asid = s.has_flush_by_asid();
+                f.vgif = s.has_gif();
+            }
+            // SAFETY: VM_CR exists on every CPU that reports SVM.
+            let vm_cr = unsafe { rdmsr(msr::VM_CR) };
+            f.svm_disabled_by_firmware = vm_cr & msr::VM_CR_SVMDIS != 0;
+        }
+        f
+    }
+
+    pub fn vendor_str(&self) -> &str {
+        core::str::from_utf8(&self.vendor).unwrap_or("?")
+    }
+
+    /// What is missing for the hypervisor to run, if anything.
+    pub fn missing(&self) -> Option<&'static str> {
+        if !self.svm {
+            Some("the CPU has no AMD SVM (CPUID 8000_0001h ECX bit 2)")
+        } else if self.svm_disabled_by_firmware {
+            Some("SVM is disabled by firmware (VM_CR.SVMDIS is set)")
+        } else if !self.npt {
+            Some("the CPU has no nested paging (CPUID 8000_000Ah EDX bit 0, NP)")
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Features {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        write!(
+            f,
+            "cpu: vendor={} svm={} svm-rev={} asids={} np={} nrips={} decode-assists={} vmcb-clean={} flush-by-asid={} vgif={} xsave={}",
+            self.vendor_str(),
+            yn(self.svm && !self.svm_disabled_by_firmware),
+            self.svm_revision,
+            self.asids,
+            yn(self.npt),
+            yn(self.nrips),
+            yn(self.decode_assists),
+            yn(self.vmcb_clean),
+            yn(self.flush_by_asid),
+            yn(self.vgif),
+            yn(self.xsave),
+        )
+    }
+}
+
+/// Raises the host exception `fault` on purpose (`test-fault=` on the
+/// command line), to show that the exception path reports it.
+pub fn raise_test_fault(fault: crate::boot::cmdline::TestFault) {
+    use crate::boot::cmdline::TestFault;
+    match fault {
+        // SAFETY: ud2 traps at once; the exception handler never returns.
+        TestFault::InvalidOpcode => unsafe { asm!("ud2", options(nomem, nostack)) },
+        TestFault::PageFault => {
+            // 64 GiB is above the boot identity map, so the read faults.
+            // SAFETY: the read traps before it can observe anything.
+            let _ = unsafe { core::ptr::read_volatile(0x10_0000_0000 as *const u64) };
+        }
+        TestFault::GeneralProtection => {
+            // SAFETY: a non-canonical address traps before any access.
+            let _ = unsafe { core::ptr::read_volatile(0x8000_0000_0000_0000 as *const u64) };
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Multiboot v1 and multiboot2 information, parsed into [`BootInfo`].
+//!
+//! Version 1 is parsed here by hand from physical memory, read through a
+//! [`PhysRead`] so that the parser is tested on the host against fake memory.
+//! Version 2 goes through the `multiboot2` crate.
+use super::{bounded, BootInfo, Loader, MemKind, MemRegion, Module};
+
+pub const MB1_BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
+pub const MB2_BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
+
+/// Reads physical memory; false when the range is not readable.
+pub trait PhysRead {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> bool;
+}
+
+/// Why the boot information could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootInfoError {
+    /// EAX did not hold a multiboot magic value.
+    UnknownMagic(u32),
+    /// The information structure could not be read at this address.
+    Unreadable(u64),
+    /// The multiboot2 crate rejected the structure.
+    Malformed,
+}
+
+impl core::fmt::Display for BootInfoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BootInfoError::UnknownMagic(m) => write!(f, "unknown boot loader magic {m:#010x}"),
+            BootInfoError::Unreadable(a) => write!(f, "boot information at {a:#x} is unreadable"),
+            BootInfoError::Malformed => write!(f, "malformed multiboot2 information"),
+        }
+    }
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from(u32_at(b, off)) | (u64::from(u32_at(b, off + 4)) << 32)
+}
+
+/// Reads a NUL-terminated string of at most `N` bytes; invalid UTF-8 is cut
+/// at the first bad byte.
+fn c_string<const N: usize>(mem: &impl PhysRead, pa: u64) -> arrayvec::ArrayString<N> {
+    let mut buf = [0u8; N];
+    // Read byte-wise up to the NUL: a string may end right before unreadable memory.
+    let mut len = 0;
+    while len < N {
+        let mut b = [0u8];
+        if !mem.read(pa + len as u64, &mut b) || b[0] == 0 {
+            break;
+        }
+        buf[len] = b[0];
+        len += 1;
+    }
+    let s = match core::str::from_utf8(&buf[..len]) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or(""),
+    };
+    bounded(s)
+}
+
+fn mb1_kind(t: u32) -> MemKind {
+    match t {
+        1 => MemKind::Usable,
+        3 => MemKind::AcpiReclaimable,
+        4 => MemKind::AcpiNvs,
+        5 => MemKind::Defective,
+        _ => MemKind::Reserved,
+    }
+}
+
+/// Parses a multiboot v1 information structure at `mbi`.
+pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError> {
+    let mut hdr = [0u8; 88];
+    if !mem.read(mbi, &mut hdr) {
+        return Err(BootInfoError::Unreadable(mbi));
+    }
+    let mut info = BootInfo::new(Loader::Multiboot1);
+    let mut end = mbi + hdr.len() as u64;
+    let flags = u32_at(&hdr, 0);
+
+    if flags & (1 << 2) != 0 {
+        let s: arrayvec::ArrayString<{ super::MAX_CMDLINE }> = c_string(mem, u64::from(u32_at(&hdr, 16)));
+        info.set_cmdline(&s);
+    }
+    if flags & (1 << 3) != 0 {
+        let count = u32_at(&hdr, 20);
+        let addr = u64::from(u32_at(&hdr, 24));
+        for i in 0..u64::from(count) {
+            let mut m = [0u8; 16];
+            if !mem.read(addr + i * 16, &mut m) {
+                info.truncated = true;
+                break;
+            }
+            info.push_module(Module {
+                start: u64::from(u32_at(&m, 0)),
+                end: u64::from(u32_at(&m, 4)),
+                cmdline: c_string(mem, u64::from(u32_at(&m, 8))),
+            });
+        }
+        end = end.max(addr + u64::from(count) * 16);
+    }
+    if flags & (1 << 6) != 0 {
+        let len = u64::from(u32_at(&hdr, 44));
+        let addr = u64::from(u32_at(&hdr, 48));
+        // Each entry: size (u32, not counting itself), base (u64), length (u64), type (u32).
+        let mut off = 0;
+        while off + 4 <= len {
+            let mut e = [0u8; 24];
+            if !mem.read(addr + off, &mut e) {
+                info.truncated = true;
+                break;
+            }
+            let size = u64::from(u32_at(&e, 0));
+            if size < 20 {
+                info.truncated = true;
+                break;
+            }
+            info.push_region(MemRegion {
+                start: u64_at(&e, 4),
+                len: u64_at(&e, 12),
+                kind: mb1_kind(u32_at(&e, 20)),
+            });
+            off += size + 4;
+        }
+        end = end.max(addr + len);
+    } else if flags & (1 << 0) != 0 {
+        // Only mem_lower/mem_upper (KiB): conventional and extended memory.
+        info.push_region(MemRegion { start: 0, len: u64::from(u32_at(&hdr, 4)) * 1024, kind: MemKind::Usable });
+        info.push_region(MemRegion { start: 1 << 20, len: u64::from(u32_at(&hdr, 8)) * 1024, kind: MemKind::Usable });
+    }
+    info.info_range = (mbi, end);
+    Ok(info)
+}
+
+/// Converts the multiboot2 crate's view into [`BootInfo`].
+pub fn from_v2(mbi: &multiboot2::BootInformation<'_>) -> BootInfo {
+    let mut info = BootInfo::new(Loader::Multiboot2);
+    if let Some(Ok(s)) = mbi.command_line_tag().map(|t| t.cmdline()) {
+        info.set_cmdline(s);
+    }
+    if let Some(map) = mbi.memory_map_tag() {
+        for a in map.memory_areas() {
+            let kind = mb1_kind(u32::from(a.typ()));
+            info.push_region(MemRegion { start: a.start_address(), len: a.size(), kind });
+        }
+    }
+    for m in mbi.module_tags() {
+        info.push_module(Module {
+            start: u64::from(m.start_address()),
+            end: u64::from(m.end_address()),
+            cmdline: bounded(m.cmdline().unwrap_or("")),
+        });
+    }
+    if let Some(t) = mbi.rsdp_v2_tag() {
+        info.rsdp = Some(t as *const _ as u64 + 8);
+    } else if let Some(t) = mbi.rsdp_v1_tag() {
+        info.rsdp = Some(t as *const _ as u64 + 8);
+    }
+    info.info_range = (mbi.start_address() as u64, mbi.end_address() as u64);
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Sparse fake physical memory.
+    #[derive(Default)]
+    struct FakeMem(BTreeMap<u64, u8>);
+
+    impl FakeMem {
+        fn put(&mut self, pa: u64, bytes: &[u8]) {
+            for (i, b) in bytes.iter().enumerate() {
+                self.0.insert(pa + i as u64, *b);
+            }
+        }
+    }
+
+    impl PhysRead for FakeMem {
+        fn read(&self, pa: u64, buf: &mut [u8]) -> bool {
+            for (i, b) in buf.iter_mut().enumerate() {
+                match self.0.get(&(pa + i as u64)) {
+                    Some(v) => *b = *v,
+                    None => return false,
+                }
+            }
+            true
+        }
+    }
+
+    fn mbi(flags: u32, fields: &[(usize, u32)]) -> [u8; 88] {
+        let mut h = [0u8; 88];
+        h[0..4].copy_from_slice(&flags.to_le_bytes());
+        for &(off, v) in fields {
+            h[off..off + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        h
+    }
+
+    #[test]
+    fn v1_cmdline_modules_and_memory_map_are_parsed() {
+        let mut m = FakeMem::default();
+        m.put(0x9000, &mbi((1 << 2) | (1 << 3) | (1 << 6), &[(16, 0xA000), (20, 2), (24, 0xB000), (44, 48), (48, 0xC000)]));
+        m.put(0xA000, b"/boot/hv log=debug\0");
+        let mut mods = Vec::new();
+        for (s, e, c) in [(0x20_0000u32, 0x30_0000u32, 0xA100u32), (0x30_0000, 0x30_1000, 0xA200)] {
+            mods.extend_from_slice(&s.to_le_bytes());
+            mods.extend_from_slice(&e.to_le_bytes());
+            mods.extend_from_slice(&c.to_le_bytes());
+            mods.extend_from_slice(&0u32.to_le_bytes());
+        }
+        m.put(0xB000, &mods);
+        m.put(0xA100, b"bzImage\0");
+        m.put(0xA200, b"initrd\0");
+        let mut map = Vec::new();
+        for (base, len, typ) in [(0u64, 0x9FC00u64, 1u32), (0x10_0000, 0x1FF0_0000, 1)] {
+            map.extend_from_slice(&20u32.to_le_bytes());
+            map.extend_from_slice(&base.to_le_bytes());
+            map.extend_from_slice(&len.to_le_bytes());
+            map.extend_from_slice(&typ.to_le_bytes());
+        }
+        m.put(0xC000, &map);
+
+        let info = parse_v1(&m, 0x9000).unwrap();
+        assert_eq!(info.cmdline.as_str(), "/boot/hv log=debug");
+        assert_eq!(info.modules.len(), 2);
+        assert_eq!(info.modules[0].start, 0x20_0000);
+        assert_eq!(info.modules[0].cmdline.as_str(), "bzImage");
+        assert_eq!(info.modules[1].cmdline.as_str(), "initrd");
+        assert_eq!(info.regions.len(), 2);
+        assert_eq!(info.regions[1], MemRegion { start: 0x10_0000, len: 0x1FF0_0000, kind: MemKind::Usable });
+        assert_eq!(info.usable_bytes(), 0x9FC00 + 0x1FF0_0000);
+        assert!(!info.truncated);
+    }
+
+    #[test]
+    fn v1_unreadable_structure_is_an_error_not_a_panic() {
+        let m = FakeMem::default();
+        assert_eq!(parse_v1(&m, 0x9000).unwrap_err(), BootInfoError::Unreadable(0x9000));
+    }
+
+    #[test]
+    fn v1_memory_map_entry_with_bad_size_stops_the_walk() {
+        let mut m = FakeMem::default();
+        m.put(0x9000, &mbi(1 << 6, &[(44, 48), (48, 0xC000)]));
+        let mut e = Vec::new();
+        e.extend_from_slice(&4u32.to_le_bytes());
+        e.extend_from_slice(&[0u8; 44]);
+        m.put(0xC000, &e);
+        let info = parse_v1(&m, 0x9000).unwrap();
+        assert!(info.regions.is_empty());
+        assert!(info.truncated);
+    }
+
+    #[test]
+    fn v1_without_map_falls_back_to_mem_lower_and_upper() {
+        let mut m = FakeMem::default();
+        m.put(0x9000, &mbi(1, &[(4, 639), (8, 130048)]));
+        let info = parse_v1(&m, 0x9000).unwrap();
+        assert_eq!(info.regions[1].len, 130048 * 1024);
+    }
+}
