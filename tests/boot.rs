@@ -1,0 +1,64 @@
+//! Boot paths of the hypervisor image: multiboot v1 from QEMU's `-kernel`,
+//! multiboot2 from a GRUB ISO, the refusal on a CPU that cannot host it, and
+//! the report of a host exception.
+use integration::*;
+
+const SVM_NPT: &str = "qemu64,+svm,+npt";
+
+#[test]
+fn boots_through_multiboot1_and_prints_the_feature_line() {
+    let out = Qemu::new().cpu(SVM_NPT).icount().kernel(&kernel(), "log=info selftest=off").run();
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("Certivisor")
+        .assert_contains("boot: Multiboot1")
+        .assert_contains("cpu: vendor=AuthenticAMD svm=yes svm-rev=1 asids=16 np=yes")
+        .assert_contains("acpi: cpus=1 lapic=0xfee00000");
+}
+
+#[test]
+fn boots_from_a_grub_iso_through_multiboot2() {
+    let iso = iso(&kernel(), "boot-mb2", "log=info selftest=off");
+    let out = Qemu::new().cpu(SVM_NPT).cdrom(&iso).timeout(std::time::Duration::from_secs(240)).run();
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("boot: Multiboot2")
+        .assert_contains("cmdline \"log=info selftest=off\"")
+        .assert_contains("np=yes");
+}
+
+#[test]
+fn refuses_a_cpu_without_nested_paging_and_names_it() {
+    let out = Qemu::new().cpu("qemu64,+svm,-npt").icount().kernel(&kernel(), "").run();
+    out.assert_status(EXIT_UNSUPPORTED).assert_contains("cannot run: the CPU has no nested paging");
+}
+
+#[test]
+fn refuses_a_cpu_without_svm_and_names_it() {
+    let out = Qemu::new().cpu("qemu64,-svm").icount().kernel(&kernel(), "").run();
+    out.assert_status(EXIT_UNSUPPORTED).assert_contains("cannot run: the CPU has no AMD SVM");
+}
+
+#[test]
+fn host_exception_is_reported_with_vector_and_registers() {
+    let out = Qemu::new().cpu(SVM_NPT).icount().kernel(&kernel(), "test-fault=ud selftest=off").run();
+    out.assert_status(EXIT_FAILURE)
+        .assert_contains("host exception: vector 6 invalid opcode (#UD)")
+        .assert_contains("rip=0x")
+        .assert_contains("r15=");
+}
+
+#[test]
+fn host_page_fault_reports_the_faulting_address() {
+    let out = Qemu::new().cpu(SVM_NPT).icount().kernel(&kernel(), "test-fault=pf selftest=off").run();
+    out.assert_status(EXIT_FAILURE)
+        .assert_contains("host exception: vector 14 page fault (#PF)")
+        .assert_contains("cr2=0x0000001000000000");
+}
+
+#[test]
+fn malformed_command_line_options_are_logged_and_ignored() {
+    let out = Qemu::new().cpu(SVM_NPT).icount().kernel(&kernel(), "log=shouty mem=12Q nonsense selftest=off").run();
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("command line: `log=shouty`: log level must be")
+        .assert_contains("command line: `mem=12Q`: guest memory must be")
+        .assert_contains("command line: `nonsense`: not an option");
+}
