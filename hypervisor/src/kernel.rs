@@ -49,6 +49,9 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
     if let Some(missing) = features.missing() {
         refuse(missing);
     }
+    arch::lapic::init(true);
+    arch::svm::enable(0);
+    info!("timer: tsc {} MHz", arch::lapic::tsc_hz() / 1_000_000);
 
     match acpi::discover(boot.rsdp) {
         Ok(p) => {

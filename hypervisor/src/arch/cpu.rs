@@ -85,6 +85,49 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// Per-CPU block that GS points to; its first word is the CPU's index.
+#[repr(C, align(64))]
+struct PerCpu {
+    index: usize,
+}
+
+static PER_CPU: [PerCpu; super::gdt::MAX_CPUS] = {
+    let mut a = [const { PerCpu { index: 0 } }; super::gdt::MAX_CPUS];
+    let mut i = 0;
+    while i < a.len() {
+        a[i].index = i;
+        i += 1;
+    }
+    a
+};
+
+/// Points GS at CPU `cpu`'s per-CPU block.
+pub fn set_current(cpu: usize) {
+    let block = &PER_CPU[cpu] as *const PerCpu as u64;
+    // SAFETY: GS is the kernel's; the block is static. The world switch
+    // restores the host's GS base (VMLOAD) before any host code runs.
+    unsafe {
+        wrmsr(msr::GS_BASE, block);
+        wrmsr(msr::KERNEL_GS_BASE, 0);
+    }
+}
+
+/// The index of the CPU this code runs on (0 is the boot CPU).
+pub fn current() -> usize {
+    let i: usize;
+    // SAFETY: GS points to this CPU's static block (set_current at boot).
+    unsafe { asm!("mov {}, gs:[0]", out(reg) i, options(readonly, nostack, preserves_flags)) };
+    i
+}
+
+/// Lets interrupts in until the next one has been handled, then masks them
+/// again. STI's one-instruction shadow makes `sti; hlt` atomic, so an
+/// interrupt that is already pending wakes the HLT instead of being lost.
+pub fn wait_for_interrupt() {
+    // SAFETY: handlers run on IST stacks and return; IF is 0 again after.
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+}
+
 /// Stops this CPU for good.
 pub fn halt_forever() -> ! {
     loop {

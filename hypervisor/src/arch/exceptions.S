@@ -101,3 +101,50 @@ exc_stub_table:
 .irp vec, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
     .quad exc_stub_\vec
 .endr
+
+/*
+ * External interrupt stubs for vectors 32..255, 16 bytes apart, so that the
+ * stub of vector v is at irq_stubs + (v - 32) * 16. They save the registers
+ * the SysV ABI lets a call clobber and call irq_dispatch(vector).
+ */
+.section .text.exceptions, "ax"
+.balign 16
+.global irq_stubs
+irq_stubs:
+.set irq_vec, 32
+.rept 224
+    .balign 16
+    push $irq_vec
+    jmp irq_common
+    .set irq_vec, irq_vec + 1
+.endr
+
+irq_common:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    mov 72(%rsp), %rdi      /* the vector */
+    push %rbp
+    mov %rsp, %rbp
+    and $~0xF, %rsp
+    cld
+    call irq_dispatch
+    mov %rbp, %rsp
+    pop %rbp
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    add $8, %rsp
+    iretq

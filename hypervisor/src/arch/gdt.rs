@@ -16,8 +16,9 @@ pub const IST_EXCEPTION: u8 = 1;
 pub const IST_DOUBLE_FAULT: u8 = 2;
 pub const IST_NMI: u8 = 3;
 pub const IST_MACHINE_CHECK: u8 = 4;
+pub const IST_IRQ: u8 = 5;
 const IST_STACK_SIZE: usize = 16 * 1024;
-const IST_STACKS: usize = 4;
+const IST_STACKS: usize = 5;
 
 #[repr(C, packed(4))]
 #[derive(Clone, Copy)]

@@ -11,6 +11,7 @@ global_asm!(include_str!("exceptions.S"), options(att_syntax));
 
 unsafe extern "C" {
     static exc_stub_table: [u64; 32];
+    static irq_stubs: [u8; 224 * 16];
 }
 
 /// What the stubs in `exceptions.S` leave on the stack, lowest address first.
@@ -107,6 +108,10 @@ pub unsafe fn init(boot_cpu: bool) {
                 _ => gdt::IST_EXCEPTION,
             };
             idt.0[vector] = gate(handler, ist);
+        }
+        let irq_base = core::ptr::addr_of!(irq_stubs) as u64;
+        for vector in 32..256 {
+            idt.0[vector] = gate(irq_base + (vector as u64 - 32) * 16, gdt::IST_IRQ);
         }
     }
     let ptr = DescriptorPointer {

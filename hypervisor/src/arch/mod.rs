@@ -11,10 +11,12 @@ pub mod context;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod lapic;
 pub mod phys;
 pub mod port;
 pub mod qemu;
 pub mod serial;
+pub mod svm;
 
 /// A `fmt::Write` sink on COM1 that takes no lock: for the last words of a
 /// dying kernel, when the logger's lock may be held by the code that died.
@@ -42,4 +44,5 @@ pub fn init_cpu(cpu: usize) {
         gdt::init(cpu);
         idt::init(cpu == 0);
     }
+    cpu::set_current(cpu);
 }

@@ -1,0 +1,139 @@
+//! The host's local APIC (xAPIC MMIO) and its timer, the legacy PICs, and
+//! TSC calibration against the PIT.
+//!
+//! The LAPIC timer is the host's only interrupt source: it ends a guest's
+//! time slice (#VMEXIT(INTR)) and wakes the CPU from HLT when a device model
+//! has a deadline. Interrupts reach the host only inside the world switch
+//! and `wait_for_interrupt`, never in Rust code (see docs/build.md).
+use super::port::Port;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+pub const TIMER_VECTOR: u8 = 0x20;
+pub const SPURIOUS_VECTOR: u8 = 0xFF;
+
+const LAPIC_BASE: u64 = 0xFEE0_0000;
+const REG_EOI: u64 = 0xB0;
+const REG_SVR: u64 = 0xF0;
+const REG_LVT_TIMER: u64 = 0x320;
+const REG_TIMER_INITIAL: u64 = 0x380;
+const REG_TIMER_CURRENT: u64 = 0x390;
+const REG_TIMER_DIVIDE: u64 = 0x3E0;
+const LVT_MASKED: u32 = 1 << 16;
+
+fn read(reg: u64) -> u32 {
+    // SAFETY: the LAPIC page is identity-mapped uncached by boot.S; reading
+    // these registers has no side effects.
+    unsafe { core::ptr::read_volatile((LAPIC_BASE + reg) as *const u32) }
+}
+
+fn write(reg: u64, v: u32) {
+    // SAFETY: as for `read`; the registers written here are the timer's, the
+    // EOI and the SVR, which only this module drives.
+    unsafe { core::ptr::write_volatile((LAPIC_BASE + reg) as *mut u32, v) }
+}
+
+/// TSC ticks per second, measured at boot.
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+/// LAPIC timer ticks (divide by 1) per second, measured at boot.
+static LAPIC_HZ: AtomicU64 = AtomicU64::new(0);
+
+/// Set by the timer interrupt, cleared by `take_timer_fired`.
+static TIMER_FIRED: [AtomicBool; super::gdt::MAX_CPUS] = [const { AtomicBool::new(false) }; super::gdt::MAX_CPUS];
+
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// Masks both legacy 8259s: the firmware may have left them delivering
+/// IRQ0 on vector 8, which would look like a double fault.
+fn mask_legacy_pic() {
+    // SAFETY: the host's PICs are ours; the guest only sees emulated ones.
+    let (cmd1, data1, cmd2, data2) =
+        unsafe { (Port::<u8>::new(0x20), Port::<u8>::new(0x21), Port::<u8>::new(0xA0), Port::<u8>::new(0xA1)) };
+    // ICW1-4: remap to 0xF0/0xF8 (out of the way), then mask everything.
+    cmd1.write(0x11);
+    cmd2.write(0x11);
+    data1.write(0xF0);
+    data2.write(0xF8);
+    data1.write(4);
+    data2.write(2);
+    data1.write(1);
+    data2.write(1);
+    data1.write(0xFF);
+    data2.write(0xFF);
+}
+
+/// Measures the TSC and LAPIC timer against PIT channel 2 over ~10 ms.
+fn calibrate() -> (u64, u64) {
+    // SAFETY: the host's PIT and port 0x61 are ours.
+    let (ch2, mode, ctl) = unsafe { (Port::<u8>::new(0x42), Port::<u8>::new(0x43), Port::<u8>::new(0x61)) };
+    const PIT_HZ: u64 = 1_193_182;
+    const COUNT: u64 = PIT_HZ / 100; // 10 ms
+    // Gate on, speaker off; channel 2, lobyte/hibyte, mode 0 (one-shot).
+    ctl.write((ctl.read() & !0x02) | 0x01);
+    mode.write(0b1011_0000);
+    write(REG_TIMER_DIVIDE, 0b1011); // divide by 1
+    write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    ch2.write(COUNT as u8);
+    ch2.write((COUNT >> 8) as u8);
+    // Restart the count by toggling the gate.
+    let v = ctl.read() & !0x01;
+    ctl.write(v);
+    ctl.write(v | 0x01);
+    write(REG_TIMER_INITIAL, u32::MAX);
+    let t0 = super::cpu::rdtsc();
+    let mut spins = 0u64;
+    // OUT2 goes high when the count reaches zero.
+    while ctl.read() & 0x20 == 0 && spins < 100_000_000 {
+        spins += 1;
+    }
+    let t1 = super::cpu::rdtsc();
+    let lapic_ticks = u64::from(u32::MAX - read(REG_TIMER_CURRENT));
+    write(REG_TIMER_INITIAL, 0);
+    ((t1 - t0) * 100, lapic_ticks * 100)
+}
+
+/// Enables this CPU's LAPIC with its timer masked; the boot CPU also
+/// masks the legacy PICs and calibrates the TSC and the timer.
+pub fn init(boot_cpu: bool) {
+    if boot_cpu {
+        mask_legacy_pic();
+    }
+    write(REG_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
+    write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    if boot_cpu {
+        let (tsc, lapic) = calibrate();
+        TSC_HZ.store(tsc.max(1), Ordering::Relaxed);
+        LAPIC_HZ.store(lapic.max(1), Ordering::Relaxed);
+    }
+}
+
+/// Arms the one-shot timer to fire after `ns` nanoseconds (at least one tick).
+pub fn arm_timer_ns(ns: u64) {
+    let hz = LAPIC_HZ.load(Ordering::Relaxed);
+    let ticks = (u128::from(ns) * u128::from(hz) / 1_000_000_000).clamp(1, u128::from(u32::MAX)) as u32;
+    write(REG_LVT_TIMER, u32::from(TIMER_VECTOR)); // one-shot, unmasked
+    write(REG_TIMER_INITIAL, ticks);
+}
+
+pub fn disarm_timer() {
+    write(REG_TIMER_INITIAL, 0);
+}
+
+/// True once after each timer interrupt on `cpu`.
+pub fn take_timer_fired(cpu: usize) -> bool {
+    TIMER_FIRED[cpu].swap(false, Ordering::Relaxed)
+}
+
+/// Called by the interrupt stubs in `exceptions.S`, with IF=0.
+#[unsafe(no_mangle)]
+extern "C" fn irq_dispatch(vector: u64) {
+    match vector as u8 {
+        TIMER_VECTOR => {
+            TIMER_FIRED[super::cpu::current()].store(true, Ordering::Relaxed);
+            write(REG_EOI, 0);
+        }
+        SPURIOUS_VECTOR => {} // no EOI for the spurious vector
+        _ => write(REG_EOI, 0),
+    }
+}
