@@ -37,3 +37,5 @@ pub mod boot;
 pub mod logger;
 #[deny(unsafe_code)]
 pub mod kernel;
+#[deny(unsafe_code)]
+pub mod vm;

@@ -57,3 +57,138 @@ pub fn multiboot2_info(pa: u64) -> Option<multiboot2::BootInformation<'static>> 
     // header and tags. The boot code reserves it until parsing is done.
     unsafe { multiboot2::BootInformation::load(pa as *const multiboot2::BootInformationHeader) }.ok()
 }
+
+/// A run of physical frames this kernel owns exclusively: the proof of
+/// ownership that lets the layers above touch physical memory safely.
+///
+/// Only the frame allocator's adapter creates runs ([`PhysRun::assume_owned`]);
+/// a run is not `Clone`, so two owners of the same frames cannot exist.
+#[derive(Debug)]
+pub struct PhysRun {
+    pa: u64,
+    len: u64,
+}
+
+impl PhysRun {
+    /// # Safety
+    /// `[pa, pa + len)` must be page-aligned RAM inside the identity map that
+    /// nothing else reads or writes while the run lives (the allocator has
+    /// just handed it out, or it was carved from a run being consumed).
+    pub unsafe fn assume_owned(pa: u64, len: u64) -> PhysRun {
+        debug_assert!(pa % 4096 == 0 && len % 4096 == 0 && pa + len <= IDENTITY_LIMIT);
+        PhysRun { pa, len }
+    }
+
+    pub fn pa(&self) -> u64 {
+        self.pa
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Gives the run back as (address, length), ending the ownership claim:
+    /// for returning frames to the allocator.
+    pub fn into_raw(self) -> (u64, u64) {
+        (self.pa, self.len)
+    }
+
+    /// Copies out of the run; false if `[offset, offset + buf.len())` is
+    /// outside it.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> bool {
+        if !self.contains(offset, buf.len() as u64) {
+            return false;
+        }
+        // SAFETY: the range is inside a run we own exclusively (checked).
+        unsafe { core::ptr::copy_nonoverlapping((self.pa + offset) as *const u8, buf.as_mut_ptr(), buf.len()) };
+        true
+    }
+
+    /// Copies into the run; false if the range is outside it.
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> bool {
+        if !self.contains(offset, data.len() as u64) {
+            return false;
+        }
+        // SAFETY: the range is inside a run we own exclusively (checked).
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), (self.pa + offset) as *mut u8, data.len()) };
+        true
+    }
+
+    /// Zeroes part of the run; false if the range is outside it.
+    pub fn zero(&mut self, offset: u64, len: u64) -> bool {
+        if !self.contains(offset, len) {
+            return false;
+        }
+        // SAFETY: the range is inside a run we own exclusively (checked).
+        unsafe { core::ptr::write_bytes((self.pa + offset) as *mut u8, 0, len as usize) };
+        true
+    }
+
+    fn contains(&self, offset: u64, len: u64) -> bool {
+        offset.checked_add(len).is_some_and(|end| end <= self.len)
+    }
+}
+
+/// Types for which all-zero bytes are a valid value (plain hardware
+/// structures made of integers).
+///
+/// # Safety
+/// Implement only for types whose every field accepts all-zero bytes.
+pub unsafe trait ZeroValid {}
+
+// SAFETY: these hardware structures are arrays and integers only.
+unsafe impl ZeroValid for vmcb::Vmcb {}
+// SAFETY: a byte array.
+unsafe impl ZeroValid for vmcb::Iopm {}
+// SAFETY: a byte array.
+unsafe impl ZeroValid for vmcb::Msrpm {}
+// SAFETY: a page of u64 entries.
+unsafe impl ZeroValid for [u64; 512] {}
+
+/// A `T` living in frames we own, at a known physical address (for
+/// structures the CPU reads by physical address: VMCB, IOPM, MSRPM).
+pub struct PhysBox<T: ZeroValid> {
+    run: PhysRun,
+    _t: core::marker::PhantomData<T>,
+}
+
+impl<T: ZeroValid> PhysBox<T> {
+    /// Zeroes the run and views it as a `T`. Fails (giving the run back)
+    /// if it is too small.
+    pub fn new_zeroed(mut run: PhysRun) -> Result<Self, PhysRun> {
+        if (core::mem::size_of::<T>() as u64) > run.len() || core::mem::align_of::<T>() > 4096 {
+            return Err(run);
+        }
+        let len = run.len();
+        run.zero(0, len);
+        Ok(PhysBox { run, _t: core::marker::PhantomData })
+    }
+
+    pub fn pa(&self) -> u64 {
+        self.run.pa()
+    }
+
+    pub fn into_run(self) -> PhysRun {
+        self.run
+    }
+}
+
+impl<T: ZeroValid> core::ops::Deref for PhysBox<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the run is ours, page-aligned, large enough, zero-initialised
+        // (a valid T by ZeroValid) and only reachable through this box.
+        unsafe { &*(self.run.pa() as *const T) }
+    }
+}
+
+impl<T: ZeroValid> core::ops::DerefMut for PhysBox<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for Deref; `&mut self` makes the access exclusive.
+        unsafe { &mut *(self.run.pa() as *mut T) }
+    }
+}

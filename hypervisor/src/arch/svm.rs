@@ -246,3 +246,12 @@ pub fn invlpga(va: u64, asid: u32) {
     // SAFETY: INVLPGA only drops TLB entries; SVM is enabled.
     unsafe { core::arch::asm!("invlpga rax, ecx", in("rax") va, in("ecx") asid, options(nostack, preserves_flags)) };
 }
+
+/// Runs the guest whose VMCB is `vmcb` on CPU `cpu` (the current one).
+pub fn run_vmcb(cpu: usize, regs: &mut GuestRegs, vmcb: &super::phys::PhysBox<vmcb::Vmcb>) {
+    debug_assert_eq!(cpu, super::cpu::current());
+    // SAFETY: the VMCB is a frame we own (PhysBox); VMRUN checks its
+    // consistency itself and reports VMEXIT_INVALID instead of running a bad
+    // one. SVM was enabled on every CPU at boot.
+    unsafe { run(cpu, regs, vmcb.pa()) }
+}

@@ -1,0 +1,207 @@
+//! One typed `VmExit` for every #VMEXIT, decoded in one place.
+use vmcb::{ExceptionExit, ExitCode, IoioInfo, MsrExitKind, NestedPageFault};
+
+/// Why the guest stopped running, with what the handler needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmExit {
+    /// IN/OUT/INS/OUTS on an intercepted port. EXITINFO2 holds the RIP of
+    /// the next instruction, with or without NRIPS.
+    Io { io: IoioInfo, next_rip: u64 },
+    Cpuid,
+    Msr(MsrExitKind),
+    Hlt,
+    /// VMMCALL: a hypercall.
+    Vmmcall,
+    /// A nested page fault: MMIO, or an access outside the VM's memory.
+    Npf(NestedPageFault),
+    /// An intercepted guest exception.
+    Exception(ExceptionExit),
+    /// A triple fault (shutdown): the guest cannot go on.
+    Shutdown,
+    /// A physical interrupt arrived; the host has handled it.
+    Intr,
+    /// The guest can take an interrupt now (the VINTR intercept).
+    InterruptWindow,
+    /// VMRUN, VMLOAD, VMSAVE, STGI, CLGI, SKINIT or INVLPGA in the guest:
+    /// SVM is hidden from guests, so these get #UD.
+    SvmInstruction(ExitCode),
+    /// VMRUN refused the VMCB (VMEXIT_INVALID): a hypervisor bug or a
+    /// guest state this hypervisor let through unchecked.
+    Invalid,
+    /// An exit the decoder names but the VMM has no handler for.
+    Other(ExitCode),
+}
+
+/// The raw exit fields, as read from the VMCB control area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RawExit {
+    pub code: u64,
+    pub info1: u64,
+    pub info2: u64,
+    /// EXITINTINFO: an event whose delivery the exit interrupted.
+    pub int_info: u64,
+}
+
+impl VmExit {
+    pub fn decode(raw: &RawExit) -> VmExit {
+        let code = ExitCode::from_raw(raw.code);
+        match code {
+            ExitCode::Ioio => match IoioInfo::from_exitinfo1(raw.info1) {
+                Ok(io) => VmExit::Io { io, next_rip: raw.info2 },
+                Err(_) => VmExit::Other(code),
+            },
+            ExitCode::Cpuid => VmExit::Cpuid,
+            ExitCode::Msr => match MsrExitKind::from_exitinfo1(raw.info1) {
+                Ok(k) => VmExit::Msr(k),
+                Err(_) => VmExit::Other(code),
+            },
+            ExitCode::Hlt => VmExit::Hlt,
+            ExitCode::Vmmcall => VmExit::Vmmcall,
+            ExitCode::Npf => VmExit::Npf(NestedPageFault::from_exitinfo(raw.info1, raw.info2)),
+            ExitCode::Exception(v) => VmExit::Exception(ExceptionExit::from_exitinfo(v, raw.info1, raw.info2)),
+            ExitCode::Shutdown => VmExit::Shutdown,
+            ExitCode::Intr => VmExit::Intr,
+            ExitCode::Vintr => VmExit::InterruptWindow,
+            ExitCode::Vmrun
+            | ExitCode::Vmload
+            | ExitCode::Vmsave
+            | ExitCode::Stgi
+            | ExitCode::Clgi
+            | ExitCode::Skinit
+            | ExitCode::Invlpga => VmExit::SvmInstruction(code),
+            ExitCode::Invalid => VmExit::Invalid,
+            other => VmExit::Other(other),
+        }
+    }
+
+    /// A short, stable name for statistics and logs.
+    pub fn reason(&self) -> ExitReason {
+        match self {
+            VmExit::Io { .. } => ExitReason::Io,
+            VmExit::Cpuid => ExitReason::Cpuid,
+            VmExit::Msr(_) => ExitReason::Msr,
+            VmExit::Hlt => ExitReason::Hlt,
+            VmExit::Vmmcall => ExitReason::Vmmcall,
+            VmExit::Npf(_) => ExitReason::Npf,
+            VmExit::Exception(_) => ExitReason::Exception,
+            VmExit::Shutdown => ExitReason::Shutdown,
+            VmExit::Intr => ExitReason::Intr,
+            VmExit::InterruptWindow => ExitReason::InterruptWindow,
+            VmExit::SvmInstruction(_) => ExitReason::SvmInstruction,
+            VmExit::Invalid => ExitReason::Invalid,
+            VmExit::Other(_) => ExitReason::Other,
+        }
+    }
+}
+
+/// The kind of an exit, without its details: what `sys_get_exit_reason`
+/// returns and what exit statistics count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum ExitReason {
+    Io = 0,
+    Cpuid,
+    Msr,
+    Hlt,
+    Vmmcall,
+    Npf,
+    Exception,
+    Shutdown,
+    Intr,
+    InterruptWindow,
+    SvmInstruction,
+    Invalid,
+    Other,
+}
+
+impl ExitReason {
+    pub const COUNT: usize = ExitReason::Other as usize + 1;
+    pub const ALL: [ExitReason; Self::COUNT] = [
+        ExitReason::Io,
+        ExitReason::Cpuid,
+        ExitReason::Msr,
+        ExitReason::Hlt,
+        ExitReason::Vmmcall,
+        ExitReason::Npf,
+        ExitReason::Exception,
+        ExitReason::Shutdown,
+        ExitReason::Intr,
+        ExitReason::InterruptWindow,
+        ExitReason::SvmInstruction,
+        ExitReason::Invalid,
+        ExitReason::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitReason::Io => "io",
+            ExitReason::Cpuid => "cpuid",
+            ExitReason::Msr => "msr",
+            ExitReason::Hlt => "hlt",
+            ExitReason::Vmmcall => "vmmcall",
+            ExitReason::Npf => "npf",
+            ExitReason::Exception => "exception",
+            ExitReason::Shutdown => "shutdown",
+            ExitReason::Intr => "intr",
+            ExitReason::InterruptWindow => "vintr",
+            ExitReason::SvmInstruction => "svm-insn",
+            ExitReason::Invalid => "invalid",
+            ExitReason::Other => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmcb::IoDirection;
+
+    #[test]
+    fn ioio_exit_carries_port_direction_and_next_rip() {
+        // OUT dx, al on port 0xE9: port in 31:16, SZ8 (bit 4), OUT (bit 0 clear).
+        let raw = RawExit { code: 0x7B, info1: (0xE9 << 16) | (1 << 4), info2: 0x1234, int_info: 0 };
+        match VmExit::decode(&raw) {
+            VmExit::Io { io, next_rip } => {
+                assert_eq!(io.port, 0xE9);
+                assert_eq!(io.direction, IoDirection::Out);
+                assert_eq!(next_rip, 0x1234);
+            }
+            other => panic!("expected an I/O exit, saw {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tcg_style_invalid_exit_code_decodes_as_invalid() {
+        let raw = RawExit { code: 0x0000_0000_FFFF_FFFF, ..Default::default() };
+        assert_eq!(VmExit::decode(&raw), VmExit::Invalid);
+        let raw = RawExit { code: u64::MAX, ..Default::default() };
+        assert_eq!(VmExit::decode(&raw), VmExit::Invalid);
+    }
+
+    #[test]
+    fn svm_instructions_decode_as_svm_instruction() {
+        for code in [0x80u64, 0x82, 0x83, 0x84, 0x85, 0x86, 0x7A] {
+            let raw = RawExit { code, ..Default::default() };
+            assert!(matches!(VmExit::decode(&raw), VmExit::SvmInstruction(_)), "code {code:#x}");
+        }
+    }
+
+    #[test]
+    fn npf_exit_keeps_the_gpa() {
+        let raw = RawExit { code: 0x400, info1: 0b110, info2: 0xC000_0000, int_info: 0 };
+        match VmExit::decode(&raw) {
+            VmExit::Npf(f) => {
+                assert_eq!(f.gpa, 0xC000_0000);
+                assert!(f.is_write());
+            }
+            other => panic!("expected NPF, saw {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reasons_are_listed_once_in_order() {
+        for (i, r) in ExitReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+}
