@@ -39,3 +39,5 @@ pub mod logger;
 pub mod kernel;
 #[deny(unsafe_code)]
 pub mod vm;
+#[deny(unsafe_code)]
+pub mod syscall;

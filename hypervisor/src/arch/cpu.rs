@@ -79,6 +79,12 @@ pub unsafe fn set_cr4_bits(bits: u64) {
     unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack, preserves_flags)) };
 }
 
+/// The host's CPUID(`leaf`, `subleaf`) as [EAX, EBX, ECX, EDX].
+pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let r = raw_cpuid::cpuid!(leaf, subleaf);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
 /// The time-stamp counter.
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no side effects; CR4.TSD is clear.

@@ -192,3 +192,26 @@ impl<T: ZeroValid> core::ops::DerefMut for PhysBox<T> {
         unsafe { &mut *(self.run.pa() as *mut T) }
     }
 }
+
+/// Page-table frames reached through the identity map, for the `npt` engine.
+///
+/// The engine only ever names table frames it obtained from its
+/// `FrameSource`, which hands out frames the kernel owns; so every address
+/// it passes here is one of our own table pages.
+pub struct IdentityTables;
+
+impl npt::TableMemory for IdentityTables {
+    fn read_entry(&self, table: npt::HostPhysAddr, index: usize) -> u64 {
+        assert!(index < 512 && table.0 % 4096 == 0 && table.0 < IDENTITY_LIMIT);
+        // SAFETY: `table` is a page-table frame we own (see the type's
+        // docs), identity-mapped; `index < 512` keeps the read inside it.
+        unsafe { core::ptr::read_volatile((table.0 as *const u64).add(index)) }
+    }
+
+    fn write_entry(&mut self, table: npt::HostPhysAddr, index: usize, value: u64) {
+        assert!(index < 512 && table.0 % 4096 == 0 && table.0 < IDENTITY_LIMIT);
+        // SAFETY: as for `read_entry`; the CPU's walker reads the entry
+        // atomically, and a volatile aligned u64 store is one write.
+        unsafe { core::ptr::write_volatile((table.0 as *mut u64).add(index), value) }
+    }
+}

@@ -267,10 +267,10 @@ impl Vcpu {
         self.last_exit.as_ref()
     }
 
-    /// The CPU has NRIPS: after an intercepted instruction, the VMCB's
-    /// next_rip holds the address of the next instruction.
-    pub fn next_rip(&self, cpu: &CpuVm) -> Option<u64> {
-        cpu.caps.nrips.then_some(self.vmcb.control.next_rip)
+    /// The VMCB's next_rip: on a CPU with NRIPS, the address of the
+    /// instruction after the intercepted one.
+    pub fn next_rip_raw(&self) -> u64 {
+        self.vmcb.control.next_rip
     }
 
     pub fn reg(&self, r: Reg) -> u64 {

@@ -1,0 +1,500 @@
+//! VM and vCPU objects behind handles, and the calls that act on them.
+use super::{SysError, SysResult};
+use crate::arch::frames;
+use crate::arch::phys::{IdentityTables, PhysRun};
+use crate::sync::Lock;
+use crate::vm::cpuid::{self, CpuidResult};
+use crate::vm::{CpuVm, Reg, SegReg, Vcpu, Vm, VmExit};
+use arrayvec::ArrayVec;
+use npt::{FrameSource, GuestPhysAddr, HostPhysAddr, NestedPageTable, PageSize, Perms, TableMemory};
+use vmcb::{EventInj, IoAccessSize, IoDirection, Segment};
+
+pub const MAX_VMS: usize = 8;
+pub const MAX_VCPUS: usize = 16;
+const MAX_RAM_CHUNKS: usize = 64;
+const PAGE: u64 = 4096;
+const LARGE: u64 = 2 << 20;
+/// The largest physically contiguous piece of guest RAM we ask for at once.
+const MAX_CHUNK: u64 = 64 << 20;
+
+/// The hypercall ABI version guests see in CPUID 0x4000_0001.
+pub const HYPERCALL_VERSION: u32 = 1;
+
+/// Who is calling: a process and the container its frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub pid: u32,
+    pub container: usize,
+}
+
+/// A VM, as its owner names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmHandle(pub u16);
+
+/// A vCPU, as its owner names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VcpuHandle(pub u16);
+
+struct RamChunk {
+    gpa: u64,
+    run: PhysRun,
+}
+
+struct VmObj {
+    owner: Caller,
+    vm: Vm,
+    npt: NestedPageTable,
+    ram: ArrayVec<RamChunk, MAX_RAM_CHUNKS>,
+    vcpus: u16,
+}
+
+struct VcpuObj {
+    owner: Caller,
+    vm: VmHandle,
+    /// The vCPU's index within its VM (its APIC ID).
+    index: u16,
+    vcpu: Vcpu,
+}
+
+static VMS: [Lock<Option<VmObj>>; MAX_VMS] = [const { Lock::new(None) }; MAX_VMS];
+static VCPUS: [Lock<Option<VcpuObj>>; MAX_VCPUS] = [const { Lock::new(None) }; MAX_VCPUS];
+static CPUS: [Lock<Option<CpuVm>>; crate::arch::gdt::MAX_CPUS] =
+    [const { Lock::new(None) }; crate::arch::gdt::MAX_CPUS];
+
+/// Registers this CPU with the vm layer (called once per CPU at boot).
+pub fn cpu_init(cpu: usize, caps: crate::vm::SvmCaps) {
+    *CPUS[cpu].lock() = Some(CpuVm::new(cpu, caps));
+}
+
+/// Frames for nested page tables, from one container.
+struct TableFrames {
+    container: usize,
+}
+
+impl FrameSource for TableFrames {
+    fn alloc_table(&mut self) -> Option<HostPhysAddr> {
+        let mut run = frames::alloc(self.container, 1, 1).ok()?;
+        run.zero(0, PAGE);
+        // The table now belongs to the page table; `free_table` takes it back.
+        Some(HostPhysAddr(run.into_raw().0))
+    }
+
+    fn free_table(&mut self, frame: HostPhysAddr) {
+        frames::free_raw(self.container, frame.0, 1);
+    }
+}
+
+impl TableMemory for TableFrames {
+    fn read_entry(&self, table: HostPhysAddr, index: usize) -> u64 {
+        IdentityTables.read_entry(table, index)
+    }
+    fn write_entry(&mut self, table: HostPhysAddr, index: usize, value: u64) {
+        IdentityTables.write_entry(table, index, value)
+    }
+}
+
+fn map_err(e: frames::AllocError) -> SysError {
+    match e {
+        frames::AllocError::OutOfQuota => SysError::OutOfQuota,
+        frames::AllocError::OutOfMemory => SysError::OutOfMemory,
+    }
+}
+
+fn vm_slot(caller: Caller, h: VmHandle) -> SysResult<&'static Lock<Option<VmObj>>> {
+    let slot = VMS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?;
+    match &*slot.lock() {
+        None => Err(SysError::NoSuchObject),
+        Some(o) if o.owner.pid != caller.pid => Err(SysError::NotOwner),
+        Some(_) => Ok(slot),
+    }
+}
+
+fn vcpu_slot(caller: Caller, h: VcpuHandle) -> SysResult<&'static Lock<Option<VcpuObj>>> {
+    let slot = VCPUS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?;
+    match &*slot.lock() {
+        None => Err(SysError::NoSuchObject),
+        Some(o) if o.owner.pid != caller.pid => Err(SysError::NotOwner),
+        Some(_) => Ok(slot),
+    }
+}
+
+/// Runs `f` on the caller's vCPU `h`.
+fn with_vcpu<T>(caller: Caller, h: VcpuHandle, f: impl FnOnce(&mut Vcpu) -> T) -> SysResult<T> {
+    let slot = vcpu_slot(caller, h)?;
+    let mut g = slot.lock();
+    let obj = g.as_mut().ok_or(SysError::NoSuchObject)?;
+    Ok(f(&mut obj.vcpu))
+}
+
+/// Runs `f` on the caller's VM `h`.
+fn with_vm<T>(caller: Caller, h: VmHandle, f: impl FnOnce(&mut VmObj) -> SysResult<T>) -> SysResult<T> {
+    let slot = vm_slot(caller, h)?;
+    let mut g = slot.lock();
+    f(g.as_mut().ok_or(SysError::NoSuchObject)?)
+}
+
+/// Creates a VM with every I/O port and MSR intercepted (except the MSRs
+/// the VMCB holds) and an empty nested page table.
+pub fn sys_vm_create(caller: Caller) -> SysResult<VmHandle> {
+    let (index, slot) = VMS.iter().enumerate().find(|(_, s)| s.lock().is_none()).ok_or(SysError::NoSlot)?;
+    let iopm = frames::alloc(caller.container, 3, 1).map_err(map_err)?;
+    let msrpm = match frames::alloc(caller.container, 2, 1) {
+        Ok(r) => r,
+        Err(e) => {
+            frames::free(caller.container, iopm);
+            return Err(map_err(e));
+        }
+    };
+    let mut tables = TableFrames { container: caller.container };
+    let npt = match NestedPageTable::new(&mut tables) {
+        Ok(n) => n,
+        Err(_) => {
+            frames::free(caller.container, iopm);
+            frames::free(caller.container, msrpm);
+            return Err(SysError::OutOfQuota);
+        }
+    };
+    let mut vm = match Vm::new(iopm, msrpm, npt.root().0) {
+        Ok(vm) => vm,
+        Err((a, b)) => {
+            frames::free(caller.container, a);
+            frames::free(caller.container, b);
+            npt.destroy(&mut tables).apply(|_| {});
+            return Err(SysError::OutOfMemory);
+        }
+    };
+    for msr in crate::vm::msr::PASSTHROUGH {
+        vm.set_msr_intercept(msr, vmcb::MsrAccess::ReadWrite, false);
+    }
+    let mut g = slot.lock();
+    if g.is_some() {
+        // Another caller took the slot meanwhile.
+        drop(g);
+        let (a, b) = vm.into_frames();
+        frames::free(caller.container, a);
+        frames::free(caller.container, b);
+        npt.destroy(&mut tables).apply(|_| {});
+        return Err(SysError::NoSlot);
+    }
+    *g = Some(VmObj { owner: caller, vm, npt, ram: ArrayVec::new(), vcpus: 0 });
+    Ok(VmHandle(index as u16))
+}
+
+/// Creates a vCPU of `vm` in the x86 reset state.
+pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
+    let vm_lock = vm_slot(caller, vm)?;
+    let (slot_index, slot) = VCPUS.iter().enumerate().find(|(_, s)| s.lock().is_none()).ok_or(SysError::NoSlot)?;
+    let frame = frames::alloc(caller.container, 1, 1).map_err(map_err)?;
+    let mut vg = vm_lock.lock();
+    let vmobj = vg.as_mut().ok_or(SysError::NoSuchObject)?;
+    let vcpu = match Vcpu::new(frame, &vmobj.vm) {
+        Ok(v) => v,
+        Err(frame) => {
+            frames::free(caller.container, frame);
+            return Err(SysError::OutOfMemory);
+        }
+    };
+    let mut g = slot.lock();
+    if g.is_some() {
+        frames::free(caller.container, vcpu.into_frame());
+        return Err(SysError::NoSlot);
+    }
+    let index = vmobj.vcpus;
+    vmobj.vcpus += 1;
+    *g = Some(VcpuObj { owner: caller, vm, index, vcpu });
+    Ok(VcpuHandle(slot_index as u16))
+}
+
+/// Destroys a VM and all its vCPUs, returning every frame to the caller's
+/// container.
+pub fn sys_vm_destroy(caller: Caller, vm: VmHandle) -> SysResult<()> {
+    let slot = vm_slot(caller, vm)?;
+    for v in VCPUS.iter() {
+        let mut g = v.lock();
+        if g.as_ref().is_some_and(|o| o.vm == vm && o.owner.pid == caller.pid) {
+            let obj = g.take().unwrap();
+            frames::free(caller.container, obj.vcpu.into_frame());
+        }
+    }
+    let obj = slot.lock().take().ok_or(SysError::NoSuchObject)?;
+    let mut tables = TableFrames { container: caller.container };
+    obj.npt.destroy(&mut tables).apply(|_| {});
+    for chunk in obj.ram {
+        frames::free(caller.container, chunk.run);
+    }
+    let (a, b) = obj.vm.into_frames();
+    frames::free(caller.container, a);
+    frames::free(caller.container, b);
+    Ok(())
+}
+
+/// Backs `[gpa, gpa + len)` with fresh zeroed frames from the caller's
+/// container and maps them, using 2 MiB pages where alignment allows.
+pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResult<()> {
+    if gpa % PAGE != 0 || len % PAGE != 0 || len == 0 || gpa.checked_add(len).is_none_or(|e| e > 1 << 40) {
+        return Err(SysError::BadArgument);
+    }
+    with_vm(caller, vm, |obj| {
+        let mut done = 0;
+        while done < len {
+            let at = gpa + done;
+            let left = len - done;
+            // The largest 2 MiB-multiple piece we can get, else 4 KiB frames.
+            let mut want = if at % LARGE == 0 && left >= LARGE { (left.min(MAX_CHUNK)) & !(LARGE - 1) } else { PAGE };
+            let run = loop {
+                let align = if want >= LARGE { (LARGE / PAGE) as usize } else { 1 };
+                match frames::alloc(caller.container, (want / PAGE) as usize, align) {
+                    Ok(r) => break r,
+                    Err(_) if want > LARGE => want = (want / 2) & !(LARGE - 1),
+                    Err(e) => return Err(map_err(e)),
+                }
+            };
+            if obj.ram.is_full() {
+                frames::free(caller.container, run);
+                return Err(SysError::NoSlot);
+            }
+            let mut run = run;
+            let rlen = run.len();
+            run.zero(0, rlen);
+            let mut tables = TableFrames { container: caller.container };
+            let r = obj.npt.map_range(&mut tables, GuestPhysAddr(at), HostPhysAddr(run.pa()), rlen, Perms::RWX);
+            match r {
+                // Mapping unmapped space leaves nothing stale; a remap did.
+                Ok(flush) => {
+                    if !flush.is_none() {
+                        obj.vm.npt_changed();
+                    }
+                    flush.apply(|_| {});
+                }
+                Err(_) => {
+                    frames::free(caller.container, run);
+                    return Err(SysError::BadArgument);
+                }
+            }
+            obj.ram.push(RamChunk { gpa: at, run });
+            done += rlen;
+        }
+        Ok(())
+    })
+}
+
+/// Unmaps `[gpa, gpa + len)`, which must be whole RAM chunks given by
+/// `sys_npt_map`, and returns their frames to the caller's container.
+pub fn sys_npt_unmap(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResult<()> {
+    with_vm(caller, vm, |obj| {
+        let end = gpa.checked_add(len).ok_or(SysError::BadArgument)?;
+        let mut tables = TableFrames { container: caller.container };
+        let mut i = 0;
+        while i < obj.ram.len() {
+            let c = &obj.ram[i];
+            let (cs, ce) = (c.gpa, c.gpa + c.run.len());
+            if cs >= gpa && ce <= end {
+                let mut at = cs;
+                while at < ce {
+                    let size = if at % LARGE == 0 && ce - at >= LARGE { PageSize::Size2M } else { PageSize::Size4K };
+                    let flush =
+                        obj.npt.unmap(&mut tables, GuestPhysAddr(at), size).map_err(|_| SysError::BadArgument)?;
+                    // Every vCPU takes a fresh ASID before it runs again.
+                    flush.apply(|_| obj.vm.npt_changed());
+                    at += size.bytes();
+                }
+                let chunk = obj.ram.remove(i);
+                frames::free(caller.container, chunk.run);
+            } else if ce > gpa && cs < end {
+                return Err(SysError::BadArgument);
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Copies `[gpa, gpa + buf.len())` of guest RAM into `buf`.
+pub fn sys_guest_read(caller: Caller, vm: VmHandle, gpa: u64, buf: &mut [u8]) -> SysResult<()> {
+    with_vm(caller, vm, |obj| {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = gpa.checked_add(done as u64).ok_or(SysError::BadGuestAddress)?;
+            let c = obj.ram.iter().find(|c| at >= c.gpa && at < c.gpa + c.run.len()).ok_or(SysError::BadGuestAddress)?;
+            let n = ((c.gpa + c.run.len() - at) as usize).min(buf.len() - done);
+            c.run.read(at - c.gpa, &mut buf[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    })
+}
+
+/// Copies `data` into guest RAM at `gpa`.
+pub fn sys_guest_write(caller: Caller, vm: VmHandle, gpa: u64, data: &[u8]) -> SysResult<()> {
+    with_vm(caller, vm, |obj| {
+        // Check the whole range first: a failed write changes nothing.
+        let mut at = gpa;
+        let end = gpa.checked_add(data.len() as u64).ok_or(SysError::BadGuestAddress)?;
+        while at < end {
+            let c = obj.ram.iter().find(|c| at >= c.gpa && at < c.gpa + c.run.len()).ok_or(SysError::BadGuestAddress)?;
+            at = c.gpa + c.run.len();
+        }
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = gpa + done as u64;
+            let c = obj.ram.iter_mut().find(|c| at >= c.gpa && at < c.gpa + c.run.len()).ok_or(SysError::BadGuestAddress)?;
+            let n = ((c.gpa + c.run.len() - at) as usize).min(data.len() - done);
+            c.run.write(at - c.gpa, &data[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    })
+}
+
+/// Bytes of guest RAM mapped in `vm`.
+pub fn sys_vm_ram(caller: Caller, vm: VmHandle) -> SysResult<u64> {
+    with_vm(caller, vm, |obj| Ok(obj.ram.iter().map(|c| c.run.len()).sum()))
+}
+
+/// Intercept (or pass through) a guest I/O port.
+pub fn sys_set_io_intercept(caller: Caller, vm: VmHandle, port: u16, intercept: bool) -> SysResult<()> {
+    with_vm(caller, vm, |obj| {
+        obj.vm.set_io_intercept(port, intercept);
+        Ok(())
+    })
+}
+
+/// Enters the guest on the current CPU until its next exit.
+pub fn sys_run(caller: Caller, vcpu: VcpuHandle) -> SysResult<VmExit> {
+    let slot = vcpu_slot(caller, vcpu)?;
+    let mut g = slot.lock();
+    let obj = g.as_mut().ok_or(SysError::NoSuchObject)?;
+    let vm_lock = vm_slot(caller, obj.vm)?;
+    let vg = vm_lock.lock();
+    let vmobj = vg.as_ref().ok_or(SysError::NoSuchObject)?;
+    let cpu = crate::arch::cpu::current();
+    let mut cg = CPUS[cpu].lock();
+    let cpu_vm = cg.as_mut().ok_or(SysError::NoSuchObject)?;
+    Ok(obj.vcpu.run(cpu_vm, &vmobj.vm))
+}
+
+fn last_exit(caller: Caller, vcpu: VcpuHandle) -> SysResult<VmExit> {
+    with_vcpu(caller, vcpu, |v| v.last_exit().map(|(e, _)| *e))?.ok_or(SysError::NoExit)
+}
+
+fn last_io(caller: Caller, vcpu: VcpuHandle) -> SysResult<(vmcb::IoioInfo, u64)> {
+    match last_exit(caller, vcpu)? {
+        VmExit::Io { io, next_rip } => Ok((io, next_rip)),
+        _ => Err(SysError::NoExit),
+    }
+}
+
+pub fn sys_get_exit_reason(caller: Caller, vcpu: VcpuHandle) -> SysResult<crate::vm::ExitReason> {
+    Ok(last_exit(caller, vcpu)?.reason())
+}
+
+pub fn sys_get_exit_io_port(caller: Caller, vcpu: VcpuHandle) -> SysResult<u16> {
+    Ok(last_io(caller, vcpu)?.0.port)
+}
+
+/// Access width in bytes: 1, 2 or 4.
+pub fn sys_get_exit_io_width(caller: Caller, vcpu: VcpuHandle) -> SysResult<u8> {
+    Ok(match last_io(caller, vcpu)?.0.size {
+        IoAccessSize::Byte => 1,
+        IoAccessSize::Word => 2,
+        IoAccessSize::Dword => 4,
+    })
+}
+
+pub fn sys_get_exit_io_rep(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
+    Ok(last_io(caller, vcpu)?.0.rep)
+}
+
+pub fn sys_get_exit_io_str(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
+    Ok(last_io(caller, vcpu)?.0.string)
+}
+
+pub fn sys_get_exit_io_write(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
+    Ok(last_io(caller, vcpu)?.0.direction == IoDirection::Out)
+}
+
+/// The address of the instruction after the intercepted IN/OUT.
+pub fn sys_get_exit_io_neip(caller: Caller, vcpu: VcpuHandle) -> SysResult<u64> {
+    Ok(last_io(caller, vcpu)?.1)
+}
+
+/// The guest-physical address of the last nested page fault.
+pub fn sys_get_exit_fault_addr(caller: Caller, vcpu: VcpuHandle) -> SysResult<u64> {
+    match last_exit(caller, vcpu)? {
+        VmExit::Npf(f) => Ok(f.gpa),
+        VmExit::Exception(e) => e.fault_address.ok_or(SysError::NoExit),
+        _ => Err(SysError::NoExit),
+    }
+}
+
+/// With NRIPS: the address of the instruction after the intercepted one.
+pub fn sys_get_next_rip(caller: Caller, vcpu: VcpuHandle) -> SysResult<Option<u64>> {
+    let cpu = crate::arch::cpu::current();
+    let caps = CPUS[cpu].lock().as_ref().map(|c| c.caps).ok_or(SysError::NoSuchObject)?;
+    with_vcpu(caller, vcpu, |v| caps.nrips.then(|| v.next_rip_raw()))
+}
+
+/// Queues an event (interrupt, NMI, exception) for the next entry.
+pub fn sys_inject(caller: Caller, vcpu: VcpuHandle, ev: EventInj) -> SysResult<()> {
+    if !ev.is_valid() || !ev.is_well_formed() {
+        return Err(SysError::BadArgument);
+    }
+    if with_vcpu(caller, vcpu, |v| v.inject(ev))? {
+        Ok(())
+    } else {
+        Err(SysError::Busy)
+    }
+}
+
+/// The guest is in an interrupt shadow (after STI or MOV SS).
+pub fn sys_check_shadow(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
+    with_vcpu(caller, vcpu, |v| v.in_interrupt_shadow())
+}
+
+/// An injected event has not been delivered yet.
+pub fn sys_check_pending_event(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
+    with_vcpu(caller, vcpu, |v| v.event_pending())
+}
+
+/// Exit as soon as the guest can take an interrupt (or stop asking).
+pub fn sys_set_intercept_int(caller: Caller, vcpu: VcpuHandle, on: bool) -> SysResult<()> {
+    with_vcpu(caller, vcpu, |v| v.set_interrupt_window_exit(on))
+}
+
+pub fn sys_set_exception_intercept(caller: Caller, vcpu: VcpuHandle, vector: u8, on: bool) -> SysResult<()> {
+    if vector >= 32 {
+        return Err(SysError::BadArgument);
+    }
+    with_vcpu(caller, vcpu, |v| v.set_exception_intercept(vector, on))
+}
+
+pub fn sys_reg_get(caller: Caller, vcpu: VcpuHandle, r: Reg) -> SysResult<u64> {
+    with_vcpu(caller, vcpu, |v| v.reg(r))
+}
+
+pub fn sys_reg_set(caller: Caller, vcpu: VcpuHandle, r: Reg, value: u64) -> SysResult<()> {
+    with_vcpu(caller, vcpu, |v| v.set_reg(r, value))
+}
+
+pub fn sys_seg_get(caller: Caller, vcpu: VcpuHandle, r: SegReg) -> SysResult<Segment> {
+    with_vcpu(caller, vcpu, |v| v.seg(r))
+}
+
+pub fn sys_seg_set(caller: Caller, vcpu: VcpuHandle, r: SegReg, s: Segment) -> SysResult<()> {
+    with_vcpu(caller, vcpu, |v| v.set_seg(r, s))
+}
+
+/// What the guest's CPUID(`leaf`, `subleaf`) returns on `vcpu`.
+pub fn sys_cpuid(caller: Caller, vcpu: VcpuHandle, leaf: u32, subleaf: u32) -> SysResult<CpuidResult> {
+    let index = vcpu_index(caller, vcpu)?;
+    let [eax, ebx, ecx, edx] = crate::arch::cpu::cpuid(leaf, subleaf);
+    let host = CpuidResult { eax, ebx, ecx, edx };
+    Ok(cpuid::filter(leaf, subleaf, host, index, HYPERCALL_VERSION))
+}
+
+/// The vCPU's index within its VM.
+fn vcpu_index(caller: Caller, vcpu: VcpuHandle) -> SysResult<u32> {
+    let g = vcpu_slot(caller, vcpu)?.lock();
+    Ok(u32::from(g.as_ref().ok_or(SysError::NoSuchObject)?.index))
+}
