@@ -212,7 +212,7 @@ fn alu(op: AluOp, size: u8, a: u64, b: u64, carry_in: bool) -> (u64, u64) {
     if r & sign != 0 {
         flags |= RFLAGS_SF;
     }
-    if (r as u8).count_ones() % 2 == 0 {
+    if (r as u8).count_ones().is_multiple_of(2) {
         flags |= RFLAGS_PF;
     }
     (r, flags)

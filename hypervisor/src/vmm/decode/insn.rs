@@ -720,7 +720,8 @@ impl Decoder<'_> {
                 };
                 self.mem(mop, m.mem, size)
             }
-            0x84..=0x89 | 0x8A | 0x8B => {
+            // TEST, XCHG and MOV between a register and memory.
+            0x84..=0x8B => {
                 let m = self.mem_modrm()?;
                 let size = self.size(op & 1 == 0);
                 let reg = self.reg(m.reg, size);

@@ -53,7 +53,7 @@ pub struct PagingState {
     pub cr3: u64,
     pub cr4: u64,
     pub efer: u64,
-    /// Physical-address width the guest was told (CPUID 8000_0008h EAX[7:0]).
+    /// Physical-address width the guest was told (CPUID 8000_0008h, EAX bits 7:0).
     /// Entry bits at and above it are reserved. Values above 52 count as 52.
     pub phys_addr_bits: u8,
     /// Whether the guest has 1 GiB pages (CPUID 8000_0001h EDX bit 26).

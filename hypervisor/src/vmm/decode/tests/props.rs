@@ -31,13 +31,13 @@ fn insn_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(20_000))]
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
 
     #[test]
     fn decode_never_panics_and_len_fits(bytes in insn_bytes(), mode in mode()) {
         if let Ok(insn) = decode(&bytes, mode) {
             let len = usize::from(insn.len);
-            prop_assert!(len >= 1 && len <= MAX_INSN_LEN && len <= bytes.len(), "{insn:?}");
+            prop_assert!((1..=MAX_INSN_LEN).contains(&len) && len <= bytes.len(), "{insn:?}");
             // The decoder looks at no byte past the instruction...
             prop_assert_eq!(decode(&bytes[..len], mode), Ok(insn));
             // ...and needs every byte before its end.
@@ -46,6 +46,11 @@ proptest! {
             }
         }
     }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5_000))]
 
     #[test]
     fn emulating_any_decoded_memory_insn_never_panics(
@@ -65,6 +70,11 @@ proptest! {
             }
         }
     }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
 
     #[test]
     fn walking_random_tables_never_panics(
@@ -88,7 +98,7 @@ proptest! {
         }
         let mut buf = [0; MAX_INSN_LEN];
         if let Ok(f) = fetch(&mem, &cpu, mode, cr3, gva, user, &mut buf) {
-            prop_assert!(f.len >= 1 && f.len <= MAX_INSN_LEN);
+            prop_assert!((1..=MAX_INSN_LEN).contains(&f.len));
             prop_assert_eq!(f.stop.is_none(), f.len == MAX_INSN_LEN);
         }
     }

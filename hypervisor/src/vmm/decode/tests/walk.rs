@@ -60,7 +60,7 @@ fn long_tables(leaf: u64) -> VecMemory {
     set64(&mut mem, PML4 + 3 * 8, PDPT | P | RW | US);
     set64(&mut mem, PDPT + 5 * 8, PD | P | RW | US);
     set64(&mut mem, PD + 7 * 8, PT | P | RW | US);
-    set64(&mut mem, PT + 9 * 8, 0xABCD_000 | leaf);
+    set64(&mut mem, PT + 9 * 8, 0x0ABC_D000 | leaf);
     mem
 }
 
@@ -71,11 +71,11 @@ fn long_mode_maps_a_4k_page() {
     assert_eq!(
         got,
         Ok(Translation {
-            gpa: 0xABCD_123,
+            gpa: 0x0ABC_D123,
             page_size: 4096
         })
     );
-    assert_eq!(translate(&mem, &long_state(), GVA, UWRITE), Ok(0xABCD_123));
+    assert_eq!(translate(&mem, &long_state(), GVA, UWRITE), Ok(0x0ABC_D123));
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn long_mode_reserved_bits_fault_at_every_level() {
     assert_eq!(translate(&mem, &no_nxe, GVA, WRITE), pf(code, GVA));
     // Bits 62:52 are free for software in long mode.
     mem = long_tables(P | (0x7FF << 52));
-    assert_eq!(translate(&mem, &cpu, GVA, READ), Ok(0xABCD_123));
+    assert_eq!(translate(&mem, &cpu, GVA, READ), Ok(0x0ABC_D123));
 }
 
 #[test]
@@ -174,10 +174,10 @@ fn write_to_read_only_page_faults_for_supervisor_only_with_wp() {
     };
     let sup = PfErrorCode::PRESENT | PfErrorCode::WRITE;
     assert_eq!(translate(&mem, &wp, GVA, WRITE), pf(sup, GVA));
-    assert_eq!(translate(&mem, &no_wp, GVA, WRITE), Ok(0xABCD_123));
+    assert_eq!(translate(&mem, &no_wp, GVA, WRITE), Ok(0x0ABC_D123));
     let user = sup | PfErrorCode::USER;
     assert_eq!(translate(&mem, &no_wp, GVA, UWRITE), pf(user, GVA));
-    assert_eq!(translate(&mem, &no_wp, GVA, UREAD), Ok(0xABCD_123));
+    assert_eq!(translate(&mem, &no_wp, GVA, UREAD), Ok(0x0ABC_D123));
 }
 
 #[test]
@@ -196,7 +196,7 @@ fn user_access_to_supervisor_page_faults() {
     let cpu = long_state();
     let code = PfErrorCode::PRESENT | PfErrorCode::USER;
     assert_eq!(translate(&mem, &cpu, GVA, UREAD), pf(code, GVA));
-    assert_eq!(translate(&mem, &cpu, GVA, READ), Ok(0xABCD_123));
+    assert_eq!(translate(&mem, &cpu, GVA, READ), Ok(0x0ABC_D123));
 }
 
 #[test]
@@ -206,7 +206,7 @@ fn fetch_from_no_execute_page_faults_with_nxe() {
     let cpu = long_state();
     let code = PfErrorCode::PRESENT | PfErrorCode::FETCH;
     assert_eq!(translate(&mem, &cpu, GVA, FETCH), pf(code, GVA));
-    assert_eq!(translate(&mem, &cpu, GVA, READ), Ok(0xABCD_123));
+    assert_eq!(translate(&mem, &cpu, GVA, READ), Ok(0x0ABC_D123));
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn smep_stops_supervisor_fetch_from_user_page() {
     assert_eq!(translate(&mem, &cpu, GVA, FETCH), pf(code, GVA));
     assert_eq!(
         translate(&mem, &cpu, GVA, AccessKind::fetch(true)),
-        Ok(0xABCD_123)
+        Ok(0x0ABC_D123)
     );
 }
 
