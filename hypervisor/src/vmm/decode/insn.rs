@@ -834,9 +834,10 @@ impl Decoder<'_> {
             0x90 if self.p.rep == Some(0xF3) => self.sys(SysInsn::Pause),
             0x90 => self.sys(SysInsn::Nop),
             0x9C | 0x9D => {
+                // 64 bits by default in 64-bit mode; REX.W beats 66 there.
                 let size = match (self.mode, self.p.opsize) {
-                    (CpuMode::Bits64, false) => 8,
-                    (CpuMode::Bits64, true) => 2,
+                    (CpuMode::Bits64, true) if !self.p.rex_w() => 2,
+                    (CpuMode::Bits64, _) => 8,
                     _ => self.opsize_no_w(),
                 };
                 self.sys(if op == 0x9C {

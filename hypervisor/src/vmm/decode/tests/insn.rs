@@ -262,6 +262,7 @@ fn cases_64() -> Vec<Case> {
         case(Bits64, &[0x9c], "pushfq", sys(SysInsn::Pushf { size: 8 })),
         case(Bits64, &[0x9d], "popfq", sys(SysInsn::Popf { size: 8 })),
         case(Bits64, &[0x66, 0x9c], "pushfw", sys(SysInsn::Pushf { size: 2 })),
+        case(Bits64, &[0x66, 0x48, 0x9c], "data16 rex.W pushfq", sys(SysInsn::Pushf { size: 8 })),
         case(Bits64, &[0xf3, 0x90], "pause", sys(SysInsn::Pause)),
         case(Bits64, &[0x90], "nop", sys(SysInsn::Nop)),
         case(Bits64, &[0xfa], "cli", sys(SysInsn::Cli)),
