@@ -44,6 +44,12 @@ pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
+/// Nanoseconds since the TSC started, from the calibrated frequency.
+pub fn now_ns() -> u64 {
+    let hz = TSC_HZ.load(Ordering::Relaxed).max(1);
+    (u128::from(super::cpu::rdtsc()) * 1_000_000_000 / u128::from(hz)) as u64
+}
+
 /// Masks both legacy 8259s: the firmware may have left them delivering
 /// IRQ0 on vector 8, which would look like a double fault.
 fn mask_legacy_pic() {

@@ -215,3 +215,26 @@ impl npt::TableMemory for IdentityTables {
         unsafe { core::ptr::write_volatile((table.0 as *mut u64).add(index), value) }
     }
 }
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// The hypervisor image in memory, `[start, end)`, `.bss` included.
+pub fn image_range() -> (u64, u64) {
+    (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__image_end) as u64)
+}
+
+/// The bytes of a boot module.
+///
+/// Boot modules are excluded from the frame allocator (see
+/// `kernel::usable_ranges`) and nothing writes them, so they stay intact
+/// for the kernel's life. Returns None for a range outside the identity map.
+pub fn boot_module(start: u64, end: u64) -> Option<&'static [u8]> {
+    if end < start || end > IDENTITY_LIMIT || start == 0 {
+        return None;
+    }
+    // SAFETY: see above: the range is reserved RAM that nobody writes.
+    Some(unsafe { slice(start, (end - start) as usize) })
+}

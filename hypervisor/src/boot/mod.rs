@@ -5,6 +5,7 @@
 //! [`BootInfo`] as early as possible, because the loaders' structures can
 //! lie anywhere in RAM and the frame allocator must not hand them out.
 pub mod cmdline;
+pub mod guests;
 pub mod multiboot;
 
 use arrayvec::{ArrayString, ArrayVec};

@@ -498,3 +498,40 @@ fn vcpu_index(caller: Caller, vcpu: VcpuHandle) -> SysResult<u32> {
     let g = vcpu_slot(caller, vcpu)?.lock();
     Ok(u32::from(g.as_ref().ok_or(SysError::NoSuchObject)?.index))
 }
+
+/// Nanoseconds since boot, from the TSC.
+pub fn sys_now_ns() -> u64 {
+    crate::arch::lapic::now_ns()
+}
+
+/// The TSC as the guest reads it (no offset is applied).
+pub fn sys_guest_tsc() -> u64 {
+    crate::arch::cpu::rdtsc()
+}
+
+/// Waits until `deadline_ns` (nanoseconds since boot) or the next host
+/// interrupt, whichever comes first. Returns at once if the deadline passed.
+pub fn sys_wait_until(deadline_ns: u64) {
+    let now = sys_now_ns();
+    if deadline_ns > now {
+        crate::arch::lapic::arm_timer_ns(deadline_ns - now);
+        crate::arch::cpu::wait_for_interrupt();
+    }
+}
+
+/// Arms the host timer that ends the guest's next time slice.
+pub fn sys_set_slice(ns: u64) {
+    crate::arch::lapic::arm_timer_ns(ns);
+}
+
+/// Writes bytes to the hypervisor's console (the host serial port).
+pub fn sys_console_write(bytes: &[u8]) {
+    for &b in bytes {
+        crate::arch::serial::write_byte(b);
+    }
+}
+
+/// A byte typed on the hypervisor's console, if one is waiting.
+pub fn sys_console_read() -> Option<u8> {
+    crate::arch::serial::try_read_byte()
+}

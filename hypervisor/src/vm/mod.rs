@@ -123,15 +123,13 @@ pub struct Vcpu {
     /// The VM's NPT generation this vCPU's ASID is known clean for.
     npt_generation: u64,
     last_exit: Option<(VmExit, RawExit)>,
-    /// EFER as the guest believes it is (the VMCB's copy always has SVME).
-    guest_efer: u64,
 }
 
 /// What an intercept setup for a fresh vCPU traps: everything the VMM must
 /// see, nothing more.
 fn default_intercepts(vmcb: &mut Vmcb) {
     let c = &mut vmcb.control;
-    c.set_exception_intercepts(ExceptionIntercepts::BP | ExceptionIntercepts::MC);
+    c.set_exception_intercepts(ExceptionIntercepts::MC);
     c.set_misc1_intercepts(
         InterceptMisc1::INTR
             | InterceptMisc1::NMI
@@ -163,6 +161,7 @@ fn default_intercepts(vmcb: &mut Vmcb) {
 }
 
 const EFER_SVME: u64 = 1 << 12;
+const EFER_LMA: u64 = 1 << 10;
 const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 
 impl Vcpu {
@@ -204,7 +203,6 @@ impl Vcpu {
             last_cpu: None,
             npt_generation: vm.npt_generation,
             last_exit: None,
-            guest_efer: 0,
         })
     }
 
@@ -299,7 +297,8 @@ impl Vcpu {
             Reg::Cr2 => s.cr2,
             Reg::Cr3 => s.cr3,
             Reg::Cr4 => s.cr4,
-            Reg::Efer => self.guest_efer,
+            // The guest never sees SVME, which VMRUN needs set.
+            Reg::Efer => s.efer & !EFER_SVME,
             Reg::Dr6 => s.dr6,
             Reg::Dr7 => s.dr7,
             Reg::Pat => s.g_pat,
@@ -350,10 +349,8 @@ impl Vcpu {
                 self.dirty |= CleanBits::CRX;
             }
             Reg::Efer => {
-                // The guest's EFER as it sees it; SVM needs SVME set in the
-                // real one, and LMA follows LME and CR0.PG.
-                self.guest_efer = v & !EFER_SVME;
-                s.efer = self.guest_efer | EFER_SVME;
+                // SVME stays set for VMRUN; LMA is the CPU's to change.
+                s.efer = (v & !(EFER_SVME | EFER_LMA)) | (s.efer & EFER_LMA) | EFER_SVME;
                 self.dirty |= CleanBits::CRX;
             }
             Reg::Dr6 => {

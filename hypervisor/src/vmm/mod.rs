@@ -2,5 +2,11 @@
 //! syscall layer only.
 pub mod decode;
 pub mod dev;
+pub mod guestmem;
+pub mod hvdev;
+pub mod hypercall;
+pub mod launch;
 pub mod loader;
 pub mod mem;
+pub mod msr;
+pub mod vcpu;

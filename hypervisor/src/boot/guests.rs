@@ -1,0 +1,130 @@
+//! Which guests to run, from the boot modules.
+//!
+//! Each module's command line is `NAME [hv.OPTION=VALUE]... [GUEST ARGS]...`:
+//! the first word names the file (QEMU puts its path there), words starting
+//! with `hv.` configure the VM, and everything else is the guest's command
+//! line. A module holding a kernel image starts a VM; a module that is not a
+//! kernel, right after one, is that kernel's initrd.
+//!
+//! VM options: `hv.mem=SIZE` (RAM, default from `mem=`), `hv.format=raw16`
+//! (a flat real-mode binary entered at 0000:7C00), `hv.debug-exit=on`
+//! (pass port 0xF4 through).
+use super::cmdline::{parse_size, Options, Problem, Problems, MAX_GUEST_MEM, MIN_GUEST_MEM};
+use super::{bounded, Module, MAX_MODULES};
+use arrayvec::{ArrayString, ArrayVec};
+
+/// One VM to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestPlan {
+    /// Index of the kernel module.
+    pub kernel: usize,
+    /// Index of the initrd module.
+    pub initrd: Option<usize>,
+    pub cmdline: ArrayString<512>,
+    pub mem: u64,
+    pub raw16: bool,
+    pub debug_exit: bool,
+}
+
+/// Plans the VMs. `is_kernel(i)` says whether module `i` holds a kernel
+/// image the loaders recognise.
+pub fn plan(
+    modules: &[Module],
+    opts: &Options,
+    is_kernel: impl Fn(usize) -> bool,
+) -> (ArrayVec<GuestPlan, MAX_MODULES>, Problems) {
+    let mut plans: ArrayVec<GuestPlan, MAX_MODULES> = ArrayVec::new();
+    let mut problems = Problems::new();
+    let mut report = |word: &str, reason: &'static str| {
+        let _ = problems.try_push(Problem { word: bounded(word), reason });
+    };
+    for (i, m) in modules.iter().enumerate() {
+        let mut words = m.cmdline.split_ascii_whitespace();
+        let name = words.next().unwrap_or("");
+        let mut p = GuestPlan {
+            kernel: i,
+            initrd: None,
+            cmdline: ArrayString::new(),
+            mem: opts.guest_mem,
+            raw16: false,
+            debug_exit: opts.debug_exit_passthrough,
+        };
+        let mut guest_words = 0;
+        for w in words {
+            if let Some(opt) = w.strip_prefix("hv.") {
+                match opt.split_once('=') {
+                    Some(("mem", v)) => match parse_size(v) {
+                        Some(s) if (MIN_GUEST_MEM..=MAX_GUEST_MEM).contains(&s) && s % (2 << 20) == 0 => p.mem = s,
+                        _ => report(w, "guest memory must be a multiple of 2M between 16M and 3G; ignored"),
+                    },
+                    Some(("format", "raw16")) => p.raw16 = true,
+                    Some(("debug-exit", "on")) => p.debug_exit = true,
+                    Some(("debug-exit", "off")) => p.debug_exit = false,
+                    _ => report(w, "unknown VM option; ignored"),
+                }
+            } else {
+                let sep = if guest_words == 0 { "" } else { " " };
+                if p.cmdline.try_push_str(sep).and_then(|_| p.cmdline.try_push_str(w)).is_err() {
+                    report(name, "guest command line too long (512 bytes at most); cut");
+                    break;
+                }
+                guest_words += 1;
+            }
+        }
+        if guest_words == 0 {
+            p.cmdline = opts.guest_cmdline.clone();
+        }
+        if p.raw16 || is_kernel(i) {
+            let _ = plans.try_push(p);
+        } else if let Some(last) = plans.last_mut().filter(|l| l.initrd.is_none() && l.kernel + 1 == i) {
+            last.initrd = Some(i);
+        } else {
+            report(name, "module is neither a kernel nor an initrd right after one; ignored");
+        }
+    }
+    (plans, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(cmdline: &str) -> Module {
+        Module { start: 0x100000, end: 0x200000, cmdline: bounded(cmdline) }
+    }
+
+    #[test]
+    fn kernel_then_initrd_make_one_vm_with_its_command_line() {
+        let mods = [module("/x/bzImage console=ttyS0 quiet hv.mem=64M"), module("/x/initramfs.cpio")];
+        let (plans, problems) = plan(&mods, &Options::default(), |i| i == 0);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].initrd, Some(1));
+        assert_eq!(plans[0].cmdline.as_str(), "console=ttyS0 quiet");
+        assert_eq!(plans[0].mem, 64 << 20);
+    }
+
+    #[test]
+    fn two_kernels_make_two_vms() {
+        let mods = [module("a.elf mode=npf"), module("b.elf hv.debug-exit=on")];
+        let (plans, _) = plan(&mods, &Options::default(), |_| true);
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].cmdline.as_str(), "mode=npf");
+        assert!(plans[1].debug_exit);
+    }
+
+    #[test]
+    fn raw16_modules_are_guests_without_detection() {
+        let (plans, _) = plan(&[module("g16.bin hv.format=raw16")], &Options::default(), |_| false);
+        assert!(plans[0].raw16);
+    }
+
+    #[test]
+    fn stray_modules_and_bad_options_are_reported() {
+        let mods = [module("junk.bin"), module("k hv.mem=1T hv.colour=blue")];
+        let (plans, problems) = plan(&mods, &Options::default(), |i| i == 1);
+        assert_eq!(plans.len(), 1);
+        let words: Vec<_> = problems.iter().map(|p| p.word.as_str()).collect();
+        assert_eq!(words, ["junk.bin", "hv.mem=1T", "hv.colour=blue"]);
+    }
+}

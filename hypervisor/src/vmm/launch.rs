@@ -1,0 +1,146 @@
+//! Building a VM from a guest image and running it to its end.
+use super::guestmem::VmMemory;
+use super::hvdev::{DebugConsole, InfoDevice};
+use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
+use super::mem::GuestMemory;
+use super::vcpu::{ExitCounts, Stop, VcpuLoop};
+use crate::syscall::*;
+use vmcb::Segment;
+
+/// Where a raw 16-bit guest is loaded and entered (0000:7C00, like a boot
+/// sector).
+pub const RAW16_LOAD: u64 = 0x7C00;
+
+/// One guest to run.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestConfig<'a> {
+    pub name: &'a str,
+    pub image: &'a [u8],
+    pub initrd: Option<&'a [u8]>,
+    pub cmdline: &'a str,
+    /// Bytes of RAM from guest-physical 0.
+    pub mem: u64,
+    /// The image is a flat real-mode binary, not a kernel format.
+    pub raw16: bool,
+    /// Pass port 0xF4 (QEMU's debug-exit device) through to the guest.
+    pub debug_exit: bool,
+}
+
+/// Why a VM could not be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchError {
+    Kernel(SysError),
+    Load(LoadError),
+    Raw16TooLarge(usize),
+}
+
+impl From<SysError> for LaunchError {
+    fn from(e: SysError) -> Self {
+        LaunchError::Kernel(e)
+    }
+}
+
+impl core::fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LaunchError::Kernel(e) => write!(f, "kernel refused: {e}"),
+            LaunchError::Load(e) => write!(f, "bad guest image: {e}"),
+            LaunchError::Raw16TooLarge(n) => write!(f, "raw 16-bit image of {n} bytes does not fit below 640 KiB"),
+        }
+    }
+}
+
+/// How the VM ended, and what it did on the way.
+pub struct Outcome {
+    pub stop: Stop,
+    pub counts: ExitCounts,
+}
+
+fn seg(s: &loader::Segment) -> Segment {
+    Segment { selector: s.selector, attrib: s.attrib, limit: s.limit, base: s.base }
+}
+
+/// Puts the vCPU in the state a loader asked for.
+fn apply_entry(caller: Caller, vcpu: VcpuHandle, e: &EntryState) -> SysResult<()> {
+    for (r, v) in [
+        (Reg::Cr0, e.cr0),
+        (Reg::Cr3, e.cr3),
+        (Reg::Cr4, e.cr4),
+        (Reg::Efer, e.efer),
+        (Reg::Rip, e.rip),
+        (Reg::Rsp, e.rsp),
+        (Reg::Rflags, e.rflags),
+        (Reg::Rax, e.rax),
+        (Reg::Rbx, e.rbx),
+        (Reg::Rsi, e.rsi),
+    ] {
+        sys_reg_set(caller, vcpu, r, v)?;
+    }
+    if e.mode == CpuMode::Real16 {
+        return Ok(());
+    }
+    sys_seg_set(caller, vcpu, SegReg::Cs, seg(&e.code))?;
+    for r in [SegReg::Ds, SegReg::Es, SegReg::Ss, SegReg::Fs, SegReg::Gs] {
+        sys_seg_set(caller, vcpu, r, seg(&e.data))?;
+    }
+    sys_seg_set(caller, vcpu, SegReg::Tr, seg(&e.tr))?;
+    sys_seg_set(caller, vcpu, SegReg::Gdtr, Segment::table(e.gdtr.base, e.gdtr.limit))?;
+    sys_seg_set(caller, vcpu, SegReg::Idtr, Segment::table(0, 0))?;
+    Ok(())
+}
+
+fn load(caller: Caller, vm: VmHandle, vcpu: VcpuHandle, cfg: &GuestConfig<'_>) -> Result<(), LaunchError> {
+    let mut mem = VmMemory { caller, vm, size: cfg.mem };
+    if cfg.raw16 {
+        if cfg.image.len() as u64 > 0xA0000 - RAW16_LOAD {
+            return Err(LaunchError::Raw16TooLarge(cfg.image.len()));
+        }
+        mem.write(RAW16_LOAD, cfg.image).map_err(|_| LaunchError::Raw16TooLarge(cfg.image.len()))?;
+        // Real mode at 0000:7C00.
+        sys_seg_set(caller, vcpu, SegReg::Cs, Segment::real_mode_code(0))?;
+        sys_reg_set(caller, vcpu, Reg::Rip, RAW16_LOAD)?;
+        return Ok(());
+    }
+    let layout = MemLayout { ram_size: cfg.mem };
+    let (kind, entry) =
+        loader::load(&mut mem, &layout, cfg.image, cfg.initrd, cfg.cmdline.as_bytes()).map_err(LaunchError::Load)?;
+    log::info!("{}: {:?} image, entry {:#x} in {:?}", cfg.name, kind, entry.rip, entry.mode);
+    apply_entry(caller, vcpu, &entry)?;
+    Ok(())
+}
+
+/// Creates the VM, loads the guest, runs it until it stops, and frees the
+/// VM again. A guest that cannot be loaded gets an error naming why; the
+/// hypervisor and other VMs are not affected either way.
+pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> Result<Outcome, LaunchError> {
+    let vm = sys_vm_create(caller)?;
+    let result = (|| {
+        sys_npt_map(caller, vm, 0, cfg.mem)?;
+        let vcpu = sys_vcpu_create(caller, vm)?;
+        if cfg.debug_exit {
+            for port in 0xF4..=0xF7 {
+                sys_set_io_intercept(caller, vm, port, false)?;
+            }
+        }
+        // INT3 is reflected back into the guest through sys_inject.
+        sys_set_exception_intercept(caller, vcpu, 3, true)?;
+        load(caller, vm, vcpu, cfg)?;
+        let mut lp = VcpuLoop {
+            name: cfg.name,
+            caller,
+            vm,
+            vcpu,
+            mem: VmMemory { caller, vm, size: cfg.mem },
+            board: super::dev::Board::new(super::dev::BoardConfig { rtc_epoch_seconds: epoch_seconds, ram_size: cfg.mem }),
+            console: DebugConsole::new(),
+            info_dev: InfoDevice::default(),
+            counts: ExitCounts::default(),
+        };
+        let stop = lp.run();
+        Ok(Outcome { stop, counts: lp.counts })
+    })();
+    if let Err(e) = sys_vm_destroy(caller, vm) {
+        log::error!("{}: could not free the VM: {e}", cfg.name);
+    }
+    result
+}

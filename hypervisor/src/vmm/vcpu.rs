@@ -1,0 +1,403 @@
+//! The VMM's exit loop for one vCPU: run, handle the exit, inject.
+//!
+//! Everything here goes through the syscall layer. The loop ends when the
+//! guest resets, powers off, triple-faults or does something the VMM cannot
+//! emulate; the returned [`Stop`] says which, and where.
+use super::decode::{self, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
+use super::dev::{Board, BoardEvent};
+use super::guestmem::VmMemory;
+use super::hvdev::{DebugConsole, InfoDevice, DEBUG_PORT};
+use super::msr::{self, MsrAction};
+use crate::syscall::*;
+use crate::vm::ExitReason;
+use log::{info, warn};
+use vmcb::{EventInj, IoAccessSize, IoDirection};
+
+/// How long the guest runs before the host timer takes the CPU back.
+const SLICE_NS: u64 = 1_000_000;
+/// The longest a halted vCPU sleeps before it looks at the console again.
+const IDLE_POLL_NS: u64 = 10_000_000;
+const RFLAGS_IF: u64 = 1 << 9;
+
+const VEC_UD: u8 = 6;
+const VEC_GP: u8 = 13;
+const VEC_BP: u8 = 3;
+
+/// The LAPIC and IOAPIC pages: guests that probe them find nothing there
+/// (reads return zero, writes are dropped).
+const ABSENT_MMIO: [(u64, u64); 2] = [(0xFEC0_0000, 0x1000), (0xFEE0_0000, 0x1000)];
+
+/// Why a vCPU stopped for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The guest asked for a reset (port 0xCF9, the i8042, a triple fault
+    /// is reported separately).
+    Reset,
+    PowerOff,
+    /// Shutdown: a fault while delivering a double fault.
+    TripleFault { rip: u64 },
+    /// An access to guest-physical memory that is neither RAM nor a device.
+    UnhandledNpf { gpa: u64, rip: u64, write: bool },
+    /// An instruction the VMM had to emulate and could not.
+    Unemulated { rip: u64, what: &'static str },
+    /// VMRUN refused the guest state.
+    InvalidState { rip: u64 },
+    /// An exit with no handler.
+    UnhandledExit { code: u64, rip: u64 },
+    /// A syscall failed: a VMM bug.
+    Kernel(SysError),
+}
+
+impl From<SysError> for Stop {
+    fn from(e: SysError) -> Stop {
+        Stop::Kernel(e)
+    }
+}
+
+/// Per-vCPU exit counts.
+#[derive(Debug, Clone, Default)]
+pub struct ExitCounts(pub [u64; ExitReason::COUNT]);
+
+impl core::fmt::Display for ExitCounts {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut first = true;
+        for r in ExitReason::ALL {
+            let n = self.0[r as usize];
+            if n != 0 {
+                write!(f, "{}{}={}", if first { "" } else { " " }, r.name(), n)?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
+
+/// The guest's registers through the syscall layer, for the emulator.
+struct SysRegs {
+    caller: Caller,
+    vcpu: VcpuHandle,
+}
+
+impl GprAccess for SysRegs {
+    fn gpr(&self, n: u8) -> u64 {
+        Reg::gpr(n).and_then(|r| sys_reg_get(self.caller, self.vcpu, r).ok()).unwrap_or(0)
+    }
+    fn set_gpr(&mut self, n: u8, v: u64) {
+        if let Some(r) = Reg::gpr(n) {
+            let _ = sys_reg_set(self.caller, self.vcpu, r, v);
+        }
+    }
+    fn rflags(&self) -> u64 {
+        sys_reg_get(self.caller, self.vcpu, Reg::Rflags).unwrap_or(2)
+    }
+    fn set_rflags(&mut self, v: u64) {
+        let _ = sys_reg_set(self.caller, self.vcpu, Reg::Rflags, v);
+    }
+}
+
+/// One vCPU and the devices it drives.
+pub struct VcpuLoop<'a> {
+    pub name: &'a str,
+    pub caller: Caller,
+    pub vm: VmHandle,
+    pub vcpu: VcpuHandle,
+    pub mem: VmMemory,
+    pub board: Board,
+    pub console: DebugConsole,
+    pub info_dev: InfoDevice,
+    pub counts: ExitCounts,
+}
+
+impl VcpuLoop<'_> {
+    fn reg(&self, r: Reg) -> Result<u64, Stop> {
+        Ok(sys_reg_get(self.caller, self.vcpu, r)?)
+    }
+
+    fn set_reg(&self, r: Reg, v: u64) -> Result<(), Stop> {
+        Ok(sys_reg_set(self.caller, self.vcpu, r, v)?)
+    }
+
+    fn inject(&self, ev: EventInj) -> Result<(), Stop> {
+        Ok(sys_inject(self.caller, self.vcpu, ev)?)
+    }
+
+    fn mode(&self) -> Result<CpuMode, Stop> {
+        let cs = sys_seg_get(self.caller, self.vcpu, SegReg::Cs)?;
+        let a = cs.attributes();
+        Ok(CpuMode::from_state(self.reg(Reg::Cr0)?, self.reg(Reg::Efer)?, self.reg(Reg::Rflags)?, a.long(), a.default_big()))
+    }
+
+    fn paging(&self) -> Result<PagingState, Stop> {
+        Ok(PagingState {
+            cr0: self.reg(Reg::Cr0)?,
+            cr3: self.reg(Reg::Cr3)?,
+            cr4: self.reg(Reg::Cr4)?,
+            efer: self.reg(Reg::Efer)?,
+            phys_addr_bits: 40,
+            gbpages: false,
+        })
+    }
+
+    /// Decodes the instruction at the guest's RIP.
+    fn decode_at_rip(&self) -> Result<decode::Insn, Stop> {
+        let rip = self.reg(Reg::Rip)?;
+        let mode = self.mode()?;
+        let cs = sys_seg_get(self.caller, self.vcpu, SegReg::Cs)?;
+        let user = self.reg(Reg::Cpl)? == 3;
+        let mut buf = [0u8; MAX_INSN_LEN];
+        let paging = self.paging()?;
+        let fetched = decode::fetch(&self.mem, &paging, mode, cs.base, rip, user, &mut buf)
+            .map_err(|_| Stop::Unemulated { rip, what: "instruction fetch failed" })?;
+        decode::decode(&buf[..fetched.len], mode).map_err(|_| Stop::Unemulated { rip, what: "instruction not decodable" })
+    }
+
+    /// Moves RIP past the intercepted instruction: NRIPS where the CPU has
+    /// it, else the decoded length.
+    fn skip_instruction(&self) -> Result<(), Stop> {
+        if let Some(next) = sys_get_next_rip(self.caller, self.vcpu)? {
+            return self.set_reg(Reg::Rip, next);
+        }
+        let insn = self.decode_at_rip()?;
+        self.advance(u64::from(insn.len))
+    }
+
+    fn advance(&self, len: u64) -> Result<(), Stop> {
+        let rip = self.reg(Reg::Rip)?;
+        let next = match self.mode()? {
+            CpuMode::Bits64 => rip.wrapping_add(len),
+            CpuMode::Bits32 => rip.wrapping_add(len) & 0xFFFF_FFFF,
+            CpuMode::Bits16 => rip.wrapping_add(len) & 0xFFFF,
+        };
+        self.set_reg(Reg::Rip, next)
+    }
+
+    /// Runs the vCPU until it stops for good.
+    pub fn run(&mut self) -> Stop {
+        loop {
+            if let Err(stop) = self.step() {
+                return stop;
+            }
+        }
+    }
+
+    fn now(&self) -> u64 {
+        sys_now_ns()
+    }
+
+    /// Moves console bytes between the host serial port and the guest UART.
+    fn pump_console(&mut self) {
+        while let Some(b) = sys_console_read() {
+            if !self.board.uart_receive(b) {
+                break;
+            }
+        }
+        self.board.drain_output(|b| sys_console_write(&[b]));
+    }
+
+    /// Injects the highest pending interrupt if the guest can take it now,
+    /// or asks for an exit at the moment it can.
+    fn deliver_interrupts(&mut self) -> Result<(), Stop> {
+        self.board.update(self.now());
+        if self.board.pending_vector().is_none() {
+            return Ok(());
+        }
+        if sys_check_pending_event(self.caller, self.vcpu)? {
+            return Ok(());
+        }
+        let open = self.reg(Reg::Rflags)? & RFLAGS_IF != 0 && !sys_check_shadow(self.caller, self.vcpu)?;
+        if open {
+            if let Some(v) = self.board.acknowledge() {
+                self.inject(EventInj::external_interrupt(v))?;
+            }
+            sys_set_intercept_int(self.caller, self.vcpu, false)?;
+        } else {
+            sys_set_intercept_int(self.caller, self.vcpu, true)?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<(), Stop> {
+        self.deliver_interrupts()?;
+        sys_set_slice(SLICE_NS);
+        let exit = sys_run(self.caller, self.vcpu)?;
+        self.counts.0[exit.reason() as usize] += 1;
+        match exit {
+            VmExit::Io { io, next_rip } => self.handle_io(io, next_rip)?,
+            VmExit::Cpuid => {
+                let leaf = self.reg(Reg::Rax)? as u32;
+                let sub = self.reg(Reg::Rcx)? as u32;
+                let r = sys_cpuid(self.caller, self.vcpu, leaf, sub)?;
+                self.set_reg(Reg::Rax, u64::from(r.eax))?;
+                self.set_reg(Reg::Rbx, u64::from(r.ebx))?;
+                self.set_reg(Reg::Rcx, u64::from(r.ecx))?;
+                self.set_reg(Reg::Rdx, u64::from(r.edx))?;
+                self.skip_instruction()?;
+            }
+            VmExit::Msr(kind) => self.handle_msr(kind.is_write())?,
+            VmExit::Hlt => {
+                self.skip_instruction()?;
+                self.idle()?;
+            }
+            VmExit::Vmmcall => {
+                let result = super::hypercall::dispatch(self)?;
+                self.set_reg(Reg::Rax, result as u64)?;
+                self.skip_instruction()?;
+            }
+            VmExit::Npf(f) => self.handle_npf(f.gpa, f.is_write())?,
+            VmExit::Exception(e) => {
+                if e.vector == VEC_BP {
+                    // INT3 traps: the guest's handler expects RIP after it.
+                    let insn = self.decode_at_rip()?;
+                    self.advance(u64::from(insn.len))?;
+                }
+                let ev = match e.error_code {
+                    Some(code) => EventInj::exception_with_error(e.vector, code),
+                    None => EventInj::exception(e.vector),
+                };
+                if let Some(cr2) = e.fault_address {
+                    self.set_reg(Reg::Cr2, cr2)?;
+                }
+                self.inject(ev)?;
+            }
+            VmExit::Shutdown => return Err(Stop::TripleFault { rip: self.reg(Reg::Rip)? }),
+            VmExit::Intr => {}
+            VmExit::InterruptWindow => sys_set_intercept_int(self.caller, self.vcpu, false)?,
+            VmExit::SvmInstruction(_) => self.inject(EventInj::exception(VEC_UD))?,
+            VmExit::Invalid => return Err(Stop::InvalidState { rip: self.reg(Reg::Rip)? }),
+            VmExit::Other(code) => self.handle_other(code)?,
+        }
+        self.pump_console();
+        if let Some(ev) = self.board.take_event() {
+            return Err(match ev {
+                BoardEvent::Reset => Stop::Reset,
+                BoardEvent::PowerOff => Stop::PowerOff,
+            });
+        }
+        Ok(())
+    }
+
+    /// HLT: sleep until a device raises an interrupt the guest can take.
+    fn idle(&mut self) -> Result<(), Stop> {
+        loop {
+            self.pump_console();
+            let now = self.now();
+            self.board.update(now);
+            if self.board.pending_vector().is_some() {
+                return Ok(());
+            }
+            let deadline = self.board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);
+            sys_wait_until(deadline);
+        }
+    }
+
+    fn handle_io(&mut self, io: vmcb::IoioInfo, next_rip: u64) -> Result<(), Stop> {
+        if io.string {
+            return Err(Stop::Unemulated { rip: self.reg(Reg::Rip)?, what: "string I/O (INS/OUTS)" });
+        }
+        let size: u8 = match io.size {
+            IoAccessSize::Byte => 1,
+            IoAccessSize::Word => 2,
+            IoAccessSize::Dword => 4,
+        };
+        let now = self.now();
+        match io.direction {
+            IoDirection::Out => {
+                let value = (self.reg(Reg::Rax)? & mask(size)) as u32;
+                if io.port == DEBUG_PORT {
+                    let name = self.name;
+                    self.console.put(value as u8, |line| info!("{name}: {line}"));
+                } else {
+                    self.board.io_write(io.port, size, value, now);
+                }
+            }
+            IoDirection::In => {
+                let value = if io.port == DEBUG_PORT { 0xE9 } else { self.board.io_read(io.port, size, now) };
+                let rax = self.reg(Reg::Rax)?;
+                // IN to EAX zero-extends into RAX; AL and AX keep the rest.
+                let new = if size == 4 { u64::from(value) } else { (rax & !mask(size)) | (u64::from(value) & mask(size)) };
+                self.set_reg(Reg::Rax, new)?;
+            }
+        }
+        self.set_reg(Reg::Rip, next_rip)
+    }
+
+    fn handle_msr(&mut self, write: bool) -> Result<(), Stop> {
+        let index = self.reg(Reg::Rcx)? as u32;
+        if write {
+            let value = (self.reg(Reg::Rdx)? << 32) | (self.reg(Reg::Rax)? & 0xFFFF_FFFF);
+            match msr::write(index, value) {
+                MsrAction::Efer => self.set_reg(Reg::Efer, value)?,
+                MsrAction::Pat => self.set_reg(Reg::Pat, value)?,
+                MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
+                MsrAction::Refuse => {
+                    warn!("{}: wrmsr {index:#x} <- {value:#x} refused (#GP)", self.name);
+                    return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                }
+            }
+        } else {
+            let value = match msr::read(index) {
+                MsrAction::Value(v) => v,
+                MsrAction::Efer => self.reg(Reg::Efer)?,
+                MsrAction::Pat => self.reg(Reg::Pat)?,
+                MsrAction::Tsc => sys_guest_tsc(),
+                MsrAction::Ignore => 0,
+                MsrAction::Refuse => {
+                    warn!("{}: rdmsr {index:#x} refused (#GP)", self.name);
+                    return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                }
+            };
+            self.set_reg(Reg::Rax, value & 0xFFFF_FFFF)?;
+            self.set_reg(Reg::Rdx, value >> 32)?;
+        }
+        self.skip_instruction()
+    }
+
+    fn handle_npf(&mut self, gpa: u64, write: bool) -> Result<(), Stop> {
+        let rip = self.reg(Reg::Rip)?;
+        let info = InfoDevice::contains(gpa);
+        let absent = ABSENT_MMIO.iter().any(|&(b, l)| (b..b + l).contains(&gpa));
+        if !info && !absent {
+            return Err(Stop::UnhandledNpf { gpa, rip, write });
+        }
+        let insn = self.decode_at_rip()?;
+        let InsnKind::Mem(m) = insn.kind else {
+            return Err(Stop::Unemulated { rip, what: "MMIO access by an instruction the emulator does not handle" });
+        };
+        let mut regs = SysRegs { caller: self.caller, vcpu: self.vcpu };
+        let dev = &mut self.info_dev;
+        decode::emulate_mmio(&m, &mut regs, &mut |a| match a {
+            Access::Read { size } if info => dev.read(gpa, size),
+            Access::Write { size, value } if info => {
+                dev.write(gpa, size, value);
+                0
+            }
+            _ => 0,
+        });
+        self.advance(u64::from(insn.len))
+    }
+
+    fn handle_other(&mut self, code: vmcb::ExitCode) -> Result<(), Stop> {
+        use vmcb::ExitCode as C;
+        let rip = self.reg(Reg::Rip)?;
+        match code {
+            // Hidden by CPUID: the guest gets what a CPU without them gives.
+            C::Xsetbv | C::Monitor | C::Mwait | C::MwaitConditional | C::Rdpru => self.inject(EventInj::exception(VEC_UD)),
+            // No caches to write back in a VM: a no-op.
+            C::Invd => self.skip_instruction(),
+            // Nothing to do: the host has handled its NMI/SMI.
+            C::Nmi | C::Smi | C::Init => Ok(()),
+            _ => Err(Stop::UnhandledExit { code: code.to_raw(), rip }),
+        }
+    }
+}
+
+fn mask(size: u8) -> u64 {
+    if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size * 8)) - 1
+    }
+}
