@@ -163,7 +163,11 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
         info!("{name}: starting with {} MiB, command line \"{}\"", plan.mem >> 20, plan.cmdline);
         match run_guest(caller, &cfg, 0) {
             Ok(out) => {
-                info!("{name}: stopped: {:?}", out.stop);
+                if out.stop.is_clean() {
+                    info!("{name}: stopped cleanly: {}", out.stop);
+                } else {
+                    error!("{name}: stopped: {}", out.stop);
+                }
                 info!("{name}: exits: {}", out.counts);
             }
             Err(e) => error!("{name}: not started: {e}"),

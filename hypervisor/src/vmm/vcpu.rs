@@ -48,6 +48,32 @@ pub enum Stop {
     Kernel(SysError),
 }
 
+impl core::fmt::Display for Stop {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Stop::Reset => f.write_str("the guest requested a reset"),
+            Stop::PowerOff => f.write_str("the guest powered off"),
+            Stop::TripleFault { rip } => write!(f, "triple fault (shutdown) at RIP {rip:#x}"),
+            Stop::UnhandledNpf { gpa, rip, write } => write!(
+                f,
+                "{} of guest-physical {gpa:#x}, which is neither RAM nor a device, at RIP {rip:#x}",
+                if write { "write" } else { "read" }
+            ),
+            Stop::Unemulated { rip, what } => write!(f, "cannot emulate at RIP {rip:#x}: {what}"),
+            Stop::InvalidState { rip } => write!(f, "VMRUN rejected the guest state (RIP {rip:#x})"),
+            Stop::UnhandledExit { code, rip } => write!(f, "unhandled exit code {code:#x} at RIP {rip:#x}"),
+            Stop::Kernel(e) => write!(f, "kernel error: {e}"),
+        }
+    }
+}
+
+impl Stop {
+    /// The guest ended as guests do (reset or power-off), not by a fault.
+    pub fn is_clean(&self) -> bool {
+        matches!(self, Stop::Reset | Stop::PowerOff)
+    }
+}
+
 impl From<SysError> for Stop {
     fn from(e: SysError) -> Stop {
         Stop::Kernel(e)
