@@ -79,7 +79,7 @@ impl MemLayout {
     /// Checks that the layout is one the loaders support.
     pub fn validate(&self) -> Result<(), LoadError> {
         let r = self.ram_size;
-        if !(MIN_RAM_SIZE..=MAX_RAM_SIZE).contains(&r) || r % 0x1000 != 0 {
+        if !(MIN_RAM_SIZE..=MAX_RAM_SIZE).contains(&r) || !r.is_multiple_of(0x1000) {
             return Err(LoadError::BadRamSize { ram_size: r });
         }
         Ok(())

@@ -75,6 +75,14 @@ fn real_vmlinux_loads_through_its_pvh_note() {
     assert_eq!(detect(&kernel), Some(ImageKind::Pvh));
     let entry = pvh_entry(&kernel).expect("PVH entry note");
     eprintln!("vmlinux PVH entry: {entry:#x}");
+    if let Some(noted) = image("vmlinux.pvh-entry") {
+        let noted = String::from_utf8(noted).unwrap();
+        let noted = u64::from_str_radix(noted.trim().trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(
+            entry, noted,
+            "entry agrees with guest-images/build's readelf"
+        );
+    }
     let mut mem = SparseMemory::new(RAM);
     let (_, s) = load(
         &mut mem,
