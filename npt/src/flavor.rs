@@ -24,7 +24,7 @@ pub enum FlavorKind {
 }
 
 /// A table flavor, chosen by type: [`Nested`] or [`Host`].
-pub trait Flavor: 'static {
+pub trait Flavor: Copy + Eq + core::fmt::Debug + 'static {
     /// The addresses this flavor translates.
     type Addr: InputAddr;
     /// Which flavor this is.

@@ -115,7 +115,7 @@ fn walk_table<M: TableMemory>(
             continue;
         }
         let hpa = raw & ADDR;
-        if hpa % span != 0 {
+        if !hpa.is_multiple_of(span) {
             walked.problems.push(format!(
                 "leaf {raw:#x} at level {level} has a misaligned frame"
             ));
