@@ -443,11 +443,11 @@ impl Rtc {
             .map(|index| self.ram[usize::from(index)]);
         let first = before.saturating_add(1).max(after - SECS_PER_DAY + 1);
         (first..=after).any(|t| {
-            let now = DateTime::from_unix(t);
+            let time_of_day = t.rem_euclid(SECS_PER_DAY);
             let actual = [
-                self.encode_hour(now.hour),
-                self.encode(now.minute),
-                self.encode(now.second),
+                self.encode_hour(time_of_day / 3600),
+                self.encode(time_of_day / 60 % 60),
+                self.encode(time_of_day % 60),
             ];
             alarm
                 .iter()

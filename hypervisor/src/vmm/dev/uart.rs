@@ -425,6 +425,43 @@ mod tests {
     }
 
     #[test]
+    fn linux_autoconfig_sequence_identifies_a_plain_16550a() {
+        let mut u = Uart::new();
+        // No EFR behind LCR = 0x80 or 0xBF: offset 2 reads IIR, never 0.
+        u.write(LCR, 0xBF);
+        u.write(IIR_FCR, 0);
+        u.write(LCR, 0);
+        u.write(IIR_FCR, FCR_ENABLE);
+        assert_eq!(u.read(IIR_FCR) >> 6, 3, "FIFOs present: 16550A class");
+        for lcr in [0x80, 0xBF] {
+            u.write(LCR, lcr);
+            assert_ne!(u.read(IIR_FCR), 0, "LCR {lcr:#x}");
+        }
+        // Not a NatSemi SuperIO: offset 2 under LCR = 0xE0 does not track
+        // MCR.LOOP.
+        u.write(LCR, 0);
+        let mcr = u.read(MCR);
+        u.write(LCR, 0xE0);
+        assert_eq!((u.read(IIR_FCR) ^ mcr) & MCR_LOOP, 0);
+        u.write(LCR, 0);
+        u.write(MCR, mcr ^ MCR_LOOP);
+        u.write(LCR, 0xE0);
+        assert_eq!((u.read(IIR_FCR) ^ mcr) & MCR_LOOP, 0);
+        u.write(LCR, 0);
+        u.write(MCR, mcr);
+        // Not a 16750: FCR bit 5 never shows as IIR bit 5.
+        for lcr in [0x00, 0x80] {
+            u.write(LCR, lcr);
+            u.write(IIR_FCR, FCR_ENABLE | 0x20);
+            assert_eq!(u.read(IIR_FCR) & 0xE0, 0xC0, "LCR {lcr:#x}");
+        }
+        // Not an XScale: IER bit 6 does not stick.
+        u.write(LCR, 0);
+        u.write(IER_DLM, 0x40);
+        assert_eq!(u.read(IER_DLM) & 0x40, 0);
+    }
+
+    #[test]
     fn loopback_sends_transmitted_bytes_to_the_receiver_not_the_wire() {
         let mut u = Uart::new();
         u.write(MCR, MCR_LOOP);
