@@ -3,7 +3,7 @@
 //!
 //! The hypervisor implements these over its mm layer and its identity map of
 //! physical memory (the only unsafe part, kept in the arch layer); host tests
-//! implement them over simulated memory ([`crate::sim::SimMemory`]).
+//! implement them over simulated memory (`npt::sim::SimMemory`).
 
 use crate::HostPhysAddr;
 

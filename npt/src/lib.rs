@@ -11,7 +11,7 @@
 //!   reaches only through [`TableMemory`], and their frames come from a
 //!   [`FrameSource`]. The hypervisor backs both with its mm layer and its
 //!   identity map (the unsafe part stays in the arch layer); tests back them
-//!   with [`sim::SimMemory`].
+//!   with `sim::SimMemory`.
 //! - **A bad request is an error, never a panic.** Every failure is an
 //!   [`NptError`], and a failed operation has changed nothing: the frames an
 //!   operation needs are counted by a dry run and reserved before the first
@@ -26,8 +26,11 @@
 //!   cache upper-level entries, so a table frame emptied by `unmap` could be
 //!   walked after its reuse unless every CPU had flushed first. Keeping the
 //!   frame until the table dies avoids that hazard without a deferred-free
-//!   protocol; an emptied table is reused by the next mapping of its range.
-//! - **An executable spec** ([`spec`], with the `spec` feature or in tests)
+//!   protocol; an emptied table is reused by the next mapping of its range
+//!   (a large page mapped there is then built from smaller ones).
+//! - **Simple over clever.** One recursive walk does every change; the spec
+//!   is a plain map of 4 KiB pages.
+//! - **An executable spec** (`npt::spec`, with the `spec` feature or in tests)
 //!   states what the operations do on a map from 4 KiB pages to
 //!   (frame, permissions); the refinement tests in `tests/` check this
 //!   implementation against it, operation by operation.
@@ -35,10 +38,11 @@
 //! # Flavors: one engine, two uses
 //! AMD nested paging walks the same format as long-mode paging. A
 //! [`PageTable<F>`] is generic over a [`Flavor`]: [`NestedPageTable`]
-//! translates [`GuestPhysAddr`]es and sets the U bit at every level, because
-//! every guest access counts as a user access; [`HostPageTable`] translates
-//! [`HostVirtAddr`]esses (either canonical half) and sets U in leaves only
-//! when asked with [`Perms::USER`]. Both take caching attributes
+//! translates guest-physical addresses ([`GuestPhysAddr`]) and sets the U
+//! bit at every level, because every guest access counts as a user access;
+//! [`HostPageTable`] translates host-virtual addresses ([`HostVirtAddr`], in
+//! either canonical half) and sets U in leaves only when asked with
+//! [`Perms::USER`]. Both take caching attributes
 //! ([`Perms::UNCACHED`] for MMIO) and may cap the page size
 //! ([`PageTable::with_max_page_size`]) for CPUs without 1 GiB pages.
 //!

@@ -16,7 +16,11 @@ bitflags! {
     /// | `USER` | U/S (bit 2); always set in the nested flavor, see [`crate::Flavor`] |
     /// | `WRITE_THROUGH` | PWT (bit 3) |
     /// | `CACHE_DISABLE` | PCD (bit 4) |
-    /// | `EXECUTE` | NX (bit 63) clear. NX is honoured only with EFER.NXE set |
+    /// | `EXECUTE` | NX (bit 63) clear |
+    ///
+    /// Bit 63 is reserved while EFER.NXE is clear, and then every page
+    /// without `EXECUTE` faults on any access: the hypervisor must run with
+    /// EFER.NXE set (nested walks follow the host's paging mode).
     ///
     /// PWT and PCD select one of the first four PAT entries; with the
     /// power-on PAT they mean write-back (neither), write-through, UC- and
