@@ -134,8 +134,12 @@ pub struct TableRegister {
 }
 
 /// Everything the VMM must put into the VMCB to start the guest. Registers
-/// not listed here (IDTR, LDTR, DR*, the other GPRs) start as zero; `efer`
-/// holds only the guest-visible bits, the VMM adds EFER.SVME.
+/// not listed here (IDTR, LDTR, DR*, the other GPRs) start as zero.
+///
+/// `efer` holds the guest-visible bits, the VMM adds EFER.SVME. For
+/// [`CpuMode::Long64`] it includes LMA as well as LME: VMRUN takes EFER
+/// from the VMCB as it is, so a VMCB with CR0.PG and LME but not LMA does
+/// not start in long mode (the 64-bit entry then triple-faults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryState {
     pub mode: CpuMode,
