@@ -271,3 +271,45 @@ impl Drop for Session {
         let _ = self.child.wait();
     }
 }
+
+/// Builds the small test guests in `tests/guests/` once per process.
+pub fn test_guests() -> PathBuf {
+    static GUESTS: OnceLock<PathBuf> = OnceLock::new();
+    GUESTS
+        .get_or_init(|| {
+            let out = root().join("target/guests");
+            run_checked(Command::new(root().join("tests/guests/build")).arg(&out));
+            out
+        })
+        .clone()
+}
+
+/// The Linux guest built from Debian's packages by `guest-images/build`.
+pub struct LinuxImages {
+    pub bzimage: PathBuf,
+    pub vmlinux: PathBuf,
+    pub initramfs: PathBuf,
+    /// The recommended guest command line.
+    pub cmdline: String,
+    /// What `uname -r` prints in the guest.
+    pub release: String,
+}
+
+/// Builds (or reuses the cached) Linux guest images once per process.
+pub fn linux_images() -> LinuxImages {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| run_checked(&mut Command::new(root().join("guest-images/build"))));
+    let out = root().join("guest-images/out");
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")).trim().to_string();
+    let version = read("kernel-version");
+    // "linux-image-6.1.0-56-amd64 6.1.192-2": the release is the package
+    // name without its prefix.
+    let release = version.split_whitespace().next().unwrap().trim_start_matches("linux-image-").to_string();
+    LinuxImages {
+        bzimage: out.join("bzImage"),
+        vmlinux: out.join("vmlinux"),
+        initramfs: out.join("initramfs.cpio"),
+        cmdline: read("cmdline.txt"),
+        release,
+    }
+}

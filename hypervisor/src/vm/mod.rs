@@ -161,7 +161,6 @@ fn default_intercepts(vmcb: &mut Vmcb) {
 }
 
 const EFER_SVME: u64 = 1 << 12;
-const EFER_LMA: u64 = 1 << 10;
 const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 
 impl Vcpu {
@@ -349,8 +348,8 @@ impl Vcpu {
                 self.dirty |= CleanBits::CRX;
             }
             Reg::Efer => {
-                // SVME stays set for VMRUN; LMA is the CPU's to change.
-                s.efer = (v & !(EFER_SVME | EFER_LMA)) | (s.efer & EFER_LMA) | EFER_SVME;
+                // SVME stays set for VMRUN, whatever the guest believes.
+                s.efer = v | EFER_SVME;
                 self.dirty |= CleanBits::CRX;
             }
             Reg::Dr6 => {

@@ -122,8 +122,12 @@ pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> R
                 sys_set_io_intercept(caller, vm, port, false)?;
             }
         }
-        // INT3 is reflected back into the guest through sys_inject.
+        // #BP and #UD are intercepted and reflected back into the guest
+        // through sys_inject: a debugger in the VMM could take them instead.
+        // (QEMU's TCG treats INT3 as a software interrupt and never
+        // delivers the #BP intercept; real CPUs do.)
         sys_set_exception_intercept(caller, vcpu, 3, true)?;
+        sys_set_exception_intercept(caller, vcpu, 6, true)?;
         load(caller, vm, vcpu, cfg)?;
         let mut lp = VcpuLoop {
             name: cfg.name,

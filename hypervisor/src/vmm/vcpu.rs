@@ -355,7 +355,11 @@ impl VcpuLoop<'_> {
         if write {
             let value = (self.reg(Reg::Rdx)? << 32) | (self.reg(Reg::Rax)? & 0xFFFF_FFFF);
             match msr::write(index, value) {
-                MsrAction::Efer => self.set_reg(Reg::Efer, value)?,
+                MsrAction::Efer => {
+                    // LMA is the CPU's to change: keep the current one.
+                    let lma = self.reg(Reg::Efer)? & msr::EFER_LMA;
+                    self.set_reg(Reg::Efer, (value & !msr::EFER_LMA) | lma)?
+                }
                 MsrAction::Pat => self.set_reg(Reg::Pat, value)?,
                 MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
                 MsrAction::Refuse => {

@@ -1,0 +1,85 @@
+//! The SVM core on the small test guests of `tests/guests/`: real mode,
+//! 32-bit protected mode and long mode. Under `-icount` every run is
+//! deterministic, so each test states the exact exits it expects.
+//!
+//! QEMU's TCG treats INT3 as a software interrupt and never raises the #BP
+//! exception intercept, so the #BP checks of guest32/guest64 run without an
+//! exit here; on hardware each adds `exception=1`. Real mode raises #UD for
+//! CLGI before the SVM intercept is checked, so guest16's CLGI is an
+//! intercepted #UD that the VMM reflects back (`exception=1`).
+use integration::*;
+use std::path::Path;
+
+fn boot(modules: &[(&Path, &str)]) -> Outcome {
+    Qemu::new().cpu("qemu64,+svm,+npt").icount().kernel(&kernel(), "log=info").modules(modules).run()
+}
+
+fn guest(name: &str) -> std::path::PathBuf {
+    test_guests().join(name)
+}
+
+#[test]
+fn real_mode_guest_passes_with_exact_exits() {
+    let g = guest("guest16.bin");
+    let out = boot(&[(&g, "hv.format=raw16")]);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("vm0: PASS guest16")
+        .assert_contains("vm0: stopped cleanly: the guest requested a reset")
+        .assert_contains("vm0: exits: io=46 cpuid=3 hlt=1 vmmcall=2 exception=1 vintr=1\n");
+}
+
+#[test]
+fn protected_mode_guest_passes_with_exact_exits() {
+    let g = guest("guest32.elf");
+    let out = boot(&[(&g, "")]);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("vm0: PASS guest32")
+        .assert_contains("vm0: rdmsr 0xc001dead refused (#GP)")
+        .assert_contains("vm0: wrmsr 0xc001dead <- 0x0 refused (#GP)")
+        .assert_contains("vm0: exits: io=48 cpuid=3 msr=5 hlt=1 vmmcall=3 npf=6 vintr=1 svm-insn=7\n");
+}
+
+#[test]
+fn long_mode_guest_passes_with_exact_exits() {
+    let g = guest("guest64.elf");
+    let out = boot(&[(&g, "")]);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("vm0: guest64: long mode")
+        .assert_contains("vm0: PASS guest64")
+        .assert_contains("vm0: exits: io=67 cpuid=3 msr=3 hlt=1 vmmcall=3 npf=9 vintr=1 svm-insn=1\n");
+}
+
+#[test]
+fn access_to_unbacked_guest_memory_stops_the_vm_naming_gpa_and_rip() {
+    let g = guest("guest32.elf");
+    let out = boot(&[(&g, "mode=npf")]);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("vm0: stopped: read of guest-physical 0xc0000000, which is neither RAM nor a device, at RIP 0x")
+        .assert_contains("vm0: exits: io=15 npf=1\n")
+        .assert_lacks("FAIL");
+}
+
+#[test]
+fn triple_fault_stops_only_that_vm_and_the_next_one_runs() {
+    let g = guest("guest32.elf");
+    let out = boot(&[(&g, "mode=triple"), (&g, "")]);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("vm0: stopped: triple fault (shutdown) at RIP 0x")
+        .assert_contains("vm0: exits: io=15 shutdown=1\n")
+        .assert_contains("vm1: PASS guest32")
+        .assert_contains("vm1: stopped cleanly")
+        .assert_contains("all guests have stopped");
+}
+
+#[test]
+fn malformed_guest_image_is_refused_with_a_reason_and_others_still_run() {
+    // A truncated multiboot kernel: the header survives, the segments do not.
+    let g = guest("guest32.elf");
+    let bytes = std::fs::read(&g).unwrap();
+    let bad = root().join("target/guests/truncated32.elf");
+    std::fs::write(&bad, &bytes[..0x1100]).unwrap();
+    let out = boot(&[(&bad, ""), (&g, "")]);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("vm0: not started: bad guest image:")
+        .assert_contains("vm1: PASS guest32");
+}
