@@ -535,3 +535,29 @@ pub fn sys_console_write(bytes: &[u8]) {
 pub fn sys_console_read() -> Option<u8> {
     crate::arch::serial::try_read_byte()
 }
+
+/// A copy of the vCPU's exit statistics.
+pub fn sys_get_stats(caller: Caller, vcpu: VcpuHandle) -> SysResult<crate::vm::stats::ExitStats> {
+    with_vcpu(caller, vcpu, |v| v.stats.clone())
+}
+
+/// Clears the vCPU's exit statistics.
+pub fn sys_reset_stats(caller: Caller, vcpu: VcpuHandle) -> SysResult<()> {
+    with_vcpu(caller, vcpu, |v| v.stats = crate::vm::stats::ExitStats::new())
+}
+
+/// The vCPU's index in its VM, the VM's id and its vCPU count.
+pub fn sys_vcpu_info(caller: Caller, vcpu: VcpuHandle) -> SysResult<(u32, u32, u32)> {
+    let (index, vm) = {
+        let g = vcpu_slot(caller, vcpu)?.lock();
+        let o = g.as_ref().ok_or(SysError::NoSuchObject)?;
+        (u32::from(o.index), o.vm)
+    };
+    let vcpus = with_vm(caller, vm, |o| Ok(u32::from(o.vcpus)))?;
+    Ok((index, u32::from(vm.0), vcpus))
+}
+
+/// TSC ticks per second.
+pub fn sys_tsc_hz() -> u64 {
+    crate::arch::lapic::tsc_hz()
+}

@@ -18,6 +18,7 @@ pub mod asid;
 pub mod cpuid;
 pub mod exit;
 pub mod msr;
+pub mod stats;
 
 pub use exit::{ExitReason, RawExit, VmExit};
 
@@ -123,6 +124,10 @@ pub struct Vcpu {
     /// The VM's NPT generation this vCPU's ASID is known clean for.
     npt_generation: u64,
     last_exit: Option<(VmExit, RawExit)>,
+    /// The reason and TSC of the last exit, until the next VMRUN closes its
+    /// handling time.
+    open_exit: Option<(ExitReason, u64)>,
+    pub stats: stats::ExitStats,
 }
 
 /// What an intercept setup for a fresh vCPU traps: everything the VMM must
@@ -202,6 +207,8 @@ impl Vcpu {
             last_cpu: None,
             npt_generation: vm.npt_generation,
             last_exit: None,
+            open_exit: None,
+            stats: stats::ExitStats::new(),
         })
     }
 
@@ -240,8 +247,11 @@ impl Vcpu {
         };
         self.vmcb.control.set_clean_bits(clean);
 
-        // SAFETY-free call: `svm::run` is safe to call with a VMCB we own.
+        if let Some((reason, at)) = self.open_exit.take() {
+            self.stats.record(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
+        }
         crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &self.vmcb);
+        let exited_at = crate::arch::cpu::rdtsc();
 
         self.last_cpu = Some(cpu.cpu);
         self.dirty = CleanBits::empty();
@@ -257,6 +267,7 @@ impl Vcpu {
         }
         let exit = VmExit::decode(&raw);
         self.last_exit = Some((exit, raw));
+        self.open_exit = Some((exit.reason(), exited_at));
         exit
     }
 

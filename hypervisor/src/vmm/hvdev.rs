@@ -41,6 +41,16 @@ impl DebugConsole {
     }
 }
 
+impl DebugConsole {
+    /// Emits a partial line, if any.
+    pub fn flush(&mut self, out: impl FnOnce(&str)) {
+        if !self.line.is_empty() {
+            out(&self.line);
+            self.line.clear();
+        }
+    }
+}
+
 impl Default for DebugConsole {
     fn default() -> Self {
         Self::new()

@@ -137,6 +137,7 @@ pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> R
             mem: VmMemory { caller, vm, size: cfg.mem },
             board: super::dev::Board::new(super::dev::BoardConfig { rtc_epoch_seconds: epoch_seconds, ram_size: cfg.mem }),
             console: DebugConsole::new(),
+            hc_console: DebugConsole::new(),
             info_dev: InfoDevice::default(),
             counts: ExitCounts::default(),
         };

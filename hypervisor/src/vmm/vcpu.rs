@@ -133,6 +133,8 @@ pub struct VcpuLoop<'a> {
     pub mem: VmMemory,
     pub board: Board,
     pub console: DebugConsole,
+    /// Lines from the console-write hypercall.
+    pub hc_console: DebugConsole,
     pub info_dev: InfoDevice,
     pub counts: ExitCounts,
 }
@@ -148,6 +150,25 @@ impl VcpuLoop<'_> {
 
     fn inject(&self, ev: EventInj) -> Result<(), Stop> {
         Ok(sys_inject(self.caller, self.vcpu, ev)?)
+    }
+
+    /// The guest runs 64-bit code now.
+    pub fn is_64bit(&self) -> Result<bool, Stop> {
+        Ok(self.mode()? == CpuMode::Bits64)
+    }
+
+    /// Text from the console-write hypercall, line-buffered into the log.
+    pub fn console_text(&mut self, bytes: &[u8]) {
+        let name = self.name;
+        for &b in bytes {
+            self.hc_console.put(b, |line| info!("{name}: console: {line}"));
+        }
+    }
+
+    /// Ends the console-write hypercall's last line.
+    pub fn console_flush(&mut self) {
+        let name = self.name;
+        self.hc_console.flush(|line| info!("{name}: console: {line}"));
     }
 
     fn mode(&self) -> Result<CpuMode, Stop> {
