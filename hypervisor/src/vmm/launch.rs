@@ -141,6 +141,8 @@ pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> R
             info_dev: InfoDevice::default(),
             counts: ExitCounts::default(),
         };
+        // The guest's TSC runs without offset: this is its clock at entry.
+        log::info!("{}: entering the guest at tsc={}", cfg.name, sys_guest_tsc());
         let stop = lp.run();
         Ok(Outcome { stop, counts: lp.counts })
     })();
