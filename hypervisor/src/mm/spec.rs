@@ -1,0 +1,138 @@
+//! Executable specification of the mm layer.
+//!
+//! Frames are a set of managed frames and a map from allocated frames to
+//! their owner; containers are a map from id to (parent, quota, usage).
+//! Where the real allocator may choose (which frame, which id), the spec
+//! fixes the choice to the lowest candidate, and the implementation is
+//! required to make the same choice: refinement by equal results.
+use super::{Frame, MmError, PhysRange, FRAME_SIZE, MAX_CONTAINERS, MAX_TAG};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The frame allocator's abstract state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FrameSpec {
+    /// Frames that are RAM, usable and not reserved.
+    pub managed: BTreeSet<Frame>,
+    /// Allocated frames and their owner tags (a subset of `managed`).
+    pub owner: BTreeMap<Frame, u16>,
+}
+
+impl FrameSpec {
+    /// The frames of a memory map, by definition: a frame below `capacity`
+    /// frames is managed iff it lies wholly inside some usable region and
+    /// overlaps no reserved range.
+    pub fn from_map(usable: &[PhysRange], reserved: &[PhysRange], capacity: u64) -> FrameSpec {
+        let managed = (0..capacity)
+            .map(|n| n * FRAME_SIZE)
+            .filter(|&a| {
+                let b = a + FRAME_SIZE;
+                usable.iter().any(|u| u.start <= a && b <= u.end)
+                    && !reserved.iter().any(|r| r.start < b && a < r.end)
+            })
+            .map(Frame::containing)
+            .collect();
+        FrameSpec {
+            managed,
+            owner: BTreeMap::new(),
+        }
+    }
+
+    pub fn free_frames(&self) -> impl Iterator<Item = Frame> + '_ {
+        self.managed
+            .iter()
+            .copied()
+            .filter(|f| !self.owner.contains_key(f))
+    }
+
+    /// Allocates the lowest free frame to `tag`.
+    pub fn palloc(&mut self, tag: u16) -> Result<Frame, MmError> {
+        if tag > MAX_TAG {
+            return Err(MmError::BadTag);
+        }
+        let f = self.free_frames().next().ok_or(MmError::OutOfMemory)?;
+        self.owner.insert(f, tag);
+        Ok(f)
+    }
+
+    /// Frees an allocated frame, returning its tag.
+    pub fn pfree(&mut self, f: Frame) -> Result<u16, MmError> {
+        self.owner.remove(&f).ok_or(MmError::NotAllocated)
+    }
+}
+
+/// One container's abstract state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub parent: Option<usize>,
+    pub quota: u64,
+    /// Frames owned plus quotas given to children.
+    pub usage: u64,
+}
+
+/// The container layer's abstract state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MmSpec {
+    pub frames: FrameSpec,
+    pub containers: BTreeMap<usize, ContainerSpec>,
+}
+
+impl MmSpec {
+    /// After init: every managed frame free, a root with `root_quota`.
+    pub fn new(frames: FrameSpec, root_quota: u64) -> MmSpec {
+        let mut containers = BTreeMap::new();
+        containers.insert(
+            0,
+            ContainerSpec {
+                parent: None,
+                quota: root_quota,
+                usage: 0,
+            },
+        );
+        MmSpec { frames, containers }
+    }
+
+    pub fn split(&mut self, parent: usize, quota: u64) -> Result<usize, MmError> {
+        let p = *self
+            .containers
+            .get(&parent)
+            .ok_or(MmError::NoSuchContainer)?;
+        if p.quota - p.usage < quota {
+            return Err(MmError::OutOfQuota);
+        }
+        let id = (0..MAX_CONTAINERS)
+            .find(|i| !self.containers.contains_key(i))
+            .ok_or(MmError::TooManyContainers)?;
+        self.containers.get_mut(&parent).unwrap().usage += quota;
+        self.containers.insert(
+            id,
+            ContainerSpec {
+                parent: Some(parent),
+                quota,
+                usage: 0,
+            },
+        );
+        Ok(id)
+    }
+
+    pub fn alloc(&mut self, c: usize) -> Result<Frame, MmError> {
+        let s = *self.containers.get(&c).ok_or(MmError::NoSuchContainer)?;
+        if s.usage >= s.quota {
+            return Err(MmError::OutOfQuota);
+        }
+        let f = self.frames.palloc(c as u16)?;
+        self.containers.get_mut(&c).unwrap().usage += 1;
+        Ok(f)
+    }
+
+    pub fn free(&mut self, c: usize, f: Frame) -> Result<(), MmError> {
+        if !self.containers.contains_key(&c) {
+            return Err(MmError::NoSuchContainer);
+        }
+        if self.frames.owner.get(&f) != Some(&(c as u16)) {
+            return Err(MmError::NotOwner);
+        }
+        self.frames.owner.remove(&f);
+        self.containers.get_mut(&c).unwrap().usage -= 1;
+        Ok(())
+    }
+}
