@@ -32,6 +32,8 @@ pub mod selftest;
 #[deny(unsafe_code)]
 pub mod vmm;
 #[deny(unsafe_code)]
+pub mod x86;
+#[deny(unsafe_code)]
 pub mod boot;
 #[deny(unsafe_code)]
 pub mod logger;

@@ -1,5 +1,5 @@
 //! A VM's RAM as [`GuestMemory`], through the syscall layer.
-use super::mem::{GuestMemory, MemError};
+use crate::x86::mem::{GuestMemory, MemError};
 use crate::syscall::{sys_guest_read, sys_guest_write, Caller, VmHandle};
 
 pub struct VmMemory {

@@ -2,7 +2,7 @@
 use super::guestmem::VmMemory;
 use super::hvdev::{DebugConsole, InfoDevice};
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
-use super::mem::GuestMemory;
+use crate::x86::mem::GuestMemory;
 use super::vcpu::{ExitCounts, Stop, VcpuLoop};
 use crate::syscall::*;
 use vmcb::Segment;

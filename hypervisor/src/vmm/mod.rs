@@ -1,12 +1,10 @@
 //! The VMM: guest loaders, device models and the exit loop. It uses the
 //! syscall layer only.
-pub mod decode;
 pub mod dev;
 pub mod guestmem;
 pub mod hvdev;
 pub mod hypercall;
 pub mod launch;
 pub mod loader;
-pub mod mem;
 pub mod msr;
 pub mod vcpu;

@@ -3,7 +3,7 @@
 //! Everything here goes through the syscall layer. The loop ends when the
 //! guest resets, powers off, triple-faults or does something the VMM cannot
 //! emulate; the returned [`Stop`] says which, and where.
-use super::decode::{self, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
+use crate::x86::decode::{self, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
 use super::dev::{Board, BoardEvent};
 use super::guestmem::VmMemory;
 use super::hvdev::{DebugConsole, InfoDevice, DEBUG_PORT};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::vmm::mem::{GuestMemory, MemError};
+use crate::x86::mem::{GuestMemory, MemError};
 
 const PAGE: u64 = 0x1000;
 

@@ -10,7 +10,7 @@ use crate::vmm::loader::testutil::{
     bytes, c_string, pattern, u16_at, u32_at, u64_at, SparseMemory,
 };
 use crate::vmm::loader::{load_bzimage, CpuMode, LoadError, MemLayout};
-use crate::vmm::mem::VecMemory;
+use crate::x86::mem::VecMemory;
 
 const ZP: u64 = BOOT_INFO_ADDR;
 

@@ -2,7 +2,7 @@
 
 use super::insn::{CpuMode, MAX_INSN_LEN};
 use super::walk::{translate, AccessKind, PagingState, WalkError};
-use crate::vmm::mem::GuestMemory;
+use crate::x86::mem::GuestMemory;
 
 const PAGE: u64 = 4096;
 
