@@ -168,7 +168,7 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
                 } else {
                     error!("{name}: stopped: {}", out.stop);
                 }
-                info!("{name}: exits: {}", out.counts);
+                info!("{name}: exits: {}", out.stats);
             }
             Err(e) => error!("{name}: not started: {e}"),
         }

@@ -16,10 +16,14 @@
 //! | [`sys_reg_get`], [`sys_reg_set`], [`sys_seg_get`], [`sys_seg_set`] | guest registers |
 //! | [`sys_set_io_intercept`], [`sys_set_exception_intercept`] | what traps |
 //! | [`sys_cpuid`] | the host's CPUID, filtered for the guest |
+mod fast;
 mod vmobj;
 
 pub use crate::vm::{ExitReason, Reg, SegReg, VmExit};
 pub use vmobj::*;
+
+/// The hypercall ABI version guests see in CPUID 0x4000_0001.
+pub const HYPERCALL_VERSION: u32 = 1;
 
 /// Why a system call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,10 @@ use super::{SysError, SysResult};
 use crate::arch::frames;
 use crate::arch::phys::{IdentityTables, PhysRun};
 use crate::sync::Lock;
-use crate::vm::cpuid::{self, CpuidResult};
+use crate::vm::cpuid::CpuidResult;
 use crate::vm::{CpuVm, Reg, SegReg, Vcpu, Vm, VmExit};
+use crate::x86::mem::{GuestMemory, MemError};
+use super::fast;
 use arrayvec::ArrayVec;
 use npt::{FrameSource, GuestPhysAddr, HostPhysAddr, NestedPageTable, PageSize, Perms, TableMemory};
 use vmcb::{EventInj, IoAccessSize, IoDirection, Segment};
@@ -17,8 +19,6 @@ const LARGE: u64 = 2 << 20;
 /// The largest physically contiguous piece of guest RAM we ask for at once.
 const MAX_CHUNK: u64 = 64 << 20;
 
-/// The hypercall ABI version guests see in CPUID 0x4000_0001.
-pub const HYPERCALL_VERSION: u32 = 1;
 
 /// Who is calling: a process and the container its frames come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +54,8 @@ struct VcpuObj {
     /// The vCPU's index within its VM (its APIC ID).
     index: u16,
     vcpu: Vcpu,
+    /// The fast path's one-entry translation of the guest's code page.
+    code_page: Option<fast::CodePage>,
 }
 
 static VMS: [Lock<Option<VmObj>>; MAX_VMS] = [const { Lock::new(None) }; MAX_VMS];
@@ -201,7 +203,7 @@ pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
     }
     let index = vmobj.vcpus;
     vmobj.vcpus += 1;
-    *g = Some(VcpuObj { owner: caller, vm, index, vcpu });
+    *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: None });
     Ok(VcpuHandle(slot_index as u16))
 }
 
@@ -311,18 +313,41 @@ pub fn sys_npt_unmap(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysRes
 }
 
 /// Copies `[gpa, gpa + buf.len())` of guest RAM into `buf`.
+fn ram_read(ram: &[RamChunk], gpa: u64, buf: &mut [u8]) -> SysResult<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let at = gpa.checked_add(done as u64).ok_or(SysError::BadGuestAddress)?;
+        let c = ram.iter().find(|c| at >= c.gpa && at < c.gpa + c.run.len()).ok_or(SysError::BadGuestAddress)?;
+        let n = ((c.gpa + c.run.len() - at) as usize).min(buf.len() - done);
+        c.run.read(at - c.gpa, &mut buf[done..done + n]);
+        done += n;
+    }
+    Ok(())
+}
+
+/// Copies `[gpa, gpa + buf.len())` of guest RAM into `buf`.
 pub fn sys_guest_read(caller: Caller, vm: VmHandle, gpa: u64, buf: &mut [u8]) -> SysResult<()> {
-    with_vm(caller, vm, |obj| {
-        let mut done = 0usize;
-        while done < buf.len() {
-            let at = gpa.checked_add(done as u64).ok_or(SysError::BadGuestAddress)?;
-            let c = obj.ram.iter().find(|c| at >= c.gpa && at < c.gpa + c.run.len()).ok_or(SysError::BadGuestAddress)?;
-            let n = ((c.gpa + c.run.len() - at) as usize).min(buf.len() - done);
-            c.run.read(at - c.gpa, &mut buf[done..done + n]);
-            done += n;
-        }
-        Ok(())
-    })
+    with_vm(caller, vm, |obj| ram_read(&obj.ram, gpa, buf))
+}
+
+/// A VM's RAM, read-only, for the page walker of the fast path.
+struct RamView<'a> {
+    ram: &'a [RamChunk],
+}
+
+impl GuestMemory for RamView<'_> {
+    fn size(&self) -> u64 {
+        self.ram.iter().map(|c| c.gpa + c.run.len()).max().unwrap_or(0)
+    }
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        ram_read(self.ram, gpa, buf).map_err(|_| MemError::OutOfRange { gpa, len: buf.len() as u64 })
+    }
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
+        Err(MemError::OutOfRange { gpa, len: data.len() as u64 })
+    }
+    fn zero(&mut self, gpa: u64, len: u64) -> Result<(), MemError> {
+        Err(MemError::OutOfRange { gpa, len })
+    }
 }
 
 /// Copies `data` into guest RAM at `gpa`.
@@ -360,7 +385,9 @@ pub fn sys_set_io_intercept(caller: Caller, vm: VmHandle, port: u16, intercept: 
     })
 }
 
-/// Enters the guest on the current CPU until its next exit.
+/// Enters the guest on the current CPU until an exit the caller must
+/// handle. Exits that need no device model (CPUID, the PING hypercall) are
+/// handled here, on the fast path, without returning.
 pub fn sys_run(caller: Caller, vcpu: VcpuHandle) -> SysResult<VmExit> {
     let slot = vcpu_slot(caller, vcpu)?;
     let mut g = slot.lock();
@@ -371,7 +398,18 @@ pub fn sys_run(caller: Caller, vcpu: VcpuHandle) -> SysResult<VmExit> {
     let cpu = crate::arch::cpu::current();
     let mut cg = CPUS[cpu].lock();
     let cpu_vm = cg.as_mut().ok_or(SysError::NoSuchObject)?;
-    Ok(obj.vcpu.run(cpu_vm, &vmobj.vm))
+    loop {
+        let exit = obj.vcpu.run(cpu_vm, &vmobj.vm);
+        let ram = RamView { ram: &vmobj.ram };
+        let handled = match exit {
+            VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &mut obj.code_page, &ram, cpu_vm.caps.nrips, obj.index),
+            VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &mut obj.code_page, &ram, cpu_vm.caps.nrips),
+            _ => false,
+        };
+        if !handled {
+            return Ok(exit);
+        }
+    }
 }
 
 fn last_exit(caller: Caller, vcpu: VcpuHandle) -> SysResult<VmExit> {
@@ -487,10 +525,7 @@ pub fn sys_seg_set(caller: Caller, vcpu: VcpuHandle, r: SegReg, s: Segment) -> S
 
 /// What the guest's CPUID(`leaf`, `subleaf`) returns on `vcpu`.
 pub fn sys_cpuid(caller: Caller, vcpu: VcpuHandle, leaf: u32, subleaf: u32) -> SysResult<CpuidResult> {
-    let index = vcpu_index(caller, vcpu)?;
-    let [eax, ebx, ecx, edx] = crate::arch::cpu::cpuid(leaf, subleaf);
-    let host = CpuidResult { eax, ebx, ecx, edx };
-    Ok(cpuid::filter(leaf, subleaf, host, index, HYPERCALL_VERSION))
+    Ok(fast::guest_cpuid(leaf, subleaf, vcpu_index(caller, vcpu)?))
 }
 
 /// The vCPU's index within its VM.

@@ -248,7 +248,7 @@ impl Vcpu {
         self.vmcb.control.set_clean_bits(clean);
 
         if let Some((reason, at)) = self.open_exit.take() {
-            self.stats.record(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
+            self.stats.record_time(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
         }
         crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
@@ -267,6 +267,7 @@ impl Vcpu {
         }
         let exit = VmExit::decode(&raw);
         self.last_exit = Some((exit, raw));
+        self.stats.count(exit.reason());
         self.open_exit = Some((exit.reason(), exited_at));
         exit
     }

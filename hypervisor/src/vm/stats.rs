@@ -2,6 +2,11 @@
 //! many TSC cycles the hypervisor spent on them, from the #VMEXIT to the
 //! next VMRUN of the same vCPU.
 //!
+//! An exit is counted when it happens; its handling time is added when the
+//! vCPU next enters the guest, so the last exit of a vCPU that stopped for
+//! good is counted but has no time (the histogram then sums to one less than
+//! the count).
+//!
 //! Only the vCPU's own thread updates its statistics (inside `Vcpu::run`),
 //! so the hot path takes no lock of its own.
 use super::ExitReason;
@@ -21,10 +26,10 @@ pub struct ReasonStats {
 impl ReasonStats {
     const EMPTY: ReasonStats = ReasonStats { count: 0, total: 0, min: 0, max: 0, histogram: [0; BUCKETS] };
 
-    fn record(&mut self, cycles: u64) {
-        self.min = if self.count == 0 { cycles } else { self.min.min(cycles) };
+    fn record_time(&mut self, cycles: u64) {
+        let timed = self.histogram.iter().sum::<u64>();
+        self.min = if timed == 0 { cycles } else { self.min.min(cycles) };
         self.max = self.max.max(cycles);
-        self.count += 1;
         self.total = self.total.saturating_add(cycles);
         self.histogram[bucket(cycles)] += 1;
     }
@@ -46,12 +51,36 @@ impl ExitStats {
         ExitStats { reasons: [ReasonStats::EMPTY; ExitReason::COUNT] }
     }
 
-    pub fn record(&mut self, reason: ExitReason, cycles: u64) {
-        self.reasons[reason as usize].record(cycles);
+    /// Counts an exit as it happens.
+    pub fn count(&mut self, reason: ExitReason) {
+        self.reasons[reason as usize].count += 1;
+    }
+
+    /// Adds the handling time of an exit counted earlier.
+    pub fn record_time(&mut self, reason: ExitReason, cycles: u64) {
+        self.reasons[reason as usize].record_time(cycles);
     }
 
     pub fn get(&self, reason: ExitReason) -> &ReasonStats {
         &self.reasons[reason as usize]
+    }
+}
+
+/// "io=12 cpuid=3 ...": the reasons with at least one exit, in order.
+impl core::fmt::Display for ExitStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut first = true;
+        for r in ExitReason::ALL {
+            let n = self.get(r).count;
+            if n != 0 {
+                write!(f, "{}{}={}", if first { "" } else { " " }, r.name(), n)?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        Ok(())
     }
 }
 
@@ -79,10 +108,12 @@ mod tests {
     fn record_tracks_count_total_min_max_and_histogram() {
         let mut s = ExitStats::new();
         for c in [100, 50, 3000] {
-            s.record(ExitReason::Cpuid, c);
+            s.count(ExitReason::Cpuid);
+            s.record_time(ExitReason::Cpuid, c);
         }
+        s.count(ExitReason::Cpuid);
         let r = s.get(ExitReason::Cpuid);
-        assert_eq!((r.count, r.total, r.min, r.max), (3, 3150, 50, 3000));
+        assert_eq!((r.count, r.total, r.min, r.max), (4, 3150, 50, 3000), "the open exit is counted, untimed");
         assert_eq!(r.histogram[bucket(100)], 1);
         assert_eq!(r.histogram.iter().sum::<u64>(), 3);
         assert_eq!(s.get(ExitReason::Io).count, 0);

@@ -215,7 +215,8 @@ mod tests {
     fn stats_reply_fits_a_page_and_names_reasons() {
         assert!(STATS_SIZE <= 4096);
         let mut s = crate::vm::stats::ExitStats::new();
-        s.record(ExitReason::Vmmcall, 77);
+        s.count(ExitReason::Vmmcall);
+        s.record_time(ExitReason::Vmmcall, 77);
         let b = encode_stats(&s, 1_000_000_000);
         assert_eq!(&b[0..4], &STATS_MAGIC.to_le_bytes());
         let at = STATS_HEADER + ExitReason::Vmmcall as usize * STATS_RECORD;

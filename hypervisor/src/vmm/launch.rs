@@ -3,7 +3,7 @@ use super::guestmem::VmMemory;
 use super::hvdev::{DebugConsole, InfoDevice};
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
 use crate::x86::mem::GuestMemory;
-use super::vcpu::{ExitCounts, Stop, VcpuLoop};
+use super::vcpu::{Stop, VcpuLoop};
 use crate::syscall::*;
 use vmcb::Segment;
 
@@ -53,7 +53,8 @@ impl core::fmt::Display for LaunchError {
 /// How the VM ended, and what it did on the way.
 pub struct Outcome {
     pub stop: Stop,
-    pub counts: ExitCounts,
+    /// The vCPU's exit statistics.
+    pub stats: crate::vm::stats::ExitStats,
 }
 
 fn seg(s: &loader::Segment) -> Segment {
@@ -139,12 +140,11 @@ pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> R
             console: DebugConsole::new(),
             hc_console: DebugConsole::new(),
             info_dev: InfoDevice::default(),
-            counts: ExitCounts::default(),
         };
         // The guest's TSC runs without offset: this is its clock at entry.
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys_guest_tsc());
         let stop = lp.run();
-        Ok(Outcome { stop, counts: lp.counts })
+        Ok(Outcome { stop, stats: sys_get_stats(caller, vcpu)? })
     })();
     if let Err(e) = sys_vm_destroy(caller, vm) {
         log::error!("{}: could not free the VM: {e}", cfg.name);

@@ -9,7 +9,6 @@ use super::guestmem::VmMemory;
 use super::hvdev::{DebugConsole, InfoDevice, DEBUG_PORT};
 use super::msr::{self, MsrAction};
 use crate::syscall::*;
-use crate::vm::ExitReason;
 use log::{info, warn};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
@@ -136,7 +135,6 @@ pub struct VcpuLoop<'a> {
     /// Lines from the console-write hypercall.
     pub hc_console: DebugConsole,
     pub info_dev: InfoDevice,
-    pub counts: ExitCounts,
 }
 
 impl VcpuLoop<'_> {
@@ -270,7 +268,6 @@ impl VcpuLoop<'_> {
         self.deliver_interrupts()?;
         sys_set_slice(SLICE_NS);
         let exit = sys_run(self.caller, self.vcpu)?;
-        self.counts.0[exit.reason() as usize] += 1;
         match exit {
             VmExit::Io { io, next_rip } => self.handle_io(io, next_rip)?,
             VmExit::Cpuid => {

@@ -1,0 +1,116 @@
+//! The fast path: exits the kernel answers itself, inside `sys_run`,
+//! because they need no device model. CPUID and the PING hypercall.
+//!
+//! The intercepted instruction's length comes from NRIPS where the CPU has
+//! it. Without NRIPS (QEMU's TCG) the fast path checks that the canonical
+//! encoding (`0F A2`, `0F 01 D9`) is at RIP and takes its length; anything
+//! else (a prefix, a page it cannot read) goes to the VMM, which decodes the
+//! instruction fully. To find RIP's bytes it walks the guest's page tables
+//! once per code page and remembers the translation for (CR3, page); a
+//! remembered translation is used only when the bytes it leads to are the
+//! expected instruction, so a stale entry can at worst send the exit to
+//! the VMM's slow path.
+use crate::vm::cpuid::{self, CpuidResult};
+use crate::vm::{Reg, SegReg, Vcpu};
+use crate::x86::decode::{translate, AccessKind, PagingState};
+use crate::x86::mem::GuestMemory;
+
+const CPUID: [u8; 2] = [0x0F, 0xA2];
+const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];
+const PING: u64 = 1;
+const EFER_LMA: u64 = 1 << 10;
+const CR0_PG: u64 = 1 << 31;
+const PAGE: u64 = 4096;
+
+/// A remembered translation of the guest's code page.
+#[derive(Debug, Clone, Copy)]
+pub struct CodePage {
+    cr3: u64,
+    linear: u64,
+    gpa: u64,
+}
+
+fn is_64bit(v: &Vcpu) -> bool {
+    v.reg(Reg::Efer) & EFER_LMA != 0 && v.seg(SegReg::Cs).attributes().long()
+}
+
+/// The RIP after the intercepted instruction, if it is `insn`.
+fn next_rip(v: &Vcpu, cache: &mut Option<CodePage>, ram: &impl GuestMemory, nrips: bool, insn: &[u8]) -> Option<u64> {
+    if nrips {
+        return Some(v.next_rip_raw());
+    }
+    let rip = v.reg(Reg::Rip);
+    let long = is_64bit(v);
+    let linear = if long { rip } else { v.seg(SegReg::Cs).base.wrapping_add(rip) & 0xFFFF_FFFF };
+    let offset = linear % PAGE;
+    if offset + insn.len() as u64 > PAGE {
+        return None;
+    }
+    let page = linear - offset;
+    let cr0 = v.reg(Reg::Cr0);
+    let cr3 = v.reg(Reg::Cr3);
+    let gpa_page = if cr0 & CR0_PG == 0 {
+        page
+    } else {
+        match *cache {
+            Some(c) if c.cr3 == cr3 && c.linear == page => c.gpa,
+            _ => {
+                let paging = PagingState {
+                    cr0,
+                    cr3,
+                    cr4: v.reg(Reg::Cr4),
+                    efer: v.reg(Reg::Efer),
+                    phys_addr_bits: 40,
+                    gbpages: false,
+                };
+                let user = v.reg(Reg::Cpl) == 3;
+                let gpa = translate(ram, &paging, page, AccessKind::fetch(user)).ok()?;
+                *cache = Some(CodePage { cr3, linear: page, gpa });
+                gpa
+            }
+        }
+    };
+    let mut bytes = [0u8; 3];
+    let bytes = &mut bytes[..insn.len()];
+    ram.read(gpa_page + offset, bytes).ok()?;
+    if bytes != insn {
+        *cache = None;
+        return None;
+    }
+    let next = rip.wrapping_add(insn.len() as u64);
+    Some(if long { next } else { next & 0xFFFF_FFFF })
+}
+
+/// What CPUID(`leaf`, `sub`) returns to the guest's vCPU `index`.
+pub fn guest_cpuid(leaf: u32, sub: u32, index: u32) -> CpuidResult {
+    let [eax, ebx, ecx, edx] = crate::arch::cpu::cpuid(leaf, sub);
+    cpuid::filter(leaf, sub, CpuidResult { eax, ebx, ecx, edx }, index, super::HYPERCALL_VERSION)
+}
+
+/// CPUID, filtered for the guest.
+pub fn cpuid(v: &mut Vcpu, cache: &mut Option<CodePage>, ram: &impl GuestMemory, nrips: bool, index: u16) -> bool {
+    let Some(next) = next_rip(v, cache, ram, nrips, &CPUID) else {
+        return false;
+    };
+    let r = guest_cpuid(v.reg(Reg::Rax) as u32, v.reg(Reg::Rcx) as u32, u32::from(index));
+    v.set_reg(Reg::Rax, u64::from(r.eax));
+    v.set_reg(Reg::Rbx, u64::from(r.ebx));
+    v.set_reg(Reg::Rcx, u64::from(r.ecx));
+    v.set_reg(Reg::Rdx, u64::from(r.edx));
+    v.set_reg(Reg::Rip, next);
+    true
+}
+
+/// The PING hypercall: RAX = 0, nothing else changes.
+pub fn ping(v: &mut Vcpu, cache: &mut Option<CodePage>, ram: &impl GuestMemory, nrips: bool) -> bool {
+    let nr = if is_64bit(v) { v.reg(Reg::Rax) } else { v.reg(Reg::Rax) & 0xFFFF_FFFF };
+    if nr != PING {
+        return false;
+    }
+    let Some(next) = next_rip(v, cache, ram, nrips, &VMMCALL) else {
+        return false;
+    };
+    v.set_reg(Reg::Rax, 0);
+    v.set_reg(Reg::Rip, next);
+    true
+}

@@ -1,0 +1,218 @@
+//! Threads that really run: the scheduler behind a lock, plus contexts.
+//!
+//! # Lock protocol around a switch
+//! The scheduler state sits behind the sync layer's [`Lock`]. No guard is
+//! ever held across a context switch. Every switching operation:
+//!
+//! 1. takes the scheduler lock;
+//! 2. marks the current thread's context outgoing
+//!    ([`Context::begin_switch`] / [`Context::begin_exit`]), so that no
+//!    other CPU can resume it before its registers are saved, even though
+//!    step 3 may put it on the ready queue;
+//! 3. lets the [`Scheduler`] pick the next thread and update the queues;
+//! 4. drops the guard;
+//! 5. switches. The resumed thread returns from its own step 5 with no
+//!    lock held, so there is nothing to release on that side.
+//!
+//! `sleep` takes the caller's guard of the lock that protects the sleep
+//! condition and drops it only after step 1, so a `wakeup` (which takes the
+//! scheduler lock) cannot slip in between the condition check and the
+//! sleep: the lost-wakeup race is closed. Lock order: condition lock, then
+//! the scheduler lock.
+use super::sched::{Scheduler, ThreadState};
+use super::{Chan, CpuId, ThreadError, Tid, MAX_THREADS};
+use crate::arch::context::Context;
+use crate::sync::{Lock, LockGuard};
+
+/// A pool of threads with their stacks and a scheduler.
+///
+/// The kernel has one, [`super::global`]; tests make their own in statics.
+pub struct Threads {
+    sched: Lock<Scheduler>,
+    contexts: [Context; MAX_THREADS],
+}
+
+impl Default for Threads {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// First code of every spawned thread, on its own stack.
+fn thread_main(threads: &'static Threads, tid: usize) -> ! {
+    let entry = threads.sched.lock().entry(Tid(tid as u16));
+    if let Some((entry, arg)) = entry {
+        entry(arg);
+    }
+    let e = threads.exit();
+    panic!("thread {tid} could not exit: {e:?}");
+}
+
+impl Threads {
+    /// No threads; usable in a `static` (it lives in .bss).
+    pub const fn new() -> Self {
+        Threads {
+            sched: Lock::new(Scheduler::new()),
+            contexts: [const { Context::new() }; MAX_THREADS],
+        }
+    }
+
+    /// The scheduler state, locked (for inspection; do not switch with it).
+    pub fn scheduler(&self) -> LockGuard<'_, Scheduler> {
+        self.sched.lock()
+    }
+
+    /// The CPU the caller runs on: a spawned thread is found by its stack
+    /// and its TCB; an adopted flow (a CPU's boot flow) asks the CPU id
+    /// source (see [`super::set_cpu_id_source`]).
+    fn cpu_of_caller(&self, s: &Scheduler) -> CpuId {
+        for (i, c) in self.contexts.iter().enumerate() {
+            if c.stack_contains_current() {
+                if let ThreadState::Running(cpu) = s.state(Tid(i as u16)) {
+                    return cpu;
+                }
+            }
+        }
+        super::cpu_id()
+    }
+
+    /// The calling thread.
+    pub fn current(&self) -> Option<Tid> {
+        let s = self.sched.lock();
+        s.current(self.cpu_of_caller(&s)).ok()
+    }
+
+    /// Turns the calling flow (e.g. the boot flow of `cpu`) into a thread,
+    /// the current thread of `cpu`.
+    pub fn attach_current(&self, cpu: CpuId) -> Result<Tid, ThreadError> {
+        let mut s = self.sched.lock();
+        let tid = s.attach(cpu, 0)?;
+        if let Err(e) = self.contexts[tid.index()].adopt_current() {
+            let _ = s.detach(cpu);
+            return Err(ThreadError::Context(e));
+        }
+        Ok(tid)
+    }
+
+    /// Undoes [`attach_current`](Self::attach_current) for the calling flow:
+    /// it stops being a thread. Refused for spawned threads, which `exit`.
+    pub fn detach_current(&self) -> Result<Tid, ThreadError> {
+        let mut s = self.sched.lock();
+        let cpu = self.cpu_of_caller(&s);
+        let tid = s.current(cpu)?;
+        self.contexts[tid.index()].leave().map_err(ThreadError::Context)?;
+        s.detach(cpu)
+    }
+
+    /// Starts a thread running `entry(arg)`; it is ready at once and runs
+    /// when scheduled. When `entry` returns the thread exits.
+    pub fn spawn(&'static self, entry: fn(usize), arg: usize) -> Result<Tid, ThreadError> {
+        self.spawn_owned(entry, arg, 0)
+    }
+
+    /// [`spawn`](Self::spawn) with an owner tag (the proc layer's pid).
+    pub fn spawn_owned(&'static self, entry: fn(usize), arg: usize, owner: u32) -> Result<Tid, ThreadError> {
+        let mut s = self.sched.lock();
+        let tid = s.spawn(entry, arg, owner)?;
+        // Still under the lock: no CPU can pick the thread before its
+        // context is ready.
+        if let Err(e) = self.contexts[tid.index()].prepare(thread_main, self, tid.index()) {
+            s.unspawn(tid);
+            return Err(ThreadError::Context(e));
+        }
+        Ok(tid)
+    }
+
+    /// Lets the next ready thread run; returns when this thread is
+    /// scheduled again (at once if no other thread is ready).
+    pub fn yield_now(&self) -> Result<(), ThreadError> {
+        let (out, to) = {
+            let mut s = self.sched.lock();
+            let cpu = self.cpu_of_caller(&s);
+            let cur = s.current(cpu)?;
+            let out = self.contexts[cur.index()].begin_switch().map_err(ThreadError::Context)?;
+            match s.yield_now(cpu)? {
+                None => return Ok(()), // `out` drops: the switch is cancelled
+                Some((_, to)) => (out, to),
+            }
+        };
+        out.switch_to(&self.contexts[to.index()]).map_err(|e| {
+            panic!("scheduler and contexts disagree: cannot resume ready thread {to}: {e:?}")
+        })
+    }
+
+    /// Sleeps on `chan` until a [`wakeup`](Self::wakeup) on it. `guard`
+    /// (typically the guard of the lock under which the caller checked its
+    /// sleep condition) is dropped after the scheduler lock is taken; pass
+    /// `()` if there is none. Always re-check the condition on return.
+    ///
+    /// Errors (without sleeping; `guard` is dropped all the same):
+    /// `NothingToRun` when no other thread is ready, `NoCurrentThread`.
+    pub fn sleep<G>(&self, chan: Chan, guard: G) -> Result<(), ThreadError> {
+        let (out, to) = {
+            let mut s = self.sched.lock();
+            drop(guard);
+            let cpu = self.cpu_of_caller(&s);
+            let cur = s.current(cpu)?;
+            let out = self.contexts[cur.index()].begin_switch().map_err(ThreadError::Context)?;
+            let (_, to) = s.sleep(cpu, chan)?;
+            (out, to)
+        };
+        out.switch_to(&self.contexts[to.index()]).map_err(|e| {
+            panic!("scheduler and contexts disagree: cannot resume ready thread {to}: {e:?}")
+        })
+    }
+
+    /// Makes all threads sleeping on `chan` ready; returns how many.
+    pub fn wakeup(&self, chan: Chan) -> usize {
+        self.sched.lock().wakeup(chan)
+    }
+
+    /// Ends the calling thread. Returns only on error (the caller is not a
+    /// thread of this pool). While no other thread is ready it waits (on
+    /// one CPU with cooperative scheduling, that is a deadlock, reported in
+    /// the log).
+    pub fn exit(&self) -> ThreadError {
+        let mut warned = false;
+        loop {
+            let (ex, to) = {
+                let mut s = self.sched.lock();
+                let cpu = self.cpu_of_caller(&s);
+                let cur = match s.current(cpu) {
+                    Ok(t) => t,
+                    Err(e) => return e,
+                };
+                let ex = match self.contexts[cur.index()].begin_exit() {
+                    Ok(ex) => ex,
+                    Err(e) => return ThreadError::Context(e),
+                };
+                match s.exit(cpu) {
+                    Ok((_, to)) => (ex, to),
+                    Err(ThreadError::NothingToRun) => {
+                        if !warned {
+                            log::warn!("thread {cur} cannot exit: no other thread is ready; waiting");
+                            warned = true;
+                        }
+                        drop(ex);
+                        drop(s);
+                        core::hint::spin_loop();
+                        continue;
+                    }
+                    Err(e) => return e,
+                }
+            };
+            let e = ex.exit_to(&self.contexts[to.index()]);
+            panic!("scheduler and contexts disagree: cannot resume ready thread {to}: {e:?}");
+        }
+    }
+
+    /// The state of `tid`.
+    pub fn state(&self, tid: Tid) -> ThreadState {
+        self.sched.lock().state(tid)
+    }
+
+    /// The owner tag of a live thread.
+    pub fn owner(&self, tid: Tid) -> Option<u32> {
+        self.sched.lock().owner(tid)
+    }
+}
