@@ -100,7 +100,9 @@ impl Scheduler {
 
     /// The state of `tid` (Free for an unknown thread).
     pub fn state(&self, tid: Tid) -> ThreadState {
-        self.tcbs.get(tid.index()).map_or(ThreadState::Free, |t| t.state)
+        self.tcbs
+            .get(tid.index())
+            .map_or(ThreadState::Free, |t| t.state)
     }
 
     /// The owner tag given at spawn (the proc layer's process id).
@@ -117,7 +119,10 @@ impl Scheduler {
 
     /// Threads that are not Free.
     pub fn live_threads(&self) -> usize {
-        self.tcbs.iter().filter(|t| t.state != ThreadState::Free).count()
+        self.tcbs
+            .iter()
+            .filter(|t| t.state != ThreadState::Free)
+            .count()
     }
 
     /// Threads on the ready queue, front first.
@@ -128,10 +133,12 @@ impl Scheduler {
     /// Sleeping threads in sleep order within each bucket: `(tid, chan)`.
     pub fn sleepers(&self) -> impl Iterator<Item = (Tid, Chan)> + '_ {
         (0..SLEEP_BUCKETS).flat_map(move |b| {
-            self.queues.iter(1 + b).map(move |t| match self.tcbs[t].state {
-                ThreadState::Sleeping(c) => (Tid(t as u16), c),
-                _ => panic!("non-sleeper on a sleep queue"),
-            })
+            self.queues
+                .iter(1 + b)
+                .map(move |t| match self.tcbs[t].state {
+                    ThreadState::Sleeping(c) => (Tid(t as u16), c),
+                    _ => panic!("non-sleeper on a sleep queue"),
+                })
         })
     }
 

@@ -100,7 +100,9 @@ impl Threads {
         let mut s = self.sched.lock();
         let cpu = self.cpu_of_caller(&s);
         let tid = s.current(cpu)?;
-        self.contexts[tid.index()].leave().map_err(ThreadError::Context)?;
+        self.contexts[tid.index()]
+            .leave()
+            .map_err(ThreadError::Context)?;
         s.detach(cpu)
     }
 
@@ -111,7 +113,12 @@ impl Threads {
     }
 
     /// [`spawn`](Self::spawn) with an owner tag (the proc layer's pid).
-    pub fn spawn_owned(&'static self, entry: fn(usize), arg: usize, owner: u32) -> Result<Tid, ThreadError> {
+    pub fn spawn_owned(
+        &'static self,
+        entry: fn(usize),
+        arg: usize,
+        owner: u32,
+    ) -> Result<Tid, ThreadError> {
         let mut s = self.sched.lock();
         let tid = s.spawn(entry, arg, owner)?;
         // Still under the lock: no CPU can pick the thread before its
@@ -130,7 +137,9 @@ impl Threads {
             let mut s = self.sched.lock();
             let cpu = self.cpu_of_caller(&s);
             let cur = s.current(cpu)?;
-            let out = self.contexts[cur.index()].begin_switch().map_err(ThreadError::Context)?;
+            let out = self.contexts[cur.index()]
+                .begin_switch()
+                .map_err(ThreadError::Context)?;
             match s.yield_now(cpu)? {
                 None => return Ok(()), // `out` drops: the switch is cancelled
                 Some((_, to)) => (out, to),
@@ -154,7 +163,9 @@ impl Threads {
             drop(guard);
             let cpu = self.cpu_of_caller(&s);
             let cur = s.current(cpu)?;
-            let out = self.contexts[cur.index()].begin_switch().map_err(ThreadError::Context)?;
+            let out = self.contexts[cur.index()]
+                .begin_switch()
+                .map_err(ThreadError::Context)?;
             let (_, to) = s.sleep(cpu, chan)?;
             (out, to)
         };
@@ -190,7 +201,9 @@ impl Threads {
                     Ok((_, to)) => (ex, to),
                     Err(ThreadError::NothingToRun) => {
                         if !warned {
-                            log::warn!("thread {cur} cannot exit: no other thread is ready; waiting");
+                            log::warn!(
+                                "thread {cur} cannot exit: no other thread is ready; waiting"
+                            );
                             warned = true;
                         }
                         drop(ex);
