@@ -184,6 +184,49 @@ impl<const WORDS: usize> Mm<WORDS> {
         Ok(())
     }
 
+    /// Allocates `count` contiguous frames charged to `c`, the first one a
+    /// multiple of `align` frames (the lowest such run). Returns the first.
+    ///
+    /// Errors: `NoSuchContainer`, `BadRun` (`count` or `align` is 0),
+    /// `OutOfQuota` (fewer than `count` frames of quota left),
+    /// `OutOfMemory` (no such run is free).
+    pub fn alloc_run(
+        &mut self,
+        c: ContainerId,
+        count: usize,
+        align: usize,
+    ) -> Result<Frame, MmError> {
+        let s = *self.slot(c)?;
+        if count == 0 || align == 0 {
+            return Err(MmError::BadRun);
+        }
+        if s.quota - s.usage < count as u64 {
+            return Err(MmError::OutOfQuota);
+        }
+        let first = self.frames.palloc_run(c.0, count, align)?;
+        self.containers[c.index()].usage += count as u64;
+        Ok(first)
+    }
+
+    /// Gives back `count` frames from `first`, all owned by `c`. On error
+    /// nothing changes.
+    ///
+    /// Errors: `NoSuchContainer`, `BadRun` (`count` is 0), `NotOwner` (some
+    /// frame of the run is not `c`'s; also logged as a warning).
+    pub fn free_run(&mut self, c: ContainerId, first: Frame, count: usize) -> Result<(), MmError> {
+        self.slot(c)?;
+        if count == 0 {
+            return Err(MmError::BadRun);
+        }
+        if self.frames.run_owner(first, count) != Some(c.0) {
+            log::warn!("mm: container {c} tried to free {count} frames from {first}, which it does not own");
+            return Err(MmError::NotOwner);
+        }
+        self.frames.pfree_run(first, count)?;
+        self.containers[c.index()].usage -= count as u64;
+        Ok(())
+    }
+
     /// The accounting of `c`.
     pub fn info(&self, c: ContainerId) -> Result<ContainerInfo, MmError> {
         let s = self.slot(c)?;

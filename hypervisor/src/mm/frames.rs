@@ -147,6 +147,86 @@ impl<const WORDS: usize> FrameTable<WORDS> {
         Ok(Frame::containing(n as u64 * FRAME_SIZE))
     }
 
+    /// The first frame in `[from, to)` that is not free, if any.
+    fn first_not_free(&self, from: usize, to: usize) -> Option<usize> {
+        let mut n = from;
+        while n < to {
+            let (w, b) = (n / 64, n % 64);
+            let span = (64 - b).min(to - n);
+            let mask = if span == 64 { !0 } else { (1u64 << span) - 1 };
+            let not_free = !(self.free_bits[w] >> b) & mask;
+            if not_free != 0 {
+                return Some(n + not_free.trailing_zeros() as usize);
+            }
+            n += span;
+        }
+        None
+    }
+
+    /// Allocates `count` contiguous frames to `tag`, the first of which is
+    /// a multiple of `align` frames: the lowest such run. Returns the
+    /// first frame.
+    ///
+    /// Errors: `BadRun` when `count` or `align` is 0; `OutOfMemory` when no
+    /// such run is free; `BadTag`.
+    pub fn palloc_run(&mut self, tag: u16, count: usize, align: usize) -> Result<Frame, MmError> {
+        if tag > MAX_TAG {
+            return Err(MmError::BadTag);
+        }
+        if count == 0 || align == 0 {
+            return Err(MmError::BadRun);
+        }
+        let cap = Self::CAPACITY as usize;
+        let mut start = (self.hint * 64).div_ceil(align) * align;
+        loop {
+            let end = match start.checked_add(count) {
+                Some(end) if end <= cap => end,
+                _ => return Err(MmError::OutOfMemory),
+            };
+            match self.first_not_free(start, end) {
+                None => break,
+                // No run can contain that frame: restart past it.
+                Some(k) => start = (k + 1).div_ceil(align) * align,
+            }
+        }
+        for n in start..start + count {
+            self.set(n, TAG_BASE + tag);
+        }
+        self.free -= count as u64;
+        Ok(Frame::containing(start as u64 * FRAME_SIZE))
+    }
+
+    /// Frees `count` frames from `first`, which must all be allocated to
+    /// the same tag; returns the tag. On error nothing changes.
+    ///
+    /// Errors: `BadRun` when `count` is 0; `NotAllocated` otherwise.
+    pub fn pfree_run(&mut self, first: Frame, count: usize) -> Result<u16, MmError> {
+        if count == 0 {
+            return Err(MmError::BadRun);
+        }
+        let tag = self.run_owner(first, count).ok_or(MmError::NotAllocated)?;
+        let n0 = first.number() as usize;
+        for n in n0..n0 + count {
+            self.set(n, FREE);
+        }
+        self.free += count as u64;
+        self.hint = self.hint.min(n0 / 64);
+        Ok(tag)
+    }
+
+    /// The tag all `count` frames from `first` are allocated to, if they
+    /// are all allocated to one tag.
+    pub fn run_owner(&self, first: Frame, count: usize) -> Option<u16> {
+        let n0 = self.index(first)?;
+        let end = n0
+            .checked_add(count)
+            .filter(|&e| e <= Self::CAPACITY as usize)?;
+        let tag = self.owner(first)?;
+        (n0..end)
+            .all(|n| self.get(n) == TAG_BASE + tag)
+            .then_some(tag)
+    }
+
     /// Returns an allocated frame to the free pool and says whose it was.
     ///
     /// Errors: `NotAllocated` when the frame is free, not managed, or beyond

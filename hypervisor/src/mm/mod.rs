@@ -62,6 +62,8 @@ pub enum MmError {
     TooManyContainers,
     /// A `palloc` tag above [`MAX_TAG`].
     BadTag,
+    /// A run of 0 frames, or an alignment of 0.
+    BadRun,
     /// [`init`] was called twice.
     AlreadyInitialised,
 }
@@ -76,6 +78,7 @@ impl fmt::Display for MmError {
             MmError::NoSuchContainer => "no such container",
             MmError::TooManyContainers => "container table full",
             MmError::BadTag => "owner tag out of range",
+            MmError::BadRun => "empty run or zero alignment",
             MmError::AlreadyInitialised => "mm already initialised",
         })
     }
@@ -125,6 +128,16 @@ pub fn free(c: ContainerId, frame: Frame) -> Result<(), MmError> {
 /// [`Mm::split`] on the kernel's instance.
 pub fn split(parent: ContainerId, quota: u64) -> Result<ContainerId, MmError> {
     MM.lock().split(parent, quota)
+}
+
+/// [`Mm::alloc_run`] on the kernel's instance.
+pub fn alloc_run(c: ContainerId, count: usize, align: usize) -> Result<Frame, MmError> {
+    MM.lock().alloc_run(c, count, align)
+}
+
+/// [`Mm::free_run`] on the kernel's instance.
+pub fn free_run(c: ContainerId, first: Frame, count: usize) -> Result<(), MmError> {
+    MM.lock().free_run(c, first, count)
 }
 
 /// [`Mm::info`] on the kernel's instance.

@@ -54,6 +54,54 @@ impl FrameSpec {
         Ok(f)
     }
 
+    /// Allocates the lowest run of `count` free frames whose first frame
+    /// number is a multiple of `align`.
+    pub fn palloc_run(&mut self, tag: u16, count: usize, align: usize) -> Result<Frame, MmError> {
+        if tag > MAX_TAG {
+            return Err(MmError::BadTag);
+        }
+        if count == 0 || align == 0 {
+            return Err(MmError::BadRun);
+        }
+        let free: BTreeSet<Frame> = self.free_frames().collect();
+        let first = free
+            .iter()
+            .map(|f| f.number())
+            .filter(|n| n % align as u64 == 0)
+            .find(|&n| {
+                (n..n + count as u64).all(|m| free.contains(&Frame::from_number(m).unwrap()))
+            })
+            .ok_or(MmError::OutOfMemory)?;
+        for m in first..first + count as u64 {
+            self.owner.insert(Frame::from_number(m).unwrap(), tag);
+        }
+        Ok(Frame::from_number(first).unwrap())
+    }
+
+    /// The common owner of a run of allocated frames.
+    pub fn run_owner(&self, first: Frame, count: usize) -> Option<u16> {
+        let tag = *self.owner.get(&first)?;
+        (0..count as u64)
+            .all(|i| {
+                Frame::from_number(first.number() + i).and_then(|f| self.owner.get(&f).copied())
+                    == Some(tag)
+            })
+            .then_some(tag)
+    }
+
+    /// Frees a run of frames allocated to one tag.
+    pub fn pfree_run(&mut self, first: Frame, count: usize) -> Result<u16, MmError> {
+        if count == 0 {
+            return Err(MmError::BadRun);
+        }
+        let tag = self.run_owner(first, count).ok_or(MmError::NotAllocated)?;
+        for i in 0..count as u64 {
+            self.owner
+                .remove(&Frame::from_number(first.number() + i).unwrap());
+        }
+        Ok(tag)
+    }
+
     /// Frees an allocated frame, returning its tag.
     pub fn pfree(&mut self, f: Frame) -> Result<u16, MmError> {
         self.owner.remove(&f).ok_or(MmError::NotAllocated)
@@ -122,6 +170,34 @@ impl MmSpec {
         let f = self.frames.palloc(c as u16)?;
         self.containers.get_mut(&c).unwrap().usage += 1;
         Ok(f)
+    }
+
+    pub fn alloc_run(&mut self, c: usize, count: usize, align: usize) -> Result<Frame, MmError> {
+        let s = *self.containers.get(&c).ok_or(MmError::NoSuchContainer)?;
+        if count == 0 || align == 0 {
+            return Err(MmError::BadRun);
+        }
+        if s.quota - s.usage < count as u64 {
+            return Err(MmError::OutOfQuota);
+        }
+        let f = self.frames.palloc_run(c as u16, count, align)?;
+        self.containers.get_mut(&c).unwrap().usage += count as u64;
+        Ok(f)
+    }
+
+    pub fn free_run(&mut self, c: usize, first: Frame, count: usize) -> Result<(), MmError> {
+        if !self.containers.contains_key(&c) {
+            return Err(MmError::NoSuchContainer);
+        }
+        if count == 0 {
+            return Err(MmError::BadRun);
+        }
+        if self.frames.run_owner(first, count) != Some(c as u16) {
+            return Err(MmError::NotOwner);
+        }
+        self.frames.pfree_run(first, count)?;
+        self.containers.get_mut(&c).unwrap().usage -= count as u64;
+        Ok(())
     }
 
     pub fn free(&mut self, c: usize, f: Frame) -> Result<(), MmError> {

@@ -51,12 +51,22 @@ fn frame_abstraction(t: &FrameTable<W>) -> FrameSpec {
 enum FrameOp {
     Palloc(u16),
     Pfree(Frame),
+    PallocRun(u16, usize, usize),
+    PfreeRun(Frame, usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum FrameOut {
     Palloc(Result<Frame, MmError>),
     Pfree(Result<u16, MmError>),
+}
+
+/// Run lengths and alignments: mostly small, sometimes 0 (an error).
+fn run_shape() -> impl Strategy<Value = (usize, usize)> {
+    (
+        prop_oneof![1 => Just(0usize), 8 => 1..6usize, 1 => 6..40usize],
+        prop_oneof![1 => Just(0usize), 8 => 1..5usize, 1 => Just(8usize)],
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -87,14 +97,21 @@ impl ReferenceStateMachine for FrameRef {
     fn transitions(m: &FrameModel) -> BoxedStrategy<FrameOp> {
         let owned: Vec<Frame> = m.spec.owner.keys().copied().collect();
         let tag = prop_oneof![8 => 0..4u16, 1 => Just(MAX_TAG), 1 => Just(MAX_TAG + 1)];
+        let any_run = (frame(), 0..6usize).prop_map(|(f, n)| FrameOp::PfreeRun(f, n));
+        let common = prop_oneof![
+            3 => tag.clone().prop_map(FrameOp::Palloc),
+            2 => (tag, run_shape()).prop_map(|(t, (n, a))| FrameOp::PallocRun(t, n, a)),
+            1 => frame().prop_map(FrameOp::Pfree),
+            1 => any_run,
+        ];
         if owned.is_empty() {
-            prop_oneof![3 => tag.prop_map(FrameOp::Palloc), 1 => frame().prop_map(FrameOp::Pfree)]
-                .boxed()
+            common.boxed()
         } else {
             prop_oneof![
-                3 => tag.prop_map(FrameOp::Palloc),
-                2 => proptest::sample::select(owned).prop_map(FrameOp::Pfree),
-                1 => frame().prop_map(FrameOp::Pfree),
+                4 => common,
+                2 => proptest::sample::select(owned.clone()).prop_map(FrameOp::Pfree),
+                1 => (proptest::sample::select(owned), 1..4usize)
+                    .prop_map(|(f, n)| FrameOp::PfreeRun(f, n)),
             ]
             .boxed()
         }
@@ -104,6 +121,8 @@ impl ReferenceStateMachine for FrameRef {
         m.last = Some(match *op {
             FrameOp::Palloc(tag) => FrameOut::Palloc(m.spec.palloc(tag)),
             FrameOp::Pfree(f) => FrameOut::Pfree(m.spec.pfree(f)),
+            FrameOp::PallocRun(t, n, a) => FrameOut::Palloc(m.spec.palloc_run(t, n, a)),
+            FrameOp::PfreeRun(f, n) => FrameOut::Pfree(m.spec.pfree_run(f, n)),
         });
         m
     }
@@ -132,6 +151,8 @@ impl StateMachineTest for FrameTableRefinement {
         let seen = match op {
             FrameOp::Palloc(tag) => FrameOut::Palloc(t.palloc(tag)),
             FrameOp::Pfree(f) => FrameOut::Pfree(t.pfree(f)),
+            FrameOp::PallocRun(tag, n, a) => FrameOut::Palloc(t.palloc_run(tag, n, a)),
+            FrameOp::PfreeRun(f, n) => FrameOut::Pfree(t.pfree_run(f, n)),
         };
         assert_eq!(
             Some(&seen),
@@ -165,6 +186,8 @@ enum MmOp {
     Split(usize, u64),
     Alloc(usize),
     Free(usize, Frame),
+    AllocRun(usize, usize, usize),
+    FreeRun(usize, Frame, usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,10 +252,28 @@ impl ReferenceStateMachine for MmRef {
             ]
             .boxed()
         };
+        let runs = m
+            .spec
+            .frames
+            .owner
+            .iter()
+            .map(|(f, t)| (*t as usize, *f))
+            .collect::<Vec<_>>();
+        let free_run = if runs.is_empty() {
+            (c.clone(), frame(), 0..4usize)
+                .prop_map(|(c, f, n)| MmOp::FreeRun(c, f, n))
+                .boxed()
+        } else {
+            (proptest::sample::select(runs), 0..5usize)
+                .prop_map(|((c, f), n)| MmOp::FreeRun(c, f, n))
+                .boxed()
+        };
         prop_oneof![
             2 => (c.clone(), prop_oneof![0..8u64, 0..CAP + 8]).prop_map(|(c, q)| MmOp::Split(c, q)),
-            4 => c.prop_map(MmOp::Alloc),
+            4 => c.clone().prop_map(MmOp::Alloc),
             3 => free_owned,
+            2 => (c, run_shape()).prop_map(|(c, (n, a))| MmOp::AllocRun(c, n, a)),
+            1 => free_run,
         ]
         .boxed()
     }
@@ -242,6 +283,8 @@ impl ReferenceStateMachine for MmRef {
             MmOp::Split(p, q) => MmOut::Split(m.spec.split(p, q)),
             MmOp::Alloc(c) => MmOut::Alloc(m.spec.alloc(c)),
             MmOp::Free(c, f) => MmOut::Free(m.spec.free(c, f)),
+            MmOp::AllocRun(c, n, a) => MmOut::Alloc(m.spec.alloc_run(c, n, a)),
+            MmOp::FreeRun(c, f, n) => MmOut::Free(m.spec.free_run(c, f, n)),
         });
         m
     }
@@ -287,6 +330,8 @@ impl StateMachineTest for MmRefinement {
             MmOp::Split(p, q) => MmOut::Split(mm.split(id(p), q).map(ContainerId::index)),
             MmOp::Alloc(c) => MmOut::Alloc(mm.alloc(id(c))),
             MmOp::Free(c, f) => MmOut::Free(mm.free(id(c), f)),
+            MmOp::AllocRun(c, n, a) => MmOut::Alloc(mm.alloc_run(id(c), n, a)),
+            MmOp::FreeRun(c, f, n) => MmOut::Free(mm.free_run(id(c), f, n)),
         };
         assert_eq!(
             Some(&seen),
@@ -462,6 +507,41 @@ fn kernel_sized_table_ignores_memory_above_4_gib_and_reserved_ranges() {
         !mm.frames()
             .is_managed(Frame::from_addr(0x1_0000_0000).unwrap()),
         "4 GiB is not managed"
+    );
+}
+
+#[test]
+fn aligned_runs_skip_taken_frames_and_come_back_whole() {
+    let mut mm = Box::new(Mm::<W>::new());
+    mm.init(&[PhysRange::new(FRAME_SIZE, CAP * FRAME_SIZE)], &[]);
+    let a = mm.alloc_run(ContainerId::ROOT, 3, 1).unwrap();
+    assert_eq!(a.number(), 1, "first run starts at the lowest free frame");
+    let b = mm.alloc_run(ContainerId::ROOT, 4, 8).unwrap();
+    assert_eq!(
+        b.number(),
+        8,
+        "aligned run starts at the next multiple of 8"
+    );
+    assert_eq!(
+        mm.free_run(ContainerId::ROOT, a, 4),
+        Err(MmError::NotOwner),
+        "run reaching a free frame"
+    );
+    mm.free_run(ContainerId::ROOT, a, 3).unwrap();
+    assert_eq!(
+        mm.alloc(ContainerId::ROOT).unwrap().number(),
+        1,
+        "freed run is reused"
+    );
+    assert_eq!(
+        mm.alloc_run(ContainerId::ROOT, CAP as usize, 1),
+        Err(MmError::OutOfQuota),
+        "run beyond the quota"
+    );
+    assert_eq!(
+        mm.alloc_run(ContainerId::ROOT, 117, 1),
+        Err(MmError::OutOfMemory),
+        "116 frames free, but not 117 in a row"
     );
 }
 
