@@ -354,9 +354,9 @@ impl StateMachineTest for MmRefinement {
 prop_state_machine! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
     #[test]
-    fn frame_table_refines_frame_spec(sequential 1..60 => FrameTableRefinement);
+    fn frame_table_refines_frame_spec(sequential 1..150 => FrameTableRefinement);
     #[test]
-    fn containers_refine_container_spec(sequential 1..60 => MmRefinement);
+    fn containers_refine_container_spec(sequential 1..150 => MmRefinement);
 }
 
 // ---- unit tests ----------------------------------------------------------
