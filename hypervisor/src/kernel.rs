@@ -26,6 +26,7 @@ fn refuse(what: &str) -> ! {
 
 /// The boot CPU's path from the boot assembly to the VMM.
 pub fn boot(magic: u32, info_addr: u64) -> ! {
+    arch::plant_stack_canary();
     serial::init();
     arch::init_cpu(0);
     let boot = boot_info(magic, info_addr);

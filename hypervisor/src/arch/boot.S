@@ -15,7 +15,7 @@
 .set MB1_FLAGS,  (1 << 0) | (1 << 1) | (1 << 16)
 .set MB2_MAGIC,  0xE85250D6
 
-.set BOOT_STACK_SIZE, 64 * 1024
+.set BOOT_STACK_SIZE, 256 * 1024
 /* 2 MiB pages from this index on cover 0xFE00_0000..4 GiB (LAPIC, IOAPIC,
  * firmware): map them uncached (PCD|PWT) so MMIO is right on real hardware. */
 .set UNCACHED_FROM, 0xFE000000 >> 21
@@ -179,11 +179,15 @@ boot_magic: .long 0
 boot_info:  .long 0
 
 .section .bss
+/* The boot stack comes first in .bss so that an overflow runs into .data,
+ * not into the page tables; its lowest word is a canary that
+ * arch::check_stack() watches. */
+.balign 4096
+.global boot_stack
+boot_stack: .skip BOOT_STACK_SIZE
+boot_stack_top:
 .balign 4096
 .global boot_pml4
 boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
 boot_pd:    .skip 4096 * 4
-.balign 16
-boot_stack: .skip BOOT_STACK_SIZE
-boot_stack_top:

@@ -155,6 +155,11 @@ pub fn recv(chan: ChanId, to: Pid, buf: &mut [u8]) -> Result<usize, ProcError> {
     recv_on(&PROCS, thread::global(), chan, to, buf)
 }
 
+/// Live threads of process `pid`.
+pub fn thread_count(pid: Pid) -> usize {
+    thread::global().scheduler().count_owned(pid.index() as u32)
+}
+
 /// Starts a thread of process `pid` running `entry(arg)`.
 pub fn spawn(pid: Pid, entry: fn(usize), arg: usize) -> Result<Tid, ProcError> {
     spawn_in(&PROCS, thread::global(), pid, entry, arg)

@@ -576,6 +576,11 @@ pub fn sys_get_stats(caller: Caller, vcpu: VcpuHandle) -> SysResult<crate::vm::s
     with_vcpu(caller, vcpu, |v| v.stats.clone())
 }
 
+/// Runs `f` on the vCPU's exit statistics without copying them.
+pub fn sys_with_stats<T>(caller: Caller, vcpu: VcpuHandle, f: impl FnOnce(&crate::vm::stats::ExitStats) -> T) -> SysResult<T> {
+    with_vcpu(caller, vcpu, |v| f(&v.stats))
+}
+
 /// Clears the vCPU's exit statistics.
 pub fn sys_reset_stats(caller: Caller, vcpu: VcpuHandle) -> SysResult<()> {
     with_vcpu(caller, vcpu, |v| v.stats = crate::vm::stats::ExitStats::new())

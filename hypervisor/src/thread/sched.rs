@@ -125,6 +125,14 @@ impl Scheduler {
             .count()
     }
 
+    /// Live threads whose owner tag is `owner`.
+    pub fn count_owned(&self, owner: u32) -> usize {
+        self.tcbs
+            .iter()
+            .filter(|t| t.state != ThreadState::Free && t.owner == owner)
+            .count()
+    }
+
     /// Threads on the ready queue, front first.
     pub fn ready(&self) -> impl Iterator<Item = Tid> + '_ {
         self.queues.iter(READY).map(|t| Tid(t as u16))

@@ -17,6 +17,8 @@ pub const BUCKETS: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReasonStats {
     pub count: u64,
+    /// Exits whose handling time is known (the histogram's sum).
+    pub timed: u64,
     pub total: u64,
     pub min: u64,
     pub max: u64,
@@ -24,11 +26,11 @@ pub struct ReasonStats {
 }
 
 impl ReasonStats {
-    const EMPTY: ReasonStats = ReasonStats { count: 0, total: 0, min: 0, max: 0, histogram: [0; BUCKETS] };
+    const EMPTY: ReasonStats = ReasonStats { count: 0, timed: 0, total: 0, min: 0, max: 0, histogram: [0; BUCKETS] };
 
     fn record_time(&mut self, cycles: u64) {
-        let timed = self.histogram.iter().sum::<u64>();
-        self.min = if timed == 0 { cycles } else { self.min.min(cycles) };
+        self.min = if self.timed == 0 { cycles } else { self.min.min(cycles) };
+        self.timed += 1;
         self.max = self.max.max(cycles);
         self.total = self.total.saturating_add(cycles);
         self.histogram[bucket(cycles)] += 1;

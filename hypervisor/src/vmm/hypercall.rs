@@ -155,8 +155,8 @@ pub fn dispatch(v: &mut VcpuLoop<'_>) -> Result<i64, Stop> {
             write_back(a1, a2, &encode_info(vm_id, vcpus, mem, index, syscall::sys_tsc_hz()))
         }
         STATS => {
-            let stats = syscall::sys_get_stats(c, h)?;
-            write_back(a1, a2, &encode_stats(&stats, syscall::sys_tsc_hz()))
+            let reply = syscall::sys_with_stats(c, h, |s| encode_stats(s, syscall::sys_tsc_hz()))?;
+            write_back(a1, a2, &reply)
         }
         STATS_RESET => {
             syscall::sys_reset_stats(c, h)?;

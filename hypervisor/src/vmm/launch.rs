@@ -140,6 +140,7 @@ pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> R
             console: DebugConsole::new(),
             hc_console: DebugConsole::new(),
             info_dev: InfoDevice::default(),
+            held_input: None,
         };
         // The guest's TSC runs without offset: this is its clock at entry.
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys_guest_tsc());

@@ -135,6 +135,8 @@ pub struct VcpuLoop<'a> {
     /// Lines from the console-write hypercall.
     pub hc_console: DebugConsole,
     pub info_dev: InfoDevice,
+    /// A byte typed on the host console that the guest UART could not take.
+    pub held_input: Option<u8>,
 }
 
 impl VcpuLoop<'_> {
@@ -234,8 +236,11 @@ impl VcpuLoop<'_> {
 
     /// Moves console bytes between the host serial port and the guest UART.
     fn pump_console(&mut self) {
-        while let Some(b) = sys_console_read() {
+        // A byte the UART had no room for waits here: the host port has
+        // given it up already.
+        while let Some(b) = self.held_input.take().or_else(sys_console_read) {
             if !self.board.uart_receive(b) {
+                self.held_input = Some(b);
                 break;
             }
         }
@@ -265,6 +270,7 @@ impl VcpuLoop<'_> {
     }
 
     fn step(&mut self) -> Result<(), Stop> {
+        crate::arch::check_stack();
         self.deliver_interrupts()?;
         sys_set_slice(SLICE_NS);
         let exit = sys_run(self.caller, self.vcpu)?;
