@@ -9,7 +9,17 @@
 //!
 //! Spec ([`super::spec::QueueSpec`]): one `VecDeque` per queue.
 
-const NIL: u16 = u16::MAX;
+/// Links hold `index + 1`, so that 0 means "none" and an empty queue set
+/// is all zeroes (a static of it lives in .bss, not in the image).
+const NIL: u16 = 0;
+
+fn link(t: usize) -> u16 {
+    t as u16 + 1
+}
+
+fn index_of(l: u16) -> usize {
+    l as usize - 1
+}
 
 /// Why a queue operation was refused. Nothing was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +56,7 @@ impl<const T: usize, const Q: usize> Default for QueueSet<T, Q> {
 impl<const T: usize, const Q: usize> QueueSet<T, Q> {
     /// All queues empty.
     pub const fn new() -> Self {
-        assert!(T < NIL as usize && Q < NIL as usize);
+        assert!(T < u16::MAX as usize && Q < u16::MAX as usize);
         QueueSet {
             prev: [NIL; T],
             next: [NIL; T],
@@ -77,12 +87,12 @@ impl<const T: usize, const Q: usize> QueueSet<T, Q> {
         self.prev[t] = tail;
         self.next[t] = NIL;
         if tail == NIL {
-            self.head[q] = t as u16;
+            self.head[q] = link(t);
         } else {
-            self.next[tail as usize] = t as u16;
+            self.next[index_of(tail)] = link(t);
         }
-        self.tail[q] = t as u16;
-        self.on[t] = q as u16;
+        self.tail[q] = link(t);
+        self.on[t] = link(q);
         self.len[q] += 1;
         Ok(())
     }
@@ -94,14 +104,15 @@ impl<const T: usize, const Q: usize> QueueSet<T, Q> {
         if head == NIL {
             return Err(QueueError::Empty);
         }
-        self.unlink(q, head as usize);
-        Ok(head as usize)
+        let t = index_of(head);
+        self.unlink(q, t);
+        Ok(t)
     }
 
     /// Takes `t` off queue `q`, wherever it is in the queue.
     pub fn remove(&mut self, q: usize, t: usize) -> Result<(), QueueError> {
         self.check(q, Some(t))?;
-        if self.on[t] != q as u16 {
+        if self.on[t] != link(q) {
             return Err(QueueError::NotMember);
         }
         self.unlink(q, t);
@@ -114,12 +125,12 @@ impl<const T: usize, const Q: usize> QueueSet<T, Q> {
         if p == NIL {
             self.head[q] = n;
         } else {
-            self.next[p as usize] = n;
+            self.next[index_of(p)] = n;
         }
         if n == NIL {
             self.tail[q] = p;
         } else {
-            self.prev[n as usize] = p;
+            self.prev[index_of(n)] = p;
         }
         self.prev[t] = NIL;
         self.next[t] = NIL;
@@ -129,7 +140,7 @@ impl<const T: usize, const Q: usize> QueueSet<T, Q> {
 
     /// The queue `t` is on.
     pub fn queue_of(&self, t: usize) -> Option<usize> {
-        self.on.get(t).filter(|&&q| q != NIL).map(|&q| q as usize)
+        self.on.get(t).filter(|&&q| q != NIL).map(|&q| index_of(q))
     }
 
     /// Threads on queue `q`, front to back (empty for a bad `q`).
@@ -139,7 +150,7 @@ impl<const T: usize, const Q: usize> QueueSet<T, Q> {
             if cur == NIL {
                 return None;
             }
-            let t = cur as usize;
+            let t = index_of(cur);
             cur = self.next[t];
             Some(t)
         })
