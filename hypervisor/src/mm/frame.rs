@@ -45,6 +45,19 @@ impl Frame {
     }
 }
 
+impl From<Frame> for npt::HostPhysAddr {
+    fn from(f: Frame) -> Self {
+        npt::HostPhysAddr::new(f.addr())
+    }
+}
+
+impl Frame {
+    /// The frame at a host-physical address, if it is 4 KiB-aligned.
+    pub const fn from_hpa(hpa: npt::HostPhysAddr) -> Option<Frame> {
+        Frame::from_addr(hpa.as_u64())
+    }
+}
+
 impl fmt::Debug for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Frame({:#x})", self.0)
