@@ -150,6 +150,12 @@ pub fn yield_now() -> Result<(), ThreadError> {
     THREADS.yield_now()
 }
 
+/// [`Threads::yield_to_others`] on the kernel's pool: `Ok(false)` when no
+/// other thread was ready (nothing happened), `Ok(true)` when one ran.
+pub fn yield_to_others() -> Result<bool, ThreadError> {
+    THREADS.yield_to_others()
+}
+
 /// [`Threads::sleep`] on the kernel's pool.
 pub fn sleep<G>(chan: Chan, guard: G) -> Result<(), ThreadError> {
     THREADS.sleep(chan, guard)

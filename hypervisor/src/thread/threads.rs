@@ -133,6 +133,12 @@ impl Threads {
     /// Lets the next ready thread run; returns when this thread is
     /// scheduled again (at once if no other thread is ready).
     pub fn yield_now(&self) -> Result<(), ThreadError> {
+        self.yield_to_others().map(|_| ())
+    }
+
+    /// Like [`yield_now`](Self::yield_now), and says whether another
+    /// thread ran: `Ok(false)` when none was ready and nothing happened.
+    pub fn yield_to_others(&self) -> Result<bool, ThreadError> {
         let (out, to) = {
             let mut s = self.sched.lock();
             let cpu = self.cpu_of_caller(&s);
@@ -141,13 +147,14 @@ impl Threads {
                 .begin_switch()
                 .map_err(ThreadError::Context)?;
             match s.yield_now(cpu)? {
-                None => return Ok(()), // `out` drops: the switch is cancelled
+                None => return Ok(false), // `out` drops: the switch is cancelled
                 Some((_, to)) => (out, to),
             }
         };
         out.switch_to(&self.contexts[to.index()]).map_err(|e| {
             panic!("scheduler and contexts disagree: cannot resume ready thread {to}: {e:?}")
-        })
+        })?;
+        Ok(true)
     }
 
     /// Sleeps on `chan` until a [`wakeup`](Self::wakeup) on it. `guard`
