@@ -83,3 +83,25 @@ fn malformed_guest_image_is_refused_with_a_reason_and_others_still_run() {
         .assert_contains("vm0: not started: bad guest image:")
         .assert_contains("vm1: PASS guest32");
 }
+
+#[test]
+fn a_spinning_guest_is_preempted_and_another_vm_runs() {
+    // vm0 spins forever with interrupts off; only the host timer gets the
+    // CPU back. vm1 must still run to completion beside it.
+    let g = guest("guest32.elf");
+    let mut s = Qemu::new()
+        .cpu("qemu64,+svm,+npt")
+        .icount()
+        .kernel(&kernel(), "log=info")
+        .modules(&[(&g, "mode=spin"), (&g, "")])
+        .spawn();
+    s.expect("vm0: guest32: spinning", std::time::Duration::from_secs(60));
+    s.expect("vm1: PASS guest32", std::time::Duration::from_secs(120));
+    s.expect("vm1: stopped cleanly", std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn layer_selftest_passes_at_boot() {
+    let out = Qemu::new().cpu("qemu64,+svm,+npt").icount().kernel(&kernel(), "log=info").run();
+    out.assert_status(EXIT_SUCCESS).assert_contains("selftest: ok threads=");
+}

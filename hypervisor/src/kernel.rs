@@ -3,6 +3,12 @@ use crate::arch::{self, acpi, cpu::Features, phys, qemu, serial};
 use crate::boot::cmdline::{self, Options};
 use crate::boot::multiboot::{self, BootInfoError, MB1_BOOTLOADER_MAGIC, MB2_BOOTLOADER_MAGIC};
 use crate::boot::BootInfo;
+use crate::mm::{self, PhysRange};
+use crate::proc;
+use crate::sync::Lock;
+use crate::syscall::Caller;
+use crate::thread;
+use arrayvec::{ArrayString, ArrayVec};
 use log::{error, info, warn};
 
 pub const BANNER: &str = concat!("Certivisor ", env!("CARGO_PKG_VERSION"), ": AMD SVM hypervisor");
@@ -62,7 +68,7 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
         },
     );
     info!("timer: tsc {} MHz", arch::lapic::tsc_hz() / 1_000_000);
-    init_memory(&boot);
+    init_layers(&boot, &opts);
 
     match acpi::discover(boot.rsdp) {
         Ok(p) => {
@@ -84,55 +90,101 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
     arch::cpu::halt_forever()
 }
 
-/// Usable RAM minus what must never be handed out: the first MiB (BIOS
-/// data, the loader's structures), the hypervisor image, the boot
-/// information and the modules.
-fn usable_ranges(boot: &BootInfo) -> arrayvec::ArrayVec<(u64, u64), 32> {
-    let mut reserved: arrayvec::ArrayVec<(u64, u64), 24> = arrayvec::ArrayVec::new();
-    reserved.push((0, 1 << 20));
-    reserved.push(phys::image_range());
-    reserved.push(boot.info_range);
+/// What must never be handed out: the first MiB (BIOS data, the loader's
+/// structures), the hypervisor image, the boot information and the modules.
+fn reserved_ranges(boot: &BootInfo) -> arrayvec::ArrayVec<PhysRange, 24> {
+    let mut reserved = arrayvec::ArrayVec::new();
+    reserved.push(PhysRange::LOW_MEMORY);
+    let (s, e) = phys::image_range();
+    reserved.push(PhysRange::new(s, e));
+    reserved.push(PhysRange::new(boot.info_range.0, boot.info_range.1));
     for m in &boot.modules {
-        let _ = reserved.try_push((m.start, m.end));
+        let _ = reserved.try_push(PhysRange::new(m.start, m.end));
     }
-    let mut out = arrayvec::ArrayVec::new();
-    for r in boot.regions.iter().filter(|r| r.kind == crate::boot::MemKind::Usable) {
-        let mut pieces: arrayvec::ArrayVec<(u64, u64), 32> = arrayvec::ArrayVec::new();
-        pieces.push((r.start, r.end()));
-        for &(rs, re) in &reserved {
-            let mut next = arrayvec::ArrayVec::<(u64, u64), 32>::new();
-            for &(s, e) in &pieces {
-                if re <= s || rs >= e {
-                    let _ = next.try_push((s, e));
-                } else {
-                    if s < rs {
-                        let _ = next.try_push((s, rs));
-                    }
-                    if re < e {
-                        let _ = next.try_push((re, e));
-                    }
-                }
-            }
-            pieces = next;
-        }
-        for p in pieces {
-            let _ = out.try_push(p);
-        }
-    }
-    out
+    reserved
 }
 
-fn init_memory(boot: &BootInfo) {
-    let ranges = usable_ranges(boot);
-    arch::frames::init(&ranges);
-    let total: u64 = ranges.iter().map(|(s, e)| e - s).sum();
-    info!("mm: {} MiB free for guests and kernel objects", total >> 20);
+/// Brings up the layers below the VMM: mm over the memory map, the boot
+/// flow as thread 0, and the root process.
+fn init_layers(boot: &BootInfo, opts: &Options) {
+    let usable: arrayvec::ArrayVec<PhysRange, { crate::boot::MAX_REGIONS }> = boot
+        .regions
+        .iter()
+        .filter(|r| r.kind == crate::boot::MemKind::Usable)
+        .map(|r| PhysRange::new(r.start, r.end()))
+        .collect();
+    match mm::init(&usable, &reserved_ranges(boot)) {
+        Ok(_) => {}
+        Err(e) => arch::fatal(format_args!("mm: {e}")),
+    }
+    thread::set_cpu_id_source(|| thread::CpuId(arch::cpu::current()));
+    if let Err(e) = thread::init(thread::CpuId(0)) {
+        arch::fatal(format_args!("thread: {e}"));
+    }
+    if let Err(e) = proc::init() {
+        arch::fatal(format_args!("proc: {e:?}"));
+    }
+    if opts.selftest {
+        let report = crate::selftest::run();
+        if report.pass {
+            info!("{report}");
+        } else {
+            error!("{report}");
+        }
+    }
 }
 
-/// Starts every guest the boot modules describe, one after another, and
-/// reports how each ended.
-fn run_guests(boot: &BootInfo, opts: &Options) {
+/// One VM to run, as its thread finds it.
+struct Job {
+    name: ArrayString<16>,
+    image: &'static [u8],
+    initrd: Option<&'static [u8]>,
+    cmdline: ArrayString<512>,
+    mem: u64,
+    raw16: bool,
+    debug_exit: bool,
+    caller: Caller,
+    done: bool,
+}
+
+static JOBS: Lock<ArrayVec<Job, { crate::boot::MAX_MODULES }>> = Lock::new(ArrayVec::new_const());
+/// The boot thread sleeps here until every VM thread has finished.
+const JOBS_DONE: thread::Chan = thread::Chan(0x4A0B);
+
+/// Extra frames a VM's process gets beyond its RAM: VMCB, permission maps,
+/// nested page tables.
+const VM_OVERHEAD_FRAMES: u64 = 1024;
+
+/// A VM's thread: runs the guest to its end, reports, and exits.
+fn vm_thread(index: usize) {
     use crate::vmm::launch::{run_guest, GuestConfig};
+    let (name, image, initrd, cmdline, mem, raw16, debug_exit, caller) = {
+        let jobs = JOBS.lock();
+        let j = &jobs[index];
+        (j.name, j.image, j.initrd, j.cmdline.clone(), j.mem, j.raw16, j.debug_exit, j.caller)
+    };
+    let cfg = GuestConfig { name: &name, image, initrd, cmdline: &cmdline, mem, raw16, debug_exit };
+    info!("{name}: starting with {} MiB, command line \"{}\"", mem >> 20, cmdline);
+    match run_guest(caller, &cfg, 0) {
+        Ok(out) => {
+            if out.stop.is_clean() {
+                info!("{name}: stopped cleanly: {}", out.stop);
+            } else {
+                error!("{name}: stopped: {}", out.stop);
+            }
+            info!("{name}: exits: {}", out.stats);
+        }
+        Err(e) => error!("{name}: not started: {e}"),
+    }
+    JOBS.lock()[index].done = true;
+    thread::wakeup(JOBS_DONE);
+    let e = thread::exit();
+    arch::fatal(format_args!("{name}: thread exit failed: {e}"));
+}
+
+/// Starts every guest the boot modules describe, each in its own process
+/// and thread, and waits until all have stopped.
+fn run_guests(boot: &BootInfo, opts: &Options) {
     let module_bytes = |i: usize| phys::boot_module(boot.modules[i].start, boot.modules[i].end);
     let (plans, problems) = crate::boot::guests::plan(&boot.modules, opts, |i| {
         module_bytes(i).is_some_and(|b| crate::vmm::loader::detect(b).is_some())
@@ -144,39 +196,54 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
         info!("no guest given; nothing to run");
         return;
     }
-    let caller = crate::syscall::Caller { pid: 1, container: 0 };
     for (n, plan) in plans.iter().enumerate() {
-        let mut name = arrayvec::ArrayString::<16>::new();
+        let mut name = ArrayString::<16>::new();
         let _ = core::fmt::write(&mut name, format_args!("vm{n}"));
         let Some(image) = module_bytes(plan.kernel) else {
             error!("{name}: module {} lies outside the identity map; skipped", plan.kernel);
             continue;
         };
-        let cfg = GuestConfig {
-            name: &name,
+        let quota = plan.mem / 4096 + VM_OVERHEAD_FRAMES;
+        let pid = match proc::proc_create(proc::Pid::ROOT, quota) {
+            Ok(p) => p,
+            Err(e) => {
+                error!("{name}: no process for it ({e:?}); skipped");
+                continue;
+            }
+        };
+        let Ok(container) = proc::container_of(pid) else { continue };
+        let job = Job {
+            name,
             image,
             initrd: plan.initrd.and_then(module_bytes),
-            cmdline: &plan.cmdline,
+            cmdline: plan.cmdline.clone(),
             mem: plan.mem,
             raw16: plan.raw16,
             debug_exit: plan.debug_exit,
+            caller: Caller { pid, container },
+            done: false,
         };
-        info!("{name}: starting with {} MiB, command line \"{}\"", plan.mem >> 20, plan.cmdline);
-        match run_guest(caller, &cfg, 0) {
-            Ok(out) => {
-                if out.stop.is_clean() {
-                    info!("{name}: stopped cleanly: {}", out.stop);
-                } else {
-                    error!("{name}: stopped: {}", out.stop);
-                }
-                info!("{name}: exits: {}", out.stats);
-            }
-            Err(e) => error!("{name}: not started: {e}"),
+        let index = {
+            let mut jobs = JOBS.lock();
+            jobs.push(job);
+            jobs.len() - 1
+        };
+        if let Err(e) = proc::spawn(pid, vm_thread, index) {
+            error!("{name}: no thread for it ({e:?}); skipped");
+            JOBS.lock()[index].done = true;
+        }
+    }
+    loop {
+        let jobs = JOBS.lock();
+        if jobs.iter().all(|j| j.done) {
+            break;
+        }
+        if let Err(e) = thread::sleep(JOBS_DONE, jobs) {
+            arch::fatal(format_args!("boot thread cannot wait for the VMs: {e}"));
         }
     }
     info!("all guests have stopped");
 }
-
 fn log_boot_info(b: &BootInfo) {
     info!(
         "boot: {:?}, {} MiB usable in {} regions, {} modules, cmdline \"{}\"",

@@ -45,7 +45,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 /// Bytes of stack for each kernel thread.
-pub const STACK_SIZE: usize = 32 * 1024;
+pub const STACK_SIZE: usize = 128 * 1024;
 
 /// Written at the lowest address of every prepared stack.
 const CANARY: u64 = 0x5354_4143_4b5f_454e; // "NE_KCATS"

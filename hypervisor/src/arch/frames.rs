@@ -1,61 +1,36 @@
 //! Frames as owned runs: the adapter between the mm layer's allocator and
 //! the [`PhysRun`] ownership tokens the layers above use.
+//!
+//! mm does the bookkeeping (who owns which frame, under which quota) and
+//! never touches memory; this module turns what mm hands out into a
+//! [`PhysRun`], the token that lets safe code read and write the frames.
 use super::phys::PhysRun;
-use crate::sync::Lock;
+use crate::mm::{self, ContainerId, Frame, MmError};
 
 const PAGE: u64 = 4096;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AllocError {
-    OutOfQuota,
-    OutOfMemory,
+/// `frames` contiguous frames aligned to `align` frames, charged to
+/// `container`.
+pub fn alloc(container: ContainerId, frames: usize, align: usize) -> Result<PhysRun, MmError> {
+    let first = mm::alloc_run(container, frames, align.max(1))?;
+    // SAFETY: mm has just handed these frames to `container` and to nobody
+    // else; it manages only usable RAM below 4 GiB (inside the identity
+    // map) minus the kernel image, the boot information and the modules.
+    Ok(unsafe { PhysRun::assume_owned(first.addr(), frames as u64 * PAGE) })
 }
 
-/// Free physical memory as (start, end) ranges, handed out from the bottom.
-struct Pool {
-    ranges: arrayvec::ArrayVec<(u64, u64), 32>,
-}
-
-static POOL: Lock<Pool> = Lock::new(Pool { ranges: arrayvec::ArrayVec::new_const() });
-
-/// Gives the allocator the usable RAM (page-aligned ranges, reserved
-/// ranges already removed).
-pub fn init(ranges: &[(u64, u64)]) {
-    let mut p = POOL.lock();
-    for &(s, e) in ranges {
-        let (s, e) = ((s + PAGE - 1) & !(PAGE - 1), e & !(PAGE - 1));
-        if e > s && e <= super::phys::IDENTITY_LIMIT {
-            let _ = p.ranges.try_push((s, e));
-        }
-    }
-}
-
-/// `frames` contiguous frames aligned to `align` frames, for `container`.
-pub fn alloc(container: usize, frames: usize, align: usize) -> Result<PhysRun, AllocError> {
-    let _ = container;
-    let len = frames as u64 * PAGE;
-    let align = (align.max(1) as u64) * PAGE;
-    let mut p = POOL.lock();
-    for r in p.ranges.iter_mut() {
-        let start = (r.0 + align - 1) & !(align - 1);
-        if start.checked_add(len).is_some_and(|end| end <= r.1) {
-            r.0 = start + len;
-            // SAFETY: the range came from the boot memory map's usable RAM,
-            // minus everything reserved, and is handed out exactly once.
-            return Ok(unsafe { PhysRun::assume_owned(start, len) });
-        }
-    }
-    Err(AllocError::OutOfMemory)
-}
-
-/// Returns a run to `container`.
-pub fn free(container: usize, run: PhysRun) {
+/// Gives a run back to `container`.
+pub fn free(container: ContainerId, run: PhysRun) {
     let (pa, len) = run.into_raw();
     free_raw(container, pa, (len / PAGE) as usize);
 }
 
-/// Returns frames given out earlier and since tracked by address only
-/// (page-table frames).
-pub fn free_raw(container: usize, pa: u64, frames: usize) {
-    let _ = (container, pa, frames);
+/// Gives back frames tracked by address only since they were allocated
+/// (page-table frames). A refusal is a kernel bug: report it, leak the
+/// frames.
+pub fn free_raw(container: ContainerId, pa: u64, frames: usize) {
+    let result = Frame::from_addr(pa).ok_or(MmError::NotAllocated).and_then(|f| mm::free_run(container, f, frames));
+    if let Err(e) = result {
+        log::error!("frames: cannot free {frames} frames at {pa:#x} for {container:?}: {e}");
+    }
 }

@@ -17,9 +17,11 @@
 //! | [`sys_set_io_intercept`], [`sys_set_exception_intercept`] | what traps |
 //! | [`sys_cpuid`] | the host's CPUID, filtered for the guest |
 mod fast;
+mod ipc;
 mod vmobj;
 
 pub use crate::vm::{ExitReason, Reg, SegReg, VmExit};
+pub use ipc::*;
 pub use vmobj::*;
 
 /// The hypercall ABI version guests see in CPUID 0x4000_0001.
@@ -46,6 +48,10 @@ pub enum SysError {
     Busy,
     /// There was no exit yet, or the last exit was of another kind.
     NoExit,
+    /// The channel is full (send) or empty (receive).
+    WouldBlock,
+    /// A message or buffer size is out of bounds.
+    TooBig,
 }
 
 impl core::fmt::Display for SysError {
@@ -60,6 +66,8 @@ impl core::fmt::Display for SysError {
             SysError::BadGuestAddress => "guest-physical address outside the VM's memory",
             SysError::Busy => "an event is already pending",
             SysError::NoExit => "no such exit information",
+            SysError::WouldBlock => "the channel is full or empty",
+            SysError::TooBig => "message or buffer size out of bounds",
         })
     }
 }

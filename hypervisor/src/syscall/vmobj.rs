@@ -23,8 +23,8 @@ const MAX_CHUNK: u64 = 64 << 20;
 /// Who is calling: a process and the container its frames come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
-    pub pid: u32,
-    pub container: usize,
+    pub pid: crate::proc::Pid,
+    pub container: crate::mm::ContainerId,
 }
 
 /// A VM, as its owner names it.
@@ -70,7 +70,7 @@ pub fn cpu_init(cpu: usize, caps: crate::vm::SvmCaps) {
 
 /// Frames for nested page tables, from one container.
 struct TableFrames {
-    container: usize,
+    container: crate::mm::ContainerId,
 }
 
 impl FrameSource for TableFrames {
@@ -95,10 +95,10 @@ impl TableMemory for TableFrames {
     }
 }
 
-fn map_err(e: frames::AllocError) -> SysError {
+fn map_err(e: crate::mm::MmError) -> SysError {
     match e {
-        frames::AllocError::OutOfQuota => SysError::OutOfQuota,
-        frames::AllocError::OutOfMemory => SysError::OutOfMemory,
+        crate::mm::MmError::OutOfQuota => SysError::OutOfQuota,
+        _ => SysError::OutOfMemory,
     }
 }
 
@@ -600,4 +600,10 @@ pub fn sys_vcpu_info(caller: Caller, vcpu: VcpuHandle) -> SysResult<(u32, u32, u
 /// TSC ticks per second.
 pub fn sys_tsc_hz() -> u64 {
     crate::arch::lapic::tsc_hz()
+}
+
+/// The process that owns VM `id`.
+pub(super) fn vm_owner(id: u32) -> SysResult<crate::proc::Pid> {
+    let slot = VMS.get(id as usize).ok_or(SysError::BadArgument)?;
+    slot.lock().as_ref().map(|o| o.owner.pid).ok_or(SysError::BadArgument)
 }

@@ -67,6 +67,17 @@ pub const STATS_SIZE: usize = STATS_HEADER + ExitReason::COUNT * STATS_RECORD;
 pub const CONSOLE_MAX: u64 = 4096;
 pub const NAME_MAX: u64 = 32;
 
+/// The largest channel message.
+pub const MSG_MAX: u64 = crate::proc::MSG_SIZE as u64;
+
+fn errno(e: syscall::SysError) -> i64 {
+    match e {
+        syscall::SysError::WouldBlock => EAGAIN,
+        syscall::SysError::TooBig => E2BIG,
+        _ => EINVAL,
+    }
+}
+
 /// The call number for `name`.
 pub fn lookup(name: &[u8]) -> Option<u64> {
     CALLS.iter().find(|(_, n, _)| n.as_bytes() == name).map(|(nr, _, _)| *nr)
@@ -179,11 +190,36 @@ pub fn dispatch(v: &mut VcpuLoop<'_>) -> Result<i64, Stop> {
             v.console_flush();
             a2 as i64
         }
-        CHAN_SEND | CHAN_RECV => {
-            let _ = (a3, EAGAIN, EINVAL);
-            ENOSYS
+        CHAN_SEND => {
+            if a3 > MSG_MAX {
+                return Ok(E2BIG);
+            }
+            let mut msg = [0u8; MSG_MAX as usize];
+            let msg = &mut msg[..a3 as usize];
+            if syscall::sys_guest_read(c, v.vm, a2, msg).is_err() {
+                return Ok(EFAULT);
+            }
+            match syscall::sys_chan_send(c, a1 as u32, msg) {
+                Ok(()) => 0,
+                Err(e) => errno(e),
+            }
         }
-        YIELD => 0,
+        CHAN_RECV => {
+            let mut msg = [0u8; MSG_MAX as usize];
+            let want = (a3.min(MSG_MAX)) as usize;
+            // Check the destination before taking the message off the queue.
+            if syscall::sys_guest_read(c, v.vm, a2, &mut msg[..want]).is_err() {
+                return Ok(EFAULT);
+            }
+            match syscall::sys_chan_recv(c, a1 as u32, &mut msg[..want]) {
+                Ok(n) => write_back(a2, a3, &msg[..n]),
+                Err(e) => errno(e),
+            }
+        }
+        YIELD => {
+            syscall::sys_yield();
+            0
+        }
         POWEROFF => return Err(Stop::PowerOff),
         _ => ENOSYS,
     })

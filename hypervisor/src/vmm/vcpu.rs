@@ -313,7 +313,10 @@ impl VcpuLoop<'_> {
                 self.inject(ev)?;
             }
             VmExit::Shutdown => return Err(Stop::TripleFault { rip: self.reg(Reg::Rip)? }),
-            VmExit::Intr => {}
+            // The host timer ended the time slice: let other VMs run.
+            VmExit::Intr => {
+                sys_yield();
+            }
             VmExit::InterruptWindow => sys_set_intercept_int(self.caller, self.vcpu, false)?,
             VmExit::SvmInstruction(_) => self.inject(EventInj::exception(VEC_UD))?,
             VmExit::Invalid => return Err(Stop::InvalidState { rip: self.reg(Reg::Rip)? }),
@@ -339,7 +342,7 @@ impl VcpuLoop<'_> {
                 return Ok(());
             }
             let deadline = self.board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);
-            sys_wait_until(deadline);
+            sys_idle_until(deadline);
         }
     }
 
