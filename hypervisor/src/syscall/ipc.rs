@@ -48,7 +48,7 @@ pub fn sys_chan_recv(caller: Caller, peer: u32, buf: &mut [u8]) -> SysResult<usi
 
 /// Lets another ready thread run. Returns false if there was none.
 pub fn sys_yield() -> bool {
-    crate::thread::yield_now().is_ok()
+    crate::thread::yield_to_others().unwrap_or(false)
 }
 
 /// Idles until `deadline_ns` or the next host interrupt: other threads run
