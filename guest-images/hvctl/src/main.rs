@@ -1,1 +1,382 @@
-fn main() {}
+//! `hvctl`: the guest-side tool for the Certivisor hypercall ABI
+//! (docs/hypercalls.md) and the exit-latency benchmark
+//! (docs/benchmarking.md).
+//!
+//! It is an ordinary static Linux program that runs as root in the guest's
+//! initramfs. The instructions that reach the hypervisor live in `hv.rs`,
+//! the memory plumbing (guest-physical buffers, /dev/mem, ioperm) in
+//! `phys.rs`; everything else is plain logic tested on the host: `abi.rs`
+//! (numbers and structure decoders), `args.rs` (the command line),
+//! `stats.rs` (min/median/p99).
+//!
+//! Before issuing any VMMCALL it checks the CPUID hypervisor signature, so it
+//! is safe to run on bare QEMU, KVM or real hardware: it exits with status
+//! 69 there.
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+mod abi;
+mod args;
+mod bench;
+mod hv;
+mod phys;
+mod stats;
+
+use abi::{errno, nr};
+use args::{Command, UsageError, USAGE};
+use hv::{Hypervisor, Presence};
+use phys::PhysPage;
+use std::io::Write;
+use std::process::exit;
+
+const EXIT_ERROR: i32 = 1;
+const EXIT_NO_MESSAGE: i32 = 2;
+const EXIT_USAGE: i32 = 64;
+const EXIT_UNAVAILABLE: i32 = 69;
+
+/// A failed command: what to print, and the exit status.
+struct Failure(String, i32);
+
+type Outcome = Result<i32, Failure>;
+
+fn fail<T>(msg: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure(msg.into(), EXIT_ERROR))
+}
+
+/// Fails with the errno name and meaning if `r` is an error result.
+fn check(what: &str, r: i64) -> Result<i64, Failure> {
+    if r < 0 {
+        fail(format!(
+            "{what}: {} ({})",
+            abi::format_result(r),
+            abi::errno_text(r)
+        ))
+    } else {
+        Ok(r)
+    }
+}
+
+fn page() -> Result<PhysPage, Failure> {
+    PhysPage::new().map_err(|e| {
+        Failure(
+            format!("cannot get a guest-physical buffer: {e}"),
+            EXIT_ERROR,
+        )
+    })
+}
+
+/// Issues a call whose buffer argument is `page`, then makes sure the page
+/// did not move while the hypervisor used it.
+fn call_with_page(
+    hv: &Hypervisor,
+    page: &PhysPage,
+    nr: u64,
+    args: [u64; 4],
+) -> Result<i64, Failure> {
+    let r = hv.call(nr, args);
+    page.check_unmoved()
+        .map_err(|e| Failure(e.to_string(), EXIT_ERROR))?;
+    Ok(r)
+}
+
+fn version(hv: &Hypervisor) -> Outcome {
+    let v = check("VERSION", hv.call0(nr::VERSION))?;
+    println!("Certivisor hypercall ABI {v} (CPUID signature CertiVisorHV)");
+    if v != i64::from(hv.cpuid_abi_version) {
+        eprintln!(
+            "hvctl: warning: CPUID 0x40000001 reports ABI {}, VERSION {v}",
+            hv.cpuid_abi_version
+        );
+    }
+    if v != i64::from(abi::ABI_VERSION) {
+        eprintln!("hvctl: warning: this hvctl speaks ABI {}", abi::ABI_VERSION);
+    }
+    Ok(0)
+}
+
+fn ping(hv: &Hypervisor) -> Outcome {
+    check("PING", hv.call0(nr::PING))?;
+    let cycles = hv::time_vmmcall_ping(hv);
+    println!("pong ({cycles} cycles)");
+    Ok(0)
+}
+
+fn format_memory(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn info(hv: &Hypervisor) -> Outcome {
+    let p = page()?;
+    let n = check(
+        "INFO",
+        call_with_page(hv, &p, nr::INFO, [p.gpa(), phys::PAGE_SIZE as u64, 0, 0])?,
+    )?;
+    let i = abi::Info::decode(&p.read(n as usize)).or_else(|e| fail(format!("INFO: {e}")))?;
+    println!("hypervisor: {}", i.name);
+    println!("abi_version: {}", i.abi_version);
+    println!("vm_id: {}", i.vm_id);
+    println!("vcpus: {}", i.vcpu_count);
+    println!("vcpu_index: {}", i.vcpu_index);
+    println!("memory: {}", format_memory(i.mem_bytes));
+    println!("tsc_hz: {}", i.tsc_hz);
+    Ok(0)
+}
+
+fn stats(hv: &Hypervisor) -> Outcome {
+    let p = page()?;
+    let r = call_with_page(hv, &p, nr::STATS, [p.gpa(), phys::PAGE_SIZE as u64, 0, 0])?;
+    if r == errno::E2BIG {
+        return fail(
+            "STATS: -7 E2BIG: the statistics no longer fit in one page; this hvctl is too old",
+        );
+    }
+    let n = check("STATS", r)?;
+    let s = abi::Stats::decode(&p.read(n as usize)).or_else(|e| fail(format!("STATS: {e}")))?;
+    print!("{}", format_stats(&s));
+    Ok(0)
+}
+
+fn format_stats(s: &abi::Stats) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let mhz = s.tsc_hz as f64 / 1e6;
+    let _ = writeln!(
+        o,
+        "exit statistics of this vCPU (TSC cycles, #VMEXIT to next VMRUN; TSC {mhz:.3} MHz)"
+    );
+    let _ = writeln!(
+        o,
+        "{:<12} {:>10} {:>14} {:>10} {:>12} {:>12}",
+        "reason", "count", "total", "min", "mean", "max"
+    );
+    for r in &s.reasons {
+        match r.mean_cycles() {
+            Some(mean) => {
+                let _ = writeln!(
+                    o,
+                    "{:<12} {:>10} {:>14} {:>10} {:>12.1} {:>12}",
+                    r.name, r.count, r.total_cycles, r.min_cycles, mean, r.max_cycles
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "{:<12} {:>10} {:>14} {:>10} {:>12} {:>12}",
+                    r.name, 0, 0, "-", "-", "-"
+                );
+            }
+        }
+    }
+    if s.reasons.iter().any(|r| r.count > 0) {
+        let _ = writeln!(
+            o,
+            "log2 histograms (b:count = count exits took [2^b, 2^(b+1)) cycles):"
+        );
+        for r in s.reasons.iter().filter(|r| r.count > 0) {
+            let _ = writeln!(o, "  {:<12} {}", r.name, r.compact_histogram());
+        }
+    }
+    o
+}
+
+fn send(hv: &Hypervisor, chan: u64, text: &str) -> Outcome {
+    let mut p = page()?;
+    p.write(text.as_bytes());
+    let r = call_with_page(hv, &p, nr::CHAN_SEND, [chan, p.gpa(), text.len() as u64, 0])?;
+    check("CHAN_SEND", r)?;
+    Ok(0)
+}
+
+fn recv(hv: &Hypervisor, chan: u64, wait: bool) -> Outcome {
+    let p = page()?;
+    loop {
+        let r = call_with_page(
+            hv,
+            &p,
+            nr::CHAN_RECV,
+            [chan, p.gpa(), phys::PAGE_SIZE as u64, 0],
+        )?;
+        if r == errno::EAGAIN {
+            if !wait {
+                eprintln!("no message");
+                return Ok(EXIT_NO_MESSAGE);
+            }
+            check("YIELD", hv.call0(nr::YIELD))?;
+            continue;
+        }
+        let n = check("CHAN_RECV", r)?;
+        let mut msg = p.read(n as usize);
+        msg.push(b'\n');
+        let mut out = std::io::stdout().lock();
+        out.write_all(&msg)
+            .and_then(|_| out.flush())
+            .or_else(|e| fail(format!("stdout: {e}")))?;
+        return Ok(0);
+    }
+}
+
+fn console(hv: &Hypervisor, text: &str) -> Outcome {
+    let mut p = page()?;
+    p.write(text.as_bytes());
+    let r = call_with_page(
+        hv,
+        &p,
+        nr::CONSOLE_WRITE,
+        [p.gpa(), text.len() as u64, 0, 0],
+    )?;
+    let n = check("CONSOLE_WRITE", r)?;
+    if n as usize != text.len() {
+        eprintln!(
+            "hvctl: warning: CONSOLE_WRITE returned {n}, expected {}",
+            text.len()
+        );
+    }
+    Ok(0)
+}
+
+fn lookup(hv: &Hypervisor, name: &str) -> Outcome {
+    let mut p = page()?;
+    p.write(name.as_bytes());
+    let r = call_with_page(hv, &p, nr::LOOKUP, [p.gpa(), name.len() as u64, 0, 0])?;
+    if r == errno::ENOENT {
+        return fail(format!("LOOKUP: no call named {name:?} (-2 ENOENT)"));
+    }
+    println!("{}", check("LOOKUP", r)?);
+    Ok(0)
+}
+
+fn call(hv: &Hypervisor, nr: u64, args: [u64; 4]) -> Outcome {
+    let r = hv.call(nr, args);
+    println!("{}", abi::format_result(r));
+    Ok(if r >= 0 { 0 } else { EXIT_ERROR })
+}
+
+fn kmsg(hv: &Hypervisor) -> Outcome {
+    let v = check("VERSION", hv.call0(nr::VERSION))?;
+    // <6>: KERN_INFO, in the kernel log without crowding a `quiet` console.
+    let line = format!("<6>hvctl: hypervisor detected: Certivisor (CPUID signature CertiVisorHV), hypercall ABI {v}\n");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .or_else(|e| fail(format!("/dev/kmsg: {e}")))?;
+    Ok(0)
+}
+
+fn not_certivisor(p: Presence) -> Failure {
+    let why = match p {
+        Presence::NoHypervisor => "no hypervisor (CPUID.1:ECX bit 31 is clear)".to_string(),
+        Presence::Other(sig) => {
+            format!("the hypervisor's CPUID signature is {sig:?}, not \"CertiVisorHV\"")
+        }
+        Presence::Certivisor { .. } => unreachable!(),
+    };
+    Failure(
+        format!("not running under Certivisor: {why}"),
+        EXIT_UNAVAILABLE,
+    )
+}
+
+fn run(cmd: Command) -> Outcome {
+    if cmd == Command::Help {
+        println!("{USAGE}");
+        return Ok(0);
+    }
+    let hv = Hypervisor::detect().map_err(not_certivisor)?;
+    match cmd {
+        Command::Help => unreachable!(),
+        Command::Version => version(&hv),
+        Command::Ping => ping(&hv),
+        Command::Info => info(&hv),
+        Command::Stats => stats(&hv),
+        Command::Bench(o) => Ok(bench::run(&hv, &o)),
+        Command::Send { chan, text } => send(&hv, chan, &text),
+        Command::Recv { chan, wait } => recv(&hv, chan, wait),
+        Command::Console { text } => console(&hv, &text),
+        Command::Lookup { name } => lookup(&hv, &name),
+        Command::Call { nr, args } => call(&hv, nr, args),
+        Command::Kmsg => kmsg(&hv),
+    }
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = match args::parse(&argv) {
+        Ok(c) => c,
+        Err(UsageError(msg)) => {
+            eprintln!("hvctl: {msg}\n\n{USAGE}");
+            exit(EXIT_USAGE);
+        }
+    };
+    let code = match run(cmd) {
+        Ok(code) => code,
+        Err(Failure(msg, code)) => {
+            eprintln!("hvctl: {msg}");
+            code
+        }
+    };
+    let _ = std::io::stdout().flush();
+    exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_prints_in_mib_when_whole() {
+        assert_eq!(format_memory(256 << 20), "256 MiB");
+        assert_eq!(format_memory((256 << 20) + 1), "268435457 bytes");
+    }
+
+    #[test]
+    fn stats_table_shows_dashes_for_unused_reasons_and_histograms_for_used_ones() {
+        let mut hist = vec![0; 32];
+        hist[6] = 3;
+        hist[9] = 1;
+        let s = abi::Stats {
+            version: 1,
+            nbuckets: 32,
+            tsc_hz: 1_000_000_000,
+            reasons: vec![
+                abi::ReasonStats {
+                    name: "vmmcall".into(),
+                    count: 4,
+                    total_cycles: 800,
+                    min_cycles: 70,
+                    max_cycles: 590,
+                    histogram: hist,
+                },
+                abi::ReasonStats {
+                    name: "npf".into(),
+                    count: 0,
+                    total_cycles: 0,
+                    min_cycles: u64::MAX,
+                    max_cycles: 0,
+                    histogram: vec![0; 32],
+                },
+            ],
+        };
+        let t = format_stats(&s);
+        assert!(t.contains("TSC 1000.000 MHz"), "{t}");
+        let line = t.lines().find(|l| l.starts_with("vmmcall ")).unwrap();
+        assert_eq!(
+            line.split_whitespace().collect::<Vec<_>>(),
+            ["vmmcall", "4", "800", "70", "200.0", "590"]
+        );
+        let line = t.lines().find(|l| l.starts_with("npf ")).unwrap();
+        assert_eq!(
+            line.split_whitespace().collect::<Vec<_>>(),
+            ["npf", "0", "0", "-", "-", "-"]
+        );
+        assert!(t.contains("  vmmcall      6:3 9:1"), "{t}");
+        assert!(
+            !t.contains("  npf "),
+            "no histogram line for unused reasons:\n{t}"
+        );
+    }
+}
