@@ -105,3 +105,29 @@ fn layer_selftest_passes_at_boot() {
     let out = Qemu::new().cpu("qemu64,+svm,+npt").icount().kernel(&kernel(), "log=info").run();
     out.assert_status(EXIT_SUCCESS).assert_contains("selftest: ok threads=");
 }
+
+#[test]
+fn multiboot_guest_sees_its_command_line_and_module() {
+    let g = guest("guest32.elf");
+    let module = root().join("target/guests/module.txt");
+    std::fs::write(&module, "hello-module-data-and-more").unwrap();
+    let out = boot(&[(&g, "mode=mbinfo extra=1"), (&module, "the-module-args")]);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("vm0: cmdline: mode=mbinfo extra=1\n")
+        .assert_contains("vm0: modules: 1\n")
+        .assert_contains("vm0: module0: the-module-args\n")
+        .assert_contains("vm0: module0 data: hello-module-dat\n")
+        .assert_contains("vm0: PASS guest32");
+}
+
+#[test]
+fn debug_exit_port_is_passed_through_only_when_asked() {
+    let g = guest("guest32.elf");
+    // Passed through: QEMU exits with the guest's value, (0x21 << 1) | 1.
+    boot(&[(&g, "mode=debugexit hv.debug-exit=on")]).assert_status(67);
+    // Not passed through: the port is an unassigned one, the guest sees its
+    // write ignored and reports it.
+    boot(&[(&g, "mode=debugexit")])
+        .assert_status(EXIT_SUCCESS)
+        .assert_contains("vm0: FAIL guest32: debug-exit port not passed through");
+}

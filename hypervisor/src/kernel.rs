@@ -139,6 +139,7 @@ struct Job {
     name: ArrayString<16>,
     image: &'static [u8],
     initrd: Option<&'static [u8]>,
+    initrd_cmdline: ArrayString<256>,
     cmdline: ArrayString<512>,
     mem: u64,
     raw16: bool,
@@ -158,12 +159,13 @@ const VM_OVERHEAD_FRAMES: u64 = 1024;
 /// A VM's thread: runs the guest to its end, reports, and exits.
 fn vm_thread(index: usize) {
     use crate::vmm::launch::{run_guest, GuestConfig};
-    let (name, image, initrd, cmdline, mem, raw16, debug_exit, caller) = {
+    let (name, image, initrd, initrd_cmdline, cmdline, mem, raw16, debug_exit, caller) = {
         let jobs = JOBS.lock();
         let j = &jobs[index];
-        (j.name, j.image, j.initrd, j.cmdline.clone(), j.mem, j.raw16, j.debug_exit, j.caller)
+        (j.name, j.image, j.initrd, j.initrd_cmdline, j.cmdline.clone(), j.mem, j.raw16, j.debug_exit, j.caller)
     };
-    let cfg = GuestConfig { name: &name, image, initrd, cmdline: &cmdline, mem, raw16, debug_exit };
+    let cfg =
+        GuestConfig { name: &name, image, initrd, initrd_cmdline: &initrd_cmdline, cmdline: &cmdline, mem, raw16, debug_exit };
     info!("{name}: starting with {} MiB, command line \"{}\"", mem >> 20, cmdline);
     match run_guest(caller, &cfg, 0) {
         Ok(out) => {
@@ -216,6 +218,7 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
             name,
             image,
             initrd: plan.initrd.and_then(module_bytes),
+            initrd_cmdline: plan.initrd_cmdline,
             cmdline: plan.cmdline.clone(),
             mem: plan.mem,
             raw16: plan.raw16,

@@ -118,7 +118,67 @@ _start:
         mov     $k_spin, %edi
         call    contains
         jnz     mode_spin
+        mov     $k_mbinfo, %edi
+        call    contains
+        jnz     mode_mbinfo
+        mov     $k_debugexit, %edi
+        call    contains
+        jnz     mode_debugexit
         jmp     default_mode
+
+/* mode=mbinfo: print what the loader passed: the command line, the number
+ * of modules, and the first module's string and first bytes. */
+mode_mbinfo:
+        mov     %esi, %edx              /* the cmdline */
+        mov     $s_cmdline, %esi
+        call    puts
+        mov     %edx, %esi
+        call    puts
+        mov     $'\n', %al
+        out     %al, $DBG
+        testl   $8, (%ebx)              /* flags bit 3: modules present */
+        jz      1f
+        mov     $s_modules, %esi
+        call    puts
+        mov     20(%ebx), %eax          /* mods_count (< 10 here) */
+        add     $'0', %al
+        out     %al, $DBG
+        mov     $'\n', %al
+        out     %al, $DBG
+        cmpl    $0, 20(%ebx)
+        je      1f
+        mov     24(%ebx), %edx          /* mods_addr: first module entry */
+        mov     $s_mod0, %esi
+        call    puts
+        mov     8(%edx), %esi           /* its string */
+        call    puts
+        mov     $s_mod0data, %esi
+        call    puts
+        mov     0(%edx), %esi           /* mod_start */
+        mov     4(%edx), %ecx           /* mod_end */
+        sub     %esi, %ecx
+        cmp     $16, %ecx
+        jbe     2f
+        mov     $16, %ecx
+2:      jecxz   3f
+        lodsb
+        out     %al, $DBG
+        loop    2b
+3:      mov     $'\n', %al
+        out     %al, $DBG
+1:      mov     $s_pass, %esi
+        call    puts
+        jmp     reset
+
+/* mode=debugexit: write 0x21 to QEMU's debug-exit port 0xF4. When the
+ * hypervisor passes the port through, QEMU exits with (0x21 << 1) | 1 = 67
+ * and this never returns. */
+mode_debugexit:
+        mov     $0x21, %eax
+        out     %eax, $0xF4
+        push    $t_debugexit
+        call    fail
+        jmp     reset
 
 /* mode=npf: touch unmapped guest-physical memory; the VM must not return. */
 mode_npf:
@@ -589,6 +649,13 @@ t_triple: .asciz "triple not stopped"
 k_npf:   .asciz "mode=npf"
 k_triple: .asciz "mode=triple"
 k_spin:  .asciz "mode=spin"
+k_mbinfo: .asciz "mode=mbinfo"
+k_debugexit: .asciz "mode=debugexit"
+s_cmdline: .asciz "cmdline: "
+s_modules: .asciz "modules: "
+s_mod0:  .asciz "module0: "
+s_mod0data: .asciz "\nmodule0 data: "
+t_debugexit: .asciz "debug-exit port not passed through"
 .ifdef KEEP_GOING
 s_end:   .asciz "END guest32 (keep-going, some checks failed)\n"
 .endif

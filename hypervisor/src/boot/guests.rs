@@ -20,6 +20,8 @@ pub struct GuestPlan {
     pub kernel: usize,
     /// Index of the initrd module.
     pub initrd: Option<usize>,
+    /// The initrd module's command line after its name.
+    pub initrd_cmdline: ArrayString<256>,
     pub cmdline: ArrayString<512>,
     pub mem: u64,
     pub raw16: bool,
@@ -44,6 +46,7 @@ pub fn plan(
         let mut p = GuestPlan {
             kernel: i,
             initrd: None,
+            initrd_cmdline: ArrayString::new(),
             cmdline: ArrayString::new(),
             mem: opts.guest_mem,
             raw16: false,
@@ -78,6 +81,7 @@ pub fn plan(
             let _ = plans.try_push(p);
         } else if let Some(last) = plans.last_mut().filter(|l| l.initrd.is_none() && l.kernel + 1 == i) {
             last.initrd = Some(i);
+            last.initrd_cmdline = bounded(m.cmdline.split_once(' ').map_or("", |(_, rest)| rest.trim()));
         } else {
             report(name, "module is neither a kernel nor an initrd right after one; ignored");
         }
@@ -100,6 +104,7 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(plans.len(), 1);
         assert_eq!(plans[0].initrd, Some(1));
+        assert_eq!(plans[0].initrd_cmdline.as_str(), "");
         assert_eq!(plans[0].cmdline.as_str(), "console=ttyS0 quiet");
         assert_eq!(plans[0].mem, 64 << 20);
     }

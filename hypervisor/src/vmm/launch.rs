@@ -17,6 +17,8 @@ pub struct GuestConfig<'a> {
     pub name: &'a str,
     pub image: &'a [u8],
     pub initrd: Option<&'a [u8]>,
+    /// The initrd module's own command line (a multiboot guest sees it).
+    pub initrd_cmdline: &'a str,
     pub cmdline: &'a str,
     /// Bytes of RAM from guest-physical 0.
     pub mem: u64,
@@ -103,8 +105,9 @@ fn load(caller: Caller, vm: VmHandle, vcpu: VcpuHandle, cfg: &GuestConfig<'_>) -
         return Ok(());
     }
     let layout = MemLayout { ram_size: cfg.mem };
+    let initrd = cfg.initrd.map(|data| loader::Module { data, cmdline: cfg.initrd_cmdline.as_bytes() });
     let (kind, entry) =
-        loader::load(&mut mem, &layout, cfg.image, cfg.initrd, cfg.cmdline.as_bytes()).map_err(LaunchError::Load)?;
+        loader::load(&mut mem, &layout, cfg.image, initrd, cfg.cmdline.as_bytes()).map_err(LaunchError::Load)?;
     log::info!("{}: {:?} image, entry {:#x} in {:?}", cfg.name, kind, entry.rip, entry.mode);
     apply_entry(caller, vcpu, &entry)?;
     Ok(())

@@ -124,17 +124,17 @@ pub fn load<M: GuestMemory + ?Sized>(
     mem: &mut M,
     layout: &MemLayout,
     image: &[u8],
-    initrd: Option<&[u8]>,
+    initrd: Option<Module<'_>>,
     cmdline: &[u8],
 ) -> Result<(ImageKind, EntryState), LoadError> {
     let kind = detect(image).ok_or(LoadError::UnknownImageFormat)?;
+    let data = initrd.map(|m| m.data);
     let state = match kind {
-        ImageKind::BzImage => load_bzimage(mem, layout, image, initrd, cmdline)?,
-        ImageKind::Pvh => load_pvh(mem, layout, image, initrd, cmdline)?,
-        ImageKind::Multiboot => {
-            let module = initrd.map(|data| Module { data, cmdline: b"" });
-            load_multiboot(mem, layout, image, cmdline, module.as_slice())?
-        }
+        ImageKind::BzImage => load_bzimage(mem, layout, image, data, cmdline)?,
+        ImageKind::Pvh => load_pvh(mem, layout, image, data, cmdline)?,
+        // A multiboot kernel gets the initrd as its module 0, with the
+        // module's own command line.
+        ImageKind::Multiboot => load_multiboot(mem, layout, image, cmdline, initrd.as_slice())?,
     };
     Ok((kind, state))
 }

@@ -19,7 +19,7 @@ fn run_all(image: &[u8]) -> [Result<(), LoadError>; 3] {
     let layout = MemLayout::new(RAM);
     let _ = detect(image);
     let mut mem = SparseMemory::new(RAM);
-    let _ = load(&mut mem, &layout, image, Some(b"initrd"), b"cmd");
+    let _ = load(&mut mem, &layout, image, Some(crate::vmm::loader::Module { data: b"initrd", cmdline: b"" }), b"cmd");
     let module = [Module {
         data: b"module",
         cmdline: b"m",
