@@ -89,7 +89,7 @@ fn load_passes_initrd_to_multiboot_kernel_as_module_zero() {
         &mut mem,
         &layout,
         &mb_elf(Class::Elf32),
-        Some(b"INITRD"),
+        Some(crate::vmm::loader::Module { data: b"INITRD", cmdline: b"" }),
         b"",
     )
     .unwrap();

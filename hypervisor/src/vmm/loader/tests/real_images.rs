@@ -44,7 +44,7 @@ fn real_bzimage_loads_at_its_64bit_entry() {
         &mut mem,
         &MemLayout::new(RAM),
         &kernel,
-        Some(&initrd),
+        Some(crate::vmm::loader::Module { data: &initrd, cmdline: b"" }),
         b"console=ttyS0 quiet",
     )
     .expect("load real bzImage");
@@ -88,7 +88,7 @@ fn real_vmlinux_loads_through_its_pvh_note() {
         &mut mem,
         &MemLayout::new(RAM),
         &kernel,
-        Some(&[1; 4096]),
+        Some(crate::vmm::loader::Module { data: &[1; 4096], cmdline: b"" }),
         b"console=ttyS0",
     )
     .expect("load real vmlinux");
