@@ -71,7 +71,13 @@ pub struct Outcome {
 impl Outcome {
     /// Panics, showing the whole serial log, unless QEMU exited with `code`.
     pub fn assert_status(&self, code: i32) -> &Self {
-        assert_eq!(self.status, Some(code), "expected QEMU exit status {code}, saw {:?}; serial log:\n{}", self.status, self.serial);
+        assert_eq!(
+            self.status,
+            Some(code),
+            "expected QEMU exit status {code}, saw {:?}; serial log:\n{}",
+            self.status,
+            self.serial
+        );
         self
     }
 
@@ -103,8 +109,12 @@ impl Qemu {
     /// the debug-exit device, serial on stdio.
     pub fn new() -> Qemu {
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-machine", "q35", "-m", "1G", "-display", "none", "-no-reboot", "-monitor", "none"])
-            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-serial", "stdio"]);
+        cmd.args(["-machine", "q35", "-m", "1G", "-display", "none", "-no-reboot", "-monitor", "none"]).args([
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-serial",
+            "stdio",
+        ]);
         Qemu { cmd, timeout: Duration::from_secs(120) }
     }
 

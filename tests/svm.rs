@@ -54,7 +54,9 @@ fn access_to_unbacked_guest_memory_stops_the_vm_naming_gpa_and_rip() {
     let g = guest("guest32.elf");
     let out = boot(&[(&g, "mode=npf")]);
     out.assert_status(EXIT_SUCCESS)
-        .assert_contains("vm0: stopped: read of guest-physical 0xc0000000, which is neither RAM nor a device, at RIP 0x")
+        .assert_contains(
+            "vm0: stopped: read of guest-physical 0xc0000000, which is neither RAM nor a device, at RIP 0x",
+        )
         .assert_contains("vm0: exits: io=15 npf=1\n")
         .assert_lacks("FAIL");
 }

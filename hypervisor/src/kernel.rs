@@ -16,9 +16,9 @@ pub const BANNER: &str = concat!("Certivisor ", env!("CARGO_PKG_VERSION"), ": AM
 fn boot_info(magic: u32, addr: u64) -> Result<BootInfo, BootInfoError> {
     match magic {
         MB1_BOOTLOADER_MAGIC => multiboot::parse_v1(&phys::IdentityMem, addr),
-        MB2_BOOTLOADER_MAGIC => phys::multiboot2_info(addr)
-            .map(|mbi| multiboot::from_v2(&mbi))
-            .ok_or(BootInfoError::Malformed),
+        MB2_BOOTLOADER_MAGIC => {
+            phys::multiboot2_info(addr).map(|mbi| multiboot::from_v2(&mbi)).ok_or(BootInfoError::Malformed)
+        }
         other => Err(BootInfoError::UnknownMagic(other)),
     }
 }
@@ -164,8 +164,16 @@ fn vm_thread(index: usize) {
         let j = &jobs[index];
         (j.name, j.image, j.initrd, j.initrd_cmdline, j.cmdline.clone(), j.mem, j.raw16, j.debug_exit, j.caller)
     };
-    let cfg =
-        GuestConfig { name: &name, image, initrd, initrd_cmdline: &initrd_cmdline, cmdline: &cmdline, mem, raw16, debug_exit };
+    let cfg = GuestConfig {
+        name: &name,
+        image,
+        initrd,
+        initrd_cmdline: &initrd_cmdline,
+        cmdline: &cmdline,
+        mem,
+        raw16,
+        debug_exit,
+    };
     info!("{name}: starting with {} MiB, command line \"{}\"", mem >> 20, cmdline);
     match run_guest(caller, &cfg, 0) {
         Ok(out) => {

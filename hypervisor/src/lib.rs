@@ -20,26 +20,26 @@
 
 pub mod arch;
 #[deny(unsafe_code)]
+pub mod boot;
+#[deny(unsafe_code)]
+pub mod kernel;
+#[deny(unsafe_code)]
+pub mod logger;
+#[deny(unsafe_code)]
 pub mod mm;
-#[deny(unsafe_code)]
-pub mod sync;
-#[deny(unsafe_code)]
-pub mod thread;
 #[deny(unsafe_code)]
 pub mod proc;
 #[deny(unsafe_code)]
 pub mod selftest;
 #[deny(unsafe_code)]
-pub mod vmm;
+pub mod sync;
 #[deny(unsafe_code)]
-pub mod x86;
+pub mod syscall;
 #[deny(unsafe_code)]
-pub mod boot;
-#[deny(unsafe_code)]
-pub mod logger;
-#[deny(unsafe_code)]
-pub mod kernel;
+pub mod thread;
 #[deny(unsafe_code)]
 pub mod vm;
 #[deny(unsafe_code)]
-pub mod syscall;
+pub mod vmm;
+#[deny(unsafe_code)]
+pub mod x86;

@@ -62,12 +62,7 @@ impl fmt::Display for SelfTestReport {
         write!(
             f,
             " threads={} lock_rounds={} contended={} wakeups={} messages={} frames={}",
-            self.threads,
-            self.lock_rounds,
-            self.contended,
-            self.wakeups,
-            self.messages,
-            self.frames
+            self.threads, self.lock_rounds, self.contended, self.wakeups, self.messages, self.frames
         )
     }
 }
@@ -270,11 +265,7 @@ fn run_checks(report: &mut SelfTestReport) -> Result<(), &'static str> {
 /// Threads sleeping on the gate.
 fn gate_sleepers() -> usize {
     let chan = gate_chan();
-    thread::global()
-        .scheduler()
-        .sleepers()
-        .filter(|&(_, c)| c == chan)
-        .count()
+    thread::global().scheduler().sleepers().filter(|&(_, c)| c == chan).count()
 }
 
 /// Runs the self-test on the kernel's layers. Needs `mm::init` first;
@@ -307,10 +298,7 @@ mod tests {
     /// The only host test that uses the kernel's global instances.
     #[test]
     fn selftest_passes_on_the_host_with_the_kernel_instances() {
-        let usable = [
-            PhysRange::new(0, 0x9f000),
-            PhysRange::new(0x10_0000, 0x800_0000),
-        ];
+        let usable = [PhysRange::new(0, 0x9f000), PhysRange::new(0x10_0000, 0x800_0000)];
         let reserved = [PhysRange::LOW_MEMORY, PhysRange::new(0x10_0000, 0x40_0000)];
         mm::init(&usable, &reserved).expect("mm::init");
         let before = thread::global().scheduler().live_threads();
@@ -318,21 +306,12 @@ mod tests {
         let line = report.to_string();
         println!("{line}");
         assert!(report.pass, "expected a passing report, saw: {line}");
-        assert!(
-            line.starts_with("selftest: ok threads=4 "),
-            "summary line: {line}"
-        );
+        assert!(line.starts_with("selftest: ok threads=4 "), "summary line: {line}");
         assert_eq!(report.messages, THREADS * MESSAGES_PER_THREAD, "messages");
-        assert_eq!(
-            thread::global().scheduler().live_threads(),
-            before + 1,
-            "only the boot thread is left"
-        );
+        assert_eq!(thread::global().scheduler().live_threads(), before + 1, "only the boot thread is left");
         let again = run();
         assert!(again.pass, "a second run passes too: {again}");
-        thread::global()
-            .detach_current()
-            .expect("detach the test flow");
+        thread::global().detach_current().expect("detach the test flow");
     }
 
     #[test]

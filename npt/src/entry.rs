@@ -64,10 +64,7 @@ pub(crate) fn decode(raw: u64, level: u8) -> Entry {
     perms.set(Perms::WRITE_THROUGH, raw & WRITE_THROUGH != 0);
     perms.set(Perms::CACHE_DISABLE, raw & CACHE_DISABLE != 0);
     perms.set(Perms::EXECUTE, raw & NO_EXECUTE == 0);
-    Entry::Leaf {
-        hpa: raw & ADDR_MASK & !(span(level) - 1),
-        perms,
-    }
+    Entry::Leaf { hpa: raw & ADDR_MASK & !(span(level) - 1), perms }
 }
 
 /// An entry pointing to the table at `table`.

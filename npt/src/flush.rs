@@ -42,16 +42,12 @@ impl<A: InputAddr> TlbFlush<A> {
 
     /// Flush `start..start + len`.
     pub(crate) const fn range(start: A, len: u64) -> Self {
-        Self {
-            scope: Some(FlushScope::Range { start, len }),
-        }
+        Self { scope: Some(FlushScope::Range { start, len }) }
     }
 
     /// Flush everything.
     pub(crate) const fn all() -> Self {
-        Self {
-            scope: Some(FlushScope::All),
-        }
+        Self { scope: Some(FlushScope::All) }
     }
 
     /// Whether nothing needs flushing.
@@ -69,9 +65,7 @@ impl<A: InputAddr> TlbFlush<A> {
         match self.scope {
             None => false,
             Some(FlushScope::All) => true,
-            Some(FlushScope::Range { start, len }) => {
-                addr.raw() >= start.raw() && addr.raw() - start.raw() < len
-            }
+            Some(FlushScope::Range { start, len }) => addr.raw() >= start.raw() && addr.raw() - start.raw() < len,
         }
     }
 
@@ -81,17 +75,11 @@ impl<A: InputAddr> TlbFlush<A> {
         let scope = match (self.scope, other.scope) {
             (None, s) | (s, None) => s,
             (Some(FlushScope::All), _) | (_, Some(FlushScope::All)) => Some(FlushScope::All),
-            (
-                Some(FlushScope::Range { start: a, len: la }),
-                Some(FlushScope::Range { start: b, len: lb }),
-            ) => {
+            (Some(FlushScope::Range { start: a, len: la }), Some(FlushScope::Range { start: b, len: lb })) => {
                 let start = a.raw().min(b.raw());
                 // The last byte, not the end: a range may end at 2^64.
                 let last = (a.raw() + (la - 1)).max(b.raw() + (lb - 1));
-                Some(FlushScope::Range {
-                    start: A::from_raw(start),
-                    len: last - start + 1,
-                })
+                Some(FlushScope::Range { start: A::from_raw(start), len: last - start + 1 })
             }
         };
         Self { scope }

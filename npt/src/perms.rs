@@ -53,10 +53,7 @@ impl Perms {
     /// Both caching bits: uncached memory, for MMIO.
     pub const UNCACHED: Perms = Perms::WRITE_THROUGH.union(Perms::CACHE_DISABLE);
     /// The bits that grant access.
-    pub const RIGHTS: Perms = Perms::READ
-        .union(Perms::WRITE)
-        .union(Perms::EXECUTE)
-        .union(Perms::USER);
+    pub const RIGHTS: Perms = Perms::READ.union(Perms::WRITE).union(Perms::EXECUTE).union(Perms::USER);
 
     /// Only the access rights of `self`.
     pub const fn rights(self) -> Perms {

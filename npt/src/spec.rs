@@ -58,11 +58,7 @@ impl<F: Flavor> Spec<F> {
 
     /// No mappings; `map` and `remap` refuse pages above `max_page`.
     pub fn with_max_page_size(max_page: PageSize) -> Self {
-        Spec {
-            pages: BTreeMap::new(),
-            max_page,
-            flavor: PhantomData,
-        }
+        Spec { pages: BTreeMap::new(), max_page, flavor: PhantomData }
     }
 
     /// The abstract state: page address to (frame, permissions).
@@ -79,13 +75,7 @@ impl<F: Flavor> Spec<F> {
     }
 
     /// Maps the page of `size` at `addr` to `hpa`, if none of it is mapped.
-    pub fn map(
-        &mut self,
-        addr: F::Addr,
-        hpa: HostPhysAddr,
-        size: PageSize,
-        perms: Perms,
-    ) -> SpecResult {
+    pub fn map(&mut self, addr: F::Addr, hpa: HostPhysAddr, size: PageSize, perms: Perms) -> SpecResult {
         let perms = self.check_page_map(addr, hpa, size, perms)?;
         let (start, len) = (addr.raw(), size.bytes());
         if self.count_mapped(start, len) > 0 {
@@ -95,17 +85,9 @@ impl<F: Flavor> Spec<F> {
     }
 
     /// Maps the page of `size` at `addr` to `hpa`, whatever was there.
-    pub fn remap(
-        &mut self,
-        addr: F::Addr,
-        hpa: HostPhysAddr,
-        size: PageSize,
-        perms: Perms,
-    ) -> SpecResult {
+    pub fn remap(&mut self, addr: F::Addr, hpa: HostPhysAddr, size: PageSize, perms: Perms) -> SpecResult {
         let perms = self.check_page_map(addr, hpa, size, perms)?;
-        Ok(self.set_range(addr.raw(), size.bytes(), |k, _| {
-            Some((hpa.0 + k * PAGE, perms))
-        }))
+        Ok(self.set_range(addr.raw(), size.bytes(), |k, _| Some((hpa.0 + k * PAGE, perms))))
     }
 
     /// Unmaps the page of `size` at `addr`, all of which must be mapped.
@@ -131,13 +113,7 @@ impl<F: Flavor> Spec<F> {
     }
 
     /// Maps `len` bytes at `addr` to `hpa..`, if none of them is mapped.
-    pub fn map_range(
-        &mut self,
-        addr: F::Addr,
-        hpa: HostPhysAddr,
-        len: u64,
-        perms: Perms,
-    ) -> SpecResult {
+    pub fn map_range(&mut self, addr: F::Addr, hpa: HostPhysAddr, len: u64, perms: Perms) -> SpecResult {
         if len == 0 {
             return Ok(None);
         }
@@ -198,14 +174,8 @@ impl<F: Flavor> Spec<F> {
             if let Some(old) = old {
                 if flush_needed(old, value) {
                     stale = Some(match stale {
-                        None => Stale {
-                            first_page: page,
-                            last_page: page,
-                        },
-                        Some(s) => Stale {
-                            last_page: page,
-                            ..s
-                        },
+                        None => Stale { first_page: page, last_page: page },
+                        Some(s) => Stale { last_page: page, ..s },
                     });
                 }
             }

@@ -7,8 +7,7 @@ use crate::addr::InputAddr;
 use crate::entry::LEVELS;
 use crate::walk::{self, Op, Reserve, Walk, PHYS_LIMIT};
 use crate::{
-    Flavor, FlavorKind, FrameSource, Host, HostPhysAddr, Nested, NptError, PageSize, Perms,
-    TableMemory, TlbFlush,
+    Flavor, FlavorKind, FrameSource, Host, HostPhysAddr, Nested, NptError, PageSize, Perms, TableMemory, TlbFlush,
 };
 
 /// Where the 48-bit space of a 4-level walk ends.
@@ -52,10 +51,7 @@ impl<F: Flavor> PageTable<F> {
     /// An empty table whose leaves are at most `max_page`. Use
     /// [`PageSize::Size2M`] where the CPU lacks 1 GiB pages (QEMU's
     /// `qemu64` model, for one).
-    pub fn with_max_page_size<B: FrameSource + TableMemory>(
-        mem: &mut B,
-        max_page: PageSize,
-    ) -> Result<Self, NptError> {
+    pub fn with_max_page_size<B: FrameSource + TableMemory>(mem: &mut B, max_page: PageSize) -> Result<Self, NptError> {
         let root = match mem.alloc_table() {
             Some(frame) if walk::frame_ok(frame) => frame,
             Some(frame) => {
@@ -64,11 +60,7 @@ impl<F: Flavor> PageTable<F> {
             }
             None => return Err(NptError::OutOfFrames),
         };
-        Ok(Self {
-            root,
-            max_page,
-            flavor: PhantomData,
-        })
+        Ok(Self { root, max_page, flavor: PhantomData })
     }
 
     /// The root table (PML4): the value for `nCR3` or `CR3`.
@@ -98,16 +90,7 @@ impl<F: Flavor> PageTable<F> {
     ) -> Result<TlbFlush<F::Addr>, NptError> {
         let (start, end, perms) = self.check_map(addr, hpa, size, perms)?;
         self.check_coverage(mem, start, end, false)?;
-        self.change(
-            mem,
-            start,
-            end,
-            Op::Map {
-                start,
-                hpa: hpa.0,
-                perms,
-            },
-        )
+        self.change(mem, start, end, Op::Map { start, hpa: hpa.0, perms })
     }
 
     /// Maps the page of `size` at `addr` to `hpa`, replacing whatever part
@@ -124,16 +107,7 @@ impl<F: Flavor> PageTable<F> {
         perms: Perms,
     ) -> Result<TlbFlush<F::Addr>, NptError> {
         let (start, end, perms) = self.check_map(addr, hpa, size, perms)?;
-        self.change(
-            mem,
-            start,
-            end,
-            Op::Map {
-                start,
-                hpa: hpa.0,
-                perms,
-            },
-        )
+        self.change(mem, start, end, Op::Map { start, hpa: hpa.0, perms })
     }
 
     /// Unmaps the `size` bytes at `addr`, splitting a larger page that holds
@@ -200,33 +174,16 @@ impl<F: Flavor> PageTable<F> {
         check_phys(hpa, len)?;
         let perms = normalize::<F>(perms)?;
         self.check_coverage(mem, start, end, false)?;
-        self.change(
-            mem,
-            start,
-            end,
-            Op::Map {
-                start,
-                hpa: hpa.0,
-                perms,
-            },
-        )
+        self.change(mem, start, end, Op::Map { start, hpa: hpa.0, perms })
     }
 
     /// The host-physical address `addr` translates to, the permissions of
     /// its page and the page's size; `None` if unmapped or out of range.
-    pub fn translate<M: TableMemory>(
-        &self,
-        mem: &M,
-        addr: F::Addr,
-    ) -> Option<(HostPhysAddr, Perms, PageSize)> {
+    pub fn translate<M: TableMemory>(&self, mem: &M, addr: F::Addr) -> Option<(HostPhysAddr, Perms, PageSize)> {
         let (linear, _) = self.check_range(addr.raw(), 1, 1).ok()?;
         let (hpa, perms, level) = walk::lookup(mem, self.root, linear)?;
         let size = PageSize::of_level(level);
-        Some((
-            HostPhysAddr(hpa + (linear & (size.bytes() - 1))),
-            perms,
-            size,
-        ))
+        Some((HostPhysAddr(hpa + (linear & (size.bytes() - 1))), perms, size))
     }
 
     /// Calls `visit(addr, hpa, size, perms)` for every page the table maps,
@@ -236,20 +193,9 @@ impl<F: Flavor> PageTable<F> {
         mem: &M,
         mut visit: impl FnMut(F::Addr, HostPhysAddr, PageSize, Perms),
     ) {
-        walk::for_each_leaf(
-            mem,
-            self.root,
-            LEVELS,
-            0,
-            &mut |linear, hpa, level, perms| {
-                visit(
-                    F::Addr::from_raw(from_linear::<F>(linear)),
-                    HostPhysAddr(hpa),
-                    PageSize::of_level(level),
-                    perms,
-                )
-            },
-        );
+        walk::for_each_leaf(mem, self.root, LEVELS, 0, &mut |linear, hpa, level, perms| {
+            visit(F::Addr::from_raw(from_linear::<F>(linear)), HostPhysAddr(hpa), PageSize::of_level(level), perms)
+        });
     }
 
     /// How many table frames the table holds, the root included.
@@ -340,9 +286,7 @@ impl<F: Flavor> PageTable<F> {
         real.run(self.root, start, end, op);
         Ok(match real.finish() {
             None => TlbFlush::none(),
-            Some((first, last)) => {
-                TlbFlush::range(F::Addr::from_raw(from_linear::<F>(first)), last - first + 1)
-            }
+            Some((first, last)) => TlbFlush::range(F::Addr::from_raw(from_linear::<F>(first)), last - first + 1),
         })
     }
 }

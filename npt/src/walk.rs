@@ -51,9 +51,7 @@ pub(crate) fn needs_flush(old: (u64, Perms), new: Option<(u64, Perms)>) -> bool 
     match new {
         None => true,
         Some((hpa, perms)) => {
-            hpa != old.0
-                || !perms.rights().contains(old.1.rights())
-                || perms.caching() != old.1.caching()
+            hpa != old.0 || !perms.rights().contains(old.1.rights()) || perms.caching() != old.1.caching()
         }
     }
 }
@@ -72,10 +70,7 @@ pub(crate) struct Reserve {
 
 impl Reserve {
     /// `count` frames, or all given back and an error.
-    pub(crate) fn take_from<B: FrameSource + TableMemory>(
-        mem: &mut B,
-        count: usize,
-    ) -> Result<Reserve, NptError> {
+    pub(crate) fn take_from<B: FrameSource + TableMemory>(mem: &mut B, count: usize) -> Result<Reserve, NptError> {
         let mut reserve = Reserve { head: None, len: 0 };
         while reserve.len < count {
             let error = match mem.alloc_table() {
@@ -160,14 +155,7 @@ impl<'m, B: FrameSource + TableMemory> Walk<'m, B> {
     }
 
     fn new(mem: &'m mut B, dry_run: bool, max_page: PageSize, reserve: Reserve) -> Self {
-        Walk {
-            mem,
-            dry_run,
-            max_leaf_level: max_page.level(),
-            tables_needed: 0,
-            reserve,
-            stale: None,
-        }
+        Walk { mem, dry_run, max_leaf_level: max_page.level(), tables_needed: 0, reserve, stale: None }
     }
 
     /// Applies `op` to `start..end` (a nonempty range below 2^48).
@@ -217,9 +205,7 @@ impl<'m, B: FrameSource + TableMemory> Walk<'m, B> {
                                 self.stale(base, span);
                             }
                         }
-                    } else if op.apply_to(from, hpa + (from - base))
-                        != Some((hpa + (from - base), perms))
-                    {
+                    } else if op.apply_to(from, hpa + (from - base)) != Some((hpa + (from - base), perms)) {
                         // Only part of this page changes: split it, then
                         // change the smaller pages.
                         let child = self.split(node, i, level, hpa, perms);
@@ -234,9 +220,7 @@ impl<'m, B: FrameSource + TableMemory> Walk<'m, B> {
     /// Whether `op` may put a leaf in an entry at `level` covering `base..`.
     fn leaf_fits(&self, level: u8, base: u64, op: Op) -> bool {
         match op {
-            Op::Map { .. } => {
-                level <= self.max_leaf_level && op.hpa_at(base).is_multiple_of(entry::span(level))
-            }
+            Op::Map { .. } => level <= self.max_leaf_level && op.hpa_at(base).is_multiple_of(entry::span(level)),
             // These only meet leaves that exist already.
             Op::Unmap | Op::Protect { .. } => true,
         }
@@ -246,10 +230,7 @@ impl<'m, B: FrameSource + TableMemory> Walk<'m, B> {
         match node {
             Node::Real(table) => entry::decode(self.mem.read_entry(table, i), level),
             Node::Fresh => Entry::Empty,
-            Node::Split { hpa, perms } => Entry::Leaf {
-                hpa: hpa + i as u64 * entry::span(level),
-                perms,
-            },
+            Node::Split { hpa, perms } => Entry::Leaf { hpa: hpa + i as u64 * entry::span(level), perms },
         }
     }
 
@@ -315,21 +296,12 @@ pub(crate) struct Coverage {
 }
 
 /// Which pages of `start..end` the level-`level` table at `table` maps.
-pub(crate) fn coverage<M: TableMemory>(
-    mem: &M,
-    table: HostPhysAddr,
-    level: u8,
-    start: u64,
-    end: u64,
-) -> Coverage {
+pub(crate) fn coverage<M: TableMemory>(mem: &M, table: HostPhysAddr, level: u8, start: u64, end: u64) -> Coverage {
     let span = entry::span(level);
     let first = entry::index(start, level);
     let last = entry::index(end - 1, level);
     let first_base = start & !(span - 1);
-    let mut seen = Coverage {
-        any: false,
-        all: true,
-    };
+    let mut seen = Coverage { any: false, all: true };
     for i in first..=last {
         let base = first_base + (i - first) as u64 * span;
         match entry::decode(mem.read_entry(table, i), level) {
@@ -347,11 +319,7 @@ pub(crate) fn coverage<M: TableMemory>(
 
 /// The leaf translating `addr` (below 2^48): its page's frame, its
 /// permissions and its level.
-pub(crate) fn lookup<M: TableMemory>(
-    mem: &M,
-    root: HostPhysAddr,
-    addr: u64,
-) -> Option<(u64, Perms, u8)> {
+pub(crate) fn lookup<M: TableMemory>(mem: &M, root: HostPhysAddr, addr: u64) -> Option<(u64, Perms, u8)> {
     let mut table = root;
     for level in (1..=LEVELS).rev() {
         match entry::decode(mem.read_entry(table, entry::index(addr, level)), level) {
@@ -401,11 +369,7 @@ pub(crate) fn for_each_table<M: TableMemory>(
 }
 
 /// Frees the level-`level` table at `table` and every table below it.
-pub(crate) fn free_tables<B: FrameSource + TableMemory>(
-    mem: &mut B,
-    table: HostPhysAddr,
-    level: u8,
-) {
+pub(crate) fn free_tables<B: FrameSource + TableMemory>(mem: &mut B, table: HostPhysAddr, level: u8) {
     if level > 1 {
         for i in 0..ENTRIES {
             if let Entry::Table(child) = entry::decode(mem.read_entry(table, i), level) {

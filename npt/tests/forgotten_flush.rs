@@ -41,31 +41,17 @@ fn check_crate(name: &str, body: &str) -> (bool, String) {
         .current_dir(&dir)
         .output()
         .expect("run cargo");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 #[test]
 fn dropping_a_flush_token_fails_to_compile_and_applying_it_compiles() {
-    let (applied_ok, messages) = check_crate(
-        "flush_applied",
-        "npt.unmap(mem, GuestPhysAddr(0), PageSize::Size4K)?.apply(|_scope| {});",
-    );
-    assert!(
-        applied_ok,
-        "expected the crate applying the token to compile, seen:\n{messages}"
-    );
+    let (applied_ok, messages) =
+        check_crate("flush_applied", "npt.unmap(mem, GuestPhysAddr(0), PageSize::Size4K)?.apply(|_scope| {});");
+    assert!(applied_ok, "expected the crate applying the token to compile, seen:\n{messages}");
 
-    let (dropped_ok, messages) = check_crate(
-        "flush_dropped",
-        "npt.unmap(mem, GuestPhysAddr(0), PageSize::Size4K)?;",
-    );
-    assert!(
-        !dropped_ok,
-        "expected the crate dropping the token not to compile"
-    );
+    let (dropped_ok, messages) = check_crate("flush_dropped", "npt.unmap(mem, GuestPhysAddr(0), PageSize::Size4K)?;");
+    assert!(!dropped_ok, "expected the crate dropping the token not to compile");
     assert!(
         messages.contains("unused `TlbFlush`") && messages.contains("must be used"),
         "expected an unused-`TlbFlush` error, seen:\n{messages}"

@@ -20,10 +20,7 @@ mod common;
 
 use npt::sim::SimMemory;
 use npt::spec::{Spec, SpecResult, Stale};
-use npt::{
-    Flavor, FlushScope, Host, HostPhysAddr, InputAddr, Nested, NptError, PageSize, PageTable,
-    Perms, TlbFlush,
-};
+use npt::{Flavor, FlushScope, Host, HostPhysAddr, InputAddr, Nested, NptError, PageSize, PageTable, Perms, TlbFlush};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -82,33 +79,11 @@ enum Step {
 /// A changing operation with its addresses resolved.
 #[derive(Clone, Copy, Debug)]
 enum Op {
-    Map {
-        addr: u64,
-        hpa: u64,
-        size: PageSize,
-        perms: Perms,
-    },
-    Remap {
-        addr: u64,
-        hpa: u64,
-        size: PageSize,
-        perms: Perms,
-    },
-    Unmap {
-        addr: u64,
-        size: PageSize,
-    },
-    Protect {
-        addr: u64,
-        size: PageSize,
-        perms: Perms,
-    },
-    MapRange {
-        addr: u64,
-        hpa: u64,
-        len: u64,
-        perms: Perms,
-    },
+    Map { addr: u64, hpa: u64, size: PageSize, perms: Perms },
+    Remap { addr: u64, hpa: u64, size: PageSize, perms: Perms },
+    Unmap { addr: u64, size: PageSize },
+    Protect { addr: u64, size: PageSize, perms: Perms },
+    MapRange { addr: u64, hpa: u64, len: u64, perms: Perms },
 }
 
 impl Op {
@@ -125,59 +100,25 @@ impl Op {
         matches!(self, Op::Map { .. } | Op::MapRange { .. })
     }
 
-    fn on_table<F: Flavor>(
-        self,
-        table: &mut PageTable<F>,
-        mem: &mut SimMemory,
-    ) -> Result<TlbFlush<F::Addr>, NptError> {
+    fn on_table<F: Flavor>(self, table: &mut PageTable<F>, mem: &mut SimMemory) -> Result<TlbFlush<F::Addr>, NptError> {
         let at = F::Addr::from_raw;
         match self {
-            Op::Map {
-                addr,
-                hpa,
-                size,
-                perms,
-            } => table.map(mem, at(addr), HostPhysAddr(hpa), size, perms),
-            Op::Remap {
-                addr,
-                hpa,
-                size,
-                perms,
-            } => table.remap(mem, at(addr), HostPhysAddr(hpa), size, perms),
+            Op::Map { addr, hpa, size, perms } => table.map(mem, at(addr), HostPhysAddr(hpa), size, perms),
+            Op::Remap { addr, hpa, size, perms } => table.remap(mem, at(addr), HostPhysAddr(hpa), size, perms),
             Op::Unmap { addr, size } => table.unmap(mem, at(addr), size),
             Op::Protect { addr, size, perms } => table.protect(mem, at(addr), size, perms),
-            Op::MapRange {
-                addr,
-                hpa,
-                len,
-                perms,
-            } => table.map_range(mem, at(addr), HostPhysAddr(hpa), len, perms),
+            Op::MapRange { addr, hpa, len, perms } => table.map_range(mem, at(addr), HostPhysAddr(hpa), len, perms),
         }
     }
 
     fn on_spec<F: Flavor>(self, spec: &mut Spec<F>) -> SpecResult {
         let at = F::Addr::from_raw;
         match self {
-            Op::Map {
-                addr,
-                hpa,
-                size,
-                perms,
-            } => spec.map(at(addr), HostPhysAddr(hpa), size, perms),
-            Op::Remap {
-                addr,
-                hpa,
-                size,
-                perms,
-            } => spec.remap(at(addr), HostPhysAddr(hpa), size, perms),
+            Op::Map { addr, hpa, size, perms } => spec.map(at(addr), HostPhysAddr(hpa), size, perms),
+            Op::Remap { addr, hpa, size, perms } => spec.remap(at(addr), HostPhysAddr(hpa), size, perms),
             Op::Unmap { addr, size } => spec.unmap(at(addr), size),
             Op::Protect { addr, size, perms } => spec.protect(at(addr), size, perms),
-            Op::MapRange {
-                addr,
-                hpa,
-                len,
-                perms,
-            } => spec.map_range(at(addr), HostPhysAddr(hpa), len, perms),
+            Op::MapRange { addr, hpa, len, perms } => spec.map_range(at(addr), HostPhysAddr(hpa), len, perms),
         }
     }
 }
@@ -209,13 +150,7 @@ const HOST_BASES: &[(u32, u64)] = &[
     (4, 0xffff_8000_0000_0000),
     (2, 0xffff_ffff_c000_0000),
 ];
-const HPA_BASES: &[(u32, u64)] = &[
-    (6, 0),
-    (2, G1),
-    (2, 2 * G1 + M2),
-    (1, (1 << 52) - G1),
-    (1, 1 << 52),
-];
+const HPA_BASES: &[(u32, u64)] = &[(6, 0), (2, G1), (2, 2 * G1 + M2), (1, (1 << 52) - G1), (1, 1 << 52)];
 
 /// An address near one of `bases`: usually page aligned, sometimes 2 MiB
 /// or 1 GiB aligned, rarely not even 4 KiB aligned.
@@ -233,10 +168,7 @@ fn address(bases: &'static [(u32, u64)]) -> impl Strategy<Value = u64> {
 fn target(bases: &'static [(u32, u64)]) -> impl Strategy<Value = Target> {
     prop_oneof![
         address(bases).prop_map(Target::At),
-        (
-            any::<usize>(),
-            prop_oneof![3 => Just(0u64), 2 => 0u64..1024]
-        )
+        (any::<usize>(), prop_oneof![3 => Just(0u64), 2 => 0u64..1024])
             .prop_map(|(pick, pages)| Target::Recent { pick, pages }),
     ]
 }
@@ -269,10 +201,7 @@ fn step(bases: &'static [(u32, u64)]) -> impl Strategy<Value = Step> {
 }
 
 /// A whole test case: the table's largest page, the first budget, the steps.
-fn case(
-    bases: &'static [(u32, u64)],
-    steps: usize,
-) -> impl Strategy<Value = (PageSize, Option<usize>, Vec<Step>)> {
+fn case(bases: &'static [(u32, u64)], steps: usize) -> impl Strategy<Value = (PageSize, Option<usize>, Vec<Step>)> {
     (
         prop_oneof![3 => Just(PageSize::Size1G), 1 => Just(PageSize::Size2M)],
         prop_oneof![Just(None), (2usize..16).prop_map(Some)],
@@ -329,15 +258,8 @@ fn check_op<F: Flavor>(
         Err(NptError::OutOfFrames) => {
             // Allowed only where the spec succeeds; the state stays.
             let expected = op.on_spec(&mut spec.clone());
-            prop_assert!(
-                expected.is_ok(),
-                "expected {:?}, seen OutOfFrames",
-                expected
-            );
-            prop_assert!(
-                mem.failed_allocations() > failed_before,
-                "OutOfFrames without a failed allocation"
-            );
+            prop_assert!(expected.is_ok(), "expected {:?}, seen OutOfFrames", expected);
+            prop_assert!(mem.failed_allocations() > failed_before, "OutOfFrames without a failed allocation");
             Ok(false)
         }
         Err(seen) => {
@@ -367,34 +289,18 @@ fn check_state<F: Flavor>(
 ) -> Result<(), TestCaseError> {
     let walked = common::walk(mem, table.root(), F::KIND);
     if let Some(diff) = common::diff(spec.pages(), &walked.pages) {
-        return Err(TestCaseError::fail(format!(
-            "abstraction differs from spec:\n{diff}"
-        )));
+        return Err(TestCaseError::fail(format!("abstraction differs from spec:\n{diff}")));
     }
-    prop_assert!(
-        walked.problems.is_empty(),
-        "malformed tables: {:?}",
-        walked.problems
-    );
+    prop_assert!(walked.problems.is_empty(), "malformed tables: {:?}", walked.problems);
     if let Some(leaf) = walked.leaves.iter().find(|l| l.size > max_page) {
-        return Err(TestCaseError::fail(format!(
-            "leaf {leaf:x?} above {max_page:?}"
-        )));
+        return Err(TestCaseError::fail(format!("leaf {leaf:x?} above {max_page:?}")));
     }
-    prop_assert_eq!(
-        &mem.allocated(),
-        &walked.tables,
-        "frames in use (left) vs tables reachable (right)"
-    );
+    prop_assert_eq!(&mem.allocated(), &walked.tables, "frames in use (left) vs tables reachable (right)");
     Ok(())
 }
 
 /// Runs one case on flavor `F`.
-fn run<F: Flavor>(
-    max_page: PageSize,
-    budget: Option<usize>,
-    steps: &[Step],
-) -> Result<(), TestCaseError> {
+fn run<F: Flavor>(max_page: PageSize, budget: Option<usize>, steps: &[Step]) -> Result<(), TestCaseError> {
     let mut mem = SimMemory::new();
     mem.set_budget(budget);
     let mut table = match PageTable::<F>::with_max_page_size(&mut mem, max_page) {
@@ -407,63 +313,20 @@ fn run<F: Flavor>(
     for (n, &step) in steps.iter().enumerate() {
         let context = |e: TestCaseError| TestCaseError::fail(format!("step {n}: {step:x?}: {e}"));
         let op = match step {
-            Step::Map {
-                addr,
-                hpa,
-                size,
-                perms,
-            } => Some(Op::Map {
-                addr,
-                hpa,
-                size,
-                perms,
-            }),
-            Step::Remap {
-                target,
-                hpa,
-                size,
-                perms,
-            } => Some(Op::Remap {
-                addr: resolve(target, &recent, size),
-                hpa,
-                size,
-                perms,
-            }),
-            Step::Unmap { target, size } => Some(Op::Unmap {
-                addr: resolve(target, &recent, size),
-                size,
-            }),
-            Step::Protect {
-                target,
-                size,
-                perms,
-            } => Some(Op::Protect {
-                addr: resolve(target, &recent, size),
-                size,
-                perms,
-            }),
-            Step::MapRange {
-                addr,
-                hpa,
-                len,
-                perms,
-            } => Some(Op::MapRange {
-                addr,
-                hpa,
-                len,
-                perms,
-            }),
+            Step::Map { addr, hpa, size, perms } => Some(Op::Map { addr, hpa, size, perms }),
+            Step::Remap { target, hpa, size, perms } => {
+                Some(Op::Remap { addr: resolve(target, &recent, size), hpa, size, perms })
+            }
+            Step::Unmap { target, size } => Some(Op::Unmap { addr: resolve(target, &recent, size), size }),
+            Step::Protect { target, size, perms } => {
+                Some(Op::Protect { addr: resolve(target, &recent, size), size, perms })
+            }
+            Step::MapRange { addr, hpa, len, perms } => Some(Op::MapRange { addr, hpa, len, perms }),
             Step::Translate { target } => {
                 let addr = F::Addr::from_raw(resolve(target, &recent, PageSize::Size4K));
                 let seen = table.translate(&mem, addr);
                 let expected = spec.translate(addr);
-                prop_assert_eq!(
-                    expected,
-                    seen.map(|(h, p, _)| (h, p)),
-                    "step {}: {:x?}",
-                    n,
-                    step
-                );
+                prop_assert_eq!(expected, seen.map(|(h, p, _)| (h, p)), "step {}: {:x?}", n, step);
                 None
             }
             Step::Budget(budget) => {

@@ -5,14 +5,10 @@
 //! accessor methods on [`ControlArea`]. Reserved bytes are private and stay
 //! zero, as the APM requires (SBZ).
 
-use crate::controls::{
-    CleanBits, ErapControl, IntControl, InterruptState, NestedControl, TlbControl, VirtExtensions,
-};
+use crate::controls::{CleanBits, ErapControl, IntControl, InterruptState, NestedControl, TlbControl, VirtExtensions};
 use crate::event::EventInj;
 use crate::exit_code::ExitCode;
-use crate::intercept::{
-    CrSet, DrSet, ExceptionIntercepts, InterceptMisc1, InterceptMisc2, InterceptMisc3,
-};
+use crate::intercept::{CrSet, DrSet, ExceptionIntercepts, InterceptMisc1, InterceptMisc2, InterceptMisc3};
 
 /// Size of the control area in bytes.
 pub const CONTROL_AREA_SIZE: usize = 0x400;
@@ -287,8 +283,7 @@ impl ControlArea {
     /// Whether the guest is in an interrupt shadow (an interrupt cannot be
     /// injected before the next instruction).
     pub const fn in_interrupt_shadow(&self) -> bool {
-        self.interrupt_state()
-            .contains(InterruptState::INTERRUPT_SHADOW)
+        self.interrupt_state().contains(InterruptState::INTERRUPT_SHADOW)
     }
 
     /// EXITCODE decoded (see [`ExitCode::from_raw`]).
@@ -453,10 +448,7 @@ mod tests {
         assert_eq!(c.intercept_misc2, 0b11);
         assert_eq!(c.intercept_misc3, 1 << 2);
         assert_eq!(c.intercept_exceptions, (1 << 14) | (1 << 18));
-        assert_eq!(
-            c.misc2_intercepts(),
-            InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL
-        );
+        assert_eq!(c.misc2_intercepts(), InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL);
     }
 
     #[test]

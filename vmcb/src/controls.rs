@@ -178,9 +178,7 @@ impl IntControl {
 
     /// Returns the word with V_INTR_PRIO set to the low 4 bits of `prio`.
     pub const fn with_v_intr_prio(self, prio: u8) -> Self {
-        Self(
-            (self.0 & !Self::V_INTR_PRIO_MASK) | (((prio as u64) & 0xF) << Self::V_INTR_PRIO_SHIFT),
-        )
+        Self((self.0 & !Self::V_INTR_PRIO_MASK) | (((prio as u64) & 0xF) << Self::V_INTR_PRIO_SHIFT))
     }
 
     /// V_INTR_VECTOR.
@@ -337,10 +335,7 @@ mod tests {
             .with_v_intr_masking(true)
             .with_v_tpr(5);
         assert!(c.v_irq() && c.v_intr_masking());
-        assert_eq!(
-            (c.v_intr_vector(), c.v_intr_prio(), c.v_tpr()),
-            (0x30, 2, 5)
-        );
+        assert_eq!((c.v_intr_vector(), c.v_intr_prio(), c.v_tpr()), (0x30, 2, 5));
         let c = c.with_v_irq(false);
         assert!(!c.v_irq());
         assert_eq!(c.v_intr_vector(), 0x30);

@@ -212,10 +212,7 @@ mod tests {
     #[test]
     fn exit_int_info_without_valid_bit_is_none() {
         assert_eq!(EventInj::from_exit_int_info(0x0000_0306), None);
-        assert_eq!(
-            EventInj::from_exit_int_info(0x8000_0306),
-            Some(EventInj::exception(6))
-        );
+        assert_eq!(EventInj::from_exit_int_info(0x8000_0306), Some(EventInj::exception(6)));
     }
 
     #[test]

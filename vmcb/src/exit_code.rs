@@ -330,10 +330,7 @@ impl ExitCode {
     /// Whether this code reports that VMRUN itself failed, so no guest
     /// instruction ran and the rest of the exit information means nothing.
     pub const fn is_vmrun_failure(self) -> bool {
-        matches!(
-            self,
-            ExitCode::Invalid | ExitCode::Busy | ExitCode::IdleRequired | ExitCode::InvalidPmc
-        )
+        matches!(self, ExitCode::Invalid | ExitCode::Busy | ExitCode::IdleRequired | ExitCode::InvalidPmc)
     }
 }
 
@@ -390,10 +387,7 @@ mod tests {
     fn every_defined_code_decodes_to_a_named_variant_and_back() {
         let mut count = 0;
         for (code, raw) in every_defined_code() {
-            assert!(
-                !matches!(code, ExitCode::Unknown(_)),
-                "{raw:#x} decoded as Unknown"
-            );
+            assert!(!matches!(code, ExitCode::Unknown(_)), "{raw:#x} decoded as Unknown");
             assert_eq!(code.to_raw(), raw, "{code:?} encodes wrongly");
             assert_eq!(ExitCode::from_raw(raw), code, "{raw:#x} decodes wrongly");
             count += 1;
@@ -435,14 +429,8 @@ mod tests {
     fn tcg_32_bit_invalid_decodes_as_invalid() {
         assert_eq!(ExitCode::from_raw(0x0000_0000_FFFF_FFFF), ExitCode::Invalid);
         assert_eq!(ExitCode::from_raw(0x0000_0000_FFFF_FFFE), ExitCode::Busy);
-        assert_eq!(
-            ExitCode::from_raw(0x0000_0000_FFFF_FFFD),
-            ExitCode::IdleRequired
-        );
-        assert_eq!(
-            ExitCode::from_raw(0x0000_0000_FFFF_FFFC),
-            ExitCode::InvalidPmc
-        );
+        assert_eq!(ExitCode::from_raw(0x0000_0000_FFFF_FFFD), ExitCode::IdleRequired);
+        assert_eq!(ExitCode::from_raw(0x0000_0000_FFFF_FFFC), ExitCode::InvalidPmc);
         assert!(ExitCode::from_raw(0xFFFF_FFFF).is_vmrun_failure());
     }
 

@@ -177,11 +177,7 @@ impl IoioInfo {
             address_size,
             rep: info1 & Self::REP != 0,
             string,
-            direction: if info1 & Self::TYPE_IN != 0 {
-                IoDirection::In
-            } else {
-                IoDirection::Out
-            },
+            direction: if info1 & Self::TYPE_IN != 0 { IoDirection::In } else { IoDirection::Out },
             segment,
         })
     }
@@ -285,10 +281,7 @@ pub struct NestedPageFault {
 impl NestedPageFault {
     /// Decodes EXITINFO1/EXITINFO2 of an NPF exit.
     pub const fn from_exitinfo(info1: u64, info2: u64) -> Self {
-        Self {
-            error: NpfErrorCode::from_bits_retain(info1),
-            gpa: info2,
-        }
+        Self { error: NpfErrorCode::from_bits_retain(info1), gpa: info2 }
     }
 
     /// The access was a write.
@@ -373,16 +366,8 @@ impl ExceptionExit {
     pub const fn from_exitinfo(vector: u8, info1: u64, info2: u64) -> Self {
         Self {
             vector,
-            error_code: if exception_has_error_code(vector) {
-                Some(info1 as u32)
-            } else {
-                None
-            },
-            fault_address: if vector == Self::PAGE_FAULT {
-                Some(info2)
-            } else {
-                None
-            },
+            error_code: if exception_has_error_code(vector) { Some(info1 as u32) } else { None },
+            fault_address: if vector == Self::PAGE_FAULT { Some(info2) } else { None },
         }
     }
 }
@@ -404,10 +389,7 @@ pub struct CrAccessInfo {
 impl CrAccessInfo {
     /// Decodes EXITINFO1.
     pub const fn from_exitinfo1(info1: u64) -> Self {
-        Self {
-            gpr: (info1 & 0xF) as u8,
-            mov_cr: info1 & (1 << 63) != 0,
-        }
+        Self { gpr: (info1 & 0xF) as u8, mov_cr: info1 & (1 << 63) != 0 }
     }
 }
 
@@ -422,9 +404,7 @@ pub struct DrAccessInfo {
 impl DrAccessInfo {
     /// Decodes EXITINFO1.
     pub const fn from_exitinfo1(info1: u64) -> Self {
-        Self {
-            gpr: (info1 & 0xF) as u8,
-        }
+        Self { gpr: (info1 & 0xF) as u8 }
     }
 }
 
@@ -474,11 +454,7 @@ impl TaskSwitchInfo {
             } else {
                 TaskSwitchReason::CallOrEvent
             },
-            error_code: if info2 & Self::EV != 0 {
-                Some(info2 as u32)
-            } else {
-                None
-            },
+            error_code: if info2 & Self::EV != 0 { Some(info2 as u32) } else { None },
             rf: info2 & Self::RF != 0,
         }
     }
@@ -530,25 +506,13 @@ mod tests {
 
     #[test]
     fn ioio_with_bad_operand_size_is_an_error() {
-        assert_eq!(
-            IoioInfo::from_exitinfo1(0x80 << 16),
-            Err(ExitInfoError::IoioOperandSize(0x80 << 16))
-        );
+        assert_eq!(IoioInfo::from_exitinfo1(0x80 << 16), Err(ExitInfoError::IoioOperandSize(0x80 << 16)));
         let two_sizes = (1 << 4) | (1 << 5);
-        assert_eq!(
-            IoioInfo::from_exitinfo1(two_sizes),
-            Err(ExitInfoError::IoioOperandSize(two_sizes))
-        );
+        assert_eq!(IoioInfo::from_exitinfo1(two_sizes), Err(ExitInfoError::IoioOperandSize(two_sizes)));
         let two_asizes = (1 << 4) | (1 << 7) | (1 << 8);
-        assert_eq!(
-            IoioInfo::from_exitinfo1(two_asizes),
-            Err(ExitInfoError::IoioAddressSize(two_asizes))
-        );
+        assert_eq!(IoioInfo::from_exitinfo1(two_asizes), Err(ExitInfoError::IoioAddressSize(two_asizes)));
         let bad_seg = (1 << 4) | (1 << 2) | (7 << 10);
-        assert_eq!(
-            IoioInfo::from_exitinfo1(bad_seg),
-            Err(ExitInfoError::IoioSegment(bad_seg))
-        );
+        assert_eq!(IoioInfo::from_exitinfo1(bad_seg), Err(ExitInfoError::IoioSegment(bad_seg)));
     }
 
     #[test]
@@ -575,10 +539,7 @@ mod tests {
         assert_eq!(MsrExitKind::from_exitinfo1(0), Ok(MsrExitKind::Rdmsr));
         assert_eq!(MsrExitKind::from_exitinfo1(1), Ok(MsrExitKind::Wrmsr));
         assert!(MsrExitKind::Wrmsr.is_write());
-        assert_eq!(
-            MsrExitKind::from_exitinfo1(2),
-            Err(ExitInfoError::MsrDirection(2))
-        );
+        assert_eq!(MsrExitKind::from_exitinfo1(2), Err(ExitInfoError::MsrDirection(2)));
     }
 
     #[test]
@@ -602,13 +563,7 @@ mod tests {
     #[test]
     fn cr_access_reports_gpr_and_mov_flag() {
         let info = CrAccessInfo::from_exitinfo1((1 << 63) | 11);
-        assert_eq!(
-            info,
-            CrAccessInfo {
-                gpr: 11,
-                mov_cr: true
-            }
-        );
+        assert_eq!(info, CrAccessInfo { gpr: 11, mov_cr: true });
         assert!(!CrAccessInfo::from_exitinfo1(0).mov_cr);
         assert_eq!(DrAccessInfo::from_exitinfo1(0x3).gpr, 3);
     }
@@ -620,24 +575,14 @@ mod tests {
         assert_eq!(t.reason, TaskSwitchReason::CallOrEvent);
         assert_eq!(t.error_code, Some(0x1C));
         assert!(t.rf);
-        assert_eq!(
-            TaskSwitchInfo::from_exitinfo(0x30, 1 << 36).reason,
-            TaskSwitchReason::Iret
-        );
-        assert_eq!(
-            TaskSwitchInfo::from_exitinfo(0x30, 1 << 38).reason,
-            TaskSwitchReason::Jmp
-        );
+        assert_eq!(TaskSwitchInfo::from_exitinfo(0x30, 1 << 36).reason, TaskSwitchReason::Iret);
+        assert_eq!(TaskSwitchInfo::from_exitinfo(0x30, 1 << 38).reason, TaskSwitchReason::Jmp);
     }
 
     fn any_ioio() -> impl Strategy<Value = IoioInfo> {
         (
             any::<u16>(),
-            prop_oneof![
-                Just(IoAccessSize::Byte),
-                Just(IoAccessSize::Word),
-                Just(IoAccessSize::Dword)
-            ],
+            prop_oneof![Just(IoAccessSize::Byte), Just(IoAccessSize::Word), Just(IoAccessSize::Dword)],
             prop_oneof![
                 Just(None),
                 Just(Some(AddressSize::Bits16)),
@@ -649,25 +594,15 @@ mod tests {
             any::<bool>(),
             0u8..6,
         )
-            .prop_map(
-                |(port, size, address_size, rep, string, is_in, seg)| IoioInfo {
-                    port,
-                    size,
-                    address_size,
-                    rep,
-                    string,
-                    direction: if is_in {
-                        IoDirection::In
-                    } else {
-                        IoDirection::Out
-                    },
-                    segment: if string {
-                        SegmentRegister::from_raw(seg)
-                    } else {
-                        None
-                    },
-                },
-            )
+            .prop_map(|(port, size, address_size, rep, string, is_in, seg)| IoioInfo {
+                port,
+                size,
+                address_size,
+                rep,
+                string,
+                direction: if is_in { IoDirection::In } else { IoDirection::Out },
+                segment: if string { SegmentRegister::from_raw(seg) } else { None },
+            })
     }
 
     proptest! {

@@ -367,14 +367,8 @@ mod tests {
         assert_eq!(InterceptMisc2::XSETBV.bits(), 1 << 13);
         assert_eq!(InterceptMisc2::RDPRU.bits(), 1 << 14);
         assert_eq!(InterceptMisc2::EFER_WRITE_TRAP.bits(), 1 << 15);
-        assert_eq!(
-            InterceptMisc2::cr_write_trap(0),
-            InterceptMisc2::CR0_WRITE_TRAP
-        );
-        assert_eq!(
-            InterceptMisc2::cr_write_trap(8),
-            InterceptMisc2::CR8_WRITE_TRAP
-        );
+        assert_eq!(InterceptMisc2::cr_write_trap(0), InterceptMisc2::CR0_WRITE_TRAP);
+        assert_eq!(InterceptMisc2::cr_write_trap(8), InterceptMisc2::CR8_WRITE_TRAP);
         assert_eq!(InterceptMisc2::all().bits(), u32::MAX);
     }
 

@@ -29,16 +29,12 @@ const _: () = assert!(core::mem::align_of::<Iopm>() == 4096);
 impl Iopm {
     /// A map that intercepts no port.
     pub const fn intercept_none() -> Self {
-        Self {
-            bits: [0; IOPM_SIZE],
-        }
+        Self { bits: [0; IOPM_SIZE] }
     }
 
     /// A map that intercepts every port (and every wrapping access).
     pub const fn intercept_all() -> Self {
-        Self {
-            bits: [0xFF; IOPM_SIZE],
-        }
+        Self { bits: [0xFF; IOPM_SIZE] }
     }
 
     /// Sets or clears every bit in place, extra bits included.
@@ -92,9 +88,7 @@ impl Iopm {
 impl fmt::Debug for Iopm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ports = (0..=u16::MAX).filter(|&p| self.is_port_set(p)).count();
-        f.debug_struct("Iopm")
-            .field("intercepted_ports", &ports)
-            .finish()
+        f.debug_struct("Iopm").field("intercepted_ports", &ports).finish()
     }
 }
 

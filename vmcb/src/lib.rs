@@ -51,20 +51,16 @@ mod segment;
 mod vmcb;
 
 pub use control::{ControlArea, CONTROL_AREA_SIZE};
-pub use controls::{
-    CleanBits, ErapControl, IntControl, InterruptState, NestedControl, TlbControl, VirtExtensions,
-};
+pub use controls::{CleanBits, ErapControl, IntControl, InterruptState, NestedControl, TlbControl, VirtExtensions};
 pub use efer::{Efer, EFER_MSR};
 pub use event::{EventInj, EventType, ExitIntInfo};
 pub use exit_code::ExitCode;
 pub use exit_info::{
-    exception_has_error_code, AddressSize, CrAccessInfo, DrAccessInfo, ExceptionExit,
-    ExitInfoError, IoAccessSize, IoDirection, IoioInfo, MsrExitKind, NestedPageFault, NpfErrorCode,
-    NpfStage, SegmentRegister, TaskSwitchInfo, TaskSwitchReason,
+    exception_has_error_code, AddressSize, CrAccessInfo, DrAccessInfo, ExceptionExit, ExitInfoError, IoAccessSize,
+    IoDirection, IoioInfo, MsrExitKind, NestedPageFault, NpfErrorCode, NpfStage, SegmentRegister, TaskSwitchInfo,
+    TaskSwitchReason,
 };
-pub use intercept::{
-    CrSet, DrSet, ExceptionIntercepts, InterceptMisc1, InterceptMisc2, InterceptMisc3,
-};
+pub use intercept::{CrSet, DrSet, ExceptionIntercepts, InterceptMisc1, InterceptMisc2, InterceptMisc3};
 pub use iopm::{Iopm, IOPM_SIZE};
 pub use msrpm::{MsrAccess, MsrOutsideMsrpm, Msrpm, MSRPM_SIZE};
 pub use save::{StateSaveArea, STATE_SAVE_AREA_SIZE};

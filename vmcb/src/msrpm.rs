@@ -22,11 +22,7 @@ pub const MSRPM_SIZE: usize = 2 * 4096;
 
 /// The (first MSR, first MSRPM byte) of each range; each range holds 0x2000
 /// MSRs in 0x800 bytes.
-const RANGES: [(u32, usize); 3] = [
-    (0x0000_0000, 0x0000),
-    (0xC000_0000, 0x0800),
-    (0xC001_0000, 0x1000),
-];
+const RANGES: [(u32, usize); 3] = [(0x0000_0000, 0x0000), (0xC000_0000, 0x0800), (0xC001_0000, 0x1000)];
 const MSRS_PER_RANGE: u32 = 0x2000;
 
 /// Which accesses a [`Msrpm::set`] call changes.
@@ -59,16 +55,12 @@ impl Msrpm {
     /// A map that intercepts no MSR in the three ranges (MSRs outside them
     /// are still intercepted).
     pub const fn intercept_none() -> Self {
-        Self {
-            bits: [0; MSRPM_SIZE],
-        }
+        Self { bits: [0; MSRPM_SIZE] }
     }
 
     /// A map that intercepts every access.
     pub const fn intercept_all() -> Self {
-        Self {
-            bits: [0xFF; MSRPM_SIZE],
-        }
+        Self { bits: [0xFF; MSRPM_SIZE] }
     }
 
     /// Sets or clears every bit in place.
@@ -92,12 +84,7 @@ impl Msrpm {
     }
 
     /// Intercepts (or lets through) the chosen accesses to `msr`.
-    pub fn set(
-        &mut self,
-        msr: u32,
-        access: MsrAccess,
-        intercept: bool,
-    ) -> Result<(), MsrOutsideMsrpm> {
+    pub fn set(&mut self, msr: u32, access: MsrAccess, intercept: bool) -> Result<(), MsrOutsideMsrpm> {
         let (read, write) = match access {
             MsrAccess::Read => (true, false),
             MsrAccess::Write => (false, true),
@@ -173,23 +160,12 @@ mod tests {
     #[test]
     fn msrs_outside_the_ranges_are_always_intercepted() {
         let m = Box::new(Msrpm::intercept_none());
-        for msr in [
-            0x2000,
-            0x4000_0000,
-            0xBFFF_FFFF,
-            0xC000_2000,
-            0xC001_2000,
-            0xC002_0000,
-            u32::MAX,
-        ] {
+        for msr in [0x2000, 0x4000_0000, 0xBFFF_FFFF, 0xC000_2000, 0xC001_2000, 0xC002_0000, u32::MAX] {
             assert_eq!(Msrpm::bit_location(msr, false), None, "{msr:#x}");
             assert!(m.is_intercepted(msr, false) && m.is_intercepted(msr, true));
         }
         let mut m = m;
-        assert_eq!(
-            m.set(0x4000_0000, MsrAccess::ReadWrite, false),
-            Err(MsrOutsideMsrpm(0x4000_0000))
-        );
+        assert_eq!(m.set(0x4000_0000, MsrAccess::ReadWrite, false), Err(MsrOutsideMsrpm(0x4000_0000)));
     }
 
     #[test]
@@ -206,11 +182,7 @@ mod tests {
     }
 
     fn in_range_msr() -> impl Strategy<Value = u32> {
-        prop_oneof![
-            0u32..0x2000,
-            0xC000_0000u32..0xC000_2000,
-            0xC001_0000u32..0xC001_2000,
-        ]
+        prop_oneof![0u32..0x2000, 0xC000_0000u32..0xC000_2000, 0xC001_0000u32..0xC001_2000,]
     }
 
     proptest! {

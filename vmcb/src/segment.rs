@@ -32,21 +32,14 @@ const _: () = assert!(core::mem::offset_of!(Segment, base) == 8);
 
 impl Segment {
     /// An all-zero segment: selector 0, not present (unusable).
-    pub const NULL: Self = Self {
-        selector: 0,
-        attrib: 0,
-        limit: 0,
-        base: 0,
-    };
+    pub const NULL: Self = Self { selector: 0, attrib: 0, limit: 0, base: 0 };
 
     /// A real-mode data segment for `selector`: base `selector << 4`, a
     /// 64 KiB limit, present, read/write, accessed.
     pub const fn real_mode(selector: u16) -> Self {
         Self {
             selector,
-            attrib: SegmentAttributes::DATA_RW_ACCESSED
-                .with_present(true)
-                .bits(),
+            attrib: SegmentAttributes::DATA_RW_ACCESSED.with_present(true).bits(),
             limit: 0xFFFF,
             base: (selector as u64) << 4,
         }
@@ -57,9 +50,7 @@ impl Segment {
     pub const fn real_mode_code(selector: u16) -> Self {
         Self {
             selector,
-            attrib: SegmentAttributes::CODE_XR_ACCESSED
-                .with_present(true)
-                .bits(),
+            attrib: SegmentAttributes::CODE_XR_ACCESSED.with_present(true).bits(),
             limit: 0xFFFF,
             base: (selector as u64) << 4,
         }
@@ -111,33 +102,18 @@ impl Segment {
     /// A present, busy task-state segment (system type 0xB: busy 64-bit
     /// TSS in long mode, busy 32-bit TSS otherwise).
     pub const fn busy_tss(selector: u16, base: u64, limit: u32) -> Self {
-        Self {
-            selector,
-            attrib: SegmentAttributes::TSS_BUSY.with_present(true).bits(),
-            limit,
-            base,
-        }
+        Self { selector, attrib: SegmentAttributes::TSS_BUSY.with_present(true).bits(), limit, base }
     }
 
     /// A present LDT segment (system type 0x2).
     pub const fn ldt(selector: u16, base: u64, limit: u32) -> Self {
-        Self {
-            selector,
-            attrib: SegmentAttributes::LDT.with_present(true).bits(),
-            limit,
-            base,
-        }
+        Self { selector, attrib: SegmentAttributes::LDT.with_present(true).bits(), limit, base }
     }
 
     /// A descriptor-table register (GDTR or IDTR): only base and limit are
     /// used, selector and attributes are reserved and left zero.
     pub const fn table(base: u64, limit: u16) -> Self {
-        Self {
-            selector: 0,
-            attrib: 0,
-            limit: limit as u32,
-            base,
-        }
+        Self { selector: 0, attrib: 0, limit: limit as u32, base }
     }
 
     /// The segment a processor would load for `selector` from the 8-byte
@@ -150,17 +126,8 @@ impl Segment {
         let attributes = SegmentAttributes::from_descriptor(descriptor);
         let base = ((descriptor >> 16) & 0xFF_FFFF) | (((descriptor >> 56) & 0xFF) << 24);
         let raw_limit = ((descriptor & 0xFFFF) | ((descriptor >> 32) & 0xF_0000)) as u32;
-        let limit = if attributes.granularity() {
-            (raw_limit << 12) | 0xFFF
-        } else {
-            raw_limit
-        };
-        Self {
-            selector,
-            attrib: attributes.bits(),
-            limit,
-            base,
-        }
+        let limit = if attributes.granularity() { (raw_limit << 12) | 0xFFF } else { raw_limit };
+        Self { selector, attrib: attributes.bits(), limit, base }
     }
 
     /// The packed attributes as a typed value.

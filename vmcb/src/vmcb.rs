@@ -23,10 +23,7 @@ impl Vmcb {
     /// Not runnable as is (VMRUN needs at least the VMRUN intercept, a
     /// non-zero ASID and EFER.SVME).
     pub const fn new_zeroed() -> Self {
-        Self {
-            control: ControlArea::new_zeroed(),
-            save: StateSaveArea::new_zeroed(),
-        }
+        Self { control: ControlArea::new_zeroed(), save: StateSaveArea::new_zeroed() }
     }
 
     /// Zeroes every byte in place.
@@ -146,17 +143,9 @@ mod tests {
     #[test]
     fn runtime_field_addresses_match_the_pinned_offsets() {
         let v = Box::new(Vmcb::new_zeroed());
-        assert_eq!(
-            v.as_ref() as *const Vmcb as usize % 4096,
-            0,
-            "VMCB not page aligned"
-        );
+        assert_eq!(v.as_ref() as *const Vmcb as usize % 4096, 0, "VMCB not page aligned");
         let cases: [(&str, *const u8, usize); 6] = [
-            (
-                "exit_code",
-                &v.control.exit_code as *const u64 as *const u8,
-                0x70,
-            ),
+            ("exit_code", &v.control.exit_code as *const u64 as *const u8, 0x70),
             ("n_cr3", &v.control.n_cr3 as *const u64 as *const u8, 0xB0),
             ("es", &v.save.es as *const _ as *const u8, 0x400),
             ("rip", &v.save.rip as *const u64 as *const u8, 0x578),

@@ -60,7 +60,8 @@ pub fn discover(rsdp: Option<u64>) -> Result<Platform, acpi::AcpiError> {
                 }
             }
             MadtEntry::IoApic(e) => {
-                let _ = p.ioapics.try_push((e.io_apic_id, u64::from(e.io_apic_address), e.global_system_interrupt_base));
+                let _ =
+                    p.ioapics.try_push((e.io_apic_id, u64::from(e.io_apic_address), e.global_system_interrupt_base));
             }
             MadtEntry::LocalApicAddressOverride(e) => p.lapic_addr = e.local_apic_address,
             _ => {}

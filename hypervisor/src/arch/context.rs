@@ -209,12 +209,7 @@ impl Context {
         arg: usize,
     ) -> Result<(), ContextError> {
         loop {
-            match self.state.compare_exchange(
-                EMPTY,
-                PREPARING,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
+            match self.state.compare_exchange(EMPTY, PREPARING, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => break,
                 // Another CPU is switching off this stack: a few instructions.
                 Err(EXITING) => core::hint::spin_loop(),
@@ -233,7 +228,7 @@ impl Context {
             env as *const E as u64,                                             // r13
             entry as usize as u64,                                              // r12
             start as usize as u64,                                              // rbx
-            0, // rbp: ends frame-pointer walks
+            0,                                                                  // rbp: ends frame-pointer walks
             certivisor_context_start as unsafe extern "C" fn() as usize as u64, // return address
         ];
         let rsp = hi - 16 - frame.len() * 8;
@@ -298,10 +293,7 @@ impl Context {
     /// transient states of a switch or a prepare on another CPU.
     fn claim(&self) -> Result<usize, ContextError> {
         loop {
-            match self
-                .state
-                .compare_exchange(SAVED, RUNNING, Ordering::Acquire, Ordering::Relaxed)
-            {
+            match self.state.compare_exchange(SAVED, RUNNING, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Ok(self.rsp.load(Ordering::Relaxed)),
                 Err(SWITCHING) | Err(PREPARING) => core::hint::spin_loop(),
                 Err(_) => return Err(ContextError::NotResumable),
@@ -344,12 +336,7 @@ impl Outgoing<'_> {
 
 impl Drop for Outgoing<'_> {
     fn drop(&mut self) {
-        let _ = self.from.state.compare_exchange(
-            SWITCHING,
-            RUNNING,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let _ = self.from.state.compare_exchange(SWITCHING, RUNNING, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
@@ -387,12 +374,7 @@ impl Exiting<'_> {
 
 impl Drop for Exiting<'_> {
     fn drop(&mut self) {
-        let _ = self.from.state.compare_exchange(
-            EXITING,
-            RUNNING,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let _ = self.from.state.compare_exchange(EXITING, RUNNING, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
@@ -402,11 +384,7 @@ impl Drop for Exiting<'_> {
 /// only caller is this file's assembly, which passes back, unchanged, the
 /// pointer-sized values `prepare` stored, so the types match exactly.
 #[allow(improper_ctypes_definitions)]
-extern "C" fn start<E: Sync + 'static>(
-    entry: fn(&'static E, usize) -> !,
-    env: &'static E,
-    arg: usize,
-) -> ! {
+extern "C" fn start<E: Sync + 'static>(entry: fn(&'static E, usize) -> !, env: &'static E, arg: usize) -> ! {
     entry(env, arg)
 }
 
@@ -414,12 +392,7 @@ extern "C" {
     /// Saves the callee-saved state on the current stack, stores rsp at
     /// `save_rsp`, switches to `load_rsp`, stores `publish` at `state`,
     /// restores the callee-saved state from the new stack and returns there.
-    fn certivisor_context_switch(
-        save_rsp: *mut usize,
-        load_rsp: usize,
-        state: *mut u32,
-        publish: u32,
-    );
+    fn certivisor_context_switch(save_rsp: *mut usize, load_rsp: usize, state: *mut u32, publish: u32);
     /// Where a prepared context first returns to: calls `rbx(r12, r13, r14)`.
     fn certivisor_context_start();
 }
@@ -519,18 +492,11 @@ mod tests {
             b ^= a.rotate_left(5);
             c = c.wrapping_add(b);
             pp.rounds.fetch_add(1, Ordering::SeqCst);
-            let out = pp
-                .worker
-                .begin_switch()
-                .expect("worker is the current flow");
+            let out = pp.worker.begin_switch().expect("worker is the current flow");
             out.switch_to(&pp.main).expect("main is suspended");
         }
         pp.worker_sum.store(a ^ b ^ c, Ordering::SeqCst);
-        let e = pp
-            .worker
-            .begin_exit()
-            .expect("worker is the current flow")
-            .exit_to(&pp.main);
+        let e = pp.worker.begin_exit().expect("worker is the current flow").exit_to(&pp.main);
         panic!("exit failed: {e:?}");
     }
 
@@ -556,39 +522,22 @@ mod tests {
         let my_mxcsr = mxcsr();
         for run in 0..2 {
             pp.rounds.store(0, Ordering::SeqCst);
-            pp.worker
-                .prepare(worker, pp, N)
-                .expect("prepare an empty context");
+            pp.worker.prepare(worker, pp, N).expect("prepare an empty context");
             let mut local = 0u64;
             for i in 0..=N as u64 {
                 let out = pp.main.begin_switch().expect("main is the current flow");
                 out.switch_to(&pp.worker).expect("worker is resumable");
                 local = local.wrapping_add(i * 3);
                 let r = pp.rounds.load(Ordering::SeqCst);
-                assert_eq!(
-                    r,
-                    (i + 1).min(N as u64),
-                    "run {run}: rounds seen after switch {i}"
-                );
+                assert_eq!(r, (i + 1).min(N as u64), "run {run}: rounds seen after switch {i}");
                 assert_eq!(mxcsr(), my_mxcsr, "MXCSR of the main flow after switch {i}");
             }
-            assert_eq!(
-                local,
-                3 * (N as u64) * (N as u64 + 1) / 2,
-                "main's live value"
-            );
+            assert_eq!(local, 3 * (N as u64) * (N as u64 + 1) / 2, "main's live value");
             assert_eq!(pp.worker.state(), ContextState::Empty, "worker exited");
             let sum = pp.worker_sum.load(Ordering::SeqCst);
-            assert_eq!(
-                sum,
-                expected_sum(N as u64),
-                "worker's live values across {N} switches"
-            );
+            assert_eq!(sum, expected_sum(N as u64), "worker's live values across {N} switches");
             let wm = pp.worker_mxcsr.load(Ordering::SeqCst);
-            assert_eq!(
-                wm, MXCSR_DEFAULT as u32,
-                "worker starts with the default MXCSR"
-            );
+            assert_eq!(wm, MXCSR_DEFAULT as u32, "worker starts with the default MXCSR");
         }
         set_mxcsr(saved_mxcsr);
         pp.main.leave().expect("leave the adopted context");
@@ -604,56 +553,24 @@ mod tests {
             unreachable!()
         }
         // B is not running: it cannot be switched from.
-        assert_eq!(
-            B.begin_switch().err(),
-            Some(ContextError::NotCurrentFlow),
-            "switch from an EMPTY context"
-        );
+        assert_eq!(B.begin_switch().err(), Some(ContextError::NotCurrentFlow), "switch from an EMPTY context");
         A.adopt_current().unwrap();
         assert_eq!(A.adopt_current(), Err(ContextError::Busy), "adopt twice");
         // C holds nothing: resuming it is refused and A is RUNNING again.
         let out = A.begin_switch().unwrap();
-        assert_eq!(
-            out.switch_to(&C),
-            Err(ContextError::NotResumable),
-            "switch to an EMPTY context"
-        );
-        assert_eq!(
-            A.state(),
-            ContextState::Running,
-            "A after the refused switch"
-        );
+        assert_eq!(out.switch_to(&C), Err(ContextError::NotResumable), "switch to an EMPTY context");
+        assert_eq!(A.state(), ContextState::Running, "A after the refused switch");
         // To itself.
         let out = A.begin_switch().unwrap();
-        assert_eq!(
-            out.switch_to(&A),
-            Err(ContextError::SameContext),
-            "switch to itself"
-        );
-        assert_eq!(
-            A.state(),
-            ContextState::Running,
-            "A after the refused self-switch"
-        );
+        assert_eq!(out.switch_to(&A), Err(ContextError::SameContext), "switch to itself");
+        assert_eq!(A.state(), ContextState::Running, "A after the refused self-switch");
         // A prepared context is not the caller's flow.
         B.prepare(never, &(), 0).unwrap();
-        assert_eq!(
-            B.prepare(never, &(), 0),
-            Err(ContextError::Busy),
-            "prepare twice"
-        );
-        assert_eq!(
-            B.begin_exit().err(),
-            Some(ContextError::NotCurrentFlow),
-            "exit from a SAVED context"
-        );
+        assert_eq!(B.prepare(never, &(), 0), Err(ContextError::Busy), "prepare twice");
+        assert_eq!(B.begin_exit().err(), Some(ContextError::NotCurrentFlow), "exit from a SAVED context");
         // A dropped Outgoing cancels.
         drop(A.begin_switch().unwrap());
-        assert_eq!(
-            A.state(),
-            ContextState::Running,
-            "A after a dropped Outgoing"
-        );
+        assert_eq!(A.state(), ContextState::Running, "A after a dropped Outgoing");
         A.leave().unwrap();
     }
 }

@@ -52,13 +52,9 @@ const EMPTY_TSS: Tss = Tss {
     iomap_base: size_of::<Tss>() as u16,
 };
 
-static mut TABLES: [CpuTables; MAX_CPUS] = [const {
-    CpuTables {
-        gdt: [0; 5],
-        tss: EMPTY_TSS,
-        stacks: [const { Stack([0; IST_STACK_SIZE]) }; IST_STACKS],
-    }
-}; MAX_CPUS];
+static mut TABLES: [CpuTables; MAX_CPUS] =
+    [const { CpuTables { gdt: [0; 5], tss: EMPTY_TSS, stacks: [const { Stack([0; IST_STACK_SIZE]) }; IST_STACKS] } };
+        MAX_CPUS];
 
 #[repr(C, packed)]
 struct DescriptorPointer {
@@ -84,7 +80,7 @@ pub unsafe fn init(cpu: usize) {
     t.gdt[0] = 0;
     t.gdt[1] = 0x00AF_9A00_0000_FFFF; // 64-bit code, DPL 0
     t.gdt[2] = 0x00CF_9200_0000_FFFF; // data, DPL 0
-    // 64-bit available TSS (type 9), present, spread over two slots.
+                                      // 64-bit available TSS (type 9), present, spread over two slots.
     t.gdt[3] = (tss_limit & 0xFFFF)
         | ((tss_base & 0xFF_FFFF) << 16)
         | (0x89 << 40)
@@ -92,10 +88,7 @@ pub unsafe fn init(cpu: usize) {
         | (((tss_base >> 24) & 0xFF) << 56);
     t.gdt[4] = tss_base >> 32;
 
-    let ptr = DescriptorPointer {
-        limit: (size_of::<[u64; 5]>() - 1) as u16,
-        base: t.gdt.as_ptr() as u64,
-    };
+    let ptr = DescriptorPointer { limit: (size_of::<[u64; 5]>() - 1) as u16, base: t.gdt.as_ptr() as u64 };
     // SAFETY: the GDT keeps the boot GDT's code and data selectors, so the
     // segment reload below keeps running the same code; the TSS descriptor
     // points to this CPU's static TSS.

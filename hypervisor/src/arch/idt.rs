@@ -54,15 +54,8 @@ struct Gate {
     _reserved: u32,
 }
 
-const MISSING: Gate = Gate {
-    offset_lo: 0,
-    selector: 0,
-    ist: 0,
-    type_attr: 0,
-    offset_mid: 0,
-    offset_hi: 0,
-    _reserved: 0,
-};
+const MISSING: Gate =
+    Gate { offset_lo: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_hi: 0, _reserved: 0 };
 
 #[repr(C, align(16))]
 struct Idt([Gate; 256]);
@@ -114,10 +107,7 @@ pub unsafe fn init(boot_cpu: bool) {
             idt.0[vector] = gate(irq_base + (vector as u64 - 32) * 16, gdt::IST_IRQ);
         }
     }
-    let ptr = DescriptorPointer {
-        limit: (size_of::<Idt>() - 1) as u16,
-        base: core::ptr::addr_of!(IDT) as u64,
-    };
+    let ptr = DescriptorPointer { limit: (size_of::<Idt>() - 1) as u16, base: core::ptr::addr_of!(IDT) as u64 };
     // SAFETY: the IDT is static and every present gate points to a stub.
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) };
 }

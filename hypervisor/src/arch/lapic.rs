@@ -75,7 +75,7 @@ fn calibrate() -> (u64, u64) {
     let (ch2, mode, ctl) = unsafe { (Port::<u8>::new(0x42), Port::<u8>::new(0x43), Port::<u8>::new(0x61)) };
     const PIT_HZ: u64 = 1_193_182;
     const COUNT: u64 = PIT_HZ / 100; // 10 ms
-    // Gate on, speaker off; channel 2, lobyte/hibyte, mode 0 (one-shot).
+                                     // Gate on, speaker off; channel 2, lobyte/hibyte, mode 0 (one-shot).
     ctl.write((ctl.read() & !0x02) | 0x01);
     mode.write(0b1011_0000);
     write(REG_TIMER_DIVIDE, 0b1011); // divide by 1

@@ -136,9 +136,7 @@ pub fn parse(cmdline: &str) -> (Options, Problems) {
                 None => report(word, "log level must be off|error|warn|info|debug|trace; ignored"),
             },
             "mem" => match parse_size(value) {
-                Some(m) if (MIN_GUEST_MEM..=MAX_GUEST_MEM).contains(&m) && m % (2 << 20) == 0 => {
-                    opts.guest_mem = m
-                }
+                Some(m) if (MIN_GUEST_MEM..=MAX_GUEST_MEM).contains(&m) && m % (2 << 20) == 0 => opts.guest_mem = m,
                 _ => report(word, "guest memory must be a multiple of 2M between 16M and 3G; ignored"),
             },
             "debug-exit" => match parse_bool(value) {

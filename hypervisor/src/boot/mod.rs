@@ -113,11 +113,7 @@ impl BootInfo {
 
     /// Bytes of usable RAM the loader reported.
     pub fn usable_bytes(&self) -> u64 {
-        self.regions
-            .iter()
-            .filter(|r| r.kind == MemKind::Usable)
-            .map(|r| r.len)
-            .sum()
+        self.regions.iter().filter(|r| r.kind == MemKind::Usable).map(|r| r.len).sum()
     }
 }
 

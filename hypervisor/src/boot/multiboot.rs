@@ -120,11 +120,7 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
                 info.truncated = true;
                 break;
             }
-            info.push_region(MemRegion {
-                start: u64_at(&e, 4),
-                len: u64_at(&e, 12),
-                kind: mb1_kind(u32_at(&e, 20)),
-            });
+            info.push_region(MemRegion { start: u64_at(&e, 4), len: u64_at(&e, 12), kind: mb1_kind(u32_at(&e, 20)) });
             off += size + 4;
         }
         end = end.max(addr + len);
@@ -206,7 +202,10 @@ mod tests {
     #[test]
     fn v1_cmdline_modules_and_memory_map_are_parsed() {
         let mut m = FakeMem::default();
-        m.put(0x9000, &mbi((1 << 2) | (1 << 3) | (1 << 6), &[(16, 0xA000), (20, 2), (24, 0xB000), (44, 48), (48, 0xC000)]));
+        m.put(
+            0x9000,
+            &mbi((1 << 2) | (1 << 3) | (1 << 6), &[(16, 0xA000), (20, 2), (24, 0xB000), (44, 48), (48, 0xC000)]),
+        );
         m.put(0xA000, b"/boot/hv log=debug\0");
         let mut mods = Vec::new();
         for (s, e, c) in [(0x20_0000u32, 0x30_0000u32, 0xA100u32), (0x30_0000, 0x30_1000, 0xA200)] {

@@ -58,12 +58,7 @@ struct Slot {
     usage: u64,
 }
 
-const EMPTY: Slot = Slot {
-    used: false,
-    parent: 0,
-    quota: 0,
-    usage: 0,
-};
+const EMPTY: Slot = Slot { used: false, parent: 0, quota: 0, usage: 0 };
 
 /// The memory manager: the frame table plus the container table.
 ///
@@ -84,10 +79,7 @@ impl<const WORDS: usize> Default for Mm<WORDS> {
 impl<const WORDS: usize> Mm<WORDS> {
     /// An uninitialised manager: no frames, no containers.
     pub const fn new() -> Self {
-        Mm {
-            frames: FrameTable::new(),
-            containers: [EMPTY; MAX_CONTAINERS],
-        }
+        Mm { frames: FrameTable::new(), containers: [EMPTY; MAX_CONTAINERS] }
     }
 
     /// Takes over the usable memory (minus the reserved ranges) and gives
@@ -114,12 +106,7 @@ impl<const WORDS: usize> Mm<WORDS> {
 
     fn reset_containers(&mut self, root_quota: u64) {
         self.containers = [EMPTY; MAX_CONTAINERS];
-        self.containers[0] = Slot {
-            used: true,
-            parent: 0,
-            quota: root_quota,
-            usage: 0,
-        };
+        self.containers[0] = Slot { used: true, parent: 0, quota: root_quota, usage: 0 };
     }
 
     fn slot(&self, c: ContainerId) -> Result<&Slot, MmError> {
@@ -139,18 +126,9 @@ impl<const WORDS: usize> Mm<WORDS> {
         if p.quota - p.usage < quota {
             return Err(MmError::OutOfQuota);
         }
-        let free = self
-            .containers
-            .iter()
-            .position(|s| !s.used)
-            .ok_or(MmError::TooManyContainers)?;
+        let free = self.containers.iter().position(|s| !s.used).ok_or(MmError::TooManyContainers)?;
         self.containers[parent.index()].usage += quota;
-        self.containers[free] = Slot {
-            used: true,
-            parent: parent.0,
-            quota,
-            usage: 0,
-        };
+        self.containers[free] = Slot { used: true, parent: parent.0, quota, usage: 0 };
         Ok(ContainerId(free as u16))
     }
 
@@ -190,12 +168,7 @@ impl<const WORDS: usize> Mm<WORDS> {
     /// Errors: `NoSuchContainer`, `BadRun` (`count` or `align` is 0),
     /// `OutOfQuota` (fewer than `count` frames of quota left),
     /// `OutOfMemory` (no such run is free).
-    pub fn alloc_run(
-        &mut self,
-        c: ContainerId,
-        count: usize,
-        align: usize,
-    ) -> Result<Frame, MmError> {
+    pub fn alloc_run(&mut self, c: ContainerId, count: usize, align: usize) -> Result<Frame, MmError> {
         let s = *self.slot(c)?;
         if count == 0 || align == 0 {
             return Err(MmError::BadRun);
@@ -255,10 +228,6 @@ impl<const WORDS: usize> Mm<WORDS> {
 
     /// Ids of the existing containers, in increasing order.
     pub fn containers(&self) -> impl Iterator<Item = ContainerId> + '_ {
-        self.containers
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.used)
-            .map(|(i, _)| ContainerId(i as u16))
+        self.containers.iter().enumerate().filter(|(_, s)| s.used).map(|(i, _)| ContainerId(i as u16))
     }
 }

@@ -88,10 +88,7 @@ impl PhysRange {
 
     /// `[start, start + len)`, clamped at the top of the address space.
     pub const fn from_start_len(start: u64, len: u64) -> PhysRange {
-        PhysRange {
-            start,
-            end: start.saturating_add(len),
-        }
+        PhysRange { start, end: start.saturating_add(len) }
     }
 
     pub const fn is_empty(&self) -> bool {

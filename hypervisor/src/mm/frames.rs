@@ -53,13 +53,7 @@ impl<const WORDS: usize> FrameTable<WORDS> {
 
     /// An empty table: no frame is managed.
     pub const fn new() -> Self {
-        FrameTable {
-            state: [[UNMANAGED; 64]; WORDS],
-            free_bits: [0; WORDS],
-            hint: 0,
-            free: 0,
-            managed: 0,
-        }
+        FrameTable { state: [[UNMANAGED; 64]; WORDS], free_bits: [0; WORDS], hint: 0, free: 0, managed: 0 }
     }
 
     /// Forgets everything, then manages every frame lying wholly inside a
@@ -89,11 +83,7 @@ impl<const WORDS: usize> FrameTable<WORDS> {
                 self.set(n as usize, UNMANAGED);
             }
         }
-        self.free = self
-            .free_bits
-            .iter()
-            .map(|w| u64::from(w.count_ones()))
-            .sum();
+        self.free = self.free_bits.iter().map(|w| u64::from(w.count_ones())).sum();
         self.managed = self.free;
         report.managed_frames = self.managed;
         if report.ignored_frames > 0 {
@@ -218,13 +208,9 @@ impl<const WORDS: usize> FrameTable<WORDS> {
     /// are all allocated to one tag.
     pub fn run_owner(&self, first: Frame, count: usize) -> Option<u16> {
         let n0 = self.index(first)?;
-        let end = n0
-            .checked_add(count)
-            .filter(|&e| e <= Self::CAPACITY as usize)?;
+        let end = n0.checked_add(count).filter(|&e| e <= Self::CAPACITY as usize)?;
         let tag = self.owner(first)?;
-        (n0..end)
-            .all(|n| self.get(n) == TAG_BASE + tag)
-            .then_some(tag)
+        (n0..end).all(|n| self.get(n) == TAG_BASE + tag).then_some(tag)
     }
 
     /// Returns an allocated frame to the free pool and says whose it was.

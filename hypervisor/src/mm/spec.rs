@@ -26,22 +26,15 @@ impl FrameSpec {
             .map(|n| n * FRAME_SIZE)
             .filter(|&a| {
                 let b = a + FRAME_SIZE;
-                usable.iter().any(|u| u.start <= a && b <= u.end)
-                    && !reserved.iter().any(|r| r.start < b && a < r.end)
+                usable.iter().any(|u| u.start <= a && b <= u.end) && !reserved.iter().any(|r| r.start < b && a < r.end)
             })
             .map(Frame::containing)
             .collect();
-        FrameSpec {
-            managed,
-            owner: BTreeMap::new(),
-        }
+        FrameSpec { managed, owner: BTreeMap::new() }
     }
 
     pub fn free_frames(&self) -> impl Iterator<Item = Frame> + '_ {
-        self.managed
-            .iter()
-            .copied()
-            .filter(|f| !self.owner.contains_key(f))
+        self.managed.iter().copied().filter(|f| !self.owner.contains_key(f))
     }
 
     /// Allocates the lowest free frame to `tag`.
@@ -68,9 +61,7 @@ impl FrameSpec {
             .iter()
             .map(|f| f.number())
             .filter(|n| n % align as u64 == 0)
-            .find(|&n| {
-                (n..n + count as u64).all(|m| free.contains(&Frame::from_number(m).unwrap()))
-            })
+            .find(|&n| (n..n + count as u64).all(|m| free.contains(&Frame::from_number(m).unwrap())))
             .ok_or(MmError::OutOfMemory)?;
         for m in first..first + count as u64 {
             self.owner.insert(Frame::from_number(m).unwrap(), tag);
@@ -82,10 +73,7 @@ impl FrameSpec {
     pub fn run_owner(&self, first: Frame, count: usize) -> Option<u16> {
         let tag = *self.owner.get(&first)?;
         (0..count as u64)
-            .all(|i| {
-                Frame::from_number(first.number() + i).and_then(|f| self.owner.get(&f).copied())
-                    == Some(tag)
-            })
+            .all(|i| Frame::from_number(first.number() + i).and_then(|f| self.owner.get(&f).copied()) == Some(tag))
             .then_some(tag)
     }
 
@@ -96,8 +84,7 @@ impl FrameSpec {
         }
         let tag = self.run_owner(first, count).ok_or(MmError::NotAllocated)?;
         for i in 0..count as u64 {
-            self.owner
-                .remove(&Frame::from_number(first.number() + i).unwrap());
+            self.owner.remove(&Frame::from_number(first.number() + i).unwrap());
         }
         Ok(tag)
     }
@@ -128,37 +115,18 @@ impl MmSpec {
     /// After init: every managed frame free, a root with `root_quota`.
     pub fn new(frames: FrameSpec, root_quota: u64) -> MmSpec {
         let mut containers = BTreeMap::new();
-        containers.insert(
-            0,
-            ContainerSpec {
-                parent: None,
-                quota: root_quota,
-                usage: 0,
-            },
-        );
+        containers.insert(0, ContainerSpec { parent: None, quota: root_quota, usage: 0 });
         MmSpec { frames, containers }
     }
 
     pub fn split(&mut self, parent: usize, quota: u64) -> Result<usize, MmError> {
-        let p = *self
-            .containers
-            .get(&parent)
-            .ok_or(MmError::NoSuchContainer)?;
+        let p = *self.containers.get(&parent).ok_or(MmError::NoSuchContainer)?;
         if p.quota - p.usage < quota {
             return Err(MmError::OutOfQuota);
         }
-        let id = (0..MAX_CONTAINERS)
-            .find(|i| !self.containers.contains_key(i))
-            .ok_or(MmError::TooManyContainers)?;
+        let id = (0..MAX_CONTAINERS).find(|i| !self.containers.contains_key(i)).ok_or(MmError::TooManyContainers)?;
         self.containers.get_mut(&parent).unwrap().usage += quota;
-        self.containers.insert(
-            id,
-            ContainerSpec {
-                parent: Some(parent),
-                quota,
-                usage: 0,
-            },
-        );
+        self.containers.insert(id, ContainerSpec { parent: Some(parent), quota, usage: 0 });
         Ok(id)
     }
 

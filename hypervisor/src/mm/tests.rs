@@ -21,10 +21,7 @@ fn range() -> impl Strategy<Value = PhysRange> {
 }
 
 fn memory_map() -> impl Strategy<Value = (Vec<PhysRange>, Vec<PhysRange>)> {
-    (
-        proptest::collection::vec(range(), 0..4),
-        proptest::collection::vec(range(), 0..4),
-    )
+    (proptest::collection::vec(range(), 0..4), proptest::collection::vec(range(), 0..4))
 }
 
 fn frame() -> impl Strategy<Value = Frame> {
@@ -154,28 +151,14 @@ impl StateMachineTest for FrameTableRefinement {
             FrameOp::PallocRun(tag, n, a) => FrameOut::Palloc(t.palloc_run(tag, n, a)),
             FrameOp::PfreeRun(f, n) => FrameOut::Pfree(t.pfree_run(f, n)),
         };
-        assert_eq!(
-            Some(&seen),
-            m.last.as_ref(),
-            "result of {op:?}: spec expected {:?}, table gave {seen:?}",
-            m.last
-        );
+        assert_eq!(Some(&seen), m.last.as_ref(), "result of {op:?}: spec expected {:?}, table gave {seen:?}", m.last);
         t
     }
 
     fn check_invariants(t: &Self::SystemUnderTest, m: &FrameModel) {
-        assert_eq!(
-            frame_abstraction(t),
-            m.spec,
-            "abstraction of the frame table (left) vs spec (right)"
-        );
+        assert_eq!(frame_abstraction(t), m.spec, "abstraction of the frame table (left) vs spec (right)");
         let free = m.spec.free_frames().count() as u64;
-        assert_eq!(
-            t.free_frames(),
-            free,
-            "free count: spec expected {free}, table says {}",
-            t.free_frames()
-        );
+        assert_eq!(t.free_frames(), free, "free count: spec expected {free}, table says {}", t.free_frames());
     }
 }
 
@@ -218,13 +201,7 @@ impl ReferenceStateMachine for MmRef {
             .prop_map(|((usable, reserved), root_quota)| {
                 let frames = FrameSpec::from_map(&usable, &reserved, CAP);
                 let q = root_quota.unwrap_or(frames.managed.len() as u64);
-                MmModel {
-                    spec: MmSpec::new(frames, q),
-                    usable,
-                    reserved,
-                    root_quota,
-                    last: None,
-                }
+                MmModel { spec: MmSpec::new(frames, q), usable, reserved, root_quota, last: None }
             })
             .boxed()
     }
@@ -233,17 +210,9 @@ impl ReferenceStateMachine for MmRef {
         let ids: Vec<usize> = m.spec.containers.keys().copied().collect();
         // Mostly existing containers, sometimes ids that do not exist.
         let c = prop_oneof![6 => proptest::sample::select(ids), 1 => 0..MAX_CONTAINERS + 2];
-        let owned: Vec<(usize, Frame)> = m
-            .spec
-            .frames
-            .owner
-            .iter()
-            .map(|(f, t)| (*t as usize, *f))
-            .collect();
+        let owned: Vec<(usize, Frame)> = m.spec.frames.owner.iter().map(|(f, t)| (*t as usize, *f)).collect();
         let free_owned = if owned.is_empty() {
-            (c.clone(), frame())
-                .prop_map(|(c, f)| MmOp::Free(c, f))
-                .boxed()
+            (c.clone(), frame()).prop_map(|(c, f)| MmOp::Free(c, f)).boxed()
         } else {
             prop_oneof![
                 3 => proptest::sample::select(owned).prop_map(|(c, f)| MmOp::Free(c, f)),
@@ -252,21 +221,11 @@ impl ReferenceStateMachine for MmRef {
             ]
             .boxed()
         };
-        let runs = m
-            .spec
-            .frames
-            .owner
-            .iter()
-            .map(|(f, t)| (*t as usize, *f))
-            .collect::<Vec<_>>();
+        let runs = m.spec.frames.owner.iter().map(|(f, t)| (*t as usize, *f)).collect::<Vec<_>>();
         let free_run = if runs.is_empty() {
-            (c.clone(), frame(), 0..4usize)
-                .prop_map(|(c, f, n)| MmOp::FreeRun(c, f, n))
-                .boxed()
+            (c.clone(), frame(), 0..4usize).prop_map(|(c, f, n)| MmOp::FreeRun(c, f, n)).boxed()
         } else {
-            (proptest::sample::select(runs), 0..5usize)
-                .prop_map(|((c, f), n)| MmOp::FreeRun(c, f, n))
-                .boxed()
+            (proptest::sample::select(runs), 0..5usize).prop_map(|((c, f), n)| MmOp::FreeRun(c, f, n)).boxed()
         };
         prop_oneof![
             2 => (c.clone(), prop_oneof![0..8u64, 0..CAP + 8]).prop_map(|(c, q)| MmOp::Split(c, q)),
@@ -291,19 +250,12 @@ impl ReferenceStateMachine for MmRef {
 }
 
 fn mm_abstraction(mm: &Mm<W>) -> MmSpec {
-    let mut s = MmSpec {
-        frames: frame_abstraction(mm.frames()),
-        containers: BTreeMap::new(),
-    };
+    let mut s = MmSpec { frames: frame_abstraction(mm.frames()), containers: BTreeMap::new() };
     for c in mm.containers() {
         let i = mm.info(c).expect("listed container has info");
         s.containers.insert(
             c.index(),
-            ContainerSpec {
-                parent: i.parent.map(ContainerId::index),
-                quota: i.quota,
-                usage: i.usage,
-            },
+            ContainerSpec { parent: i.parent.map(ContainerId::index), quota: i.quota, usage: i.usage },
         );
     }
     s
@@ -333,21 +285,12 @@ impl StateMachineTest for MmRefinement {
             MmOp::AllocRun(c, n, a) => MmOut::Alloc(mm.alloc_run(id(c), n, a)),
             MmOp::FreeRun(c, f, n) => MmOut::Free(mm.free_run(id(c), f, n)),
         };
-        assert_eq!(
-            Some(&seen),
-            m.last.as_ref(),
-            "result of {op:?}: spec expected {:?}, mm gave {seen:?}",
-            m.last
-        );
+        assert_eq!(Some(&seen), m.last.as_ref(), "result of {op:?}: spec expected {:?}, mm gave {seen:?}", m.last);
         mm
     }
 
     fn check_invariants(mm: &Self::SystemUnderTest, m: &MmModel) {
-        assert_eq!(
-            mm_abstraction(mm),
-            m.spec,
-            "abstraction of mm (left) vs spec (right)"
-        );
+        assert_eq!(mm_abstraction(mm), m.spec, "abstraction of mm (left) vs spec (right)");
     }
 }
 
@@ -370,11 +313,7 @@ fn split_fails_with_too_many_containers_after_the_table_fills() {
         assert_eq!(c, Ok(ContainerId::from_index(i)), "split #{i}");
     }
     let seen = mm.split(ContainerId::ROOT, 0);
-    assert_eq!(
-        seen,
-        Err(MmError::TooManyContainers),
-        "split with a full table"
-    );
+    assert_eq!(seen, Err(MmError::TooManyContainers), "split with a full table");
 }
 
 #[test]
@@ -384,27 +323,11 @@ fn child_quota_is_enforced_and_returns_after_free() {
     let child = mm.split(ContainerId::ROOT, 2).unwrap();
     let a = mm.alloc(child).unwrap();
     let b = mm.alloc(child).unwrap();
-    assert_eq!(
-        mm.alloc(child),
-        Err(MmError::OutOfQuota),
-        "third alloc in a 2-frame container"
-    );
-    assert_eq!(
-        mm.free(ContainerId::ROOT, a),
-        Err(MmError::NotOwner),
-        "root freeing the child's frame"
-    );
+    assert_eq!(mm.alloc(child), Err(MmError::OutOfQuota), "third alloc in a 2-frame container");
+    assert_eq!(mm.free(ContainerId::ROOT, a), Err(MmError::NotOwner), "root freeing the child's frame");
     mm.free(child, a).unwrap();
-    assert_eq!(
-        mm.alloc(child),
-        Ok(a),
-        "the freed (lowest) frame comes back"
-    );
-    assert_eq!(
-        mm.info(ContainerId::ROOT).unwrap().usage,
-        2,
-        "root usage counts the child's quota"
-    );
+    assert_eq!(mm.alloc(child), Ok(a), "the freed (lowest) frame comes back");
+    assert_eq!(mm.info(ContainerId::ROOT).unwrap().usage, 2, "root usage counts the child's quota");
     let _ = b;
 }
 
@@ -420,10 +343,7 @@ mod capture {
         }
         fn log(&self, r: &log::Record<'_>) {
             let t = std::thread::current().id();
-            RECORDS
-                .lock()
-                .unwrap()
-                .push((t, r.level(), r.args().to_string()));
+            RECORDS.lock().unwrap().push((t, r.level(), r.args().to_string()));
         }
         fn flush(&self) {}
     }
@@ -438,10 +358,7 @@ mod capture {
     pub fn warnings_of_this_thread() -> Vec<String> {
         let me = std::thread::current().id();
         let recs = RECORDS.lock().unwrap();
-        recs.iter()
-            .filter(|(t, l, _)| *t == me && *l == log::Level::Warn)
-            .map(|(_, _, m)| m.clone())
-            .collect()
+        recs.iter().filter(|(t, l, _)| *t == me && *l == log::Level::Warn).map(|(_, _, m)| m.clone()).collect()
     }
 }
 
@@ -452,23 +369,13 @@ fn freeing_a_frame_not_owned_is_refused_and_warned() {
     mm.init(&[PhysRange::new(0, 8 * FRAME_SIZE)], &[]);
     let child = mm.split(ContainerId::ROOT, 1).unwrap();
     let f = mm.alloc(ContainerId::ROOT).unwrap();
-    assert_eq!(
-        mm.free(child, f),
-        Err(MmError::NotOwner),
-        "child freeing the root's frame"
-    );
+    assert_eq!(mm.free(child, f), Err(MmError::NotOwner), "child freeing the root's frame");
     let warnings = capture::warnings_of_this_thread();
     assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("does not own") && w.contains(&f.to_string())),
+        warnings.iter().any(|w| w.contains("does not own") && w.contains(&f.to_string())),
         "expected a warning naming frame {f}, saw {warnings:?}"
     );
-    assert_eq!(
-        mm.owner_of(f),
-        Some(ContainerId::ROOT),
-        "the frame still belongs to the root"
-    );
+    assert_eq!(mm.owner_of(f), Some(ContainerId::ROOT), "the frame still belongs to the root");
 }
 
 #[test]
@@ -483,31 +390,13 @@ fn kernel_sized_table_ignores_memory_above_4_gib_and_reserved_ranges() {
     let image = PhysRange::new(0x10_0000, 0x40_0000);
     let report = mm.init(&usable, &[PhysRange::LOW_MEMORY, image]);
     let expected = (0x2000_0000 - 0x40_0000) / FRAME_SIZE + 0x10_0000 / FRAME_SIZE;
-    assert_eq!(
-        report.managed_frames, expected,
-        "frames managed below 4 GiB"
-    );
-    assert_eq!(
-        report.ignored_frames,
-        0x4000_0000 / FRAME_SIZE,
-        "frames ignored above 4 GiB"
-    );
+    assert_eq!(report.managed_frames, expected, "frames managed below 4 GiB");
+    assert_eq!(report.ignored_frames, 0x4000_0000 / FRAME_SIZE, "frames ignored above 4 GiB");
     let first = mm.alloc(ContainerId::ROOT).unwrap();
-    assert_eq!(
-        first.addr(),
-        0x40_0000,
-        "the lowest free frame is just above the image"
-    );
+    assert_eq!(first.addr(), 0x40_0000, "the lowest free frame is just above the image");
     let top = Frame::from_addr(0xffff_f000).unwrap();
-    assert!(
-        mm.frames().is_free(top),
-        "the last frame below 4 GiB is free"
-    );
-    assert!(
-        !mm.frames()
-            .is_managed(Frame::from_addr(0x1_0000_0000).unwrap()),
-        "4 GiB is not managed"
-    );
+    assert!(mm.frames().is_free(top), "the last frame below 4 GiB is free");
+    assert!(!mm.frames().is_managed(Frame::from_addr(0x1_0000_0000).unwrap()), "4 GiB is not managed");
 }
 
 #[test]
@@ -517,27 +406,11 @@ fn aligned_runs_skip_taken_frames_and_come_back_whole() {
     let a = mm.alloc_run(ContainerId::ROOT, 3, 1).unwrap();
     assert_eq!(a.number(), 1, "first run starts at the lowest free frame");
     let b = mm.alloc_run(ContainerId::ROOT, 4, 8).unwrap();
-    assert_eq!(
-        b.number(),
-        8,
-        "aligned run starts at the next multiple of 8"
-    );
-    assert_eq!(
-        mm.free_run(ContainerId::ROOT, a, 4),
-        Err(MmError::NotOwner),
-        "run reaching a free frame"
-    );
+    assert_eq!(b.number(), 8, "aligned run starts at the next multiple of 8");
+    assert_eq!(mm.free_run(ContainerId::ROOT, a, 4), Err(MmError::NotOwner), "run reaching a free frame");
     mm.free_run(ContainerId::ROOT, a, 3).unwrap();
-    assert_eq!(
-        mm.alloc(ContainerId::ROOT).unwrap().number(),
-        1,
-        "freed run is reused"
-    );
-    assert_eq!(
-        mm.alloc_run(ContainerId::ROOT, CAP as usize, 1),
-        Err(MmError::OutOfQuota),
-        "run beyond the quota"
-    );
+    assert_eq!(mm.alloc(ContainerId::ROOT).unwrap().number(), 1, "freed run is reused");
+    assert_eq!(mm.alloc_run(ContainerId::ROOT, CAP as usize, 1), Err(MmError::OutOfQuota), "run beyond the quota");
     assert_eq!(
         mm.alloc_run(ContainerId::ROOT, 117, 1),
         Err(MmError::OutOfMemory),
@@ -549,42 +422,12 @@ fn aligned_runs_skip_taken_frames_and_come_back_whole() {
 fn bad_input_gives_errors_not_panics() {
     let mut mm = Box::new(Mm::<W>::new());
     let c = ContainerId::from_index(9999);
-    assert_eq!(
-        mm.alloc(ContainerId::ROOT),
-        Err(MmError::NoSuchContainer),
-        "alloc before init"
-    );
-    mm.init(
-        &[
-            PhysRange::new(5 * FRAME_SIZE, 0),
-            PhysRange::new(u64::MAX - 10, u64::MAX),
-        ],
-        &[],
-    );
-    assert_eq!(
-        mm.alloc(c),
-        Err(MmError::NoSuchContainer),
-        "alloc in a bogus container"
-    );
-    assert_eq!(
-        mm.split(c, 1),
-        Err(MmError::NoSuchContainer),
-        "split of a bogus container"
-    );
-    assert_eq!(
-        mm.split(ContainerId::ROOT, u64::MAX),
-        Err(MmError::OutOfQuota),
-        "split beyond the root's quota"
-    );
+    assert_eq!(mm.alloc(ContainerId::ROOT), Err(MmError::NoSuchContainer), "alloc before init");
+    mm.init(&[PhysRange::new(5 * FRAME_SIZE, 0), PhysRange::new(u64::MAX - 10, u64::MAX)], &[]);
+    assert_eq!(mm.alloc(c), Err(MmError::NoSuchContainer), "alloc in a bogus container");
+    assert_eq!(mm.split(c, 1), Err(MmError::NoSuchContainer), "split of a bogus container");
+    assert_eq!(mm.split(ContainerId::ROOT, u64::MAX), Err(MmError::OutOfQuota), "split beyond the root's quota");
     let far = Frame::from_addr(!0xfff).unwrap();
-    assert_eq!(
-        mm.free(ContainerId::ROOT, far),
-        Err(MmError::NotOwner),
-        "free of a frame beyond the table"
-    );
-    assert_eq!(
-        mm.alloc(ContainerId::ROOT),
-        Err(MmError::OutOfQuota),
-        "alloc with no memory at all"
-    );
+    assert_eq!(mm.free(ContainerId::ROOT, far), Err(MmError::NotOwner), "free of a frame beyond the table");
+    assert_eq!(mm.alloc(ContainerId::ROOT), Err(MmError::OutOfQuota), "alloc with no memory at all");
 }

@@ -100,7 +100,5 @@ pub fn spawn_in(
     if !t.exists(pid) {
         return Err(ProcError::NoSuchProcess);
     }
-    threads
-        .spawn_owned(entry, arg, pid.index() as u32)
-        .map_err(ProcError::Thread)
+    threads.spawn_owned(entry, arg, pid.index() as u32).map_err(ProcError::Thread)
 }

@@ -29,29 +29,13 @@ impl ProcSpec {
     /// The root process (pid 0) over the root container.
     pub fn new(mm: MmSpec) -> Self {
         let mut procs = BTreeMap::new();
-        procs.insert(
-            0,
-            ProcEntry {
-                parent: 0,
-                container: 0,
-            },
-        );
-        ProcSpec {
-            procs,
-            chans: BTreeMap::new(),
-            mm,
-        }
+        procs.insert(0, ProcEntry { parent: 0, container: 0 });
+        ProcSpec { procs, chans: BTreeMap::new(), mm }
     }
 
     pub fn create(&mut self, parent: usize, quota: u64) -> Result<usize, ProcError> {
-        let pc = self
-            .procs
-            .get(&parent)
-            .ok_or(ProcError::NoSuchProcess)?
-            .container;
-        let pid = (0..MAX_PROCS)
-            .find(|p| !self.procs.contains_key(p))
-            .ok_or(ProcError::TooManyProcesses)?;
+        let pc = self.procs.get(&parent).ok_or(ProcError::NoSuchProcess)?.container;
+        let pid = (0..MAX_PROCS).find(|p| !self.procs.contains_key(p)).ok_or(ProcError::TooManyProcesses)?;
         let container = self.mm.split(pc, quota).map_err(ProcError::Mm)?;
         self.procs.insert(pid, ProcEntry { parent, container });
         Ok(pid)
@@ -61,17 +45,8 @@ impl ProcSpec {
         if !self.procs.contains_key(&sender) || !self.procs.contains_key(&receiver) {
             return Err(ProcError::NoSuchProcess);
         }
-        let id = (0..MAX_CHANNELS)
-            .find(|c| !self.chans.contains_key(c))
-            .ok_or(ProcError::TooManyChannels)?;
-        self.chans.insert(
-            id,
-            ChanEntry {
-                sender,
-                receiver,
-                msgs: VecDeque::new(),
-            },
-        );
+        let id = (0..MAX_CHANNELS).find(|c| !self.chans.contains_key(c)).ok_or(ProcError::TooManyChannels)?;
+        self.chans.insert(id, ChanEntry { sender, receiver, msgs: VecDeque::new() });
         Ok(id)
     }
 

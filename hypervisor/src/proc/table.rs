@@ -50,12 +50,7 @@ struct Process {
     vm: Option<VmId>,
 }
 
-const NO_PROCESS: Process = Process {
-    used: false,
-    parent: Pid(0),
-    container: ContainerId::ROOT,
-    vm: None,
-};
+const NO_PROCESS: Process = Process { used: false, parent: Pid(0), container: ContainerId::ROOT, vm: None };
 
 struct Channel {
     used: bool,
@@ -93,10 +88,7 @@ impl Default for ProcTable {
 impl ProcTable {
     /// No processes, no channels.
     pub const fn new() -> Self {
-        ProcTable {
-            procs: [NO_PROCESS; MAX_PROCS],
-            chans: [NO_CHANNEL; MAX_CHANNELS],
-        }
+        ProcTable { procs: [NO_PROCESS; MAX_PROCS], chans: [NO_CHANNEL; MAX_CHANNELS] }
     }
 
     /// Forgets everything and makes the root process over `container`.
@@ -105,12 +97,7 @@ impl ProcTable {
         for c in self.chans.iter_mut() {
             c.used = false;
         }
-        self.procs[0] = Process {
-            used: true,
-            parent: Pid::ROOT,
-            container,
-            vm: None,
-        };
+        self.procs[0] = Process { used: true, parent: Pid::ROOT, container, vm: None };
         Pid::ROOT
     }
 
@@ -135,26 +122,12 @@ impl ProcTable {
 
     /// Creates a child of `parent` whose container gets `quota` frames of
     /// the parent container's quota (via `mm.split`); lowest free pid.
-    pub fn create<const W: usize>(
-        &mut self,
-        mm: &mut Mm<W>,
-        parent: Pid,
-        quota: u64,
-    ) -> Result<Pid, ProcError> {
+    pub fn create<const W: usize>(&mut self, mm: &mut Mm<W>, parent: Pid, quota: u64) -> Result<Pid, ProcError> {
         let parent_container = self.proc(parent)?.container;
         // Find the slot first, so that a full table costs no quota.
-        let slot = self
-            .procs
-            .iter()
-            .position(|p| !p.used)
-            .ok_or(ProcError::TooManyProcesses)?;
+        let slot = self.procs.iter().position(|p| !p.used).ok_or(ProcError::TooManyProcesses)?;
         let container = mm.split(parent_container, quota).map_err(ProcError::Mm)?;
-        self.procs[slot] = Process {
-            used: true,
-            parent,
-            container,
-            vm: None,
-        };
+        self.procs[slot] = Process { used: true, parent, container, vm: None };
         Ok(Pid(slot as u16))
     }
 
@@ -182,22 +155,14 @@ impl ProcTable {
 
     /// Pids of existing processes, in increasing order.
     pub fn pids(&self) -> impl Iterator<Item = Pid> + '_ {
-        self.procs
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.used)
-            .map(|(i, _)| Pid(i as u16))
+        self.procs.iter().enumerate().filter(|(_, p)| p.used).map(|(i, _)| Pid(i as u16))
     }
 
     /// Opens an empty channel from `sender` to `receiver` (lowest free id).
     pub fn chan_create(&mut self, sender: Pid, receiver: Pid) -> Result<ChanId, ProcError> {
         self.proc(sender)?;
         self.proc(receiver)?;
-        let slot = self
-            .chans
-            .iter()
-            .position(|c| !c.used)
-            .ok_or(ProcError::TooManyChannels)?;
+        let slot = self.chans.iter().position(|c| !c.used).ok_or(ProcError::TooManyChannels)?;
         let c = &mut self.chans[slot];
         c.used = true;
         c.sender = sender;
@@ -220,11 +185,7 @@ impl ProcTable {
 
     /// Ids of open channels, in increasing order.
     pub fn chan_ids(&self) -> impl Iterator<Item = ChanId> + '_ {
-        self.chans
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.used)
-            .map(|(i, _)| ChanId(i as u16))
+        self.chans.iter().enumerate().filter(|(_, c)| c.used).map(|(i, _)| ChanId(i as u16))
     }
 
     /// The messages queued on a channel, oldest first (for diagnostics).

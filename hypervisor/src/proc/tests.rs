@@ -51,11 +51,7 @@ impl ReferenceStateMachine for Ref {
 
     fn init_state() -> BoxedStrategy<Model> {
         let frames = FrameSpec::from_map(&usable(), &[], 64 * W as u64);
-        Just(Model {
-            spec: ProcSpec::new(MmSpec::new(frames, FRAMES)),
-            last: None,
-        })
-        .boxed()
+        Just(Model { spec: ProcSpec::new(MmSpec::new(frames, FRAMES)), last: None }).boxed()
     }
 
     fn transitions(m: &Model) -> BoxedStrategy<Op> {
@@ -65,23 +61,14 @@ impl ReferenceStateMachine for Ref {
         let chan = proptest::sample::select(chans);
         let len = prop_oneof![4 => 0..16usize, 1 => Just(MSG_SIZE), 1 => Just(MSG_SIZE + 1)];
         // Endpoints: mostly the right ones, so that messages flow.
-        let ends: Vec<(usize, usize, usize)> = m
-            .spec
-            .chans
-            .iter()
-            .map(|(c, e)| (*c, e.sender, e.receiver))
-            .collect();
+        let ends: Vec<(usize, usize, usize)> = m.spec.chans.iter().map(|(c, e)| (*c, e.sender, e.receiver)).collect();
         let flowing = if ends.is_empty() {
-            (chan.clone(), pid.clone(), any::<u8>(), len.clone())
-                .prop_map(|(c, p, s, l)| Op::Send(c, p, s, l))
-                .boxed()
+            (chan.clone(), pid.clone(), any::<u8>(), len.clone()).prop_map(|(c, p, s, l)| Op::Send(c, p, s, l)).boxed()
         } else {
             let ends = proptest::sample::select(ends);
             prop_oneof![
-                (ends.clone(), any::<u8>(), len.clone())
-                    .prop_map(|((c, s, _), seed, l)| Op::Send(c, s, seed, l)),
-                (ends, prop_oneof![3 => Just(MSG_SIZE), 1 => 0..8usize])
-                    .prop_map(|((c, _, r), b)| Op::Recv(c, r, b)),
+                (ends.clone(), any::<u8>(), len.clone()).prop_map(|((c, s, _), seed, l)| Op::Send(c, s, seed, l)),
+                (ends, prop_oneof![3 => Just(MSG_SIZE), 1 => 0..8usize]).prop_map(|((c, _, r), b)| Op::Recv(c, r, b)),
             ]
             .boxed()
         };
@@ -117,10 +104,7 @@ fn abstraction(sut: &Sut) -> ProcSpec {
     let procs = t
         .pids()
         .map(|p| {
-            let e = ProcEntry {
-                parent: t.parent(p).unwrap().index(),
-                container: t.container(p).unwrap().index(),
-            };
+            let e = ProcEntry { parent: t.parent(p).unwrap().index(), container: t.container(p).unwrap().index() };
             (p.index(), e)
         })
         .collect();
@@ -139,19 +123,11 @@ fn abstraction(sut: &Sut) -> ProcSpec {
     let mut containers = BTreeMap::new();
     for c in sut.mm.containers() {
         let i = sut.mm.info(c).unwrap();
-        let spec = ContainerSpec {
-            parent: i.parent.map(|p| p.index()),
-            quota: i.quota,
-            usage: i.usage,
-        };
+        let spec = ContainerSpec { parent: i.parent.map(|p| p.index()), quota: i.quota, usage: i.usage };
         containers.insert(c.index(), spec);
     }
     let frames = FrameSpec::from_map(&usable(), &[], 64 * W as u64);
-    ProcSpec {
-        procs,
-        chans,
-        mm: MmSpec { frames, containers },
-    }
+    ProcSpec { procs, chans, mm: MmSpec { frames, containers } }
 }
 
 struct ProcRefinement;
@@ -171,39 +147,23 @@ impl StateMachineTest for ProcRefinement {
     fn apply(mut sut: Sut, m: &Model, op: Op) -> Sut {
         let t = &mut sut.table;
         let seen = match op {
-            Op::Create(p, q) => {
-                Out::Id(t.create(&mut sut.mm, Pid::from_index(p), q).map(Pid::index))
+            Op::Create(p, q) => Out::Id(t.create(&mut sut.mm, Pid::from_index(p), q).map(Pid::index)),
+            Op::ChanCreate(a, b) => Out::Id(t.chan_create(Pid::from_index(a), Pid::from_index(b)).map(ChanId::index)),
+            Op::Send(c, p, seed, len) => {
+                Out::Sent(t.try_send(ChanId::from_index(c), Pid::from_index(p), &message(seed, len)))
             }
-            Op::ChanCreate(a, b) => Out::Id(
-                t.chan_create(Pid::from_index(a), Pid::from_index(b))
-                    .map(ChanId::index),
-            ),
-            Op::Send(c, p, seed, len) => Out::Sent(t.try_send(
-                ChanId::from_index(c),
-                Pid::from_index(p),
-                &message(seed, len),
-            )),
             Op::Recv(c, p, b) => {
                 let mut buf = vec![0xeeu8; b];
                 let r = t.try_recv(ChanId::from_index(c), Pid::from_index(p), &mut buf);
                 Out::Received(r.map(|n| buf[..n].to_vec()))
             }
         };
-        assert_eq!(
-            Some(&seen),
-            m.last.as_ref(),
-            "result of {op:?}: spec expected {:?}, tables gave {seen:?}",
-            m.last
-        );
+        assert_eq!(Some(&seen), m.last.as_ref(), "result of {op:?}: spec expected {:?}, tables gave {seen:?}", m.last);
         sut
     }
 
     fn check_invariants(sut: &Sut, m: &Model) {
-        assert_eq!(
-            abstraction(sut),
-            m.spec,
-            "abstraction of the tables (left) vs spec (right)"
-        );
+        assert_eq!(abstraction(sut), m.spec, "abstraction of the tables (left) vs spec (right)");
     }
 }
 
@@ -222,39 +182,15 @@ fn recv_on_empty_and_send_to_full_are_refused_without_blocking() {
     let child = t.create(&mut mm, root, 4).unwrap();
     let c = t.chan_create(root, child).unwrap();
     let mut buf = [0u8; MSG_SIZE];
-    assert_eq!(
-        t.try_recv(c, child, &mut buf),
-        Err(ProcError::Empty),
-        "recv on an empty channel"
-    );
+    assert_eq!(t.try_recv(c, child, &mut buf), Err(ProcError::Empty), "recv on an empty channel");
     for i in 0..CHAN_CAPACITY {
         t.try_send(c, root, &[i as u8]).unwrap();
     }
-    assert_eq!(
-        t.try_send(c, root, b"x"),
-        Err(ProcError::Full),
-        "send to a full channel"
-    );
-    assert_eq!(
-        t.try_send(c, child, b"x"),
-        Err(ProcError::NotSender),
-        "send by the receiver"
-    );
-    assert_eq!(
-        t.try_recv(c, root, &mut buf),
-        Err(ProcError::NotReceiver),
-        "recv by the sender"
-    );
-    assert_eq!(
-        t.try_recv(c, child, &mut buf[..0]),
-        Err(ProcError::BufferTooSmall { needed: 1 }),
-        "short buffer"
-    );
-    assert_eq!(
-        t.try_recv(c, child, &mut buf),
-        Ok(1),
-        "first message still there"
-    );
+    assert_eq!(t.try_send(c, root, b"x"), Err(ProcError::Full), "send to a full channel");
+    assert_eq!(t.try_send(c, child, b"x"), Err(ProcError::NotSender), "send by the receiver");
+    assert_eq!(t.try_recv(c, root, &mut buf), Err(ProcError::NotReceiver), "recv by the sender");
+    assert_eq!(t.try_recv(c, child, &mut buf[..0]), Err(ProcError::BufferTooSmall { needed: 1 }), "short buffer");
+    assert_eq!(t.try_recv(c, child, &mut buf), Ok(1), "first message still there");
     assert_eq!(buf[0], 0, "FIFO: the first message comes first");
     let before = mm.remaining(ContainerId::ROOT).unwrap();
     assert_eq!(
@@ -262,11 +198,7 @@ fn recv_on_empty_and_send_to_full_are_refused_without_blocking() {
         Err(ProcError::Mm(crate::mm::MmError::OutOfQuota)),
         "child larger than parent"
     );
-    assert_eq!(
-        mm.remaining(ContainerId::ROOT).unwrap(),
-        before,
-        "a refused create costs no quota"
-    );
+    assert_eq!(mm.remaining(ContainerId::ROOT).unwrap(), before, "a refused create costs no quota");
 }
 
 // ---- blocking channels between real threads ------------------------------
@@ -299,26 +231,14 @@ fn blocking_send_and_recv_pass_messages_in_order_through_a_small_channel() {
     let mut buf = [0u8; MSG_SIZE];
     // Alone, a blocking recv would wait forever: refused.
     let r = recv_on(&PT, &TH, c, Pid::ROOT, &mut buf);
-    assert_eq!(
-        r,
-        Err(ProcError::Thread(ThreadError::NothingToRun)),
-        "blocking recv with nobody to send"
-    );
+    assert_eq!(r, Err(ProcError::Thread(ThreadError::NothingToRun)), "blocking recv with nobody to send");
 
     let p = spawn_in(&PT, &TH, child, producer, c.index()).unwrap();
-    assert_eq!(
-        TH.owner(p),
-        Some(child.index() as u32),
-        "the thread belongs to the child process"
-    );
+    assert_eq!(TH.owner(p), Some(child.index() as u32), "the thread belongs to the child process");
     TH.yield_now().unwrap();
     // The producer filled the channel and sleeps until there is space.
     let space = PT.lock().space_chan(c);
-    assert_eq!(
-        TH.state(p),
-        ThreadState::Sleeping(space),
-        "producer blocked on a full channel"
-    );
+    assert_eq!(TH.state(p), ThreadState::Sleeping(space), "producer blocked on a full channel");
     assert_eq!(PT.lock().pending(c), Ok(CHAN_CAPACITY), "channel full");
 
     for i in 0..MESSAGES {

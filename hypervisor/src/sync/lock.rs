@@ -21,30 +21,21 @@ pub struct Lock<T, A: Atomics = CoreAtomics> {
 impl<T> Lock<T, CoreAtomics> {
     /// A lock around `value`, usable in a `static`.
     pub const fn new(value: T) -> Self {
-        Lock {
-            ticket: TicketLock::new(),
-            data: spin::Mutex::new(value),
-        }
+        Lock { ticket: TicketLock::new(), data: spin::Mutex::new(value) }
     }
 }
 
 impl<T, A: Atomics> Lock<T, A> {
     /// A lock around `value` on the atomics `A`.
     pub fn with_atomics(value: T) -> Self {
-        Lock {
-            ticket: TicketLock::with_atomics(),
-            data: spin::Mutex::new(value),
-        }
+        Lock { ticket: TicketLock::with_atomics(), data: spin::Mutex::new(value) }
     }
 
     /// A lock whose ticket counters start at `start`; only for tests that
     /// exercise the wrap of the counters.
     #[cfg(test)]
     pub(crate) fn starting_at(value: T, start: u32) -> Self {
-        Lock {
-            ticket: TicketLock::starting_at(start),
-            data: spin::Mutex::new(value),
-        }
+        Lock { ticket: TicketLock::starting_at(start), data: spin::Mutex::new(value) }
     }
 
     /// Waits for the lock in FIFO order and returns a guard that releases it.
@@ -76,13 +67,7 @@ impl<T, A: Atomics> Lock<T, A> {
             Some(guard) => guard,
             None => self.data.lock(),
         };
-        LockGuard {
-            data,
-            _release: Release {
-                lock: &self.ticket,
-                ticket: Some(ticket),
-            },
-        }
+        LockGuard { data, _release: Release { lock: &self.ticket, ticket: Some(ticket) } }
     }
 }
 
@@ -94,9 +79,7 @@ impl<T: Default> Default for Lock<T, CoreAtomics> {
 
 impl<T, A: Atomics> fmt::Debug for Lock<T, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock")
-            .field("ticket", &self.ticket)
-            .finish_non_exhaustive()
+        f.debug_struct("Lock").field("ticket", &self.ticket).finish_non_exhaustive()
     }
 }
 

@@ -21,10 +21,7 @@ struct Shared {
 }
 
 fn shared(start: u32) -> Arc<Shared> {
-    Arc::new(Shared {
-        lock: LoomLock::starting_at(Vec::new(), start),
-        counter: AtomicU32::new(0),
-    })
+    Arc::new(Shared { lock: LoomLock::starting_at(Vec::new(), start), counter: AtomicU32::new(0) })
 }
 
 /// One critical section: log the ticket and bump the counter by hand.
@@ -57,16 +54,10 @@ fn check(threads: u32, start: u32, preemptions: usize) {
             h.join().unwrap();
         }
         let seen = s.counter.load(Relaxed);
-        assert_eq!(
-            seen, threads,
-            "mutual exclusion: expected {threads} increments, saw {seen}"
-        );
+        assert_eq!(seen, threads, "mutual exclusion: expected {threads} increments, saw {seen}");
         let log = s.lock.lock().clone();
         let expected: Vec<u32> = (0..threads).map(|i| start.wrapping_add(i)).collect();
-        assert_eq!(
-            log, expected,
-            "FIFO: critical sections must run in ticket order"
-        );
+        assert_eq!(log, expected, "FIFO: critical sections must run in ticket order");
     });
 }
 

@@ -40,11 +40,7 @@ impl ReferenceStateMachine for LockModel {
 
     fn init_state() -> BoxedStrategy<Model> {
         prop_oneof![Just(0u32), (u32::MAX - 6..=u32::MAX), any::<u32>(),]
-            .prop_map(|start| Model {
-                start,
-                spec: LockSpec::default(),
-                last: None,
-            })
+            .prop_map(|start| Model { start, spec: LockSpec::default(), last: None })
             .boxed()
     }
 
@@ -119,10 +115,7 @@ impl StateMachineTest for LockRefinement {
     type Reference = LockModel;
 
     fn init_test(m: &Model) -> Impl {
-        Impl {
-            lock: TicketLock::<CoreAtomics>::starting_at(m.start),
-            tickets: (0..PARTIES).map(|_| None).collect(),
-        }
+        Impl { lock: TicketLock::<CoreAtomics>::starting_at(m.start), tickets: (0..PARTIES).map(|_| None).collect() }
     }
 
     fn apply(mut i: Impl, m: &Model, op: Op) -> Impl {
@@ -135,13 +128,9 @@ impl StateMachineTest for LockRefinement {
                 i.tickets[p] = i.lock.try_acquire();
                 Outcome::Acquired(i.tickets[p].is_some())
             }
-            Op::IsTurn(p) => {
-                Outcome::Turn(i.tickets[p].as_ref().is_some_and(|t| i.lock.is_turn(t)))
-            }
+            Op::IsTurn(p) => Outcome::Turn(i.tickets[p].as_ref().is_some_and(|t| i.lock.is_turn(t))),
             Op::Release(p) => {
-                let t = i.tickets[p]
-                    .take()
-                    .expect("precondition: party has a ticket");
+                let t = i.tickets[p].take().expect("precondition: party has a ticket");
                 Outcome::Released(match i.lock.release(t) {
                     Ok(()) => Ok(()),
                     Err(NotHolder(t)) => {
@@ -162,10 +151,7 @@ impl StateMachineTest for LockRefinement {
 
     fn check_invariants(i: &Impl, m: &Model) {
         let abs = abstraction(i);
-        assert_eq!(
-            abs, m.spec,
-            "abstraction of the ticket lock (left) differs from the spec (right)"
-        );
+        assert_eq!(abs, m.spec, "abstraction of the ticket lock (left) differs from the spec (right)");
     }
 }
 
@@ -183,33 +169,19 @@ fn ticket_from_another_lock_cannot_release() {
     let b = TicketLock::new();
     let t = a.acquire();
     let r = b.release(t);
-    assert!(
-        r.is_err(),
-        "expected NotHolder for a foreign ticket, saw {r:?}"
-    );
+    assert!(r.is_err(), "expected NotHolder for a foreign ticket, saw {r:?}");
     let NotHolder(t) = r.unwrap_err();
-    assert_eq!(
-        a.release(t),
-        Ok(()),
-        "expected the ticket back to release its own lock"
-    );
+    assert_eq!(a.release(t), Ok(()), "expected the ticket back to release its own lock");
 }
 
 #[test]
 fn try_lock_fails_while_held_and_succeeds_after_release() {
     let l = Lock::new(5u32);
     let g = l.lock();
-    assert!(
-        l.try_lock().is_none(),
-        "expected try_lock to fail while the lock is held"
-    );
+    assert!(l.try_lock().is_none(), "expected try_lock to fail while the lock is held");
     drop(g);
     let g = l.try_lock();
-    assert_eq!(
-        g.as_deref(),
-        Some(&5),
-        "expected try_lock to succeed on a free lock"
-    );
+    assert_eq!(g.as_deref(), Some(&5), "expected try_lock to succeed on a free lock");
 }
 
 #[test]
@@ -218,18 +190,10 @@ fn guard_releases_on_drop_and_counters_advance_across_wrap() {
     for i in 0..4 {
         let mut g = l.lock();
         *g += 1;
-        assert_eq!(
-            g.ticket(),
-            (u32::MAX - 1).wrapping_add(i),
-            "ticket of round {i}"
-        );
+        assert_eq!(g.ticket(), (u32::MAX - 1).wrapping_add(i), "ticket of round {i}");
     }
     let (next, now) = l.raw().counters();
-    assert_eq!(
-        (next, now),
-        (2, 2),
-        "counters after 4 rounds from MAX-1: expected (2, 2)"
-    );
+    assert_eq!((next, now), (2, 2), "counters after 4 rounds from MAX-1: expected (2, 2)");
     assert_eq!(*l.lock(), 4, "value after 4 increments");
 }
 
@@ -250,9 +214,5 @@ fn lock_serialises_std_threads() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(
-        *L.lock(),
-        40_000,
-        "expected 4 x 10000 increments under the lock"
-    );
+    assert_eq!(*L.lock(), 40_000, "expected 4 x 10000 increments under the lock");
 }

@@ -48,10 +48,7 @@ pub struct TicketLock<A: Atomics = CoreAtomics> {
 impl TicketLock<CoreAtomics> {
     /// An unlocked lock, usable in a `static`.
     pub const fn new() -> Self {
-        TicketLock {
-            next: AtomicU32::new(0),
-            now: AtomicU32::new(0),
-        }
+        TicketLock { next: AtomicU32::new(0), now: AtomicU32::new(0) }
     }
 }
 
@@ -64,10 +61,7 @@ impl Default for TicketLock<CoreAtomics> {
 impl<A: Atomics> fmt::Debug for TicketLock<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (next, now) = self.counters();
-        f.debug_struct("TicketLock")
-            .field("next", &next)
-            .field("now", &now)
-            .finish()
+        f.debug_struct("TicketLock").field("next", &next).field("now", &now).finish()
     }
 }
 
@@ -85,10 +79,7 @@ impl<A: Atomics> TicketLock<A> {
     }
 
     fn counters_at(start: u32) -> Self {
-        TicketLock {
-            next: A::new_u32(start),
-            now: A::new_u32(start),
-        }
+        TicketLock { next: A::new_u32(start), now: A::new_u32(start) }
     }
 
     fn id(&self) -> usize {
@@ -100,10 +91,7 @@ impl<A: Atomics> TicketLock<A> {
         // Relaxed: the ticket only fixes the order; the synchronisation with
         // the previous holder happens on `now` (Acquire in `is_turn`).
         let value = A::fetch_add(&self.next, 1, Ordering::Relaxed);
-        Ticket {
-            value,
-            lock: self.id(),
-        }
+        Ticket { value, lock: self.id() }
     }
 
     /// Whether `ticket` is being served, i.e. its holder owns the lock.
@@ -132,18 +120,9 @@ impl<A: Atomics> TicketLock<A> {
     pub fn try_acquire(&self) -> Option<Ticket> {
         let now = A::load(&self.now, Ordering::Acquire);
         // The lock is free exactly when no ticket is outstanding: next == now.
-        A::compare_exchange(
-            &self.next,
-            now,
-            now.wrapping_add(1),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        )
-        .ok()
-        .map(|value| Ticket {
-            value,
-            lock: self.id(),
-        })
+        A::compare_exchange(&self.next, now, now.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|value| Ticket { value, lock: self.id() })
     }
 
     /// Gives the lock to the next ticket. Fails, handing the ticket back, if
@@ -161,10 +140,7 @@ impl<A: Atomics> TicketLock<A> {
     /// `(next, now)`: tickets handed out and the ticket being served. For
     /// tests and diagnostics; racy when others use the lock.
     pub fn counters(&self) -> (u32, u32) {
-        (
-            A::load(&self.next, Ordering::Relaxed),
-            A::load(&self.now, Ordering::Relaxed),
-        )
+        (A::load(&self.next, Ordering::Relaxed), A::load(&self.now, Ordering::Relaxed))
     }
 
     /// Parties that hold or wait for the lock (racy, for diagnostics).

@@ -1,4 +1,5 @@
 //! VM and vCPU objects behind handles, and the calls that act on them.
+use super::fast;
 use super::{SysError, SysResult};
 use crate::arch::frames;
 use crate::arch::phys::{IdentityTables, PhysRun};
@@ -6,7 +7,6 @@ use crate::sync::Lock;
 use crate::vm::cpuid::CpuidResult;
 use crate::vm::{CpuVm, Reg, SegReg, Vcpu, Vm, VmExit};
 use crate::x86::mem::{GuestMemory, MemError};
-use super::fast;
 use arrayvec::ArrayVec;
 use npt::{FrameSource, GuestPhysAddr, HostPhysAddr, NestedPageTable, PageSize, Perms, TableMemory};
 use vmcb::{EventInj, IoAccessSize, IoDirection, Segment};
@@ -18,7 +18,6 @@ const PAGE: u64 = 4096;
 const LARGE: u64 = 2 << 20;
 /// The largest physically contiguous piece of guest RAM we ask for at once.
 const MAX_CHUNK: u64 = 64 << 20;
-
 
 /// Who is calling: a process and the container its frames come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,13 +356,18 @@ pub fn sys_guest_write(caller: Caller, vm: VmHandle, gpa: u64, data: &[u8]) -> S
         let mut at = gpa;
         let end = gpa.checked_add(data.len() as u64).ok_or(SysError::BadGuestAddress)?;
         while at < end {
-            let c = obj.ram.iter().find(|c| at >= c.gpa && at < c.gpa + c.run.len()).ok_or(SysError::BadGuestAddress)?;
+            let c =
+                obj.ram.iter().find(|c| at >= c.gpa && at < c.gpa + c.run.len()).ok_or(SysError::BadGuestAddress)?;
             at = c.gpa + c.run.len();
         }
         let mut done = 0usize;
         while done < data.len() {
             let at = gpa + done as u64;
-            let c = obj.ram.iter_mut().find(|c| at >= c.gpa && at < c.gpa + c.run.len()).ok_or(SysError::BadGuestAddress)?;
+            let c = obj
+                .ram
+                .iter_mut()
+                .find(|c| at >= c.gpa && at < c.gpa + c.run.len())
+                .ok_or(SysError::BadGuestAddress)?;
             let n = ((c.gpa + c.run.len() - at) as usize).min(data.len() - done);
             c.run.write(at - c.gpa, &data[done..done + n]);
             done += n;
@@ -577,7 +581,11 @@ pub fn sys_get_stats(caller: Caller, vcpu: VcpuHandle) -> SysResult<crate::vm::s
 }
 
 /// Runs `f` on the vCPU's exit statistics without copying them.
-pub fn sys_with_stats<T>(caller: Caller, vcpu: VcpuHandle, f: impl FnOnce(&crate::vm::stats::ExitStats) -> T) -> SysResult<T> {
+pub fn sys_with_stats<T>(
+    caller: Caller,
+    vcpu: VcpuHandle,
+    f: impl FnOnce(&crate::vm::stats::ExitStats) -> T,
+) -> SysResult<T> {
     with_vcpu(caller, vcpu, |v| f(&v.stats))
 }
 

@@ -57,14 +57,7 @@ impl<const T: usize, const Q: usize> QueueSet<T, Q> {
     /// All queues empty.
     pub const fn new() -> Self {
         assert!(T < u16::MAX as usize && Q < u16::MAX as usize);
-        QueueSet {
-            prev: [NIL; T],
-            next: [NIL; T],
-            on: [NIL; T],
-            head: [NIL; Q],
-            tail: [NIL; Q],
-            len: [0; Q],
-        }
+        QueueSet { prev: [NIL; T], next: [NIL; T], on: [NIL; T], head: [NIL; Q], tail: [NIL; Q], len: [0; Q] }
     }
 
     fn check(&self, q: usize, t: Option<usize>) -> Result<(), QueueError> {

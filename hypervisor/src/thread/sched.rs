@@ -34,12 +34,7 @@ struct Tcb {
     owner: u32,
 }
 
-const FREE_TCB: Tcb = Tcb {
-    state: ThreadState::Free,
-    entry: None,
-    arg: 0,
-    owner: 0,
-};
+const FREE_TCB: Tcb = Tcb { state: ThreadState::Free, entry: None, arg: 0, owner: 0 };
 
 /// A switch the caller must make: save `from`, resume `to`.
 pub type Switch = (Tid, Tid);
@@ -75,11 +70,7 @@ fn expect_queue_ok<T>(r: Result<T, QueueError>) -> T {
 impl Scheduler {
     /// No threads, no current threads.
     pub const fn new() -> Self {
-        Scheduler {
-            tcbs: [FREE_TCB; MAX_THREADS],
-            queues: QueueSet::new(),
-            current: [None; MAX_CPUS],
-        }
+        Scheduler { tcbs: [FREE_TCB; MAX_THREADS], queues: QueueSet::new(), current: [None; MAX_CPUS] }
     }
 
     fn free_tcb(&self) -> Result<Tid, ThreadError> {
@@ -92,17 +83,12 @@ impl Scheduler {
 
     /// The current thread of `cpu`.
     pub fn current(&self, cpu: CpuId) -> Result<Tid, ThreadError> {
-        self.current
-            .get(cpu.0)
-            .ok_or(ThreadError::BadCpu)?
-            .ok_or(ThreadError::NoCurrentThread)
+        self.current.get(cpu.0).ok_or(ThreadError::BadCpu)?.ok_or(ThreadError::NoCurrentThread)
     }
 
     /// The state of `tid` (Free for an unknown thread).
     pub fn state(&self, tid: Tid) -> ThreadState {
-        self.tcbs
-            .get(tid.index())
-            .map_or(ThreadState::Free, |t| t.state)
+        self.tcbs.get(tid.index()).map_or(ThreadState::Free, |t| t.state)
     }
 
     /// The owner tag given at spawn (the proc layer's process id).
@@ -119,18 +105,12 @@ impl Scheduler {
 
     /// Threads that are not Free.
     pub fn live_threads(&self) -> usize {
-        self.tcbs
-            .iter()
-            .filter(|t| t.state != ThreadState::Free)
-            .count()
+        self.tcbs.iter().filter(|t| t.state != ThreadState::Free).count()
     }
 
     /// Live threads whose owner tag is `owner`.
     pub fn count_owned(&self, owner: u32) -> usize {
-        self.tcbs
-            .iter()
-            .filter(|t| t.state != ThreadState::Free && t.owner == owner)
-            .count()
+        self.tcbs.iter().filter(|t| t.state != ThreadState::Free && t.owner == owner).count()
     }
 
     /// Threads on the ready queue, front first.
@@ -141,12 +121,10 @@ impl Scheduler {
     /// Sleeping threads in sleep order within each bucket: `(tid, chan)`.
     pub fn sleepers(&self) -> impl Iterator<Item = (Tid, Chan)> + '_ {
         (0..SLEEP_BUCKETS).flat_map(move |b| {
-            self.queues
-                .iter(1 + b)
-                .map(move |t| match self.tcbs[t].state {
-                    ThreadState::Sleeping(c) => (Tid(t as u16), c),
-                    _ => panic!("non-sleeper on a sleep queue"),
-                })
+            self.queues.iter(1 + b).map(move |t| match self.tcbs[t].state {
+                ThreadState::Sleeping(c) => (Tid(t as u16), c),
+                _ => panic!("non-sleeper on a sleep queue"),
+            })
         })
     }
 
@@ -158,12 +136,7 @@ impl Scheduler {
             Some(None) => {}
         }
         let tid = self.free_tcb()?;
-        self.tcbs[tid.index()] = Tcb {
-            state: ThreadState::Running(cpu),
-            entry: None,
-            arg: 0,
-            owner,
-        };
+        self.tcbs[tid.index()] = Tcb { state: ThreadState::Running(cpu), entry: None, arg: 0, owner };
         self.current[cpu.0] = Some(tid);
         Ok(tid)
     }
@@ -179,12 +152,7 @@ impl Scheduler {
     /// A new Ready thread that will run `entry(arg)`; lowest free TCB.
     pub fn spawn(&mut self, entry: fn(usize), arg: usize, owner: u32) -> Result<Tid, ThreadError> {
         let tid = self.free_tcb()?;
-        self.tcbs[tid.index()] = Tcb {
-            state: ThreadState::Ready,
-            entry: Some(entry),
-            arg,
-            owner,
-        };
+        self.tcbs[tid.index()] = Tcb { state: ThreadState::Ready, entry: Some(entry), arg, owner };
         expect_queue_ok(self.queues.enqueue(READY, tid.index()));
         Ok(tid)
     }

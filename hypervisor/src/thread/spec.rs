@@ -13,10 +13,7 @@ pub struct QueueSpec {
 
 impl QueueSpec {
     pub fn new(threads: usize, queues: usize) -> Self {
-        QueueSpec {
-            threads,
-            queues: vec![VecDeque::new(); queues],
-        }
+        QueueSpec { threads, queues: vec![VecDeque::new(); queues] }
     }
 
     fn check(&self, q: usize, t: Option<usize>) -> Result<(), QueueError> {
@@ -46,10 +43,7 @@ impl QueueSpec {
 
     pub fn remove(&mut self, q: usize, t: usize) -> Result<(), QueueError> {
         self.check(q, Some(t))?;
-        let i = self.queues[q]
-            .iter()
-            .position(|&x| x == t)
-            .ok_or(QueueError::NotMember)?;
+        let i = self.queues[q].iter().position(|&x| x == t).ok_or(QueueError::NotMember)?;
         self.queues[q].remove(i);
         Ok(())
     }
@@ -87,17 +81,11 @@ impl Default for SchedSpec {
 impl SchedSpec {
     /// The lowest unused thread id.
     fn fresh(&self) -> Result<Tid, ThreadError> {
-        (0..MAX_THREADS)
-            .map(Tid::from_index)
-            .find(|t| !self.threads.contains_key(t))
-            .ok_or(ThreadError::NoFreeThread)
+        (0..MAX_THREADS).map(Tid::from_index).find(|t| !self.threads.contains_key(t)).ok_or(ThreadError::NoFreeThread)
     }
 
     pub fn current(&self, cpu: CpuId) -> Result<Tid, ThreadError> {
-        self.current
-            .get(cpu.0)
-            .ok_or(ThreadError::BadCpu)?
-            .ok_or(ThreadError::NoCurrentThread)
+        self.current.get(cpu.0).ok_or(ThreadError::BadCpu)?.ok_or(ThreadError::NoCurrentThread)
     }
 
     pub fn attach(&mut self, cpu: CpuId, owner: u32) -> Result<Tid, ThreadError> {

@@ -41,11 +41,7 @@ impl ReferenceStateMachine for QRef {
     type Transition = QOp;
 
     fn init_state() -> BoxedStrategy<QModel> {
-        Just(QModel {
-            spec: QueueSpec::new(QT, QQ),
-            last: None,
-        })
-        .boxed()
+        Just(QModel { spec: QueueSpec::new(QT, QQ), last: None }).boxed()
     }
 
     fn transitions(_: &QModel) -> BoxedStrategy<QOp> {
@@ -86,30 +82,18 @@ impl StateMachineTest for QueueRefinement {
             QOp::Dequeue(q) => QOut::Thread(qs.dequeue(q)),
             QOp::Remove(q, t) => QOut::Unit(qs.remove(q, t)),
         };
-        assert_eq!(
-            Some(&seen),
-            m.last.as_ref(),
-            "result of {op:?}: spec expected {:?}, queues gave {seen:?}",
-            m.last
-        );
+        assert_eq!(Some(&seen), m.last.as_ref(), "result of {op:?}: spec expected {:?}, queues gave {seen:?}", m.last);
         qs
     }
 
     fn check_invariants(qs: &Self::SystemUnderTest, m: &QModel) {
         let abs: Vec<VecDeque<usize>> = (0..QQ).map(|q| qs.iter(q).collect()).collect();
-        assert_eq!(
-            abs, m.spec.queues,
-            "abstraction of the linked queues (left) vs spec (right)"
-        );
+        assert_eq!(abs, m.spec.queues, "abstraction of the linked queues (left) vs spec (right)");
         for q in 0..QQ {
             assert_eq!(qs.len(q), m.spec.queues[q].len(), "length of queue {q}");
             // Walking backwards from the tail must give the reverse order.
             for (i, &t) in m.spec.queues[q].iter().enumerate() {
-                assert_eq!(
-                    qs.queue_of(t),
-                    Some(q),
-                    "thread {t} (position {i}) records queue {q}"
-                );
+                assert_eq!(qs.queue_of(t), Some(q), "thread {t} (position {i}) records queue {q}");
             }
         }
     }
@@ -119,10 +103,7 @@ impl StateMachineTest for QueueRefinement {
 
 /// Channels 0..3 plus one that shares channel 0's sleep bucket.
 fn chans() -> Vec<Chan> {
-    let twin = (1..)
-        .map(Chan)
-        .find(|c| bucket(*c) == bucket(Chan(0)) && c.0 > 3)
-        .unwrap();
+    let twin = (1..).map(Chan).find(|c| bucket(*c) == bucket(Chan(0)) && c.0 > 3).unwrap();
     vec![Chan(0), Chan(1), Chan(2), twin]
 }
 
@@ -158,11 +139,7 @@ impl ReferenceStateMachine for SRef {
     type Transition = SOp;
 
     fn init_state() -> BoxedStrategy<SModel> {
-        Just(SModel {
-            spec: SchedSpec::default(),
-            last: None,
-        })
-        .boxed()
+        Just(SModel { spec: SchedSpec::default(), last: None }).boxed()
     }
 
     fn transitions(_: &SModel) -> BoxedStrategy<SOp> {
@@ -217,8 +194,7 @@ fn sched_abstraction(s: &Scheduler) -> SchedSpec {
             ThreadState::Running(c) => SpecState::Running(c),
             ThreadState::Sleeping(ch) => SpecState::Sleeping(ch),
         };
-        a.threads
-            .insert(t, (st, s.owner(t).expect("live thread has an owner")));
+        a.threads.insert(t, (st, s.owner(t).expect("live thread has an owner")));
     }
     a
 }
@@ -253,11 +229,7 @@ impl StateMachineTest for SchedRefinement {
     }
 
     fn check_invariants(s: &Self::SystemUnderTest, m: &SModel) {
-        assert_eq!(
-            sched_abstraction(s),
-            m.spec,
-            "abstraction of the scheduler (left) vs spec (right)"
-        );
+        assert_eq!(sched_abstraction(s), m.spec, "abstraction of the scheduler (left) vs spec (right)");
     }
 }
 
@@ -272,27 +244,11 @@ prop_state_machine! {
 #[test]
 fn dequeue_on_empty_and_remove_of_non_member_are_refused() {
     let mut q: QueueSet<4, 2> = QueueSet::new();
-    assert_eq!(
-        q.dequeue(0),
-        Err(QueueError::Empty),
-        "dequeue on an empty queue"
-    );
+    assert_eq!(q.dequeue(0), Err(QueueError::Empty), "dequeue on an empty queue");
     q.enqueue(1, 2).unwrap();
-    assert_eq!(
-        q.remove(0, 2),
-        Err(QueueError::NotMember),
-        "remove from the wrong queue"
-    );
-    assert_eq!(
-        q.remove(1, 3),
-        Err(QueueError::NotMember),
-        "remove of a thread on no queue"
-    );
-    assert_eq!(
-        q.enqueue(0, 2),
-        Err(QueueError::AlreadyQueued),
-        "enqueue of a queued thread"
-    );
+    assert_eq!(q.remove(0, 2), Err(QueueError::NotMember), "remove from the wrong queue");
+    assert_eq!(q.remove(1, 3), Err(QueueError::NotMember), "remove of a thread on no queue");
+    assert_eq!(q.enqueue(0, 2), Err(QueueError::AlreadyQueued), "enqueue of a queued thread");
     assert_eq!(q.dequeue(1), Ok(2), "dequeue the one member");
 }
 
@@ -334,8 +290,7 @@ fn threads_yield_in_round_robin_order_on_separate_stacks() {
     assert_eq!(RR.current(), Some(main), "current thread of the test flow");
     run_until_alone(&RR);
     let log = RR_LOG.lock().unwrap().clone();
-    let expected: Vec<(usize, usize)> =
-        (0..3).flat_map(|r| (0..3).map(move |id| (id, r))).collect();
+    let expected: Vec<(usize, usize)> = (0..3).flat_map(|r| (0..3).map(move |id| (id, r))).collect();
     assert_eq!(log, expected, "round-robin order of (worker, round)");
     assert_eq!(RR_ERRORS.load(SeqCst), 0, "yield errors inside workers");
 }
@@ -368,45 +323,21 @@ fn sleeper_waits_until_woken_and_wakeup_counts_sleepers() {
     SW.attach_current(CpuId(0)).unwrap();
     let t = SW.spawn(sleeper, 0).unwrap();
     SW.yield_now().unwrap();
-    assert_eq!(
-        SW_SEEN_SELF.load(SeqCst),
-        t.index(),
-        "current() inside the spawned thread"
-    );
+    assert_eq!(SW_SEEN_SELF.load(SeqCst), t.index(), "current() inside the spawned thread");
     for round in 1..=3u32 {
-        assert_eq!(
-            SW.state(t),
-            ThreadState::Sleeping(SW_CHAN),
-            "sleeper's state before round {round}"
-        );
+        assert_eq!(SW.state(t), ThreadState::Sleeping(SW_CHAN), "sleeper's state before round {round}");
         // Nobody else is ready: yielding does not run the sleeper.
         SW.yield_now().unwrap();
-        assert_eq!(
-            SW.state(t),
-            ThreadState::Sleeping(SW_CHAN),
-            "a yield does not wake a sleeper"
-        );
-        assert_eq!(
-            SW.wakeup(Chan(SW_CHAN.0 + 1)),
-            0,
-            "wakeup on another channel"
-        );
+        assert_eq!(SW.state(t), ThreadState::Sleeping(SW_CHAN), "a yield does not wake a sleeper");
+        assert_eq!(SW.wakeup(Chan(SW_CHAN.0 + 1)), 0, "wakeup on another channel");
         *SW_COND.lock() = round;
         assert_eq!(SW.wakeup(SW_CHAN), 1, "wakeup in round {round}");
         assert_eq!(SW.state(t), ThreadState::Ready, "sleeper after wakeup");
         SW.yield_now().unwrap();
     }
-    assert_eq!(
-        SW.state(t),
-        ThreadState::Free,
-        "the sleeper exited after the last round"
-    );
+    assert_eq!(SW.state(t), ThreadState::Free, "the sleeper exited after the last round");
     assert_eq!(SW_WAKES.load(SeqCst), 3, "wakeups seen by the sleeper");
-    assert_eq!(
-        SW.sleep(SW_CHAN, ()),
-        Err(ThreadError::NothingToRun),
-        "sleep with nothing else to run"
-    );
+    assert_eq!(SW.sleep(SW_CHAN, ()), Err(ThreadError::NothingToRun), "sleep with nothing else to run");
     SW.detach_current().unwrap();
 }
 
@@ -424,32 +355,12 @@ fn exited_threads_free_their_tcbs_and_stacks_for_reuse() {
         for _ in 1..MAX_THREADS {
             EX.spawn(short, 0).expect("spawn while TCBs are free");
         }
-        assert_eq!(
-            EX.spawn(short, 0),
-            Err(ThreadError::NoFreeThread),
-            "spawn with a full pool (batch {batch})"
-        );
+        assert_eq!(EX.spawn(short, 0), Err(ThreadError::NoFreeThread), "spawn with a full pool (batch {batch})");
         EX.yield_now().unwrap();
-        assert_eq!(
-            EX.scheduler().live_threads(),
-            1,
-            "all of batch {batch} ran and exited"
-        );
+        assert_eq!(EX.scheduler().live_threads(), 1, "all of batch {batch} ran and exited");
     }
-    assert_eq!(
-        EX_RUNS.load(SeqCst),
-        3 * (MAX_THREADS - 1),
-        "thread bodies run"
-    );
-    assert_eq!(
-        EX.attach_current(CpuId(0)),
-        Err(ThreadError::CpuBusy),
-        "attach twice"
-    );
+    assert_eq!(EX_RUNS.load(SeqCst), 3 * (MAX_THREADS - 1), "thread bodies run");
+    assert_eq!(EX.attach_current(CpuId(0)), Err(ThreadError::CpuBusy), "attach twice");
     EX.detach_current().unwrap();
-    assert_eq!(
-        EX.yield_now(),
-        Err(ThreadError::NoCurrentThread),
-        "yield after detach"
-    );
+    assert_eq!(EX.yield_now(), Err(ThreadError::NoCurrentThread), "yield after detach");
 }

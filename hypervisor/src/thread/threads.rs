@@ -51,10 +51,7 @@ fn thread_main(threads: &'static Threads, tid: usize) -> ! {
 impl Threads {
     /// No threads; usable in a `static` (it lives in .bss).
     pub const fn new() -> Self {
-        Threads {
-            sched: Lock::new(Scheduler::new()),
-            contexts: [const { Context::new() }; MAX_THREADS],
-        }
+        Threads { sched: Lock::new(Scheduler::new()), contexts: [const { Context::new() }; MAX_THREADS] }
     }
 
     /// The scheduler state, locked (for inspection; do not switch with it).
@@ -100,9 +97,7 @@ impl Threads {
         let mut s = self.sched.lock();
         let cpu = self.cpu_of_caller(&s);
         let tid = s.current(cpu)?;
-        self.contexts[tid.index()]
-            .leave()
-            .map_err(ThreadError::Context)?;
+        self.contexts[tid.index()].leave().map_err(ThreadError::Context)?;
         s.detach(cpu)
     }
 
@@ -113,12 +108,7 @@ impl Threads {
     }
 
     /// [`spawn`](Self::spawn) with an owner tag (the proc layer's pid).
-    pub fn spawn_owned(
-        &'static self,
-        entry: fn(usize),
-        arg: usize,
-        owner: u32,
-    ) -> Result<Tid, ThreadError> {
+    pub fn spawn_owned(&'static self, entry: fn(usize), arg: usize, owner: u32) -> Result<Tid, ThreadError> {
         let mut s = self.sched.lock();
         let tid = s.spawn(entry, arg, owner)?;
         // Still under the lock: no CPU can pick the thread before its
@@ -143,17 +133,14 @@ impl Threads {
             let mut s = self.sched.lock();
             let cpu = self.cpu_of_caller(&s);
             let cur = s.current(cpu)?;
-            let out = self.contexts[cur.index()]
-                .begin_switch()
-                .map_err(ThreadError::Context)?;
+            let out = self.contexts[cur.index()].begin_switch().map_err(ThreadError::Context)?;
             match s.yield_now(cpu)? {
                 None => return Ok(false), // `out` drops: the switch is cancelled
                 Some((_, to)) => (out, to),
             }
         };
-        out.switch_to(&self.contexts[to.index()]).map_err(|e| {
-            panic!("scheduler and contexts disagree: cannot resume ready thread {to}: {e:?}")
-        })?;
+        out.switch_to(&self.contexts[to.index()])
+            .map_err(|e| panic!("scheduler and contexts disagree: cannot resume ready thread {to}: {e:?}"))?;
         Ok(true)
     }
 
@@ -170,15 +157,12 @@ impl Threads {
             drop(guard);
             let cpu = self.cpu_of_caller(&s);
             let cur = s.current(cpu)?;
-            let out = self.contexts[cur.index()]
-                .begin_switch()
-                .map_err(ThreadError::Context)?;
+            let out = self.contexts[cur.index()].begin_switch().map_err(ThreadError::Context)?;
             let (_, to) = s.sleep(cpu, chan)?;
             (out, to)
         };
-        out.switch_to(&self.contexts[to.index()]).map_err(|e| {
-            panic!("scheduler and contexts disagree: cannot resume ready thread {to}: {e:?}")
-        })
+        out.switch_to(&self.contexts[to.index()])
+            .map_err(|e| panic!("scheduler and contexts disagree: cannot resume ready thread {to}: {e:?}"))
     }
 
     /// Makes all threads sleeping on `chan` ready; returns how many.
@@ -208,9 +192,7 @@ impl Threads {
                     Ok((_, to)) => (ex, to),
                     Err(ThreadError::NothingToRun) => {
                         if !warned {
-                            log::warn!(
-                                "thread {cur} cannot exit: no other thread is ready; waiting"
-                            );
+                            log::warn!("thread {cur} cannot exit: no other thread is ready; waiting");
                             warned = true;
                         }
                         drop(ex);

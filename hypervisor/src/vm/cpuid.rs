@@ -52,7 +52,7 @@ mod bits {
         | (1 << 20) // SMAP
         | (1 << 23) // CLFLUSHOPT
         | (1 << 29); // SHA
-    // Leaf 7 ECX: UMIP only.
+                     // Leaf 7 ECX: UMIP only.
     pub const LEAF7_ECX_KEEP: u32 = 1 << 2;
     // Leaf 8000_0001 ECX
     pub const SVM: u32 = 1 << 2;
@@ -89,12 +89,9 @@ pub fn filter(leaf: u32, subleaf: u32, host: CpuidResult, vcpu: u32, hypercall_v
         },
         // Cache descriptors and deterministic cache parameters pass through.
         2 | 4 => host,
-        7 if subleaf == 0 => CpuidResult {
-            eax: 0,
-            ebx: host.ebx & bits::LEAF7_EBX_KEEP,
-            ecx: host.ecx & bits::LEAF7_ECX_KEEP,
-            edx: 0,
-        },
+        7 if subleaf == 0 => {
+            CpuidResult { eax: 0, ebx: host.ebx & bits::LEAF7_EBX_KEEP, ecx: host.ecx & bits::LEAF7_ECX_KEEP, edx: 0 }
+        }
         0x4000_0000 => CpuidResult {
             eax: MAX_HV_LEAF,
             ebx: u32::from_le_bytes([SIGNATURE[0], SIGNATURE[1], SIGNATURE[2], SIGNATURE[3]]),

@@ -6,7 +6,10 @@ use vmcb::{ExceptionExit, ExitCode, IoioInfo, MsrExitKind, NestedPageFault};
 pub enum VmExit {
     /// IN/OUT/INS/OUTS on an intercepted port. EXITINFO2 holds the RIP of
     /// the next instruction, with or without NRIPS.
-    Io { io: IoioInfo, next_rip: u64 },
+    Io {
+        io: IoioInfo,
+        next_rip: u64,
+    },
     Cpuid,
     Msr(MsrExitKind),
     Hlt,

@@ -26,7 +26,7 @@ use crate::arch::phys::{PhysBox, PhysRun};
 use crate::arch::svm::GuestRegs;
 use asid::{AsidAllocator, AsidTag, TlbAction};
 use vmcb::{
-    CleanBits, EventInj, ExceptionIntercepts, InterceptMisc1, InterceptMisc2, IntControl, Iopm, Msrpm, NestedControl,
+    CleanBits, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Iopm, Msrpm, NestedControl,
     Segment, TlbControl, Vmcb,
 };
 
@@ -481,7 +481,8 @@ impl Vm {
     /// A VM whose I/O ports and MSRs are all intercepted, with the given
     /// nested page table root.
     pub fn new(iopm_frames: PhysRun, msrpm_frames: PhysRun, npt_root: u64) -> Result<Vm, (PhysRun, PhysRun)> {
-        let (iopm, msrpm) = match (PhysBox::<Iopm>::new_zeroed(iopm_frames), PhysBox::<Msrpm>::new_zeroed(msrpm_frames)) {
+        let (iopm, msrpm) = match (PhysBox::<Iopm>::new_zeroed(iopm_frames), PhysBox::<Msrpm>::new_zeroed(msrpm_frames))
+        {
             (Ok(i), Ok(m)) => (i, m),
             (Ok(i), Err(m)) => return Err((i.into_run(), m)),
             (Err(i), Ok(m)) => return Err((i, m.into_run())),

@@ -2,9 +2,9 @@
 use super::guestmem::VmMemory;
 use super::hvdev::{DebugConsole, InfoDevice};
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
-use crate::x86::mem::GuestMemory;
 use super::vcpu::{Stop, VcpuLoop};
 use crate::syscall::*;
+use crate::x86::mem::GuestMemory;
 use vmcb::Segment;
 
 /// Where a raw 16-bit guest is loaded and entered (0000:7C00, like a boot
@@ -139,7 +139,10 @@ pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> R
             vm,
             vcpu,
             mem: VmMemory { caller, vm, size: cfg.mem },
-            board: super::dev::Board::new(super::dev::BoardConfig { rtc_epoch_seconds: epoch_seconds, ram_size: cfg.mem }),
+            board: super::dev::Board::new(super::dev::BoardConfig {
+                rtc_epoch_seconds: epoch_seconds,
+                ram_size: cfg.mem,
+            }),
             console: DebugConsole::new(),
             hc_console: DebugConsole::new(),
             info_dev: InfoDevice::default(),

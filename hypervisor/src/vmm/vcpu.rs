@@ -3,12 +3,12 @@
 //! Everything here goes through the syscall layer. The loop ends when the
 //! guest resets, powers off, triple-faults or does something the VMM cannot
 //! emulate; the returned [`Stop`] says which, and where.
-use crate::x86::decode::{self, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
 use super::dev::{Board, BoardEvent};
 use super::guestmem::VmMemory;
 use super::hvdev::{DebugConsole, InfoDevice, DEBUG_PORT};
 use super::msr::{self, MsrAction};
 use crate::syscall::*;
+use crate::x86::decode::{self, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
 use log::{info, warn};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
@@ -34,15 +34,29 @@ pub enum Stop {
     Reset,
     PowerOff,
     /// Shutdown: a fault while delivering a double fault.
-    TripleFault { rip: u64 },
+    TripleFault {
+        rip: u64,
+    },
     /// An access to guest-physical memory that is neither RAM nor a device.
-    UnhandledNpf { gpa: u64, rip: u64, write: bool },
+    UnhandledNpf {
+        gpa: u64,
+        rip: u64,
+        write: bool,
+    },
     /// An instruction the VMM had to emulate and could not.
-    Unemulated { rip: u64, what: &'static str },
+    Unemulated {
+        rip: u64,
+        what: &'static str,
+    },
     /// VMRUN refused the guest state.
-    InvalidState { rip: u64 },
+    InvalidState {
+        rip: u64,
+    },
     /// An exit with no handler.
-    UnhandledExit { code: u64, rip: u64 },
+    UnhandledExit {
+        code: u64,
+        rip: u64,
+    },
     /// A syscall failed: a VMM bug.
     Kernel(SysError),
 }
@@ -174,7 +188,13 @@ impl VcpuLoop<'_> {
     fn mode(&self) -> Result<CpuMode, Stop> {
         let cs = sys_seg_get(self.caller, self.vcpu, SegReg::Cs)?;
         let a = cs.attributes();
-        Ok(CpuMode::from_state(self.reg(Reg::Cr0)?, self.reg(Reg::Efer)?, self.reg(Reg::Rflags)?, a.long(), a.default_big()))
+        Ok(CpuMode::from_state(
+            self.reg(Reg::Cr0)?,
+            self.reg(Reg::Efer)?,
+            self.reg(Reg::Rflags)?,
+            a.long(),
+            a.default_big(),
+        ))
     }
 
     fn paging(&self) -> Result<PagingState, Stop> {
@@ -198,7 +218,8 @@ impl VcpuLoop<'_> {
         let paging = self.paging()?;
         let fetched = decode::fetch(&self.mem, &paging, mode, cs.base, rip, user, &mut buf)
             .map_err(|_| Stop::Unemulated { rip, what: "instruction fetch failed" })?;
-        decode::decode(&buf[..fetched.len], mode).map_err(|_| Stop::Unemulated { rip, what: "instruction not decodable" })
+        decode::decode(&buf[..fetched.len], mode)
+            .map_err(|_| Stop::Unemulated { rip, what: "instruction not decodable" })
     }
 
     /// Moves RIP past the intercepted instruction: NRIPS where the CPU has
@@ -370,7 +391,8 @@ impl VcpuLoop<'_> {
                 let value = if io.port == DEBUG_PORT { 0xE9 } else { self.board.io_read(io.port, size, now) };
                 let rax = self.reg(Reg::Rax)?;
                 // IN to EAX zero-extends into RAX; AL and AX keep the rest.
-                let new = if size == 4 { u64::from(value) } else { (rax & !mask(size)) | (u64::from(value) & mask(size)) };
+                let new =
+                    if size == 4 { u64::from(value) } else { (rax & !mask(size)) | (u64::from(value) & mask(size)) };
                 self.set_reg(Reg::Rax, new)?;
             }
         }
@@ -441,7 +463,9 @@ impl VcpuLoop<'_> {
         let rip = self.reg(Reg::Rip)?;
         match code {
             // Hidden by CPUID: the guest gets what a CPU without them gives.
-            C::Xsetbv | C::Monitor | C::Mwait | C::MwaitConditional | C::Rdpru => self.inject(EventInj::exception(VEC_UD)),
+            C::Xsetbv | C::Monitor | C::Mwait | C::MwaitConditional | C::Rdpru => {
+                self.inject(EventInj::exception(VEC_UD))
+            }
             // No caches to write back in a VM: a no-op.
             C::Invd => self.skip_instruction(),
             // Nothing to do: the host has handled its NMI/SMI.

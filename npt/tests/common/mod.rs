@@ -73,9 +73,7 @@ fn walk_table<M: TableMemory>(
     walked: &mut Walked,
 ) {
     if !walked.tables.insert(table) {
-        walked
-            .problems
-            .push(format!("table {table:?} reached twice"));
+        walked.problems.push(format!("table {table:?} reached twice"));
         return;
     }
     let span = 1u64 << (12 + 9 * (level - 1));
@@ -83,9 +81,7 @@ fn walk_table<M: TableMemory>(
         let raw = mem.read_entry(table, i);
         if raw & P == 0 {
             if raw != 0 {
-                walked
-                    .problems
-                    .push(format!("non-present entry {raw:#x} is not zero"));
+                walked.problems.push(format!("non-present entry {raw:#x} is not zero"));
             }
             continue;
         }
@@ -99,31 +95,17 @@ fn walk_table<M: TableMemory>(
         }
         if !is_leaf {
             if raw & (RW | US) != RW | US {
-                walked.problems.push(format!(
-                    "table entry {raw:#x} at level {level} lacks R/W or U"
-                ));
+                walked.problems.push(format!("table entry {raw:#x} at level {level} lacks R/W or U"));
             }
-            walk_table(
-                mem,
-                HostPhysAddr(raw & ADDR),
-                level - 1,
-                base + i as u64 * span,
-                flavor,
-                expand,
-                walked,
-            );
+            walk_table(mem, HostPhysAddr(raw & ADDR), level - 1, base + i as u64 * span, flavor, expand, walked);
             continue;
         }
         let hpa = raw & ADDR;
         if !hpa.is_multiple_of(span) {
-            walked.problems.push(format!(
-                "leaf {raw:#x} at level {level} has a misaligned frame"
-            ));
+            walked.problems.push(format!("leaf {raw:#x} at level {level} has a misaligned frame"));
         }
         if flavor == FlavorKind::Nested && raw & US == 0 {
-            walked
-                .problems
-                .push(format!("nested leaf {raw:#x} lacks U"));
+            walked.problems.push(format!("nested leaf {raw:#x} lacks U"));
         }
         let mut perms = Perms::READ;
         perms.set(Perms::WRITE, raw & RW != 0);
@@ -136,36 +118,21 @@ fn walk_table<M: TableMemory>(
             2 => PageSize::Size2M,
             _ => PageSize::Size1G,
         };
-        walked.leaves.push(Leaf {
-            addr,
-            hpa,
-            size,
-            perms,
-            raw,
-        });
+        walked.leaves.push(Leaf { addr, hpa, size, perms, raw });
         if expand {
             for k in 0..span / 4096 {
-                walked
-                    .pages
-                    .insert(addr + k * 4096, (hpa + k * 4096, perms));
+                walked.pages.insert(addr + k * 4096, (hpa + k * 4096, perms));
             }
         }
     }
 }
 
 /// Describes how two page maps differ, or `None` if they are equal.
-pub fn diff(
-    expected: &BTreeMap<u64, (u64, Perms)>,
-    seen: &BTreeMap<u64, (u64, Perms)>,
-) -> Option<String> {
+pub fn diff(expected: &BTreeMap<u64, (u64, Perms)>, seen: &BTreeMap<u64, (u64, Perms)>) -> Option<String> {
     if expected == seen {
         return None;
     }
-    let mut lines = vec![format!(
-        "expected {} pages, seen {}",
-        expected.len(),
-        seen.len()
-    )];
+    let mut lines = vec![format!("expected {} pages, seen {}", expected.len(), seen.len())];
     let keys: BTreeSet<u64> = expected.keys().chain(seen.keys()).copied().collect();
     for key in keys {
         let (e, s) = (expected.get(&key), seen.get(&key));

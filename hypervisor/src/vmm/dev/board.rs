@@ -91,11 +91,7 @@ struct UnassignedLog {
 
 impl UnassignedLog {
     const fn new() -> Self {
-        Self {
-            total: 0,
-            ports: [UnassignedPort { port: 0, count: 0 }; UNASSIGNED_PORT_SLOTS],
-            len: 0,
-        }
+        Self { total: 0, ports: [UnassignedPort { port: 0, count: 0 }; UNASSIGNED_PORT_SLOTS], len: 0 }
     }
 
     fn record(&mut self, port: u16) {
@@ -214,12 +210,8 @@ impl Board {
     pub fn next_deadline_ns(&mut self, now_ns: u64) -> Option<u64> {
         self.update(now_ns);
         let now = self.now_ns;
-        let pit = (!self.pic.irq_masked(0))
-            .then(|| self.pit.next_irq0_ns(now))
-            .flatten();
-        let rtc = (!self.pic.irq_masked(RTC_IRQ))
-            .then(|| self.rtc.next_irq_ns(now))
-            .flatten();
+        let pit = (!self.pic.irq_masked(0)).then(|| self.pit.next_irq0_ns(now)).flatten();
+        let rtc = (!self.pic.irq_masked(RTC_IRQ)).then(|| self.rtc.next_irq_ns(now)).flatten();
         let deadline = match (pit, rtc) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -405,10 +397,7 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     fn board() -> Board {
-        Board::new(BoardConfig {
-            rtc_epoch_seconds: 1_709_214_330,
-            ram_size: 512 << 20,
-        })
+        Board::new(BoardConfig { rtc_epoch_seconds: 1_709_214_330, ram_size: 512 << 20 })
     }
 
     fn outb(b: &mut Board, port: u16, value: u8, now: u64) {
@@ -450,13 +439,7 @@ mod tests {
             assert_eq!(inb(&mut b, port, 0), 0xFF, "port {port:#x}");
         }
         assert_eq!(b.unassigned_accesses(), 11);
-        assert_eq!(
-            b.unassigned_ports()[0],
-            UnassignedPort {
-                port: 0x2E,
-                count: 5
-            }
-        );
+        assert_eq!(b.unassigned_ports()[0], UnassignedPort { port: 0x2E, count: 5 });
         assert_eq!(b.unassigned_ports().len(), 7);
     }
 
@@ -473,9 +456,7 @@ mod tests {
     #[test]
     fn assigned_ports_are_not_counted() {
         let mut b = board();
-        for port in [
-            0x20, 0x21, 0x40, 0x43, 0x60, 0x61, 0x64, 0x70, 0x71, 0x80, 0x3F8, 0x3FF, 0xCFC,
-        ] {
+        for port in [0x20, 0x21, 0x40, 0x43, 0x60, 0x61, 0x64, 0x70, 0x71, 0x80, 0x3F8, 0x3FF, 0xCFC] {
             b.io_read(port, 1, 0);
         }
         outb(&mut b, 0x80, 0x12, 0);
@@ -498,11 +479,7 @@ mod tests {
         assert_eq!(b.io_read(0xCFD, 1, 0), 0x80);
         b.io_write(0xCF8, 4, 0x8000_0808, 0); // device 1
         assert_eq!(b.io_read(0xCFC, 4, 0), 0xFFFF_FFFF);
-        assert_eq!(
-            b.io_read(0xCF8, 2, 0),
-            0xFFFF,
-            "only dwords reach the address"
-        );
+        assert_eq!(b.io_read(0xCF8, 2, 0), 0xFFFF, "only dwords reach the address");
         assert_eq!(b.io_read(0xCF8, 4, 0), 0x8000_0808);
     }
 
@@ -582,11 +559,7 @@ mod tests {
         let high_at = time_of_tick(written + 1 + u64::from(latch), PIT_HZ);
         assert_eq!(inb(&mut b, 0x61, high_at - 1) & 0x20, 0);
         assert_eq!(inb(&mut b, 0x61, high_at) & 0x20, 0x20);
-        assert_eq!(
-            inb(&mut b, 0x61, high_at) & 0x0F,
-            0x01,
-            "gate on, speaker off"
-        );
+        assert_eq!(inb(&mut b, 0x61, high_at) & 0x0F, 0x01, "gate on, speaker off");
     }
 
     #[test]
@@ -631,13 +604,7 @@ mod tests {
         assert_eq!(b.io_read(0x3FB, 2, 0), 0x0B03);
         // The dword straddles COM1's last port and an unassigned one.
         assert_eq!(b.io_read(0x3FF, 4, 0) >> 8, 0x00FF_FFFF);
-        assert_eq!(
-            b.unassigned_ports(),
-            &[UnassignedPort {
-                port: 0x400,
-                count: 1
-            }]
-        );
+        assert_eq!(b.unassigned_ports(), &[UnassignedPort { port: 0x400, count: 1 }]);
     }
 
     #[test]
@@ -676,23 +643,10 @@ mod tests {
 
     #[derive(Clone, Debug)]
     enum Op {
-        Read {
-            port: u16,
-            size: u8,
-            dt: u64,
-        },
-        Write {
-            port: u16,
-            size: u8,
-            value: u32,
-            dt: u64,
-        },
-        Update {
-            dt: u64,
-        },
-        Deadline {
-            dt: u64,
-        },
+        Read { port: u16, size: u8, dt: u64 },
+        Write { port: u16, size: u8, value: u32, dt: u64 },
+        Update { dt: u64 },
+        Deadline { dt: u64 },
         Acknowledge,
         Receive(u8),
         Drain,
@@ -701,40 +655,28 @@ mod tests {
     fn interesting_port() -> impl Strategy<Value = u16> {
         prop_oneof![
             prop::sample::select(vec![
-                0x20u16, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1, 0x40, 0x41, 0x42, 0x43, 0x60, 0x61, 0x64,
-                0x70, 0x71, 0x80, 0x92, 0xCF8, 0xCF9, 0xCFA, 0xCFB, 0xCFC, 0xCFD, 0xCFE, 0xCFF,
-                0x3F8, 0x3F9, 0x3FA, 0x3FB, 0x3FC, 0x3FD, 0x3FE, 0x3FF,
+                0x20u16, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1, 0x40, 0x41, 0x42, 0x43, 0x60, 0x61, 0x64, 0x70, 0x71, 0x80,
+                0x92, 0xCF8, 0xCF9, 0xCFA, 0xCFB, 0xCFC, 0xCFD, 0xCFE, 0xCFF, 0x3F8, 0x3F9, 0x3FA, 0x3FB, 0x3FC, 0x3FD,
+                0x3FE, 0x3FF,
             ]),
             any::<u16>(),
         ]
     }
 
     fn time_step() -> impl Strategy<Value = u64> {
-        prop_oneof![
-            Just(0u64),
-            0u64..2_000,
-            0u64..10_000_000,
-            0u64..100_000_000_000,
-            Just(u64::MAX / 4),
-        ]
+        prop_oneof![Just(0u64), 0u64..2_000, 0u64..10_000_000, 0u64..100_000_000_000, Just(u64::MAX / 4),]
     }
 
     fn op() -> impl Strategy<Value = Op> {
         let size = prop::sample::select(vec![1u8, 2, 4, 0, 3]);
         prop_oneof![
-            (interesting_port(), size.clone(), time_step()).prop_map(|(port, size, dt)| Op::Read {
+            (interesting_port(), size.clone(), time_step()).prop_map(|(port, size, dt)| Op::Read { port, size, dt }),
+            (interesting_port(), size, any::<u32>(), time_step()).prop_map(|(port, size, value, dt)| Op::Write {
                 port,
                 size,
+                value,
                 dt
             }),
-            (interesting_port(), size, any::<u32>(), time_step()).prop_map(
-                |(port, size, value, dt)| Op::Write {
-                    port,
-                    size,
-                    value,
-                    dt
-                }
-            ),
             time_step().prop_map(|dt| Op::Update { dt }),
             time_step().prop_map(|dt| Op::Deadline { dt }),
             Just(Op::Acknowledge),

@@ -161,11 +161,7 @@ impl Kbc {
     }
 
     fn respond(&mut self, byte: u8) {
-        self.output = Some(Output {
-            byte,
-            aux: false,
-            timeout: false,
-        });
+        self.output = Some(Output { byte, aux: false, timeout: false });
     }
 
     fn command(&mut self, command: u8) {
@@ -256,22 +252,13 @@ mod tests {
     #[test]
     fn command_byte_reads_back_and_aux_enable_bits_toggle() {
         let mut kbc = Kbc::new();
-        assert_eq!(
-            command(&mut kbc, 0x20, None).map(|r| r.1),
-            Some(CTR_DEFAULT)
-        );
+        assert_eq!(command(&mut kbc, 0x20, None).map(|r| r.1), Some(CTR_DEFAULT));
         command(&mut kbc, 0x60, Some(0x74));
         assert_eq!(command(&mut kbc, 0x20, None).map(|r| r.1), Some(0x74));
         command(&mut kbc, 0xA8, None);
-        assert_eq!(
-            command(&mut kbc, 0x20, None).unwrap().1 & CTR_AUX_DISABLE,
-            0
-        );
+        assert_eq!(command(&mut kbc, 0x20, None).unwrap().1 & CTR_AUX_DISABLE, 0);
         command(&mut kbc, 0xA7, None);
-        assert_ne!(
-            command(&mut kbc, 0x20, None).unwrap().1 & CTR_AUX_DISABLE,
-            0
-        );
+        assert_ne!(command(&mut kbc, 0x20, None).unwrap().1 & CTR_AUX_DISABLE, 0);
     }
 
     #[test]
@@ -283,10 +270,7 @@ mod tests {
         assert!(kbc.irq12());
         assert!(!kbc.irq1());
         let status = kbc.read(KBC_COMMAND);
-        assert_eq!(
-            status & (STATUS_OBF | STATUS_AUX_DATA),
-            STATUS_OBF | STATUS_AUX_DATA
-        );
+        assert_eq!(status & (STATUS_OBF | STATUS_AUX_DATA), STATUS_OBF | STATUS_AUX_DATA);
         assert_eq!(kbc.read(KBC_DATA), 0x5A);
         assert!(!kbc.irq12());
     }
@@ -297,17 +281,11 @@ mod tests {
         kbc.write(KBC_DATA, 0xF2); // keyboard GET ID
         assert!(kbc.irq1(), "the default command byte enables IRQ 1");
         let status = kbc.read(KBC_COMMAND);
-        assert_eq!(
-            status & (STATUS_OBF | STATUS_TIMEOUT | STATUS_AUX_DATA),
-            STATUS_OBF | STATUS_TIMEOUT
-        );
+        assert_eq!(status & (STATUS_OBF | STATUS_TIMEOUT | STATUS_AUX_DATA), STATUS_OBF | STATUS_TIMEOUT);
         assert_eq!(kbc.read(KBC_DATA), NO_DEVICE);
         let (status, byte) = command(&mut kbc, 0xD4, Some(0xFF)).unwrap();
         assert_eq!(byte, NO_DEVICE);
-        assert_eq!(
-            status & (STATUS_AUX_DATA | STATUS_TIMEOUT),
-            STATUS_AUX_DATA | STATUS_TIMEOUT
-        );
+        assert_eq!(status & (STATUS_AUX_DATA | STATUS_TIMEOUT), STATUS_AUX_DATA | STATUS_TIMEOUT);
     }
 
     #[test]

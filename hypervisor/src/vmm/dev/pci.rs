@@ -110,29 +110,17 @@ mod tests {
         let mut pci = PciHost::new();
         assert_eq!(read32(&mut pci, bdf(0, 0, 0, 0)), 0x1237_8086);
         assert_eq!(read32(&mut pci, bdf(0, 0, 0, 8)), 0x0600_0002);
-        assert_eq!(
-            read32(&mut pci, bdf(0, 0, 0, 0x0C)) >> 16 & 0xFF,
-            0,
-            "header type 0"
-        );
+        assert_eq!(read32(&mut pci, bdf(0, 0, 0, 0x0C)) >> 16 & 0xFF, 0, "header type 0");
         assert_eq!(read32(&mut pci, bdf(0, 0, 0, 0x10)), 0, "no BARs");
     }
 
     #[test]
     fn absent_functions_and_disabled_config_read_all_ones() {
         let mut pci = PciHost::new();
-        for address in [
-            bdf(0, 1, 0, 0),
-            bdf(0, 0, 1, 0),
-            bdf(1, 0, 0, 0),
-            bdf(0, 31, 7, 0xFC),
-            bdf(0, 0, 0, 0) & !ADDRESS_ENABLE,
-        ] {
-            assert_eq!(
-                read32(&mut pci, address),
-                0xFFFF_FFFF,
-                "address {address:#x}"
-            );
+        for address in
+            [bdf(0, 1, 0, 0), bdf(0, 0, 1, 0), bdf(1, 0, 0, 0), bdf(0, 31, 7, 0xFC), bdf(0, 0, 0, 0) & !ADDRESS_ENABLE]
+        {
+            assert_eq!(read32(&mut pci, address), 0xFFFF_FFFF, "address {address:#x}");
         }
     }
 

@@ -148,9 +148,7 @@ impl Pic8259 {
 
     /// The highest-priority input among `bits`.
     fn highest(&self, bits: u8) -> Option<u8> {
-        (0..8)
-            .map(|i| (self.lowest_priority + 1 + i) & 7)
-            .find(|ir| bits & (1 << ir) != 0)
+        (0..8).map(|i| (self.lowest_priority + 1 + i) & 7).find(|ir| bits & (1 << ir) != 0)
     }
 
     fn is_cascade(&self, ir: u8) -> bool {
@@ -170,9 +168,7 @@ impl Pic8259 {
             None => Some(ir),
             Some(busy) if self.rank(ir) < self.rank(busy) => Some(ir),
             // Special fully nested mode lets a cascade input interrupt itself.
-            Some(busy) if busy == ir && self.special_fully_nested && self.is_cascade(ir) => {
-                Some(ir)
-            }
+            Some(busy) if busy == ir && self.special_fully_nested && self.is_cascade(ir) => Some(ir),
             Some(_) => None,
         }
     }
@@ -244,11 +240,7 @@ impl Pic8259 {
             }
             InitStep::Icw3 => {
                 self.icw3 = value;
-                self.step = if self.icw4_expected {
-                    InitStep::Icw4
-                } else {
-                    InitStep::Ready
-                };
+                self.step = if self.icw4_expected { InitStep::Icw4 } else { InitStep::Ready };
             }
             InitStep::Icw4 => {
                 // Bit 0 (8086 mode) and the buffered-mode bits change nothing here.
@@ -339,11 +331,7 @@ impl DualPic {
     pub const fn new() -> Self {
         let mut master = Pic8259::new(true, 0x08, 1 << CASCADE_IR);
         master.level_mask = 1 << CASCADE_IR;
-        Self {
-            master,
-            slave: Pic8259::new(false, 0x70, CASCADE_IR),
-            elcr: [0, 0],
-        }
+        Self { master, slave: Pic8259::new(false, 0x70, CASCADE_IR), elcr: [0, 0] }
     }
 
     /// Reads one of the ports 0x20, 0x21, 0xA0, 0xA1, 0x4D0 or 0x4D1.
@@ -397,9 +385,7 @@ impl DualPic {
     pub fn irq_masked(&self, irq: u8) -> bool {
         match irq {
             0..=7 => self.master.imr & (1 << irq) != 0,
-            8..=15 => {
-                self.slave.imr & (1 << (irq - 8)) != 0 || self.master.imr & (1 << CASCADE_IR) != 0
-            }
+            8..=15 => self.slave.imr & (1 << (irq - 8)) != 0 || self.master.imr & (1 << CASCADE_IR) != 0,
             _ => true,
         }
     }
@@ -520,11 +506,7 @@ mod tests {
         assert_eq!(pic.acknowledge(), Some(0x34));
         pulse(&mut pic, 5);
         pulse(&mut pic, 4);
-        assert_eq!(
-            pic.pending_vector(),
-            None,
-            "IR4 in service holds off IR4, IR5"
-        );
+        assert_eq!(pic.pending_vector(), None, "IR4 in service holds off IR4, IR5");
         pulse(&mut pic, 1);
         assert_eq!(pic.acknowledge(), Some(0x31), "IR1 nests over IR4");
         assert_eq!(read_isr(&mut pic, MASTER_CMD), 0x12);
@@ -608,11 +590,7 @@ mod tests {
         assert_eq!(pic.pending_vector(), Some(0x3F));
         assert_eq!(pic.acknowledge(), Some(0x3F));
         assert_eq!(read_isr(&mut pic, SLAVE_CMD), 0);
-        assert_eq!(
-            read_isr(&mut pic, MASTER_CMD),
-            0x04,
-            "master still needs its EOI"
-        );
+        assert_eq!(read_isr(&mut pic, MASTER_CMD), 0x04, "master still needs its EOI");
     }
 
     #[test]
@@ -669,11 +647,7 @@ mod tests {
         pic.set_irq_level(5, true);
         assert_eq!(pic.acknowledge(), Some(0x35));
         pic.write(MASTER_CMD, 0x20);
-        assert_eq!(
-            pic.pending_vector(),
-            Some(0x35),
-            "a held level requests again"
-        );
+        assert_eq!(pic.pending_vector(), Some(0x35), "a held level requests again");
         pic.set_irq_level(5, false);
         assert_eq!(pic.pending_vector(), None, "a dropped level withdraws");
     }
@@ -700,11 +674,7 @@ mod tests {
         assert_eq!(pic.acknowledge(), Some(0x33));
         pulse(&mut pic, 0);
         pulse(&mut pic, 4);
-        assert_eq!(
-            pic.acknowledge(),
-            Some(0x34),
-            "IR3 became lowest, IR4 highest"
-        );
+        assert_eq!(pic.acknowledge(), Some(0x34), "IR3 became lowest, IR4 highest");
         pic.write(MASTER_CMD, 0x00);
     }
 }

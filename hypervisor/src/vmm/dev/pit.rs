@@ -114,11 +114,7 @@ impl Counter {
             bcd: false,
             count_register: count,
             active: count,
-            run: if running {
-                Run::Running { start: 0 }
-            } else {
-                Run::Idle { value: 0 }
-            },
+            run: if running { Run::Running { start: 0 } } else { Run::Idle { value: 0 } },
             pending: None,
             gate,
             has_count: running,
@@ -140,11 +136,7 @@ impl Counter {
 
     /// The number of clocks a count `raw` stands for.
     fn period(&self, raw: u16) -> u64 {
-        let n = if self.bcd {
-            bcd_to_bin(raw)
-        } else {
-            u64::from(raw)
-        };
+        let n = if self.bcd { bcd_to_bin(raw) } else { u64::from(raw) };
         let n = if n == 0 { self.modulus() } else { n };
         if matches!(self.mode, 2 | 3) {
             n.max(2)
@@ -167,17 +159,9 @@ impl Counter {
             Run::Idle { .. } => None,
             Run::Running { start } => {
                 let (start, count) = self.effective(start, tick);
-                Some(Phase {
-                    elapsed: tick.saturating_sub(start),
-                    period: self.period(count),
-                    counting: true,
-                })
+                Some(Phase { elapsed: tick.saturating_sub(start), period: self.period(count), counting: true })
             }
-            Run::Paused { elapsed } => Some(Phase {
-                elapsed,
-                period: self.period(self.active),
-                counting: false,
-            }),
+            Run::Paused { elapsed } => Some(Phase { elapsed, period: self.period(self.active), counting: false }),
         }
     }
 
@@ -292,13 +276,7 @@ impl Counter {
         self.active = self.count_register;
         self.pending = None;
         self.null_count = false;
-        self.run = if self.gate {
-            Run::Running {
-                start: tick.saturating_add(1),
-            }
-        } else {
-            Run::Paused { elapsed: 0 }
-        };
+        self.run = if self.gate { Run::Running { start: tick.saturating_add(1) } } else { Run::Paused { elapsed: 0 } };
     }
 
     fn control_word(&mut self, value: u8, tick: u64) {
@@ -313,11 +291,7 @@ impl Counter {
         }
         let held = self.value(tick);
         self.mode_bits = (value >> 1) & 7;
-        self.mode = if self.mode_bits >= 6 {
-            self.mode_bits - 4
-        } else {
-            self.mode_bits
-        };
+        self.mode = if self.mode_bits >= 6 { self.mode_bits - 4 } else { self.mode_bits };
         self.access = Access::from_bits(access);
         self.bcd = value & 1 != 0;
         self.run = Run::Idle { value: held };
@@ -361,9 +335,7 @@ impl Counter {
                     if self.mode == 0 {
                         // Writing the first byte stops a mode-0 count and
                         // drops OUT.
-                        self.run = Run::Idle {
-                            value: self.value(tick),
-                        };
+                        self.run = Run::Idle { value: self.value(tick) };
                     }
                 }
             },
@@ -428,25 +400,15 @@ impl Counter {
         self.gate = level;
         match (self.mode, level, self.run) {
             // Modes 0 and 4: the gate suspends and resumes counting.
-            (0 | 4, false, Run::Running { start }) => {
-                self.run = Run::Paused {
-                    elapsed: tick.saturating_sub(start),
-                }
-            }
-            (0 | 4, true, Run::Paused { elapsed }) => {
-                self.run = Run::Running {
-                    start: tick.saturating_sub(elapsed),
-                }
-            }
+            (0 | 4, false, Run::Running { start }) => self.run = Run::Paused { elapsed: tick.saturating_sub(start) },
+            (0 | 4, true, Run::Paused { elapsed }) => self.run = Run::Running { start: tick.saturating_sub(elapsed) },
             // Modes 1 and 5: a rising gate (re)triggers the count.
             (1 | 5, true, _) if self.has_count => self.start_counting(tick),
             // Modes 2 and 3: a low gate stops the counter and forces OUT
             // high; a rising gate reloads it.
             (2 | 3, false, Run::Running { start }) => {
                 self.pending = None;
-                self.run = Run::Paused {
-                    elapsed: tick.saturating_sub(start),
-                };
+                self.run = Run::Paused { elapsed: tick.saturating_sub(start) };
             }
             (2 | 3, true, Run::Paused { .. }) => self.start_counting(tick),
             _ => {}
@@ -476,9 +438,7 @@ fn square_wave_value(n: u64, p: u64) -> u64 {
 
 /// Decodes a four-digit BCD count; digits above 9 count at face value.
 fn bcd_to_bin(raw: u16) -> u64 {
-    (0..4).fold(0, |acc, i| {
-        acc * 10 + u64::from((raw >> (12 - 4 * i)) & 0xF)
-    })
+    (0..4).fold(0, |acc, i| acc * 10 + u64::from((raw >> (12 - 4 * i)) & 0xF))
 }
 
 /// Encodes `value % 10000` as four BCD digits.
@@ -570,10 +530,7 @@ impl Pit {
         let rose = counter.rises_between(self.irq0_polled, tick);
         counter.settle(tick);
         self.irq0_polled = self.irq0_polled.max(tick);
-        Irq0 {
-            rose,
-            level: counter.out(tick),
-        }
+        Irq0 { rose, level: counter.out(tick) }
     }
 
     /// The guest time of the next rising edge of OUT0 after `now_ns`, if the
@@ -634,16 +591,7 @@ mod tests {
                 edges.push(tick);
             }
         }
-        assert_eq!(
-            edges,
-            [
-                1194,
-                1194 + 1193,
-                1194 + 2 * 1193,
-                1194 + 3 * 1193,
-                1194 + 4 * 1193
-            ]
-        );
+        assert_eq!(edges, [1194, 1194 + 1193, 1194 + 2 * 1193, 1194 + 3 * 1193, 1194 + 4 * 1193]);
     }
 
     #[test]
@@ -700,9 +648,7 @@ mod tests {
         let values: Vec<u16> = (1..9).map(|t| latched_count(&mut pit, CH0, t)).collect();
         assert_eq!(values, [8, 6, 4, 2, 8, 6, 4, 2]);
         program(&mut pit, 0x36, 5, 100);
-        let values: Vec<u16> = (101..106)
-            .map(|t| latched_count(&mut pit, CH0, t))
-            .collect();
+        let values: Vec<u16> = (101..106).map(|t| latched_count(&mut pit, CH0, t)).collect();
         assert_eq!(values, [5, 4, 2, 4, 2]);
     }
 
@@ -724,11 +670,7 @@ mod tests {
         assert!(pit.out2(at(111)));
         assert!(pit.out2(at(100_000)), "mode 0 stays high");
         assert_eq!(latched_count(&mut pit, CH2, 111), 0);
-        assert_eq!(
-            latched_count(&mut pit, CH2, 112),
-            0xFFFF,
-            "and keeps counting"
-        );
+        assert_eq!(latched_count(&mut pit, CH2, 112), 0xFFFF, "and keeps counting");
     }
 
     #[test]
@@ -820,11 +762,7 @@ mod tests {
         pit.poll_irq0(at(0));
         pit.write(CH0, 50, at(30));
         pit.write(CH0, 0, at(30));
-        assert_eq!(
-            latched_count(&mut pit, CH0, 31),
-            70,
-            "old count still running"
-        );
+        assert_eq!(latched_count(&mut pit, CH0, 31), 70, "old count still running");
         let edges: Vec<u64> = (31..300).filter(|&t| pit.poll_irq0(at(t)).rose).collect();
         assert_eq!(edges, [101, 151, 201, 251]);
     }

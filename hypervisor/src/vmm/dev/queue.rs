@@ -11,11 +11,7 @@ pub(super) struct ByteQueue<const N: usize> {
 
 impl<const N: usize> ByteQueue<N> {
     pub(super) const fn new() -> Self {
-        Self {
-            buf: [0; N],
-            head: 0,
-            len: 0,
-        }
+        Self { buf: [0; N], head: 0, len: 0 }
     }
 
     pub(super) fn len(&self) -> usize {

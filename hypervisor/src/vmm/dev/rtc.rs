@@ -90,23 +90,13 @@ impl DateTime {
         let days = t.div_euclid(SECS_PER_DAY);
         let secs = t.rem_euclid(SECS_PER_DAY);
         let (year, month, day) = civil_from_days(days);
-        Self {
-            year,
-            month,
-            day,
-            hour: secs / 3600,
-            minute: secs / 60 % 60,
-            second: secs % 60,
-        }
+        Self { year, month, day, hour: secs / 3600, minute: secs / 60 % 60, second: secs % 60 }
     }
 
     /// Seconds since the Unix epoch; out-of-range fields are clamped.
     fn to_unix(self) -> i64 {
         let days = days_from_civil(self.year, self.month.clamp(1, 12), self.day.clamp(1, 31));
-        days * SECS_PER_DAY
-            + self.hour.clamp(0, 23) * 3600
-            + self.minute.clamp(0, 59) * 60
-            + self.second.clamp(0, 59)
+        days * SECS_PER_DAY + self.hour.clamp(0, 23) * 3600 + self.minute.clamp(0, 59) * 60 + self.second.clamp(0, 59)
     }
 
     /// 1 = Sunday ... 7 = Saturday, as the RTC counts.
@@ -133,16 +123,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -208,11 +193,7 @@ impl Rtc {
         let index = self.index_port & 0x7F;
         match index {
             REG_A => {
-                let uip = if self.update_in_progress(now_ns) {
-                    A_UIP
-                } else {
-                    0
-                };
+                let uip = if self.update_in_progress(now_ns) { A_UIP } else { 0 };
                 self.ram[usize::from(REG_A)] | uip
             }
             REG_C => {
@@ -221,9 +202,7 @@ impl Rtc {
                 value
             }
             REG_D => D_VRT,
-            _ if is_clock_register(index) && !self.setting() => {
-                self.clock_register(index, self.clock(now_ns))
-            }
+            _ if is_clock_register(index) && !self.setting() => self.clock_register(index, self.clock(now_ns)),
             _ => self.ram[usize::from(index)],
         }
     }
@@ -296,10 +275,7 @@ impl Rtc {
         };
         let update = if b & (B_UIE | B_AIE) != 0 && !self.setting() {
             let since = now_ns.saturating_sub(self.base_ns);
-            Some(
-                self.base_ns
-                    .saturating_add((since / NS_PER_SEC + 1).saturating_mul(NS_PER_SEC)),
-            )
+            Some(self.base_ns.saturating_add((since / NS_PER_SEC + 1).saturating_mul(NS_PER_SEC)))
         } else {
             None
         };
@@ -439,8 +415,7 @@ impl Rtc {
     /// `(before, after]`. Every valid alarm matches once a day, so at most the
     /// last day of a long gap is searched.
     fn alarm_rings_between(&self, before: i64, after: i64) -> bool {
-        let alarm = [REG_HOURS_ALARM, REG_MINUTES_ALARM, REG_SECONDS_ALARM]
-            .map(|index| self.ram[usize::from(index)]);
+        let alarm = [REG_HOURS_ALARM, REG_MINUTES_ALARM, REG_SECONDS_ALARM].map(|index| self.ram[usize::from(index)]);
         let first = before.saturating_add(1).max(after - SECS_PER_DAY + 1);
         (first..=after).any(|t| {
             let time_of_day = t.rem_euclid(SECS_PER_DAY);
@@ -449,25 +424,14 @@ impl Rtc {
                 self.encode(time_of_day / 60 % 60),
                 self.encode(time_of_day % 60),
             ];
-            alarm
-                .iter()
-                .zip(actual)
-                .all(|(&want, have)| want & ALARM_DONT_CARE == ALARM_DONT_CARE || want == have)
+            alarm.iter().zip(actual).all(|(&want, have)| want & ALARM_DONT_CARE == ALARM_DONT_CARE || want == have)
         })
     }
 }
 
 /// The registers that show the clock.
-const CLOCK_REGISTERS: [u8; 8] = [
-    REG_SECONDS,
-    REG_MINUTES,
-    REG_HOURS,
-    REG_WEEKDAY,
-    REG_DAY,
-    REG_MONTH,
-    REG_YEAR,
-    REG_CENTURY,
-];
+const CLOCK_REGISTERS: [u8; 8] =
+    [REG_SECONDS, REG_MINUTES, REG_HOURS, REG_WEEKDAY, REG_DAY, REG_MONTH, REG_YEAR, REG_CENTURY];
 
 fn is_clock_register(index: u8) -> bool {
     CLOCK_REGISTERS.contains(&index)
@@ -515,10 +479,7 @@ mod tests {
     fn time_registers_are_bcd_24h_by_default() {
         let mut rtc = Rtc::new(LEAP_DAY, 0);
         // seconds, minutes, hours, weekday, day, month, year, century
-        assert_eq!(
-            time_regs(&mut rtc, 0),
-            [0x30, 0x45, 0x13, 0x05, 0x29, 0x02, 0x24, 0x20]
-        );
+        assert_eq!(time_regs(&mut rtc, 0), [0x30, 0x45, 0x13, 0x05, 0x29, 0x02, 0x24, 0x20]);
     }
 
     #[test]
@@ -530,29 +491,16 @@ mod tests {
         assert_eq!(reg(&mut rtc, REG_HOURS, 0), 0x80 | 1, "1 PM");
         set(&mut rtc, REG_B, 0, 0);
         let eleven_hours = 11 * 3600 * SEC;
-        assert_eq!(
-            reg(&mut rtc, REG_HOURS, eleven_hours),
-            0x12,
-            "00:45 is 12 AM"
-        );
-        assert_eq!(
-            reg(&mut rtc, REG_HOURS, eleven_hours - 3600 * SEC),
-            0x80 | 0x11
-        );
+        assert_eq!(reg(&mut rtc, REG_HOURS, eleven_hours), 0x12, "00:45 is 12 AM");
+        assert_eq!(reg(&mut rtc, REG_HOURS, eleven_hours - 3600 * SEC), 0x80 | 0x11);
     }
 
     #[test]
     fn clock_advances_with_guest_time_across_midnight_and_month_end() {
         let mut rtc = Rtc::new(LEAP_DAY, 0);
         let to_midnight = (10 * 3600 + 14 * 60 + 30) * SEC;
-        assert_eq!(
-            time_regs(&mut rtc, to_midnight - 1),
-            [0x59, 0x59, 0x23, 0x05, 0x29, 0x02, 0x24, 0x20]
-        );
-        assert_eq!(
-            time_regs(&mut rtc, to_midnight),
-            [0x00, 0x00, 0x00, 0x06, 0x01, 0x03, 0x24, 0x20]
-        );
+        assert_eq!(time_regs(&mut rtc, to_midnight - 1), [0x59, 0x59, 0x23, 0x05, 0x29, 0x02, 0x24, 0x20]);
+        assert_eq!(time_regs(&mut rtc, to_midnight), [0x00, 0x00, 0x00, 0x06, 0x01, 0x03, 0x24, 0x20]);
     }
 
     #[test]
@@ -577,11 +525,7 @@ mod tests {
     fn setting_the_time_with_set_bit_freezes_then_moves_the_clock() {
         let mut rtc = Rtc::new(LEAP_DAY, 0);
         set(&mut rtc, REG_B, B_SET | B_24H, SEC / 2);
-        assert_eq!(
-            reg(&mut rtc, REG_SECONDS, 5 * SEC),
-            0x30,
-            "frozen while SET"
-        );
+        assert_eq!(reg(&mut rtc, REG_SECONDS, 5 * SEC), 0x30, "frozen while SET");
         set(&mut rtc, REG_SECONDS, 0x00, 5 * SEC);
         set(&mut rtc, REG_MINUTES, 0x00, 5 * SEC);
         set(&mut rtc, REG_HOURS, 0x08, 5 * SEC);
@@ -589,16 +533,9 @@ mod tests {
         set(&mut rtc, REG_MONTH, 0x01, 5 * SEC);
         set(&mut rtc, REG_YEAR, 0x99, 5 * SEC);
         set(&mut rtc, REG_CENTURY, 0x19, 5 * SEC);
-        assert_eq!(
-            reg(&mut rtc, REG_YEAR, 6 * SEC),
-            0x99,
-            "plain bytes while SET"
-        );
+        assert_eq!(reg(&mut rtc, REG_YEAR, 6 * SEC), 0x99, "plain bytes while SET");
         set(&mut rtc, REG_B, B_24H, 6 * SEC);
-        assert_eq!(
-            time_regs(&mut rtc, 8 * SEC),
-            [0x02, 0x00, 0x08, 0x06, 0x01, 0x01, 0x99, 0x19]
-        );
+        assert_eq!(time_regs(&mut rtc, 8 * SEC), [0x02, 0x00, 0x08, 0x06, 0x01, 0x01, 0x99, 0x19]);
     }
 
     #[test]
@@ -608,11 +545,7 @@ mod tests {
         assert_eq!(reg(&mut rtc, REG_MINUTES, SEC / 2), 0x10);
         assert_eq!(reg(&mut rtc, REG_SECONDS, SEC), 0x31, "phase kept");
         set(&mut rtc, REG_WEEKDAY, 0x01, SEC);
-        assert_eq!(
-            reg(&mut rtc, REG_WEEKDAY, SEC),
-            0x05,
-            "weekday follows the date"
-        );
+        assert_eq!(reg(&mut rtc, REG_WEEKDAY, SEC), 0x05, "weekday follows the date");
     }
 
     #[test]
@@ -673,27 +606,14 @@ mod tests {
         assert_eq!((byte(&mut rtc, 0x17), byte(&mut rtc, 0x18)), (0xFF, 0xFF));
         assert_eq!((byte(&mut rtc, 0x30), byte(&mut rtc, 0x31)), (0xFF, 0xFF));
         let above_16m = (512u16 - 16) * 16;
-        assert_eq!(
-            u16::from_le_bytes([byte(&mut rtc, 0x34), byte(&mut rtc, 0x35)]),
-            above_16m
-        );
+        assert_eq!(u16::from_le_bytes([byte(&mut rtc, 0x34), byte(&mut rtc, 0x35)]), above_16m);
         assert_eq!(byte(&mut rtc, 0x5B), 0);
         let mut big = Rtc::new(0, 5 << 30);
         let above_4g = ((5u64 << 30) - LOW_RAM_LIMIT) as u32;
-        let bytes = [
-            reg(&mut big, 0x5B, 0),
-            reg(&mut big, 0x5C, 0),
-            reg(&mut big, 0x5D, 0),
-        ];
-        assert_eq!(
-            u32::from_le_bytes([bytes[0], bytes[1], bytes[2], 0]),
-            above_4g >> 16
-        );
+        let bytes = [reg(&mut big, 0x5B, 0), reg(&mut big, 0x5C, 0), reg(&mut big, 0x5D, 0)];
+        assert_eq!(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], 0]), above_4g >> 16);
         let small = Rtc::new(0, 32 << 20);
-        assert_eq!(
-            u16::from_le_bytes([small.ram[0x17], small.ram[0x18]]),
-            31 * 1024
-        );
+        assert_eq!(u16::from_le_bytes([small.ram[0x17], small.ram[0x18]]), 31 * 1024);
         let sum: u16 = small.ram[0x10..0x2E].iter().map(|&b| u16::from(b)).sum();
         assert_eq!(u16::from_be_bytes([small.ram[0x2E], small.ram[0x2F]]), sum);
     }

@@ -167,11 +167,7 @@ impl Uart {
                 if id == IIR_THRE {
                     self.thre_pending = false;
                 }
-                id | if self.fifo_enabled {
-                    IIR_FIFOS_ENABLED
-                } else {
-                    0
-                }
+                id | if self.fifo_enabled { IIR_FIFOS_ENABLED } else { 0 }
             }
             LCR => self.lcr,
             MCR => self.mcr,
@@ -259,9 +255,7 @@ impl Uart {
 
     /// The level of the UART's interrupt as seen on IRQ 4.
     pub fn irq_level(&self) -> bool {
-        self.interrupt_id() != IIR_NO_INTERRUPT
-            && self.mcr & MCR_OUT2 != 0
-            && self.mcr & MCR_LOOP == 0
+        self.interrupt_id() != IIR_NO_INTERRUPT && self.mcr & MCR_OUT2 != 0 && self.mcr & MCR_LOOP == 0
     }
 
     fn loopback(&self) -> bool {
@@ -311,11 +305,7 @@ impl Uart {
             self.rx.clear();
         }
         // FCR_CLEAR_TX has nothing to clear: bytes leave THR at once.
-        self.rx_trigger = if enable {
-            [1, 4, 8, 14][usize::from(value >> 6)]
-        } else {
-            1
-        };
+        self.rx_trigger = if enable { [1, 4, 8, 14][usize::from(value >> 6)] } else { 1 };
     }
 
     fn lsr(&self) -> u8 {
@@ -620,11 +610,7 @@ mod tests {
             assert_eq!(u.read(RBR_THR_DLL), i);
         }
         assert_eq!(u.read(LSR) & LSR_DR, 0);
-        assert_eq!(
-            u.read(RBR_THR_DLL),
-            15,
-            "an empty RBR repeats the last byte"
-        );
+        assert_eq!(u.read(RBR_THR_DLL), 15, "an empty RBR repeats the last byte");
     }
 
     #[test]

@@ -6,18 +6,8 @@
 use super::error::LoadError;
 
 /// The bytes `[offset, offset + len)` of `image`, or `Truncated`.
-pub(super) fn slice<'a>(
-    image: &'a [u8],
-    offset: u64,
-    len: u64,
-    what: &'static str,
-) -> Result<&'a [u8], LoadError> {
-    let truncated = LoadError::Truncated {
-        what,
-        offset,
-        len,
-        image_len: image.len() as u64,
-    };
+pub(super) fn slice<'a>(image: &'a [u8], offset: u64, len: u64, what: &'static str) -> Result<&'a [u8], LoadError> {
+    let truncated = LoadError::Truncated { what, offset, len, image_len: image.len() as u64 };
     let end = offset.checked_add(len).ok_or(truncated)?;
     if end > image.len() as u64 {
         return Err(truncated);
@@ -26,11 +16,7 @@ pub(super) fn slice<'a>(
     Ok(&image[offset as usize..end as usize])
 }
 
-fn array<const N: usize>(
-    image: &[u8],
-    offset: u64,
-    what: &'static str,
-) -> Result<[u8; N], LoadError> {
+fn array<const N: usize>(image: &[u8], offset: u64, what: &'static str) -> Result<[u8; N], LoadError> {
     let mut out = [0u8; N];
     out.copy_from_slice(slice(image, offset, N as u64, what)?);
     Ok(out)
@@ -83,26 +69,15 @@ mod tests {
         let b = [0u8; 6];
         assert_eq!(
             u32_at(&b, 4, "field"),
-            Err(LoadError::Truncated {
-                what: "field",
-                offset: 4,
-                len: 4,
-                image_len: 6
-            })
+            Err(LoadError::Truncated { what: "field", offset: 4, len: 4, image_len: 6 })
         );
     }
 
     #[test]
     fn slice_with_overflowing_offset_is_truncation_not_panic() {
         let b = [0u8; 6];
-        assert!(matches!(
-            slice(&b, u64::MAX, 2, "x"),
-            Err(LoadError::Truncated { .. })
-        ));
-        assert!(matches!(
-            slice(&b, 2, u64::MAX, "x"),
-            Err(LoadError::Truncated { .. })
-        ));
+        assert!(matches!(slice(&b, u64::MAX, 2, "x"), Err(LoadError::Truncated { .. })));
+        assert!(matches!(slice(&b, 2, u64::MAX, "x"), Err(LoadError::Truncated { .. })));
     }
 
     #[test]

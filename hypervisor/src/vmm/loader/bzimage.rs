@@ -12,8 +12,7 @@ use super::bytes::{align_up, slice, u16_at, u32_at, u64_at, u8_at};
 use super::entry::{write_identity_map, EntryState};
 use super::error::LoadError;
 use super::layout::{
-    clear_boot_area, e820_map, is_usable, place_initrd, MemLayout, StringArea, BOOT_INFO_ADDR,
-    HIGH_MEM_START,
+    clear_boot_area, e820_map, is_usable, place_initrd, MemLayout, StringArea, BOOT_INFO_ADDR, HIGH_MEM_START,
 };
 use crate::x86::mem::GuestMemory;
 
@@ -110,21 +109,13 @@ impl SetupHeader {
         }
         let version = u16_at(kernel, hdr::VERSION, what)?;
         if version < MIN_PROTOCOL_VERSION {
-            return Err(LoadError::UnsupportedProtocolVersion {
-                version,
-                minimum: MIN_PROTOCOL_VERSION,
-            });
+            return Err(LoadError::UnsupportedProtocolVersion { version, minimum: MIN_PROTOCOL_VERSION });
         }
         let header_end = 0x202 + u8_at(kernel, hdr::JUMP_OFFSET, what)? as u64;
         if !(HEADER_MIN_END..=HEADER_MAX_END).contains(&header_end) {
             return Err(LoadError::BadSetupHeaderLength { end: header_end });
         }
-        slice(
-            kernel,
-            hdr::SETUP_SECTS,
-            header_end - hdr::SETUP_SECTS,
-            what,
-        )?;
+        slice(kernel, hdr::SETUP_SECTS, header_end - hdr::SETUP_SECTS, what)?;
         let loadflags = u8_at(kernel, hdr::LOADFLAGS, what)?;
         if loadflags & LOADED_HIGH == 0 {
             return Err(LoadError::NotLoadedHigh);
@@ -171,11 +162,7 @@ impl SetupHeader {
         if fits(pref) {
             return Ok(pref);
         }
-        let does_not_fit = |addr| LoadError::KernelDoesNotFit {
-            addr,
-            size: need,
-            ram_size: layout.ram_size,
-        };
+        let does_not_fit = |addr| LoadError::KernelDoesNotFit { addr, size: need, ram_size: layout.ram_size };
         if !self.relocatable {
             return Err(if pref >= HIGH_MEM_START {
                 does_not_fit(pref)
@@ -187,8 +174,7 @@ impl SetupHeader {
         if !alignment.is_power_of_two() {
             return Err(LoadError::BadKernelAlignment { alignment });
         }
-        let addr = align_up(HIGH_MEM_START, (alignment as u64).max(0x1000))
-            .ok_or(does_not_fit(HIGH_MEM_START))?;
+        let addr = align_up(HIGH_MEM_START, (alignment as u64).max(0x1000)).ok_or(does_not_fit(HIGH_MEM_START))?;
         if fits(addr) {
             Ok(addr)
         } else {
@@ -214,12 +200,7 @@ pub fn load_bzimage<M: GuestMemory + ?Sized>(
     let load_addr = h.load_address(layout, need)?;
     let initrd = initrd.filter(|i| !i.is_empty());
     let initrd_addr = match initrd {
-        Some(i) => place_initrd(
-            layout,
-            i.len() as u64,
-            load_addr + need,
-            h.initrd_addr_max as u64 + 1,
-        )?,
+        Some(i) => place_initrd(layout, i.len() as u64, load_addr + need, h.initrd_addr_max as u64 + 1)?,
         None => 0,
     };
 

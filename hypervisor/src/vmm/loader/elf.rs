@@ -71,9 +71,7 @@ impl<'a> Elf<'a> {
         }
         let e_type = u16_at(data, 16, "ELF header")?;
         if e_type != ET_EXEC && e_type != ET_DYN {
-            return Err(bad(
-                "not an executable (e_type is neither ET_EXEC nor ET_DYN)",
-            ));
+            return Err(bad("not an executable (e_type is neither ET_EXEC nor ET_DYN)"));
         }
         let machine = u16_at(data, 18, "ELF header")?;
         let (entry, phoff, phentsize, phnum, min_phentsize) = match class {
@@ -93,9 +91,7 @@ impl<'a> Elf<'a> {
             ),
         };
         if phnum == PN_XNUM {
-            return Err(bad(
-                "extended program header count (PN_XNUM) is not supported",
-            ));
+            return Err(bad("extended program header count (PN_XNUM) is not supported"));
         }
         if phnum == 0 {
             return Err(bad("no program headers"));
@@ -105,15 +101,7 @@ impl<'a> Elf<'a> {
         }
         let table_len = phentsize as u64 * phnum as u64;
         slice(data, phoff, table_len, "ELF program header table")?;
-        Ok(Elf {
-            data,
-            class,
-            machine,
-            entry,
-            phoff,
-            phentsize: phentsize as u64,
-            phnum: phnum as usize,
-        })
+        Ok(Elf { data, class, machine, entry, phoff, phentsize: phentsize as u64, phnum: phnum as usize })
     }
 
     /// Checks `e_machine` against the accepted architecture for the class:
@@ -126,9 +114,7 @@ impl<'a> Elf<'a> {
         if ok {
             Ok(())
         } else {
-            Err(LoadError::BadElfHeader {
-                reason: "e_machine is not EM_386 (ELF32) or EM_X86_64 (ELF64)",
-            })
+            Err(LoadError::BadElfHeader { reason: "e_machine is not EM_386 (ELF32) or EM_X86_64 (ELF64)" })
         }
     }
 
@@ -163,10 +149,7 @@ impl<'a> Elf<'a> {
     pub fn segment_bytes(&self, index: usize, ph: &ProgramHeader) -> Result<&'a [u8], LoadError> {
         slice(self.data, ph.offset, ph.filesz, "ELF segment contents").map_err(|e| match e {
             LoadError::Truncated { .. } if ph.offset.checked_add(ph.filesz).is_none() => {
-                LoadError::BadSegment {
-                    index,
-                    reason: "p_offset + p_filesz overflows",
-                }
+                LoadError::BadSegment { index, reason: "p_offset + p_filesz overflows" }
             }
             e => e,
         })
@@ -201,10 +184,7 @@ impl<'a> Elf<'a> {
                 continue;
             }
             if ph.filesz > ph.memsz {
-                return Err(LoadError::BadSegment {
-                    index,
-                    reason: "p_filesz is larger than p_memsz",
-                });
+                return Err(LoadError::BadSegment { index, reason: "p_filesz is larger than p_memsz" });
             }
             let bytes = self.segment_bytes(index, &ph)?;
             f(index, &ph, bytes)?;
@@ -227,10 +207,7 @@ fn find_note_in<'a>(
     let len = notes.len() as u64;
     let mut off = 0u64;
     while off < len {
-        let bad = LoadError::BadNote {
-            segment,
-            offset: off,
-        };
+        let bad = LoadError::BadNote { segment, offset: off };
         if len - off < 12 {
             return Err(bad);
         }
@@ -270,22 +247,12 @@ pub(super) fn load_segments<M: GuestMemory + ?Sized>(
     let mut extent: Option<Extent> = None;
     elf.for_each_load(|index, ph, _| {
         if !is_usable(layout, ph.paddr, ph.memsz) {
-            return Err(LoadError::SegmentOutOfRange {
-                index,
-                paddr: ph.paddr,
-                memsz: ph.memsz,
-            });
+            return Err(LoadError::SegmentOutOfRange { index, paddr: ph.paddr, memsz: ph.memsz });
         }
         let end = ph.paddr + ph.memsz;
         extent = Some(match extent {
-            None => Extent {
-                start: ph.paddr,
-                end,
-            },
-            Some(e) => Extent {
-                start: e.start.min(ph.paddr),
-                end: e.end.max(end),
-            },
+            None => Extent { start: ph.paddr, end },
+            Some(e) => Extent { start: e.start.min(ph.paddr), end: e.end.max(end) },
         });
         Ok(())
     })?;
@@ -345,24 +312,10 @@ pub(super) mod build {
 
     impl<'a> Seg<'a> {
         pub fn load(paddr: u64, data: &'a [u8], memsz: u64) -> Self {
-            Seg {
-                p_type: PT_LOAD,
-                vaddr: paddr,
-                paddr,
-                data,
-                memsz,
-                align: 0x1000,
-            }
+            Seg { p_type: PT_LOAD, vaddr: paddr, paddr, data, memsz, align: 0x1000 }
         }
         pub fn note(data: &'a [u8]) -> Self {
-            Seg {
-                p_type: PT_NOTE,
-                vaddr: 0,
-                paddr: 0,
-                data,
-                memsz: 0,
-                align: 4,
-            }
+            Seg { p_type: PT_NOTE, vaddr: 0, paddr: 0, data, memsz: 0, align: 4 }
         }
     }
 
@@ -427,12 +380,8 @@ pub(super) mod build {
         }
         for (s, &off) in segs.iter().zip(&offsets) {
             let mut ph = vec![0u8; phentsize];
-            let put32 = |ph: &mut Vec<u8>, at: usize, v: u64| {
-                ph[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes())
-            };
-            let put64 = |ph: &mut Vec<u8>, at: usize, v: u64| {
-                ph[at..at + 8].copy_from_slice(&v.to_le_bytes())
-            };
+            let put32 = |ph: &mut Vec<u8>, at: usize, v: u64| ph[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes());
+            let put64 = |ph: &mut Vec<u8>, at: usize, v: u64| ph[at..at + 8].copy_from_slice(&v.to_le_bytes());
             let memsz = s.memsz.max(s.data.len() as u64);
             put32(&mut ph, 0, s.p_type as u64);
             match class {
@@ -482,10 +431,7 @@ mod tests {
             assert_eq!(e.phnum, 1);
             e.check_x86_machine().unwrap();
             let ph = e.program_header(0).unwrap();
-            assert_eq!(
-                (ph.p_type, ph.paddr, ph.filesz, ph.memsz),
-                (PT_LOAD, 0x10_0000, 4, 8)
-            );
+            assert_eq!((ph.p_type, ph.paddr, ph.filesz, ph.memsz), (PT_LOAD, 0x10_0000, 4, 8));
             assert_eq!(e.segment_bytes(0, &ph).unwrap(), b"abcd");
         }
     }
@@ -498,19 +444,12 @@ mod tests {
             (4, 3, "EI_CLASS is neither ELFCLASS32 nor ELFCLASS64"),
             (5, 2, "not little-endian (EI_DATA != ELFDATA2LSB)"),
             (6, 0, "EI_VERSION is not EV_CURRENT"),
-            (
-                16,
-                1,
-                "not an executable (e_type is neither ET_EXEC nor ET_DYN)",
-            ),
+            (16, 1, "not an executable (e_type is neither ET_EXEC nor ET_DYN)"),
         ];
         for (at, value, reason) in cases {
             let mut bad = img.clone();
             bad[at] = value;
-            assert_eq!(
-                Elf::parse(&bad).unwrap_err(),
-                LoadError::BadElfHeader { reason }
-            );
+            assert_eq!(Elf::parse(&bad).unwrap_err(), LoadError::BadElfHeader { reason });
         }
     }
 
@@ -525,15 +464,9 @@ mod tests {
     fn rejects_zero_or_extended_program_header_count() {
         let (mut img, _) = elf(Class::Elf32, 0, &[Seg::load(0x10_0000, b"x", 1)], &[]);
         img[0x2C..0x2E].copy_from_slice(&0u16.to_le_bytes());
-        assert!(matches!(
-            Elf::parse(&img),
-            Err(LoadError::BadElfHeader { .. })
-        ));
+        assert!(matches!(Elf::parse(&img), Err(LoadError::BadElfHeader { .. })));
         img[0x2C..0x2E].copy_from_slice(&0xFFFFu16.to_le_bytes());
-        assert!(matches!(
-            Elf::parse(&img),
-            Err(LoadError::BadElfHeader { .. })
-        ));
+        assert!(matches!(Elf::parse(&img), Err(LoadError::BadElfHeader { .. })));
     }
 
     #[test]
@@ -541,10 +474,7 @@ mod tests {
         let (mut img, _) = elf(Class::Elf64, 0, &[Seg::load(0x10_0000, b"x", 1)], &[]);
         img[18..20].copy_from_slice(&EM_386.to_le_bytes());
         let e = Elf::parse(&img).unwrap();
-        assert!(matches!(
-            e.check_x86_machine(),
-            Err(LoadError::BadElfHeader { .. })
-        ));
+        assert!(matches!(e.check_x86_machine(), Err(LoadError::BadElfHeader { .. })));
     }
 
     #[test]
@@ -552,17 +482,9 @@ mod tests {
         let mut notes = note(b"GNU\0", 18, &[9; 20]);
         notes.extend(note(b"Xen\0", 5, b"xen-3.0\0"));
         notes.extend(note(b"Xen\0", 18, &0x1234u32.to_le_bytes()));
-        let (img, _) = elf(
-            Class::Elf64,
-            0,
-            &[Seg::load(0x10_0000, b"x", 1), Seg::note(&notes)],
-            &[],
-        );
+        let (img, _) = elf(Class::Elf64, 0, &[Seg::load(0x10_0000, b"x", 1), Seg::note(&notes)], &[]);
         let e = Elf::parse(&img).unwrap();
-        assert_eq!(
-            e.find_note(b"Xen\0", 18).unwrap(),
-            Some(&0x1234u32.to_le_bytes()[..])
-        );
+        assert_eq!(e.find_note(b"Xen\0", 18).unwrap(), Some(&0x1234u32.to_le_bytes()[..]));
         assert_eq!(e.find_note(b"Xen\0", 99).unwrap(), None);
     }
 
@@ -572,13 +494,7 @@ mod tests {
         notes[4..8].copy_from_slice(&100u32.to_le_bytes());
         let (img, _) = elf(Class::Elf64, 0, &[Seg::note(&notes)], &[]);
         let e = Elf::parse(&img).unwrap();
-        assert_eq!(
-            e.find_note(b"Xen\0", 18),
-            Err(LoadError::BadNote {
-                segment: 0,
-                offset: 0
-            })
-        );
+        assert_eq!(e.find_note(b"Xen\0", 18), Err(LoadError::BadNote { segment: 0, offset: 0 }));
     }
 
     #[test]
@@ -590,13 +506,7 @@ mod tests {
         let (img, _) = elf(Class::Elf64, 0xFFFF_FFFF_8000_0002, &[seg], &[]);
         let e = Elf::parse(&img).unwrap();
         let ext = load_segments(&e, &mut mem, &MemLayout::new(0x40_0000)).unwrap();
-        assert_eq!(
-            ext,
-            Extent {
-                start: 0x20_0000,
-                end: 0x20_0010
-            }
-        );
+        assert_eq!(ext, Extent { start: 0x20_0000, end: 0x20_0010 });
         assert_eq!(&mem.0[0x20_0000..0x20_0004], b"text");
         assert!(mem.0[0x20_0004..0x20_0010].iter().all(|&b| b == 0));
         assert_eq!(physical_entry(&e), Ok(0x20_0002));
@@ -611,11 +521,7 @@ mod tests {
             let mut mem = VecMemory::new(0x40_0000);
             assert_eq!(
                 load_segments(&e, &mut mem, &layout),
-                Err(LoadError::SegmentOutOfRange {
-                    index: 0,
-                    paddr,
-                    memsz: 8
-                })
+                Err(LoadError::SegmentOutOfRange { index: 0, paddr, memsz: 8 })
             );
         }
     }
@@ -629,10 +535,7 @@ mod tests {
         let mut mem = VecMemory::new(0x40_0000);
         assert_eq!(
             load_segments(&e, &mut mem, &MemLayout::new(0x40_0000)),
-            Err(LoadError::BadSegment {
-                index: 0,
-                reason: "p_filesz is larger than p_memsz"
-            })
+            Err(LoadError::BadSegment { index: 0, reason: "p_filesz is larger than p_memsz" })
         );
     }
 
@@ -641,24 +544,13 @@ mod tests {
         let (img, _) = elf(Class::Elf64, 0, &[Seg::note(&note(b"a\0", 1, b""))], &[]);
         let e = Elf::parse(&img).unwrap();
         let mut mem = VecMemory::new(0x40_0000);
-        assert_eq!(
-            load_segments(&e, &mut mem, &MemLayout::new(0x40_0000)),
-            Err(LoadError::NoLoadableSegments)
-        );
+        assert_eq!(load_segments(&e, &mut mem, &MemLayout::new(0x40_0000)), Err(LoadError::NoLoadableSegments));
     }
 
     #[test]
     fn entry_outside_every_segment_is_rejected() {
-        let (img, _) = elf(
-            Class::Elf32,
-            0x50_0000,
-            &[Seg::load(0x10_0000, b"ab", 2)],
-            &[],
-        );
+        let (img, _) = elf(Class::Elf32, 0x50_0000, &[Seg::load(0x10_0000, b"ab", 2)], &[]);
         let e = Elf::parse(&img).unwrap();
-        assert_eq!(
-            physical_entry(&e),
-            Err(LoadError::EntryOutsideImage { entry: 0x50_0000 })
-        );
+        assert_eq!(physical_entry(&e), Err(LoadError::EntryOutsideImage { entry: 0x50_0000 }));
     }
 }

@@ -99,21 +99,13 @@ impl Segment {
         attrib: attrib::P | attrib::S | attrib::TYPE_DATA_RW | attrib::DB | attrib::G,
     };
     /// A busy TSS at 0 with limit 0x67, as PVH asks for TR.
-    pub const TSS: Segment = Segment {
-        selector: TSS_SELECTOR,
-        base: 0,
-        limit: 0x67,
-        attrib: attrib::P | attrib::TYPE_TSS_BUSY,
-    };
+    pub const TSS: Segment =
+        Segment { selector: TSS_SELECTOR, base: 0, limit: 0x67, attrib: attrib::P | attrib::TYPE_TSS_BUSY };
 
     /// The 8-byte GDT descriptor for this segment (the low half, for a
     /// system descriptor in long mode; its high half holds base[63:32]).
     pub fn descriptor(&self) -> u64 {
-        let limit = if self.attrib & attrib::G != 0 {
-            self.limit >> 12
-        } else {
-            self.limit
-        } as u64;
+        let limit = if self.attrib & attrib::G != 0 { self.limit >> 12 } else { self.limit } as u64;
         let base = self.base;
         let access = (self.attrib & 0xFF) as u64;
         let flags = ((self.attrib >> 8) & 0xF) as u64;
@@ -164,10 +156,7 @@ pub struct EntryState {
 
 impl EntryState {
     fn gdtr() -> TableRegister {
-        TableRegister {
-            base: GDT_ADDR,
-            limit: (GDT_ENTRIES * 8 - 1) as u16,
-        }
+        TableRegister { base: GDT_ADDR, limit: (GDT_ENTRIES * 8 - 1) as u16 }
     }
 
     /// Flat 32-bit protected mode, paging off, interrupts off, at `rip`.
@@ -266,12 +255,7 @@ mod tests {
 
     #[test]
     fn descriptor_spreads_base_and_limit_over_their_fields() {
-        let s = Segment {
-            selector: 0,
-            base: 0x1234_5678,
-            limit: 0xA_BCDE,
-            attrib: 0x93,
-        };
+        let s = Segment { selector: 0, base: 0x1234_5678, limit: 0xA_BCDE, attrib: 0x93 };
         assert_eq!(s.descriptor(), 0x120A_9334_5678_BCDE);
     }
 
@@ -309,24 +293,13 @@ mod tests {
         let walk = |va: u64| -> u64 {
             let pml4e = mem.read_u64(PML4_ADDR + 8 * ((va >> 39) & 511)).unwrap();
             assert_eq!(pml4e & 3, 3, "PML4E for {va:#x}");
-            let pdpte = mem
-                .read_u64((pml4e & !0xFFF) + 8 * ((va >> 30) & 511))
-                .unwrap();
+            let pdpte = mem.read_u64((pml4e & !0xFFF) + 8 * ((va >> 30) & 511)).unwrap();
             assert_eq!(pdpte & 0x83, 3, "PDPTE for {va:#x}");
-            let pde = mem
-                .read_u64((pdpte & !0xFFF) + 8 * ((va >> 21) & 511))
-                .unwrap();
+            let pde = mem.read_u64((pdpte & !0xFFF) + 8 * ((va >> 21) & 511)).unwrap();
             assert_eq!(pde & 0x83, 0x83, "PDE for {va:#x}");
             (pde & !0x1F_FFFF & 0x000F_FFFF_FFFF_F000) | (va & 0x1F_FFFF)
         };
-        for va in [
-            0,
-            0x12_3456,
-            0x1000_0000,
-            0xBFFF_FFFF,
-            0xFEE0_0000,
-            0xFFFF_FFFF,
-        ] {
+        for va in [0, 0x12_3456, 0x1000_0000, 0xBFFF_FFFF, 0xFEE0_0000, 0xFFFF_FFFF] {
             assert_eq!(walk(va), va);
         }
         assert_eq!(mem.read_u64(PML4_ADDR + 8).unwrap(), 0);

@@ -24,12 +24,7 @@ pub enum LoadError {
     /// [`detect`](super::detect) recognised none of the supported formats.
     UnknownImageFormat,
     /// The image ends before a structure it describes.
-    Truncated {
-        what: &'static str,
-        offset: u64,
-        len: u64,
-        image_len: u64,
-    },
+    Truncated { what: &'static str, offset: u64, len: u64, image_len: u64 },
 
     // --- bzImage (Linux x86 boot protocol) ---
     /// The boot sector signature at 0x1FE is not 0xAA55.
@@ -71,11 +66,7 @@ pub enum LoadError {
     /// Program header `index` is malformed.
     BadSegment { index: usize, reason: &'static str },
     /// PT_LOAD segment `index` does not lie inside usable RAM.
-    SegmentOutOfRange {
-        index: usize,
-        paddr: u64,
-        memsz: u64,
-    },
+    SegmentOutOfRange { index: usize, paddr: u64, memsz: u64 },
     /// The ELF file has no PT_LOAD segment with bytes to load.
     NoLoadableSegments,
     /// The entry point is not inside any loaded segment.
@@ -120,38 +111,24 @@ impl fmt::Display for LoadError {
                 super::layout::MIN_RAM_SIZE,
                 super::layout::MAX_RAM_SIZE
             ),
-            GuestMemoryTooSmall {
-                memory_size,
-                ram_size,
-            } => write!(
-                f,
-                "guest memory holds {memory_size:#x} bytes but the layout needs {ram_size:#x}"
-            ),
-            Memory(MemError::OutOfRange { gpa, len }) => write!(
-                f,
-                "guest memory access [{gpa:#x}, +{len:#x}) is outside guest RAM"
-            ),
-            UnknownImageFormat => f.write_str(
-                "unknown image format: not a bzImage, an ELF with a PVH note, or a multiboot kernel",
-            ),
-            Truncated {
-                what,
-                offset,
-                len,
-                image_len,
-            } => write!(
+            GuestMemoryTooSmall { memory_size, ram_size } => {
+                write!(f, "guest memory holds {memory_size:#x} bytes but the layout needs {ram_size:#x}")
+            }
+            Memory(MemError::OutOfRange { gpa, len }) => {
+                write!(f, "guest memory access [{gpa:#x}, +{len:#x}) is outside guest RAM")
+            }
+            UnknownImageFormat => {
+                f.write_str("unknown image format: not a bzImage, an ELF with a PVH note, or a multiboot kernel")
+            }
+            Truncated { what, offset, len, image_len } => write!(
                 f,
                 "image truncated: {what} at offset {offset:#x} needs {len:#x} bytes, \
                  but the image is only {image_len:#x} bytes long"
             ),
-            BadBootFlag { found } => write!(
-                f,
-                "bad magic: boot flag at 0x1fe is {found:#06x}, expected 0xaa55"
-            ),
-            BadSetupHeaderMagic { found } => write!(
-                f,
-                "bad magic: setup header signature at 0x202 is {found:#010x}, expected \"HdrS\""
-            ),
+            BadBootFlag { found } => write!(f, "bad magic: boot flag at 0x1fe is {found:#06x}, expected 0xaa55"),
+            BadSetupHeaderMagic { found } => {
+                write!(f, "bad magic: setup header signature at 0x202 is {found:#010x}, expected \"HdrS\"")
+            }
             UnsupportedProtocolVersion { version, minimum } => write!(
                 f,
                 "unsupported boot protocol version {}.{:02}: need at least {}.{:02}",
@@ -160,102 +137,61 @@ impl fmt::Display for LoadError {
                 minimum >> 8,
                 minimum & 0xff
             ),
-            BadSetupHeaderLength { end } => write!(
-                f,
-                "setup header ends at {end:#x}, outside the expected range [0x268, 0x290]"
-            ),
-            NotLoadedHigh => {
-                f.write_str("zImage (LOADED_HIGH clear in loadflags) is not supported")
+            BadSetupHeaderLength { end } => {
+                write!(f, "setup header ends at {end:#x}, outside the expected range [0x268, 0x290]")
             }
-            No64BitEntry => {
-                f.write_str("kernel has no 64-bit entry point (XLF_KERNEL_64 clear in xloadflags)")
+            NotLoadedHigh => f.write_str("zImage (LOADED_HIGH clear in loadflags) is not supported"),
+            No64BitEntry => f.write_str("kernel has no 64-bit entry point (XLF_KERNEL_64 clear in xloadflags)"),
+            NotRelocatable { pref_address } => {
+                write!(f, "kernel is not relocatable and cannot be loaded at its preferred address {pref_address:#x}")
             }
-            NotRelocatable { pref_address } => write!(
-                f,
-                "kernel is not relocatable and cannot be loaded at its preferred address {pref_address:#x}"
-            ),
-            BadKernelAlignment { alignment } => write!(
-                f,
-                "kernel_alignment {alignment:#x} is not a power of two"
-            ),
-            KernelDoesNotFit {
-                addr,
-                size,
-                ram_size,
-            } => write!(
+            BadKernelAlignment { alignment } => write!(f, "kernel_alignment {alignment:#x} is not a power of two"),
+            KernelDoesNotFit { addr, size, ram_size } => write!(
                 f,
                 "kernel does not fit in RAM: [{addr:#x}, +{size:#x}) is not usable memory \
                  (RAM size {ram_size:#x})"
             ),
-            InitrdTooLarge { size, available } => write!(
-                f,
-                "initrd too large: {size:#x} bytes, but only {available:#x} bytes are free above the kernel"
-            ),
-            CmdlineTooLong { len, max } => write!(
-                f,
-                "command line too long: {len} bytes, at most {max} allowed"
-            ),
-            CmdlineContainsNul { offset } => write!(
-                f,
-                "command line contains a NUL byte at offset {offset}"
-            ),
+            InitrdTooLarge { size, available } => {
+                write!(f, "initrd too large: {size:#x} bytes, but only {available:#x} bytes are free above the kernel")
+            }
+            CmdlineTooLong { len, max } => write!(f, "command line too long: {len} bytes, at most {max} allowed"),
+            CmdlineContainsNul { offset } => write!(f, "command line contains a NUL byte at offset {offset}"),
             TooManyModules { count, max } => {
                 write!(f, "too many modules: {count}, at most {max} supported")
             }
-            ModuleDoesNotFit { index, addr, size } => write!(
-                f,
-                "module {index} does not fit in RAM: [{addr:#x}, +{size:#x}) is not usable memory"
-            ),
+            ModuleDoesNotFit { index, addr, size } => {
+                write!(f, "module {index} does not fit in RAM: [{addr:#x}, +{size:#x}) is not usable memory")
+            }
             BadElfHeader { reason } => write!(f, "bad ELF header: {reason}"),
             BadSegment { index, reason } => {
                 write!(f, "bad ELF program header {index}: {reason}")
             }
-            SegmentOutOfRange {
-                index,
-                paddr,
-                memsz,
-            } => write!(
-                f,
-                "ELF segment {index} out of range: [{paddr:#x}, +{memsz:#x}) is not usable RAM"
-            ),
+            SegmentOutOfRange { index, paddr, memsz } => {
+                write!(f, "ELF segment {index} out of range: [{paddr:#x}, +{memsz:#x}) is not usable RAM")
+            }
             NoLoadableSegments => f.write_str("ELF file has no loadable (PT_LOAD) segment"),
-            EntryOutsideImage { entry } => write!(
-                f,
-                "entry point {entry:#x} is not inside any loaded segment"
-            ),
-            EntryAbove4G { entry } => write!(
-                f,
-                "no 32-bit entry point: entry {entry:#x} is at or above 4 GiB"
-            ),
-            NoPvhNote => f.write_str(
-                "no PVH note: no XEN_ELFNOTE_PHYS32_ENTRY (18) note owned by \"Xen\" in a PT_NOTE segment",
-            ),
-            BadPvhNote { descsz } => write!(
-                f,
-                "PVH entry note has a {descsz}-byte descriptor, expected 4 or 8"
-            ),
-            BadNote { segment, offset } => write!(
-                f,
-                "malformed ELF note at offset {offset:#x} of PT_NOTE segment {segment}"
-            ),
-            NoMultibootHeader => f.write_str(
-                "no multiboot header (magic 0x1badb002) in the first 8 KiB of the image",
-            ),
+            EntryOutsideImage { entry } => write!(f, "entry point {entry:#x} is not inside any loaded segment"),
+            EntryAbove4G { entry } => write!(f, "no 32-bit entry point: entry {entry:#x} is at or above 4 GiB"),
+            NoPvhNote => {
+                f.write_str("no PVH note: no XEN_ELFNOTE_PHYS32_ENTRY (18) note owned by \"Xen\" in a PT_NOTE segment")
+            }
+            BadPvhNote { descsz } => write!(f, "PVH entry note has a {descsz}-byte descriptor, expected 4 or 8"),
+            BadNote { segment, offset } => {
+                write!(f, "malformed ELF note at offset {offset:#x} of PT_NOTE segment {segment}")
+            }
+            NoMultibootHeader => f.write_str("no multiboot header (magic 0x1badb002) in the first 8 KiB of the image"),
             BadMultibootChecksum { offset, sum } => write!(
                 f,
                 "multiboot header at offset {offset:#x} has a bad checksum: \
                  magic + flags + checksum = {sum:#010x}, expected 0"
             ),
-            UnsupportedMultibootFlags { flags } => write!(
-                f,
-                "multiboot header requires unsupported features: flags {flags:#010x}"
-            ),
+            UnsupportedMultibootFlags { flags } => {
+                write!(f, "multiboot header requires unsupported features: flags {flags:#010x}")
+            }
             AoutKludgeInconsistent { reason } => {
                 write!(f, "multiboot a.out kludge fields inconsistent: {reason}")
             }
-            NotElfNorAout => f.write_str(
-                "multiboot image is not ELF and its header has no a.out kludge (flag bit 16)",
-            ),
+            NotElfNorAout => f.write_str("multiboot image is not ELF and its header has no a.out kludge (flag bit 16)"),
         }
     }
 }

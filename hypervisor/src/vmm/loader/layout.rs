@@ -65,9 +65,7 @@ pub struct MemLayout {
 impl Default for MemLayout {
     /// 256 MiB.
     fn default() -> Self {
-        MemLayout {
-            ram_size: 256 * MIB,
-        }
+        MemLayout { ram_size: 256 * MIB }
     }
 }
 
@@ -89,10 +87,7 @@ impl MemLayout {
     pub(super) fn check_memory<M: GuestMemory + ?Sized>(&self, mem: &M) -> Result<(), LoadError> {
         self.validate()?;
         if mem.size() < self.ram_size {
-            return Err(LoadError::GuestMemoryTooSmall {
-                memory_size: mem.size(),
-                ram_size: self.ram_size,
-            });
+            return Err(LoadError::GuestMemoryTooSmall { memory_size: mem.size(), ram_size: self.ram_size });
         }
         Ok(())
     }
@@ -129,11 +124,7 @@ pub const E820_MAX_ENTRIES: usize = 8;
 /// [`MemLayout::validate`]; if RAM ends at or below 1 MiB the high-memory
 /// entry is left out.
 pub fn e820_map(layout: &MemLayout) -> ([E820Entry; E820_MAX_ENTRIES], usize) {
-    let entry = |addr: u64, end: u64, kind| E820Entry {
-        addr,
-        size: end - addr,
-        kind,
-    };
+    let entry = |addr: u64, end: u64, kind| E820Entry { addr, size: end - addr, kind };
     let mut map = [entry(0, 0, E820Type::Reserved); E820_MAX_ENTRIES];
     map[0] = entry(0, BOOT_AREA_START, E820Type::Ram);
     map[1] = entry(BOOT_AREA_START, BOOT_AREA_END, E820Type::Reserved);
@@ -153,20 +144,13 @@ pub(super) fn is_usable(layout: &MemLayout, addr: u64, len: u64) -> bool {
         return false;
     };
     let (map, n) = e820_map(layout);
-    map[..n]
-        .iter()
-        .any(|e| e.kind == E820Type::Ram && e.addr <= addr && end <= e.end())
+    map[..n].iter().any(|e| e.kind == E820Type::Ram && e.addr <= addr && end <= e.end())
 }
 
 /// Where to put an initrd of `size` bytes: page aligned, as high as
 /// possible, ending at or below `top`, starting at or above `floor` (the end
 /// of the kernel). Returns its address.
-pub(super) fn place_initrd(
-    layout: &MemLayout,
-    size: u64,
-    floor: u64,
-    top: u64,
-) -> Result<u64, LoadError> {
+pub(super) fn place_initrd(layout: &MemLayout, size: u64, floor: u64, top: u64) -> Result<u64, LoadError> {
     let top = top.min(layout.ram_size);
     let floor = align_up(floor.max(HIGH_MEM_START), 0x1000).unwrap_or(u64::MAX);
     let available = top.saturating_sub(floor);
@@ -203,9 +187,7 @@ impl StringArea {
         max_len: u64,
     ) -> Result<u64, LoadError> {
         if let Some(offset) = s.iter().position(|&b| b == 0) {
-            return Err(LoadError::CmdlineContainsNul {
-                offset: offset as u64,
-            });
+            return Err(LoadError::CmdlineContainsNul { offset: offset as u64 });
         }
         let max = max_len.min(self.remaining().saturating_sub(1));
         let len = s.len() as u64;
@@ -292,17 +274,8 @@ mod tests {
 
     #[test]
     fn ram_sizes_outside_the_supported_range_are_rejected() {
-        for ram in [
-            0,
-            MIB,
-            MIN_RAM_SIZE - 0x1000,
-            MAX_RAM_SIZE + 0x1000,
-            16 * MIB + 1,
-        ] {
-            assert_eq!(
-                MemLayout::new(ram).validate(),
-                Err(LoadError::BadRamSize { ram_size: ram })
-            );
+        for ram in [0, MIB, MIN_RAM_SIZE - 0x1000, MAX_RAM_SIZE + 0x1000, 16 * MIB + 1] {
+            assert_eq!(MemLayout::new(ram).validate(), Err(LoadError::BadRamSize { ram_size: ram }));
         }
     }
 
@@ -311,10 +284,7 @@ mod tests {
         let mem = VecMemory::new(4 * MIB as usize);
         assert_eq!(
             MemLayout::new(8 * MIB).check_memory(&mem),
-            Err(LoadError::GuestMemoryTooSmall {
-                memory_size: 4 * MIB,
-                ram_size: 8 * MIB
-            })
+            Err(LoadError::GuestMemoryTooSmall { memory_size: 4 * MIB, ram_size: 8 * MIB })
         );
     }
 
@@ -332,20 +302,11 @@ mod tests {
     #[test]
     fn initrd_goes_page_aligned_at_top_below_limit() {
         let l = MemLayout::new(16 * MIB);
-        assert_eq!(
-            place_initrd(&l, 0x1800, 0x20_0000, u64::MAX),
-            Ok(16 * MIB - 0x2000)
-        );
-        assert_eq!(
-            place_initrd(&l, 0x1000, 0x20_0000, 8 * MIB),
-            Ok(8 * MIB - 0x1000)
-        );
+        assert_eq!(place_initrd(&l, 0x1800, 0x20_0000, u64::MAX), Ok(16 * MIB - 0x2000));
+        assert_eq!(place_initrd(&l, 0x1000, 0x20_0000, 8 * MIB), Ok(8 * MIB - 0x1000));
         assert_eq!(
             place_initrd(&l, 15 * MIB, 2 * MIB, u64::MAX),
-            Err(LoadError::InitrdTooLarge {
-                size: 15 * MIB,
-                available: 14 * MIB
-            })
+            Err(LoadError::InitrdTooLarge { size: 15 * MIB, available: 14 * MIB })
         );
         assert!(place_initrd(&l, u64::MAX, 0, u64::MAX).is_err());
     }
@@ -365,21 +326,12 @@ mod tests {
     fn string_area_rejects_nul_and_overlong_strings() {
         let mut mem = VecMemory::new(MIB as usize);
         let mut s = StringArea::new();
-        assert_eq!(
-            s.push(&mut mem, b"a\0b", 100),
-            Err(LoadError::CmdlineContainsNul { offset: 1 })
-        );
-        assert_eq!(
-            s.push(&mut mem, b"abcd", 3),
-            Err(LoadError::CmdlineTooLong { len: 4, max: 3 })
-        );
+        assert_eq!(s.push(&mut mem, b"a\0b", 100), Err(LoadError::CmdlineContainsNul { offset: 1 }));
+        assert_eq!(s.push(&mut mem, b"abcd", 3), Err(LoadError::CmdlineTooLong { len: 4, max: 3 }));
         let big = vec![b'x'; STRINGS_SIZE as usize];
         assert_eq!(
             s.push(&mut mem, &big, u64::MAX),
-            Err(LoadError::CmdlineTooLong {
-                len: STRINGS_SIZE,
-                max: STRINGS_SIZE - 1
-            })
+            Err(LoadError::CmdlineTooLong { len: STRINGS_SIZE, max: STRINGS_SIZE - 1 })
         );
     }
 }

@@ -8,8 +8,8 @@ use super::elf::{is_elf, load_segments, physical_entry, Elf, Extent};
 use super::entry::EntryState;
 use super::error::LoadError;
 use super::layout::{
-    clear_boot_area, e820_map, is_usable, MemLayout, StringArea, BOOT_AREA_START, BOOT_INFO_ADDR,
-    HIGH_MEM_START, MEMMAP_ADDR, MODLIST_ADDR, MODLIST_SIZE,
+    clear_boot_area, e820_map, is_usable, MemLayout, StringArea, BOOT_AREA_START, BOOT_INFO_ADDR, HIGH_MEM_START,
+    MEMMAP_ADDR, MODLIST_ADDR, MODLIST_SIZE,
 };
 use crate::x86::mem::GuestMemory;
 
@@ -101,9 +101,7 @@ pub fn find_header(image: &[u8]) -> Result<MultibootHeader, LoadError> {
         if u32_at(image, offset, what)? == MULTIBOOT_HEADER_MAGIC {
             let flags = u32_at(image, offset + 4, what)?;
             let checksum = u32_at(image, offset + 8, what)?;
-            let sum = MULTIBOOT_HEADER_MAGIC
-                .wrapping_add(flags)
-                .wrapping_add(checksum);
+            let sum = MULTIBOOT_HEADER_MAGIC.wrapping_add(flags).wrapping_add(checksum);
             if sum == 0 {
                 return parse_header(image, offset, flags);
             }
@@ -122,9 +120,7 @@ fn parse_header(image: &[u8], offset: u64, flags: u32) -> Result<MultibootHeader
     let aout = if flags & HF_AOUT_KLUDGE != 0 {
         let what = "multiboot a.out kludge fields";
         if offset + 32 > HEADER_SEARCH_LIMIT as u64 {
-            return Err(LoadError::AoutKludgeInconsistent {
-                reason: "header extends past the first 8 KiB",
-            });
+            return Err(LoadError::AoutKludgeInconsistent { reason: "header extends past the first 8 KiB" });
         }
         let field = |i: u64| u32_at(image, offset + 12 + 4 * i, what);
         Some(AoutKludge {
@@ -137,11 +133,7 @@ fn parse_header(image: &[u8], offset: u64, flags: u32) -> Result<MultibootHeader
     } else {
         None
     };
-    Ok(MultibootHeader {
-        offset,
-        flags,
-        aout,
-    })
+    Ok(MultibootHeader { offset, flags, aout })
 }
 
 /// Loads text+data and zeroes bss as the a.out kludge fields say. Returns
@@ -160,24 +152,16 @@ fn load_aout<M: GuestMemory + ?Sized>(
     }
     let load_offset = header_offset
         .checked_sub(header_addr - load_addr)
-        .ok_or(bad(
-            "load_addr would start before the beginning of the file",
-        ))?;
+        .ok_or(bad("load_addr would start before the beginning of the file"))?;
     // The bytes from load_offset to the end of the file (checks that
     // load_offset is inside the file).
-    let rest =
-        image.len() as u64 - slice(image, 0, load_offset, "a.out kludge text+data")?.len() as u64;
+    let rest = image.len() as u64 - slice(image, 0, load_offset, "a.out kludge text+data")?.len() as u64;
     let load_end = match k.load_end_addr {
         0 => load_addr + rest,
         end if (end as u64) < load_addr => return Err(bad("load_end_addr is below load_addr")),
         end => end as u64,
     };
-    let text = slice(
-        image,
-        load_offset,
-        load_end - load_addr,
-        "a.out kludge text+data",
-    )?;
+    let text = slice(image, load_offset, load_end - load_addr, "a.out kludge text+data")?;
     let bss_end = match k.bss_end_addr {
         0 => load_end,
         end if (end as u64) < load_end => return Err(bad("bss_end_addr is below load_end_addr")),
@@ -189,21 +173,11 @@ fn load_aout<M: GuestMemory + ?Sized>(
     }
     let size = bss_end - load_addr;
     if !is_usable(layout, load_addr, size) {
-        return Err(LoadError::KernelDoesNotFit {
-            addr: load_addr,
-            size,
-            ram_size: layout.ram_size,
-        });
+        return Err(LoadError::KernelDoesNotFit { addr: load_addr, size, ram_size: layout.ram_size });
     }
     mem.write(load_addr, text)?;
     mem.zero(load_end, bss_end - load_end)?;
-    Ok((
-        Extent {
-            start: load_addr,
-            end: bss_end,
-        },
-        entry,
-    ))
+    Ok((Extent { start: load_addr, end: bss_end }, entry))
 }
 
 /// Loads an ELF32 or ELF64 kernel by its program headers. Returns its
@@ -237,10 +211,7 @@ pub fn load_multiboot<M: GuestMemory + ?Sized>(
     layout.check_memory(mem)?;
     let header = find_header(image)?;
     if modules.len() > MAX_MODULES {
-        return Err(LoadError::TooManyModules {
-            count: modules.len(),
-            max: MAX_MODULES,
-        });
+        return Err(LoadError::TooManyModules { count: modules.len(), max: MAX_MODULES });
     }
 
     clear_boot_area(mem)?;
@@ -257,11 +228,7 @@ pub fn load_multiboot<M: GuestMemory + ?Sized>(
     let mut next = align_up(kernel.end.max(HIGH_MEM_START), 0x1000).unwrap_or(u64::MAX);
     for (index, m) in modules.iter().enumerate() {
         let size = m.data.len() as u64;
-        let does_not_fit = LoadError::ModuleDoesNotFit {
-            index,
-            addr: next,
-            size,
-        };
+        let does_not_fit = LoadError::ModuleDoesNotFit { index, addr: next, size };
         let end = next.checked_add(size).ok_or(does_not_fit)?;
         if !is_usable(layout, next, size) {
             return Err(does_not_fit);
@@ -286,13 +253,8 @@ pub fn load_multiboot<M: GuestMemory + ?Sized>(
     }
 
     let mut info = [0u8; mbi::SIZE];
-    let mut put = |at: u64, v: u64| {
-        info[at as usize..at as usize + 4].copy_from_slice(&(v as u32).to_le_bytes())
-    };
-    put(
-        mbi::FLAGS,
-        (MBI_MEMORY | MBI_CMDLINE | MBI_MODS | MBI_MMAP | MBI_LOADER_NAME) as u64,
-    );
+    let mut put = |at: u64, v: u64| info[at as usize..at as usize + 4].copy_from_slice(&(v as u32).to_le_bytes());
+    put(mbi::FLAGS, (MBI_MEMORY | MBI_CMDLINE | MBI_MODS | MBI_MMAP | MBI_LOADER_NAME) as u64);
     put(mbi::MEM_LOWER, BOOT_AREA_START / 1024);
     put(mbi::MEM_UPPER, (layout.ram_size - HIGH_MEM_START) / 1024);
     put(mbi::CMDLINE, cmdline_addr);

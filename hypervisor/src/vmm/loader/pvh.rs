@@ -12,8 +12,7 @@ use super::elf::{contains_paddr, load_segments, Elf};
 use super::entry::EntryState;
 use super::error::LoadError;
 use super::layout::{
-    clear_boot_area, e820_map, place_initrd, MemLayout, StringArea, BOOT_INFO_ADDR, MEMMAP_ADDR,
-    MODLIST_ADDR,
+    clear_boot_area, e820_map, place_initrd, MemLayout, StringArea, BOOT_INFO_ADDR, MEMMAP_ADDR, MODLIST_ADDR,
 };
 use crate::x86::mem::GuestMemory;
 
@@ -52,9 +51,7 @@ pub fn pvh_entry(image: &[u8]) -> Result<u64, LoadError> {
 }
 
 fn note_entry(elf: &Elf<'_>) -> Result<u64, LoadError> {
-    let desc = elf
-        .find_note(XEN_NOTE_NAME, XEN_ELFNOTE_PHYS32_ENTRY)?
-        .ok_or(LoadError::NoPvhNote)?;
+    let desc = elf.find_note(XEN_NOTE_NAME, XEN_ELFNOTE_PHYS32_ENTRY)?.ok_or(LoadError::NoPvhNote)?;
     let entry = match desc.len() {
         4 => u32_at(desc, 0, "PVH note")? as u64,
         8 => u64_at(desc, 0, "PVH note")?,
@@ -90,8 +87,7 @@ pub fn load_pvh<M: GuestMemory + ?Sized>(
     }
 
     let mut info = [0u8; si::SIZE];
-    let mut put =
-        |at: u64, bytes: &[u8]| info[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+    let mut put = |at: u64, bytes: &[u8]| info[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
     put(si::MAGIC, &XEN_HVM_START_MAGIC_VALUE.to_le_bytes());
     put(si::VERSION, &HVM_START_INFO_VERSION.to_le_bytes());
     put(si::FLAGS, &0u32.to_le_bytes());

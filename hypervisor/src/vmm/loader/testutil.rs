@@ -15,10 +15,7 @@ pub struct SparseMemory {
 
 impl SparseMemory {
     pub fn new(size: u64) -> Self {
-        SparseMemory {
-            size,
-            pages: BTreeMap::new(),
-        }
+        SparseMemory { size, pages: BTreeMap::new() }
     }
 }
 
@@ -49,10 +46,7 @@ impl GuestMemory for SparseMemory {
             let a = gpa + done as u64;
             let off = (a % PAGE) as usize;
             let n = (PAGE as usize - off).min(data.len() - done);
-            let page = self
-                .pages
-                .entry(a / PAGE)
-                .or_insert_with(|| Box::new([0; PAGE as usize]));
+            let page = self.pages.entry(a / PAGE).or_insert_with(|| Box::new([0; PAGE as usize]));
             page[off..off + n].copy_from_slice(&data[done..done + n]);
             done += n;
         }
@@ -96,8 +90,7 @@ pub fn c_string(mem: &impl GuestMemory, gpa: u64) -> Vec<u8> {
     let mut s = Vec::new();
     let mut b = [0u8; 1];
     loop {
-        mem.read(gpa + s.len() as u64, &mut b)
-            .expect("string inside guest RAM");
+        mem.read(gpa + s.len() as u64, &mut b).expect("string inside guest RAM");
         if b[0] == 0 {
             return s;
         }
@@ -107,9 +100,7 @@ pub fn c_string(mem: &impl GuestMemory, gpa: u64) -> Vec<u8> {
 
 /// A recognisable byte pattern of length `len`, different per `seed`.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect()
 }
 
 #[test]

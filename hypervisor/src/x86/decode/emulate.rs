@@ -46,17 +46,12 @@ pub const RFLAGS_ZF: u64 = 1 << 6;
 pub const RFLAGS_SF: u64 = 1 << 7;
 pub const RFLAGS_OF: u64 = 1 << 11;
 /// The six status flags the ALU operations define.
-pub const RFLAGS_STATUS: u64 =
-    RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAGS_SF | RFLAGS_OF;
+pub const RFLAGS_STATUS: u64 = RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAGS_SF | RFLAGS_OF;
 
 /// Performs `insn`, with `mmio` standing in for the memory operand. The
 /// access address is the one the exit reported; `mmio` is called with the
 /// size and, for writes, the value.
-pub fn emulate_mmio(
-    insn: &MemInsn,
-    regs: &mut impl GprAccess,
-    mmio: &mut impl FnMut(Access) -> u64,
-) {
+pub fn emulate_mmio(insn: &MemInsn, regs: &mut impl GprAccess, mmio: &mut impl FnMut(Access) -> u64) {
     // The decoder only makes 1, 2, 4 and 8; anything else counts as 8.
     let size = match insn.size {
         1 | 2 | 4 => insn.size,

@@ -55,12 +55,7 @@ pub fn fetch(
         }
         len += got;
         if got < want {
-            return stopped(
-                len,
-                WalkError::BadGpa {
-                    gpa: gpa + got as u64,
-                },
-            );
+            return stopped(len, WalkError::BadGpa { gpa: gpa + got as u64 });
         }
     }
     Ok(Fetched { len, stop: None })

@@ -92,10 +92,7 @@ pub struct Reg {
 
 impl Reg {
     pub const fn gpr(num: u8) -> Reg {
-        Reg {
-            num,
-            high_byte: false,
-        }
+        Reg { num, high_byte: false }
     }
 }
 
@@ -470,16 +467,7 @@ pub enum DecodeError {
 /// Decodes the instruction at the start of `bytes` (at most the first 15
 /// are looked at) in `mode`.
 pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
-    let mut d = Decoder {
-        bytes,
-        pos: 0,
-        mode,
-        p: Prefixes::default(),
-        opcode: Opcode {
-            bytes: [0; 3],
-            len: 0,
-        },
-    };
+    let mut d = Decoder { bytes, pos: 0, mode, p: Prefixes::default(), opcode: Opcode { bytes: [0; 3], len: 0 } };
     let kind = d.insn()?;
     let lock_ok = match &kind {
         InsnKind::Mem(m) => m.op.lockable(),
@@ -577,9 +565,7 @@ impl Decoder<'_> {
     }
 
     fn unsupported(&self) -> DecodeError {
-        DecodeError::Unsupported {
-            opcode: self.opcode,
-        }
+        DecodeError::Unsupported { opcode: self.opcode }
     }
 
     /// Operand size in bytes for a full-size (`v`) operand.
@@ -610,9 +596,7 @@ impl Decoder<'_> {
     fn addr_size(&self) -> AddrSize {
         match (self.mode, self.p.addrsize) {
             (CpuMode::Bits16, false) | (CpuMode::Bits32, true) => AddrSize::A16,
-            (CpuMode::Bits16, true) | (CpuMode::Bits32, false) | (CpuMode::Bits64, true) => {
-                AddrSize::A32
-            }
+            (CpuMode::Bits16, true) | (CpuMode::Bits32, false) | (CpuMode::Bits64, true) => AddrSize::A32,
             (CpuMode::Bits64, false) => AddrSize::A64,
         }
     }
@@ -620,15 +604,9 @@ impl Decoder<'_> {
     /// The register named by a 4-bit number, for an operand of `size`.
     fn reg(&self, num: u8, size: u8) -> Reg {
         if size == 1 && self.p.rex == 0 && (4..8).contains(&num) {
-            Reg {
-                num: num - 4,
-                high_byte: true,
-            }
+            Reg { num: num - 4, high_byte: true }
         } else {
-            Reg {
-                num,
-                high_byte: false,
-            }
+            Reg { num, high_byte: false }
         }
     }
 
@@ -673,12 +651,7 @@ impl Decoder<'_> {
     }
 
     fn mem(&self, op: MemOp, mem: MemOperand, size: u8) -> Result<InsnKind, DecodeError> {
-        Ok(InsnKind::Mem(MemInsn {
-            op,
-            mem,
-            size,
-            lock: self.p.lock,
-        }))
+        Ok(InsnKind::Mem(MemInsn { op, mem, size, lock: self.p.lock }))
     }
 
     fn sys(&self, s: SysInsn) -> Result<InsnKind, DecodeError> {
@@ -697,10 +670,7 @@ impl Decoder<'_> {
                 let mop = if op & 2 != 0 {
                     MemOp::AluToReg { op: alu, dst: reg }
                 } else {
-                    MemOp::AluToMem {
-                        op: alu,
-                        src: Src::Reg(reg),
-                    }
+                    MemOp::AluToMem { op: alu, src: Src::Reg(reg) }
                 };
                 self.mem(mop, m.mem, size)
             }
@@ -709,15 +679,8 @@ impl Decoder<'_> {
             0x80..=0x83 => {
                 let m = self.mem_modrm()?;
                 let size = self.size(op & 1 == 0);
-                let imm = if op == 0x81 {
-                    self.imm_z(size)?
-                } else {
-                    self.imm_sext(1)?
-                };
-                let mop = MemOp::AluToMem {
-                    op: AluOp::from_bits(m.digit),
-                    src: Src::Imm(imm),
-                };
+                let imm = if op == 0x81 { self.imm_z(size)? } else { self.imm_sext(1)? };
+                let mop = MemOp::AluToMem { op: AluOp::from_bits(m.digit), src: Src::Imm(imm) };
                 self.mem(mop, m.mem, size)
             }
             // TEST, XCHG and MOV between a register and memory.
@@ -729,11 +692,7 @@ impl Decoder<'_> {
                     0x84 | 0x85 => MemOp::Test { src: Src::Reg(reg) },
                     0x86 | 0x87 => MemOp::Xchg { reg },
                     0x88 | 0x89 => MemOp::Store { src: Src::Reg(reg) },
-                    _ => MemOp::Load {
-                        dst: reg,
-                        dst_size: size,
-                        ext: Extend::None,
-                    },
+                    _ => MemOp::Load { dst: reg, dst_size: size, ext: Extend::None },
                 };
                 self.mem(mop, m.mem, size)
             }
@@ -757,11 +716,7 @@ impl Decoder<'_> {
                 let size = self.size(op & 1 == 0);
                 let acc = Reg::gpr(0);
                 let mop = if op & 2 == 0 {
-                    MemOp::Load {
-                        dst: acc,
-                        dst_size: size,
-                        ext: Extend::None,
-                    }
+                    MemOp::Load { dst: acc, dst_size: size, ext: Extend::None }
                 } else {
                     MemOp::Store { src: Src::Reg(acc) }
                 };
@@ -774,11 +729,7 @@ impl Decoder<'_> {
                     return Err(self.unsupported());
                 }
                 let size = self.size(op == 0xC6);
-                let imm = if op == 0xC6 {
-                    self.imm_sext(1)?
-                } else {
-                    self.imm_z(size)?
-                };
+                let imm = if op == 0xC6 { self.imm_sext(1)? } else { self.imm_z(size)? };
                 self.mem(MemOp::Store { src: Src::Imm(imm) }, m.mem, size)
             }
             // Group 3 /0: TEST Eb,ib / Ev,iz.
@@ -788,11 +739,7 @@ impl Decoder<'_> {
                     return Err(self.unsupported());
                 }
                 let size = self.size(op == 0xF6);
-                let imm = if op == 0xF6 {
-                    self.imm_sext(1)?
-                } else {
-                    self.imm_z(size)?
-                };
+                let imm = if op == 0xF6 { self.imm_sext(1)? } else { self.imm_z(size)? };
                 self.mem(MemOp::Test { src: Src::Imm(imm) }, m.mem, size)
             }
             0x6C..=0x6F | 0xA4 | 0xA5 | 0xAA..=0xAD => {
@@ -817,17 +764,9 @@ impl Decoder<'_> {
                 }))
             }
             0xE4..=0xE7 | 0xEC..=0xEF => {
-                let port = if op & 8 == 0 {
-                    IoPort::Imm(self.byte()?)
-                } else {
-                    IoPort::Dx
-                };
+                let port = if op & 8 == 0 { IoPort::Imm(self.byte()?) } else { IoPort::Dx };
                 let size = if op & 1 == 0 { 1 } else { self.opsize_no_w() };
-                Ok(InsnKind::Io(IoInsn {
-                    port,
-                    size,
-                    out: op & 2 != 0,
-                }))
+                Ok(InsnKind::Io(IoInsn { port, size, out: op & 2 != 0 }))
             }
             // 90 is NOP (F3 90 PAUSE) unless REX.B makes it XCHG R8, rAX.
             0x90 if self.p.rex_b() != 0 => Err(self.unsupported()),
@@ -840,11 +779,7 @@ impl Decoder<'_> {
                     (CpuMode::Bits64, _) => 8,
                     _ => self.opsize_no_w(),
                 };
-                self.sys(if op == 0x9C {
-                    SysInsn::Pushf { size }
-                } else {
-                    SysInsn::Popf { size }
-                })
+                self.sys(if op == 0x9C { SysInsn::Pushf { size } } else { SysInsn::Popf { size } })
             }
             0xCC => self.sys(SysInsn::Int3),
             0xCD => {
@@ -921,17 +856,9 @@ impl Decoder<'_> {
             0xB6 | 0xB7 | 0xBE | 0xBF => {
                 let m = self.mem_modrm()?;
                 let dst_size = self.opsize();
-                let ext = if op & 8 == 0 {
-                    Extend::Zero
-                } else {
-                    Extend::Sign
-                };
+                let ext = if op & 8 == 0 { Extend::Zero } else { Extend::Sign };
                 let size = if op & 1 == 0 { 1 } else { 2 };
-                let mop = MemOp::Load {
-                    dst: self.reg(m.reg, dst_size),
-                    dst_size,
-                    ext,
-                };
+                let mop = MemOp::Load { dst: self.reg(m.reg, dst_size), dst_size, ext };
                 self.mem(mop, m.mem, size)
             }
             _ => Err(self.unsupported()),
@@ -945,25 +872,15 @@ impl Decoder<'_> {
         if modrm >> 6 != 3 {
             let mem = self.mem_operand(modrm)?;
             return match digit {
-                4 => self.sys(SysInsn::Smsw {
-                    dst: RegOrMem::Mem(mem),
-                    size: 2,
-                }),
-                6 => self.sys(SysInsn::Lmsw {
-                    src: RegOrMem::Mem(mem),
-                }),
+                4 => self.sys(SysInsn::Smsw { dst: RegOrMem::Mem(mem), size: 2 }),
+                6 => self.sys(SysInsn::Lmsw { src: RegOrMem::Mem(mem) }),
                 7 => self.sys(SysInsn::Invlpg { mem }),
                 _ => Err(self.unsupported()),
             };
         }
         self.push_opcode(modrm);
         let rm = (modrm & 7) | self.p.rex_b();
-        let svm = |op| {
-            Ok(InsnKind::Svm(SvmInsn {
-                op,
-                addr_size: self.addr_size(),
-            }))
-        };
+        let svm = |op| Ok(InsnKind::Svm(SvmInsn { op, addr_size: self.addr_size() }));
         match modrm {
             0xC8 => self.sys(SysInsn::Monitor),
             0xC9 => self.sys(SysInsn::Mwait),
@@ -980,13 +897,8 @@ impl Decoder<'_> {
             0xF8 if self.mode == CpuMode::Bits64 => self.sys(SysInsn::Swapgs),
             0xF8 => Err(DecodeError::Undefined),
             0xF9 => self.sys(SysInsn::Rdtscp),
-            _ if digit == 4 => self.sys(SysInsn::Smsw {
-                dst: RegOrMem::Reg(rm),
-                size: self.opsize(),
-            }),
-            _ if digit == 6 => self.sys(SysInsn::Lmsw {
-                src: RegOrMem::Reg(rm),
-            }),
+            _ if digit == 4 => self.sys(SysInsn::Smsw { dst: RegOrMem::Reg(rm), size: self.opsize() }),
+            _ if digit == 6 => self.sys(SysInsn::Lmsw { src: RegOrMem::Reg(rm) }),
             _ => Err(self.unsupported()),
         }
     }
@@ -1006,20 +918,12 @@ impl Decoder<'_> {
             if !matches!(cr, 0 | 2 | 3 | 4 | 8) {
                 return Err(DecodeError::Undefined);
             }
-            self.sys(if op == 0x20 {
-                SysInsn::MovFromCr { cr, gpr }
-            } else {
-                SysInsn::MovToCr { cr, gpr }
-            })
+            self.sys(if op == 0x20 { SysInsn::MovFromCr { cr, gpr } } else { SysInsn::MovToCr { cr, gpr } })
         } else {
             if num > 7 {
                 return Err(DecodeError::Undefined);
             }
-            self.sys(if op == 0x21 {
-                SysInsn::MovFromDr { dr: num, gpr }
-            } else {
-                SysInsn::MovToDr { dr: num, gpr }
-            })
+            self.sys(if op == 0x21 { SysInsn::MovFromDr { dr: num, gpr } } else { SysInsn::MovToDr { dr: num, gpr } })
         }
     }
 
@@ -1028,18 +932,10 @@ impl Decoder<'_> {
         let modrm = self.byte()?;
         if modrm >> 6 == 3 {
             // A register form: valid, but it touches no memory.
-            return Err(if self.p.lock {
-                DecodeError::Undefined
-            } else {
-                self.unsupported()
-            });
+            return Err(if self.p.lock { DecodeError::Undefined } else { self.unsupported() });
         }
         let mem = self.mem_operand(modrm)?;
-        Ok(ModRm {
-            digit: (modrm >> 3) & 7,
-            reg: ((modrm >> 3) & 7) | self.p.rex_r(),
-            mem,
-        })
+        Ok(ModRm { digit: (modrm >> 3) & 7, reg: ((modrm >> 3) & 7) | self.p.rex_r(), mem })
     }
 
     /// The memory operand of `modrm` (mod ≠ 3), reading any SIB and
@@ -1048,15 +944,8 @@ impl Decoder<'_> {
         let md = modrm >> 6;
         let rm = modrm & 7;
         let addr_size = self.addr_size();
-        let mut m = MemOperand {
-            seg: Segment::Ds,
-            base: None,
-            index: None,
-            scale: 1,
-            disp: 0,
-            rip_relative: false,
-            addr_size,
-        };
+        let mut m =
+            MemOperand { seg: Segment::Ds, base: None, index: None, scale: 1, disp: 0, rip_relative: false, addr_size };
         if addr_size == AddrSize::A16 {
             // Register numbers: BX=3, BP=5, SI=6, DI=7.
             let (base, index) = match rm {

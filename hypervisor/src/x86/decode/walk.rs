@@ -119,22 +119,13 @@ pub struct AccessKind {
 
 impl AccessKind {
     pub const fn read(user: bool) -> Self {
-        AccessKind {
-            op: AccessOp::Read,
-            user,
-        }
+        AccessKind { op: AccessOp::Read, user }
     }
     pub const fn write(user: bool) -> Self {
-        AccessKind {
-            op: AccessOp::Write,
-            user,
-        }
+        AccessKind { op: AccessOp::Write, user }
     }
     pub const fn fetch(user: bool) -> Self {
-        AccessKind {
-            op: AccessOp::Fetch,
-            user,
-        }
+        AccessKind { op: AccessOp::Fetch, user }
     }
 }
 
@@ -189,30 +180,15 @@ pub struct Translation {
 }
 
 /// Translates `gva` to a guest-physical address for `access`.
-pub fn translate(
-    mem: &impl GuestMemory,
-    cpu: &PagingState,
-    gva: u64,
-    access: AccessKind,
-) -> Result<u64, WalkError> {
+pub fn translate(mem: &impl GuestMemory, cpu: &PagingState, gva: u64, access: AccessKind) -> Result<u64, WalkError> {
     walk(mem, cpu, gva, access).map(|t| t.gpa)
 }
 
 /// Translates `gva` like [`translate`], and also reports the page size.
-pub fn walk(
-    mem: &impl GuestMemory,
-    cpu: &PagingState,
-    gva: u64,
-    access: AccessKind,
-) -> Result<Translation, WalkError> {
+pub fn walk(mem: &impl GuestMemory, cpu: &PagingState, gva: u64, access: AccessKind) -> Result<Translation, WalkError> {
     let mode = cpu.mode()?;
     let levels: &[Level] = match mode {
-        PagingMode::None => {
-            return Ok(Translation {
-                gpa: gva & 0xFFFF_FFFF,
-                page_size: 4096,
-            })
-        }
+        PagingMode::None => return Ok(Translation { gpa: gva & 0xFFFF_FFFF, page_size: 4096 }),
         PagingMode::Bits32 => &[Level::Pd32, Level::Pt32],
         PagingMode::Pae => &[Level::PaePdpt, Level::PaePd, Level::PaePt],
         PagingMode::Long4 => &[Level::Pml4, Level::Pdpt, Level::Pd, Level::Pt],
@@ -228,10 +204,7 @@ pub fn walk(
         _ => gva & 0xFFFF_FFFF,
     };
     let fault = |extra: PfErrorCode| {
-        WalkError::PageFault(PageFault {
-            error_code: extra | access_bits(cpu, access),
-            addr: gva,
-        })
+        WalkError::PageFault(PageFault { error_code: extra | access_bits(cpu, access), addr: gva })
     };
 
     let mut table = match mode {
@@ -239,11 +212,7 @@ pub fn walk(
         PagingMode::Pae => cpu.cr3 & 0xFFFF_FFE0,
         _ => cpu.cr3 & cpu.phys_mask() & !0xFFF,
     };
-    let mut rights = Rights {
-        write: true,
-        user: true,
-        no_exec: false,
-    };
+    let mut rights = Rights { write: true, user: true, no_exec: false };
     for (depth, &level) in levels.iter().enumerate() {
         let index = (gva >> level.shift()) & ((1 << level.index_bits()) - 1);
         let entry = read_entry(mem, table + index * level.entry_bytes(), level)?;
@@ -267,10 +236,7 @@ pub fn walk(
             }
             let page_size = 1u64 << level.shift();
             let frame = level.frame(cpu, entry) & !(page_size - 1);
-            return Ok(Translation {
-                gpa: frame | (gva & (page_size - 1)),
-                page_size,
-            });
+            return Ok(Translation { gpa: frame | (gva & (page_size - 1)), page_size });
         }
         table = level.frame(cpu, entry);
     }
@@ -331,11 +297,7 @@ impl Rights {
 }
 
 fn read_entry(mem: &impl GuestMemory, gpa: u64, level: Level) -> Result<u64, WalkError> {
-    let read = if level.entry_bytes() == 4 {
-        mem.read_u32(gpa).map(u64::from)
-    } else {
-        mem.read_u64(gpa)
-    };
+    let read = if level.entry_bytes() == 4 { mem.read_u32(gpa).map(u64::from) } else { mem.read_u64(gpa) };
     read.map_err(|MemError::OutOfRange { gpa, .. }| WalkError::BadGpa { gpa })
 }
 
@@ -416,11 +378,7 @@ impl Level {
                 // 4 MiB page: bits 20:13 hold physical bits 39:32 (PSE-36),
                 // bit 21 is reserved.
                 let width = u32::from(cpu.phys_addr_bits.clamp(32, 40));
-                let high = if width < 40 {
-                    bits(20, 13 + width - 32)
-                } else {
-                    0
-                };
+                let high = if width < 40 { bits(20, 13 + width - 32) } else { 0 };
                 (1 << 21) | high
             }
             Level::Pd32 => 0,
@@ -439,9 +397,7 @@ impl Level {
     /// The physical address `entry` points at, before the in-page offset.
     fn frame(self, cpu: &PagingState, entry: u64) -> u64 {
         match self {
-            Level::Pd32 if self.is_large(cpu, entry) => {
-                (entry & 0xFFC0_0000) | (((entry >> 13) & 0xFF) << 32)
-            }
+            Level::Pd32 if self.is_large(cpu, entry) => (entry & 0xFFC0_0000) | (((entry >> 13) & 0xFF) << 32),
             Level::Pd32 | Level::Pt32 => entry & 0xFFFF_F000,
             _ => entry & cpu.phys_mask() & !0xFFF,
         }

@@ -14,10 +14,7 @@ use super::images::mb_header;
 
 #[test]
 fn detect_recognises_each_format() {
-    assert_eq!(
-        detect(&bzimage(&BzOpts::default())),
-        Some(ImageKind::BzImage)
-    );
+    assert_eq!(detect(&bzimage(&BzOpts::default())), Some(ImageKind::BzImage));
     assert_eq!(detect(&pvh_vmlinux()), Some(ImageKind::Pvh));
     assert_eq!(detect(&mb_elf(Class::Elf32)), Some(ImageKind::Multiboot));
     assert_eq!(detect(&mb_elf(Class::Elf64)), Some(ImageKind::Multiboot));
@@ -29,12 +26,7 @@ fn detect_rejects_unknown_and_tiny_images() {
     assert_eq!(detect(&[]), None);
     assert_eq!(detect(b"\x7fELF"), None);
     assert_eq!(detect(&[0u8; 0x1000]), None);
-    let (plain_elf, _) = elf(
-        Class::Elf64,
-        0x10_0000,
-        &[Seg::load(0x10_0000, b"x", 1)],
-        &[],
-    );
+    let (plain_elf, _) = elf(Class::Elf64, 0x10_0000, &[Seg::load(0x10_0000, b"x", 1)], &[]);
     assert_eq!(detect(&plain_elf), None);
 }
 
@@ -42,21 +34,14 @@ fn detect_rejects_unknown_and_tiny_images() {
 fn detect_prefers_pvh_note_over_multiboot_header_in_the_same_elf() {
     let text = [0u8; 0x10];
     let notes = note(b"Xen\0", 18, &0x10_0000u32.to_le_bytes());
-    let (image, _) = elf(
-        Class::Elf64,
-        0x10_0000,
-        &[Seg::load(0x10_0000, &text, 0x10), Seg::note(&notes)],
-        &mb_header(0, None),
-    );
+    let (image, _) =
+        elf(Class::Elf64, 0x10_0000, &[Seg::load(0x10_0000, &text, 0x10), Seg::note(&notes)], &mb_header(0, None));
     assert_eq!(detect(&image), Some(ImageKind::Pvh));
 }
 
 #[test]
 fn detect_still_names_a_broken_bzimage_so_load_can_say_why() {
-    let image = bzimage(&BzOpts {
-        version: 0x0200,
-        ..BzOpts::default()
-    });
+    let image = bzimage(&BzOpts { version: 0x0200, ..BzOpts::default() });
     assert_eq!(detect(&image), Some(ImageKind::BzImage));
     let mut mem = VecMemory::new(32 * MIB as usize);
     assert!(matches!(
@@ -75,10 +60,7 @@ fn load_dispatches_on_the_detected_kind() {
     assert_eq!((kind, s.mode), (ImageKind::Pvh, CpuMode::Protected32));
     let (kind, s) = load(&mut mem, &layout, &mb_aout(), None, b"").unwrap();
     assert_eq!((kind, s.rax), (ImageKind::Multiboot, 0x2BAD_B002));
-    assert_eq!(
-        load(&mut mem, &layout, &[0u8; 64], None, b""),
-        Err(LoadError::UnknownImageFormat)
-    );
+    assert_eq!(load(&mut mem, &layout, &[0u8; 64], None, b""), Err(LoadError::UnknownImageFormat));
 }
 
 #[test]

@@ -93,11 +93,7 @@ pub fn pvh_elf_with(class: Class, entry_desc: &[u8]) -> Vec<u8> {
     notes.extend(note(b"Xen\0", 18, entry_desc));
     notes.extend(note(b"Linux\0", 18, &[1, 2, 3, 4]));
     let mut t = Seg::load(PVH_TEXT, &text, 0x3000);
-    t.vaddr = if class == Class::Elf64 {
-        0xFFFF_FFFF_8100_0000
-    } else {
-        0xC100_0000
-    };
+    t.vaddr = if class == Class::Elf64 { 0xFFFF_FFFF_8100_0000 } else { 0xC100_0000 };
     let segs = [t, Seg::load(PVH_DATA, &data, 0x1000), Seg::note(&notes)];
     elf(class, t_entry(class), &segs, &[]).0
 }
@@ -119,11 +115,7 @@ pub fn mb_header(flags: u32, aout: Option<[u32; 5]>) -> Vec<u8> {
     let mut h = Vec::new();
     h.extend(MULTIBOOT_HEADER_MAGIC.to_le_bytes());
     h.extend(flags.to_le_bytes());
-    h.extend(
-        0u32.wrapping_sub(MULTIBOOT_HEADER_MAGIC)
-            .wrapping_sub(flags)
-            .to_le_bytes(),
-    );
+    h.extend(0u32.wrapping_sub(MULTIBOOT_HEADER_MAGIC).wrapping_sub(flags).to_le_bytes());
     for f in aout.into_iter().flatten() {
         h.extend(f.to_le_bytes());
     }
@@ -140,10 +132,7 @@ pub const MB_END: u64 = 0x10_4000;
 pub fn mb_elf(class: Class) -> Vec<u8> {
     let text = pattern(0x1800, 3);
     let data = pattern(0x100, 4);
-    let segs = [
-        Seg::load(MB_TEXT, &text, 0x2000),
-        Seg::load(MB_DATA, &data, 0x1000),
-    ];
+    let segs = [Seg::load(MB_TEXT, &text, 0x2000), Seg::load(MB_DATA, &data, 0x1000)];
     elf(class, MB_ENTRY, &segs, &mb_header(0x3, None)).0
 }
 
@@ -155,13 +144,7 @@ pub const AOUT_BSS_END: u32 = 0x10_3000;
 pub const AOUT_ENTRY: u32 = 0x10_0100;
 
 pub fn aout_fields() -> [u32; 5] {
-    [
-        AOUT_LOAD + 0x20,
-        AOUT_LOAD,
-        AOUT_LOAD + AOUT_FILE_LEN as u32,
-        AOUT_BSS_END,
-        AOUT_ENTRY,
-    ]
+    [AOUT_LOAD + 0x20, AOUT_LOAD, AOUT_LOAD + AOUT_FILE_LEN as u32, AOUT_BSS_END, AOUT_ENTRY]
 }
 
 pub fn mb_aout_with(fields: [u32; 5]) -> Vec<u8> {

@@ -24,12 +24,7 @@ pub fn assert_gdt_backs_state(mem: &impl GuestMemory, s: &EntryState) {
     for seg in [s.code, s.data, s.tr] {
         let at = s.gdtr.base + seg.selector as u64;
         assert!(seg.selector as u64 + 7 <= s.gdtr.limit as u64);
-        assert_eq!(
-            u64_at(mem, at),
-            seg.descriptor(),
-            "GDT entry {:#x}",
-            seg.selector
-        );
+        assert_eq!(u64_at(mem, at), seg.descriptor(), "GDT entry {:#x}", seg.selector);
     }
 }
 

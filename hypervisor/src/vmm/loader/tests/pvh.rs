@@ -13,11 +13,7 @@ use crate::x86::mem::VecMemory;
 
 const SI: u64 = BOOT_INFO_ADDR;
 
-fn load(
-    image: &[u8],
-    initrd: Option<&[u8]>,
-    cmdline: &[u8],
-) -> (VecMemory, Result<EntryState, LoadError>) {
+fn load(image: &[u8], initrd: Option<&[u8]>, cmdline: &[u8]) -> (VecMemory, Result<EntryState, LoadError>) {
     let mut mem = VecMemory::new(32 * MIB as usize);
     let r = load_pvh(&mut mem, &MemLayout::new(32 * MIB), image, initrd, cmdline);
     (mem, r)
@@ -27,14 +23,7 @@ fn load(
 fn segments_land_at_physical_addresses_with_bss_zeroed() {
     let mut mem = VecMemory::new(32 * MIB as usize);
     mem.0[PVH_TEXT as usize..PVH_END as usize].fill(0xEE);
-    load_pvh(
-        &mut mem,
-        &MemLayout::new(32 * MIB),
-        &pvh_vmlinux(),
-        None,
-        b"",
-    )
-    .unwrap();
+    load_pvh(&mut mem, &MemLayout::new(32 * MIB), &pvh_vmlinux(), None, b"").unwrap();
     assert_eq!(bytes(&mem, PVH_TEXT, 0x2000), pattern(0x2000, 1));
     assert_eq!(bytes(&mem, PVH_TEXT + 0x2000, 0x1000), vec![0; 0x1000]);
     assert_eq!(bytes(&mem, PVH_DATA, 0x800), pattern(0x800, 2));
@@ -116,12 +105,7 @@ fn three_gib_guest_gets_initrd_at_top_and_full_memmap() {
 fn elf_without_pvh_note_is_rejected() {
     let text = pattern(0x100, 1);
     let notes = note(b"Xen\0", 6, b"linux\0");
-    let (image, _) = elf(
-        Class::Elf64,
-        PVH_TEXT,
-        &[Seg::load(PVH_TEXT, &text, 0x100), Seg::note(&notes)],
-        &[],
-    );
+    let (image, _) = elf(Class::Elf64, PVH_TEXT, &[Seg::load(PVH_TEXT, &text, 0x100), Seg::note(&notes)], &[]);
     assert_eq!(load(&image, None, b"").1, Err(LoadError::NoPvhNote));
 }
 
@@ -129,60 +113,34 @@ fn elf_without_pvh_note_is_rejected() {
 fn pvh_note_owned_by_another_vendor_does_not_count() {
     let text = pattern(0x100, 1);
     let notes = note(b"Xe\0", 18, &PVH_ENTRY.to_le_bytes());
-    let (image, _) = elf(
-        Class::Elf64,
-        PVH_TEXT,
-        &[Seg::load(PVH_TEXT, &text, 0x100), Seg::note(&notes)],
-        &[],
-    );
+    let (image, _) = elf(Class::Elf64, PVH_TEXT, &[Seg::load(PVH_TEXT, &text, 0x100), Seg::note(&notes)], &[]);
     assert_eq!(pvh_entry(&image), Err(LoadError::NoPvhNote));
 }
 
 #[test]
 fn pvh_note_with_odd_descriptor_size_is_rejected() {
     let image = pvh_elf_with(Class::Elf64, &[0; 6]);
-    assert_eq!(
-        load(&image, None, b"").1,
-        Err(LoadError::BadPvhNote { descsz: 6 })
-    );
+    assert_eq!(load(&image, None, b"").1, Err(LoadError::BadPvhNote { descsz: 6 }));
 }
 
 #[test]
 fn pvh_entry_above_4gib_is_rejected() {
     let image = pvh_elf_with(Class::Elf64, &0x1_0000_0000u64.to_le_bytes());
-    assert_eq!(
-        load(&image, None, b"").1,
-        Err(LoadError::EntryAbove4G {
-            entry: 0x1_0000_0000
-        })
-    );
+    assert_eq!(load(&image, None, b"").1, Err(LoadError::EntryAbove4G { entry: 0x1_0000_0000 }));
 }
 
 #[test]
 fn pvh_entry_outside_loaded_segments_is_rejected() {
     let image = pvh_elf_with(Class::Elf64, &0x200_0000u64.to_le_bytes());
-    assert_eq!(
-        load(&image, None, b"").1,
-        Err(LoadError::EntryOutsideImage { entry: 0x200_0000 })
-    );
+    assert_eq!(load(&image, None, b"").1, Err(LoadError::EntryOutsideImage { entry: 0x200_0000 }));
 }
 
 #[test]
 fn segment_beyond_ram_is_out_of_range() {
     let mut mem = VecMemory::new(16 * MIB as usize);
     assert_eq!(
-        load_pvh(
-            &mut mem,
-            &MemLayout::new(16 * MIB),
-            &pvh_vmlinux(),
-            None,
-            b""
-        ),
-        Err(LoadError::SegmentOutOfRange {
-            index: 0,
-            paddr: PVH_TEXT,
-            memsz: 0x3000
-        })
+        load_pvh(&mut mem, &MemLayout::new(16 * MIB), &pvh_vmlinux(), None, b""),
+        Err(LoadError::SegmentOutOfRange { index: 0, paddr: PVH_TEXT, memsz: 0x3000 })
     );
 }
 
@@ -191,10 +149,7 @@ fn initrd_larger_than_free_ram_is_rejected() {
     let initrd = vec![0u8; (32 * MIB - PVH_END) as usize + 1];
     assert_eq!(
         load(&pvh_vmlinux(), Some(&initrd), b"").1,
-        Err(LoadError::InitrdTooLarge {
-            size: 32 * MIB - PVH_END + 1,
-            available: 32 * MIB - PVH_END
-        })
+        Err(LoadError::InitrdTooLarge { size: 32 * MIB - PVH_END + 1, available: 32 * MIB - PVH_END })
     );
 }
 
@@ -202,8 +157,5 @@ fn initrd_larger_than_free_ram_is_rejected() {
 fn non_x86_elf_is_rejected() {
     let mut image = pvh_vmlinux();
     image[18] = 183; // EM_AARCH64
-    assert!(matches!(
-        load(&image, None, b"").1,
-        Err(LoadError::BadElfHeader { .. })
-    ));
+    assert!(matches!(load(&image, None, b"").1, Err(LoadError::BadElfHeader { .. })));
 }

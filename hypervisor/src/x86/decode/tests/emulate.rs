@@ -2,8 +2,8 @@
 
 use super::FakeRegs;
 use crate::x86::decode::emulate::{
-    emulate_mmio, read_reg, write_reg, Access, RFLAGS_AF, RFLAGS_CF, RFLAGS_OF, RFLAGS_PF,
-    RFLAGS_SF, RFLAGS_STATUS, RFLAGS_ZF,
+    emulate_mmio, read_reg, write_reg, Access, RFLAGS_AF, RFLAGS_CF, RFLAGS_OF, RFLAGS_PF, RFLAGS_SF, RFLAGS_STATUS,
+    RFLAGS_ZF,
 };
 use crate::x86::decode::insn::{decode, CpuMode, InsnKind, Reg};
 
@@ -11,9 +11,7 @@ use crate::x86::decode::insn::{decode, CpuMode, InsnKind, Reg};
 /// answers every read with `device_value`, and returns the accesses.
 fn run(bytes: &[u8], mode: CpuMode, regs: &mut FakeRegs, device_value: u64) -> Vec<Access> {
     let insn = decode(bytes, mode).unwrap();
-    let InsnKind::Mem(mi) = insn.kind else {
-        panic!("{bytes:02x?} is not a memory instruction: {insn:?}")
-    };
+    let InsnKind::Mem(mi) = insn.kind else { panic!("{bytes:02x?} is not a memory instruction: {insn:?}") };
     let mut log = Vec::new();
     emulate_mmio(&mi, regs, &mut |a| {
         log.push(a);
@@ -37,46 +35,18 @@ fn store_of_ah_writes_bits_15_to_8() {
     regs.gpr[RAX] = 0x1234;
     // mov %ah,(%rbx)
     let log = run(&[0x88, 0x23], CpuMode::Bits64, &mut regs, 0);
-    assert_eq!(
-        log,
-        [Access::Write {
-            size: 1,
-            value: 0x12
-        }]
-    );
+    assert_eq!(log, [Access::Write { size: 1, value: 0x12 }]);
 }
 
 #[test]
 fn store_of_immediate_truncates_to_the_operand() {
     let mut regs = FakeRegs::new();
     // movl $0xdeadbeef,0x4(%rax)
-    let log = run(
-        &[0xc7, 0x40, 0x04, 0xef, 0xbe, 0xad, 0xde],
-        CpuMode::Bits64,
-        &mut regs,
-        0,
-    );
-    assert_eq!(
-        log,
-        [Access::Write {
-            size: 4,
-            value: 0xdead_beef
-        }]
-    );
+    let log = run(&[0xc7, 0x40, 0x04, 0xef, 0xbe, 0xad, 0xde], CpuMode::Bits64, &mut regs, 0);
+    assert_eq!(log, [Access::Write { size: 4, value: 0xdead_beef }]);
     // movq $-1,(%rax)
-    let log = run(
-        &[0x48, 0xc7, 0x00, 0xff, 0xff, 0xff, 0xff],
-        CpuMode::Bits64,
-        &mut regs,
-        0,
-    );
-    assert_eq!(
-        log,
-        [Access::Write {
-            size: 8,
-            value: u64::MAX
-        }]
-    );
+    let log = run(&[0x48, 0xc7, 0x00, 0xff, 0xff, 0xff, 0xff], CpuMode::Bits64, &mut regs, 0);
+    assert_eq!(log, [Access::Write { size: 8, value: u64::MAX }]);
 }
 
 #[test]
@@ -84,22 +54,12 @@ fn load_32_bits_clears_the_upper_half_but_16_and_8_keep_it() {
     let mut regs = FakeRegs::new();
     regs.gpr[RAX] = 0xFFFF_FFFF_FFFF_FFFF;
     // mov 0x12345678(%rip),%eax; the device returns more bits than asked.
-    let log = run(
-        &[0x8b, 0x05, 0x78, 0x56, 0x34, 0x12],
-        CpuMode::Bits64,
-        &mut regs,
-        0xAAAA_1234_5678,
-    );
+    let log = run(&[0x8b, 0x05, 0x78, 0x56, 0x34, 0x12], CpuMode::Bits64, &mut regs, 0xAAAA_1234_5678);
     assert_eq!(log, [Access::Read { size: 4 }]);
     assert_eq!(regs.gpr[RAX], 0x1234_5678);
     regs.gpr[RDX] = 0xFFFF_FFFF_FFFF_FFFF;
     // mov 0x100(%rbp),%dx
-    run(
-        &[0x66, 0x8b, 0x95, 0x00, 0x01, 0x00, 0x00],
-        CpuMode::Bits64,
-        &mut regs,
-        0xBEEF,
-    );
+    run(&[0x66, 0x8b, 0x95, 0x00, 0x01, 0x00, 0x00], CpuMode::Bits64, &mut regs, 0xBEEF);
     assert_eq!(regs.gpr[RDX], 0xFFFF_FFFF_FFFF_BEEF);
     // mov (%si),%dh
     run(&[0x8a, 0x34], CpuMode::Bits16, &mut regs, 0x42);
@@ -114,12 +74,7 @@ fn movzx_and_movsx_extend_to_the_destination() {
     run(&[0x0f, 0xb6, 0x08], CpuMode::Bits64, &mut regs, 0x80);
     assert_eq!(regs.gpr[RCX], 0x80);
     // movsbq 0x3(%rsi),%rdi
-    run(
-        &[0x48, 0x0f, 0xbe, 0x7e, 0x03],
-        CpuMode::Bits64,
-        &mut regs,
-        0x80,
-    );
+    run(&[0x48, 0x0f, 0xbe, 0x7e, 0x03], CpuMode::Bits64, &mut regs, 0x80);
     assert_eq!(regs.gpr[RDI], 0xFFFF_FFFF_FFFF_FF80);
     // movswl (%rax),%edx
     run(&[0x0f, 0xbf, 0x10], CpuMode::Bits64, &mut regs, 0x8000);
@@ -136,13 +91,7 @@ fn add_to_memory_carries_and_sets_zero_parity_and_adjust() {
     regs.gpr[RAX] = 1;
     // add %eax,(%rdx) with [mem] = 0xFFFFFFFF
     let log = run(&[0x01, 0x02], CpuMode::Bits64, &mut regs, 0xFFFF_FFFF);
-    assert_eq!(
-        log,
-        [
-            Access::Read { size: 4 },
-            Access::Write { size: 4, value: 0 }
-        ]
-    );
+    assert_eq!(log, [Access::Read { size: 4 }, Access::Write { size: 4, value: 0 }]);
     assert_eq!(status(&regs), RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF);
     assert_eq!(regs.rflags & !RFLAGS_STATUS, 0x202, "other flags kept");
 }
@@ -153,13 +102,7 @@ fn add_signed_overflow_sets_of_and_sf() {
     // addl $-1,(%ecx) with [mem] = 0x80000000: 0x80000000 + 0xFFFFFFFF
     // = 0x7FFFFFFF, with a carry and a signed overflow.
     let log = run(&[0x83, 0x01, 0xff], CpuMode::Bits32, &mut regs, 0x8000_0000);
-    assert_eq!(
-        log[1],
-        Access::Write {
-            size: 4,
-            value: 0x7FFF_FFFF
-        }
-    );
+    assert_eq!(log[1], Access::Write { size: 4, value: 0x7FFF_FFFF });
     assert_eq!(status(&regs), RFLAGS_CF | RFLAGS_OF | RFLAGS_PF);
 }
 
@@ -181,19 +124,8 @@ fn cmp_sets_flags_and_writes_nothing() {
 fn sub_from_memory_borrows() {
     let mut regs = FakeRegs::new();
     // subq $0x1000,0x8(%rdx) with [mem] = 0x10
-    let log = run(
-        &[0x48, 0x81, 0x6a, 0x08, 0x00, 0x10, 0x00, 0x00],
-        CpuMode::Bits64,
-        &mut regs,
-        0x10,
-    );
-    assert_eq!(
-        log[1],
-        Access::Write {
-            size: 8,
-            value: 0x10u64.wrapping_sub(0x1000)
-        }
-    );
+    let log = run(&[0x48, 0x81, 0x6a, 0x08, 0x00, 0x10, 0x00, 0x00], CpuMode::Bits64, &mut regs, 0x10);
+    assert_eq!(log[1], Access::Write { size: 8, value: 0x10u64.wrapping_sub(0x1000) });
     // The low byte 0x10 has one bit set: odd parity, PF clear.
     assert_eq!(status(&regs), RFLAGS_CF | RFLAGS_SF);
 }
@@ -204,13 +136,7 @@ fn logic_ops_clear_cf_and_of() {
     regs.rflags |= RFLAGS_CF | RFLAGS_OF | RFLAGS_AF;
     // andl $0x7f,(%rdx) with [mem] = 0xF0
     let log = run(&[0x83, 0x22, 0x7f], CpuMode::Bits64, &mut regs, 0xF0);
-    assert_eq!(
-        log[1],
-        Access::Write {
-            size: 4,
-            value: 0x70
-        }
-    );
+    assert_eq!(log[1], Access::Write { size: 4, value: 0x70 });
     assert_eq!(status(&regs), 0, "0x70 has three bits set: odd parity");
     // or (%rdx),%ecx: ECX |= [mem], upper half cleared.
     regs.gpr[RCX] = 0xFFFF_FFFF_0000_0001;
@@ -243,12 +169,7 @@ fn adc_and_sbb_use_the_carry() {
 fn test_sets_flags_without_writing() {
     let mut regs = FakeRegs::new();
     // testl $0x80000000,(%rdx)
-    let log = run(
-        &[0xf7, 0x02, 0x00, 0x00, 0x00, 0x80],
-        CpuMode::Bits64,
-        &mut regs,
-        0x8000_0001,
-    );
+    let log = run(&[0xf7, 0x02, 0x00, 0x00, 0x00, 0x80], CpuMode::Bits64, &mut regs, 0x8000_0001);
     assert_eq!(log, [Access::Read { size: 4 }]);
     assert_eq!(status(&regs), RFLAGS_SF | RFLAGS_PF);
     // testb $0x1,(%rdx) with bit 0 clear
@@ -262,16 +183,7 @@ fn xchg_reads_then_writes_and_swaps() {
     regs.gpr[RAX] = 0xFFFF_FFFF_1111_1111;
     // xchg %eax,(%rdx)
     let log = run(&[0x87, 0x02], CpuMode::Bits64, &mut regs, 0x2222_2222);
-    assert_eq!(
-        log,
-        [
-            Access::Read { size: 4 },
-            Access::Write {
-                size: 4,
-                value: 0x1111_1111
-            }
-        ]
-    );
+    assert_eq!(log, [Access::Read { size: 4 }, Access::Write { size: 4, value: 0x1111_1111 }]);
     assert_eq!(regs.gpr[RAX], 0x2222_2222);
 }
 
@@ -279,19 +191,8 @@ fn xchg_reads_then_writes_and_swaps() {
 fn bit_ops_set_cf_from_the_old_bit() {
     let mut regs = FakeRegs::new();
     // lock btsl $0x3,(%rdx) with bit 3 clear
-    let log = run(
-        &[0xf0, 0x0f, 0xba, 0x2a, 0x03],
-        CpuMode::Bits64,
-        &mut regs,
-        0x1,
-    );
-    assert_eq!(
-        log[1],
-        Access::Write {
-            size: 4,
-            value: 0x9
-        }
-    );
+    let log = run(&[0xf0, 0x0f, 0xba, 0x2a, 0x03], CpuMode::Bits64, &mut regs, 0x1);
+    assert_eq!(log[1], Access::Write { size: 4, value: 0x9 });
     assert_eq!(status(&regs), 0);
     // btr %rcx,(%rdx) with RCX = 64 + 5: bit 5 of the accessed quadword.
     regs.gpr[RCX] = 69;
@@ -318,10 +219,7 @@ fn moffs_load_into_rax() {
 fn register_helpers_follow_byte_register_rules() {
     let mut regs = FakeRegs::new();
     regs.gpr[RAX] = 0x1122_3344_5566_7788;
-    let ah = Reg {
-        num: 0,
-        high_byte: true,
-    };
+    let ah = Reg { num: 0, high_byte: true };
     assert_eq!(read_reg(&regs, ah, 1), 0x77);
     write_reg(&mut regs, ah, 1, 0xAB);
     assert_eq!(regs.gpr[RAX], 0x1122_3344_5566_AB88);

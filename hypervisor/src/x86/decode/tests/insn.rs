@@ -1,24 +1,15 @@
 //! The decoder on real encodings (from GNU `as`, checked with `objdump -d`).
 
 use crate::x86::decode::insn::{
-    decode, AddrSize, AluOp, BitOp, CpuMode, DecodeError, Extend, Insn, InsnKind, IoInsn, IoPort,
-    MemInsn, MemOp, MemOperand, Reg, RegOrMem, Segment, Src, StringInsn, StringOp, SvmInsn, SvmOp,
-    SysInsn,
+    decode, AddrSize, AluOp, BitOp, CpuMode, DecodeError, Extend, Insn, InsnKind, IoInsn, IoPort, MemInsn, MemOp,
+    MemOperand, Reg, RegOrMem, Segment, Src, StringInsn, StringOp, SvmInsn, SvmOp, SysInsn,
 };
 use crate::x86::decode::tests::FakeRegs;
 use AddrSize::{A16, A32, A64};
 use CpuMode::{Bits16, Bits32, Bits64};
 
 fn mem(addr_size: AddrSize) -> MemOperand {
-    MemOperand {
-        seg: Segment::Ds,
-        base: None,
-        index: None,
-        scale: 1,
-        disp: 0,
-        rip_relative: false,
-        addr_size,
-    }
+    MemOperand { seg: Segment::Ds, base: None, index: None, scale: 1, disp: 0, rip_relative: false, addr_size }
 }
 
 /// Builders for the expected memory operands.
@@ -58,10 +49,7 @@ fn r(n: u8) -> Reg {
     Reg::gpr(n)
 }
 fn hb(n: u8) -> Reg {
-    Reg {
-        num: n,
-        high_byte: true,
-    }
+    Reg { num: n, high_byte: true }
 }
 fn sr(n: u8) -> Src {
     Src::Reg(r(n))
@@ -70,12 +58,7 @@ fn imm(v: i64) -> Src {
     Src::Imm(v as u64)
 }
 fn m(op: MemOp, mem: MemOperand, size: u8) -> InsnKind {
-    InsnKind::Mem(MemInsn {
-        op,
-        mem,
-        size,
-        lock: false,
-    })
+    InsnKind::Mem(MemInsn { op, mem, size, lock: false })
 }
 fn locked(k: InsnKind) -> InsnKind {
     match k {
@@ -87,11 +70,7 @@ fn store(src: Src) -> MemOp {
     MemOp::Store { src }
 }
 fn load(dst: Reg, size: u8) -> MemOp {
-    MemOp::Load {
-        dst,
-        dst_size: size,
-        ext: Extend::None,
-    }
+    MemOp::Load { dst, dst_size: size, ext: Extend::None }
 }
 fn load_ext(dst: Reg, dst_size: u8, ext: Extend) -> MemOp {
     MemOp::Load { dst, dst_size, ext }
@@ -106,13 +85,7 @@ fn bit(op: BitOp, offset: Src) -> MemOp {
     MemOp::Bit { op, offset }
 }
 fn string(op: StringOp, size: u8, rep: bool, addr_size: AddrSize) -> InsnKind {
-    InsnKind::String(StringInsn {
-        op,
-        size,
-        rep,
-        addr_size,
-        seg: Segment::Ds,
-    })
+    InsnKind::String(StringInsn { op, size, rep, addr_size, seg: Segment::Ds })
 }
 fn io(port: IoPort, size: u8, out: bool) -> InsnKind {
     InsnKind::Io(IoInsn { port, size, out })
@@ -142,12 +115,7 @@ struct Case {
 }
 
 fn case(mode: CpuMode, bytes: &'static [u8], asm: &'static str, want: InsnKind) -> Case {
-    Case {
-        mode,
-        bytes,
-        asm,
-        want,
-    }
+    Case { mode, bytes, asm, want }
 }
 
 #[rustfmt::skip]
@@ -373,10 +341,7 @@ fn cases_16() -> Vec<Case> {
 }
 
 fn check(c: &Case, bytes: &[u8]) {
-    let want = Insn {
-        len: c.bytes.len() as u8,
-        kind: c.want,
-    };
+    let want = Insn { len: c.bytes.len() as u8, kind: c.want };
     let got = decode(bytes, c.mode);
     assert_eq!(got, Ok(want), "{:?} {:02x?} ({})", c.mode, bytes, c.asm);
 }
@@ -416,12 +381,7 @@ fn every_shorter_prefix_of_an_encoding_is_truncated() {
     for c in cases_64().iter().chain(&cases_32()).chain(&cases_16()) {
         for n in 0..c.bytes.len() {
             let got = decode(&c.bytes[..n], c.mode);
-            assert_eq!(
-                got,
-                Err(DecodeError::Truncated),
-                "{} cut to {n} bytes",
-                c.asm
-            );
+            assert_eq!(got, Err(DecodeError::Truncated), "{} cut to {n} bytes", c.asm);
         }
     }
 }
@@ -429,10 +389,7 @@ fn every_shorter_prefix_of_an_encoding_is_truncated() {
 #[test]
 fn sixteen_byte_instruction_is_too_long() {
     // The 15-byte case above with one more CS override.
-    let bytes = [
-        0x2e, 0x2e, 0x2e, 0x64, 0x48, 0xc7, 0x84, 0x24, 0x44, 0x33, 0x22, 0x11, 0x78, 0x56, 0x34,
-        0x12,
-    ];
+    let bytes = [0x2e, 0x2e, 0x2e, 0x64, 0x48, 0xc7, 0x84, 0x24, 0x44, 0x33, 0x22, 0x11, 0x78, 0x56, 0x34, 0x12];
     assert_eq!(decode(&bytes, Bits64), Err(DecodeError::TooLong));
     assert_eq!(decode(&[0x66; 15], Bits64), Err(DecodeError::TooLong));
     assert_eq!(decode(&[0x66; 14], Bits64), Err(DecodeError::Truncated));
@@ -457,74 +414,34 @@ fn lock_on_non_lockable_or_register_form_is_undefined() {
 
 #[test]
 fn encodings_removed_from_64_bit_mode_are_undefined() {
-    assert_eq!(
-        decode(&[0x82, 0x00, 0x01], Bits64),
-        Err(DecodeError::Undefined)
-    );
+    assert_eq!(decode(&[0x82, 0x00, 0x01], Bits64), Err(DecodeError::Undefined));
     assert_eq!(decode(&[0xce], Bits64), Err(DecodeError::Undefined));
-    assert_eq!(
-        decode(&[0x0f, 0x01, 0xf8], Bits32),
-        Err(DecodeError::Undefined)
-    );
+    assert_eq!(decode(&[0x0f, 0x01, 0xf8], Bits32), Err(DecodeError::Undefined));
 }
 
 #[test]
 fn invalid_control_and_debug_registers_are_undefined() {
     // mov %cr1,%rax; mov %rax,%cr5; mov %dr0,%rax with REX.R (DR8).
-    assert_eq!(
-        decode(&[0x0f, 0x20, 0xc8], Bits64),
-        Err(DecodeError::Undefined)
-    );
-    assert_eq!(
-        decode(&[0x0f, 0x22, 0xe8], Bits64),
-        Err(DecodeError::Undefined)
-    );
-    assert_eq!(
-        decode(&[0x44, 0x0f, 0x21, 0xc0], Bits64),
-        Err(DecodeError::Undefined)
-    );
+    assert_eq!(decode(&[0x0f, 0x20, 0xc8], Bits64), Err(DecodeError::Undefined));
+    assert_eq!(decode(&[0x0f, 0x22, 0xe8], Bits64), Err(DecodeError::Undefined));
+    assert_eq!(decode(&[0x44, 0x0f, 0x21, 0xc0], Bits64), Err(DecodeError::Undefined));
 }
 
 #[test]
 fn unsupported_reports_the_opcode_bytes() {
     let unsupported: &[(CpuMode, &[u8], &[u8], &str)] = &[
-        (
-            Bits64,
-            &[0x89, 0xc3],
-            &[0x89],
-            "mov %eax,%ebx (no memory operand)",
-        ),
+        (Bits64, &[0x89, 0xc3], &[0x89], "mov %eax,%ebx (no memory operand)"),
         (Bits64, &[0x0f, 0x05], &[0x0f, 0x05], "syscall"),
-        (
-            Bits64,
-            &[0x66, 0x0f, 0x38, 0x00, 0xc1],
-            &[0x0f, 0x38, 0x00],
-            "pshufb",
-        ),
+        (Bits64, &[0x66, 0x0f, 0x38, 0x00, 0xc1], &[0x0f, 0x38, 0x00], "pshufb"),
         (Bits64, &[0xc5, 0xf8, 0x77], &[0xc5], "vzeroupper"),
-        (
-            Bits32,
-            &[0x40],
-            &[0x40],
-            "inc %eax (REX only in 64-bit mode)",
-        ),
-        (
-            Bits64,
-            &[0xf3, 0x0f, 0xb8, 0x00],
-            &[0x0f, 0xb8],
-            "popcnt (%rax),%eax",
-        ),
+        (Bits32, &[0x40], &[0x40], "inc %eax (REX only in 64-bit mode)"),
+        (Bits64, &[0xf3, 0x0f, 0xb8, 0x00], &[0x0f, 0xb8], "popcnt (%rax),%eax"),
         (Bits64, &[0xf3, 0x0f, 0x09], &[0x0f, 0x09], "wbnoinvd"),
         (Bits64, &[0x41, 0x90], &[0x90], "xchg %eax,%r8d"),
         (Bits64, &[0x0f, 0x01, 0xd5], &[0x0f, 0x01, 0xd5], "xend"),
         (Bits64, &[0x0f, 0x01, 0x10], &[0x0f, 0x01], "lgdt (%rax)"),
         (Bits64, &[0xff, 0x00], &[0xff], "incl (%rax)"),
-        (
-            Bits64,
-            &[0xc7, 0x08, 0, 0, 0, 0],
-            &[0xc7],
-            "c7 /1 is not MOV",
-        ),
+        (Bits64, &[0xc7, 0x08, 0, 0, 0, 0], &[0xc7], "c7 /1 is not MOV"),
     ];
     for (mode, bytes, opcode, asm) in unsupported {
         match decode(bytes, *mode) {
@@ -541,50 +458,20 @@ fn cpu_mode_follows_cr0_efer_rflags_and_cs() {
     const PE: u64 = 1;
     const LMA: u64 = 1 << 10;
     const VM: u64 = 1 << 17;
-    assert_eq!(
-        CpuMode::from_state(0, 0, 0, false, true),
-        Bits16,
-        "real mode"
-    );
-    assert_eq!(
-        CpuMode::from_state(PE, 0, VM, false, true),
-        Bits16,
-        "virtual-8086"
-    );
-    assert_eq!(
-        CpuMode::from_state(PE, 0, 0, false, false),
-        Bits16,
-        "16-bit segment"
-    );
-    assert_eq!(
-        CpuMode::from_state(PE, 0, 0, false, true),
-        Bits32,
-        "32-bit segment"
-    );
-    assert_eq!(
-        CpuMode::from_state(PE, LMA, 0, false, true),
-        Bits32,
-        "compatibility"
-    );
-    assert_eq!(
-        CpuMode::from_state(PE, LMA, 0, true, false),
-        Bits64,
-        "64-bit"
-    );
-    assert_eq!(
-        CpuMode::from_state(PE, 0, 0, true, true),
-        Bits32,
-        "CS.L without LMA"
-    );
+    assert_eq!(CpuMode::from_state(0, 0, 0, false, true), Bits16, "real mode");
+    assert_eq!(CpuMode::from_state(PE, 0, VM, false, true), Bits16, "virtual-8086");
+    assert_eq!(CpuMode::from_state(PE, 0, 0, false, false), Bits16, "16-bit segment");
+    assert_eq!(CpuMode::from_state(PE, 0, 0, false, true), Bits32, "32-bit segment");
+    assert_eq!(CpuMode::from_state(PE, LMA, 0, false, true), Bits32, "compatibility");
+    assert_eq!(CpuMode::from_state(PE, LMA, 0, true, false), Bits64, "64-bit");
+    assert_eq!(CpuMode::from_state(PE, 0, 0, true, true), Bits32, "CS.L without LMA");
 }
 
 #[test]
 fn rip_relative_offset_counts_from_the_next_instruction() {
     // movl $0x1,0x10(%rip) at 0x1000: 10 bytes long, the immediate included.
     let insn = decode(&[0xc7, 0x05, 0x10, 0, 0, 0, 0x01, 0, 0, 0], Bits64).unwrap();
-    let InsnKind::Mem(mi) = insn.kind else {
-        panic!("not a memory instruction: {insn:?}")
-    };
+    let InsnKind::Mem(mi) = insn.kind else { panic!("not a memory instruction: {insn:?}") };
     let next = 0x1000 + u64::from(insn.len);
     assert_eq!(mi.mem.offset(&FakeRegs::new(), next), 0x101A);
 }
@@ -597,17 +484,13 @@ fn effective_address_wraps_at_the_address_size() {
     // mov 0x5678(%bx,%di),%cl with BX=0xFFFF, DI=2: wraps to 0x5679.
     regs.gpr[RDI as usize] = 2;
     let insn = decode(&[0x8a, 0x89, 0x78, 0x56], Bits16).unwrap();
-    let InsnKind::Mem(mi) = insn.kind else {
-        panic!()
-    };
+    let InsnKind::Mem(mi) = insn.kind else { panic!() };
     assert_eq!(mi.mem.offset(&regs, 0), 0x5679);
     // mov -0x8(%r11,%r12,4),%r10d: a full 64-bit sum.
     regs.gpr[11] = 0x1000;
     regs.gpr[12] = 0x10;
     let insn = decode(&[0x47, 0x89, 0x54, 0xa3, 0xf8], Bits64).unwrap();
-    let InsnKind::Mem(mi) = insn.kind else {
-        panic!()
-    };
+    let InsnKind::Mem(mi) = insn.kind else { panic!() };
     assert_eq!(mi.mem.offset(&regs, 0), 0x1000 + 0x40 - 8);
 }
 
@@ -625,8 +508,6 @@ fn linear_address_ignores_ds_base_but_not_fs_in_64_bit_mode() {
     let InsnKind::Mem(ds) = ds.kind else { panic!() };
     assert_eq!(ds.mem.linear(&regs, 0, Bits64, base), 0x1000);
     let real = decode(&[0x8b, 0x0e, 0x34, 0x12], Bits16).unwrap();
-    let InsnKind::Mem(real) = real.kind else {
-        panic!()
-    };
+    let InsnKind::Mem(real) = real.kind else { panic!() };
     assert_eq!(real.mem.linear(&regs, 0, Bits16, base), 0x1_1234);
 }

@@ -21,10 +21,7 @@ pub(super) struct FakeRegs {
 impl FakeRegs {
     pub fn new() -> Self {
         // Bit 1 of RFLAGS always reads as 1; IF (bit 9) set like a kernel.
-        FakeRegs {
-            gpr: [0; 16],
-            rflags: 0x202,
-        }
+        FakeRegs { gpr: [0; 16], rflags: 0x202 }
     }
 }
 

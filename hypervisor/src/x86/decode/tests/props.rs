@@ -9,11 +9,7 @@ use crate::x86::mem::VecMemory;
 use proptest::prelude::*;
 
 fn mode() -> impl Strategy<Value = CpuMode> {
-    prop_oneof![
-        Just(CpuMode::Bits16),
-        Just(CpuMode::Bits32),
-        Just(CpuMode::Bits64)
-    ]
+    prop_oneof![Just(CpuMode::Bits16), Just(CpuMode::Bits32), Just(CpuMode::Bits64)]
 }
 
 /// Random bytes, biased towards prefixes and the opcodes the decoder

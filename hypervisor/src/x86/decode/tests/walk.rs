@@ -1,8 +1,8 @@
 //! The page walker on hand-built tables, one group per paging mode.
 
 use crate::x86::decode::walk::{
-    translate, walk, AccessKind, PageFault, PagingState, PfErrorCode, Translation, WalkError,
-    CR0_PE, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PSE, CR4_SMEP, EFER_LMA, EFER_NXE,
+    translate, walk, AccessKind, PageFault, PagingState, PfErrorCode, Translation, WalkError, CR0_PE, CR0_PG, CR0_WP,
+    CR4_LA57, CR4_PAE, CR4_PSE, CR4_SMEP, EFER_LMA, EFER_NXE,
 };
 use crate::x86::mem::{GuestMemory, VecMemory};
 
@@ -19,10 +19,7 @@ const UREAD: AccessKind = AccessKind::read(true);
 const UWRITE: AccessKind = AccessKind::write(true);
 
 fn pf(code: PfErrorCode, addr: u64) -> Result<u64, WalkError> {
-    Err(WalkError::PageFault(PageFault {
-        error_code: code,
-        addr,
-    }))
+    Err(WalkError::PageFault(PageFault { error_code: code, addr }))
 }
 
 fn set64(mem: &mut VecMemory, gpa: u64, v: u64) {
@@ -68,13 +65,7 @@ fn long_tables(leaf: u64) -> VecMemory {
 fn long_mode_maps_a_4k_page() {
     let mem = long_tables(P | RW | US);
     let got = walk(&mem, &long_state(), GVA, READ);
-    assert_eq!(
-        got,
-        Ok(Translation {
-            gpa: 0x0ABC_D123,
-            page_size: 4096
-        })
-    );
+    assert_eq!(got, Ok(Translation { gpa: 0x0ABC_D123, page_size: 4096 }));
     assert_eq!(translate(&mem, &long_state(), GVA, UWRITE), Ok(0x0ABC_D123));
 }
 
@@ -83,13 +74,7 @@ fn long_mode_maps_a_2m_page() {
     let mut mem = long_tables(P);
     set64(&mut mem, PD + 7 * 8, 0x4000_0000 | P | RW | PS);
     let got = walk(&mem, &long_state(), GVA, WRITE);
-    assert_eq!(
-        got,
-        Ok(Translation {
-            gpa: 0x4000_0000 | (GVA & 0x1F_FFFF),
-            page_size: 2 << 20
-        })
-    );
+    assert_eq!(got, Ok(Translation { gpa: 0x4000_0000 | (GVA & 0x1F_FFFF), page_size: 2 << 20 }));
 }
 
 #[test]
@@ -97,23 +82,14 @@ fn long_mode_maps_a_1g_page() {
     let mut mem = long_tables(P);
     set64(&mut mem, PDPT + 5 * 8, 0xC0_0000_0000 | P | RW | PS);
     let got = walk(&mem, &long_state(), GVA, READ);
-    assert_eq!(
-        got,
-        Ok(Translation {
-            gpa: 0xC0_0000_0000 | (GVA & 0x3FFF_FFFF),
-            page_size: 1 << 30
-        })
-    );
+    assert_eq!(got, Ok(Translation { gpa: 0xC0_0000_0000 | (GVA & 0x3FFF_FFFF), page_size: 1 << 30 }));
 }
 
 #[test]
 fn long_mode_1g_page_without_gbpages_is_a_reserved_bit_fault() {
     let mut mem = long_tables(P);
     set64(&mut mem, PDPT + 5 * 8, 0xC000_0000 | P | RW | PS);
-    let cpu = PagingState {
-        gbpages: false,
-        ..long_state()
-    };
+    let cpu = PagingState { gbpages: false, ..long_state() };
     let rsvd = PfErrorCode::PRESENT | PfErrorCode::RSVD;
     assert_eq!(translate(&mem, &cpu, GVA, READ), pf(rsvd, GVA));
 }
@@ -135,10 +111,7 @@ fn long_mode_reserved_bits_fault_at_every_level() {
     assert_eq!(translate(&mem, &cpu, GVA, READ), pf(rsvd, GVA));
     // NX while EFER.NXE=0; the fault also reports the write.
     mem = long_tables(P | RW | NX);
-    let no_nxe = PagingState {
-        efer: EFER_LMA,
-        ..cpu
-    };
+    let no_nxe = PagingState { efer: EFER_LMA, ..cpu };
     let code = rsvd | PfErrorCode::WRITE;
     assert_eq!(translate(&mem, &no_nxe, GVA, WRITE), pf(code, GVA));
     // Bits 62:52 are free for software in long mode.
@@ -150,28 +123,19 @@ fn long_mode_reserved_bits_fault_at_every_level() {
 fn long_mode_not_present_reports_the_access() {
     let mem = long_tables(0);
     let cpu = long_state();
-    assert_eq!(
-        translate(&mem, &cpu, GVA, READ),
-        pf(PfErrorCode::empty(), GVA)
-    );
+    assert_eq!(translate(&mem, &cpu, GVA, READ), pf(PfErrorCode::empty(), GVA));
     let uw = PfErrorCode::WRITE | PfErrorCode::USER;
     assert_eq!(translate(&mem, &cpu, GVA, UWRITE), pf(uw, GVA));
     // Not present at the top: PML4 slot 4 is empty.
     let other = GVA + (1 << 39);
-    assert_eq!(
-        translate(&mem, &cpu, other, FETCH),
-        pf(PfErrorCode::FETCH, other)
-    );
+    assert_eq!(translate(&mem, &cpu, other, FETCH), pf(PfErrorCode::FETCH, other));
 }
 
 #[test]
 fn write_to_read_only_page_faults_for_supervisor_only_with_wp() {
     let mem = long_tables(P | US);
     let wp = long_state();
-    let no_wp = PagingState {
-        cr0: CR0_PE | CR0_PG,
-        ..wp
-    };
+    let no_wp = PagingState { cr0: CR0_PE | CR0_PG, ..wp };
     let sup = PfErrorCode::PRESENT | PfErrorCode::WRITE;
     assert_eq!(translate(&mem, &wp, GVA, WRITE), pf(sup, GVA));
     assert_eq!(translate(&mem, &no_wp, GVA, WRITE), Ok(0x0ABC_D123));
@@ -212,26 +176,17 @@ fn fetch_from_no_execute_page_faults_with_nxe() {
 #[test]
 fn smep_stops_supervisor_fetch_from_user_page() {
     let mem = long_tables(P | US);
-    let cpu = PagingState {
-        cr4: CR4_PAE | CR4_SMEP,
-        ..long_state()
-    };
+    let cpu = PagingState { cr4: CR4_PAE | CR4_SMEP, ..long_state() };
     let code = PfErrorCode::PRESENT | PfErrorCode::FETCH;
     assert_eq!(translate(&mem, &cpu, GVA, FETCH), pf(code, GVA));
-    assert_eq!(
-        translate(&mem, &cpu, GVA, AccessKind::fetch(true)),
-        Ok(0x0ABC_D123)
-    );
+    assert_eq!(translate(&mem, &cpu, GVA, AccessKind::fetch(true)), Ok(0x0ABC_D123));
 }
 
 #[test]
 fn non_canonical_address_is_not_a_page_fault() {
     let mem = long_tables(P);
     let gva = 0x0000_8000_0000_0000;
-    assert_eq!(
-        translate(&mem, &long_state(), gva, READ),
-        Err(WalkError::NonCanonical { gva })
-    );
+    assert_eq!(translate(&mem, &long_state(), gva, READ), Err(WalkError::NonCanonical { gva }));
 }
 
 #[test]
@@ -247,46 +202,22 @@ fn high_half_canonical_address_uses_pml4_slot_511() {
 fn table_outside_ram_is_a_bad_gpa() {
     let mut mem = long_tables(P);
     set64(&mut mem, PDPT + 5 * 8, 0x1000_0000 | P | RW);
-    assert_eq!(
-        translate(&mem, &long_state(), GVA, READ),
-        Err(WalkError::BadGpa {
-            gpa: 0x1000_0000 + 7 * 8
-        })
-    );
-    let cpu = PagingState {
-        cr3: 0xF000_0000,
-        ..long_state()
-    };
-    assert!(matches!(
-        translate(&mem, &cpu, GVA, READ),
-        Err(WalkError::BadGpa { .. })
-    ));
+    assert_eq!(translate(&mem, &long_state(), GVA, READ), Err(WalkError::BadGpa { gpa: 0x1000_0000 + 7 * 8 }));
+    let cpu = PagingState { cr3: 0xF000_0000, ..long_state() };
+    assert!(matches!(translate(&mem, &cpu, GVA, READ), Err(WalkError::BadGpa { .. })));
 }
 
 #[test]
 fn five_level_paging_is_unsupported() {
     let mem = long_tables(P);
-    let cpu = PagingState {
-        cr4: CR4_PAE | CR4_LA57,
-        ..long_state()
-    };
-    assert_eq!(
-        translate(&mem, &cpu, GVA, READ),
-        Err(WalkError::UnsupportedPaging)
-    );
+    let cpu = PagingState { cr4: CR4_PAE | CR4_LA57, ..long_state() };
+    assert_eq!(translate(&mem, &cpu, GVA, READ), Err(WalkError::UnsupportedPaging));
 }
 
 // ------------------------------------------------------------- 32-bit paging
 
 fn bits32_state(cr4: u64) -> PagingState {
-    PagingState {
-        cr0: CR0_PE | CR0_PG | CR0_WP,
-        cr3: 0x1000,
-        cr4,
-        efer: EFER_NXE,
-        phys_addr_bits: 40,
-        gbpages: false,
-    }
+    PagingState { cr0: CR0_PE | CR0_PG | CR0_WP, cr3: 0x1000, cr4, efer: EFER_NXE, phys_addr_bits: 40, gbpages: false }
 }
 
 #[test]
@@ -297,29 +228,16 @@ fn bits32_maps_a_4k_page_and_ignores_high_gva_bits() {
     set32(&mut mem, 0x2000 + 0x345 * 4, 0x00AB_C000 | 7);
     let cpu = bits32_state(0);
     assert_eq!(translate(&mem, &cpu, 0x1234_5678, READ), Ok(0xABC678));
-    assert_eq!(
-        translate(&mem, &cpu, 0xFFFF_FFFF_1234_5678, READ),
-        Ok(0xABC678)
-    );
+    assert_eq!(translate(&mem, &cpu, 0xFFFF_FFFF_1234_5678, READ), Ok(0xABC678));
 }
 
 #[test]
 fn bits32_maps_a_4m_page_with_pse_36_high_bits() {
     let mut mem = VecMemory::new(0x10_0000);
-    set32(
-        &mut mem,
-        0x1000 + 0x48 * 4,
-        0x0080_0000 | (0x3 << 13) | PS as u32 | 3,
-    );
+    set32(&mut mem, 0x1000 + 0x48 * 4, 0x0080_0000 | (0x3 << 13) | PS as u32 | 3);
     let cpu = bits32_state(CR4_PSE);
     let got = walk(&mem, &cpu, 0x1234_5678, WRITE);
-    assert_eq!(
-        got,
-        Ok(Translation {
-            gpa: 0x3_0080_0000 | (0x1234_5678 & 0x3F_FFFF),
-            page_size: 4 << 20
-        })
-    );
+    assert_eq!(got, Ok(Translation { gpa: 0x3_0080_0000 | (0x1234_5678 & 0x3F_FFFF), page_size: 4 << 20 }));
 }
 
 #[test]
@@ -327,55 +245,29 @@ fn bits32_ps_is_ignored_without_cr4_pse() {
     let mut mem = VecMemory::new(0x10_0000);
     set32(&mut mem, 0x1000 + 0x48 * 4, 0x2000 | PS as u32 | 7);
     set32(&mut mem, 0x2000 + 0x345 * 4, 0x00AB_C000 | 7);
-    assert_eq!(
-        translate(&mem, &bits32_state(0), 0x1234_5678, READ),
-        Ok(0xABC678)
-    );
+    assert_eq!(translate(&mem, &bits32_state(0), 0x1234_5678, READ), Ok(0xABC678));
 }
 
 #[test]
 fn bits32_4m_page_reserved_bits_fault() {
     let mut mem = VecMemory::new(0x10_0000);
-    set32(
-        &mut mem,
-        0x1000 + 0x48 * 4,
-        0x0080_0000 | (1 << 21) | PS as u32 | 3,
-    );
+    set32(&mut mem, 0x1000 + 0x48 * 4, 0x0080_0000 | (1 << 21) | PS as u32 | 3);
     let rsvd = PfErrorCode::PRESENT | PfErrorCode::RSVD;
     let cpu = bits32_state(CR4_PSE);
-    assert_eq!(
-        translate(&mem, &cpu, 0x1234_5678, READ),
-        pf(rsvd, 0x1234_5678)
-    );
+    assert_eq!(translate(&mem, &cpu, 0x1234_5678, READ), pf(rsvd, 0x1234_5678));
     // PSE-36 bits beyond a 36-bit physical address space.
-    set32(
-        &mut mem,
-        0x1000 + 0x48 * 4,
-        0x0080_0000 | (0x10 << 13) | PS as u32 | 3,
-    );
-    let narrow = PagingState {
-        phys_addr_bits: 36,
-        ..cpu
-    };
-    assert_eq!(
-        translate(&mem, &narrow, 0x1234_5678, READ),
-        pf(rsvd, 0x1234_5678)
-    );
+    set32(&mut mem, 0x1000 + 0x48 * 4, 0x0080_0000 | (0x10 << 13) | PS as u32 | 3);
+    let narrow = PagingState { phys_addr_bits: 36, ..cpu };
+    assert_eq!(translate(&mem, &narrow, 0x1234_5678, READ), pf(rsvd, 0x1234_5678));
 }
 
 #[test]
 fn bits32_fetch_fault_has_no_fetch_bit_without_pae_or_smep() {
     let mem = VecMemory::new(0x10_0000);
     let cpu = bits32_state(0);
-    assert_eq!(
-        translate(&mem, &cpu, 0x1234_5678, FETCH),
-        pf(PfErrorCode::empty(), 0x1234_5678)
-    );
+    assert_eq!(translate(&mem, &cpu, 0x1234_5678, FETCH), pf(PfErrorCode::empty(), 0x1234_5678));
     let smep = bits32_state(CR4_SMEP);
-    assert_eq!(
-        translate(&mem, &smep, 0x1234_5678, FETCH),
-        pf(PfErrorCode::FETCH, 0x1234_5678)
-    );
+    assert_eq!(translate(&mem, &smep, 0x1234_5678, FETCH), pf(PfErrorCode::FETCH, 0x1234_5678));
 }
 
 // ----------------------------------------------------------------- PAE paging
@@ -406,10 +298,7 @@ fn pae_tables() -> VecMemory {
 #[test]
 fn pae_maps_a_4k_page_above_4g() {
     let mem = pae_tables();
-    assert_eq!(
-        translate(&mem, &pae_state(), PAE_GVA, WRITE),
-        Ok(0x1_2345_6567)
-    );
+    assert_eq!(translate(&mem, &pae_state(), PAE_GVA, WRITE), Ok(0x1_2345_6567));
 }
 
 #[test]
@@ -417,13 +306,7 @@ fn pae_maps_a_2m_page() {
     let mut mem = pae_tables();
     set64(&mut mem, 0x2000 + 9 * 8, 0x0060_0000 | P | PS);
     let got = walk(&mem, &pae_state(), PAE_GVA, READ);
-    assert_eq!(
-        got,
-        Ok(Translation {
-            gpa: 0x0060_0000 | (PAE_GVA & 0x1F_FFFF),
-            page_size: 2 << 20
-        })
-    );
+    assert_eq!(got, Ok(Translation { gpa: 0x0060_0000 | (PAE_GVA & 0x1F_FFFF), page_size: 2 << 20 }));
 }
 
 #[test]
@@ -431,10 +314,7 @@ fn pae_pdpte_rights_bits_are_reserved() {
     let mut mem = pae_tables();
     set64(&mut mem, 0x1020 + 3 * 8, 0x2000 | P | RW);
     let rsvd = PfErrorCode::PRESENT | PfErrorCode::RSVD;
-    assert_eq!(
-        translate(&mem, &pae_state(), PAE_GVA, READ),
-        pf(rsvd, PAE_GVA)
-    );
+    assert_eq!(translate(&mem, &pae_state(), PAE_GVA, READ), pf(rsvd, PAE_GVA));
 }
 
 #[test]
@@ -442,30 +322,21 @@ fn pae_bits_62_to_52_are_reserved() {
     let mut mem = pae_tables();
     set64(&mut mem, 0x3000 + 0x34 * 8, 0x6000 | P | (1 << 60));
     let rsvd = PfErrorCode::PRESENT | PfErrorCode::RSVD;
-    assert_eq!(
-        translate(&mem, &pae_state(), PAE_GVA, READ),
-        pf(rsvd, PAE_GVA)
-    );
+    assert_eq!(translate(&mem, &pae_state(), PAE_GVA, READ), pf(rsvd, PAE_GVA));
 }
 
 #[test]
 fn pae_no_execute_page_fault_sets_the_fetch_bit() {
     let mem = pae_tables();
     let code = PfErrorCode::PRESENT | PfErrorCode::FETCH;
-    assert_eq!(
-        translate(&mem, &pae_state(), PAE_GVA, FETCH),
-        pf(code, PAE_GVA)
-    );
+    assert_eq!(translate(&mem, &pae_state(), PAE_GVA, FETCH), pf(code, PAE_GVA));
 }
 
 #[test]
 fn pae_not_present_pdpte_faults() {
     let mem = pae_tables();
     let gva = 0x4000_0000;
-    assert_eq!(
-        translate(&mem, &pae_state(), gva, UREAD),
-        pf(PfErrorCode::USER, gva)
-    );
+    assert_eq!(translate(&mem, &pae_state(), gva, UREAD), pf(PfErrorCode::USER, gva));
 }
 
 // ------------------------------------------------------------------ no paging
@@ -473,14 +344,7 @@ fn pae_not_present_pdpte_faults() {
 #[test]
 fn without_paging_addresses_are_identity_mapped_in_32_bits() {
     let mem = VecMemory::new(0x1000);
-    let cpu = PagingState {
-        cr0: CR0_PE,
-        cr3: 0,
-        cr4: 0,
-        efer: 0,
-        phys_addr_bits: 40,
-        gbpages: false,
-    };
+    let cpu = PagingState { cr0: CR0_PE, cr3: 0, cr4: 0, efer: 0, phys_addr_bits: 40, gbpages: false };
     assert_eq!(translate(&mem, &cpu, 0xFEE0_0030, WRITE), Ok(0xFEE0_0030));
     assert_eq!(translate(&mem, &cpu, 0x1_0000_1234, READ), Ok(0x1234));
 }
@@ -488,12 +352,6 @@ fn without_paging_addresses_are_identity_mapped_in_32_bits() {
 #[test]
 fn long_mode_without_pae_is_unsupported() {
     let mem = VecMemory::new(0x1000);
-    let cpu = PagingState {
-        cr4: 0,
-        ..long_state()
-    };
-    assert_eq!(
-        translate(&mem, &cpu, 0, READ),
-        Err(WalkError::UnsupportedPaging)
-    );
+    let cpu = PagingState { cr4: 0, ..long_state() };
+    assert_eq!(translate(&mem, &cpu, 0, READ), Err(WalkError::UnsupportedPaging));
 }
