@@ -162,7 +162,7 @@ fn vm_thread(index: usize) {
     let (name, image, initrd, initrd_cmdline, cmdline, mem, raw16, debug_exit, caller) = {
         let jobs = JOBS.lock();
         let j = &jobs[index];
-        (j.name, j.image, j.initrd, j.initrd_cmdline, j.cmdline.clone(), j.mem, j.raw16, j.debug_exit, j.caller)
+        (j.name, j.image, j.initrd, j.initrd_cmdline, j.cmdline, j.mem, j.raw16, j.debug_exit, j.caller)
     };
     let cfg = GuestConfig {
         name: &name,
@@ -227,7 +227,7 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
             image,
             initrd: plan.initrd.and_then(module_bytes),
             initrd_cmdline: plan.initrd_cmdline,
-            cmdline: plan.cmdline.clone(),
+            cmdline: plan.cmdline,
             mem: plan.mem,
             raw16: plan.raw16,
             debug_exit: plan.debug_exit,

@@ -91,9 +91,9 @@ pub unsafe fn init(boot_cpu: bool) {
     if boot_cpu {
         // SAFETY: the boot CPU fills the table before anyone else loads it.
         let idt = unsafe { &mut *core::ptr::addr_of_mut!(IDT) };
-        for vector in 0..32 {
-            // SAFETY: the table is fully initialised static data.
-            let handler = unsafe { exc_stub_table[vector] };
+        // SAFETY: the table is fully initialised static data.
+        let stubs = unsafe { &*core::ptr::addr_of!(exc_stub_table) };
+        for (vector, &handler) in stubs.iter().enumerate() {
             let ist = match vector {
                 2 => gdt::IST_NMI,
                 8 => gdt::IST_DOUBLE_FAULT,

@@ -45,7 +45,7 @@ impl crate::boot::multiboot::PhysRead for IdentityMem {
 /// The multiboot2 information structure at `pa`, checked by the crate.
 pub fn multiboot2_info(pa: u64) -> Option<multiboot2::BootInformation<'static>> {
     let mut size = [0u8; 4];
-    if !read(pa, &mut size) || pa % 8 != 0 {
+    if !read(pa, &mut size) || !pa.is_multiple_of(8) {
         return None;
     }
     let total = u64::from(u32::from_le_bytes(size));
@@ -75,7 +75,7 @@ impl PhysRun {
     /// nothing else reads or writes while the run lives (the allocator has
     /// just handed it out, or it was carved from a run being consumed).
     pub unsafe fn assume_owned(pa: u64, len: u64) -> PhysRun {
-        debug_assert!(pa % 4096 == 0 && len % 4096 == 0 && pa + len <= IDENTITY_LIMIT);
+        debug_assert!(pa.is_multiple_of(4096) && len.is_multiple_of(4096) && pa + len <= IDENTITY_LIMIT);
         PhysRun { pa, len }
     }
 
@@ -202,14 +202,14 @@ pub struct IdentityTables;
 
 impl npt::TableMemory for IdentityTables {
     fn read_entry(&self, table: npt::HostPhysAddr, index: usize) -> u64 {
-        assert!(index < 512 && table.0 % 4096 == 0 && table.0 < IDENTITY_LIMIT);
+        assert!(index < 512 && table.0.is_multiple_of(4096) && table.0 < IDENTITY_LIMIT);
         // SAFETY: `table` is a page-table frame we own (see the type's
         // docs), identity-mapped; `index < 512` keeps the read inside it.
         unsafe { core::ptr::read_volatile((table.0 as *const u64).add(index)) }
     }
 
     fn write_entry(&mut self, table: npt::HostPhysAddr, index: usize, value: u64) {
-        assert!(index < 512 && table.0 % 4096 == 0 && table.0 < IDENTITY_LIMIT);
+        assert!(index < 512 && table.0.is_multiple_of(4096) && table.0 < IDENTITY_LIMIT);
         // SAFETY: as for `read_entry`; the CPU's walker reads the entry
         // atomically, and a volatile aligned u64 store is one write.
         unsafe { core::ptr::write_volatile((table.0 as *mut u64).add(index), value) }

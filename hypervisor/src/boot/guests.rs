@@ -75,7 +75,7 @@ pub fn plan(
             }
         }
         if guest_words == 0 {
-            p.cmdline = opts.guest_cmdline.clone();
+            p.cmdline = opts.guest_cmdline;
         }
         if p.raw16 || is_kernel(i) {
             let _ = plans.try_push(p);
