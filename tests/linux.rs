@@ -6,8 +6,9 @@ use std::time::Duration;
 
 const READY: &str = "CERTIVISOR-GUEST-READY";
 
-/// Boots `kernel`, drives the shell, reboots, and checks the clean stop.
-fn boot_and_use_the_shell(kernel: &std::path::Path, expect_kind: &str) {
+/// Boots `kernel`, drives the shell, ends the guest with `end` (`reboot -f`
+/// or `poweroff -f`), and checks the clean stop.
+fn boot_and_use_the_shell(kernel: &std::path::Path, expect_kind: &str, end: &str) {
     let img = linux_images();
     let mut s = Qemu::new()
         .cpu("qemu64,+svm,+npt")
@@ -40,7 +41,7 @@ fn boot_and_use_the_shell(kernel: &std::path::Path, expect_kind: &str) {
         "expected the kernel log to name the hypervisor:\n{out}"
     );
 
-    s.send("reboot -f\n");
+    s.send(&format!("{end}\n"));
     s.expect("vm0: stopped cleanly", Duration::from_secs(60));
     assert_eq!(s.wait(Duration::from_secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
 }
@@ -102,10 +103,10 @@ fn hvctl_talks_to_the_hypervisor_from_the_linux_guest() {
 
 #[test]
 fn linux_bzimage_boots_to_an_interactive_shell() {
-    boot_and_use_the_shell(&linux_images().bzimage, "BzImage image");
+    boot_and_use_the_shell(&linux_images().bzimage, "BzImage image", "reboot -f");
 }
 
 #[test]
 fn linux_vmlinux_boots_through_pvh_to_an_interactive_shell() {
-    boot_and_use_the_shell(&linux_images().vmlinux, "Pvh image");
+    boot_and_use_the_shell(&linux_images().vmlinux, "Pvh image", "poweroff -f");
 }

@@ -33,6 +33,8 @@ pub enum Stop {
     /// is reported separately).
     Reset,
     PowerOff,
+    /// HLT with interrupts disabled: the guest stopped itself for good.
+    Halted { rip: u64 },
     /// Shutdown: a fault while delivering a double fault.
     TripleFault {
         rip: u64,
@@ -66,6 +68,7 @@ impl core::fmt::Display for Stop {
         match *self {
             Stop::Reset => f.write_str("the guest requested a reset"),
             Stop::PowerOff => f.write_str("the guest powered off"),
+            Stop::Halted { rip } => write!(f, "the guest halted with interrupts disabled at RIP {rip:#x} (powered off)"),
             Stop::TripleFault { rip } => write!(f, "triple fault (shutdown) at RIP {rip:#x}"),
             Stop::UnhandledNpf { gpa, rip, write } => write!(
                 f,
@@ -83,7 +86,7 @@ impl core::fmt::Display for Stop {
 impl Stop {
     /// The guest ended as guests do (reset or power-off), not by a fault.
     pub fn is_clean(&self) -> bool {
-        matches!(self, Stop::Reset | Stop::PowerOff)
+        matches!(self, Stop::Reset | Stop::PowerOff | Stop::Halted { .. })
     }
 }
 
@@ -309,6 +312,11 @@ impl VcpuLoop<'_> {
             }
             VmExit::Msr(kind) => self.handle_msr(kind.is_write())?,
             VmExit::Hlt => {
+                // HLT with interrupts masked never ends (no NMIs are
+                // delivered): that is how a guest without ACPI powers off.
+                if self.reg(Reg::Rflags)? & RFLAGS_IF == 0 {
+                    return Err(Stop::Halted { rip: self.reg(Reg::Rip)? });
+                }
                 self.skip_instruction()?;
                 self.idle()?;
             }
