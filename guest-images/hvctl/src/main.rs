@@ -45,36 +45,21 @@ fn fail<T>(msg: impl Into<String>) -> Result<T, Failure> {
 /// Fails with the errno name and meaning if `r` is an error result.
 fn check(what: &str, r: i64) -> Result<i64, Failure> {
     if r < 0 {
-        fail(format!(
-            "{what}: {} ({})",
-            abi::format_result(r),
-            abi::errno_text(r)
-        ))
+        fail(format!("{what}: {} ({})", abi::format_result(r), abi::errno_text(r)))
     } else {
         Ok(r)
     }
 }
 
 fn page() -> Result<PhysPage, Failure> {
-    PhysPage::new().map_err(|e| {
-        Failure(
-            format!("cannot get a guest-physical buffer: {e}"),
-            EXIT_ERROR,
-        )
-    })
+    PhysPage::new().map_err(|e| Failure(format!("cannot get a guest-physical buffer: {e}"), EXIT_ERROR))
 }
 
 /// Issues a call whose buffer argument is `page`, then makes sure the page
 /// did not move while the hypervisor used it.
-fn call_with_page(
-    hv: &Hypervisor,
-    page: &PhysPage,
-    nr: u64,
-    args: [u64; 4],
-) -> Result<i64, Failure> {
+fn call_with_page(hv: &Hypervisor, page: &PhysPage, nr: u64, args: [u64; 4]) -> Result<i64, Failure> {
     let r = hv.call(nr, args);
-    page.check_unmoved()
-        .map_err(|e| Failure(e.to_string(), EXIT_ERROR))?;
+    page.check_unmoved().map_err(|e| Failure(e.to_string(), EXIT_ERROR))?;
     Ok(r)
 }
 
@@ -82,10 +67,7 @@ fn version(hv: &Hypervisor) -> Outcome {
     let v = check("VERSION", hv.call0(nr::VERSION))?;
     println!("Certivisor hypercall ABI {v} (CPUID signature CertiVisorHV)");
     if v != i64::from(hv.cpuid_abi_version) {
-        eprintln!(
-            "hvctl: warning: CPUID 0x40000001 reports ABI {}, VERSION {v}",
-            hv.cpuid_abi_version
-        );
+        eprintln!("hvctl: warning: CPUID 0x40000001 reports ABI {}, VERSION {v}", hv.cpuid_abi_version);
     }
     if v != i64::from(abi::ABI_VERSION) {
         eprintln!("hvctl: warning: this hvctl speaks ABI {}", abi::ABI_VERSION);
@@ -111,10 +93,7 @@ fn format_memory(bytes: u64) -> String {
 
 fn info(hv: &Hypervisor) -> Outcome {
     let p = page()?;
-    let n = check(
-        "INFO",
-        call_with_page(hv, &p, nr::INFO, [p.gpa(), phys::PAGE_SIZE as u64, 0, 0])?,
-    )?;
+    let n = check("INFO", call_with_page(hv, &p, nr::INFO, [p.gpa(), phys::PAGE_SIZE as u64, 0, 0])?)?;
     let i = abi::Info::decode(&p.read(n as usize)).or_else(|e| fail(format!("INFO: {e}")))?;
     println!("hypervisor: {}", i.name);
     println!("abi_version: {}", i.abi_version);
@@ -130,9 +109,7 @@ fn stats(hv: &Hypervisor) -> Outcome {
     let p = page()?;
     let r = call_with_page(hv, &p, nr::STATS, [p.gpa(), phys::PAGE_SIZE as u64, 0, 0])?;
     if r == errno::E2BIG {
-        return fail(
-            "STATS: -7 E2BIG: the statistics no longer fit in one page; this hvctl is too old",
-        );
+        return fail("STATS: -7 E2BIG: the statistics no longer fit in one page; this hvctl is too old");
     }
     let n = check("STATS", r)?;
     let s = abi::Stats::decode(&p.read(n as usize)).or_else(|e| fail(format!("STATS: {e}")))?;
@@ -144,15 +121,8 @@ fn format_stats(s: &abi::Stats) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let mhz = s.tsc_hz as f64 / 1e6;
-    let _ = writeln!(
-        o,
-        "exit statistics of this vCPU (TSC cycles, #VMEXIT to next VMRUN; TSC {mhz:.3} MHz)"
-    );
-    let _ = writeln!(
-        o,
-        "{:<12} {:>10} {:>14} {:>10} {:>12} {:>12}",
-        "reason", "count", "total", "min", "mean", "max"
-    );
+    let _ = writeln!(o, "exit statistics of this vCPU (TSC cycles, #VMEXIT to next VMRUN; TSC {mhz:.3} MHz)");
+    let _ = writeln!(o, "{:<12} {:>10} {:>14} {:>10} {:>12} {:>12}", "reason", "count", "total", "min", "mean", "max");
     for r in &s.reasons {
         match r.mean_cycles() {
             Some(mean) => {
@@ -163,19 +133,12 @@ fn format_stats(s: &abi::Stats) -> String {
                 );
             }
             None => {
-                let _ = writeln!(
-                    o,
-                    "{:<12} {:>10} {:>14} {:>10} {:>12} {:>12}",
-                    r.name, 0, 0, "-", "-", "-"
-                );
+                let _ = writeln!(o, "{:<12} {:>10} {:>14} {:>10} {:>12} {:>12}", r.name, 0, 0, "-", "-", "-");
             }
         }
     }
     if s.reasons.iter().any(|r| r.count > 0) {
-        let _ = writeln!(
-            o,
-            "log2 histograms (b:count = count exits took [2^b, 2^(b+1)) cycles):"
-        );
+        let _ = writeln!(o, "log2 histograms (b:count = count exits took [2^b, 2^(b+1)) cycles):");
         for r in s.reasons.iter().filter(|r| r.count > 0) {
             let _ = writeln!(o, "  {:<12} {}", r.name, r.compact_histogram());
         }
@@ -194,12 +157,7 @@ fn send(hv: &Hypervisor, chan: u64, text: &str) -> Outcome {
 fn recv(hv: &Hypervisor, chan: u64, wait: bool) -> Outcome {
     let p = page()?;
     loop {
-        let r = call_with_page(
-            hv,
-            &p,
-            nr::CHAN_RECV,
-            [chan, p.gpa(), phys::PAGE_SIZE as u64, 0],
-        )?;
+        let r = call_with_page(hv, &p, nr::CHAN_RECV, [chan, p.gpa(), phys::PAGE_SIZE as u64, 0])?;
         if r == errno::EAGAIN {
             if !wait {
                 eprintln!("no message");
@@ -212,9 +170,7 @@ fn recv(hv: &Hypervisor, chan: u64, wait: bool) -> Outcome {
         let mut msg = p.read(n as usize);
         msg.push(b'\n');
         let mut out = std::io::stdout().lock();
-        out.write_all(&msg)
-            .and_then(|_| out.flush())
-            .or_else(|e| fail(format!("stdout: {e}")))?;
+        out.write_all(&msg).and_then(|_| out.flush()).or_else(|e| fail(format!("stdout: {e}")))?;
         return Ok(0);
     }
 }
@@ -222,18 +178,10 @@ fn recv(hv: &Hypervisor, chan: u64, wait: bool) -> Outcome {
 fn console(hv: &Hypervisor, text: &str) -> Outcome {
     let mut p = page()?;
     p.write(text.as_bytes());
-    let r = call_with_page(
-        hv,
-        &p,
-        nr::CONSOLE_WRITE,
-        [p.gpa(), text.len() as u64, 0, 0],
-    )?;
+    let r = call_with_page(hv, &p, nr::CONSOLE_WRITE, [p.gpa(), text.len() as u64, 0, 0])?;
     let n = check("CONSOLE_WRITE", r)?;
     if n as usize != text.len() {
-        eprintln!(
-            "hvctl: warning: CONSOLE_WRITE returned {n}, expected {}",
-            text.len()
-        );
+        eprintln!("hvctl: warning: CONSOLE_WRITE returned {n}, expected {}", text.len());
     }
     Ok(0)
 }
@@ -275,10 +223,7 @@ fn not_certivisor(p: Presence) -> Failure {
         }
         Presence::Certivisor { .. } => unreachable!(),
     };
-    Failure(
-        format!("not running under Certivisor: {why}"),
-        EXIT_UNAVAILABLE,
-    )
+    Failure(format!("not running under Certivisor: {why}"), EXIT_UNAVAILABLE)
 }
 
 fn run(cmd: Command) -> Outcome {
@@ -364,19 +309,10 @@ mod tests {
         let t = format_stats(&s);
         assert!(t.contains("TSC 1000.000 MHz"), "{t}");
         let line = t.lines().find(|l| l.starts_with("vmmcall ")).unwrap();
-        assert_eq!(
-            line.split_whitespace().collect::<Vec<_>>(),
-            ["vmmcall", "4", "800", "70", "200.0", "590"]
-        );
+        assert_eq!(line.split_whitespace().collect::<Vec<_>>(), ["vmmcall", "4", "800", "70", "200.0", "590"]);
         let line = t.lines().find(|l| l.starts_with("npf ")).unwrap();
-        assert_eq!(
-            line.split_whitespace().collect::<Vec<_>>(),
-            ["npf", "0", "0", "-", "-", "-"]
-        );
+        assert_eq!(line.split_whitespace().collect::<Vec<_>>(), ["npf", "0", "0", "-", "-", "-"]);
         assert!(t.contains("  vmmcall      6:3 9:1"), "{t}");
-        assert!(
-            !t.contains("  npf "),
-            "no histogram line for unused reasons:\n{t}"
-        );
+        assert!(!t.contains("  npf "), "no histogram line for unused reasons:\n{t}");
     }
 }
