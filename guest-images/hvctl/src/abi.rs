@@ -52,8 +52,6 @@ pub const MAX_NAME: usize = 32;
 pub const MAX_CONSOLE: usize = 4096;
 /// Longest channel message.
 pub const MAX_MESSAGE: usize = 256;
-/// Channels 0..NCHANNELS.
-pub const NCHANNELS: u64 = 8;
 
 /// Negative errno values returned in RAX.
 pub mod errno {

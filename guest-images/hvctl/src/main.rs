@@ -150,6 +150,9 @@ fn send(hv: &Hypervisor, chan: u64, text: &str) -> Outcome {
     let mut p = page()?;
     p.write(text.as_bytes());
     let r = call_with_page(hv, &p, nr::CHAN_SEND, [chan, p.gpa(), text.len() as u64, 0])?;
+    if r == errno::E2BIG {
+        return fail(format!("CHAN_SEND: -7 E2BIG: messages are at most {} bytes", abi::MAX_MESSAGE));
+    }
     check("CHAN_SEND", r)?;
     Ok(0)
 }
