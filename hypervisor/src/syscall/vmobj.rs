@@ -119,19 +119,24 @@ fn vcpu_slot(caller: Caller, h: VcpuHandle) -> SysResult<&'static Lock<Option<Vc
     }
 }
 
-/// Runs `f` on the caller's vCPU `h`.
+/// Runs `f` on the caller's vCPU `h`, under one lock of its slot.
 fn with_vcpu<T>(caller: Caller, h: VcpuHandle, f: impl FnOnce(&mut Vcpu) -> T) -> SysResult<T> {
-    let slot = vcpu_slot(caller, h)?;
-    let mut g = slot.lock();
-    let obj = g.as_mut().ok_or(SysError::NoSuchObject)?;
-    Ok(f(&mut obj.vcpu))
+    let slot = VCPUS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?;
+    match slot.lock().as_mut() {
+        None => Err(SysError::NoSuchObject),
+        Some(o) if o.owner.pid != caller.pid => Err(SysError::NotOwner),
+        Some(o) => Ok(f(&mut o.vcpu)),
+    }
 }
 
-/// Runs `f` on the caller's VM `h`.
+/// Runs `f` on the caller's VM `h`, under one lock of its slot.
 fn with_vm<T>(caller: Caller, h: VmHandle, f: impl FnOnce(&mut VmObj) -> SysResult<T>) -> SysResult<T> {
-    let slot = vm_slot(caller, h)?;
-    let mut g = slot.lock();
-    f(g.as_mut().ok_or(SysError::NoSuchObject)?)
+    let slot = VMS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?;
+    match slot.lock().as_mut() {
+        None => Err(SysError::NoSuchObject),
+        Some(o) if o.owner.pid != caller.pid => Err(SysError::NotOwner),
+        Some(o) => f(o),
+    }
 }
 
 /// Creates a VM with every I/O port and MSR intercepted (except the MSRs
