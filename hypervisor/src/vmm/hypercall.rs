@@ -201,7 +201,8 @@ pub fn dispatch(v: &mut VcpuLoop<'_>) -> Result<i64, Stop> {
             if syscall::sys_guest_read(c, v.vm, a2, msg).is_err() {
                 return Ok(EFAULT);
             }
-            match syscall::sys_chan_send(c, a1 as u32, msg) {
+            let Ok(peer) = u32::try_from(a1) else { return Ok(EINVAL) };
+            match syscall::sys_chan_send(c, peer, msg) {
                 Ok(()) => 0,
                 Err(e) => errno(e),
             }
@@ -213,7 +214,8 @@ pub fn dispatch(v: &mut VcpuLoop<'_>) -> Result<i64, Stop> {
             if syscall::sys_guest_read(c, v.vm, a2, &mut msg[..want]).is_err() {
                 return Ok(EFAULT);
             }
-            match syscall::sys_chan_recv(c, a1 as u32, &mut msg[..want]) {
+            let Ok(peer) = u32::try_from(a1) else { return Ok(EINVAL) };
+            match syscall::sys_chan_recv(c, peer, &mut msg[..want]) {
                 Ok(n) => write_back(a2, a3, &msg[..n]),
                 Err(e) => errno(e),
             }
