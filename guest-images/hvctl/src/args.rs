@@ -21,8 +21,8 @@ commands:
       --warmup N           untimed rounds before each kind (default 200)
       --only K[,K...]      only these kinds: vmmcall cpuid io mmio rdtsc
       --histogram FILE     write raw samples, one `kind cycles` per line
-  send <chan> <text>...    CHAN_SEND the words joined by spaces
-  recv <chan> [--wait]     CHAN_RECV and print the message
+  send <vm> <text>...      CHAN_SEND the words to VM <vm> (its id)
+  recv <vm> [--wait]       CHAN_RECV a message from VM <vm>
                            (exit 2 if none; --wait retries with YIELD)
   console <text>...        CONSOLE_WRITE to the hypervisor's log
   lookup <name>            LOOKUP a call number by name
