@@ -232,10 +232,10 @@ impl Context {
             certivisor_context_start as unsafe extern "C" fn() as usize as u64, // return address
         ];
         let rsp = hi - 16 - frame.len() * 8;
-        // SAFETY: the context is PREPARING, claimed by us, so no flow runs
-        // on its stack. `[rsp, hi - 16)` and `[lo, lo + 8)` lie inside the
-        // stack; the stack is 16-byte aligned and `rsp` is a multiple of 8
-        // from its top, so the u64 writes are aligned.
+        // the context is PREPARING, claimed by us, so no flow runs on its stack. `[rsp, hi - 16)` and `[lo, lo + 8)`
+        // lie inside the stack; the stack is 16-byte aligned and `rsp` is a multiple of 8 from its top, so the u64
+        // writes are aligned.
+        // SAFETY: for the reasons just given.
         unsafe {
             core::ptr::copy_nonoverlapping(frame.as_ptr(), rsp as *mut u64, frame.len());
             core::ptr::write_bytes((hi - 16) as *mut u8, 0, 16);
@@ -253,9 +253,8 @@ impl Context {
             return;
         }
         let (lo, _) = self.stack_range();
-        // SAFETY: called by the flow running on this stack (checked by the
-        // caller), the only one that writes it; aligned 8-byte read inside
-        // the stack.
+        // SAFETY: called by the flow running on this stack (checked by the caller), the only one that writes it;
+        // aligned 8-byte read inside the stack.
         let word = unsafe { (lo as *const u64).read_volatile() };
         if word != CANARY {
             panic!("kernel thread stack overflow: stack at {lo:#x} lost its canary");
@@ -320,13 +319,12 @@ impl Outgoing<'_> {
         let to_rsp = to.claim()?;
         let from = self.from;
         core::mem::forget(self);
-        // SAFETY: `to` was SAVED and we claimed it, so `to_rsp` points at a
-        // frame that `certivisor_context_switch` (or `prepare`) left on a
-        // stack no flow runs on, and nobody else will resume it. `from` is
-        // the calling flow's context in state SWITCHING, so nobody resumes
-        // it before the assembly publishes SAVED, which it does only after
-        // storing rsp and leaving the stack. The pointers are to atomics
-        // that live as long as the contexts, which outlive both flows.
+        // `to` was SAVED and we claimed it, so `to_rsp` points at a frame that `certivisor_context_switch` (or
+        // `prepare`) left on a stack no flow runs on, and nobody else will resume it. `from` is the calling flow's
+        // context in state SWITCHING, so nobody resumes it before the assembly publishes SAVED, which it does only
+        // after storing rsp and leaving the stack. The pointers are to atomics that live as long as the contexts,
+        // which outlive both flows.
+        // SAFETY: for the reasons just given.
         unsafe {
             certivisor_context_switch(from.rsp.as_ptr(), to_rsp, from.state.as_ptr(), SAVED);
         }
@@ -361,10 +359,10 @@ impl Exiting<'_> {
         };
         let from = self.from;
         core::mem::forget(self);
-        // SAFETY: as in `Outgoing::switch_to`; the state published is EMPTY,
-        // after which the outgoing stack may be reused: the calling flow
-        // never runs again, and nothing on its stack is referenced from
-        // elsewhere (the thread layer keeps no borrows of a thread's stack).
+        // as in `Outgoing::switch_to`; the state published is EMPTY, after which the outgoing stack may be reused: the
+        // calling flow never runs again, and nothing on its stack is referenced from elsewhere (the thread layer keeps
+        // no borrows of a thread's stack).
+        // SAFETY: for the reasons just given.
         unsafe {
             certivisor_context_switch(from.rsp.as_ptr(), to_rsp, from.state.as_ptr(), EMPTY);
         }

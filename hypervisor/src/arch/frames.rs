@@ -13,9 +13,8 @@ const PAGE: u64 = 4096;
 /// `container`.
 pub fn alloc(container: ContainerId, frames: usize, align: usize) -> Result<PhysRun, MmError> {
     let first = mm::alloc_run(container, frames, align.max(1))?;
-    // SAFETY: mm has just handed these frames to `container` and to nobody
-    // else; it manages only usable RAM below 4 GiB (inside the identity
-    // map) minus the kernel image, the boot information and the modules.
+    // SAFETY: mm has just handed these frames to `container` and to nobody else; it manages only usable RAM below 4
+    // GiB (inside the identity map) minus the kernel image, the boot information and the modules.
     Ok(unsafe { PhysRun::assume_owned(first.addr(), frames as u64 * PAGE) })
 }
 

@@ -89,9 +89,8 @@ pub unsafe fn init(cpu: usize) {
     t.gdt[4] = tss_base >> 32;
 
     let ptr = DescriptorPointer { limit: (size_of::<[u64; 5]>() - 1) as u16, base: t.gdt.as_ptr() as u64 };
-    // SAFETY: the GDT keeps the boot GDT's code and data selectors, so the
-    // segment reload below keeps running the same code; the TSS descriptor
-    // points to this CPU's static TSS.
+    // SAFETY: the GDT keeps the boot GDT's code and data selectors, so the segment reload below keeps running the same
+    // code; the TSS descriptor points to this CPU's static TSS.
     unsafe {
         asm!(
             "lgdt [{ptr}]",

@@ -16,9 +16,8 @@ pub fn read(pa: u64, buf: &mut [u8]) -> bool {
     if end > IDENTITY_LIMIT || pa == 0 {
         return false;
     }
-    // SAFETY: the range lies in the identity map; the caller reads boot
-    // structures or its own frames, which are RAM, so the read has no side
-    // effects. Volatile-free byte copies are fine for plain memory.
+    // SAFETY: the range lies in the identity map; the caller reads boot structures or its own frames, which are RAM,
+    // so the read has no side effects. Volatile-free byte copies are fine for plain memory.
     unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf.as_mut_ptr(), buf.len()) };
     true
 }
@@ -52,9 +51,8 @@ pub fn multiboot2_info(pa: u64) -> Option<multiboot2::BootInformation<'static>> 
     if !read(pa, &mut [0u8; 8]) || pa.checked_add(total).is_none_or(|end| end > IDENTITY_LIMIT) {
         return None;
     }
-    // SAFETY: the structure lies in the identity map (checked above), is
-    // 8-byte aligned, and the loader left it for us; the crate validates its
-    // header and tags. The boot code reserves it until parsing is done.
+    // SAFETY: the structure lies in the identity map (checked above), is 8-byte aligned, and the loader left it for
+    // us; the crate validates its header and tags. The boot code reserves it until parsing is done.
     unsafe { multiboot2::BootInformation::load(pa as *const multiboot2::BootInformationHeader) }.ok()
 }
 

@@ -215,9 +215,8 @@ static mut SVM_PAGES: [SvmPages; super::gdt::MAX_CPUS] =
 /// The caller has checked CPUID and VM_CR (see `Features::missing`).
 pub fn enable(cpu: usize) {
     assert!(cpu < super::gdt::MAX_CPUS);
-    // SAFETY: the static lives for the kernel's life, is identity-mapped, and
-    // each CPU uses only its own slot. EFER.SVME only enables SVM
-    // instructions; VM_HSAVE_PA names a page only the CPU writes.
+    // SAFETY: the static lives for the kernel's life, is identity-mapped, and each CPU uses only its own slot.
+    // EFER.SVME only enables SVM instructions; VM_HSAVE_PA names a page only the CPU writes.
     unsafe {
         let hsave = core::ptr::addr_of!(SVM_PAGES[cpu].hsave) as u64;
         wrmsr(msr::EFER, rdmsr(msr::EFER) | msr::EFER_SVME);
@@ -250,8 +249,7 @@ pub fn invlpga(va: u64, asid: u32) {
 /// Runs the guest whose VMCB is `vmcb` on CPU `cpu` (the current one).
 pub fn run_vmcb(cpu: usize, regs: &mut GuestRegs, vmcb: &super::phys::PhysBox<vmcb::Vmcb>) {
     debug_assert_eq!(cpu, super::cpu::current());
-    // SAFETY: the VMCB is a frame we own (PhysBox); VMRUN checks its
-    // consistency itself and reports VMEXIT_INVALID instead of running a bad
-    // one. SVM was enabled on every CPU at boot.
+    // SAFETY: the VMCB is a frame we own (PhysBox); VMRUN checks its consistency itself and reports VMEXIT_INVALID
+    // instead of running a bad one. SVM was enabled on every CPU at boot.
     unsafe { run(cpu, regs, vmcb.pa()) }
 }

@@ -237,7 +237,11 @@ pub fn sys_vm_destroy(caller: Caller, vm: VmHandle) -> SysResult<()> {
 /// Backs `[gpa, gpa + len)` with fresh zeroed frames from the caller's
 /// container and maps them, using 2 MiB pages where alignment allows.
 pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResult<()> {
-    if !gpa.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) || len == 0 || gpa.checked_add(len).is_none_or(|e| e > 1 << 40) {
+    if !gpa.is_multiple_of(PAGE)
+        || !len.is_multiple_of(PAGE)
+        || len == 0
+        || gpa.checked_add(len).is_none_or(|e| e > 1 << 40)
+    {
         return Err(SysError::BadArgument);
     }
     with_vm(caller, vm, |obj| {
@@ -246,7 +250,8 @@ pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResul
             let at = gpa + done;
             let left = len - done;
             // The largest 2 MiB-multiple piece we can get, else 4 KiB frames.
-            let mut want = if at.is_multiple_of(LARGE) && left >= LARGE { (left.min(MAX_CHUNK)) & !(LARGE - 1) } else { PAGE };
+            let mut want =
+                if at.is_multiple_of(LARGE) && left >= LARGE { (left.min(MAX_CHUNK)) & !(LARGE - 1) } else { PAGE };
             let run = loop {
                 let align = if want >= LARGE { (LARGE / PAGE) as usize } else { 1 };
                 match frames::alloc(caller.container, (want / PAGE) as usize, align) {

@@ -34,7 +34,9 @@ pub enum Stop {
     Reset,
     PowerOff,
     /// HLT with interrupts disabled: the guest stopped itself for good.
-    Halted { rip: u64 },
+    Halted {
+        rip: u64,
+    },
     /// Shutdown: a fault while delivering a double fault.
     TripleFault {
         rip: u64,
@@ -68,7 +70,9 @@ impl core::fmt::Display for Stop {
         match *self {
             Stop::Reset => f.write_str("the guest requested a reset"),
             Stop::PowerOff => f.write_str("the guest powered off"),
-            Stop::Halted { rip } => write!(f, "the guest halted with interrupts disabled at RIP {rip:#x} (powered off)"),
+            Stop::Halted { rip } => {
+                write!(f, "the guest halted with interrupts disabled at RIP {rip:#x} (powered off)")
+            }
             Stop::TripleFault { rip } => write!(f, "triple fault (shutdown) at RIP {rip:#x}"),
             Stop::UnhandledNpf { gpa, rip, write } => write!(
                 f,
