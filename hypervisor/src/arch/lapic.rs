@@ -44,10 +44,14 @@ pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
+/// Nanoseconds per TSC tick as a 32.32 fixed-point factor, set at
+/// calibration, so that the hot path multiplies instead of dividing.
+static NS_PER_TICK_32_32: AtomicU64 = AtomicU64::new(1 << 32);
+
 /// Nanoseconds since the TSC started, from the calibrated frequency.
 pub fn now_ns() -> u64 {
-    let hz = TSC_HZ.load(Ordering::Relaxed).max(1);
-    (u128::from(super::cpu::rdtsc()) * 1_000_000_000 / u128::from(hz)) as u64
+    let f = NS_PER_TICK_32_32.load(Ordering::Relaxed);
+    ((u128::from(super::cpu::rdtsc()) * u128::from(f)) >> 32) as u64
 }
 
 /// Masks both legacy 8259s: the firmware may have left them delivering
@@ -110,6 +114,7 @@ pub fn init(boot_cpu: bool) {
     if boot_cpu {
         let (tsc, lapic) = calibrate();
         TSC_HZ.store(tsc.max(1), Ordering::Relaxed);
+        NS_PER_TICK_32_32.store(((1_000_000_000u128 << 32) / u128::from(tsc.max(1))) as u64, Ordering::Relaxed);
         LAPIC_HZ.store(lapic.max(1), Ordering::Relaxed);
     }
 }

@@ -147,6 +147,8 @@ pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> R
             hc_console: DebugConsole::new(),
             info_dev: InfoDevice::default(),
             held_input: None,
+            now_ns: sys_now_ns(),
+            slice_end_ns: 0,
         };
         // The guest's TSC runs without offset: this is its clock at entry.
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys_guest_tsc());

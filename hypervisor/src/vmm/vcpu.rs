@@ -158,6 +158,10 @@ pub struct VcpuLoop<'a> {
     pub info_dev: InfoDevice,
     /// A byte typed on the host console that the guest UART could not take.
     pub held_input: Option<u8>,
+    /// Guest time of the current exit, read once when it happened.
+    pub now_ns: u64,
+    /// When the running time slice ends (0: no slice armed).
+    pub slice_end_ns: u64,
 }
 
 impl VcpuLoop<'_> {
@@ -258,8 +262,10 @@ impl VcpuLoop<'_> {
         }
     }
 
+    /// The guest time of the exit being handled: one reading serves every
+    /// device access of the exit.
     fn now(&self) -> u64 {
-        sys_now_ns()
+        self.now_ns
     }
 
     /// Moves console bytes between the host serial port and the guest UART.
@@ -300,8 +306,14 @@ impl VcpuLoop<'_> {
     fn step(&mut self) -> Result<(), Stop> {
         crate::arch::check_stack();
         self.deliver_interrupts()?;
-        sys_set_slice(SLICE_NS);
+        // The host timer keeps counting across exits: arm a new slice only
+        // when the last one has ended.
+        if self.now_ns >= self.slice_end_ns {
+            sys_set_slice(SLICE_NS);
+            self.slice_end_ns = self.now_ns + SLICE_NS;
+        }
         let exit = sys_run(self.caller, self.vcpu)?;
+        self.now_ns = sys_now_ns();
         match exit {
             VmExit::Io { io, next_rip } => self.handle_io(io, next_rip)?,
             VmExit::Cpuid => {
@@ -348,7 +360,9 @@ impl VcpuLoop<'_> {
             VmExit::Shutdown => return Err(Stop::TripleFault { rip: self.reg(Reg::Rip)? }),
             // The host timer ended the time slice: let other VMs run.
             VmExit::Intr => {
+                self.slice_end_ns = 0;
                 sys_yield();
+                self.now_ns = sys_now_ns();
             }
             VmExit::InterruptWindow => sys_set_intercept_int(self.caller, self.vcpu, false)?,
             VmExit::SvmInstruction(_) => self.inject(EventInj::exception(VEC_UD))?,
@@ -367,7 +381,10 @@ impl VcpuLoop<'_> {
 
     /// HLT: sleep until a device raises an interrupt the guest can take.
     fn idle(&mut self) -> Result<(), Stop> {
+        // Waiting reprograms the host timer: the next entry arms a new slice.
+        self.slice_end_ns = 0;
         loop {
+            self.now_ns = sys_now_ns();
             self.pump_console();
             let now = self.now();
             self.board.update(now);

@@ -110,6 +110,11 @@ impl UnassignedLog {
 pub struct Board {
     /// The latest guest time seen.
     now_ns: u64,
+    /// The time the PIT and RTC were last brought up to (u64::MAX: never, or
+    /// one of them was accessed since, so their state must be re-read).
+    timers_synced_ns: u64,
+    /// PIT OUT0 as of `timers_synced_ns`.
+    irq0_level: bool,
     uart: Uart,
     pic: DualPic,
     pit: Pit,
@@ -130,6 +135,8 @@ impl Board {
     pub fn new(config: BoardConfig) -> Self {
         Self {
             now_ns: 0,
+            timers_synced_ns: u64::MAX,
+            irq0_level: false,
             uart: Uart::new(),
             pic: DualPic::new(),
             pit: Pit::new(),
@@ -286,16 +293,24 @@ impl Board {
     }
 
     /// Brings every device's interrupt line into the PIC for `self.now_ns`.
+    ///
+    /// The timer devices are advanced only when time moved or one of them was
+    /// accessed since: a VM exit brings the board up to date several times
+    /// at the same instant, and the timer arithmetic is the costly part.
     fn sync_irq_lines(&mut self) {
         let now = self.now_ns;
-        let irq0 = self.pit.poll_irq0(now);
-        if irq0.rose {
-            // One edge for however many periods passed since the last poll.
-            self.pic.set_irq_level(0, false);
-            self.pic.set_irq_level(0, true);
+        if self.timers_synced_ns != now {
+            let irq0 = self.pit.poll_irq0(now);
+            if irq0.rose {
+                // One edge for however many periods passed since the last poll.
+                self.pic.set_irq_level(0, false);
+                self.pic.set_irq_level(0, true);
+            }
+            self.irq0_level = irq0.level;
+            self.rtc.advance(now);
+            self.timers_synced_ns = now;
         }
-        self.pic.set_irq_level(0, irq0.level);
-        self.rtc.advance(now);
+        self.pic.set_irq_level(0, self.irq0_level);
         self.pic.set_irq_level(RTC_IRQ, self.rtc.irq_level());
         self.pic.set_irq_level(COM1_IRQ, self.uart.irq_level());
         self.pic.set_irq_level(KBD_IRQ, self.kbc.irq1());
@@ -305,10 +320,19 @@ impl Board {
         }
     }
 
+    /// An access to the PIT, port 0x61 or the RTC may change their outputs:
+    /// the next sync must look at them again.
+    fn note_timer_access(&mut self, port: u16) {
+        if matches!(port, pit::PIT_BASE..=pit::PIT_CONTROL | PORT_NMI_STATUS_CONTROL | rtc::RTC_INDEX | rtc::RTC_DATA) {
+            self.timers_synced_ns = u64::MAX;
+        }
+    }
+
     /// One byte of a read; `None` if no device answers `port`. `lone_byte`
     /// says the whole access was one byte wide.
     fn read_byte(&mut self, port: u16, lone_byte: bool) -> Option<u8> {
         let now = self.now_ns;
+        self.note_timer_access(port);
         Some(match port {
             pic::MASTER_CMD
             | pic::MASTER_DATA
@@ -343,6 +367,7 @@ impl Board {
     /// One byte of a write; false if no device answers `port`.
     fn write_byte(&mut self, port: u16, value: u8, lone_byte: bool) -> bool {
         let now = self.now_ns;
+        self.note_timer_access(port);
         match port {
             pic::MASTER_CMD
             | pic::MASTER_DATA
