@@ -3,81 +3,23 @@
 //! hypervisor writes into guest memory. Everything here is plain data and
 //! pure functions, tested on the host.
 
-/// The ABI version this tool speaks.
-pub const ABI_VERSION: u32 = 1;
-
-/// CPUID leaf 0x4000_0000 EBX, ECX, EDX.
-pub const SIGNATURE: &[u8; 12] = b"CertiVisorHV";
-/// CPUID leaf with the signature; EAX holds the highest hypervisor leaf.
-pub const LEAF_SIGNATURE: u32 = 0x4000_0000;
-/// CPUID leaf whose EAX holds the ABI version.
-pub const LEAF_ABI: u32 = 0x4000_0001;
-
-/// Call numbers (RAX). STATS_RESET and POWEROFF need CPL 0, so hvctl
-/// (user mode) only reaches them through `hvctl call`.
-#[allow(dead_code)]
-pub mod nr {
-    pub const VERSION: u64 = 0;
-    pub const PING: u64 = 1;
-    pub const LOOKUP: u64 = 2;
-    pub const INFO: u64 = 3;
-    pub const STATS: u64 = 4;
-    pub const STATS_RESET: u64 = 5;
-    pub const CONSOLE_WRITE: u64 = 6;
-    pub const CHAN_SEND: u64 = 7;
-    pub const CHAN_RECV: u64 = 8;
-    pub const YIELD: u64 = 9;
-    pub const POWEROFF: u64 = 10;
-}
+// The ABI's numbers, names, privileges, limits and error codes come from
+// `hvabi`, the definition the hypervisor serves from.
+pub use hvabi::{errno, errno_name, nr, ABI_VERSION, LEAF_ABI, LEAF_SIGNATURE, SIGNATURE};
+#[cfg_attr(not(test), allow(unused_imports))]
+pub use hvabi::{MAX_CONSOLE, MAX_MESSAGE, MAX_NAME};
 
 /// The names LOOKUP knows, indexed by call number.
 #[cfg_attr(not(test), allow(dead_code))]
-pub const CALL_NAMES: [&str; 11] = [
-    "version",
-    "ping",
-    "lookup",
-    "info",
-    "stats",
-    "stats_reset",
-    "console_write",
-    "chan_send",
-    "chan_recv",
-    "yield",
-    "poweroff",
-];
-
-/// Longest name LOOKUP accepts.
-pub const MAX_NAME: usize = 32;
-/// Longest CONSOLE_WRITE text.
-pub const MAX_CONSOLE: usize = 4096;
-/// Longest channel message.
-pub const MAX_MESSAGE: usize = 256;
-
-/// Negative errno values returned in RAX.
-pub mod errno {
-    pub const EPERM: i64 = -1;
-    pub const ENOENT: i64 = -2;
-    pub const E2BIG: i64 = -7;
-    pub const EAGAIN: i64 = -11;
-    pub const EFAULT: i64 = -14;
-    pub const EINVAL: i64 = -22;
-    pub const ENOSYS: i64 = -38;
-}
-
-/// The symbolic name of a (negative) hypercall result, if it is one of the
-/// ABI's error codes.
-pub fn errno_name(result: i64) -> Option<&'static str> {
-    Some(match result {
-        errno::EPERM => "EPERM",
-        errno::ENOENT => "ENOENT",
-        errno::E2BIG => "E2BIG",
-        errno::EAGAIN => "EAGAIN",
-        errno::EFAULT => "EFAULT",
-        errno::EINVAL => "EINVAL",
-        errno::ENOSYS => "ENOSYS",
-        _ => return None,
-    })
-}
+pub const CALL_NAMES: [&str; hvabi::CALLS.len()] = {
+    let mut names = [""; hvabi::CALLS.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = hvabi::CALLS[i].1;
+        i += 1;
+    }
+    names
+};
 
 /// What an error code means, in a few words.
 pub fn errno_text(result: i64) -> &'static str {
@@ -189,14 +131,14 @@ impl Info {
 
 /// STATS's magic, as the ABI gives the number. (Its bytes in memory are
 /// 43 56 54 53, "CVTS".)
-pub const STATS_MAGIC: u32 = 0x5354_5643;
+pub const STATS_MAGIC: u32 = hvabi::stats::MAGIC;
 /// The same magic spelled as the bytes "CVST" (0x5453_5643); accepted too,
 /// so that either reading of the ABI text decodes.
 pub const STATS_MAGIC_BYTES: u32 = u32::from_le_bytes(*b"CVST");
 /// The STATS header: magic, version, nreasons, nbuckets, tsc_hz.
-pub const STATS_HEADER_LEN: usize = 24;
+pub const STATS_HEADER_LEN: usize = hvabi::stats::HEADER_LEN;
 /// Bytes of a reason record before its histogram: name[16] and four u64.
-pub const STATS_RECORD_FIXED: usize = 16 + 4 * 8;
+pub const STATS_RECORD_FIXED: usize = hvabi::stats::NAME_LEN + 4 * 8;
 /// The largest histogram STATS can describe (u64 cycle counts).
 pub const MAX_BUCKETS: u32 = 64;
 

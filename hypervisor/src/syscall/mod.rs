@@ -25,7 +25,7 @@ pub use ipc::*;
 pub use vmobj::*;
 
 /// The hypercall ABI version guests see in CPUID 0x4000_0001.
-pub const HYPERCALL_VERSION: u32 = 1;
+pub const HYPERCALL_VERSION: u32 = hvabi::ABI_VERSION;
 
 /// Why a system call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

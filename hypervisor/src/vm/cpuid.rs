@@ -16,9 +16,9 @@ pub struct CpuidResult {
 }
 
 /// Leaf 0x4000_0000 EBX/ECX/EDX: "CertiVisorHV".
-pub const SIGNATURE: [u8; 12] = *b"CertiVisorHV";
+pub const SIGNATURE: [u8; 12] = *hvabi::SIGNATURE;
 /// The highest hypervisor leaf.
-pub const MAX_HV_LEAF: u32 = 0x4000_0001;
+pub const MAX_HV_LEAF: u32 = hvabi::LEAF_ABI;
 /// The highest basic leaf we pass on (clamped to what we filter).
 const MAX_BASIC_LEAF: u32 = 0x7;
 

@@ -12,7 +12,7 @@
 use super::ExitReason;
 
 /// log2 buckets: bucket i counts handling times in [2^i, 2^(i+1)) cycles.
-pub const BUCKETS: usize = 32;
+pub const BUCKETS: usize = hvabi::stats::BUCKETS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReasonStats {
