@@ -62,3 +62,15 @@ fn malformed_command_line_options_are_logged_and_ignored() {
         .assert_contains("command line: `mem=12Q`: guest memory must be")
         .assert_contains("command line: `nonsense`: not an option");
 }
+
+#[test]
+fn boot_stack_overflow_faults_on_its_guard_page() {
+    let out = Qemu::new().cpu(SVM_NPT).icount().kernel(&kernel(), "test-fault=stack selftest=off").run();
+    out.assert_status(EXIT_FAILURE).assert_contains("host exception: vector 14 page fault (#PF)");
+    // The faulting address lies in the guard page the log announced.
+    let guard = out.line("stack guard page at 0x").and_then(|l| l.rsplit("0x").next()).unwrap();
+    let guard = u64::from_str_radix(guard.trim(), 16).unwrap();
+    let cr2 = out.line("cr2=0x").and_then(|l| l.split("cr2=0x").nth(1)).unwrap();
+    let cr2 = u64::from_str_radix(&cr2[..16], 16).unwrap();
+    assert!((guard..guard + 4096).contains(&cr2), "cr2 {cr2:#x} outside the guard page {guard:#x}:\n{}", out.serial);
+}

@@ -32,7 +32,6 @@ fn refuse(what: &str) -> ! {
 
 /// The boot CPU's path from the boot assembly to the VMM.
 pub fn boot(magic: u32, info_addr: u64) -> ! {
-    arch::plant_stack_canary();
     serial::init();
     arch::init_cpu(0);
     let boot = boot_info(magic, info_addr);
@@ -68,7 +67,7 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
         },
     );
     info!("timer: tsc {} MHz", arch::lapic::tsc_hz() / 1_000_000);
-    init_layers(&boot, &opts);
+    init_layers(&boot, &opts, &features);
 
     match acpi::discover(boot.rsdp) {
         Ok(p) => {
@@ -106,7 +105,7 @@ fn reserved_ranges(boot: &BootInfo) -> arrayvec::ArrayVec<PhysRange, 24> {
 
 /// Brings up the layers below the VMM: mm over the memory map, the boot
 /// flow as thread 0, and the root process.
-fn init_layers(boot: &BootInfo, opts: &Options) {
+fn init_layers(boot: &BootInfo, opts: &Options, features: &Features) {
     let usable: arrayvec::ArrayVec<PhysRange, { crate::boot::MAX_REGIONS }> = boot
         .regions
         .iter()
@@ -117,6 +116,10 @@ fn init_layers(boot: &BootInfo, opts: &Options) {
         Ok(_) => {}
         Err(e) => arch::fatal(format_args!("mm: {e}")),
     }
+    if let Err(e) = arch::paging::init(mm::ContainerId::ROOT, features.nx, features.gb_pages) {
+        arch::fatal(format_args!("host page tables: {e:?}"));
+    }
+    info!("paging: host page tables active, stack guard page at {:#x}", arch::paging::stack_guard_page());
     thread::set_cpu_id_source(|| thread::CpuId(arch::cpu::current()));
     if let Err(e) = thread::init(thread::CpuId(0)) {
         arch::fatal(format_args!("thread: {e}"));

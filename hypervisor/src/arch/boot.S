@@ -179,9 +179,8 @@ boot_magic: .long 0
 boot_info:  .long 0
 
 .section .bss
-/* The boot stack comes first in .bss so that an overflow runs into .data,
- * not into the page tables; its lowest word is a canary that
- * arch::check_stack() watches. */
+/* The boot stack comes first in .bss, away from the page tables; once mm
+ * is up, arch::paging unmaps its lowest page, so an overflow faults. */
 .balign 4096
 .global boot_stack
 boot_stack: .skip BOOT_STACK_SIZE

@@ -247,6 +247,14 @@ pub fn raise_test_fault(fault: crate::boot::cmdline::TestFault) {
             // SAFETY: the read traps before it can observe anything.
             let _ = unsafe { core::ptr::read_volatile(0x10_0000_0000 as *const u64) };
         }
+        TestFault::StackOverflow => {
+            #[allow(unconditional_recursion)]
+            fn recurse(depth: u64) -> u64 {
+                let frame = core::hint::black_box([depth; 64]);
+                recurse(depth + 1).wrapping_add(frame[depth as usize % 64])
+            }
+            core::hint::black_box(recurse(0));
+        }
         TestFault::GeneralProtection => {
             // SAFETY: a non-canonical address traps before any access.
             let _ = unsafe { core::ptr::read_volatile(0x8000_0000_0000_0000 as *const u64) };

@@ -33,3 +33,31 @@ pub fn free_raw(container: ContainerId, pa: u64, frames: usize) {
         log::error!("frames: cannot free {frames} frames at {pa:#x} for {container:?}: {e}");
     }
 }
+
+/// Page-table frames from one container, for the `npt` engine: the nested
+/// page tables of a VM, and the host's own page tables.
+pub struct TableFrames {
+    pub container: ContainerId,
+}
+
+impl npt::FrameSource for TableFrames {
+    fn alloc_table(&mut self) -> Option<npt::HostPhysAddr> {
+        let mut run = alloc(self.container, 1, 1).ok()?;
+        run.zero(0, PAGE);
+        // The table now belongs to the page table; `free_table` takes it back.
+        Some(npt::HostPhysAddr(run.into_raw().0))
+    }
+
+    fn free_table(&mut self, frame: npt::HostPhysAddr) {
+        free_raw(self.container, frame.0, 1);
+    }
+}
+
+impl npt::TableMemory for TableFrames {
+    fn read_entry(&self, table: npt::HostPhysAddr, index: usize) -> u64 {
+        super::phys::IdentityTables.read_entry(table, index)
+    }
+    fn write_entry(&mut self, table: npt::HostPhysAddr, index: usize, value: u64) {
+        super::phys::IdentityTables.write_entry(table, index, value)
+    }
+}

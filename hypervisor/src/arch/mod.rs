@@ -13,6 +13,7 @@ pub mod frames;
 pub mod gdt;
 pub mod idt;
 pub mod lapic;
+pub mod paging;
 pub mod phys;
 pub mod port;
 pub mod qemu;
@@ -36,31 +37,6 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
     let _ = writeln!(RawSerial, "\nFATAL: {args}");
     qemu::exit(qemu::ExitStatus::Failure);
     cpu::halt_forever()
-}
-
-unsafe extern "C" {
-    static mut boot_stack: u64;
-}
-
-const STACK_CANARY: u64 = 0x57AC_C0DE_57AC_C0DE;
-
-fn stack_bottom() -> *mut u64 {
-    core::ptr::addr_of_mut!(boot_stack)
-}
-
-/// Plants the canary at the bottom of the boot stack.
-pub fn plant_stack_canary() {
-    // SAFETY: the lowest word of the boot stack is never reached unless the
-    // stack overflowed; writing it is writing our own .bss.
-    unsafe { stack_bottom().write_volatile(STACK_CANARY) };
-}
-
-/// Stops with a report if the boot stack overflowed into its last word.
-pub fn check_stack() {
-    // SAFETY: reading our own .bss word.
-    if unsafe { stack_bottom().read_volatile() } != STACK_CANARY {
-        fatal(format_args!("kernel stack overflow (boot stack canary overwritten)"));
-    }
 }
 
 /// Sets up this CPU's descriptor tables and exception handlers.

@@ -23,7 +23,7 @@ pub struct Options {
     /// Run the layer self-test at boot.
     pub selftest: bool,
     /// Diagnostic: raise this host exception after boot, to check that the
-    /// exception path reports it (`test-fault=ud|pf|gp`).
+    /// exception path reports it (`test-fault=ud|pf|gp|stack`).
     pub test_fault: Option<TestFault>,
     /// The guest's command line (after `--`).
     pub guest_cmdline: ArrayString<512>,
@@ -51,6 +51,8 @@ pub enum TestFault {
     PageFault,
     /// A read from a non-canonical address: general protection, vector 13.
     GeneralProtection,
+    /// Unbounded recursion on the boot stack: a page fault on its guard page.
+    StackOverflow,
 }
 
 /// A problem with one word of the command line.
@@ -151,7 +153,8 @@ pub fn parse(cmdline: &str) -> (Options, Problems) {
                 "ud" => opts.test_fault = Some(TestFault::InvalidOpcode),
                 "pf" => opts.test_fault = Some(TestFault::PageFault),
                 "gp" => opts.test_fault = Some(TestFault::GeneralProtection),
-                _ => report(word, "test-fault must be ud, pf or gp; ignored"),
+                "stack" => opts.test_fault = Some(TestFault::StackOverflow),
+                _ => report(word, "test-fault must be ud, pf, gp or stack; ignored"),
             },
             _ => report(word, "unknown option; ignored"),
         }

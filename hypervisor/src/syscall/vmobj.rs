@@ -2,13 +2,14 @@
 use super::fast;
 use super::{SysError, SysResult};
 use crate::arch::frames;
-use crate::arch::phys::{IdentityTables, PhysRun};
+use crate::arch::frames::TableFrames;
+use crate::arch::phys::PhysRun;
 use crate::sync::Lock;
 use crate::vm::cpuid::CpuidResult;
 use crate::vm::{CpuVm, Reg, SegReg, Vcpu, Vm, VmExit};
 use crate::x86::mem::{GuestMemory, MemError};
 use arrayvec::ArrayVec;
-use npt::{FrameSource, GuestPhysAddr, HostPhysAddr, NestedPageTable, PageSize, Perms, TableMemory};
+use npt::{GuestPhysAddr, HostPhysAddr, NestedPageTable, PageSize, Perms};
 use vmcb::{EventInj, IoAccessSize, IoDirection, Segment};
 
 pub const MAX_VMS: usize = 8;
@@ -65,33 +66,6 @@ static CPUS: [Lock<Option<CpuVm>>; crate::arch::gdt::MAX_CPUS] =
 /// Registers this CPU with the vm layer (called once per CPU at boot).
 pub fn cpu_init(cpu: usize, caps: crate::vm::SvmCaps) {
     *CPUS[cpu].lock() = Some(CpuVm::new(cpu, caps));
-}
-
-/// Frames for nested page tables, from one container.
-struct TableFrames {
-    container: crate::mm::ContainerId,
-}
-
-impl FrameSource for TableFrames {
-    fn alloc_table(&mut self) -> Option<HostPhysAddr> {
-        let mut run = frames::alloc(self.container, 1, 1).ok()?;
-        run.zero(0, PAGE);
-        // The table now belongs to the page table; `free_table` takes it back.
-        Some(HostPhysAddr(run.into_raw().0))
-    }
-
-    fn free_table(&mut self, frame: HostPhysAddr) {
-        frames::free_raw(self.container, frame.0, 1);
-    }
-}
-
-impl TableMemory for TableFrames {
-    fn read_entry(&self, table: HostPhysAddr, index: usize) -> u64 {
-        IdentityTables.read_entry(table, index)
-    }
-    fn write_entry(&mut self, table: HostPhysAddr, index: usize, value: u64) {
-        IdentityTables.write_entry(table, index, value)
-    }
 }
 
 fn map_err(e: crate::mm::MmError) -> SysError {

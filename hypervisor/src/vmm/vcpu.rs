@@ -304,7 +304,6 @@ impl VcpuLoop<'_> {
     }
 
     fn step(&mut self) -> Result<(), Stop> {
-        crate::arch::check_stack();
         self.deliver_interrupts()?;
         // The host timer keeps counting across exits: arm a new slice only
         // when the last one has ended.
