@@ -50,8 +50,7 @@ pub fn init(container: crate::mm::ContainerId, nx: bool, gb_pages: bool) -> Resu
     // (identity, first 4 GiB: image, stacks, frames, modules, LAPIC), minus
     // one stack page that is never touched unless the stack overflows.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
-    // The tables live for the kernel's life: their frames stay with the
-    // container, never returned.
-    core::mem::forget(pt);
+    // The tables live for the kernel's life: `pt` is dropped without
+    // `destroy`, so their frames stay allocated in the container.
     Ok(())
 }
