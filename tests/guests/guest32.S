@@ -41,6 +41,7 @@
  * Build option: --defsym KEEP_GOING=1 (build --keep-going) makes a failed
  * check print its FAIL line and carry on, for smoke runs on plain QEMU.
  */
+        .include "pic_pit.inc"
 
         .code32
 
@@ -466,32 +467,7 @@ contains:
 /* Program the PICs (base 0x20/0x28, only IRQ0 unmasked) and PIT channel 0
  * (mode 2, divisor 1193 = 1 ms). 10 + 3 = 13 OUTs. */
 pic_pit_init:
-        mov     $0x11, %al              /* ICW1: edge, cascade, ICW4 follows */
-        out     %al, $0x20
-        mov     $0x20, %al              /* ICW2: master vectors 0x20..0x27 */
-        out     %al, $0x21
-        mov     $0x04, %al              /* ICW3: slave on IRQ2 */
-        out     %al, $0x21
-        mov     $0x01, %al              /* ICW4: 8086 mode */
-        out     %al, $0x21
-        mov     $0x11, %al
-        out     %al, $0xA0
-        mov     $0x28, %al              /* slave vectors 0x28..0x2F */
-        out     %al, $0xA1
-        mov     $0x02, %al              /* slave identity 2 */
-        out     %al, $0xA1
-        mov     $0x01, %al
-        out     %al, $0xA1
-        mov     $0xFE, %al              /* OCW1: master: only IRQ0 open */
-        out     %al, $0x21
-        mov     $0xFF, %al              /* OCW1: slave: all masked */
-        out     %al, $0xA1
-        mov     $0x34, %al              /* PIT: ch0, lo/hi byte, mode 2, binary */
-        out     %al, $0x43
-        mov     $(1193 & 0xFF), %al
-        out     %al, $0x40
-        mov     $(1193 >> 8), %al
-        out     %al, $0x40
+        PIC_PIT_INIT
         ret
 
 /* idt_init: all 256 gates -> their stub (reports "vec NN"), then the four
