@@ -40,15 +40,13 @@ pub fn init(container: crate::mm::ContainerId, nx: bool, gb_pages: bool) -> Resu
     map(&mut pt, guard + PAGE, UNCACHED_FROM, Perms::RWX)?;
     map(&mut pt, UNCACHED_FROM, TOP, data | Perms::UNCACHED)?;
     if nx {
-        // SAFETY: NXE only gives meaning to bit 63 of page-table entries;
-        // the boot tables never set it, and the new ones set it only where
-        // nothing executes.
+        // SAFETY: NXE only gives meaning to bit 63 of page-table entries; the boot tables never set
+        // it, and the new ones set it only where nothing executes.
         unsafe { wrmsr(msr::EFER, rdmsr(msr::EFER) | msr::EFER_NXE) };
     }
     let root = pt.root().0;
-    // SAFETY: the new tables map every address the kernel uses as before
-    // (identity, first 4 GiB: image, stacks, frames, modules, LAPIC), minus
-    // one stack page that is never touched unless the stack overflows.
+    // SAFETY: the new tables map every address the kernel uses as before (identity, first 4 GiB: image,
+    // stacks, frames, modules, LAPIC), minus one stack page touched only if the stack overflows.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
     // The tables live for the kernel's life: `pt` is dropped without
     // `destroy`, so their frames stay allocated in the container.
