@@ -77,40 +77,52 @@ fn map_err(e: crate::mm::MmError) -> SysError {
 
 fn vm_slot(caller: Caller, h: VmHandle) -> SysResult<&'static Lock<Option<VmObj>>> {
     let slot = VMS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?;
-    match &*slot.lock() {
-        None => Err(SysError::NoSuchObject),
-        Some(o) if o.owner.pid != caller.pid => Err(SysError::NotOwner),
-        Some(_) => Ok(slot),
-    }
+    owned(slot.lock().as_ref(), caller)?;
+    Ok(slot)
 }
 
 fn vcpu_slot(caller: Caller, h: VcpuHandle) -> SysResult<&'static Lock<Option<VcpuObj>>> {
     let slot = VCPUS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?;
-    match &*slot.lock() {
+    owned(slot.lock().as_ref(), caller)?;
+    Ok(slot)
+}
+
+/// Objects that belong to a process.
+trait Owned {
+    fn owner(&self) -> Caller;
+}
+
+impl Owned for VmObj {
+    fn owner(&self) -> Caller {
+        self.owner
+    }
+}
+
+impl Owned for VcpuObj {
+    fn owner(&self) -> Caller {
+        self.owner
+    }
+}
+
+/// The object in a locked slot, if it exists and belongs to `caller`.
+fn owned<O: Owned, R: core::ops::Deref<Target = O>>(slot: Option<R>, caller: Caller) -> SysResult<R> {
+    match slot {
         None => Err(SysError::NoSuchObject),
-        Some(o) if o.owner.pid != caller.pid => Err(SysError::NotOwner),
-        Some(_) => Ok(slot),
+        Some(o) if o.owner().pid != caller.pid => Err(SysError::NotOwner),
+        Some(o) => Ok(o),
     }
 }
 
 /// Runs `f` on the caller's vCPU `h`, under one lock of its slot.
 fn with_vcpu<T>(caller: Caller, h: VcpuHandle, f: impl FnOnce(&mut Vcpu) -> T) -> SysResult<T> {
-    let slot = VCPUS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?;
-    match slot.lock().as_mut() {
-        None => Err(SysError::NoSuchObject),
-        Some(o) if o.owner.pid != caller.pid => Err(SysError::NotOwner),
-        Some(o) => Ok(f(&mut o.vcpu)),
-    }
+    let mut g = VCPUS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?.lock();
+    Ok(f(&mut owned(g.as_mut(), caller)?.vcpu))
 }
 
 /// Runs `f` on the caller's VM `h`, under one lock of its slot.
 fn with_vm<T>(caller: Caller, h: VmHandle, f: impl FnOnce(&mut VmObj) -> SysResult<T>) -> SysResult<T> {
-    let slot = VMS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?;
-    match slot.lock().as_mut() {
-        None => Err(SysError::NoSuchObject),
-        Some(o) if o.owner.pid != caller.pid => Err(SysError::NotOwner),
-        Some(o) => f(o),
-    }
+    let mut g = VMS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?.lock();
+    f(owned(g.as_mut(), caller)?)
 }
 
 /// Creates a VM with every I/O port and MSR intercepted (except the MSRs
@@ -377,12 +389,10 @@ pub fn sys_set_io_intercept(caller: Caller, vm: VmHandle, port: u16, intercept: 
 /// handle. Exits that need no device model (CPUID, the PING hypercall) are
 /// handled here, on the fast path, without returning.
 pub fn sys_run(caller: Caller, vcpu: VcpuHandle) -> SysResult<VmExit> {
-    let slot = vcpu_slot(caller, vcpu)?;
-    let mut g = slot.lock();
-    let obj = g.as_mut().ok_or(SysError::NoSuchObject)?;
-    let vm_lock = vm_slot(caller, obj.vm)?;
-    let vg = vm_lock.lock();
-    let vmobj = vg.as_ref().ok_or(SysError::NoSuchObject)?;
+    let mut g = VCPUS.get(usize::from(vcpu.0)).ok_or(SysError::NoSuchObject)?.lock();
+    let obj = owned(g.as_mut(), caller)?;
+    let vg = VMS.get(usize::from(obj.vm.0)).ok_or(SysError::NoSuchObject)?.lock();
+    let vmobj = owned(vg.as_ref(), caller)?;
     let cpu = crate::arch::cpu::current();
     let mut cg = CPUS[cpu].lock();
     let cpu_vm = cg.as_mut().ok_or(SysError::NoSuchObject)?;
