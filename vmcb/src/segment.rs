@@ -130,6 +130,19 @@ impl Segment {
         Self { selector, attrib: attributes.bits(), limit, base }
     }
 
+    /// The 8-byte GDT/LDT descriptor for this segment: the inverse of
+    /// [`Segment::from_descriptor`]. For a system segment in long mode this
+    /// is the low half; the high half holds base bits 63:32.
+    pub const fn to_descriptor(&self) -> u64 {
+        let g = self.attributes().granularity();
+        let limit = (if g { self.limit >> 12 } else { self.limit }) as u64;
+        (limit & 0xFFFF)
+            | ((self.base & 0xFF_FFFF) << 16)
+            | self.attributes().to_descriptor_bits()
+            | (((limit >> 16) & 0xF) << 48)
+            | (((self.base >> 24) & 0xFF) << 56)
+    }
+
     /// The packed attributes as a typed value.
     pub const fn attributes(&self) -> SegmentAttributes {
         SegmentAttributes::from_bits(self.attrib)
@@ -283,6 +296,14 @@ impl SegmentAttributes {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn to_descriptor_is_the_inverse_of_from_descriptor() {
+        for d in [0x00AF_9B00_0000_FFFFu64, 0x00CF_9300_0000_FFFF, 0x0000_8B00_0000_0067, 0x120A_9334_5678_BCDE] {
+            let s = Segment::from_descriptor(0x10, d);
+            assert_eq!(s.to_descriptor(), d, "descriptor {d:#018x} via {s:?}");
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -59,10 +59,6 @@ pub struct Outcome {
     pub stats: crate::vm::stats::ExitStats,
 }
 
-fn seg(s: &loader::Segment) -> Segment {
-    Segment { selector: s.selector, attrib: s.attrib, limit: s.limit, base: s.base }
-}
-
 /// Puts the vCPU in the state a loader asked for.
 fn apply_entry(caller: Caller, vcpu: VcpuHandle, e: &EntryState) -> SysResult<()> {
     for (r, v) in [
@@ -82,11 +78,11 @@ fn apply_entry(caller: Caller, vcpu: VcpuHandle, e: &EntryState) -> SysResult<()
     if e.mode == CpuMode::Real16 {
         return Ok(());
     }
-    sys_seg_set(caller, vcpu, SegReg::Cs, seg(&e.code))?;
+    sys_seg_set(caller, vcpu, SegReg::Cs, e.code)?;
     for r in [SegReg::Ds, SegReg::Es, SegReg::Ss, SegReg::Fs, SegReg::Gs] {
-        sys_seg_set(caller, vcpu, r, seg(&e.data))?;
+        sys_seg_set(caller, vcpu, r, e.data)?;
     }
-    sys_seg_set(caller, vcpu, SegReg::Tr, seg(&e.tr))?;
+    sys_seg_set(caller, vcpu, SegReg::Tr, e.tr)?;
     sys_seg_set(caller, vcpu, SegReg::Gdtr, Segment::table(e.gdtr.base, e.gdtr.limit))?;
     sys_seg_set(caller, vcpu, SegReg::Idtr, Segment::table(0, 0))?;
     Ok(())

@@ -65,18 +65,14 @@ pub enum CpuMode {
     Long64,
 }
 
-/// A segment register's selector and hidden part, as the VMCB stores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Segment {
-    pub selector: u16,
-    pub base: u64,
-    /// Limit in bytes.
-    pub limit: u32,
-    /// Access byte in bits 7:0, AVL/L/D/G in bits 11:8.
-    pub attrib: u16,
-}
+/// Segments are the VMCB's own type: the loaders fill in exactly what the
+/// VMM writes into the VMCB.
+pub use vmcb::Segment;
 
-impl Segment {
+/// The flat segments the loaders enter their kernels with.
+pub mod flat {
+    use super::{attrib, Segment, CODE_SELECTOR, DATA_SELECTOR, TSS_SELECTOR};
+
     /// Flat 4 GiB execute/read code, 64-bit.
     pub const CODE64: Segment = Segment {
         selector: CODE_SELECTOR,
@@ -101,21 +97,6 @@ impl Segment {
     /// A busy TSS at 0 with limit 0x67, as PVH asks for TR.
     pub const TSS: Segment =
         Segment { selector: TSS_SELECTOR, base: 0, limit: 0x67, attrib: attrib::P | attrib::TYPE_TSS_BUSY };
-
-    /// The 8-byte GDT descriptor for this segment (the low half, for a
-    /// system descriptor in long mode; its high half holds base[63:32]).
-    pub fn descriptor(&self) -> u64 {
-        let limit = if self.attrib & attrib::G != 0 { self.limit >> 12 } else { self.limit } as u64;
-        let base = self.base;
-        let access = (self.attrib & 0xFF) as u64;
-        let flags = ((self.attrib >> 8) & 0xF) as u64;
-        (limit & 0xFFFF)
-            | (base & 0xFF_FFFF) << 16
-            | access << 40
-            | ((limit >> 16) & 0xF) << 48
-            | flags << 52
-            | ((base >> 24) & 0xFF) << 56
-    }
 }
 
 /// A descriptor-table register (GDTR/IDTR).
@@ -174,9 +155,9 @@ impl EntryState {
             cr4: 0,
             efer: 0,
             gdtr: Self::gdtr(),
-            code: Segment::CODE32,
-            data: Segment::DATA,
-            tr: Segment::TSS,
+            code: flat::CODE32,
+            data: flat::DATA,
+            tr: flat::TSS,
         }
     }
 
@@ -189,7 +170,7 @@ impl EntryState {
             cr3: PML4_ADDR,
             cr4: CR4_PAE,
             efer: EFER_LME | EFER_LMA,
-            code: Segment::CODE64,
+            code: flat::CODE64,
             ..Self::protected32(rip)
         }
     }
@@ -197,9 +178,9 @@ impl EntryState {
     /// Writes the GDT that backs this state's segments into guest memory.
     pub(super) fn write_gdt<M: GuestMemory + ?Sized>(&self, mem: &mut M) -> Result<(), LoadError> {
         let mut gdt = [0u64; GDT_ENTRIES];
-        gdt[(CODE_SELECTOR >> 3) as usize] = self.code.descriptor();
-        gdt[(DATA_SELECTOR >> 3) as usize] = self.data.descriptor();
-        gdt[(TSS_SELECTOR >> 3) as usize] = self.tr.descriptor();
+        gdt[(CODE_SELECTOR >> 3) as usize] = self.code.to_descriptor();
+        gdt[(DATA_SELECTOR >> 3) as usize] = self.data.to_descriptor();
+        gdt[(TSS_SELECTOR >> 3) as usize] = self.tr.to_descriptor();
         gdt[(TSS_SELECTOR >> 3) as usize + 1] = self.tr.base >> 32;
         for (i, d) in gdt.iter().enumerate() {
             mem.write_u64(self.gdtr.base + 8 * i as u64, *d)?;
@@ -239,24 +220,24 @@ mod tests {
 
     #[test]
     fn flat_descriptors_match_the_classic_encodings() {
-        assert_eq!(Segment::CODE64.descriptor(), 0x00AF_9B00_0000_FFFF);
-        assert_eq!(Segment::CODE32.descriptor(), 0x00CF_9B00_0000_FFFF);
-        assert_eq!(Segment::DATA.descriptor(), 0x00CF_9300_0000_FFFF);
-        assert_eq!(Segment::TSS.descriptor(), 0x0000_8B00_0000_0067);
+        assert_eq!(flat::CODE64.to_descriptor(), 0x00AF_9B00_0000_FFFF);
+        assert_eq!(flat::CODE32.to_descriptor(), 0x00CF_9B00_0000_FFFF);
+        assert_eq!(flat::DATA.to_descriptor(), 0x00CF_9300_0000_FFFF);
+        assert_eq!(flat::TSS.to_descriptor(), 0x0000_8B00_0000_0067);
     }
 
     #[test]
     fn vmcb_attributes_of_flat_segments() {
-        assert_eq!(Segment::CODE64.attrib, 0xA9B);
-        assert_eq!(Segment::CODE32.attrib, 0xC9B);
-        assert_eq!(Segment::DATA.attrib, 0xC93);
-        assert_eq!(Segment::TSS.attrib, 0x08B);
+        assert_eq!(flat::CODE64.attrib, 0xA9B);
+        assert_eq!(flat::CODE32.attrib, 0xC9B);
+        assert_eq!(flat::DATA.attrib, 0xC93);
+        assert_eq!(flat::TSS.attrib, 0x08B);
     }
 
     #[test]
     fn descriptor_spreads_base_and_limit_over_their_fields() {
-        let s = Segment { selector: 0, base: 0x1234_5678, limit: 0xA_BCDE, attrib: 0x93 };
-        assert_eq!(s.descriptor(), 0x120A_9334_5678_BCDE);
+        let s = Segment { selector: 0, attrib: 0x93, limit: 0xA_BCDE, base: 0x1234_5678 };
+        assert_eq!(s.to_descriptor(), 0x120A_9334_5678_BCDE);
     }
 
     #[test]
@@ -280,9 +261,9 @@ mod tests {
         assert_eq!(s.gdtr.limit, 0x2F);
         let at = |sel: u16| mem.read_u64(s.gdtr.base + sel as u64).unwrap();
         assert_eq!(at(0), 0);
-        assert_eq!(at(0x10), s.code.descriptor());
-        assert_eq!(at(0x18), s.data.descriptor());
-        assert_eq!(at(0x20), s.tr.descriptor());
+        assert_eq!(at(0x10), s.code.to_descriptor());
+        assert_eq!(at(0x18), s.data.to_descriptor());
+        assert_eq!(at(0x20), s.tr.to_descriptor());
         assert_eq!(at(0x28), 0);
     }
 

@@ -4,7 +4,7 @@
 use super::images::{bzimage, BzOpts, BZ_PAYLOAD_SEED};
 use super::{assert_gdt_backs_state, MIB};
 use crate::vmm::loader::bzimage::{hdr, zp, SetupHeader};
-use crate::vmm::loader::entry::Segment;
+use crate::vmm::loader::entry::flat;
 use crate::vmm::loader::layout::{e820_map, BOOT_INFO_ADDR, PML4_ADDR, STRINGS_ADDR};
 use crate::vmm::loader::testutil::{bytes, c_string, pattern, u16_at, u32_at, u64_at, SparseMemory};
 use crate::vmm::loader::{load_bzimage, CpuMode, LoadError, MemLayout};
@@ -37,7 +37,7 @@ fn payload_lands_at_pref_address_and_entry_is_64bit_entry() {
     assert_eq!(s.cr4, 0x20);
     assert_eq!(s.efer, 0x500);
     assert_eq!(s.rflags, 0x2, "interrupts disabled");
-    assert_eq!(s.code, Segment::CODE64);
+    assert_eq!(s.code, flat::CODE64);
     assert_eq!((s.code.selector, s.code.attrib), (0x10, 0xA9B));
     assert_eq!((s.data.selector, s.data.attrib), (0x18, 0xC93));
     assert_gdt_backs_state(&mem, &s);

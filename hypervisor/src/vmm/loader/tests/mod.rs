@@ -10,7 +10,7 @@ mod multiboot;
 mod pvh;
 mod real_images;
 
-use super::entry::Segment;
+use super::entry::flat;
 use super::layout::{e820_map, MemLayout};
 use super::testutil::{u32_at, u64_at};
 use super::EntryState;
@@ -24,7 +24,7 @@ pub fn assert_gdt_backs_state(mem: &impl GuestMemory, s: &EntryState) {
     for seg in [s.code, s.data, s.tr] {
         let at = s.gdtr.base + seg.selector as u64;
         assert!(seg.selector as u64 + 7 <= s.gdtr.limit as u64);
-        assert_eq!(u64_at(mem, at), seg.descriptor(), "GDT entry {:#x}", seg.selector);
+        assert_eq!(u64_at(mem, at), seg.to_descriptor(), "GDT entry {:#x}", seg.selector);
     }
 }
 
@@ -35,7 +35,7 @@ pub fn assert_flat_protected32(s: &EntryState) {
     assert_eq!((s.cr3, s.cr4, s.efer), (0, 0, 0));
     assert_eq!(s.rflags & (1 << 9), 0, "IF clear");
     assert_eq!(s.rflags & (1 << 17), 0, "VM clear");
-    assert_eq!(s.code, Segment::CODE32);
+    assert_eq!(s.code, flat::CODE32);
     assert_eq!((s.code.selector, s.code.attrib), (0x10, 0xC9B));
     assert_eq!((s.data.selector, s.data.attrib), (0x18, 0xC93));
     assert_eq!((s.code.base, s.code.limit), (0, 0xFFFF_FFFF));
