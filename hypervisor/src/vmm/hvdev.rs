@@ -7,6 +7,7 @@
 //! (read-only, 1), 0x8 SCRATCH (read/write, up to 64 bits), 0x10 COUNTER
 //! (read-only, counts its own reads). Other offsets read as zero and ignore
 //! writes.
+use crate::x86::decode::size_mask;
 use arrayvec::ArrayString;
 
 pub const DEBUG_PORT: u16 = 0xE9;
@@ -70,7 +71,7 @@ impl InfoDevice {
     }
 
     pub fn read(&mut self, gpa: u64, size: u8) -> u64 {
-        let mask = if size >= 8 { u64::MAX } else { (1u64 << (size * 8)) - 1 };
+        let mask = size_mask(size);
         let v = match gpa - MMIO_BASE {
             0x0 => u64::from(MAGIC),
             0x4 => 1,
@@ -87,7 +88,7 @@ impl InfoDevice {
 
     pub fn write(&mut self, gpa: u64, size: u8, value: u64) {
         if gpa - MMIO_BASE == 0x8 {
-            let mask = if size >= 8 { u64::MAX } else { (1u64 << (size * 8)) - 1 };
+            let mask = size_mask(size);
             self.scratch = (self.scratch & !mask) | (value & mask);
         }
     }

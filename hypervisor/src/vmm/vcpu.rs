@@ -8,7 +8,7 @@ use super::guestmem::VmMemory;
 use super::hvdev::{DebugConsole, InfoDevice, DEBUG_PORT};
 use super::msr::{self, MsrAction};
 use crate::syscall::*;
-use crate::x86::decode::{self, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
+use crate::x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
 use log::{info, warn};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
@@ -407,7 +407,7 @@ impl VcpuLoop<'_> {
         let now = self.now();
         match io.direction {
             IoDirection::Out => {
-                let value = (self.reg(Reg::Rax)? & mask(size)) as u32;
+                let value = (self.reg(Reg::Rax)? & size_mask(size)) as u32;
                 if io.port == DEBUG_PORT {
                     let name = self.name;
                     self.console.put(value as u8, |line| info!("{name}: {line}"));
@@ -419,8 +419,11 @@ impl VcpuLoop<'_> {
                 let value = if io.port == DEBUG_PORT { 0xE9 } else { self.board.io_read(io.port, size, now) };
                 let rax = self.reg(Reg::Rax)?;
                 // IN to EAX zero-extends into RAX; AL and AX keep the rest.
-                let new =
-                    if size == 4 { u64::from(value) } else { (rax & !mask(size)) | (u64::from(value) & mask(size)) };
+                let new = if size == 4 {
+                    u64::from(value)
+                } else {
+                    (rax & !size_mask(size)) | (u64::from(value) & size_mask(size))
+                };
                 self.set_reg(Reg::Rax, new)?;
             }
         }
@@ -500,13 +503,5 @@ impl VcpuLoop<'_> {
             C::Nmi | C::Smi | C::Init => Ok(()),
             _ => Err(Stop::UnhandledExit { code: code.to_raw(), rip }),
         }
-    }
-}
-
-fn mask(size: u8) -> u64 {
-    if size >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (size * 8)) - 1
     }
 }

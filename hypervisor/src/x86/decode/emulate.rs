@@ -57,7 +57,7 @@ pub fn emulate_mmio(insn: &MemInsn, regs: &mut impl GprAccess, mmio: &mut impl F
         1 | 2 | 4 => insn.size,
         _ => 8,
     };
-    let mut read = || mmio(Access::Read { size }) & mask(size);
+    let mut read = || mmio(Access::Read { size }) & size_mask(size);
     match insn.op {
         MemOp::Load { dst, dst_size, ext } => {
             let v = read();
@@ -117,8 +117,9 @@ pub fn emulate_mmio(insn: &MemInsn, regs: &mut impl GprAccess, mmio: &mut impl F
     }
 }
 
-/// The low `size` bytes set.
-fn mask(size: u8) -> u64 {
+/// The low `size` bytes set, for an operand of 1, 2, 4 or 8 bytes (any
+/// other size counts as 8).
+pub fn size_mask(size: u8) -> u64 {
     match size {
         1 => 0xFF,
         2 => 0xFFFF,
@@ -135,7 +136,7 @@ fn sign_extend(v: u64, size: u8) -> u64 {
 fn src_value(regs: &impl GprAccess, src: Src, size: u8) -> u64 {
     match src {
         Src::Reg(r) => read_reg(regs, r, size),
-        Src::Imm(v) => v & mask(size),
+        Src::Imm(v) => v & size_mask(size),
     }
 }
 
@@ -144,7 +145,7 @@ pub fn read_reg(regs: &impl GprAccess, r: Reg, size: u8) -> u64 {
     if r.high_byte {
         (regs.gpr(r.num) >> 8) & 0xFF
     } else {
-        regs.gpr(r.num) & mask(size)
+        regs.gpr(r.num) & size_mask(size)
     }
 }
 
@@ -156,7 +157,7 @@ pub fn write_reg(regs: &mut impl GprAccess, r: Reg, size: u8, v: u64) {
         (old & !0xFF00) | ((v & 0xFF) << 8)
     } else {
         match size {
-            1 | 2 => (old & !mask(size)) | (v & mask(size)),
+            1 | 2 => (old & !size_mask(size)) | (v & size_mask(size)),
             4 => v & 0xFFFF_FFFF,
             _ => v,
         }
@@ -171,7 +172,7 @@ fn set_status(regs: &mut impl GprAccess, which: u64, flags: u64) {
 
 /// `a op b` at `size` bytes, with the status flags it produces.
 fn alu(op: AluOp, size: u8, a: u64, b: u64, carry_in: bool) -> (u64, u64) {
-    let m = mask(size);
+    let m = size_mask(size);
     let (a, b) = (a & m, b & m);
     let sign = 1u64 << (u32::from(size) * 8 - 1);
     let c = u128::from(carry_in && matches!(op, AluOp::Adc | AluOp::Sbb));

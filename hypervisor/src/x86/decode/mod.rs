@@ -52,7 +52,7 @@ pub mod fetch;
 pub mod insn;
 pub mod walk;
 
-pub use emulate::{emulate_mmio, Access, GprAccess};
+pub use emulate::{emulate_mmio, size_mask, Access, GprAccess};
 pub use fetch::{fetch, Fetched};
 pub use insn::{decode, CpuMode, DecodeError, Insn, InsnKind, MAX_INSN_LEN};
 pub use walk::{translate, AccessKind, PageFault, PagingState, PfErrorCode, WalkError};
