@@ -1,6 +1,9 @@
 //! The SVM core on the small test guests of `tests/guests/`: real mode,
 //! 32-bit protected mode and long mode. Under `-icount` every run is
-//! deterministic, so each test states the exact exits it expects.
+//! deterministic, so each test states the exact exits it expects, and how
+//! they were served (the `paths:` line): QEMU's TCG has no NRIPS and no
+//! flush-by-ASID, so every next RIP comes from EXITINFO2 (port I/O) or the
+//! decoder, and a vCPU takes one ASID and never needs a flush.
 //!
 //! QEMU's TCG treats INT3 as a software interrupt and never raises the #BP
 //! exception intercept, so the #BP checks of guest32/guest64 run without an
@@ -25,7 +28,10 @@ fn real_mode_guest_passes_with_exact_exits() {
     out.assert_status(EXIT_SUCCESS)
         .assert_contains("vm0: PASS guest16")
         .assert_contains("vm0: stopped cleanly: the guest requested a reset")
-        .assert_contains("vm0: exits: io=46 cpuid=3 hlt=1 vmmcall=2 exception=1 vintr=1\n");
+        .assert_contains("vm0: exits: io=46 cpuid=3 hlt=1 vmmcall=2 exception=1\n")
+        .assert_contains(
+            "vm0: paths: next-rip: nrips=0 io=46 decoded=6, single-step=0, tlb: asid-flush=0 new-asid=1 full-flush=0\n",
+        );
 }
 
 #[test]
@@ -36,7 +42,10 @@ fn protected_mode_guest_passes_with_exact_exits() {
         .assert_contains("vm0: PASS guest32")
         .assert_contains("vm0: rdmsr 0xc001dead refused (#GP)")
         .assert_contains("vm0: wrmsr 0xc001dead <- 0x0 refused (#GP)")
-        .assert_contains("vm0: exits: io=48 cpuid=3 msr=5 hlt=1 vmmcall=3 npf=6 vintr=1 svm-insn=7\n");
+        .assert_contains("vm0: exits: io=49 cpuid=4 msr=5 hlt=1 vmmcall=4 npf=6 svm-insn=7\n")
+        .assert_contains(
+            "vm0: paths: next-rip: nrips=0 io=49 decoded=18, single-step=3, tlb: asid-flush=0 new-asid=1 full-flush=0\n",
+        );
 }
 
 #[test]
@@ -46,7 +55,10 @@ fn long_mode_guest_passes_with_exact_exits() {
     out.assert_status(EXIT_SUCCESS)
         .assert_contains("vm0: guest64: long mode")
         .assert_contains("vm0: PASS guest64")
-        .assert_contains("vm0: exits: io=67 cpuid=3 msr=3 hlt=1 vmmcall=3 npf=9 vintr=1 svm-insn=1\n");
+        .assert_contains("vm0: exits: io=68 cpuid=4 msr=3 hlt=1 vmmcall=4 npf=9 svm-insn=1\n")
+        .assert_contains(
+            "vm0: paths: next-rip: nrips=0 io=68 decoded=21, single-step=3, tlb: asid-flush=0 new-asid=1 full-flush=0\n",
+        );
 }
 
 #[test]

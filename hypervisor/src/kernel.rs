@@ -66,7 +66,13 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
             flush_by_asid: features.flush_by_asid,
         },
     );
-    info!("timer: tsc {} MHz", arch::lapic::tsc_hz() / 1_000_000);
+    let spread = arch::lapic::calibration_spread();
+    info!(
+        "timer: tsc {} MHz (median of 5 rounds, spread {}.{:02}%)",
+        arch::lapic::tsc_hz() / 1_000_000,
+        spread / 100,
+        spread % 100
+    );
     init_layers(&boot, &opts, &features);
 
     match acpi::discover(boot.rsdp) {
@@ -186,6 +192,7 @@ fn vm_thread(index: usize) {
                 error!("{name}: stopped: {}", out.stop);
             }
             info!("{name}: exits: {}", out.stats);
+            info!("{name}: paths: {}", out.paths);
         }
         Err(e) => error!("{name}: not started: {e}"),
     }

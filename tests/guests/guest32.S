@@ -26,6 +26,10 @@
  *   12. INT3 runs our #BP handler once, with EIP after the int3. tags bp *
  *   13. VMRUN, VMLOAD, VMSAVE, STGI, CLGI, SKINIT, INVLPGA:
  *       7 x #UD, each stepped over by our #UD handler.         tag svm ud
+ *   14. Single-step (EFLAGS.TF) over instructions the hypervisor
+ *       completes for the guest: CPUID, IN 0xE9, VMMCALL PING.
+ *       Each raises exactly one #DB, with EIP after it and
+ *       DR6.BS set.                                            tags step *
  * then "PASS guest32" and a reset request (0x06 -> port 0xCF9).
  *
  * Other modes, chosen by the multiboot command line (after "guest32: start"):
@@ -76,6 +80,26 @@
 .Lmsg\@: .asciz "\tag"
         .popsection
 .Lok\@:
+.endm
+
+/*
+ * STEP "tag", insn: run one instruction with EFLAGS.TF set (by POPF, so the
+ * trap comes after the instruction that follows it) and check that exactly
+ * one #DB arrived, with the EIP right after the instruction and DR6.BS set.
+ */
+.macro STEP tag, insn:vararg
+        movl    $0, db_count
+        pushf
+        orl     $0x100, (%esp)
+        popf
+        \insn
+.Lafter\@:
+        cmpl    $1, db_count
+        CHECK   je, "\tag count"
+        cmpl    $.Lafter\@, db_eip
+        CHECK   je, "\tag eip"
+        testl   $0x4000, db_dr6
+        CHECK   jnz, "\tag dr6.bs"
 .endm
 
         .text
@@ -390,6 +414,13 @@ after_int3:
         cmpl    $7, ud_count
         CHECK   je, "svm ud"
 
+        /* --- 14. single-step over completed instructions ----------------- */
+        xor     %eax, %eax
+        STEP    "step cpuid", cpuid     /* CPUID exit (fast path) */
+        STEP    "step in", in $DBG, %al /* IOIO exit */
+        mov     $1, %eax
+        STEP    "step ping", vmmcall    /* VMMCALL exit (fast path) */
+
         /* --- done --------------------------------------------------------- */
 .ifdef KEEP_GOING
         cmpb    $0, failed
@@ -470,8 +501,8 @@ pic_pit_init:
         PIC_PIT_INIT
         ret
 
-/* idt_init: all 256 gates -> their stub (reports "vec NN"), then the four
- * vectors this test uses: #BP, #UD, #GP, IRQ0. 32-bit interrupt gates. */
+/* idt_init: all 256 gates -> their stub (reports "vec NN"), then the five
+ * vectors this test uses: #DB, #BP, #UD, #GP, IRQ0. 32-bit interrupt gates. */
 idt_init:
         xor     %eax, %eax
         mov     $vec_stubs, %edx
@@ -491,6 +522,9 @@ idt_init:
         call    set_gate
         mov     $0x20, %eax
         mov     $irq0_handler, %edx
+        call    set_gate
+        mov     $1, %eax
+        mov     $db_handler, %edx
         call    set_gate
         ret
 
@@ -529,6 +563,19 @@ bp_handler:
         jne     1f
         movl    $after_int3, (%esp)
 1:      iret
+
+/* #DB (vector 1, a trap here): record EIP and DR6, count, and clear TF in
+ * the saved EFLAGS so that the IRET ends the single-step. */
+db_handler:
+        pushl   (%esp)
+        popl    db_eip
+        push    %eax
+        mov     %dr6, %eax
+        mov     %eax, db_dr6
+        pop     %eax
+        incl    db_count
+        andl    $~0x100, 8(%esp)
+        iret
 
 /* #UD (vector 6): accept only an SVM instruction (0F 01 D8..DF) at the
  * faulting EIP and step over its 3 bytes. Frame: EIP, CS, EFLAGS. */
@@ -667,6 +714,9 @@ irq0_count: .long 0
 bp_count:   .long 0
 bp_eip:     .long 0
 ud_count:   .long 0
+db_count:   .long 0
+db_eip:     .long 0
+db_dr6:     .long 0
 failed:     .byte 0
 
         .bss

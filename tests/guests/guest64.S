@@ -26,6 +26,8 @@
  *    8. MMIO device through REX-prefixed loads/stores.         tags mmio *
  *    9. INT3 runs our #BP handler once, RIP after the int3.    tags bp *
  *   10. CLGI raises #UD, our handler steps over it.            tag clgi ud
+ *   11. Single-step (RFLAGS.TF) over CPUID, IN 0xE9 and VMMCALL
+ *       PING: one #DB each, RIP after the instruction, DR6.BS. tags step *
  * then "PASS guest64" and a reset request (0x06 -> port 0xCF9).
  *
  * Exit accounting (see README.md): every IN/OUT is one IOIO exit; prints
@@ -68,6 +70,30 @@
 .Lmsg\@: .asciz "\tag"
         .popsection
 .Lok\@:
+.endm
+
+/*
+ * STEP "tag", insn (64-bit code only): run one instruction with RFLAGS.TF
+ * set (by POPF, so the trap comes after the instruction that follows it)
+ * and check that exactly one #DB arrived, with RIP right after the
+ * instruction and DR6.BS set.
+ */
+.macro STEP tag, insn:vararg
+        movl    $0, db_count(%rip)
+        pushf
+        orl     $0x100, (%rsp)
+        popf
+        \insn
+.Lafter\@:
+        cmpl    $1, db_count(%rip)
+        CHECK   je, "\tag count"
+        push    %rax
+        lea     .Lafter\@(%rip), %rax
+        cmp     db_rip(%rip), %rax
+        pop     %rax
+        CHECK   je, "\tag rip"
+        testl   $0x4000, db_dr6(%rip)
+        CHECK   jnz, "\tag dr6.bs"
 .endm
 
 /* ---------------------------------------------------------------------- */
@@ -303,6 +329,13 @@ after_int3:
         cmpl    $1, ud_count(%rip)
         CHECK   je, "clgi ud"
 
+        /* --- 11. single-step over completed instructions ----------------- */
+        xor     %eax, %eax
+        STEP    "step cpuid", cpuid     /* CPUID exit (fast path) */
+        STEP    "step in", in $DBG, %al /* IOIO exit */
+        mov     $1, %eax
+        STEP    "step ping", vmmcall    /* VMMCALL exit (fast path) */
+
         /* --- done --------------------------------------------------------- */
 .ifdef KEEP_GOING
         cmpb    $0, failed(%rip)
@@ -361,7 +394,7 @@ pic_pit_init:
         ret
 
 /* idt_init: all 256 gates -> their stub (reports "vec NN"), then the
- * vectors this test uses: #BP, #UD, IRQ0. 64-bit interrupt gates, IST 0. */
+ * vectors this test uses: #DB, #BP, #UD, IRQ0. 64-bit interrupt gates, IST 0. */
 idt_init:
         xor     %eax, %eax
         mov     $vec_stubs, %edx
@@ -378,6 +411,9 @@ idt_init:
         call    set_gate
         mov     $0x20, %eax
         mov     $irq0_handler, %edx
+        call    set_gate
+        mov     $1, %eax
+        mov     $db_handler, %edx
         call    set_gate
         ret
 
@@ -424,6 +460,19 @@ bp_handler:
         jne     1f
         incq    8(%rsp)
 1:      pop     %rax
+        iretq
+
+/* #DB (vector 1, a trap here): record RIP and DR6, count, and clear TF in
+ * the saved RFLAGS so that the IRETQ ends the single-step. */
+db_handler:
+        pushq   (%rsp)
+        popq    db_rip(%rip)
+        push    %rax
+        mov     %dr6, %rax
+        mov     %eax, db_dr6(%rip)
+        pop     %rax
+        incl    db_count(%rip)
+        andq    $~0x100, 16(%rsp)
         iretq
 
 /* #UD (vector 6): accept only an SVM instruction (0F 01 D8..DF) at the
@@ -546,8 +595,11 @@ mb_magic:   .long 0
 irq0_count: .long 0
 bp_count:   .long 0
 ud_count:   .long 0
+db_count:   .long 0
+db_dr6:     .long 0
         .balign 8
 bp_rip:     .quad 0
+db_rip:     .quad 0
 failed:     .byte 0
 
         .bss

@@ -26,6 +26,8 @@
 //!   [`InterruptState`], [`NestedControl`], [`VirtExtensions`],
 //!   [`ErapControl`].
 //! - [`Iopm`] (12 KiB) and [`Msrpm`] (8 KiB) permission maps.
+//! - [`check_vmrun_state`]: the guest-state checks of VMRUN (§15.5.1), in
+//!   software, naming the field that fails.
 //! - Save-area helpers: [`Efer`], [`Segment`], [`SegmentAttributes`].
 //!
 //! Principles: every hardware field has a type; a value the hardware might
@@ -37,6 +39,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod check;
 mod control;
 mod controls;
 mod efer;
@@ -50,6 +53,7 @@ mod save;
 mod segment;
 mod vmcb;
 
+pub use check::{check_vmrun_state, StateError, StateLimits};
 pub use control::{ControlArea, CONTROL_AREA_SIZE};
 pub use controls::{CleanBits, ErapControl, IntControl, InterruptState, NestedControl, TlbControl, VirtExtensions};
 pub use efer::{Efer, EFER_MSR};

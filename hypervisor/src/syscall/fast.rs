@@ -11,13 +11,13 @@
 //! expected instruction, so a stale entry can at worst send the exit to
 //! the VMM's slow path.
 use crate::vm::cpuid::{self, CpuidResult};
-use crate::vm::{Reg, SegReg, Vcpu};
+use crate::vm::{NextRipSource, Reg, SegReg, Vcpu};
 use crate::x86::decode::{translate, AccessKind, PagingState};
 use crate::x86::mem::GuestMemory;
 
 const CPUID: [u8; 2] = [0x0F, 0xA2];
 const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];
-const PING: u64 = 1;
+const PING: u64 = hvabi::nr::PING;
 const EFER_LMA: u64 = 1 << 10;
 const CR0_PG: u64 = 1 << 31;
 const PAGE: u64 = 4096;
@@ -34,10 +34,17 @@ fn is_64bit(v: &Vcpu) -> bool {
     v.reg(Reg::Efer) & EFER_LMA != 0 && v.seg(SegReg::Cs).attributes().long()
 }
 
-/// The RIP after the intercepted instruction, if it is `insn`.
-fn next_rip(v: &Vcpu, cache: &mut Option<CodePage>, ram: &impl GuestMemory, nrips: bool, insn: &[u8]) -> Option<u64> {
+/// The RIP after the intercepted instruction, if it is `insn`, and where
+/// that came from.
+fn next_rip(
+    v: &Vcpu,
+    cache: &mut Option<CodePage>,
+    ram: &impl GuestMemory,
+    nrips: bool,
+    insn: &[u8],
+) -> Option<(u64, NextRipSource)> {
     if nrips {
-        return Some(v.next_rip_raw());
+        return Some((v.next_rip_raw(), NextRipSource::Nrips));
     }
     let rip = v.reg(Reg::Rip);
     let long = is_64bit(v);
@@ -78,7 +85,7 @@ fn next_rip(v: &Vcpu, cache: &mut Option<CodePage>, ram: &impl GuestMemory, nrip
         return None;
     }
     let next = rip.wrapping_add(insn.len() as u64);
-    Some(if long { next } else { next & 0xFFFF_FFFF })
+    Some((if long { next } else { next & 0xFFFF_FFFF }, NextRipSource::Decoded))
 }
 
 /// What CPUID(`leaf`, `sub`) returns to the guest's vCPU `index`.
@@ -89,7 +96,7 @@ pub fn guest_cpuid(leaf: u32, sub: u32, index: u32) -> CpuidResult {
 
 /// CPUID, filtered for the guest.
 pub fn cpuid(v: &mut Vcpu, cache: &mut Option<CodePage>, ram: &impl GuestMemory, nrips: bool, index: u16) -> bool {
-    let Some(next) = next_rip(v, cache, ram, nrips, &CPUID) else {
+    let Some((next, from)) = next_rip(v, cache, ram, nrips, &CPUID) else {
         return false;
     };
     let r = guest_cpuid(v.reg(Reg::Rax) as u32, v.reg(Reg::Rcx) as u32, u32::from(index));
@@ -97,7 +104,7 @@ pub fn cpuid(v: &mut Vcpu, cache: &mut Option<CodePage>, ram: &impl GuestMemory,
     v.set_reg(Reg::Rbx, u64::from(r.ebx));
     v.set_reg(Reg::Rcx, u64::from(r.ecx));
     v.set_reg(Reg::Rdx, u64::from(r.edx));
-    v.set_reg(Reg::Rip, next);
+    v.complete_instruction(next, from);
     true
 }
 
@@ -107,10 +114,10 @@ pub fn ping(v: &mut Vcpu, cache: &mut Option<CodePage>, ram: &impl GuestMemory, 
     if nr != PING {
         return false;
     }
-    let Some(next) = next_rip(v, cache, ram, nrips, &VMMCALL) else {
+    let Some((next, from)) = next_rip(v, cache, ram, nrips, &VMMCALL) else {
         return false;
     };
     v.set_reg(Reg::Rax, 0);
-    v.set_reg(Reg::Rip, next);
+    v.complete_instruction(next, from);
     true
 }

@@ -1,12 +1,13 @@
 //! VM and vCPU objects behind handles, and the calls that act on them.
 use super::fast;
+use super::time::{CpuTime, Entry};
 use super::{SysError, SysResult};
 use crate::arch::frames;
 use crate::arch::frames::TableFrames;
 use crate::arch::phys::PhysRun;
 use crate::sync::Lock;
 use crate::vm::cpuid::CpuidResult;
-use crate::vm::{CpuVm, Reg, SegReg, Vcpu, Vm, VmExit};
+use crate::vm::{CpuVm, NextRipSource, Reg, SegReg, Vcpu, Vm, VmExit};
 use crate::x86::mem::{GuestMemory, MemError};
 use arrayvec::ArrayVec;
 use npt::{GuestPhysAddr, HostPhysAddr, NestedPageTable, PageSize, Perms};
@@ -60,12 +61,19 @@ struct VcpuObj {
 
 static VMS: [Lock<Option<VmObj>>; MAX_VMS] = [const { Lock::new(None) }; MAX_VMS];
 static VCPUS: [Lock<Option<VcpuObj>>; MAX_VCPUS] = [const { Lock::new(None) }; MAX_VCPUS];
-static CPUS: [Lock<Option<CpuVm>>; crate::arch::gdt::MAX_CPUS] =
+/// One CPU's state in the kernel: the vm layer's, and its timekeeping.
+struct PerCpu {
+    vm: CpuVm,
+    time: CpuTime,
+}
+
+static CPUS: [Lock<Option<PerCpu>>; crate::arch::gdt::MAX_CPUS] =
     [const { Lock::new(None) }; crate::arch::gdt::MAX_CPUS];
 
 /// Registers this CPU with the vm layer (called once per CPU at boot).
 pub fn cpu_init(cpu: usize, caps: crate::vm::SvmCaps) {
-    *CPUS[cpu].lock() = Some(CpuVm::new(cpu, caps));
+    let vm = CpuVm::new(cpu, caps, crate::vm::host_state_limits());
+    *CPUS[cpu].lock() = Some(PerCpu { vm, time: CpuTime::new() });
 }
 
 fn map_err(e: crate::mm::MmError) -> SysError {
@@ -386,26 +394,64 @@ pub fn sys_set_io_intercept(caller: Caller, vm: VmHandle, port: u16, intercept: 
 }
 
 /// Enters the guest on the current CPU until an exit the caller must
-/// handle. Exits that need no device model (CPUID, the PING hypercall) are
-/// handled here, on the fast path, without returning.
-pub fn sys_run(caller: Caller, vcpu: VcpuHandle) -> SysResult<VmExit> {
+/// handle, or until `deadline_ns` (nanoseconds since boot; [`NEVER`] for
+/// none), when it returns [`VmExit::Intr`]. Exits that need no device model
+/// (CPUID, the PING hypercall) and host interrupts are handled here, on the
+/// fast path, without returning. The calling thread's time slice is
+/// enforced here too: when it ends, other ready threads run before the
+/// guest enters again.
+///
+/// [`NEVER`]: super::time::NEVER
+pub fn sys_run(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<VmExit> {
+    loop {
+        match run_slice(caller, vcpu, deadline_ns)? {
+            Some(exit) => return Ok(exit),
+            // The locks are released: let the others run.
+            None => {
+                crate::thread::yield_to_others().map_err(|_| SysError::NoSuchObject)?;
+            }
+        }
+    }
+}
+
+/// Runs the guest until an exit for the caller (`Some`) or the end of the
+/// thread's slice (`None`).
+fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Option<VmExit>> {
     let mut g = VCPUS.get(usize::from(vcpu.0)).ok_or(SysError::NoSuchObject)?.lock();
     let obj = owned(g.as_mut(), caller)?;
     let vg = VMS.get(usize::from(obj.vm.0)).ok_or(SysError::NoSuchObject)?.lock();
     let vmobj = owned(vg.as_ref(), caller)?;
     let cpu = crate::arch::cpu::current();
     let mut cg = CPUS[cpu].lock();
-    let cpu_vm = cg.as_mut().ok_or(SysError::NoSuchObject)?;
+    let percpu = cg.as_mut().ok_or(SysError::NoSuchObject)?;
+    // The timer is armed for the earlier of the slice end and the caller's
+    // deadline; neither moves until the timer fires. So the clock is read
+    // on the way in and again whenever a timer interrupt was taken since:
+    // during the guest's run (an INTR exit) or while the exit was handled.
+    let mut timer_seen = None;
     loop {
-        let exit = obj.vcpu.run(cpu_vm, &vmobj.vm);
+        let fired = crate::arch::lapic::timer_interrupts(cpu);
+        if timer_seen != Some(fired) {
+            timer_seen = Some(fired);
+            match percpu.time.entry(vcpu.0, crate::arch::lapic::now_ns(), deadline_ns) {
+                Entry::SliceOver => return Ok(None),
+                Entry::Deadline => return Ok(Some(VmExit::Intr)),
+                Entry::Run { arm_ns: Some(at) } => crate::arch::lapic::arm_timer_at_ns(at),
+                Entry::Run { arm_ns: None } => {}
+            }
+        }
+        let exit = obj.vcpu.run(&mut percpu.vm, &vmobj.vm);
         let ram = RamView { ram: &vmobj.ram };
+        let nrips = percpu.vm.caps.nrips;
         let handled = match exit {
-            VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &mut obj.code_page, &ram, cpu_vm.caps.nrips, obj.index),
-            VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &mut obj.code_page, &ram, cpu_vm.caps.nrips),
+            VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &mut obj.code_page, &ram, nrips, obj.index),
+            VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &mut obj.code_page, &ram, nrips),
+            // The host has taken its interrupt; the clock says what it meant.
+            VmExit::Intr => true,
             _ => false,
         };
         if !handled {
-            return Ok(exit);
+            return Ok(Some(exit));
         }
     }
 }
@@ -467,11 +513,23 @@ pub fn sys_get_exit_fault_addr(caller: Caller, vcpu: VcpuHandle) -> SysResult<u6
 /// With NRIPS: the address of the instruction after the intercepted one.
 pub fn sys_get_next_rip(caller: Caller, vcpu: VcpuHandle) -> SysResult<Option<u64>> {
     let cpu = crate::arch::cpu::current();
-    let caps = CPUS[cpu].lock().as_ref().map(|c| c.caps).ok_or(SysError::NoSuchObject)?;
+    let caps = CPUS[cpu].lock().as_ref().map(|c| c.vm.caps).ok_or(SysError::NoSuchObject)?;
     with_vcpu(caller, vcpu, |v| caps.nrips.then(|| v.next_rip_raw()))
 }
 
-/// Queues an event (interrupt, NMI, exception) for the next entry.
+/// The intercepted instruction is done: the guest resumes at `next_rip`,
+/// its interrupt shadow ends, and a single-stepping guest gets its #DB.
+pub fn sys_complete_instruction(caller: Caller, vcpu: VcpuHandle, next_rip: u64, from: NextRipSource) -> SysResult<()> {
+    with_vcpu(caller, vcpu, |v| v.complete_instruction(next_rip, from))
+}
+
+/// Flush the guest's TLB entries before its next run.
+pub fn sys_flush_guest_tlb(caller: Caller, vcpu: VcpuHandle) -> SysResult<()> {
+    with_vcpu(caller, vcpu, |v| v.request_tlb_flush())
+}
+
+/// Queues an event for the next entry: an exception or NMI is delivered
+/// at once, an external interrupt as soon as the guest can take it.
 pub fn sys_inject(caller: Caller, vcpu: VcpuHandle, ev: EventInj) -> SysResult<()> {
     if !ev.is_valid() || !ev.is_well_formed() {
         return Err(SysError::BadArgument);
@@ -488,14 +546,14 @@ pub fn sys_check_shadow(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
     with_vcpu(caller, vcpu, |v| v.in_interrupt_shadow())
 }
 
-/// An injected event has not been delivered yet.
+/// An injected exception or NMI has not been delivered yet.
 pub fn sys_check_pending_event(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
     with_vcpu(caller, vcpu, |v| v.event_pending())
 }
 
-/// Exit as soon as the guest can take an interrupt (or stop asking).
-pub fn sys_set_intercept_int(caller: Caller, vcpu: VcpuHandle, on: bool) -> SysResult<()> {
-    with_vcpu(caller, vcpu, |v| v.set_interrupt_window_exit(on))
+/// A posted external interrupt has not been taken by the guest yet.
+pub fn sys_check_pending_interrupt(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
+    with_vcpu(caller, vcpu, |v| v.interrupt_posted())
 }
 
 pub fn sys_set_exception_intercept(caller: Caller, vcpu: VcpuHandle, vector: u8, on: bool) -> SysResult<()> {
@@ -546,15 +604,15 @@ pub fn sys_guest_tsc() -> u64 {
 /// interrupt, whichever comes first. Returns at once if the deadline passed.
 pub fn sys_wait_until(deadline_ns: u64) {
     let now = sys_now_ns();
-    if deadline_ns > now {
-        crate::arch::lapic::arm_timer_ns(deadline_ns - now);
-        crate::arch::cpu::wait_for_interrupt();
+    if deadline_ns <= now {
+        return;
     }
-}
-
-/// Arms the host timer that ends the guest's next time slice.
-pub fn sys_set_slice(ns: u64) {
-    crate::arch::lapic::arm_timer_ns(ns);
+    let cpu = crate::arch::cpu::current();
+    let arm = CPUS[cpu].lock().as_mut().and_then(|c| c.time.arm(deadline_ns, now));
+    if let Some(at) = arm {
+        crate::arch::lapic::arm_timer_at_ns(at);
+    }
+    crate::arch::cpu::wait_for_interrupt();
 }
 
 /// Writes bytes to the hypervisor's console (the host serial port).
@@ -567,6 +625,11 @@ pub fn sys_console_write(bytes: &[u8]) {
 /// A byte typed on the hypervisor's console, if one is waiting.
 pub fn sys_console_read() -> Option<u8> {
     crate::arch::serial::try_read_byte()
+}
+
+/// How the vCPU's exits were served (next-RIP sources, TLB flushes).
+pub fn sys_get_paths(caller: Caller, vcpu: VcpuHandle) -> SysResult<crate::vm::stats::PathStats> {
+    with_vcpu(caller, vcpu, |v| v.paths)
 }
 
 /// A copy of the vCPU's exit statistics.

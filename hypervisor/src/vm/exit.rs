@@ -23,14 +23,12 @@ pub enum VmExit {
     Shutdown,
     /// A physical interrupt arrived; the host has handled it.
     Intr,
-    /// The guest can take an interrupt now (the VINTR intercept).
-    InterruptWindow,
     /// VMRUN, VMLOAD, VMSAVE, STGI, CLGI, SKINIT or INVLPGA in the guest:
     /// SVM is hidden from guests, so these get #UD.
     SvmInstruction(ExitCode),
-    /// VMRUN refused the VMCB (VMEXIT_INVALID): a hypervisor bug or a
-    /// guest state this hypervisor let through unchecked.
-    Invalid,
+    /// The guest state is one VMRUN refuses: found by the check before
+    /// VMRUN (naming the field), or by VMRUN itself (VMEXIT_INVALID, `None`).
+    Invalid(Option<vmcb::StateError>),
     /// An exit the decoder names but the VMM has no handler for.
     Other(ExitCode),
 }
@@ -64,7 +62,6 @@ impl VmExit {
             ExitCode::Exception(v) => VmExit::Exception(ExceptionExit::from_exitinfo(v, raw.info1, raw.info2)),
             ExitCode::Shutdown => VmExit::Shutdown,
             ExitCode::Intr => VmExit::Intr,
-            ExitCode::Vintr => VmExit::InterruptWindow,
             ExitCode::Vmrun
             | ExitCode::Vmload
             | ExitCode::Vmsave
@@ -72,7 +69,7 @@ impl VmExit {
             | ExitCode::Clgi
             | ExitCode::Skinit
             | ExitCode::Invlpga => VmExit::SvmInstruction(code),
-            ExitCode::Invalid => VmExit::Invalid,
+            ExitCode::Invalid => VmExit::Invalid(None),
             other => VmExit::Other(other),
         }
     }
@@ -89,9 +86,8 @@ impl VmExit {
             VmExit::Exception(_) => ExitReason::Exception,
             VmExit::Shutdown => ExitReason::Shutdown,
             VmExit::Intr => ExitReason::Intr,
-            VmExit::InterruptWindow => ExitReason::InterruptWindow,
             VmExit::SvmInstruction(_) => ExitReason::SvmInstruction,
-            VmExit::Invalid => ExitReason::Invalid,
+            VmExit::Invalid(_) => ExitReason::Invalid,
             VmExit::Other(_) => ExitReason::Other,
         }
     }
@@ -111,7 +107,6 @@ pub enum ExitReason {
     Exception,
     Shutdown,
     Intr,
-    InterruptWindow,
     SvmInstruction,
     Invalid,
     Other,
@@ -129,7 +124,6 @@ impl ExitReason {
         ExitReason::Exception,
         ExitReason::Shutdown,
         ExitReason::Intr,
-        ExitReason::InterruptWindow,
         ExitReason::SvmInstruction,
         ExitReason::Invalid,
         ExitReason::Other,
@@ -146,7 +140,6 @@ impl ExitReason {
             ExitReason::Exception => "exception",
             ExitReason::Shutdown => "shutdown",
             ExitReason::Intr => "intr",
-            ExitReason::InterruptWindow => "vintr",
             ExitReason::SvmInstruction => "svm-insn",
             ExitReason::Invalid => "invalid",
             ExitReason::Other => "other",
@@ -176,9 +169,9 @@ mod tests {
     #[test]
     fn tcg_style_invalid_exit_code_decodes_as_invalid() {
         let raw = RawExit { code: 0x0000_0000_FFFF_FFFF, ..Default::default() };
-        assert_eq!(VmExit::decode(&raw), VmExit::Invalid);
+        assert_eq!(VmExit::decode(&raw), VmExit::Invalid(None));
         let raw = RawExit { code: u64::MAX, ..Default::default() };
-        assert_eq!(VmExit::decode(&raw), VmExit::Invalid);
+        assert_eq!(VmExit::decode(&raw), VmExit::Invalid(None));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - the guest's GPRs and x87/SSE state are the guest's alone.
 pub mod asid;
 pub mod cpuid;
+pub mod events;
 pub mod exit;
 pub mod msr;
 pub mod stats;
@@ -27,7 +28,7 @@ use crate::arch::svm::GuestRegs;
 use asid::{AsidAllocator, AsidTag, TlbAction};
 use vmcb::{
     CleanBits, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Iopm, Msrpm, NestedControl,
-    Segment, TlbControl, Vmcb,
+    Segment, StateLimits, TlbControl, Vmcb,
 };
 
 /// Host CPU facts the vm layer needs, from the feature probe at boot.
@@ -39,16 +40,55 @@ pub struct SvmCaps {
     pub flush_by_asid: bool,
 }
 
+/// What VMRUN accepts on the host CPU: its physical-address width and the
+/// EFER and CR4 bits it implements (the rest are must-be-zero).
+pub fn host_state_limits() -> StateLimits {
+    use crate::arch::cpu::cpuid;
+    let [_, _, leaf1_ecx, _] = cpuid(1, 0);
+    let [max_basic, ..] = cpuid(0, 0);
+    let [_, l7_ebx, l7_ecx, _] = if max_basic >= 7 { cpuid(7, 0) } else { [0; 4] };
+    let [max_ext, ..] = cpuid(0x8000_0000, 0);
+    let [_, _, e1_ecx, e1_edx] = if max_ext >= 0x8000_0001 { cpuid(0x8000_0001, 0) } else { [0; 4] };
+    let [e8_eax, ..] = if max_ext >= 0x8000_0008 { cpuid(0x8000_0008, 0) } else { [36, 0, 0, 0] };
+    let bit = |reg: u32, n: u32| reg & (1 << n) != 0;
+    let mut efer = (1 << 0) | (1 << 8) | (1 << 10); // SCE, LME, LMA
+    for (have, b) in [(bit(e1_edx, 20), 11), (bit(e1_edx, 25), 14), (bit(e1_ecx, 17), 15)] {
+        if have {
+            efer |= 1 << b; // NXE, FFXSR, TCE
+        }
+    }
+    // VME..OSXMMEXCPT exist on every x86-64 CPU; the rest by CPUID.
+    let mut cr4 = 0x7FF;
+    for (have, b) in [
+        (bit(l7_ecx, 2), 11),     // UMIP
+        (bit(l7_ecx, 16), 12),    // LA57
+        (bit(l7_ebx, 0), 16),     // FSGSBASE
+        (bit(leaf1_ecx, 17), 17), // PCIDE
+        (bit(leaf1_ecx, 26), 18), // OSXSAVE
+        (bit(l7_ebx, 7), 20),     // SMEP
+        (bit(l7_ebx, 20), 21),    // SMAP
+        (bit(l7_ecx, 3), 22),     // PKE
+        (bit(l7_ecx, 7), 23),     // CET
+    ] {
+        if have {
+            cr4 |= 1u64 << b;
+        }
+    }
+    StateLimits { phys_addr_bits: (e8_eax & 0xFF) as u8, efer_allowed: efer, cr4_allowed: cr4 }
+}
+
 /// Per-CPU vm-layer state.
 pub struct CpuVm {
     pub cpu: usize,
     pub caps: SvmCaps,
     asids: AsidAllocator,
+    /// What VMRUN accepts on this CPU, for the state check before it.
+    limits: StateLimits,
 }
 
 impl CpuVm {
-    pub fn new(cpu: usize, caps: SvmCaps) -> Self {
-        CpuVm { cpu, caps, asids: AsidAllocator::new(cpu, caps.asids) }
+    pub fn new(cpu: usize, caps: SvmCaps, limits: StateLimits) -> Self {
+        CpuVm { cpu, caps, asids: AsidAllocator::new(cpu, caps.asids), limits }
     }
 }
 
@@ -127,7 +167,24 @@ pub struct Vcpu {
     /// The reason and TSC of the last exit, until the next VMRUN closes its
     /// handling time.
     open_exit: Option<(ExitReason, u64)>,
+    /// Guest state the VMM wrote since the last VMRUN: checked before the next.
+    state_changed: bool,
+    /// The guest's TLB entries must go before the next VMRUN (a CR4 change).
+    flush_requested: bool,
     pub stats: stats::ExitStats,
+    /// Which mechanisms served this vCPU (NRIPS or decoding, ASID flushes).
+    pub paths: stats::PathStats,
+}
+
+/// Where the address of the instruction after an intercepted one came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextRipSource {
+    /// The VMCB's next_rip (NRIPS).
+    Nrips,
+    /// EXITINFO2 of an IOIO exit (every SVM CPU has it).
+    IoExitInfo,
+    /// The instruction was decoded from guest memory.
+    Decoded,
 }
 
 /// What an intercept setup for a fresh vCPU traps: everything the VMM must
@@ -208,7 +265,10 @@ impl Vcpu {
             npt_generation: vm.npt_generation,
             last_exit: None,
             open_exit: None,
+            state_changed: true,
+            flush_requested: false,
             stats: stats::ExitStats::new(),
+            paths: stats::PathStats::default(),
         })
     }
 
@@ -217,28 +277,11 @@ impl Vcpu {
         self.vmcb.into_run()
     }
 
-    /// Enters the guest on this CPU and returns when it exits.
+    /// Enters the guest on this CPU and returns when it exits. A guest
+    /// state that VMRUN would refuse is not run: the exit is
+    /// [`VmExit::Invalid`] naming the field.
     pub fn run(&mut self, cpu: &mut CpuVm, vm: &Vm) -> VmExit {
-        // A nested page table that lost translations since we last ran: our
-        // ASID's TLB entries may be stale; a fresh ASID has none.
-        if self.npt_generation != vm.npt_generation {
-            self.asid = AsidTag::default();
-            self.npt_generation = vm.npt_generation;
-        }
-        let mut tlb = TlbControl::DoNothing;
-        match cpu.asids.ensure(&mut self.asid) {
-            TlbAction::None => {}
-            TlbAction::NewAsid => {
-                self.vmcb.control.guest_asid = self.asid.asid;
-                self.dirty |= CleanBits::ASID;
-            }
-            TlbAction::FlushAll => {
-                self.vmcb.control.guest_asid = self.asid.asid;
-                self.dirty |= CleanBits::ASID;
-                tlb = TlbControl::FlushAll;
-            }
-        }
-        self.vmcb.control.set_tlb_flush(tlb);
+        self.prepare_tlb(cpu, vm);
         // Clean bits are valid only for the CPU that cached this VMCB.
         let clean = if cpu.caps.vmcb_clean && self.last_cpu == Some(cpu.cpu) {
             CleanBits::all() - self.dirty
@@ -246,6 +289,14 @@ impl Vcpu {
             CleanBits::empty()
         };
         self.vmcb.control.set_clean_bits(clean);
+        if self.state_changed {
+            if let Err(e) = vmcb::check_vmrun_state(&self.vmcb, &cpu.limits) {
+                let exit = VmExit::Invalid(Some(e));
+                self.last_exit = Some((exit, RawExit::default()));
+                return exit;
+            }
+            self.state_changed = false;
+        }
 
         if let Some((reason, at)) = self.open_exit.take() {
             self.stats.record_time(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
@@ -255,21 +306,73 @@ impl Vcpu {
 
         self.last_cpu = Some(cpu.cpu);
         self.dirty = CleanBits::empty();
-        let c = &mut self.vmcb.control;
+        let c = &self.vmcb.control;
         let raw = RawExit { code: c.exit_code, info1: c.exit_info1, info2: c.exit_info2, int_info: c.exit_int_info };
-        // An event the exit interrupted is delivered again on the next run,
-        // unless it was a software interrupt: its INT instruction re-runs.
-        c.set_event_injection(EventInj::from_raw(0));
+        self.vmcb.control.set_event_injection(EventInj::NONE);
         if let Some(ev) = EventInj::from_exit_int_info(raw.int_info) {
-            if ev.event_type() != Some(vmcb::EventType::SoftwareInterrupt) {
-                c.set_event_injection(ev);
-            }
+            self.dirty |= events::redeliver(&mut self.vmcb, ev);
         }
         let exit = VmExit::decode(&raw);
         self.last_exit = Some((exit, raw));
         self.stats.count(exit.reason());
         self.open_exit = Some((exit.reason(), exited_at));
         exit
+    }
+
+    /// Gives this vCPU an ASID on this CPU whose TLB entries are not stale,
+    /// and tells VMRUN what to flush.
+    fn prepare_tlb(&mut self, cpu: &mut CpuVm, vm: &Vm) {
+        // A nested page table that lost translations since we last ran, or
+        // a guest paging change the VMM emulated: our ASID's TLB entries may
+        // be stale. Flush them where the CPU can flush one ASID, else take a
+        // fresh ASID, which has none.
+        let stale = self.npt_generation != vm.npt_generation || self.flush_requested;
+        self.npt_generation = vm.npt_generation;
+        self.flush_requested = false;
+        if stale && !cpu.caps.flush_by_asid {
+            self.asid = AsidTag::default();
+        }
+        let tlb = match cpu.asids.ensure(&mut self.asid) {
+            TlbAction::None if stale => {
+                self.paths.asid_flushes += 1;
+                TlbControl::FlushThisAsid
+            }
+            TlbAction::None => TlbControl::DoNothing,
+            TlbAction::NewAsid => {
+                self.paths.new_asids += 1;
+                TlbControl::DoNothing
+            }
+            TlbAction::FlushAll => {
+                self.paths.full_flushes += 1;
+                TlbControl::FlushAll
+            }
+        };
+        if self.vmcb.control.guest_asid != self.asid.asid {
+            self.vmcb.control.guest_asid = self.asid.asid;
+            self.dirty |= CleanBits::ASID;
+            self.state_changed = true;
+        }
+        self.vmcb.control.set_tlb_flush(tlb);
+    }
+
+    /// The intercepted instruction is done: RIP moves to `next_rip`, the
+    /// interrupt shadow ends, and a single-stepping guest gets its #DB (see
+    /// [`events::complete_instruction`]).
+    pub fn complete_instruction(&mut self, next_rip: u64, source: NextRipSource) {
+        let done = events::complete_instruction(&mut self.vmcb, next_rip);
+        self.dirty |= done.dirty;
+        self.paths.single_steps += u64::from(done.single_step);
+        match source {
+            NextRipSource::Nrips => self.paths.nrips += 1,
+            NextRipSource::IoExitInfo => self.paths.io_exitinfo += 1,
+            NextRipSource::Decoded => self.paths.decoded += 1,
+        }
+    }
+
+    /// Asks for this vCPU's TLB entries to be flushed before it runs again
+    /// (after an emulated change of paging state such as CR4.PGE).
+    pub fn request_tlb_flush(&mut self) {
+        self.flush_requested = true;
     }
 
     pub fn last_exit(&self) -> Option<&(VmExit, RawExit)> {
@@ -322,6 +425,9 @@ impl Vcpu {
 
     /// Writes a register, marking the VMCB fields it lives in dirty.
     pub fn set_reg(&mut self, r: Reg, v: u64) {
+        if matches!(r, Reg::Cr0 | Reg::Cr3 | Reg::Cr4 | Reg::Efer | Reg::Dr6 | Reg::Dr7) {
+            self.state_changed = true;
+        }
         let s = &mut self.vmcb.save;
         let g = &mut self.regs.gprs;
         match r {
@@ -420,23 +526,33 @@ impl Vcpu {
             SegReg::Gdtr | SegReg::Idtr => CleanBits::DT,
             _ => CleanBits::SEG,
         };
+        self.state_changed = true;
         if r == SegReg::Ss {
             // CPL is SS.DPL.
             self.vmcb.save.cpl = v.attributes().dpl();
         }
     }
 
-    /// Queues an event for delivery at the next VMRUN. Fails if one is
-    /// already queued and not yet delivered.
+    /// Queues an event for delivery: exceptions and NMIs at the next VMRUN
+    /// (EVENTINJ), external interrupts as soon as the guest can take them
+    /// (V_IRQ; see [`events`] for why). Fails if the slot the event needs
+    /// holds one the guest has not taken yet.
     pub fn inject(&mut self, ev: EventInj) -> bool {
-        if self.vmcb.control.event_injection().is_valid() {
-            return false;
+        match events::inject(&mut self.vmcb, ev) {
+            Some(dirty) => {
+                self.dirty |= dirty;
+                true
+            }
+            None => false,
         }
-        self.vmcb.control.set_event_injection(ev);
-        true
     }
 
-    /// An event is queued and not yet delivered.
+    /// A posted external interrupt has not been taken by the guest yet.
+    pub fn interrupt_posted(&self) -> bool {
+        events::interrupt_posted(&self.vmcb)
+    }
+
+    /// An exception or NMI is queued and not yet delivered.
     pub fn event_pending(&self) -> bool {
         self.vmcb.control.event_injection().is_valid()
     }
@@ -444,17 +560,6 @@ impl Vcpu {
     /// The guest is in an interrupt shadow (after STI or MOV SS).
     pub fn in_interrupt_shadow(&self) -> bool {
         self.vmcb.control.in_interrupt_shadow()
-    }
-
-    /// Asks for an exit as soon as the guest can take an external interrupt
-    /// (the VINTR intercept with a dummy virtual interrupt), or cancels it.
-    pub fn set_interrupt_window_exit(&mut self, on: bool) {
-        let c = &mut self.vmcb.control;
-        let ic = c.interrupt_control().with_v_irq(on).with_v_ign_tpr(on).with_v_intr_vector(0);
-        c.set_interrupt_control(ic);
-        let misc = c.misc1_intercepts();
-        c.set_misc1_intercepts(if on { misc | InterceptMisc1::VINTR } else { misc - InterceptMisc1::VINTR });
-        self.dirty |= CleanBits::TPR | CleanBits::INTERCEPTS;
     }
 
     /// Traps (or stops trapping) a guest exception vector.

@@ -92,6 +92,44 @@ impl Default for ExitStats {
     }
 }
 
+/// How a vCPU's exits were served: where the next RIP came from, and how
+/// its TLB entries were kept from going stale. They show which path ran on
+/// which CPU (NRIPS and flush-by-ASID exist on some CPUs only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathStats {
+    /// Instructions completed with the VMCB's next_rip (NRIPS).
+    pub nrips: u64,
+    /// Port I/O completed with EXITINFO2.
+    pub io_exitinfo: u64,
+    /// Instructions completed by decoding them from guest memory.
+    pub decoded: u64,
+    /// Single-step traps raised for completed instructions.
+    pub single_steps: u64,
+    /// Stale TLB entries flushed by ASID (TLB_CONTROL 3).
+    pub asid_flushes: u64,
+    /// Fresh ASIDs taken (first run, another CPU, or no flush-by-ASID).
+    pub new_asids: u64,
+    /// Whole-TLB flushes at a new ASID generation.
+    pub full_flushes: u64,
+}
+
+/// "next-rip: nrips=3 io=40 decoded=0, single-step=0, tlb: asid-flush=1 new-asid=1 full-flush=0".
+impl core::fmt::Display for PathStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "next-rip: nrips={} io={} decoded={}, single-step={}, tlb: asid-flush={} new-asid={} full-flush={}",
+            self.nrips,
+            self.io_exitinfo,
+            self.decoded,
+            self.single_steps,
+            self.asid_flushes,
+            self.new_asids,
+            self.full_flushes
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

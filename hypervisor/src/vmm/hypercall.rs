@@ -168,8 +168,6 @@ pub fn dispatch(v: &mut VcpuLoop<'_>) -> Result<i64, Stop> {
         }
         YIELD => {
             if syscall::sys_yield() {
-                // Another thread ran and may have re-armed the host timer.
-                v.slice_end_ns = 0;
                 v.now_ns = syscall::sys_now_ns();
             }
             0

@@ -57,6 +57,8 @@ pub struct Outcome {
     pub stop: Stop,
     /// The vCPU's exit statistics.
     pub stats: crate::vm::stats::ExitStats,
+    /// How its exits were served.
+    pub paths: crate::vm::stats::PathStats,
 }
 
 /// Puts the vCPU in the state a loader asked for.
@@ -144,12 +146,11 @@ pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> R
             info_dev: InfoDevice::default(),
             held_input: None,
             now_ns: sys_now_ns(),
-            slice_end_ns: 0,
         };
         // The guest's TSC runs without offset: this is its clock at entry.
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys_guest_tsc());
         let stop = lp.run();
-        Ok(Outcome { stop, stats: sys_get_stats(caller, vcpu)? })
+        Ok(Outcome { stop, stats: sys_get_stats(caller, vcpu)?, paths: sys_get_paths(caller, vcpu)? })
     })();
     if let Err(e) = sys_vm_destroy(caller, vm) {
         log::error!("{}: could not free the VM: {e}", cfg.name);

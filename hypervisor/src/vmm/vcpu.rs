@@ -12,8 +12,6 @@ use crate::x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, 
 use log::{info, warn};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
-/// How long the guest runs before the host timer takes the CPU back.
-const SLICE_NS: u64 = 1_000_000;
 /// The longest a halted vCPU sleeps before it looks at the console again.
 const IDLE_POLL_NS: u64 = 10_000_000;
 const RFLAGS_IF: u64 = 1 << 9;
@@ -52,9 +50,11 @@ pub enum Stop {
         rip: u64,
         what: &'static str,
     },
-    /// VMRUN refused the guest state.
+    /// VMRUN refused the guest state: `why` names the field when the check
+    /// before VMRUN found it, and is `None` if VMRUN itself refused.
     InvalidState {
         rip: u64,
+        why: Option<vmcb::StateError>,
     },
     /// An exit with no handler.
     UnhandledExit {
@@ -80,7 +80,8 @@ impl core::fmt::Display for Stop {
                 if write { "write" } else { "read" }
             ),
             Stop::Unemulated { rip, what } => write!(f, "cannot emulate at RIP {rip:#x}: {what}"),
-            Stop::InvalidState { rip } => write!(f, "VMRUN rejected the guest state (RIP {rip:#x})"),
+            Stop::InvalidState { rip, why: Some(e) } => write!(f, "illegal guest state for VMRUN at RIP {rip:#x}: {e}"),
+            Stop::InvalidState { rip, why: None } => write!(f, "VMRUN rejected the guest state (RIP {rip:#x})"),
             Stop::UnhandledExit { code, rip } => write!(f, "unhandled exit code {code:#x} at RIP {rip:#x}"),
             Stop::Kernel(e) => write!(f, "kernel error: {e}"),
         }
@@ -160,8 +161,6 @@ pub struct VcpuLoop<'a> {
     pub held_input: Option<u8>,
     /// Guest time of the current exit, read once when it happened.
     pub now_ns: u64,
-    /// When the running time slice ends (0: no slice armed).
-    pub slice_end_ns: u64,
 }
 
 impl VcpuLoop<'_> {
@@ -233,24 +232,29 @@ impl VcpuLoop<'_> {
             .map_err(|_| Stop::Unemulated { rip, what: "instruction not decodable" })
     }
 
-    /// Moves RIP past the intercepted instruction: NRIPS where the CPU has
-    /// it, else the decoded length.
-    fn skip_instruction(&self) -> Result<(), Stop> {
+    /// Completes the intercepted instruction: RIP moves past it (NRIPS
+    /// where the CPU has it, else the decoded length), its interrupt shadow
+    /// ends, and a single-stepping guest gets its #DB.
+    pub fn skip_instruction(&self) -> Result<(), Stop> {
         if let Some(next) = sys_get_next_rip(self.caller, self.vcpu)? {
-            return self.set_reg(Reg::Rip, next);
+            return self.complete(next, NextRipSource::Nrips);
         }
         let insn = self.decode_at_rip()?;
-        self.advance(u64::from(insn.len))
+        self.complete(self.rip_after(u64::from(insn.len))?, NextRipSource::Decoded)
     }
 
-    fn advance(&self, len: u64) -> Result<(), Stop> {
+    fn complete(&self, next_rip: u64, from: NextRipSource) -> Result<(), Stop> {
+        Ok(sys_complete_instruction(self.caller, self.vcpu, next_rip, from)?)
+    }
+
+    /// The RIP `len` bytes on, wrapped as the guest's code size wraps it.
+    fn rip_after(&self, len: u64) -> Result<u64, Stop> {
         let rip = self.reg(Reg::Rip)?;
-        let next = match self.mode()? {
+        Ok(match self.mode()? {
             CpuMode::Bits64 => rip.wrapping_add(len),
             CpuMode::Bits32 => rip.wrapping_add(len) & 0xFFFF_FFFF,
             CpuMode::Bits16 => rip.wrapping_add(len) & 0xFFFF,
-        };
-        self.set_reg(Reg::Rip, next)
+        })
     }
 
     /// Runs the vCPU until it stops for good.
@@ -281,37 +285,26 @@ impl VcpuLoop<'_> {
         self.board.drain_output(|b| sys_console_write(&[b]));
     }
 
-    /// Injects the highest pending interrupt if the guest can take it now,
-    /// or asks for an exit at the moment it can.
+    /// Posts the highest pending interrupt to the vCPU if none is posted
+    /// yet. The CPU delivers it when the guest can take it (V_IRQ), so the
+    /// VMM need not watch the guest's RFLAGS.IF or interrupt shadow.
     fn deliver_interrupts(&mut self) -> Result<(), Stop> {
         self.board.update(self.now());
-        if self.board.pending_vector().is_none() {
+        if self.board.pending_vector().is_none() || sys_check_pending_interrupt(self.caller, self.vcpu)? {
             return Ok(());
         }
-        if sys_check_pending_event(self.caller, self.vcpu)? {
-            return Ok(());
-        }
-        let open = self.reg(Reg::Rflags)? & RFLAGS_IF != 0 && !sys_check_shadow(self.caller, self.vcpu)?;
-        if open {
-            if let Some(v) = self.board.acknowledge() {
-                self.inject(EventInj::external_interrupt(v))?;
-            }
-            sys_set_intercept_int(self.caller, self.vcpu, false)?;
-        } else {
-            sys_set_intercept_int(self.caller, self.vcpu, true)?;
+        if let Some(v) = self.board.acknowledge() {
+            self.inject(EventInj::external_interrupt(v))?;
         }
         Ok(())
     }
 
     fn step(&mut self) -> Result<(), Stop> {
         self.deliver_interrupts()?;
-        // The host timer keeps counting across exits: arm a new slice only
-        // when the last one has ended.
-        if self.now_ns >= self.slice_end_ns {
-            sys_set_slice(SLICE_NS);
-            self.slice_end_ns = self.now_ns + SLICE_NS;
-        }
-        let exit = sys_run(self.caller, self.vcpu)?;
+        // The kernel arms the host timer for the board's next interrupt, so
+        // the guest gets it even if it never exits by itself.
+        let deadline = self.board.next_deadline_ns(self.now()).unwrap_or(NEVER);
+        let exit = sys_run(self.caller, self.vcpu, deadline)?;
         self.now_ns = sys_now_ns();
         match exit {
             VmExit::Io { io, next_rip } => self.handle_io(io, next_rip)?,
@@ -345,7 +338,7 @@ impl VcpuLoop<'_> {
                 if e.vector == VEC_BP {
                     // INT3 traps: the guest's handler expects RIP after it.
                     let insn = self.decode_at_rip()?;
-                    self.advance(u64::from(insn.len))?;
+                    self.set_reg(Reg::Rip, self.rip_after(u64::from(insn.len))?)?;
                 }
                 let ev = match e.error_code {
                     Some(code) => EventInj::exception_with_error(e.vector, code),
@@ -357,15 +350,12 @@ impl VcpuLoop<'_> {
                 self.inject(ev)?;
             }
             VmExit::Shutdown => return Err(Stop::TripleFault { rip: self.reg(Reg::Rip)? }),
-            // The host timer ended the time slice: let other VMs run.
-            VmExit::Intr => {
-                self.slice_end_ns = 0;
-                sys_yield();
-                self.now_ns = sys_now_ns();
-            }
-            VmExit::InterruptWindow => sys_set_intercept_int(self.caller, self.vcpu, false)?,
+            // The board's deadline came: the next round delivers its
+            // interrupt. (The kernel has already let other VMs run at the
+            // end of the time slice.)
+            VmExit::Intr => {}
             VmExit::SvmInstruction(_) => self.inject(EventInj::exception(VEC_UD))?,
-            VmExit::Invalid => return Err(Stop::InvalidState { rip: self.reg(Reg::Rip)? }),
+            VmExit::Invalid(why) => return Err(Stop::InvalidState { rip: self.reg(Reg::Rip)?, why }),
             VmExit::Other(code) => self.handle_other(code)?,
         }
         self.pump_console();
@@ -380,14 +370,12 @@ impl VcpuLoop<'_> {
 
     /// HLT: sleep until a device raises an interrupt the guest can take.
     fn idle(&mut self) -> Result<(), Stop> {
-        // Waiting reprograms the host timer: the next entry arms a new slice.
-        self.slice_end_ns = 0;
         loop {
             self.now_ns = sys_now_ns();
             self.pump_console();
             let now = self.now();
             self.board.update(now);
-            if self.board.pending_vector().is_some() {
+            if self.board.pending_vector().is_some() || sys_check_pending_interrupt(self.caller, self.vcpu)? {
                 return Ok(());
             }
             let deadline = self.board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);
@@ -427,7 +415,7 @@ impl VcpuLoop<'_> {
                 self.set_reg(Reg::Rax, new)?;
             }
         }
-        self.set_reg(Reg::Rip, next_rip)
+        self.complete(next_rip, NextRipSource::IoExitInfo)
     }
 
     fn handle_msr(&mut self, write: bool) -> Result<(), Stop> {
@@ -486,7 +474,7 @@ impl VcpuLoop<'_> {
             }
             _ => 0,
         });
-        self.advance(u64::from(insn.len))
+        self.complete(self.rip_after(u64::from(insn.len))?, NextRipSource::Decoded)
     }
 
     fn handle_other(&mut self, code: vmcb::ExitCode) -> Result<(), Stop> {

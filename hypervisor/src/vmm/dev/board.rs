@@ -113,6 +113,9 @@ pub struct Board {
     /// The time the PIT and RTC were last brought up to (u64::MAX: never, or
     /// one of them was accessed since, so their state must be re-read).
     timers_synced_ns: u64,
+    /// The last answer of `next_deadline_ns` (outer `None`: not known), good
+    /// until that deadline passes or the guest touches a timer or the PIC.
+    deadline: Option<Option<u64>>,
     /// PIT OUT0 as of `timers_synced_ns`.
     irq0_level: bool,
     uart: Uart,
@@ -136,6 +139,7 @@ impl Board {
         Self {
             now_ns: 0,
             timers_synced_ns: u64::MAX,
+            deadline: None,
             irq0_level: false,
             uart: Uart::new(),
             pic: DualPic::new(),
@@ -215,6 +219,13 @@ impl Board {
     /// if no unmasked timer will fire without further programming. Always
     /// later than `now_ns`.
     pub fn next_deadline_ns(&mut self, now_ns: u64) -> Option<u64> {
+        // The VMM asks at every exit; the answer changes only when the
+        // deadline passes or the guest reprograms a timer or a mask.
+        if let Some(known) = self.deadline {
+            if known.is_none_or(|t| t > self.now_ns.max(now_ns)) {
+                return known;
+            }
+        }
         self.update(now_ns);
         let now = self.now_ns;
         let pit = (!self.pic.irq_masked(0)).then(|| self.pit.next_irq0_ns(now)).flatten();
@@ -224,7 +235,9 @@ impl Board {
             (a, b) => a.or(b),
         };
         // A deadline past the end of representable time is no deadline.
-        deadline.filter(|&t| t > now)
+        let deadline = deadline.filter(|&t| t > now);
+        self.deadline = Some(deadline);
+        deadline
     }
 
     /// The vector the PIC pair would deliver now, if it asserts INT.
@@ -321,10 +334,14 @@ impl Board {
     }
 
     /// An access to the PIT, port 0x61 or the RTC may change their outputs:
-    /// the next sync must look at them again.
+    /// the next sync must look at them again. Those and the PIC's masks
+    /// also decide the next deadline.
     fn note_timer_access(&mut self, port: u16) {
         if matches!(port, pit::PIT_BASE..=pit::PIT_CONTROL | PORT_NMI_STATUS_CONTROL | rtc::RTC_INDEX | rtc::RTC_DATA) {
             self.timers_synced_ns = u64::MAX;
+            self.deadline = None;
+        } else if matches!(port, pic::MASTER_CMD | pic::MASTER_DATA | pic::SLAVE_CMD | pic::SLAVE_DATA) {
+            self.deadline = None;
         }
     }
 
