@@ -30,7 +30,7 @@ fn real_mode_guest_passes_with_exact_exits() {
         .assert_contains("vm0: stopped cleanly: the guest requested a reset")
         .assert_contains("vm0: exits: io=46 cpuid=3 hlt=1 vmmcall=2 exception=1\n")
         .assert_contains(
-            "vm0: paths: next-rip: nrips=0 io=46 decoded=6, single-step=0, tlb: asid-flush=0 new-asid=1 full-flush=0\n",
+            "vm0: paths: next-rip: nrips=0 io=46 decoded=6, single-step=0, tlb: asid-flush=0 new-asid=1 full-flush=0, irq: eventinj=0 virq-missed=0\n",
         );
 }
 
@@ -44,7 +44,7 @@ fn protected_mode_guest_passes_with_exact_exits() {
         .assert_contains("vm0: wrmsr 0xc001dead <- 0x0 refused (#GP)")
         .assert_contains("vm0: exits: io=49 cpuid=4 msr=5 hlt=1 vmmcall=4 npf=6 svm-insn=7\n")
         .assert_contains(
-            "vm0: paths: next-rip: nrips=0 io=49 decoded=18, single-step=3, tlb: asid-flush=0 new-asid=1 full-flush=0\n",
+            "vm0: paths: next-rip: nrips=0 io=49 decoded=18, single-step=3, tlb: asid-flush=0 new-asid=1 full-flush=0, irq: eventinj=0 virq-missed=0\n",
         );
 }
 
@@ -57,7 +57,7 @@ fn long_mode_guest_passes_with_exact_exits() {
         .assert_contains("vm0: PASS guest64")
         .assert_contains("vm0: exits: io=68 cpuid=4 msr=3 hlt=1 vmmcall=4 npf=9 svm-insn=1\n")
         .assert_contains(
-            "vm0: paths: next-rip: nrips=0 io=68 decoded=21, single-step=3, tlb: asid-flush=0 new-asid=1 full-flush=0\n",
+            "vm0: paths: next-rip: nrips=0 io=68 decoded=21, single-step=3, tlb: asid-flush=0 new-asid=1 full-flush=0, irq: eventinj=0 virq-missed=0\n",
         );
 }
 

@@ -139,6 +139,8 @@ global_asm!(
     // Run the guest. At #VMEXIT the CPU restores the host's RSP, RIP, RAX
     // (= the guest VMCB address), RFLAGS (IF=1) and segments; GIF is 0.
     "vmrun rax",
+    ".global svm_vmexit_rip",
+    "svm_vmexit_rip:",
     "vmsave rax", // guest hidden state back into the guest VMCB
     "push rdi",   // guest RDI; the GuestRegs pointer is now at [rsp+16]
     "mov rdi, [rsp + 16]",
@@ -196,6 +198,13 @@ global_asm!(
 
 unsafe extern "C" {
     fn svm_world_switch(regs: *mut GuestRegs, guest_vmcb_pa: u64, host_save_pa: u64);
+    /// The instruction after VMRUN: where the host resumes at #VMEXIT.
+    static svm_vmexit_rip: u8;
+}
+
+/// The address at which the host resumes after #VMEXIT.
+pub fn vmexit_rip() -> u64 {
+    core::ptr::addr_of!(svm_vmexit_rip) as u64
 }
 
 /// A 4 KiB, 4 KiB-aligned page used by the CPU itself (HSAVE, host save area).

@@ -10,11 +10,19 @@
 //!   leaves it pending, and delivers it a second time at the next kick of
 //!   the CPU, even while the guest has interrupts off (a guest was seen
 //!   re-entering its UART handler that way and deadlocking on its own lock).
-//!   V_IRQ goes through the same logic as the guest's own interrupts on
-//!   every implementation, and needs no interrupt-window exit either.
+//!   V_IRQ needs no interrupt-window exit either.
+//! - Bochs 2.7 has the opposite flaw: it re-evaluates V_IRQ only when the
+//!   guest's RFLAGS.IF changes, so an interrupt posted while the guest
+//!   already has interrupts enabled (the usual case after HLT) waits for the
+//!   guest's next CLI/STI pair. A CPU is therefore watched: a VMRUN into an
+//!   open interrupt window with V_IRQ set must not come back from a
+//!   synchronous exit with V_IRQ still set. Once a CPU is seen doing that, a
+//!   posted interrupt is moved into EVENTINJ whenever the window is open at
+//!   VMRUN ([`deliver_posted_now`]); V_IRQ still serves a closed window.
 use vmcb::{CleanBits, EventInj, EventType, InterruptState, Vmcb};
 
 const RFLAGS_TF: u64 = 1 << 8;
+const RFLAGS_IF: u64 = 1 << 9;
 /// DR6.BS: the #DB was a single-step trap.
 const DR6_BS: u64 = 1 << 14;
 const VEC_DB: u8 = 1;
@@ -46,6 +54,24 @@ pub fn post_interrupt(vmcb: &mut Vmcb, vector: u8) -> Option<CleanBits> {
 /// V_IRQ when it takes the interrupt and writes it back at #VMEXIT).
 pub fn interrupt_posted(vmcb: &Vmcb) -> bool {
     vmcb.control.interrupt_control().v_irq()
+}
+
+/// The guest takes an external interrupt before its next instruction:
+/// RFLAGS.IF is set, no interrupt shadow, and no event queued ahead of it.
+pub fn window_open(vmcb: &Vmcb) -> bool {
+    vmcb.save.rflags & RFLAGS_IF != 0
+        && !vmcb.control.in_interrupt_shadow()
+        && !vmcb.control.event_injection().is_valid()
+}
+
+/// Moves the posted interrupt from V_IRQ into EVENTINJ, for a VMRUN into
+/// an open interrupt window on a CPU that does not deliver V_IRQ there.
+pub fn deliver_posted_now(vmcb: &mut Vmcb) -> CleanBits {
+    let c = &mut vmcb.control;
+    let ic = c.interrupt_control();
+    c.set_interrupt_control(ic.with_v_irq(false));
+    c.set_event_injection(EventInj::external_interrupt(ic.v_intr_vector()));
+    CleanBits::TPR
 }
 
 fn set_virq(vmcb: &mut Vmcb, vector: u8) -> CleanBits {
@@ -154,6 +180,29 @@ mod tests {
         v.control.set_interrupt_control(ic.with_v_irq(false));
         assert!(!interrupt_posted(&v));
         assert!(post_interrupt(&mut v, 0x31).is_some());
+    }
+
+    #[test]
+    fn the_window_is_open_with_if_set_no_shadow_and_no_queued_event() {
+        let mut v = Vmcb::default();
+        v.save.rflags = 0x2;
+        assert!(!window_open(&v), "IF clear");
+        v.save.rflags |= RFLAGS_IF;
+        assert!(window_open(&v));
+        v.control.set_interrupt_state(InterruptState::INTERRUPT_SHADOW);
+        assert!(!window_open(&v), "STI shadow");
+        v.control.set_interrupt_state(InterruptState::empty());
+        v.control.set_event_injection(EventInj::exception(13));
+        assert!(!window_open(&v), "an exception goes first");
+    }
+
+    #[test]
+    fn a_posted_interrupt_moves_to_eventinj_for_cpus_that_skip_v_irq() {
+        let mut v = Vmcb::default();
+        post_interrupt(&mut v, 0x34);
+        assert_eq!(deliver_posted_now(&mut v), CleanBits::TPR);
+        assert!(!interrupt_posted(&v));
+        assert_eq!(v.control.event_injection(), EventInj::external_interrupt(0x34));
     }
 
     #[test]

@@ -74,6 +74,13 @@ impl VmExit {
         }
     }
 
+    /// The exit came from an event outside the guest's instruction stream
+    /// (a host interrupt, NMI, SMI or INIT), not from what it executed.
+    pub fn is_asynchronous(&self) -> bool {
+        use vmcb::ExitCode as C;
+        matches!(self, VmExit::Intr | VmExit::Other(C::Nmi | C::Smi | C::Init))
+    }
+
     /// A short, stable name for statistics and logs.
     pub fn reason(&self) -> ExitReason {
         match self {

@@ -84,11 +84,14 @@ pub struct CpuVm {
     asids: AsidAllocator,
     /// What VMRUN accepts on this CPU, for the state check before it.
     limits: StateLimits,
+    /// This CPU delivers V_IRQ to an interrupt window that is open at
+    /// VMRUN: true until seen otherwise (see [`events`]).
+    pub virq_reliable: bool,
 }
 
 impl CpuVm {
     pub fn new(cpu: usize, caps: SvmCaps, limits: StateLimits) -> Self {
-        CpuVm { cpu, caps, asids: AsidAllocator::new(cpu, caps.asids), limits }
+        CpuVm { cpu, caps, asids: AsidAllocator::new(cpu, caps.asids), limits, virq_reliable: true }
     }
 }
 
@@ -298,6 +301,15 @@ impl Vcpu {
             self.state_changed = false;
         }
 
+        // A posted interrupt the guest can take at once must be taken before
+        // its first instruction; where this CPU was seen not to, it goes in
+        // through EVENTINJ instead.
+        let must_take = events::interrupt_posted(&self.vmcb) && events::window_open(&self.vmcb);
+        if must_take && !cpu.virq_reliable {
+            self.dirty |= events::deliver_posted_now(&mut self.vmcb);
+            self.paths.eventinj_irqs += 1;
+        }
+
         if let Some((reason, at)) = self.open_exit.take() {
             self.stats.record_time(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
         }
@@ -313,6 +325,17 @@ impl Vcpu {
             self.dirty |= events::redeliver(&mut self.vmcb, ev);
         }
         let exit = VmExit::decode(&raw);
+        if must_take && cpu.virq_reliable && events::interrupt_posted(&self.vmcb) && !exit.is_asynchronous() {
+            // The guest ran into a synchronous exit with the interrupt still
+            // pending: the CPU skipped it.
+            cpu.virq_reliable = false;
+            self.paths.virq_missed += 1;
+            log::warn!(
+                "cpu{}: the CPU did not deliver a virtual interrupt (V_IRQ) to an open interrupt window; \
+                 such interrupts now go through EVENTINJ on this CPU",
+                cpu.cpu
+            );
+        }
         self.last_exit = Some((exit, raw));
         self.stats.count(exit.reason());
         self.open_exit = Some((exit.reason(), exited_at));

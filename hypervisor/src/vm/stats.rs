@@ -111,21 +111,30 @@ pub struct PathStats {
     pub new_asids: u64,
     /// Whole-TLB flushes at a new ASID generation.
     pub full_flushes: u64,
+    /// External interrupts moved from V_IRQ to EVENTINJ (CPUs that do not
+    /// deliver V_IRQ to an open window).
+    pub eventinj_irqs: u64,
+    /// Times the CPU was seen skipping a posted interrupt it had to take.
+    pub virq_missed: u64,
 }
 
-/// "next-rip: nrips=3 io=40 decoded=0, single-step=0, tlb: asid-flush=1 new-asid=1 full-flush=0".
+/// "next-rip: nrips=3 io=40 decoded=0, single-step=0, tlb: asid-flush=1
+/// new-asid=1 full-flush=0, irq: eventinj=0 virq-missed=0".
 impl core::fmt::Display for PathStats {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "next-rip: nrips={} io={} decoded={}, single-step={}, tlb: asid-flush={} new-asid={} full-flush={}",
+            "next-rip: nrips={} io={} decoded={}, single-step={}, tlb: asid-flush={} new-asid={} full-flush={}, \
+             irq: eventinj={} virq-missed={}",
             self.nrips,
             self.io_exitinfo,
             self.decoded,
             self.single_steps,
             self.asid_flushes,
             self.new_asids,
-            self.full_flushes
+            self.full_flushes,
+            self.eventinj_irqs,
+            self.virq_missed
         )
     }
 }

@@ -23,6 +23,7 @@ pub enum MsrAction {
 pub const EFER: u32 = 0xC000_0080;
 pub const PAT: u32 = 0x277;
 pub const EFER_LMA: u64 = 1 << 10;
+pub const EFER_LME: u64 = 1 << 8;
 
 /// EFER bits a guest may set: SCE, LME, LMA (kept by the CPU), NXE, FFXSR.
 pub const EFER_WRITABLE: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11) | (1 << 14);

@@ -424,9 +424,14 @@ impl VcpuLoop<'_> {
             let value = (self.reg(Reg::Rdx)? << 32) | (self.reg(Reg::Rax)? & 0xFFFF_FFFF);
             match msr::write(index, value) {
                 MsrAction::Efer => {
+                    let efer = self.reg(Reg::Efer)?;
+                    // Long mode is switched with paging off (APM vol. 2,
+                    // 14.6.1): changing LME with CR0.PG set is #GP.
+                    if (efer ^ value) & msr::EFER_LME != 0 && self.reg(Reg::Cr0)? & decode::walk::CR0_PG != 0 {
+                        return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                    }
                     // LMA is the CPU's to change: keep the current one.
-                    let lma = self.reg(Reg::Efer)? & msr::EFER_LMA;
-                    self.set_reg(Reg::Efer, (value & !msr::EFER_LMA) | lma)?
+                    self.set_reg(Reg::Efer, (value & !msr::EFER_LMA) | (efer & msr::EFER_LMA))?
                 }
                 MsrAction::Pat => self.set_reg(Reg::Pat, value)?,
                 MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
