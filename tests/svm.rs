@@ -62,6 +62,17 @@ fn long_mode_guest_passes_with_exact_exits() {
 }
 
 #[test]
+fn a_guest_spinning_with_interrupts_on_gets_its_timer_ticks_after_fast_path_exits() {
+    // 100,000 CPUIDs answered on the fast path outlast several time slices;
+    // then the guest spins with IF set and makes no exit of its own. Only a
+    // host timer armed on every entry (for the PIT's next tick) gets it its
+    // 20 ticks.
+    let g = guest("guest32.elf");
+    let out = boot(&[(&g, "mode=ticks")]);
+    out.assert_status(EXIT_SUCCESS).assert_contains("vm0: PASS guest32 ticks").assert_contains("vm0: stopped cleanly");
+}
+
+#[test]
 fn access_to_unbacked_guest_memory_stops_the_vm_naming_gpa_and_rip() {
     let g = guest("guest32.elf");
     let out = boot(&[(&g, "mode=npf")]);

@@ -38,6 +38,13 @@
  *   mode=triple  load an IDT with limit 0 and execute INT3: triple fault.
  *                If execution continues: "FAIL guest32: triple not stopped".
  *   mode=spin    print "guest32: spinning", then CLI; JMP . forever.
+ *   mode=ticks   PIT at 1 ms, then 100,000 CPUIDs with interrupts off (the
+ *                hypervisor answers them without leaving its fast path),
+ *                then STI and a spin loop that makes no exit of its own,
+ *                until the IRQ0 handler has counted 20 ticks: "PASS
+ *                guest32 ticks". A hypervisor that lets the host timer
+ *                lapse in the fast path leaves the loop without ticks:
+ *                after 400 M iterations "FAIL guest32: no ticks".
  *
  * Exit accounting (see README.md): every IN/OUT is one IOIO exit; prints
  * are one OUT per byte (puts), never a string instruction.
@@ -149,7 +156,35 @@ _start:
         mov     $k_debugexit, %edi
         call    contains
         jnz     mode_debugexit
+        mov     $k_ticks, %edi
+        call    contains
+        jnz     mode_ticks
         jmp     default_mode
+
+/* mode=ticks: see the header. */
+mode_ticks:
+        mov     $0x20, %eax
+        mov     $tick_handler, %edx
+        call    set_gate
+        call    pic_pit_init
+        mov     $100000, %esi
+1:      xor     %eax, %eax
+        cpuid                           /* fast-path CPUID exit */
+        dec     %esi
+        jnz     1b
+        mov     $400000000, %ecx
+        sti
+2:      cmpl    $20, tick_count         /* no exit in this loop */
+        jae     3f
+        loop    2b
+        cli
+        push    $t_noticks
+        call    fail
+        jmp     reset
+3:      cli
+        mov     $s_pass_ticks, %esi
+        call    puts
+        jmp     reset
 
 /* mode=mbinfo: print what the loader passed: the command line, the number
  * of modules, and the first module's string and first bytes. */
@@ -552,6 +587,15 @@ irq0_handler:
         pop     %eax
         iret
 
+/* IRQ0 for mode=ticks: count and EOI, IRQ0 stays open. */
+tick_handler:
+        push    %eax
+        mov     $0x20, %al
+        out     %al, $0x20              /* non-specific EOI */
+        incl    tick_count
+        pop     %eax
+        iret
+
 /* #BP (vector 3, a trap): record the return EIP, count. If the EIP points
  * at the int3 itself (a fault-style reflection, wrong), step over it anyway
  * so the guest cannot loop on INT3; the main check then reports "bp eip". */
@@ -674,6 +718,9 @@ k_triple: .asciz "mode=triple"
 k_spin:  .asciz "mode=spin"
 k_mbinfo: .asciz "mode=mbinfo"
 k_debugexit: .asciz "mode=debugexit"
+k_ticks: .asciz "mode=ticks"
+s_pass_ticks: .asciz "PASS guest32 ticks\n"
+t_noticks: .asciz "no ticks"
 s_cmdline: .asciz "cmdline: "
 s_modules: .asciz "modules: "
 s_mod0:  .asciz "module0: "
@@ -711,6 +758,7 @@ efer_new:   .long 0
 gp_count:   .long 0
 gp_errors:  .long 0
 irq0_count: .long 0
+tick_count: .long 0
 bp_count:   .long 0
 bp_eip:     .long 0
 ud_count:   .long 0
