@@ -68,7 +68,7 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
     );
     let spread = arch::lapic::calibration_spread();
     info!(
-        "timer: tsc {} MHz (median of 5 rounds, spread {}.{:02}%)",
+        "timer: tsc {} MHz (median of 3 rounds, spread {}.{:02}%)",
         arch::lapic::tsc_hz() / 1_000_000,
         spread / 100,
         spread % 100

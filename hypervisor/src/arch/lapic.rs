@@ -72,63 +72,140 @@ fn mask_legacy_pic() {
     data2.write(0xFF);
 }
 
-/// How many timed rounds calibration takes the median of.
-const CALIBRATION_ROUNDS: usize = 5;
+/// How many calibration rounds are taken; the result is their median.
+const CALIBRATION_ROUNDS: usize = 3;
 const PIT_HZ: u64 = 1_193_182;
+/// A round ends once its estimate is this good (parts per million)...
+const GOOD_ENOUGH_PPM: u64 = 200;
+/// ...or after this many PIT ticks (50 ms; the counter holds 55 ms).
+const ROUND_MAX_PIT_TICKS: u16 = 59_659;
+/// Samples closer than this to the anchor (10 ms) are not used: the PIT's
+/// own resolution (0.84 µs) would dominate.
+const ROUND_MIN_PIT_TICKS: u16 = 11_932;
 
-/// Counts TSC and LAPIC-timer ticks while PIT channel 2 counts down
-/// `pit_ticks` (at most 0xFFFF), in one-shot mode gated through port 0x61.
-fn measure(pit_ticks: u16) -> (u64, u64) {
-    // SAFETY: the host's PIT and port 0x61 are ours.
-    let (ch2, mode, ctl) = unsafe { (Port::<u8>::new(0x42), Port::<u8>::new(0x43), Port::<u8>::new(0x61)) };
-    // Gate on, speaker off; channel 2, lobyte/hibyte, mode 0 (one-shot).
-    ctl.write((ctl.read() & !0x02) | 0x01);
-    mode.write(0b1011_0000);
-    ch2.write(pit_ticks as u8);
-    ch2.write((pit_ticks >> 8) as u8);
-    // Restart the count by toggling the gate.
-    let v = ctl.read() & !0x01;
-    ctl.write(v);
-    ctl.write(v | 0x01);
-    write(REG_TIMER_INITIAL, u32::MAX);
-    let t0 = super::cpu::rdtsc();
-    let mut spins = 0u64;
-    // OUT2 goes high when the count reaches zero.
-    while ctl.read() & 0x20 == 0 && spins < 100_000_000 {
-        spins += 1;
-    }
-    let t1 = super::cpu::rdtsc();
-    let lapic_ticks = u64::from(u32::MAX - read(REG_TIMER_CURRENT));
-    write(REG_TIMER_INITIAL, 0);
-    (t1 - t0, lapic_ticks)
+/// PIT channel 2 and the LAPIC timer, read together between two TSC
+/// readings: both were sampled somewhere in `[tsc_before, tsc_after]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub tsc_before: u64,
+    pub tsc_after: u64,
+    /// PIT channel 2's count (counting down).
+    pub pit: u16,
+    /// The LAPIC timer's current count (counting down).
+    pub lapic: u32,
 }
 
-/// The TSC and LAPIC-timer frequencies (Hz), measured against the PIT.
+/// Frequencies measured between two samples, and how far off they may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    pub tsc_hz: u64,
+    pub lapic_hz: u64,
+    /// The bound on the relative error, in parts per million: the two
+    /// samples' TSC brackets and one PIT tick, over the interval.
+    pub error_ppm: u64,
+}
+
+/// The TSC and LAPIC-timer frequencies from sample `a` to the later `b`,
+/// or `None` if the PIT moved less than `ROUND_MIN_PIT_TICKS`.
 ///
-/// One round can be far off on an emulator: the first pass through the
-/// polling loop is translated while the PIT runs on (QEMU's TCG once
-/// measured 4,049 MHz for a 2,607 MHz TSC that way), and the host may
-/// deschedule the emulator in the middle of any round. So a short warm-up
-/// round is thrown away, and the result is the median of several rounds,
-/// which ignores up to two outliers.
+/// An emulator can take a long, varying time to answer one port access
+/// (QEMU's TCG waits for its I/O lock, which a loaded host holds for
+/// milliseconds), so waiting for the count to run out and reading the TSC
+/// then measures the emulator, not the clock: plain TCG once gave 4,144
+/// MHz for a 2,596 MHz TSC that way. Bracketing each reading with the TSC
+/// bounds the error of every estimate instead, and a round keeps the best.
+pub fn estimate(a: &Sample, b: &Sample) -> Option<Estimate> {
+    let pit_ticks = a.pit.wrapping_sub(b.pit);
+    if pit_ticks < ROUND_MIN_PIT_TICKS {
+        return None;
+    }
+    let mid = |s: &Sample| s.tsc_before / 2 + s.tsc_after / 2;
+    let tsc_ticks = mid(b).checked_sub(mid(a)).filter(|&t| t > 0)?;
+    let lapic_ticks = u64::from(a.lapic.wrapping_sub(b.lapic));
+    let pit = u64::from(pit_ticks);
+    let width = (a.tsc_after - a.tsc_before) / 2 + (b.tsc_after - b.tsc_before) / 2;
+    let error_ppm = width.saturating_mul(1_000_000) / tsc_ticks + 1_000_000 / pit;
+    Some(Estimate {
+        tsc_hz: (u128::from(tsc_ticks) * u128::from(PIT_HZ) / u128::from(pit)) as u64,
+        lapic_hz: (u128::from(lapic_ticks) * u128::from(PIT_HZ) / u128::from(pit)) as u64,
+        error_ppm,
+    })
+}
+
+/// One sample: latch PIT channel 2 and read the LAPIC timer between two
+/// TSC readings, then read out the latched count.
+fn sample(ch2: &Port<u8>, mode: &Port<u8>) -> Sample {
+    let tsc_before = super::cpu::rdtsc();
+    mode.write(0b1000_0000); // counter latch, channel 2
+    let lapic = read(REG_TIMER_CURRENT);
+    let tsc_after = super::cpu::rdtsc();
+    let lo = ch2.read();
+    let hi = ch2.read();
+    Sample { tsc_before, tsc_after, pit: u16::from_le_bytes([lo, hi]), lapic }
+}
+
+/// One calibration round: PIT channel 2 counts down from 0xFFFF (mode 0)
+/// and the LAPIC timer from u32::MAX; the anchor is the tightest of the
+/// first few samples, and the round keeps the best estimate against it.
+fn calibration_round() -> Option<Estimate> {
+    // SAFETY: the host's PIT and port 0x61 are ours.
+    let (ch2, mode, ctl) = unsafe { (Port::<u8>::new(0x42), Port::<u8>::new(0x43), Port::<u8>::new(0x61)) };
+    // Gate on, speaker off; channel 2, lobyte/hibyte, mode 0, count 0xFFFF.
+    ctl.write((ctl.read() & !0x02) | 0x01);
+    mode.write(0b1011_0000);
+    ch2.write(0xFF);
+    ch2.write(0xFF);
+    write(REG_TIMER_INITIAL, u32::MAX);
+    let width = |s: &Sample| s.tsc_after - s.tsc_before;
+    let mut anchor = sample(&ch2, &mode);
+    for _ in 0..8 {
+        let s = sample(&ch2, &mode);
+        if width(&s) < width(&anchor) {
+            anchor = s;
+        }
+    }
+    let mut best: Option<Estimate> = None;
+    // Bounded even if the PIT never moves (no PIT at all).
+    for _ in 0..10_000_000u32 {
+        let s = sample(&ch2, &mode);
+        if let Some(e) = estimate(&anchor, &s) {
+            if best.is_none_or(|b| e.error_ppm < b.error_ppm) {
+                best = Some(e);
+            }
+        }
+        let done = best.is_some_and(|b| b.error_ppm <= GOOD_ENOUGH_PPM);
+        if done || anchor.pit.wrapping_sub(s.pit) >= ROUND_MAX_PIT_TICKS {
+            break;
+        }
+    }
+    write(REG_TIMER_INITIAL, 0);
+    best
+}
+
+/// The TSC and LAPIC-timer frequencies (Hz), and the spread of the rounds
+/// in parts per 10,000: the median of several rounds, so that one round
+/// disturbed beyond its own error bound (an emulator descheduled, an SMI)
+/// does not decide.
 fn calibrate() -> (u64, u64, u64) {
     write(REG_TIMER_DIVIDE, 0b1011); // divide by 1
     write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
-    const ROUND_TICKS: u16 = (PIT_HZ / 200) as u16; // 5 ms
-    let _ = measure(ROUND_TICKS / 5);
-    let mut tsc = [0u64; CALIBRATION_ROUNDS];
-    let mut lapic = [0u64; CALIBRATION_ROUNDS];
-    for i in 0..CALIBRATION_ROUNDS {
-        let (t, l) = measure(ROUND_TICKS);
-        tsc[i] = t * PIT_HZ / u64::from(ROUND_TICKS);
-        lapic[i] = l * PIT_HZ / u64::from(ROUND_TICKS);
+    let mut rounds = [Estimate { tsc_hz: 0, lapic_hz: 0, error_ppm: 0 }; CALIBRATION_ROUNDS];
+    let mut n = 0;
+    for _ in 0..CALIBRATION_ROUNDS {
+        if let Some(e) = calibration_round() {
+            rounds[n] = e;
+            n += 1;
+        }
     }
-    tsc.sort_unstable();
-    lapic.sort_unstable();
-    let median = tsc[CALIBRATION_ROUNDS / 2].max(1);
-    // The spread of the rounds around the median, in parts per 10,000.
-    let spread = (tsc[CALIBRATION_ROUNDS - 1] - tsc[0]) * 10_000 / median;
-    (median, lapic[CALIBRATION_ROUNDS / 2].max(1), spread)
+    if n == 0 {
+        // No PIT to measure against: assume 1 GHz rather than stop.
+        return (1_000_000_000, 1_000_000_000, 0);
+    }
+    let rounds = &mut rounds[..n];
+    rounds.sort_unstable_by_key(|e| e.tsc_hz);
+    let median = rounds[n / 2];
+    let spread = (rounds[n - 1].tsc_hz - rounds[0].tsc_hz) * 10_000 / median.tsc_hz.max(1);
+    (median.tsc_hz.max(1), median.lapic_hz.max(1), spread)
 }
 
 /// How far apart the calibration rounds were, in parts per 10,000 of the
@@ -173,6 +250,43 @@ static TIMER_INTERRUPTS: [AtomicU64; super::gdt::MAX_CPUS] = [const { AtomicU64:
 /// says the clock must be looked at (a deadline may have come).
 pub fn timer_interrupts(cpu: usize) -> u64 {
     TIMER_INTERRUPTS[cpu].load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sample `ms` after the start on a 2 GHz TSC with a 100 MHz LAPIC
+    /// timer, read within `width` TSC ticks.
+    fn at(ms: u64, width: u64) -> Sample {
+        let tsc = 2_000_000 * ms;
+        Sample {
+            tsc_before: tsc,
+            tsc_after: tsc + width,
+            pit: 0xFFFF - (PIT_HZ * ms / 1000) as u16,
+            lapic: u32::MAX - (100_000 * ms) as u32,
+        }
+    }
+
+    #[test]
+    fn tight_samples_give_the_frequencies_with_a_small_error_bound() {
+        let e = estimate(&at(0, 200), &at(40, 200)).unwrap();
+        assert!((1_999_000_000..=2_001_000_000).contains(&e.tsc_hz), "{e:?}");
+        assert!((99_900_000..=100_100_000).contains(&e.lapic_hz), "{e:?}");
+        assert!(e.error_ppm < GOOD_ENOUGH_PPM, "{e:?}");
+    }
+
+    #[test]
+    fn a_slow_port_access_shows_in_the_error_bound() {
+        // 2 ms spent inside one reading: the estimate is honest about it.
+        let e = estimate(&at(0, 200), &at(40, 4_000_000)).unwrap();
+        assert!(e.error_ppm > 20_000, "{e:?}");
+    }
+
+    #[test]
+    fn samples_too_close_together_give_no_estimate() {
+        assert_eq!(estimate(&at(0, 100), &at(5, 100)), None);
+    }
 }
 
 /// Called by the interrupt stubs in `exceptions.S`, with IF=0.

@@ -104,8 +104,16 @@ fn load(caller: Caller, vm: VmHandle, vcpu: VcpuHandle, cfg: &GuestConfig<'_>) -
     }
     let layout = MemLayout { ram_size: cfg.mem };
     let initrd = cfg.initrd.map(|data| loader::Module { data, cmdline: cfg.initrd_cmdline.as_bytes() });
+    let linux;
+    let cmdline = match loader::detect(cfg.image) {
+        Some(loader::ImageKind::BzImage | loader::ImageKind::Pvh) => {
+            linux = loader::linux_cmdline(cfg.cmdline, sys_tsc_hz() / 1000);
+            linux.as_str()
+        }
+        _ => cfg.cmdline,
+    };
     let (kind, entry) =
-        loader::load(&mut mem, &layout, cfg.image, initrd, cfg.cmdline.as_bytes()).map_err(LaunchError::Load)?;
+        loader::load(&mut mem, &layout, cfg.image, initrd, cmdline.as_bytes()).map_err(LaunchError::Load)?;
     log::info!("{}: {:?} image, entry {:#x} in {:?}", cfg.name, kind, entry.rip, entry.mode);
     apply_entry(caller, vcpu, &entry)?;
     Ok(())

@@ -58,6 +58,7 @@
 
 mod bytes;
 pub mod bzimage;
+pub mod cmdline;
 mod elf;
 pub mod entry;
 mod error;
@@ -71,6 +72,7 @@ mod tests;
 mod testutil;
 
 pub use bzimage::load_bzimage;
+pub use cmdline::linux_cmdline;
 pub use entry::{CpuMode, EntryState, Segment, TableRegister};
 pub use error::LoadError;
 pub use layout::{e820_map, E820Entry, E820Type, MemLayout, E820_MAX_ENTRIES};
