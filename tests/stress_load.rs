@@ -558,7 +558,7 @@ impl<'a> Driver<'a> {
     fn tail(&self) -> String {
         let out = self.s.output();
         let lines: Vec<&str> = out.lines().collect();
-        lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+        lines[lines.len().saturating_sub(TAIL_LINES)..].iter().map(|l| printable(l)).collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -642,8 +642,16 @@ impl Seen {
 
 fn keep(list: &mut Vec<String>, line: &str) {
     if list.len() < KEEP {
-        list.push(line.to_string());
+        list.push(printable(line));
     }
+}
+
+/// `line` with control characters escaped, so that a report does not
+/// drive the terminal (the guest's line editor sends ESC [ 6 n).
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| if c.is_control() && c != '\t' { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 #[cfg(test)]
@@ -690,10 +698,12 @@ mod tests {
         s.feed(" seconds=1000");
         s.feed("STRESS-RX ok stress-line 1 abc 303451c5");
         s.feed("[  123.4] watchdog: BUG: soft lockup - CPU#0 stuck for 22s!");
+        s.feed("\u{1b}[6n");
         s.feed("STRESS-END fail");
         s.feed("guest:~# ");
         assert_eq!(s.rx, ["ok stress-line 1 abc 303451c5"]);
-        assert_eq!(s.other_count, 1, "{:?}", s.other);
+        assert_eq!(s.other_count, 2, "{:?}", s.other);
+        assert_eq!(s.other[1], "\\u{1b}[6n", "control characters are escaped");
         assert_eq!(s.end.as_deref(), Some("fail"));
     }
 
