@@ -24,7 +24,7 @@ the console output is intact, the shell still answers, the VM stops cleanly.
   --progress S a progress line every S seconds (default 60)
   --out DIR    results directory (default results/stress-<unix time>)
 
-Writes DIR/<run>-<boot>-<timing>.log (gzipped when over 8 MB) and DIR/summary.txt.
+Writes DIR/run<k>-<hv|direct>-<icount|tcg>.log (gzipped when over 8 MB) and DIR/summary.txt.
 Exit status: 0 if every run passed, 1 if one failed, 2 on bad options.";
 
 /// Serial logs above this size are gzipped after their run.
