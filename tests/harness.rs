@@ -3,6 +3,8 @@
 //! Each test builds what it boots (once per test binary), starts QEMU with a
 //! hard timeout, reads the serial output as it arrives, and always kills its
 //! QEMU: on success, on failure and on panic (the guard's `Drop`).
+pub mod stress_load;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -102,6 +104,8 @@ impl Outcome {
 pub struct Qemu {
     cmd: Command,
     timeout: Duration,
+    /// A file that receives the serial output as it arrives.
+    log: Option<PathBuf>,
 }
 
 impl Qemu {
@@ -115,7 +119,7 @@ impl Qemu {
             "-serial",
             "stdio",
         ]);
-        Qemu { cmd, timeout: Duration::from_secs(120) }
+        Qemu { cmd, timeout: Duration::from_secs(120), log: None }
     }
 
     pub fn cpu(mut self, model: &str) -> Self {
@@ -163,6 +167,13 @@ impl Qemu {
         self
     }
 
+    /// Also writes the serial output to `path` as it arrives, so that a run
+    /// that is killed still leaves its log.
+    pub fn log_to(mut self, path: &Path) -> Self {
+        self.log = Some(path.to_path_buf());
+        self
+    }
+
     /// Runs to completion (or the timeout) and returns what happened.
     pub fn run(self) -> Outcome {
         let timeout = self.timeout;
@@ -183,11 +194,17 @@ impl Qemu {
         let out = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let mut stdout = child.stdout.take().unwrap();
         let sink = out.clone();
+        let mut log = self.log.as_ref().map(|p| {
+            std::fs::File::create(p).unwrap_or_else(|e| panic!("cannot create the serial log {}: {e}", p.display()))
+        });
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = stdout.read(&mut buf) {
                 if n == 0 {
                     break;
+                }
+                if let Some(f) = log.as_mut() {
+                    let _ = f.write_all(&buf[..n]);
                 }
                 let (lock, cv) = &*sink;
                 lock.lock().unwrap().extend_from_slice(&buf[..n]);
@@ -224,32 +241,80 @@ impl Session {
     /// Waits until `needle` appears after what earlier calls consumed, and
     /// returns the output in between. Panics with the log on timeout.
     pub fn expect(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        let (lock, cv) = &*self.out;
-        let mut raw = lock.lock().unwrap();
-        loop {
-            let text = String::from_utf8_lossy(&raw[self.seen..]).into_owned();
-            if let Some(pos) = text.find(needle) {
-                let upto = pos + needle.len();
-                self.seen += text[..upto].len();
-                return text[..upto].replace('\r', "");
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                let all = String::from_utf8_lossy(&raw).replace('\r', "");
-                drop(raw);
+        match self.try_expect(needle, timeout) {
+            Some(text) => text,
+            None => {
+                let all = self.output();
                 let _ = self.child.kill();
                 panic!("timed out after {timeout:?} waiting for {needle:?}; serial log:\n{all}");
+            }
+        }
+    }
+
+    /// Like [`Session::expect`], but returns None at the timeout (leaving
+    /// QEMU running and the consumed position where it was).
+    pub fn try_expect(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let needle = needle.as_bytes();
+        let (lock, cv) = &*self.out;
+        let mut raw = lock.lock().unwrap();
+        if needle.is_empty() {
+            return Some(String::new());
+        }
+        // Where the search resumes: each byte is scanned about once, however
+        // long the wait and however much output arrives meanwhile.
+        let mut from = self.seen;
+        loop {
+            if let Some(pos) = raw[from..].windows(needle.len()).position(|w| w == needle) {
+                let upto = from + pos + needle.len();
+                let text = String::from_utf8_lossy(&raw[self.seen..upto]).replace('\r', "");
+                self.seen = upto;
+                return Some(text);
+            }
+            // A match may straddle what has arrived and what comes next.
+            from = raw.len().saturating_sub(needle.len().saturating_sub(1)).max(from);
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
             }
             raw = cv.wait_timeout(raw, deadline - now).unwrap().0;
         }
     }
 
+    /// How many bytes QEMU has printed so far.
+    pub fn output_len(&self) -> usize {
+        self.out.0.lock().unwrap().len()
+    }
+
+    /// The raw output after byte `from`, waiting up to `timeout` for some to
+    /// arrive; empty if none did.
+    pub fn output_after(&self, from: usize, timeout: Duration) -> Vec<u8> {
+        let (lock, cv) = &*self.out;
+        let raw = lock.lock().unwrap();
+        let (raw, _) = cv.wait_timeout_while(raw, timeout, |raw| raw.len() <= from).unwrap();
+        raw.get(from..).map(<[u8]>::to_vec).unwrap_or_default()
+    }
+
+    /// QEMU's exit status if it has exited, without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// Types `text` on the serial line.
     pub fn send(&mut self, text: &str) {
+        self.try_send(text).unwrap_or_else(|e| panic!("cannot type {text:?} into QEMU: {e}"));
+    }
+
+    /// Types `text` on the serial line; fails if QEMU no longer reads it.
+    pub fn try_send(&mut self, text: &str) -> std::io::Result<()> {
         let stdin = self.stdin.as_mut().expect("stdin closed");
-        stdin.write_all(text.as_bytes()).unwrap();
-        stdin.flush().unwrap();
+        stdin.write_all(text.as_bytes())?;
+        stdin.flush()
+    }
+
+    /// How far [`Session::expect`] has consumed the output, in bytes.
+    pub fn consumed(&self) -> usize {
+        self.seen
     }
 
     /// Waits for QEMU to exit; kills it at the timeout and returns None.
