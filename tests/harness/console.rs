@@ -95,6 +95,8 @@ pub struct Session {
     out: Arc<(Mutex<Vec<u8>>, Condvar)>,
     /// How far `expect` has consumed the output.
     seen: usize,
+    /// Text that ends any wait with a failure (see `fail_on`).
+    fail_markers: Vec<String>,
     status_from: StatusFrom,
     /// The emulator's working files (Bochs: bochsrc, ISO, logs), removed
     /// with the session.
@@ -124,7 +126,16 @@ impl Session {
                 cv.notify_all();
             }
         });
-        Session { child, input, out, seen: 0, status_from, scratch }
+        // The hypervisor's last line: nothing a test waits for comes after it.
+        let fail_markers = vec!["\nexit: ".to_string()];
+        Session { child, input, out, seen: 0, fail_markers, status_from, scratch }
+    }
+
+    /// Makes `expect` fail as soon as `marker` appears before what it waits
+    /// for (a guest's "Kernel panic"), instead of at its timeout. The
+    /// hypervisor's `exit:` line is always such a marker.
+    pub fn fail_on(&mut self, marker: &str) {
+        self.fail_markers.push(marker.to_string());
     }
 
     /// Everything the serial line carried so far, with its CRs dropped.
@@ -134,26 +145,40 @@ impl Session {
     }
 
     /// Waits until `needle` appears after what earlier calls consumed, and
-    /// returns the output in between. Panics with the log on timeout.
+    /// returns the output in between. Panics with the log at the timeout or
+    /// when a fail marker comes first.
     pub fn expect(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         let (lock, cv) = &*self.out;
         let mut raw = lock.lock().unwrap();
         loop {
-            let text = String::from_utf8_lossy(&raw[self.seen..]).into_owned();
-            if let Some(pos) = text.find(needle) {
-                let upto = pos + needle.len();
-                self.seen += text[..upto].len();
-                return text[..upto].replace('\r', "");
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                let all = String::from_utf8_lossy(&raw).replace('\r', "");
-                drop(raw);
-                let _ = self.child.kill();
-                panic!("timed out after {timeout:?} waiting for {needle:?}; serial log:\n{all}{}", self.emulator_log());
-            }
-            raw = cv.wait_timeout(raw, deadline - now).unwrap().0;
+            let found = find(&raw[self.seen..], needle.as_bytes()).map(|p| self.seen + p);
+            // A marker may begin with the newline that ended the last match.
+            let from = self.seen.saturating_sub(1);
+            let failed =
+                self.fail_markers.iter().filter_map(|m| find(&raw[from..], m.as_bytes()).map(|p| (from + p, m))).min();
+            let why = match (found, failed) {
+                (found, Some((at, marker))) if found.is_none_or(|p| at < p) => {
+                    format!("saw {:?} while waiting for {needle:?}", marker.trim())
+                }
+                (Some(pos), _) => {
+                    let upto = pos + needle.len();
+                    let text = String::from_utf8_lossy(&raw[self.seen..upto]).replace('\r', "");
+                    self.seen = upto;
+                    return text;
+                }
+                (None, _) if Instant::now() >= deadline => {
+                    format!("timed out after {timeout:?} waiting for {needle:?}")
+                }
+                (None, _) => {
+                    raw = cv.wait_timeout(raw, deadline.saturating_duration_since(Instant::now())).unwrap().0;
+                    continue;
+                }
+            };
+            let all = String::from_utf8_lossy(&raw).replace('\r', "");
+            drop(raw);
+            let _ = self.child.kill();
+            panic!("{why}; serial log:\n{all}{}", self.emulator_log());
         }
     }
 
@@ -216,6 +241,11 @@ impl Session {
     }
 }
 
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         self.stop();
@@ -241,6 +271,40 @@ mod tests {
         assert_eq!(status_from_exit_line("[INFO ] vm0: console: exit: success\n"), None);
         assert_eq!(status_from_exit_line("exit: successful\n"), None);
         assert_eq!(status_from_exit_line(""), None);
+    }
+
+    /// A session on canned serial output, with `sleep` standing in for the
+    /// emulator.
+    fn canned(serial: &'static [u8]) -> Session {
+        let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        Session::new(child, serial, None, StatusFrom::ExitLine, None)
+    }
+
+    #[test]
+    fn expect_returns_the_output_up_to_each_needle_in_turn() {
+        let mut s = canned(b"boot\r\n# uname\r\n6.1\r\n# ");
+        assert_eq!(s.expect("# ", Duration::from_secs(5)), "boot\n# ");
+        assert_eq!(s.expect("# ", Duration::from_secs(5)), "uname\n6.1\n# ");
+    }
+
+    #[test]
+    #[should_panic(expected = "saw \"exit:\" while waiting for \"READY\"")]
+    fn expect_fails_at_the_exit_line_instead_of_waiting_for_the_timeout() {
+        canned(b"[INFO ] vm0: stopped\r\nexit: failure\r\n").expect("READY", Duration::from_secs(60));
+    }
+
+    #[test]
+    #[should_panic(expected = "saw \"Kernel panic\" while waiting for \"# \"")]
+    fn expect_fails_at_a_marker_the_test_names() {
+        let mut s = canned(b"Kernel panic - not syncing\r\n# ");
+        s.fail_on("Kernel panic");
+        s.expect("# ", Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_bochs_run_ends_with_the_status_of_its_exit_line() {
+        let mut s = canned(b"[INFO ] all guests have stopped\r\nexit: success\r\n");
+        assert_eq!(s.wait(Duration::from_secs(5)), Some(EXIT_SUCCESS));
     }
 
     #[test]
