@@ -30,7 +30,7 @@ pub struct Bochs {
 impl Bochs {
     /// The machine of scripts/bochsrc.template with `cpu: model=<model>`.
     pub fn new(model: &str) -> Bochs {
-        Bochs { model: model.to_string(), kernel: None, modules: Vec::new(), timeout: Duration::from_secs(600) }
+        Bochs { model: model.to_string(), kernel: None, modules: Vec::new(), timeout: Duration::from_secs(300) }
     }
 
     /// The hypervisor image and its command line; GRUB boots it through

@@ -101,6 +101,7 @@ pub struct Session {
     /// The emulator's working files (Bochs: bochsrc, ISO, logs), removed
     /// with the session.
     scratch: Option<PathBuf>,
+    started: Instant,
 }
 
 impl Session {
@@ -128,7 +129,7 @@ impl Session {
         });
         // The hypervisor's last line: nothing a test waits for comes after it.
         let fail_markers = vec!["\nexit: ".to_string()];
-        Session { child, input, out, seen: 0, fail_markers, status_from, scratch }
+        Session { child, input, out, seen: 0, fail_markers, status_from, scratch, started: Instant::now() }
     }
 
     /// Makes `expect` fail as soon as `marker` appears before what it waits
@@ -249,6 +250,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 impl Drop for Session {
     fn drop(&mut self) {
         self.stop();
+        // Shown for failed tests, and for all with --nocapture.
+        eprintln!("the emulator ran for {:.1} s", self.started.elapsed().as_secs_f64());
         if let Some(dir) = &self.scratch {
             let _ = std::fs::remove_dir_all(dir);
         }
