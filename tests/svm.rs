@@ -88,7 +88,8 @@ fn long_mode_guest_passes_with_exact_exits() {
 /// intercepts. Not the `vintr` (interrupt window) exits: how many the timer
 /// interrupt needs depends on where the emulated PIT's tick falls between
 /// the guest's instructions, which differs between QEMU's icount and Bochs's
-/// 200 MIPS clock and between CPU models (their instruction timings differ).
+/// 200 MIPS clock, and between models, whose features (NRIPS or not) send
+/// the hypervisor's exit handling down paths of different lengths.
 const GUEST16_EXITS: &[(&str, u64)] =
     &[("io", 46), ("cpuid", 3), ("hlt", 1), ("vmmcall", 2), ("exception", 1), ("svm-insn", 0)];
 const GUEST32_EXITS: &[(&str, u64)] =
