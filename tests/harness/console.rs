@@ -21,7 +21,7 @@ pub(crate) enum StatusFrom {
 
 /// The status an `exit:` line stands for, in QEMU's numbering, so that a
 /// test asserts the same status on every emulator.
-pub fn status_from_exit_line(serial: &str) -> Option<i32> {
+pub(crate) fn status_from_exit_line(serial: &str) -> Option<i32> {
     serial.lines().find_map(|l| match l.trim_end_matches('\r') {
         "exit: success" => Some(EXIT_SUCCESS),
         "exit: failure" => Some(EXIT_FAILURE),

@@ -11,7 +11,7 @@ mod matrix;
 mod qemu;
 
 pub use bochs::Bochs;
-pub use console::{status_from_exit_line, Outcome, Session};
+pub use console::{Outcome, Session};
 pub use matrix::*;
 pub use qemu::Qemu;
 
