@@ -17,8 +17,9 @@ fn boots_through_multiboot1_and_prints_the_feature_line() {
 
 #[test]
 fn boots_from_a_grub_iso_through_multiboot2() {
-    let iso = iso(&kernel(), "boot-mb2", "log=info selftest=off");
-    let out = Qemu::new().cpu(SVM_NPT).cdrom(&iso).timeout(std::time::Duration::from_secs(240)).run();
+    let image = root().join("target/iso/boot-mb2.iso");
+    iso(&kernel(), &image, "log=info selftest=off", &[]);
+    let out = Qemu::new().cpu(SVM_NPT).cdrom(&image).timeout(std::time::Duration::from_secs(240)).run();
     out.assert_status(EXIT_SUCCESS)
         .assert_contains("boot: Multiboot2")
         .assert_contains("cmdline \"log=info selftest=off\"")

@@ -1,30 +1,31 @@
 //! The Linux guest: Debian's kernel boots under the hypervisor, through the
 //! bzImage boot protocol and through PVH, to an interactive busybox shell
-//! that answers commands typed on the serial line.
+//! that answers commands typed on the serial line; the PVH boot also on
+//! QEMU's EPYC-Rome and max CPU models and on Bochs's ryzen.
 use integration::*;
+use std::path::Path;
 use std::time::Duration;
 
 const READY: &str = "CERTIVISOR-GUEST-READY";
 
-/// Boots `kernel`, drives the shell, ends the guest with `end` (`reboot -f`
-/// or `poweroff -f`), and checks the clean stop.
-fn boot_and_use_the_shell(kernel: &std::path::Path, expect_kind: &str, end: &str) {
+/// Boots `kernel` on `on`, drives the shell, ends the guest with `end`
+/// (`reboot -f` or `poweroff -f`), and checks the clean stop.
+fn boot_and_use_the_shell(on: Svm, kernel: &Path, expect_kind: &str, end: &str) {
     let img = linux_images();
-    let mut s = Qemu::new()
-        .cpu("qemu64,+svm,+npt")
-        .kernel(&kernel_image(), "log=info")
-        .modules(&[(kernel, &img.cmdline), (&img.initramfs, "")])
-        .spawn();
-    let boot = s.expect(READY, Duration::from_secs(300));
+    let mut s = on.machine("log=info", &[(kernel, &img.cmdline), (&img.initramfs, "")]).spawn();
+    // A guest that panics never gets to the shell: fail then, not at the timeout.
+    s.fail_on("Kernel panic");
+    let secs = |n| on.patience(Duration::from_secs(n));
+    let boot = s.expect(READY, secs(300));
     assert!(boot.contains(expect_kind), "expected the loader to report {expect_kind:?}:\n{boot}");
-    s.expect("# ", Duration::from_secs(60));
+    s.expect("# ", secs(60));
 
     s.send("uname -r\n");
-    let out = s.expect("# ", Duration::from_secs(60));
+    let out = s.expect("# ", secs(60));
     assert!(out.contains(&img.release), "uname -r: expected {:?}, saw:\n{out}", img.release);
 
     s.send("head -n 1 /proc/meminfo\n");
-    let out = s.expect("# ", Duration::from_secs(60));
+    let out = s.expect("# ", secs(60));
     assert!(out.contains("MemTotal:"), "expected the MemTotal line, saw:\n{out}");
     let kb: u64 = out
         .lines()
@@ -35,15 +36,15 @@ fn boot_and_use_the_shell(kernel: &std::path::Path, expect_kind: &str, end: &str
     assert!((200_000..=262_144).contains(&kb), "MemTotal {kb} kB is not about the default 256 MiB:\n{out}");
 
     s.send("dmesg | grep -i hypervisor\n");
-    let out = s.expect("# ", Duration::from_secs(60));
+    let out = s.expect("# ", secs(60));
     assert!(
         out.contains("hypervisor detected: Certivisor (CPUID signature CertiVisorHV)"),
         "expected the kernel log to name the hypervisor:\n{out}"
     );
 
     s.send(&format!("{end}\n"));
-    s.expect("vm0: stopped cleanly", Duration::from_secs(60));
-    assert_eq!(s.wait(Duration::from_secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
+    s.expect("vm0: stopped cleanly", secs(60));
+    assert_eq!(s.wait(secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
 }
 
 fn kernel_image() -> std::path::PathBuf {
@@ -103,12 +104,41 @@ fn hvctl_talks_to_the_hypervisor_from_the_linux_guest() {
 
 #[test]
 fn linux_bzimage_boots_to_an_interactive_shell() {
-    boot_and_use_the_shell(&linux_images().bzimage, "BzImage image", "reboot -f");
+    boot_and_use_the_shell(QEMU64, &linux_images().bzimage, "BzImage image", "reboot -f");
+}
+
+fn vmlinux_boots_through_pvh_to_an_interactive_shell(on: Svm) {
+    boot_and_use_the_shell(on, &linux_images().vmlinux, "Pvh image", "poweroff -f");
 }
 
 #[test]
 fn linux_vmlinux_boots_through_pvh_to_an_interactive_shell() {
-    boot_and_use_the_shell(&linux_images().vmlinux, "Pvh image", "poweroff -f");
+    vmlinux_boots_through_pvh_to_an_interactive_shell(QEMU64);
+}
+
+/// The PVH boot on other CPU models and on Bochs, in modules named after
+/// them (`cargo test -p integration --test linux qemu_max`). The Bochs test
+/// sorts first, so that the longest test starts first and the QEMU tests run
+/// beside it on the second test thread.
+mod qemu_epyc_rome {
+    #[test]
+    fn linux_vmlinux_boots_through_pvh_to_an_interactive_shell() {
+        super::vmlinux_boots_through_pvh_to_an_interactive_shell(integration::QEMU_EPYC_ROME);
+    }
+}
+
+mod qemu_max {
+    #[test]
+    fn linux_vmlinux_boots_through_pvh_to_an_interactive_shell() {
+        super::vmlinux_boots_through_pvh_to_an_interactive_shell(integration::QEMU_MAX);
+    }
+}
+
+mod bochs_ryzen {
+    #[test]
+    fn linux_vmlinux_boots_through_pvh_to_an_interactive_shell() {
+        super::vmlinux_boots_through_pvh_to_an_interactive_shell(integration::BOCHS_RYZEN);
+    }
 }
 
 /// Under plain TCG a PIT read through a VM exit is too slow for Linux's
