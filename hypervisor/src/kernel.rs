@@ -50,7 +50,8 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
     };
     log_boot_info(&boot);
 
-    let features = Features::detect();
+    let mut features = Features::detect();
+    features.xcr0 = arch::xsave::init();
     info!("{features}");
     if let Some(missing) = features.missing() {
         refuse(missing);

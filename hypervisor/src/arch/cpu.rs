@@ -61,6 +61,9 @@ pub fn read_cr3() -> u64 {
     unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
+/// CR4.OSXSAVE: XSAVE and XCR0 enabled (set by `boot.S` when the CPU has XSAVE).
+pub const CR4_OSXSAVE: u64 = 1 << 18;
+
 pub fn read_cr4() -> u64 {
     let v;
     // SAFETY: reading CR4 has no side effects.
@@ -157,6 +160,8 @@ pub struct Features {
     pub flush_by_asid: bool,
     pub vgif: bool,
     pub xsave: bool,
+    /// The host's XCR0 after `arch::xsave::init` (0: XSAVE is not used).
+    pub xcr0: u64,
     pub nx: bool,
     pub gb_pages: bool,
     pub in_hypervisor: bool,
@@ -219,7 +224,7 @@ impl fmt::Display for Features {
         let yn = |b: bool| if b { "yes" } else { "no" };
         write!(
             f,
-            "cpu: vendor={} svm={} svm-rev={} asids={} np={} nrips={} decode-assists={} vmcb-clean={} flush-by-asid={} vgif={} xsave={}",
+            "cpu: vendor={} svm={} svm-rev={} asids={} np={} nrips={} decode-assists={} vmcb-clean={} flush-by-asid={} vgif={} xsave={} xcr0={:#x}",
             self.vendor_str(),
             yn(self.svm && !self.svm_disabled_by_firmware),
             self.svm_revision,
@@ -231,6 +236,7 @@ impl fmt::Display for Features {
             yn(self.flush_by_asid),
             yn(self.vgif),
             yn(self.xsave),
+            self.xcr0,
         )
     }
 }

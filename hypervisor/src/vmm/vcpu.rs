@@ -9,7 +9,7 @@ use super::hvdev::{DebugConsole, InfoDevice, DEBUG_PORT};
 use super::msr::{self, MsrAction};
 use crate::syscall::*;
 use crate::x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
-use log::{info, warn};
+use log::{debug, info, warn};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
 /// How long the guest runs before the host timer takes the CPU back.
@@ -434,6 +434,7 @@ impl VcpuLoop<'_> {
         let index = self.reg(Reg::Rcx)? as u32;
         if write {
             let value = (self.reg(Reg::Rdx)? << 32) | (self.reg(Reg::Rax)? & 0xFFFF_FFFF);
+            debug!("{}: wrmsr {index:#x} <- {value:#x} at {:#x}", self.name, self.reg(Reg::Rip)?);
             match msr::write(index, value) {
                 MsrAction::Efer => {
                     // LMA is the CPU's to change: keep the current one.
@@ -459,6 +460,7 @@ impl VcpuLoop<'_> {
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
             };
+            debug!("{}: rdmsr {index:#x} = {value:#x} at {:#x}", self.name, self.reg(Reg::Rip)?);
             self.set_reg(Reg::Rax, value & 0xFFFF_FFFF)?;
             self.set_reg(Reg::Rdx, value >> 32)?;
         }
