@@ -53,6 +53,7 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
     let mut features = Features::detect();
     features.xcr0 = arch::xsave::init();
     info!("{features}");
+    crate::syscall::log_cpuid();
     if let Some(missing) = features.missing() {
         refuse(missing);
     }

@@ -38,8 +38,10 @@ pub struct Gprs {
 #[derive(Clone, Copy)]
 pub struct GuestRegs {
     pub gprs: Gprs,
-    /// The guest's XCR0 (1, x87 only, after RESET). Only [`Self::set_xcr0`]
-    /// changes it, so it is always valid for the host's XCR0.
+    /// The guest's XCR0 (1, x87 only, after RESET). Changed by
+    /// [`Self::set_xcr0`], which accepts only values valid for the host's
+    /// XCR0, and by the world switch, which records the XCR0 the CPU held at
+    /// #VMEXIT: a value the CPU itself accepted.
     xcr0: u64,
     /// The host's XCR0 while this vCPU does not run; 0 on a CPU without
     /// XSAVE, where the switch uses FXSAVE/FXRSTOR.
@@ -163,18 +165,23 @@ global_asm!(
     "mov [rdi + {r14}], r14",
     "mov [rdi + {r15}], r15",
     "pop qword ptr [rdi + {rdi}]",
-    // Guest extended state out, still at GIF=0: the host's XCR0 back
-    // first, so that XSAVE stores every component the guest can reach.
+    // Guest extended state out, still at GIF=0. XCR0 as the guest left it
+    // (QEMU's TCG does not intercept XSETBV, so the guest may have changed
+    // it without an exit), then the host's XCR0 back, so that XSAVE stores
+    // every component the guest can reach.
     "mov r8, [rdi + {host_xcr0}]",
     "test r8, r8",
     "jz 4f",
-    "mov rax, [rdi + {xcr0}]",
+    "xor ecx, ecx",
+    "xgetbv",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "mov [rdi + {xcr0}], rax",
     "cmp rax, r8",
     "je 5f",
     "mov rax, r8",
     "mov rdx, r8",
     "shr rdx, 32",
-    "xor ecx, ecx",
     "xsetbv",
     "5:",
     "mov rax, [rdi + {xcr0}]",

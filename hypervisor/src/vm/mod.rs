@@ -16,6 +16,7 @@
 //! - the guest's GPRs and x87/SSE state are the guest's alone.
 pub mod asid;
 pub mod cpuid;
+pub mod cr;
 pub mod exit;
 pub mod msr;
 pub mod stats;
@@ -26,8 +27,8 @@ use crate::arch::phys::{PhysBox, PhysRun};
 use crate::arch::svm::GuestRegs;
 use asid::{AsidAllocator, AsidTag, TlbAction};
 use vmcb::{
-    CleanBits, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Iopm, Msrpm, NestedControl,
-    Segment, TlbControl, Vmcb,
+    CleanBits, CrSet, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Iopm, Msrpm,
+    NestedControl, Segment, TlbControl, Vmcb,
 };
 
 /// Host CPU facts the vm layer needs, from the feature probe at boot.
@@ -128,6 +129,11 @@ pub struct Vcpu {
     /// handling time.
     open_exit: Option<(ExitReason, u64)>,
     pub stats: stats::ExitStats,
+    /// The CR4 bits and XCR0 components the guest's CPUID allows.
+    cr4_allowed: u64,
+    xcr0_supported: u64,
+    /// The guest's TLB must be flushed before it runs again.
+    tlb_flush_requested: bool,
 }
 
 /// What an intercept setup for a fresh vCPU traps: everything the VMM must
@@ -135,12 +141,15 @@ pub struct Vcpu {
 fn default_intercepts(vmcb: &mut Vmcb) {
     let c = &mut vmcb.control;
     c.set_exception_intercepts(ExceptionIntercepts::MC);
+    // CR4 writes are checked against the guest's CPUID (vm::cr).
+    c.set_cr_write_intercepts(CrSet::CR4);
     c.set_misc1_intercepts(
         InterceptMisc1::INTR
             | InterceptMisc1::NMI
             | InterceptMisc1::SMI
             | InterceptMisc1::INIT
             | InterceptMisc1::CPUID
+            | InterceptMisc1::RDPMC
             | InterceptMisc1::HLT
             | InterceptMisc1::INVLPGA
             | InterceptMisc1::IOIO_PROT
@@ -209,6 +218,9 @@ impl Vcpu {
             last_exit: None,
             open_exit: None,
             stats: stats::ExitStats::new(),
+            cr4_allowed: cr::cr4_allowed(&vm.cpuid),
+            xcr0_supported: vm.cpuid.xcr0_supported(),
+            tlb_flush_requested: false,
         })
     }
 
@@ -225,7 +237,8 @@ impl Vcpu {
             self.asid = AsidTag::default();
             self.npt_generation = vm.npt_generation;
         }
-        let mut tlb = TlbControl::DoNothing;
+        let mut tlb =
+            if self.take_tlb_flush(cpu.caps.flush_by_asid) { TlbControl::FlushThisAsid } else { TlbControl::DoNothing };
         match cpu.asids.ensure(&mut self.asid) {
             TlbAction::None => {}
             TlbAction::NewAsid => {
@@ -270,6 +283,55 @@ impl Vcpu {
         self.stats.count(exit.reason());
         self.open_exit = Some((exit.reason(), exited_at));
         exit
+    }
+
+    /// Makes the next `run` flush this vCPU's TLB entries: the guest changed
+    /// something (a CR4 paging bit) that hardware would have flushed on.
+    pub fn request_tlb_flush(&mut self) {
+        self.tlb_flush_requested = true;
+    }
+
+    /// Takes a requested flush: true if this VMRUN must flush the vCPU's
+    /// ASID (the CPU can flush by ASID); without flush-by-ASID the vCPU
+    /// drops its ASID instead, as after an NPT change.
+    fn take_tlb_flush(&mut self, flush_by_asid: bool) -> bool {
+        if !core::mem::take(&mut self.tlb_flush_requested) {
+            return false;
+        }
+        if !flush_by_asid {
+            self.asid = AsidTag::default();
+        }
+        flush_by_asid
+    }
+
+    /// The guest's MOV to CR4: checked against its CPUID like the CPU
+    /// would, then done (with a TLB flush where the CPU would flush).
+    pub fn write_cr4(&mut self, value: u64) -> Result<(), cr::GuestFault> {
+        let s = &self.vmcb.save;
+        if cr::check_cr4_write(s.cpl, s.cr4, value, s.efer, self.cr4_allowed)? {
+            self.request_tlb_flush();
+        }
+        self.set_reg(Reg::Cr4, value);
+        Ok(())
+    }
+
+    /// The guest's XSETBV: checked like the CPU would, then XCR`index`
+    /// takes `value` (loaded at the next VMRUN).
+    pub fn xsetbv(&mut self, index: u32, value: u64) -> Result<(), cr::GuestFault> {
+        let s = &self.vmcb.save;
+        cr::check_xsetbv(s.cpl, s.cr4, index, value, self.xcr0_supported)?;
+        // The host switches every component the guest may enable, so the
+        // world switch accepts what the check accepted.
+        if self.regs.set_xcr0(value) {
+            Ok(())
+        } else {
+            Err(cr::GuestFault::GeneralProtection)
+        }
+    }
+
+    /// What CPUID answers depend on in this vCPU's state.
+    pub fn cpuid_view(&self, index: u32) -> cpuid::GuestView {
+        cpuid::GuestView { index, cr4: self.vmcb.save.cr4, xcr0: self.regs.xcr0() }
     }
 
     pub fn last_exit(&self) -> Option<&(VmExit, RawExit)> {
@@ -473,14 +535,21 @@ impl Vcpu {
 pub struct Vm {
     pub npt_root: u64,
     pub npt_generation: u64,
+    /// The virtual CPU its vCPUs' CPUID describes.
+    pub cpuid: cpuid::CpuModel,
     iopm: PhysBox<Iopm>,
     msrpm: PhysBox<Msrpm>,
 }
 
 impl Vm {
     /// A VM whose I/O ports and MSRs are all intercepted, with the given
-    /// nested page table root.
-    pub fn new(iopm_frames: PhysRun, msrpm_frames: PhysRun, npt_root: u64) -> Result<Vm, (PhysRun, PhysRun)> {
+    /// nested page table root and CPU model.
+    pub fn new(
+        iopm_frames: PhysRun,
+        msrpm_frames: PhysRun,
+        npt_root: u64,
+        cpuid: cpuid::CpuModel,
+    ) -> Result<Vm, (PhysRun, PhysRun)> {
         let (iopm, msrpm) = match (PhysBox::<Iopm>::new_zeroed(iopm_frames), PhysBox::<Msrpm>::new_zeroed(msrpm_frames))
         {
             (Ok(i), Ok(m)) => (i, m),
@@ -488,7 +557,7 @@ impl Vm {
             (Err(i), Ok(m)) => return Err((i, m.into_run())),
             (Err(i), Err(m)) => return Err((i, m)),
         };
-        let mut vm = Vm { npt_root, npt_generation: 0, iopm, msrpm };
+        let mut vm = Vm { npt_root, npt_generation: 0, cpuid, iopm, msrpm };
         vm.iopm.fill(true);
         vm.msrpm.fill(true);
         Ok(vm)

@@ -12,6 +12,8 @@ use crate::x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, 
 use log::{debug, info, warn};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
+mod cr;
+
 /// How long the guest runs before the host timer takes the CPU back.
 const SLICE_NS: u64 = 1_000_000;
 /// The longest a halted vCPU sleeps before it looks at the console again.
@@ -341,6 +343,7 @@ impl VcpuLoop<'_> {
                 self.skip_instruction()?;
             }
             VmExit::Npf(f) => self.handle_npf(f.gpa, f.is_write())?,
+            VmExit::CrWrite { cr, info } => self.handle_cr_write(cr, info)?,
             VmExit::Exception(e) => {
                 if e.vector == VEC_BP {
                     // INT3 traps: the guest's handler expects RIP after it.
@@ -495,10 +498,13 @@ impl VcpuLoop<'_> {
         use vmcb::ExitCode as C;
         let rip = self.reg(Reg::Rip)?;
         match code {
-            // Hidden by CPUID: the guest gets what a CPU without them gives.
-            C::Xsetbv | C::Monitor | C::Mwait | C::MwaitConditional | C::Rdpru => {
-                self.inject(EventInj::exception(VEC_UD))
-            }
+            C::Xsetbv => self.handle_xsetbv(),
+            // Hidden by CPUID (MONITOR, MONITORX, RDPRU): the guest gets
+            // what a CPU without them gives.
+            C::Monitor | C::Mwait | C::MwaitConditional | C::Rdpru => self.inject(EventInj::exception(VEC_UD)),
+            // No performance counters are virtualised: RDPMC faults, as
+            // under KVM without a PMU.
+            C::Rdpmc => self.inject(EventInj::exception_with_error(VEC_GP, 0)),
             // No caches to write back in a VM: a no-op.
             C::Invd => self.skip_instruction(),
             // Nothing to do: the host has handled its NMI/SMI.
