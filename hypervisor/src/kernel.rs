@@ -59,6 +59,10 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
     }
     arch::lapic::init(true);
     arch::svm::enable(0);
+    if features.tsc_aux {
+        // The vm layer assumes 0 here and loads guests' values as needed.
+        arch::cpu::write_tsc_aux(0);
+    }
     crate::syscall::cpu_init(
         0,
         crate::vm::SvmCaps {
@@ -66,6 +70,7 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
             nrips: features.nrips,
             vmcb_clean: features.vmcb_clean,
             flush_by_asid: features.flush_by_asid,
+            tsc_aux: features.tsc_aux,
         },
     );
     info!("timer: tsc {} MHz", arch::lapic::tsc_hz() / 1_000_000);

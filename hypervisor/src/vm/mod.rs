@@ -13,7 +13,8 @@
 //!   survives, on hardware that caches them);
 //! - the VMCB clean bits claim only fields unchanged since this vCPU's last
 //!   VMRUN on this CPU;
-//! - the guest's GPRs and x87/SSE state are the guest's alone.
+//! - the guest's GPRs, extended state (x87, SSE, AVX...), XCR0 and TSC_AUX
+//!   are the guest's alone.
 pub mod asid;
 pub mod cpuid;
 pub mod cr;
@@ -38,6 +39,9 @@ pub struct SvmCaps {
     pub nrips: bool,
     pub vmcb_clean: bool,
     pub flush_by_asid: bool,
+    /// The CPU has the TSC_AUX MSR (RDTSCP or RDPID), and it holds 0 when
+    /// the CPU registers with the vm layer.
+    pub tsc_aux: bool,
 }
 
 /// Per-CPU vm-layer state.
@@ -45,11 +49,25 @@ pub struct CpuVm {
     pub cpu: usize,
     pub caps: SvmCaps,
     asids: AsidAllocator,
+    /// What this CPU's TSC_AUX MSR holds: VMRUN does not switch it, so it
+    /// is loaded only when the next guest's value differs.
+    tsc_aux: u32,
 }
 
 impl CpuVm {
     pub fn new(cpu: usize, caps: SvmCaps) -> Self {
-        CpuVm { cpu, caps, asids: AsidAllocator::new(cpu, caps.asids) }
+        CpuVm { cpu, caps, asids: AsidAllocator::new(cpu, caps.asids), tsc_aux: 0 }
+    }
+
+    /// Puts `value` in this CPU's TSC_AUX for the guest about to run. The
+    /// host never reads TSC_AUX, so it keeps the last guest's value. A CPU
+    /// without the MSR only ever runs guests whose TSC_AUX is 0 (their
+    /// CPUID hides RDTSCP and RDPID, and the MSR is refused).
+    fn load_tsc_aux(&mut self, value: u32) {
+        if value != self.tsc_aux && self.caps.tsc_aux {
+            crate::arch::cpu::write_tsc_aux(value);
+            self.tsc_aux = value;
+        }
     }
 }
 
@@ -86,6 +104,8 @@ pub enum Reg {
     SysenterEsp,
     SysenterEip,
     Cpl,
+    /// The TSC_AUX MSR (what RDTSCP and RDPID read); 32 bits.
+    TscAux,
 }
 
 impl Reg {
@@ -134,6 +154,8 @@ pub struct Vcpu {
     xcr0_supported: u64,
     /// The guest's TLB must be flushed before it runs again.
     tlb_flush_requested: bool,
+    /// The guest's TSC_AUX, loaded into the MSR before VMRUN.
+    tsc_aux: u32,
 }
 
 /// What an intercept setup for a fresh vCPU traps: everything the VMM must
@@ -221,6 +243,7 @@ impl Vcpu {
             cr4_allowed: cr::cr4_allowed(&vm.cpuid),
             xcr0_supported: vm.cpuid.xcr0_supported(),
             tlb_flush_requested: false,
+            tsc_aux: 0,
         })
     }
 
@@ -263,6 +286,7 @@ impl Vcpu {
         if let Some((reason, at)) = self.open_exit.take() {
             self.stats.record_time(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
         }
+        cpu.load_tsc_aux(self.tsc_aux);
         crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
 
@@ -379,6 +403,7 @@ impl Vcpu {
             Reg::SysenterEsp => s.sysenter_esp,
             Reg::SysenterEip => s.sysenter_eip,
             Reg::Cpl => u64::from(s.cpl),
+            Reg::TscAux => u64::from(self.tsc_aux),
         }
     }
 
@@ -445,6 +470,8 @@ impl Vcpu {
                 s.cpl = v as u8;
                 self.dirty |= CleanBits::SEG;
             }
+            // The MSR has 32 bits; the VMM refuses wider values (#GP).
+            Reg::TscAux => self.tsc_aux = v as u32,
         }
     }
 

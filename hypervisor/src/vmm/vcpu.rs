@@ -164,6 +164,8 @@ pub struct VcpuLoop<'a> {
     pub now_ns: u64,
     /// When the running time slice ends (0: no slice armed).
     pub slice_end_ns: u64,
+    /// The MSRs the VMM emulates for this vCPU.
+    pub msrs: msr::GuestMsrs,
 }
 
 impl VcpuLoop<'_> {
@@ -435,35 +437,48 @@ impl VcpuLoop<'_> {
 
     fn handle_msr(&mut self, write: bool) -> Result<(), Stop> {
         let index = self.reg(Reg::Rcx)? as u32;
+        let rip = self.reg(Reg::Rip)?;
+        let name = self.name;
         if write {
             let value = (self.reg(Reg::Rdx)? << 32) | (self.reg(Reg::Rax)? & 0xFFFF_FFFF);
-            debug!("{}: wrmsr {index:#x} <- {value:#x} at {:#x}", self.name, self.reg(Reg::Rip)?);
-            match msr::write(index, value) {
+            debug!("{name}: wrmsr {index:#x} <- {value:#x} at {rip:#x}");
+            match self.msrs.write(index, value) {
                 MsrAction::Efer => {
                     // LMA is the CPU's to change: keep the current one.
                     let lma = self.reg(Reg::Efer)? & msr::EFER_LMA;
                     self.set_reg(Reg::Efer, (value & !msr::EFER_LMA) | lma)?
                 }
                 MsrAction::Pat => self.set_reg(Reg::Pat, value)?,
+                MsrAction::TscAux => self.set_reg(Reg::TscAux, value)?,
+                MsrAction::MiscEnable(v) => self.msrs.misc_enable = v,
                 MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
+                MsrAction::Absent => {
+                    debug!("{name}: wrmsr {index:#x}: not on this virtual CPU (#GP)");
+                    return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                }
                 MsrAction::Refuse => {
-                    warn!("{}: wrmsr {index:#x} <- {value:#x} refused (#GP)", self.name);
+                    warn!("{name}: wrmsr {index:#x} <- {value:#x} refused (#GP)");
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
             }
         } else {
-            let value = match msr::read(index) {
-                MsrAction::Value(v) => v,
+            let value = match self.msrs.read(index) {
+                MsrAction::Value(v) | MsrAction::MiscEnable(v) => v,
                 MsrAction::Efer => self.reg(Reg::Efer)?,
                 MsrAction::Pat => self.reg(Reg::Pat)?,
                 MsrAction::Tsc => sys_guest_tsc(),
+                MsrAction::TscAux => self.reg(Reg::TscAux)?,
                 MsrAction::Ignore => 0,
+                MsrAction::Absent => {
+                    debug!("{name}: rdmsr {index:#x}: not on this virtual CPU (#GP)");
+                    return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                }
                 MsrAction::Refuse => {
-                    warn!("{}: rdmsr {index:#x} refused (#GP)", self.name);
+                    warn!("{name}: rdmsr {index:#x} refused (#GP)");
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
             };
-            debug!("{}: rdmsr {index:#x} = {value:#x} at {:#x}", self.name, self.reg(Reg::Rip)?);
+            debug!("{name}: rdmsr {index:#x} = {value:#x} at {rip:#x}");
             self.set_reg(Reg::Rax, value & 0xFFFF_FFFF)?;
             self.set_reg(Reg::Rdx, value >> 32)?;
         }

@@ -85,6 +85,8 @@ pub const UMIP: Feature = f("umip", 7, Ecx, 2, Host);
 pub const RDPID: Feature = f("rdpid", 7, Ecx, 22, Host);
 pub const RDTSCP: Feature = f("rdtscp", 0x8000_0001, Edx, 27, Host);
 pub const PDPE1GB: Feature = f("pdpe1gb", 0x8000_0001, Edx, 26, Host);
+pub const NX: Feature = f("nx", 0x8000_0001, Edx, 20, Host);
+pub const FFXSR: Feature = f("fxsr_opt", 0x8000_0001, Edx, 25, Host);
 
 /// Every feature bit the guest may see.
 pub const FEATURES: &[Feature] = &[
@@ -185,11 +187,11 @@ pub const FEATURES: &[Feature] = &[
     f("cmov", 0x8000_0001, Edx, 15, Host),
     f("pat", 0x8000_0001, Edx, 16, Host),
     f("pse36", 0x8000_0001, Edx, 17, Host),
-    f("nx", 0x8000_0001, Edx, 20, Host),
+    NX,
     f("mmxext", 0x8000_0001, Edx, 22, Host),
     f("mmx", 0x8000_0001, Edx, 23, Host),
     f("fxsr", 0x8000_0001, Edx, 24, Host),
-    f("fxsr_opt", 0x8000_0001, Edx, 25, Host),
+    FFXSR,
     PDPE1GB,
     RDTSCP,
     f("lm", 0x8000_0001, Edx, 29, Host),
