@@ -253,3 +253,24 @@ fn qemu_max_shows_avx2() {
     let avx2 = FEATURES.iter().find(|f| f.name == "avx2").copied().unwrap();
     assert!(m.shows(avx2));
 }
+
+#[test]
+fn bochs_ryzen_shows_avx2_but_hides_monitorx_xsavec_and_xsaves() {
+    let d = Dump::parse(include_str!("dumps/bochs-ryzen.txt"));
+    let m = d.model();
+    check_sane("Bochs ryzen", &d, &m);
+    let avx2 = FEATURES.iter().find(|f| f.name == "avx2").copied().unwrap();
+    assert!(m.shows(avx2));
+    assert_ne!(d.cpuid(0x8000_0001, 0).ecx & (1 << 29), 0, "the host has MONITORX");
+    assert_eq!(d.cpuid(0xD, 1).eax & 0b1010, 0b1010, "the host has XSAVEC and XSAVES");
+    assert_eq!(m.answer(0xD, 1, &view(7, true)).eax, 0b101, "only XSAVEOPT and XGETBV1 are shown");
+}
+
+#[test]
+fn bochs_phenom_has_no_xsave_so_the_guest_gets_none() {
+    let d = Dump::parse(include_str!("dumps/bochs-phenom.txt"));
+    let m = d.model();
+    check_sane("Bochs phenom", &d, &m);
+    assert_eq!(m.xcr0_supported(), 0);
+    assert!(!m.shows(shown::RDPID));
+}
