@@ -143,6 +143,8 @@ pub const FEATURES: &[Feature] = &[
     f("avx512ifma", 7, Ebx, 21, Avx512),
     f("clflushopt", 7, Ebx, 23, Host),
     f("clwb", 7, Ebx, 24, Host),
+    f("avx512pf", 7, Ebx, 26, Avx512),
+    f("avx512er", 7, Ebx, 27, Avx512),
     f("avx512cd", 7, Ebx, 28, Avx512),
     f("sha_ni", 7, Ebx, 29, Host),
     f("avx512bw", 7, Ebx, 30, Avx512),
@@ -159,7 +161,11 @@ pub const FEATURES: &[Feature] = &[
     f("avx512_vpopcntdq", 7, Ecx, 14, Avx512),
     RDPID,
     // Leaf 7 sub-leaf 0 EDX.
+    f("avx512_4vnniw", 7, Edx, 2, Avx512),
+    f("avx512_4fmaps", 7, Edx, 3, Avx512),
     f("fsrm", 7, Edx, 4, Host),
+    f("avx512_vp2intersect", 7, Edx, 8, Avx512),
+    f("avx512_fp16", 7, Edx, 23, Avx512),
     // Leaf 0xD sub-leaf 1 EAX.
     Feature { sub: 1, ..f("xsaveopt", 0xD, Eax, 0, Xsave) },
     Feature { sub: 1, ..f("xgetbv1", 0xD, Eax, 2, Xsave) },
