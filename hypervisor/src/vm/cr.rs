@@ -8,6 +8,7 @@
 //! and vol. 4 (MOV CRn, XSETBV); Intel SDM vol. 3, §2.5 and vol. 1, §13.3.
 use super::cpuid::shown;
 use super::cpuid::CpuModel;
+use super::Reg;
 use crate::arch::xsave;
 
 /// The exception a guest instruction raises instead of completing.
@@ -107,6 +108,33 @@ pub fn check_xsetbv(cpl: u8, cr4: u64, index: u32, value: u64, supported: u64) -
         return Err(GuestFault::GeneralProtection);
     }
     Ok(())
+}
+
+impl super::Vcpu {
+    /// The guest's MOV to CR4: checked against its CPUID like the CPU
+    /// would, then done (with a TLB flush where the CPU would flush).
+    pub fn write_cr4(&mut self, value: u64) -> Result<(), GuestFault> {
+        let s = &self.vmcb.save;
+        if check_cr4_write(s.cpl, s.cr4, value, s.efer, self.cr4_allowed)? {
+            self.request_tlb_flush();
+        }
+        self.set_reg(Reg::Cr4, value);
+        Ok(())
+    }
+
+    /// The guest's XSETBV: checked like the CPU would, then XCR`index`
+    /// takes `value` (loaded at the next VMRUN).
+    pub fn xsetbv(&mut self, index: u32, value: u64) -> Result<(), GuestFault> {
+        let s = &self.vmcb.save;
+        check_xsetbv(s.cpl, s.cr4, index, value, self.xcr0_supported)?;
+        // The host switches every component the guest may enable, so the
+        // world switch accepts what the check accepted.
+        if self.regs.set_xcr0(value) {
+            Ok(())
+        } else {
+            Err(GuestFault::GeneralProtection)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -328,31 +328,6 @@ impl Vcpu {
         flush_by_asid
     }
 
-    /// The guest's MOV to CR4: checked against its CPUID like the CPU
-    /// would, then done (with a TLB flush where the CPU would flush).
-    pub fn write_cr4(&mut self, value: u64) -> Result<(), cr::GuestFault> {
-        let s = &self.vmcb.save;
-        if cr::check_cr4_write(s.cpl, s.cr4, value, s.efer, self.cr4_allowed)? {
-            self.request_tlb_flush();
-        }
-        self.set_reg(Reg::Cr4, value);
-        Ok(())
-    }
-
-    /// The guest's XSETBV: checked like the CPU would, then XCR`index`
-    /// takes `value` (loaded at the next VMRUN).
-    pub fn xsetbv(&mut self, index: u32, value: u64) -> Result<(), cr::GuestFault> {
-        let s = &self.vmcb.save;
-        cr::check_xsetbv(s.cpl, s.cr4, index, value, self.xcr0_supported)?;
-        // The host switches every component the guest may enable, so the
-        // world switch accepts what the check accepted.
-        if self.regs.set_xcr0(value) {
-            Ok(())
-        } else {
-            Err(cr::GuestFault::GeneralProtection)
-        }
-    }
-
     /// What CPUID answers depend on in this vCPU's state.
     pub fn cpuid_view(&self, index: u32) -> cpuid::GuestView {
         cpuid::GuestView { index, cr4: self.vmcb.save.cr4, xcr0: self.regs.xcr0() }
