@@ -177,3 +177,57 @@ fn linux_keeps_time_with_the_tsc_the_hypervisor_measured() {
     s.send("reboot -f\n");
     s.expect("vm0: stopped cleanly", Duration::from_secs(60));
 }
+
+/// Boots Linux on CPU model `cpu` and runs `hvctl avx2`: with `avx2` the
+/// guest must see AVX2 in /proc/cpuinfo, compute with it and keep YMM0-15
+/// across exits; without, hvctl must report it absent (status 3). Either
+/// way the boot must touch no MSR the hypervisor does not know and raise
+/// no unchecked MSR access in the guest.
+fn avx2_in_the_linux_guest(cpu: &str, avx2: bool) {
+    let img = linux_images();
+    let mut s = Qemu::new()
+        .cpu(cpu)
+        .kernel(&kernel_image(), "log=info")
+        .modules(&[(&img.vmlinux, &img.cmdline), (&img.initramfs, "")])
+        .spawn();
+    s.expect(READY, Duration::from_secs(300));
+    s.expect("# ", Duration::from_secs(60));
+
+    let flags = run(&mut s, "grep -m1 '^flags' /proc/cpuinfo");
+    let shown = flags.split_whitespace().any(|f| f == "avx2");
+    assert_eq!(shown, avx2, "{cpu}: avx2 in /proc/cpuinfo: expected {avx2}, saw:\n{flags}");
+
+    let out = run(&mut s, "hvctl avx2 --rounds 2000; echo status=$?");
+    if avx2 {
+        assert!(out.contains("avx2: usable"), "{cpu}: hvctl avx2:\n{out}");
+        assert!(out.contains("as computed without AVX2"), "{cpu}: the AVX2 dot product:\n{out}");
+        assert!(out.contains("YMM0-15 kept across 2000 rounds"), "{cpu}: YMM registers across exits:\n{out}");
+        assert!(out.contains("status=0"), "{cpu}: hvctl avx2:\n{out}");
+    } else {
+        assert!(out.contains("avx2: absent: CPUID.1:ECX.AVX[bit 28] is clear"), "{cpu}: hvctl avx2:\n{out}");
+        assert!(out.contains("status=3"), "{cpu}: hvctl avx2 must exit 3 when AVX2 is absent:\n{out}");
+    }
+
+    let out = run(&mut s, "dmesg | grep -c 'unchecked MSR access'");
+    assert!(out.lines().any(|l| l.trim() == "0"), "{cpu}: unchecked MSR accesses in the guest's log:\n{out}");
+    s.send("poweroff -f\n");
+    s.expect("vm0: stopped cleanly", Duration::from_secs(60));
+    let log = s.output();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("refused (#GP)")).collect();
+    assert!(refused.is_empty(), "{cpu}: the boot touched MSRs the hypervisor refuses:\n{}", refused.join("\n"));
+}
+
+#[test]
+fn linux_guest_computes_with_avx2_on_qemu_max() {
+    avx2_in_the_linux_guest("max", true);
+}
+
+#[test]
+fn linux_guest_computes_with_avx2_on_epyc_rome() {
+    avx2_in_the_linux_guest("EPYC-Rome,+svm,+npt", true);
+}
+
+#[test]
+fn linux_guest_reports_avx2_absent_on_qemu64() {
+    avx2_in_the_linux_guest("qemu64,+svm,+npt", false);
+}

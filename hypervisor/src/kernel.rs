@@ -50,13 +50,19 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
     };
     log_boot_info(&boot);
 
-    let features = Features::detect();
+    let mut features = Features::detect();
+    features.xcr0 = arch::xsave::init();
     info!("{features}");
+    crate::syscall::log_cpuid();
     if let Some(missing) = features.missing() {
         refuse(missing);
     }
     arch::lapic::init(true);
     arch::svm::enable(0);
+    if features.tsc_aux {
+        // The vm layer assumes 0 here and loads guests' values as needed.
+        arch::cpu::write_tsc_aux(0);
+    }
     crate::syscall::cpu_init(
         0,
         crate::vm::SvmCaps {
@@ -64,6 +70,7 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
             nrips: features.nrips,
             vmcb_clean: features.vmcb_clean,
             flush_by_asid: features.flush_by_asid,
+            tsc_aux: features.tsc_aux,
         },
     );
     let spread = arch::lapic::calibration_spread();

@@ -28,6 +28,13 @@
  *   10. CLGI raises #UD, our handler steps over it.            tag clgi ud
  *   11. Single-step (RFLAGS.TF) over CPUID, IN 0xE9 and VMMCALL
  *       PING: one #DB each, RIP after the instruction, DR6.BS. tags step *
+ *   12. CPUID hides MONITOR (1:ECX[3]) and MONITORX
+ *       (8000_0001:ECX[29]) (checked on the results of 3.); MONITOR,
+ *       MWAIT, MONITORX and MWAITX each raise #UD.             tags monitor bit, monitorx bit, mwait ud
+ *   13. MOV to CR4 setting PKE (never shown) raises #GP(0); so
+ *       does setting OSXSAVE when CPUID hides XSAVE (else it
+ *       succeeds and is undone); CR4 keeps its value. Only
+ *       when check 3 saw the Certivisor signature.            tags cr4 certivisor, cr4 pke, cr4 osxsave, cr4 kept
  * then "PASS guest64" and a reset request (0x06 -> port 0xCF9).
  *
  * Exit accounting (see README.md): every IN/OUT is one IOIO exit; prints
@@ -166,6 +173,9 @@ long_entry:
         cpuid                           /* CPUID exit #1 */
         test    $0x80000000, %ecx
         CHECK   jnz, "hvbit"
+        test    $(1 << 3), %ecx         /* MONITOR/MWAIT: not virtualised */
+        CHECK   jz, "monitor bit"
+        mov     %ecx, leaf1_ecx(%rip)   /* XSAVE (bit 26), for check 12 */
         mov     $0x40000000, %eax
         cpuid                           /* CPUID exit #2 */
         cmp     $0x40000001, %eax
@@ -176,10 +186,20 @@ long_entry:
         CHECK   je, "sig ecx"
         cmp     $0x5648726F, %edx       /* "orHV" */
         CHECK   je, "sig edx"
+        cmp     $0x74726543, %ebx       /* the whole signature matched: */
+        jne     1f                      /* remember it for check 12 */
+        cmp     $0x73695669, %ecx
+        jne     1f
+        cmp     $0x5648726F, %edx
+        jne     1f
+        movb    $1, certivisor(%rip)
+1:
         mov     $0x80000001, %eax
         cpuid                           /* CPUID exit #3 */
         test    $4, %ecx
         CHECK   jz, "svmbit"
+        test    $(1 << 29), %ecx        /* MONITORX/MWAITX: not virtualised */
+        CHECK   jz, "monitorx bit"
 
         /* --- 4. EFER: LMA (bit 10) and LME (bit 8) set, SVME (12) clear -- */
         mov     $EFER, %ecx
@@ -336,6 +356,49 @@ after_int3:
         mov     $1, %eax
         STEP    "step ping", vmmcall    /* VMMCALL exit (fast path) */
 
+        /* --- 12. MONITOR, MWAIT, MONITORX, MWAITX: #UD ------------------- */
+        lea     monitored(%rip), %rax   /* a valid address, should it arm */
+        xor     %ecx, %ecx
+        xor     %edx, %edx
+        monitor                         /* 0F 01 C8 */
+        xor     %eax, %eax
+        mwait                           /* 0F 01 C9 */
+        lea     monitored(%rip), %rax
+        monitorx                        /* 0F 01 FA */
+        xor     %eax, %eax
+        mwaitx                          /* 0F 01 FB */
+        cmpl    $5, ud_count(%rip)
+        CHECK   je, "mwait ud"
+
+        /* --- 13. CR4 agrees with CPUID ----------------------------------- */
+        /* Only under Certivisor: plain QEMU's TCG spins on such a write. */
+        cmpb    $1, certivisor(%rip)
+        CHECK   je, "cr4 certivisor"
+        cmpb    $1, certivisor(%rip)    /* again: a failed CHECK changes flags */
+        jne     10f
+        mov     %cr4, %rbx
+        movl    $0, gp_count(%rip)
+        mov     %rbx, %rax
+        or      $(1 << 22), %rax        /* PKE: protection keys are never shown */
+        mov     %rax, %cr4              /* CR4-write exit, #GP(0) */
+        cmpl    $1, gp_count(%rip)
+        CHECK   je, "cr4 pke"
+        mov     %rbx, %rax
+        or      $(1 << 18), %rax        /* OSXSAVE */
+        mov     %rax, %cr4              /* CR4-write exit: #GP(0) iff XSAVE is hidden */
+        testl   $(1 << 26), leaf1_ecx(%rip)
+        jz      8f
+        mov     %rbx, %cr4              /* XSAVE is shown: undo (one more exit) */
+        cmpl    $1, gp_count(%rip)
+        CHECK   je, "cr4 osxsave"
+        jmp     9f
+8:      cmpl    $2, gp_count(%rip)
+        CHECK   je, "cr4 osxsave"
+9:      mov     %cr4, %rax
+        cmp     %rbx, %rax
+        CHECK   je, "cr4 kept"
+10:
+
         /* --- done --------------------------------------------------------- */
 .ifdef KEEP_GOING
         cmpb    $0, failed(%rip)
@@ -394,7 +457,7 @@ pic_pit_init:
         ret
 
 /* idt_init: all 256 gates -> their stub (reports "vec NN"), then the
- * vectors this test uses: #DB, #BP, #UD, IRQ0. 64-bit interrupt gates, IST 0. */
+ * vectors this test uses: #DB, #BP, #UD, #GP, IRQ0. 64-bit interrupt gates, IST 0. */
 idt_init:
         xor     %eax, %eax
         mov     $vec_stubs, %edx
@@ -408,6 +471,9 @@ idt_init:
         call    set_gate
         mov     $6, %eax
         mov     $ud_handler, %edx
+        call    set_gate
+        mov     $13, %eax
+        mov     $gp_handler, %edx
         call    set_gate
         mov     $0x20, %eax
         mov     $irq0_handler, %edx
@@ -475,8 +541,9 @@ db_handler:
         andq    $~0x100, 16(%rsp)
         iretq
 
-/* #UD (vector 6): accept only an SVM instruction (0F 01 D8..DF) at the
- * faulting RIP and step over its 3 bytes. Frame: RIP, CS, RFLAGS, RSP, SS. */
+/* #UD (vector 6): accept only an SVM instruction (0F 01 D8..DF) or
+ * MONITOR, MWAIT, MONITORX, MWAITX (0F 01 C8, C9, FA, FB) at the faulting
+ * RIP and step over its 3 bytes. Frame: RIP, CS, RFLAGS, RSP, SS. */
 ud_handler:
         push    %rax
         push    %rbx
@@ -484,10 +551,18 @@ ud_handler:
         cmpw    $0x010F, (%rbx)
         jne     1f
         mov     2(%rbx), %al
+        cmp     $0xC8, %al
+        je      2f
+        cmp     $0xC9, %al
+        je      2f
+        cmp     $0xFA, %al
+        je      2f
+        cmp     $0xFB, %al
+        je      2f
         and     $0xF8, %al
         cmp     $0xD8, %al
         jne     1f
-        addq    $3, 16(%rsp)
+2:      addq    $3, 16(%rsp)
         incl    ud_count(%rip)
         pop     %rbx
         pop     %rax
@@ -495,6 +570,28 @@ ud_handler:
 1:      pop     %rbx
         pop     %rax
         push    $6
+        jmp     unexpected
+
+/* #GP (vector 13): accept only error code 0 and MOV %rax,%cr4 (0F 22 E0)
+ * at the faulting RIP; step over its 3 bytes. Frame: error code, RIP, CS,
+ * RFLAGS, RSP, SS. */
+gp_handler:
+        cmpq    $0, (%rsp)
+        jne     1f
+        push    %rbx
+        mov     16(%rsp), %rbx          /* faulting RIP */
+        cmpw    $0x220F, (%rbx)
+        jne     2f
+        cmpb    $0xE0, 2(%rbx)
+        jne     2f
+        addq    $3, 16(%rsp)
+        incl    gp_count(%rip)
+        pop     %rbx
+        add     $8, %rsp                /* the error code */
+        iretq
+2:      pop     %rbx
+1:      add     $8, %rsp
+        push    $13
         jmp     unexpected
 
 /* Any other vector: "FAIL guest64: vec NN" and reset. */
@@ -597,6 +694,10 @@ bp_count:   .long 0
 ud_count:   .long 0
 db_count:   .long 0
 db_dr6:     .long 0
+gp_count:   .long 0
+leaf1_ecx:  .long 0
+certivisor: .byte 0
+monitored:  .quad 0
         .balign 8
 bp_rip:     .quad 0
 db_rip:     .quad 0

@@ -29,10 +29,16 @@ commands:
   call <nr> [args...]      raw hypercall; up to 4 numeric arguments
                            (decimal or 0x hex) in RBX, RCX, RDX, RSI
   kmsg                     write the ABI version line to /dev/kmsg
+  avx2 [--rounds N]        compute with AVX2 and check that YMM0-15 survive
+                           N rounds (default 1000) of VMMCALL, CPUID and
+                           port I/O exits (exit 3 if AVX2 is not usable)
   help                     this text
 
 exit status: 0 ok, 1 error (or error result), 2 recv found no message,
-64 usage, 69 not running under Certivisor.";
+3 avx2 not usable, 64 usage, 69 not running under Certivisor.";
+
+/// Rounds of `hvctl avx2` unless --rounds says otherwise.
+pub const DEFAULT_AVX2_ROUNDS: usize = 1000;
 
 /// The measurements `hvctl bench` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +120,7 @@ pub enum Command {
     Lookup { name: String },
     Call { nr: u64, args: [u64; 4] },
     Kmsg,
+    Avx2 { rounds: usize },
     Help,
 }
 
@@ -260,6 +267,11 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             Command::Kmsg
         }
         "help" | "-h" | "--help" => Command::Help,
+        "avx2" => match rest {
+            [] => Command::Avx2 { rounds: DEFAULT_AVX2_ROUNDS },
+            [opt, n] if opt == "--rounds" => Command::Avx2 { rounds: count("--rounds", Some(n))? },
+            _ => return err("avx2 takes only --rounds N"),
+        },
         "bench" => Command::Bench(parse_bench(rest)?),
         "send" => match rest.split_first() {
             Some((c, t)) => Command::Send { chan: channel(c)?, text: text(t, "send", MAX_BUFFER)? },
@@ -323,6 +335,14 @@ mod tests {
         for bad in ["", "0x", "-1", "+1", "12a", "0xg", "18446744073709551616", "1.5"] {
             assert_eq!(parse_number(bad), None, "{bad:?} must not parse");
         }
+    }
+
+    #[test]
+    fn avx2_takes_an_optional_round_count() {
+        assert_eq!(p("avx2"), Ok(Command::Avx2 { rounds: DEFAULT_AVX2_ROUNDS }));
+        assert_eq!(p("avx2 --rounds 0x10"), Ok(Command::Avx2 { rounds: 16 }));
+        assert!(p("avx2 --rounds 0").is_err());
+        assert!(p("avx2 7").is_err());
     }
 
     #[test]

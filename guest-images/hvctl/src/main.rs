@@ -7,7 +7,8 @@
 //! the memory plumbing (guest-physical buffers, /dev/mem, ioperm) in
 //! `phys.rs`; everything else is plain logic tested on the host: `abi.rs`
 //! (numbers and structure decoders), `args.rs` (the command line),
-//! `stats.rs` (min/median/p99).
+//! `stats.rs` (min/median/p99). `avx2.rs` checks AVX2 and the YMM
+//! registers across exits (the hypervisor's XSAVE switch).
 //!
 //! Before issuing any VMMCALL it checks the CPUID hypervisor signature, so it
 //! is safe to run on bare QEMU, KVM or real hardware: it exits with status
@@ -16,6 +17,7 @@
 
 mod abi;
 mod args;
+mod avx2;
 mod bench;
 mod hv;
 mod phys;
@@ -30,6 +32,8 @@ use std::process::exit;
 
 const EXIT_ERROR: i32 = 1;
 const EXIT_NO_MESSAGE: i32 = 2;
+/// `hvctl avx2`: AVX2 is not usable on this (virtual) CPU.
+pub const EXIT_ABSENT: i32 = 3;
 const EXIT_USAGE: i32 = 64;
 const EXIT_UNAVAILABLE: i32 = 69;
 
@@ -248,6 +252,7 @@ fn run(cmd: Command) -> Outcome {
         Command::Lookup { name } => lookup(&hv, &name),
         Command::Call { nr, args } => call(&hv, nr, args),
         Command::Kmsg => kmsg(&hv),
+        Command::Avx2 { rounds } => avx2::run(&hv, rounds).map_err(|e| Failure(e, EXIT_ERROR)),
     }
 }
 

@@ -6,7 +6,8 @@
  * 32-bit protected mode with paging off: EAX holds the loader's magic and EBX
  * the physical address of its information structure. We build identity page
  * tables for the first 4 GiB with 2 MiB pages, enter long mode, enable SSE
- * (the precompiled `core` uses XMM registers) and call kmain(magic, info).
+ * (the precompiled `core` uses XMM registers) and XSAVE where the CPU has
+ * it, and call kmain(magic, info).
  */
 
 .set MB1_MAGIC,  0x1BADB002
@@ -150,6 +151,22 @@ long_entry:
     mov %cr4, %rax
     or $(3 << 9), %rax
     mov %rax, %cr4
+
+    /* XSAVE (CPUID.1:ECX bit 26): CR4.OSXSAVE and XCR0 = x87|SSE, all the
+     * host's own code needs. arch::xsave::init widens XCR0 for guests. */
+    mov $1, %eax
+    xor %ecx, %ecx
+    cpuid
+    bt $26, %ecx
+    jnc 8f
+    mov %cr4, %rax
+    or $(1 << 18), %rax
+    mov %rax, %cr4
+    xor %ecx, %ecx
+    xor %edx, %edx
+    mov $3, %eax
+    xsetbv
+8:
 
     mov boot_magic(%rip), %edi
     mov boot_info(%rip), %esi

@@ -13,6 +13,7 @@ pub mod msr {
     pub const PAT: u32 = 0x277;
     pub const APIC_BASE: u32 = 0x1B;
     pub const TSC: u32 = 0x10;
+    pub const TSC_AUX: u32 = 0xC000_0103;
 
     pub const EFER_SVME: u64 = 1 << 12;
     pub const EFER_NXE: u64 = 1 << 11;
@@ -61,6 +62,9 @@ pub fn read_cr3() -> u64 {
     unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
+/// CR4.OSXSAVE: XSAVE and XCR0 enabled (set by `boot.S` when the CPU has XSAVE).
+pub const CR4_OSXSAVE: u64 = 1 << 18;
+
 pub fn read_cr4() -> u64 {
     let v;
     // SAFETY: reading CR4 has no side effects.
@@ -83,6 +87,14 @@ pub unsafe fn set_cr4_bits(bits: u64) {
 pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     let r = raw_cpuid::cpuid!(leaf, subleaf);
     [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+/// Writes TSC_AUX (what RDTSCP and RDPID read); only on a CPU that has it
+/// (`Features::tsc_aux`).
+pub fn write_tsc_aux(value: u32) {
+    // SAFETY: callers check that the MSR exists; the host itself never reads TSC_AUX, and the value has no reserved
+    // bits set (bits 63:32 are zero).
+    unsafe { wrmsr(msr::TSC_AUX, u64::from(value)) };
 }
 
 /// The time-stamp counter.
@@ -157,8 +169,12 @@ pub struct Features {
     pub flush_by_asid: bool,
     pub vgif: bool,
     pub xsave: bool,
+    /// The host's XCR0 after `arch::xsave::init` (0: XSAVE is not used).
+    pub xcr0: u64,
     pub nx: bool,
     pub gb_pages: bool,
+    /// RDTSCP or RDPID, and with them the TSC_AUX MSR.
+    pub tsc_aux: bool,
     pub in_hypervisor: bool,
 }
 
@@ -177,6 +193,10 @@ impl Features {
             f.svm = ext.has_svm();
             f.nx = ext.has_execute_disable();
             f.gb_pages = ext.has_1gib_pages();
+            f.tsc_aux = ext.has_rdtscp();
+        }
+        if let Some(ef) = cpuid.get_extended_feature_info() {
+            f.tsc_aux |= ef.has_rdpid();
         }
         if f.svm {
             if let Some(s) = cpuid.get_svm_info() {
@@ -219,7 +239,7 @@ impl fmt::Display for Features {
         let yn = |b: bool| if b { "yes" } else { "no" };
         write!(
             f,
-            "cpu: vendor={} svm={} svm-rev={} asids={} np={} nrips={} decode-assists={} vmcb-clean={} flush-by-asid={} vgif={} xsave={}",
+            "cpu: vendor={} svm={} svm-rev={} asids={} np={} nrips={} decode-assists={} vmcb-clean={} flush-by-asid={} vgif={} xsave={} xcr0={:#x}",
             self.vendor_str(),
             yn(self.svm && !self.svm_disabled_by_firmware),
             self.svm_revision,
@@ -231,6 +251,7 @@ impl fmt::Display for Features {
             yn(self.flush_by_asid),
             yn(self.vgif),
             yn(self.xsave),
+            self.xcr0,
         )
     }
 }

@@ -19,6 +19,7 @@ pub mod port;
 pub mod qemu;
 pub mod serial;
 pub mod svm;
+pub mod xsave;
 
 /// A `fmt::Write` sink on COM1 that takes no lock: for the last words of a
 /// dying kernel, when the logger's lock may be held by the code that died.

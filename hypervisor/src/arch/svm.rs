@@ -6,6 +6,7 @@
 //! VMRUN itself saves only the host's core state (segments, CRs, EFER, RSP,
 //! RIP, RAX) into the HSAVE area.
 use super::cpu::{msr, rdmsr, wrmsr};
+use super::xsave::{self, XsaveArea};
 use core::arch::global_asm;
 use core::mem::offset_of;
 
@@ -30,57 +31,43 @@ pub struct Gprs {
     pub r15: u64,
 }
 
-/// The legacy FXSAVE area: x87, MMX and SSE state (512 bytes).
-#[repr(C, align(16))]
-#[derive(Clone, Copy)]
-pub struct FxArea(pub [u8; 512]);
-
-impl FxArea {
-    /// The state after FNINIT with MXCSR at its reset value: what a CPU has
-    /// after RESET, so a new guest starts with sane FPU control words.
-    pub const fn reset() -> FxArea {
-        let mut a = [0u8; 512];
-        a[0] = 0x7F; // FCW = 0x037F
-        a[1] = 0x03;
-        a[24] = 0x80; // MXCSR = 0x1F80
-        a[25] = 0x1F;
-        a[28] = 0xFF; // MXCSR_MASK = 0xFFFF (the bits we allow)
-        a[29] = 0xFF;
-        FxArea(a)
-    }
-}
-
-/// What the world switch loads before VMRUN and stores after #VMEXIT.
-#[repr(C, align(16))]
+/// What the world switch loads before VMRUN and stores after #VMEXIT: the
+/// general registers the VMCB lacks and the extended (x87/SSE/AVX...)
+/// state, with the XCR0 that goes with it.
+#[repr(C, align(64))]
 #[derive(Clone, Copy)]
 pub struct GuestRegs {
     pub gprs: Gprs,
-    _pad: u64,
-    pub fpu: FxArea,
+    /// The guest's XCR0 (1, x87 only, after RESET). Changed by
+    /// [`Self::set_xcr0`], which accepts only values valid for the host's
+    /// XCR0, and by the world switch, which records the XCR0 the CPU held at
+    /// #VMEXIT: a value the CPU itself accepted.
+    xcr0: u64,
+    /// The host's XCR0 while this vCPU does not run; 0 on a CPU without
+    /// XSAVE, where the switch uses FXSAVE/FXRSTOR.
+    host_xcr0: u64,
+    pub xstate: XsaveArea,
 }
 
 impl GuestRegs {
-    pub const fn new() -> Self {
-        GuestRegs {
-            gprs: Gprs {
-                rbx: 0,
-                rcx: 0,
-                rdx: 0,
-                rsi: 0,
-                rdi: 0,
-                rbp: 0,
-                r8: 0,
-                r9: 0,
-                r10: 0,
-                r11: 0,
-                r12: 0,
-                r13: 0,
-                r14: 0,
-                r15: 0,
-            },
-            _pad: 0,
-            fpu: FxArea::reset(),
+    /// Registers after RESET, for a vCPU that will run on this host.
+    pub fn new() -> Self {
+        GuestRegs { gprs: Gprs::default(), xcr0: xsave::X87, host_xcr0: xsave::host_xcr0(), xstate: XsaveArea::reset() }
+    }
+
+    pub fn xcr0(&self) -> u64 {
+        self.xcr0
+    }
+
+    /// Sets the XCR0 the guest runs with. Refuses (false) a value that
+    /// XSETBV would reject or that names a component the host does not
+    /// switch: the world switch loads it with XSETBV.
+    pub fn set_xcr0(&mut self, xcr0: u64) -> bool {
+        let ok = xsave::valid_xcr0(xcr0, self.host_xcr0);
+        if ok {
+            self.xcr0 = xcr0;
         }
+        ok
     }
 }
 
@@ -90,7 +77,7 @@ impl Default for GuestRegs {
     }
 }
 
-const _: () = assert!(offset_of!(GuestRegs, fpu) % 16 == 0);
+const _: () = assert!(offset_of!(GuestRegs, xstate) % 64 == 0);
 
 // The world switch. Called as
 //     svm_world_switch(regs: *mut GuestRegs, guest_vmcb_pa: u64, host_save_pa: u64)
@@ -112,13 +99,35 @@ global_asm!(
     // Host hidden state -> host save area (APM 15.5.2: VMRUN does not save it).
     "mov rax, rdx",
     "vmsave rax",
-    // Guest x87/SSE state in; the host's is dead across this call (SysV: all
-    // XMM registers are caller-saved; MXCSR/FCW are reset after the exit).
-    "fxrstor64 [rdi + {fpu}]",
     // GIF=0 holds every interrupt; IF=1 lets a physical interrupt that
     // arrives while the guest runs cause #VMEXIT(INTR) (with V_INTR_MASKING
     // set, the host's IF, saved by VMRUN, gates physical interrupts).
     "clgi",
+    // Guest extended state in, after CLGI so that not even an NMI can run
+    // host code on it. The host's is dead across this call (SysV: every
+    // vector register is caller-saved; MXCSR is reset after the exit).
+    // x87 and SSE are always restored, whatever the guest's XCR0 says: SSE
+    // works without XCR0.SSE. The restore runs under the host's XCR0 (a
+    // superset of the guest's), then XCR0 becomes the guest's.
+    "mov r8, [rdi + {host_xcr0}]",
+    "test r8, r8",
+    "jz 2f",
+    "mov rax, [rdi + {xcr0}]",
+    "or rax, {x87_sse}",
+    "mov rdx, rax",
+    "shr rdx, 32",
+    "xrstor64 [rdi + {xstate}]",
+    "mov rax, [rdi + {xcr0}]",
+    "cmp rax, r8",
+    "je 3f",
+    "mov rdx, rax",
+    "shr rdx, 32",
+    "xor ecx, ecx",
+    "xsetbv",
+    "jmp 3f",
+    "2:", // no XSAVE: the legacy region only
+    "fxrstor64 [rdi + {xstate}]",
+    "3:",
     "sti",
     "mov rax, rsi",
     "vmload rax", // guest FS/GS/TR/LDTR and SYSCALL MSRs from the guest VMCB
@@ -158,9 +167,36 @@ global_asm!(
     "mov [rdi + {r14}], r14",
     "mov [rdi + {r15}], r15",
     "pop qword ptr [rdi + {rdi}]",
-    // Guest x87/SSE state out, then a clean FPU for the host's Rust code.
-    "fxsave64 [rdi + {fpu}]",
-    "fninit",
+    // Guest extended state out, still at GIF=0. XCR0 as the guest left it
+    // (QEMU's TCG does not intercept XSETBV, so the guest may have changed
+    // it without an exit), then the host's XCR0 back, so that XSAVE stores
+    // every component the guest can reach.
+    "mov r8, [rdi + {host_xcr0}]",
+    "test r8, r8",
+    "jz 4f",
+    "xor ecx, ecx",
+    "xgetbv",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "mov [rdi + {xcr0}], rax",
+    "cmp rax, r8",
+    "je 5f",
+    "mov rax, r8",
+    "mov rdx, r8",
+    "shr rdx, 32",
+    "xsetbv",
+    "5:",
+    "mov rax, [rdi + {xcr0}]",
+    "or rax, {x87_sse}",
+    "mov rdx, rax",
+    "shr rdx, 32",
+    "xsave64 [rdi + {xstate}]",
+    "jmp 6f",
+    "4:",
+    "fxsave64 [rdi + {xstate}]",
+    "6:",
+    // The host's Rust code uses SSE, never x87: only the guest's MXCSR
+    // (exception masks, rounding, DAZ/FTZ) must not reach it.
     "push 0x1F80",
     "ldmxcsr [rsp]",
     "add rsp, 8",
@@ -193,7 +229,10 @@ global_asm!(
     r13 = const offset_of!(Gprs, r13),
     r14 = const offset_of!(Gprs, r14),
     r15 = const offset_of!(Gprs, r15),
-    fpu = const offset_of!(GuestRegs, fpu),
+    xcr0 = const offset_of!(GuestRegs, xcr0),
+    host_xcr0 = const offset_of!(GuestRegs, host_xcr0),
+    xstate = const offset_of!(GuestRegs, xstate),
+    x87_sse = const xsave::X87 | xsave::SSE,
 );
 
 unsafe extern "C" {

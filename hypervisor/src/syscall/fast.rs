@@ -1,5 +1,6 @@
 //! The fast path: exits the kernel answers itself, inside `sys_run`,
-//! because they need no device model. CPUID and the PING hypercall.
+//! because they need no device model. CPUID (from the VM's CPU model) and
+//! the PING hypercall.
 //!
 //! The intercepted instruction's length comes from NRIPS where the CPU has
 //! it. Without NRIPS (QEMU's TCG) the fast path checks that the canonical
@@ -10,7 +11,7 @@
 //! remembered translation is used only when the bytes it leads to are the
 //! expected instruction, so a stale entry can at worst send the exit to
 //! the VMM's slow path.
-use crate::vm::cpuid::{self, CpuidResult};
+use crate::vm::cpuid::{CpuModel, CpuidResult};
 use crate::vm::{NextRipSource, Reg, SegReg, Vcpu};
 use crate::x86::decode::{translate, AccessKind, PagingState};
 use crate::x86::mem::GuestMemory;
@@ -88,18 +89,35 @@ fn next_rip(
     Some((if long { next } else { next & 0xFFFF_FFFF }, NextRipSource::Decoded))
 }
 
-/// What CPUID(`leaf`, `sub`) returns to the guest's vCPU `index`.
-pub fn guest_cpuid(leaf: u32, sub: u32, index: u32) -> CpuidResult {
+/// The host CPU's CPUID.
+pub fn host_cpuid(leaf: u32, sub: u32) -> CpuidResult {
     let [eax, ebx, ecx, edx] = crate::arch::cpu::cpuid(leaf, sub);
-    cpuid::filter(leaf, sub, CpuidResult { eax, ebx, ecx, edx }, index, super::HYPERCALL_VERSION)
+    CpuidResult { eax, ebx, ecx, edx }
 }
 
-/// CPUID, filtered for the guest.
-pub fn cpuid(v: &mut Vcpu, cache: &mut Option<CodePage>, ram: &impl GuestMemory, nrips: bool, index: u16) -> bool {
+/// The CPU model of a new VM on this host.
+pub fn cpu_model() -> CpuModel {
+    CpuModel::new(&host_cpuid, crate::arch::xsave::host_xcr0(), super::HYPERCALL_VERSION)
+}
+
+/// What CPUID(`leaf`, `sub`) returns to vCPU `index` of a VM of model `m`.
+pub fn guest_cpuid(m: &CpuModel, v: &Vcpu, index: u16, leaf: u32, sub: u32) -> CpuidResult {
+    m.answer(leaf, sub, &v.cpuid_view(u32::from(index)))
+}
+
+/// CPUID, answered from the VM's model.
+pub fn cpuid(
+    v: &mut Vcpu,
+    m: &CpuModel,
+    cache: &mut Option<CodePage>,
+    ram: &impl GuestMemory,
+    nrips: bool,
+    index: u16,
+) -> bool {
     let Some((next, from)) = next_rip(v, cache, ram, nrips, &CPUID) else {
         return false;
     };
-    let r = guest_cpuid(v.reg(Reg::Rax) as u32, v.reg(Reg::Rcx) as u32, u32::from(index));
+    let r = guest_cpuid(m, v, index, v.reg(Reg::Rax) as u32, v.reg(Reg::Rcx) as u32);
     v.set_reg(Reg::Rax, u64::from(r.eax));
     v.set_reg(Reg::Rbx, u64::from(r.ebx));
     v.set_reg(Reg::Rcx, u64::from(r.ecx));

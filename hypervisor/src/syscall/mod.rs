@@ -16,12 +16,14 @@
 //! | [`sys_complete_instruction`], [`sys_get_next_rip`] | finishing an intercepted instruction (RIP, interrupt shadow, single-step) |
 //! | [`sys_reg_get`], [`sys_reg_set`], [`sys_seg_get`], [`sys_seg_set`] | guest registers |
 //! | [`sys_set_io_intercept`], [`sys_set_exception_intercept`] | what traps |
-//! | [`sys_cpuid`] | the host's CPUID, filtered for the guest |
+//! | [`sys_cpuid`] | the guest's CPUID, from its VM's CPU model (`vm::cpuid`) |
+//! | [`sys_write_cr4`], [`sys_xsetbv`] | the guest's CR4 and XCR0 writes, checked as the CPU checks them |
 mod fast;
 mod ipc;
 pub mod time;
 mod vmobj;
 
+pub use crate::vm::cr::GuestFault;
 pub use crate::vm::{ExitReason, NextRipSource, Reg, SegReg, VmExit};
 pub use ipc::*;
 pub use time::NEVER;

@@ -7,6 +7,7 @@ use crate::arch::frames::TableFrames;
 use crate::arch::phys::PhysRun;
 use crate::sync::Lock;
 use crate::vm::cpuid::CpuidResult;
+use crate::vm::cr::GuestFault;
 use crate::vm::{CpuVm, NextRipSource, Reg, SegReg, Vcpu, Vm, VmExit};
 use crate::x86::mem::{GuestMemory, MemError};
 use arrayvec::ArrayVec;
@@ -154,7 +155,7 @@ pub fn sys_vm_create(caller: Caller) -> SysResult<VmHandle> {
             return Err(SysError::OutOfQuota);
         }
     };
-    let mut vm = match Vm::new(iopm, msrpm, npt.root().0) {
+    let mut vm = match Vm::new(iopm, msrpm, npt.root().0, fast::cpu_model()) {
         Ok(vm) => vm,
         Err((a, b)) => {
             frames::free(caller.container, a);
@@ -444,7 +445,7 @@ fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Op
         let ram = RamView { ram: &vmobj.ram };
         let nrips = percpu.vm.caps.nrips;
         let handled = match exit {
-            VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &mut obj.code_page, &ram, nrips, obj.index),
+            VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &vmobj.vm.cpuid, &mut obj.code_page, &ram, nrips, obj.index),
             VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &mut obj.code_page, &ram, nrips),
             // The host has taken its interrupt; the clock says what it meant.
             VmExit::Intr => true,
@@ -579,15 +580,55 @@ pub fn sys_seg_set(caller: Caller, vcpu: VcpuHandle, r: SegReg, s: Segment) -> S
     with_vcpu(caller, vcpu, |v| v.set_seg(r, s))
 }
 
-/// What the guest's CPUID(`leaf`, `subleaf`) returns on `vcpu`.
-pub fn sys_cpuid(caller: Caller, vcpu: VcpuHandle, leaf: u32, subleaf: u32) -> SysResult<CpuidResult> {
-    Ok(fast::guest_cpuid(leaf, subleaf, vcpu_index(caller, vcpu)?))
+/// The guest's MOV to CR4 of `value`: done (Ok(Ok)), or the fault the CPU
+/// would raise for it instead (Ok(Err)).
+pub fn sys_write_cr4(caller: Caller, vcpu: VcpuHandle, value: u64) -> SysResult<Result<(), GuestFault>> {
+    with_vcpu(caller, vcpu, |v| v.write_cr4(value))
 }
 
-/// The vCPU's index within its VM.
-fn vcpu_index(caller: Caller, vcpu: VcpuHandle) -> SysResult<u32> {
-    let g = vcpu_slot(caller, vcpu)?.lock();
-    Ok(u32::from(g.as_ref().ok_or(SysError::NoSuchObject)?.index))
+/// The guest's XSETBV of `value` into XCR`index`: done, or the fault the
+/// CPU would raise instead.
+pub fn sys_xsetbv(caller: Caller, vcpu: VcpuHandle, index: u32, value: u64) -> SysResult<Result<(), GuestFault>> {
+    with_vcpu(caller, vcpu, |v| v.xsetbv(index, value))
+}
+
+/// What the guest's CPUID(`leaf`, `subleaf`) returns on `vcpu`.
+pub fn sys_cpuid(caller: Caller, vcpu: VcpuHandle, leaf: u32, subleaf: u32) -> SysResult<CpuidResult> {
+    with_vcpu_and_vm(caller, vcpu, |v, vm| fast::guest_cpuid(&vm.vm.cpuid, &v.vcpu, v.index, leaf, subleaf))
+}
+
+/// Logs (at debug level) the host's CPUID and what a vCPU of a new VM sees
+/// with XSAVE and every component it may use enabled.
+pub fn log_cpuid() {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let model = fast::cpu_model();
+    let guest = crate::vm::cpuid::GuestView { index: 0, cr4: 1 << 18, xcr0: model.xcr0_supported() };
+    crate::vm::cpuid::dump(&fast::host_cpuid, |leaf, sub, h| {
+        let g = model.answer(leaf, sub, &guest);
+        log::debug!(
+            "cpuid {leaf:#010x}.{sub:<2x} host {:08x} {:08x} {:08x} {:08x} guest {:08x} {:08x} {:08x} {:08x}",
+            h.eax,
+            h.ebx,
+            h.ecx,
+            h.edx,
+            g.eax,
+            g.ebx,
+            g.ecx,
+            g.edx
+        );
+    });
+}
+
+/// Runs `f` on the caller's vCPU `h` and its VM, under one lock of each
+/// (taken in `sys_run`'s order: the vCPU's, then the VM's).
+fn with_vcpu_and_vm<T>(caller: Caller, h: VcpuHandle, f: impl FnOnce(&mut VcpuObj, &VmObj) -> T) -> SysResult<T> {
+    let mut g = VCPUS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?.lock();
+    let obj = owned(g.as_mut(), caller)?;
+    let vg = VMS.get(usize::from(obj.vm.0)).ok_or(SysError::NoSuchObject)?.lock();
+    let vmobj = owned(vg.as_ref(), caller)?;
+    Ok(f(obj, vmobj))
 }
 
 /// Nanoseconds since boot, from the TSC.

@@ -1,5 +1,5 @@
 //! One typed `VmExit` for every #VMEXIT, decoded in one place.
-use vmcb::{ExceptionExit, ExitCode, IoioInfo, MsrExitKind, NestedPageFault};
+use vmcb::{CrAccessInfo, ExceptionExit, ExitCode, IoioInfo, MsrExitKind, NestedPageFault};
 
 /// Why the guest stopped running, with what the handler needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,12 @@ pub enum VmExit {
     Hlt,
     /// VMMCALL: a hypercall.
     Vmmcall,
+    /// A write of CR`cr` (MOV to CR4: `vm::cr` checks it). `info` names the
+    /// source register when the CPU has decode assists (`info.mov_cr`).
+    CrWrite {
+        cr: u8,
+        info: CrAccessInfo,
+    },
     /// A nested page fault: MMIO, or an access outside the VM's memory.
     Npf(NestedPageFault),
     /// An intercepted guest exception.
@@ -57,6 +63,7 @@ impl VmExit {
                 Err(_) => VmExit::Other(code),
             },
             ExitCode::Hlt => VmExit::Hlt,
+            ExitCode::CrWrite(cr) => VmExit::CrWrite { cr, info: CrAccessInfo::from_exitinfo1(raw.info1) },
             ExitCode::Vmmcall => VmExit::Vmmcall,
             ExitCode::Npf => VmExit::Npf(NestedPageFault::from_exitinfo(raw.info1, raw.info2)),
             ExitCode::Exception(v) => VmExit::Exception(ExceptionExit::from_exitinfo(v, raw.info1, raw.info2)),
@@ -95,7 +102,9 @@ impl VmExit {
             VmExit::Intr => ExitReason::Intr,
             VmExit::SvmInstruction(_) => ExitReason::SvmInstruction,
             VmExit::Invalid(_) => ExitReason::Invalid,
-            VmExit::Other(_) => ExitReason::Other,
+            // Counted with the rarer exits: the statistics page has room
+            // for no more reasons.
+            VmExit::CrWrite { .. } | VmExit::Other(_) => ExitReason::Other,
         }
     }
 }
@@ -187,6 +196,15 @@ mod tests {
             let raw = RawExit { code, ..Default::default() };
             assert!(matches!(VmExit::decode(&raw), VmExit::SvmInstruction(_)), "code {code:#x}");
         }
+    }
+
+    #[test]
+    fn cr4_write_exit_carries_the_register_with_decode_assists_only() {
+        let raw = RawExit { code: 0x14, info1: (1 << 63) | 3, ..Default::default() };
+        let info = CrAccessInfo { gpr: 3, mov_cr: true };
+        assert_eq!(VmExit::decode(&raw), VmExit::CrWrite { cr: 4, info });
+        let raw = RawExit { code: 0x14, ..Default::default() };
+        assert!(matches!(VmExit::decode(&raw), VmExit::CrWrite { cr: 4, info } if !info.mov_cr));
     }
 
     #[test]

@@ -13,9 +13,11 @@
 //!   survives, on hardware that caches them);
 //! - the VMCB clean bits claim only fields unchanged since this vCPU's last
 //!   VMRUN on this CPU;
-//! - the guest's GPRs and x87/SSE state are the guest's alone.
+//! - the guest's GPRs, extended state (x87, SSE, AVX...), XCR0 and TSC_AUX
+//!   are the guest's alone.
 pub mod asid;
 pub mod cpuid;
+pub mod cr;
 pub mod events;
 pub mod exit;
 pub mod msr;
@@ -27,8 +29,8 @@ use crate::arch::phys::{PhysBox, PhysRun};
 use crate::arch::svm::GuestRegs;
 use asid::{AsidAllocator, AsidTag, TlbAction};
 use vmcb::{
-    CleanBits, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Iopm, Msrpm, NestedControl,
-    Segment, StateLimits, TlbControl, Vmcb,
+    CleanBits, CrSet, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Iopm, Msrpm,
+    NestedControl, Segment, StateLimits, TlbControl, Vmcb,
 };
 
 /// Host CPU facts the vm layer needs, from the feature probe at boot.
@@ -38,6 +40,9 @@ pub struct SvmCaps {
     pub nrips: bool,
     pub vmcb_clean: bool,
     pub flush_by_asid: bool,
+    /// The CPU has the TSC_AUX MSR (RDTSCP or RDPID), and it holds 0 when
+    /// the CPU registers with the vm layer.
+    pub tsc_aux: bool,
 }
 
 /// What VMRUN accepts on the host CPU: its physical-address width and the
@@ -87,11 +92,25 @@ pub struct CpuVm {
     /// This CPU delivers V_IRQ to an interrupt window that is open at
     /// VMRUN: true until seen otherwise (see [`events`]).
     pub virq_reliable: bool,
+    /// What this CPU's TSC_AUX MSR holds: VMRUN does not switch it, so it
+    /// is loaded only when the next guest's value differs.
+    tsc_aux: u32,
 }
 
 impl CpuVm {
     pub fn new(cpu: usize, caps: SvmCaps, limits: StateLimits) -> Self {
-        CpuVm { cpu, caps, asids: AsidAllocator::new(cpu, caps.asids), limits, virq_reliable: true }
+        CpuVm { cpu, caps, asids: AsidAllocator::new(cpu, caps.asids), limits, virq_reliable: true, tsc_aux: 0 }
+    }
+
+    /// Puts `value` in this CPU's TSC_AUX for the guest about to run. The
+    /// host never reads TSC_AUX, so it keeps the last guest's value. A CPU
+    /// without the MSR only ever runs guests whose TSC_AUX is 0 (their
+    /// CPUID hides RDTSCP and RDPID, and the MSR is refused).
+    fn load_tsc_aux(&mut self, value: u32) {
+        if value != self.tsc_aux && self.caps.tsc_aux {
+            crate::arch::cpu::write_tsc_aux(value);
+            self.tsc_aux = value;
+        }
     }
 }
 
@@ -128,6 +147,8 @@ pub enum Reg {
     SysenterEsp,
     SysenterEip,
     Cpl,
+    /// The TSC_AUX MSR (what RDTSCP and RDPID read); 32 bits.
+    TscAux,
 }
 
 impl Reg {
@@ -177,6 +198,11 @@ pub struct Vcpu {
     pub stats: stats::ExitStats,
     /// Which mechanisms served this vCPU (NRIPS or decoding, ASID flushes).
     pub paths: stats::PathStats,
+    /// The CR4 bits and XCR0 components the guest's CPUID allows.
+    cr4_allowed: u64,
+    xcr0_supported: u64,
+    /// The guest's TSC_AUX, loaded into the MSR before VMRUN.
+    tsc_aux: u32,
 }
 
 /// Where the address of the instruction after an intercepted one came from.
@@ -195,12 +221,15 @@ pub enum NextRipSource {
 fn default_intercepts(vmcb: &mut Vmcb) {
     let c = &mut vmcb.control;
     c.set_exception_intercepts(ExceptionIntercepts::MC);
+    // CR4 writes are checked against the guest's CPUID (vm::cr).
+    c.set_cr_write_intercepts(CrSet::CR4);
     c.set_misc1_intercepts(
         InterceptMisc1::INTR
             | InterceptMisc1::NMI
             | InterceptMisc1::SMI
             | InterceptMisc1::INIT
             | InterceptMisc1::CPUID
+            | InterceptMisc1::RDPMC
             | InterceptMisc1::HLT
             | InterceptMisc1::INVLPGA
             | InterceptMisc1::IOIO_PROT
@@ -272,6 +301,9 @@ impl Vcpu {
             flush_requested: false,
             stats: stats::ExitStats::new(),
             paths: stats::PathStats::default(),
+            cr4_allowed: cr::cr4_allowed(&vm.cpuid),
+            xcr0_supported: vm.cpuid.xcr0_supported(),
+            tsc_aux: 0,
         })
     }
 
@@ -313,6 +345,7 @@ impl Vcpu {
         if let Some((reason, at)) = self.open_exit.take() {
             self.stats.record_time(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
         }
+        cpu.load_tsc_aux(self.tsc_aux);
         crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
 
@@ -346,9 +379,9 @@ impl Vcpu {
     /// and tells VMRUN what to flush.
     fn prepare_tlb(&mut self, cpu: &mut CpuVm, vm: &Vm) {
         // A nested page table that lost translations since we last ran, or
-        // a guest paging change the VMM emulated: our ASID's TLB entries may
-        // be stale. Flush them where the CPU can flush one ASID, else take a
-        // fresh ASID, which has none.
+        // a guest paging change the VMM emulated (a CR4 paging bit): our
+        // ASID's TLB entries may be stale. Flush them where the CPU can flush
+        // one ASID, else take a fresh ASID, which has none.
         let stale = self.npt_generation != vm.npt_generation || self.flush_requested;
         self.npt_generation = vm.npt_generation;
         self.flush_requested = false;
@@ -392,10 +425,15 @@ impl Vcpu {
         }
     }
 
-    /// Asks for this vCPU's TLB entries to be flushed before it runs again
-    /// (after an emulated change of paging state such as CR4.PGE).
+    /// Makes the next `run` flush this vCPU's TLB entries: the guest changed
+    /// something (a CR4 paging bit) that hardware would have flushed on.
     pub fn request_tlb_flush(&mut self) {
         self.flush_requested = true;
+    }
+
+    /// What CPUID answers depend on in this vCPU's state.
+    pub fn cpuid_view(&self, index: u32) -> cpuid::GuestView {
+        cpuid::GuestView { index, cr4: self.vmcb.save.cr4, xcr0: self.regs.xcr0() }
     }
 
     pub fn last_exit(&self) -> Option<&(VmExit, RawExit)> {
@@ -443,6 +481,7 @@ impl Vcpu {
             Reg::SysenterEsp => s.sysenter_esp,
             Reg::SysenterEip => s.sysenter_eip,
             Reg::Cpl => u64::from(s.cpl),
+            Reg::TscAux => u64::from(self.tsc_aux),
         }
     }
 
@@ -512,6 +551,8 @@ impl Vcpu {
                 s.cpl = v as u8;
                 self.dirty |= CleanBits::SEG;
             }
+            // The MSR has 32 bits; the VMM refuses wider values (#GP).
+            Reg::TscAux => self.tsc_aux = v as u32,
         }
     }
 
@@ -601,14 +642,21 @@ impl Vcpu {
 pub struct Vm {
     pub npt_root: u64,
     pub npt_generation: u64,
+    /// The virtual CPU its vCPUs' CPUID describes.
+    pub cpuid: cpuid::CpuModel,
     iopm: PhysBox<Iopm>,
     msrpm: PhysBox<Msrpm>,
 }
 
 impl Vm {
     /// A VM whose I/O ports and MSRs are all intercepted, with the given
-    /// nested page table root.
-    pub fn new(iopm_frames: PhysRun, msrpm_frames: PhysRun, npt_root: u64) -> Result<Vm, (PhysRun, PhysRun)> {
+    /// nested page table root and CPU model.
+    pub fn new(
+        iopm_frames: PhysRun,
+        msrpm_frames: PhysRun,
+        npt_root: u64,
+        cpuid: cpuid::CpuModel,
+    ) -> Result<Vm, (PhysRun, PhysRun)> {
         let (iopm, msrpm) = match (PhysBox::<Iopm>::new_zeroed(iopm_frames), PhysBox::<Msrpm>::new_zeroed(msrpm_frames))
         {
             (Ok(i), Ok(m)) => (i, m),
@@ -616,7 +664,7 @@ impl Vm {
             (Err(i), Ok(m)) => return Err((i, m.into_run())),
             (Err(i), Err(m)) => return Err((i, m)),
         };
-        let mut vm = Vm { npt_root, npt_generation: 0, iopm, msrpm };
+        let mut vm = Vm { npt_root, npt_generation: 0, cpuid, iopm, msrpm };
         vm.iopm.fill(true);
         vm.msrpm.fill(true);
         Ok(vm)

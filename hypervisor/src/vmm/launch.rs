@@ -154,6 +154,7 @@ pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> R
             info_dev: InfoDevice::default(),
             held_input: None,
             now_ns: sys_now_ns(),
+            msrs: super::msr::GuestMsrs::from_cpuid(|leaf, sub| sys_cpuid(caller, vcpu, leaf, sub).unwrap_or_default()),
         };
         // The guest's TSC runs without offset: this is its clock at entry.
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys_guest_tsc());

@@ -9,9 +9,10 @@ use super::hvdev::{DebugConsole, InfoDevice, DEBUG_PORT};
 use super::msr::{self, MsrAction};
 use crate::syscall::*;
 use crate::x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
-use log::{info, warn};
+use log::{debug, info, warn};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
+mod cr;
 /// The longest a halted vCPU sleeps before it looks at the console again.
 const IDLE_POLL_NS: u64 = 10_000_000;
 const RFLAGS_IF: u64 = 1 << 9;
@@ -161,6 +162,8 @@ pub struct VcpuLoop<'a> {
     pub held_input: Option<u8>,
     /// Guest time of the current exit, read once when it happened.
     pub now_ns: u64,
+    /// The MSRs the VMM emulates for this vCPU.
+    pub msrs: msr::GuestMsrs,
 }
 
 impl VcpuLoop<'_> {
@@ -334,6 +337,7 @@ impl VcpuLoop<'_> {
                 self.skip_instruction()?;
             }
             VmExit::Npf(f) => self.handle_npf(f.gpa, f.is_write())?,
+            VmExit::CrWrite { cr, info } => self.handle_cr_write(cr, info)?,
             VmExit::Exception(e) => {
                 if e.vector == VEC_BP {
                     // INT3 traps: the guest's handler expects RIP after it.
@@ -420,9 +424,12 @@ impl VcpuLoop<'_> {
 
     fn handle_msr(&mut self, write: bool) -> Result<(), Stop> {
         let index = self.reg(Reg::Rcx)? as u32;
+        let rip = self.reg(Reg::Rip)?;
+        let name = self.name;
         if write {
             let value = (self.reg(Reg::Rdx)? << 32) | (self.reg(Reg::Rax)? & 0xFFFF_FFFF);
-            match msr::write(index, value) {
+            debug!("{name}: wrmsr {index:#x} <- {value:#x} at {rip:#x}");
+            match self.msrs.write(index, value) {
                 MsrAction::Efer => {
                     let efer = self.reg(Reg::Efer)?;
                     // Long mode is switched with paging off (APM vol. 2,
@@ -434,24 +441,36 @@ impl VcpuLoop<'_> {
                     self.set_reg(Reg::Efer, (value & !msr::EFER_LMA) | (efer & msr::EFER_LMA))?
                 }
                 MsrAction::Pat => self.set_reg(Reg::Pat, value)?,
+                MsrAction::TscAux => self.set_reg(Reg::TscAux, value)?,
+                MsrAction::MiscEnable(v) => self.msrs.misc_enable = v,
                 MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
+                MsrAction::Absent => {
+                    debug!("{name}: wrmsr {index:#x}: not on this virtual CPU (#GP)");
+                    return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                }
                 MsrAction::Refuse => {
-                    warn!("{}: wrmsr {index:#x} <- {value:#x} refused (#GP)", self.name);
+                    warn!("{name}: wrmsr {index:#x} <- {value:#x} refused (#GP)");
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
             }
         } else {
-            let value = match msr::read(index) {
-                MsrAction::Value(v) => v,
+            let value = match self.msrs.read(index) {
+                MsrAction::Value(v) | MsrAction::MiscEnable(v) => v,
                 MsrAction::Efer => self.reg(Reg::Efer)?,
                 MsrAction::Pat => self.reg(Reg::Pat)?,
                 MsrAction::Tsc => sys_guest_tsc(),
+                MsrAction::TscAux => self.reg(Reg::TscAux)?,
                 MsrAction::Ignore => 0,
+                MsrAction::Absent => {
+                    debug!("{name}: rdmsr {index:#x}: not on this virtual CPU (#GP)");
+                    return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                }
                 MsrAction::Refuse => {
-                    warn!("{}: rdmsr {index:#x} refused (#GP)", self.name);
+                    warn!("{name}: rdmsr {index:#x} refused (#GP)");
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
             };
+            debug!("{name}: rdmsr {index:#x} = {value:#x} at {rip:#x}");
             self.set_reg(Reg::Rax, value & 0xFFFF_FFFF)?;
             self.set_reg(Reg::Rdx, value >> 32)?;
         }
@@ -486,10 +505,13 @@ impl VcpuLoop<'_> {
         use vmcb::ExitCode as C;
         let rip = self.reg(Reg::Rip)?;
         match code {
-            // Hidden by CPUID: the guest gets what a CPU without them gives.
-            C::Xsetbv | C::Monitor | C::Mwait | C::MwaitConditional | C::Rdpru => {
-                self.inject(EventInj::exception(VEC_UD))
-            }
+            C::Xsetbv => self.handle_xsetbv(),
+            // Hidden by CPUID (MONITOR, MONITORX, RDPRU): the guest gets
+            // what a CPU without them gives.
+            C::Monitor | C::Mwait | C::MwaitConditional | C::Rdpru => self.inject(EventInj::exception(VEC_UD)),
+            // No performance counters are virtualised: RDPMC faults, as
+            // under KVM without a PMU.
+            C::Rdpmc => self.inject(EventInj::exception_with_error(VEC_GP, 0)),
             // No caches to write back in a VM: a no-op.
             C::Invd => self.skip_instruction(),
             // Nothing to do: the host has handled its NMI/SMI.
