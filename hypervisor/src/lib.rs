@@ -41,5 +41,3 @@ pub mod thread;
 pub mod vm;
 #[deny(unsafe_code)]
 pub mod vmm;
-#[deny(unsafe_code)]
-pub mod x86;

@@ -9,8 +9,8 @@ use crate::sync::Lock;
 use crate::vm::cpuid::CpuidResult;
 use crate::vm::cr::GuestFault;
 use crate::vm::{CpuVm, NextRipSource, Reg, SegReg, Vcpu, Vm, VmExit};
-use crate::x86::mem::{GuestMemory, MemError};
 use arrayvec::ArrayVec;
+use guest_x86::mem::{GuestMemory, MemError};
 use npt::{GuestPhysAddr, HostPhysAddr, NestedPageTable, PageSize, Perms};
 use vmcb::{EventInj, IoAccessSize, IoDirection, Segment};
 

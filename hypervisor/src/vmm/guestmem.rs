@@ -1,6 +1,6 @@
 //! A VM's RAM as [`GuestMemory`], through the syscall layer.
 use crate::syscall::{sys_guest_read, sys_guest_write, Caller, VmHandle};
-use crate::x86::mem::{GuestMemory, MemError};
+use guest_x86::mem::{GuestMemory, MemError};
 
 pub struct VmMemory {
     pub caller: Caller,

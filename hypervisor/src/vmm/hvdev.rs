@@ -7,8 +7,8 @@
 //! (read-only, 1), 0x8 SCRATCH (read/write, up to 64 bits), 0x10 COUNTER
 //! (read-only, counts its own reads). Other offsets read as zero and ignore
 //! writes.
-use crate::x86::decode::size_mask;
 use arrayvec::ArrayString;
+use guest_x86::decode::size_mask;
 
 pub const DEBUG_PORT: u16 = 0xE9;
 pub const MMIO_BASE: u64 = 0xFEBF_F000;

@@ -4,7 +4,7 @@ use super::hvdev::{DebugConsole, InfoDevice};
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
 use super::vcpu::{Stop, VcpuLoop};
 use crate::syscall::*;
-use crate::x86::mem::GuestMemory;
+use guest_x86::mem::GuestMemory;
 use vmcb::Segment;
 
 /// Where a raw 16-bit guest is loaded and entered (0000:7C00, like a boot

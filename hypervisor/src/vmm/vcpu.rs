@@ -8,7 +8,7 @@ use super::guestmem::VmMemory;
 use super::hvdev::{DebugConsole, InfoDevice, DEBUG_PORT};
 use super::msr::{self, MsrAction};
 use crate::syscall::*;
-use crate::x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
+use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
 use log::{debug, info, warn};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 

@@ -14,7 +14,7 @@ use super::error::LoadError;
 use super::layout::{
     clear_boot_area, e820_map, is_usable, place_initrd, MemLayout, StringArea, BOOT_INFO_ADDR, HIGH_MEM_START,
 };
-use crate::x86::mem::GuestMemory;
+use guest_x86::mem::GuestMemory;
 
 /// Offsets of setup-header fields, both in the image and in `boot_params`.
 pub mod hdr {

@@ -4,7 +4,7 @@
 use super::bytes::{slice, u16_at, u32_at, u64_at, u8_at};
 use super::error::LoadError;
 use super::layout::{is_usable, MemLayout};
-use crate::x86::mem::GuestMemory;
+use guest_x86::mem::GuestMemory;
 
 pub(super) const EM_386: u16 = 3;
 pub(super) const EM_X86_64: u16 = 62;
@@ -419,7 +419,7 @@ pub(super) mod build {
 mod tests {
     use super::build::*;
     use super::*;
-    use crate::x86::mem::VecMemory;
+    use guest_x86::mem::VecMemory;
 
     #[test]
     fn parses_elf32_and_elf64_headers_and_segments() {

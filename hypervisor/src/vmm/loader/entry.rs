@@ -8,7 +8,7 @@
 
 use super::error::LoadError;
 use super::layout::{GDT_ADDR, IDENTITY_MAP_GIB, PDPT_ADDR, PD_ADDR, PML4_ADDR};
-use crate::x86::mem::GuestMemory;
+use guest_x86::mem::GuestMemory;
 
 /// CR0.PE: protected mode.
 pub const CR0_PE: u64 = 1 << 0;
@@ -216,7 +216,7 @@ pub(super) fn write_identity_map<M: GuestMemory + ?Sized>(mem: &mut M) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::x86::mem::VecMemory;
+    use guest_x86::mem::VecMemory;
 
     #[test]
     fn flat_descriptors_match_the_classic_encodings() {

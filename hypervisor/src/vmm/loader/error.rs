@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use crate::x86::mem::MemError;
+use guest_x86::mem::MemError;
 
 /// Why a loader refused an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 
 use super::bytes::{align_down, align_up};
 use super::error::LoadError;
-use crate::x86::mem::GuestMemory;
+use guest_x86::mem::GuestMemory;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -212,7 +212,7 @@ pub(super) fn clear_boot_area<M: GuestMemory + ?Sized>(mem: &mut M) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::x86::mem::VecMemory;
+    use guest_x86::mem::VecMemory;
 
     fn ranges(layout: &MemLayout) -> Vec<(u64, u64, E820Type)> {
         let (map, n) = e820_map(layout);

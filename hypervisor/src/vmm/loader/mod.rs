@@ -79,7 +79,7 @@ pub use layout::{e820_map, E820Entry, E820Type, MemLayout, E820_MAX_ENTRIES};
 pub use multiboot::{load_multiboot, Module};
 pub use pvh::load_pvh;
 
-use crate::x86::mem::GuestMemory;
+use guest_x86::mem::GuestMemory;
 
 /// The kinds of image the loaders understand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

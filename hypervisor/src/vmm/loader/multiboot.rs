@@ -11,7 +11,7 @@ use super::layout::{
     clear_boot_area, e820_map, is_usable, MemLayout, StringArea, BOOT_AREA_START, BOOT_INFO_ADDR, HIGH_MEM_START,
     MEMMAP_ADDR, MODLIST_ADDR, MODLIST_SIZE,
 };
-use crate::x86::mem::GuestMemory;
+use guest_x86::mem::GuestMemory;
 
 /// Magic of the header in the OS image.
 pub const MULTIBOOT_HEADER_MAGIC: u32 = 0x1BAD_B002;

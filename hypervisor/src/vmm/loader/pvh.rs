@@ -14,7 +14,7 @@ use super::error::LoadError;
 use super::layout::{
     clear_boot_area, e820_map, place_initrd, MemLayout, StringArea, BOOT_INFO_ADDR, MEMMAP_ADDR, MODLIST_ADDR,
 };
-use crate::x86::mem::GuestMemory;
+use guest_x86::mem::GuestMemory;
 
 /// Note type of the PVH 32-bit physical entry point.
 pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;

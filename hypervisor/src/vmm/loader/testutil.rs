@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::x86::mem::{GuestMemory, MemError};
+use guest_x86::mem::{GuestMemory, MemError};
 
 const PAGE: u64 = 0x1000;
 

@@ -4,8 +4,8 @@
 //! CPU would have raised.
 use super::{Stop, VcpuLoop};
 use crate::syscall::*;
-use crate::x86::decode::insn::SysInsn;
-use crate::x86::decode::{CpuMode, InsnKind};
+use guest_x86::decode::insn::SysInsn;
+use guest_x86::decode::{CpuMode, InsnKind};
 use vmcb::{CrAccessInfo, EventInj};
 
 /// The event that delivers `f`: #GP carries error code 0, #UD none.

@@ -8,7 +8,7 @@ use crate::vmm::loader::entry::flat;
 use crate::vmm::loader::layout::{e820_map, BOOT_INFO_ADDR, PML4_ADDR, STRINGS_ADDR};
 use crate::vmm::loader::testutil::{bytes, c_string, pattern, u16_at, u32_at, u64_at, SparseMemory};
 use crate::vmm::loader::{load_bzimage, CpuMode, LoadError, MemLayout};
-use crate::x86::mem::VecMemory;
+use guest_x86::mem::VecMemory;
 
 const ZP: u64 = BOOT_INFO_ADDR;
 

@@ -8,7 +8,7 @@ use crate::vmm::loader::layout::MODLIST_ADDR;
 use crate::vmm::loader::multiboot::mbi;
 use crate::vmm::loader::testutil::{bytes, u32_at};
 use crate::vmm::loader::{detect, load, CpuMode, ImageKind, LoadError, MemLayout};
-use crate::x86::mem::VecMemory;
+use guest_x86::mem::VecMemory;
 
 use super::images::mb_header;
 

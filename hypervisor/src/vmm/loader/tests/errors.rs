@@ -1,7 +1,7 @@
 //! Every error has a distinct, precise message.
 
 use crate::vmm::loader::LoadError::{self, *};
-use crate::x86::mem::MemError;
+use guest_x86::mem::MemError;
 
 fn all_errors() -> Vec<(LoadError, &'static str)> {
     vec![

@@ -14,7 +14,7 @@ use super::entry::flat;
 use super::layout::{e820_map, MemLayout};
 use super::testutil::{u32_at, u64_at};
 use super::EntryState;
-use crate::x86::mem::GuestMemory;
+use guest_x86::mem::GuestMemory;
 
 pub const MIB: u64 = 1 << 20;
 

@@ -12,7 +12,7 @@ use crate::vmm::loader::layout::{BOOT_INFO_ADDR, MEMMAP_ADDR, MODLIST_ADDR};
 use crate::vmm::loader::multiboot::{find_header, mbi, MAX_MODULES};
 use crate::vmm::loader::testutil::{bytes, c_string, pattern, u32_at};
 use crate::vmm::loader::{load_multiboot, EntryState, LoadError, MemLayout, Module};
-use crate::x86::mem::VecMemory;
+use guest_x86::mem::VecMemory;
 
 const MBI: u64 = BOOT_INFO_ADDR;
 

@@ -9,7 +9,7 @@ use crate::vmm::loader::layout::{BOOT_INFO_ADDR, MEMMAP_ADDR, MODLIST_ADDR, STRI
 use crate::vmm::loader::pvh::{pvh_entry, si};
 use crate::vmm::loader::testutil::{bytes, c_string, pattern, u32_at, u64_at, SparseMemory};
 use crate::vmm::loader::{load_pvh, EntryState, LoadError, MemLayout};
-use crate::x86::mem::VecMemory;
+use guest_x86::mem::VecMemory;
 
 const SI: u64 = BOOT_INFO_ADDR;
 

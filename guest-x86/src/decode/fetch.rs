@@ -2,7 +2,7 @@
 
 use super::insn::{CpuMode, MAX_INSN_LEN};
 use super::walk::{translate, AccessKind, PagingState, WalkError};
-use crate::x86::mem::GuestMemory;
+use crate::mem::GuestMemory;
 
 const PAGE: u64 = 4096;
 

@@ -1,10 +1,10 @@
 //! The decoder on real encodings (from GNU `as`, checked with `objdump -d`).
 
-use crate::x86::decode::insn::{
+use crate::decode::insn::{
     decode, AddrSize, AluOp, BitOp, CpuMode, DecodeError, Extend, Insn, InsnKind, IoInsn, IoPort, MemInsn, MemOp,
     MemOperand, Reg, RegOrMem, Segment, Src, StringInsn, StringOp, SvmInsn, SvmOp, SysInsn,
 };
-use crate::x86::decode::tests::FakeRegs;
+use crate::decode::tests::FakeRegs;
 use AddrSize::{A16, A32, A64};
 use CpuMode::{Bits16, Bits32, Bits64};
 

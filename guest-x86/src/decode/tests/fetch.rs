@@ -1,11 +1,11 @@
 //! Instruction fetch across pages, faults and the end of RAM.
 
-use crate::x86::decode::fetch::{fetch, Fetched};
-use crate::x86::decode::insn::{decode, CpuMode, DecodeError, InsnKind, MAX_INSN_LEN};
-use crate::x86::decode::walk::{
+use crate::decode::fetch::{fetch, Fetched};
+use crate::decode::insn::{decode, CpuMode, DecodeError, InsnKind, MAX_INSN_LEN};
+use crate::decode::walk::{
     PageFault, PagingState, PfErrorCode, WalkError, CR0_PE, CR0_PG, CR4_PAE, EFER_LMA, EFER_NXE,
 };
-use crate::x86::mem::{GuestMemory, VecMemory};
+use crate::mem::{GuestMemory, VecMemory};
 
 const PML4: u64 = 0x1000;
 const PDPT: u64 = 0x2000;

@@ -25,7 +25,7 @@
 //!   may instead use copies cached when CR3 was loaded.
 //! - Segment limits are the caller's business; this is a linear address.
 
-use crate::x86::mem::{GuestMemory, MemError};
+use crate::mem::{GuestMemory, MemError};
 
 /// CR0.PE: protection enabled.
 pub const CR0_PE: u64 = 1 << 0;

@@ -1,11 +1,11 @@
 //! Replaying decoded instructions against a fake device.
 
 use super::FakeRegs;
-use crate::x86::decode::emulate::{
+use crate::decode::emulate::{
     emulate_mmio, read_reg, write_reg, Access, RFLAGS_AF, RFLAGS_CF, RFLAGS_OF, RFLAGS_PF, RFLAGS_SF, RFLAGS_STATUS,
     RFLAGS_ZF,
 };
-use crate::x86::decode::insn::{decode, CpuMode, InsnKind, Reg};
+use crate::decode::insn::{decode, CpuMode, InsnKind, Reg};
 
 /// Decodes `bytes` (one memory instruction), runs it with a device that
 /// answers every read with `device_value`, and returns the accesses.

@@ -1,10 +1,10 @@
 //! The page walker on hand-built tables, one group per paging mode.
 
-use crate::x86::decode::walk::{
+use crate::decode::walk::{
     translate, walk, AccessKind, PageFault, PagingState, PfErrorCode, Translation, WalkError, CR0_PE, CR0_PG, CR0_WP,
     CR4_LA57, CR4_PAE, CR4_PSE, CR4_SMEP, EFER_LMA, EFER_NXE,
 };
-use crate::x86::mem::{GuestMemory, VecMemory};
+use crate::mem::{GuestMemory, VecMemory};
 
 const P: u64 = 1;
 const RW: u64 = 2;

@@ -7,7 +7,7 @@
 //! 3,716); these 300, spread over the mnemonics, are kept as a regression
 //! table with objdump's reading of each.
 
-use crate::x86::decode::insn::{decode, CpuMode};
+use crate::decode::insn::{decode, CpuMode};
 use CpuMode::{Bits16, Bits32, Bits64};
 
 /// (mode, 15 bytes in hex, objdump's length, objdump's text).

@@ -1,11 +1,11 @@
 //! Property tests: hostile bytes and tables never panic the decode path.
 
 use super::FakeRegs;
-use crate::x86::decode::emulate::emulate_mmio;
-use crate::x86::decode::fetch::fetch;
-use crate::x86::decode::insn::{decode, CpuMode, DecodeError, InsnKind, MAX_INSN_LEN};
-use crate::x86::decode::walk::{walk, AccessKind, AccessOp, PagingState};
-use crate::x86::mem::VecMemory;
+use crate::decode::emulate::emulate_mmio;
+use crate::decode::fetch::fetch;
+use crate::decode::insn::{decode, CpuMode, DecodeError, InsnKind, MAX_INSN_LEN};
+use crate::decode::walk::{walk, AccessKind, AccessOp, PagingState};
+use crate::mem::VecMemory;
 use proptest::prelude::*;
 
 fn mode() -> impl Strategy<Value = CpuMode> {
