@@ -48,17 +48,17 @@ pub trait GuestMemory {
 }
 
 /// Guest RAM simulated by a vector, for host tests.
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 pub struct VecMemory(pub Vec<u8>);
 
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 impl VecMemory {
     pub fn new(size: usize) -> Self {
         VecMemory(vec![0; size])
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 impl GuestMemory for VecMemory {
     fn size(&self) -> u64 {
         self.0.len() as u64
