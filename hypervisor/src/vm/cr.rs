@@ -9,25 +9,8 @@
 use super::cpuid::shown;
 use super::cpuid::CpuModel;
 use super::Reg;
+pub use sysabi::GuestFault;
 use crate::arch::xsave;
-
-/// The exception a guest instruction raises instead of completing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuestFault {
-    /// #UD.
-    InvalidOpcode,
-    /// #GP(0).
-    GeneralProtection,
-}
-
-impl GuestFault {
-    pub fn vector(self) -> u8 {
-        match self {
-            GuestFault::InvalidOpcode => 6,
-            GuestFault::GeneralProtection => 13,
-        }
-    }
-}
 
 /// CR4 bits (APM vol. 2, figure 3-7).
 pub mod cr4 {

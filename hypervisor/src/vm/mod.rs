@@ -19,11 +19,10 @@ pub mod asid;
 pub mod cpuid;
 pub mod cr;
 pub mod events;
-pub mod exit;
 pub mod msr;
-pub mod stats;
 
-pub use exit::{ExitReason, RawExit, VmExit};
+pub use sysabi::stats;
+pub use sysabi::{ExitReason, NextRipSource, RawExit, Reg, SegReg, VmExit};
 
 use crate::arch::phys::{PhysBox, PhysRun};
 use crate::arch::svm::GuestRegs;
@@ -114,67 +113,6 @@ impl CpuVm {
     }
 }
 
-/// The registers the syscall layer can read and write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reg {
-    Rax,
-    Rbx,
-    Rcx,
-    Rdx,
-    Rsi,
-    Rdi,
-    Rbp,
-    Rsp,
-    R8,
-    R9,
-    R10,
-    R11,
-    R12,
-    R13,
-    R14,
-    R15,
-    Rip,
-    Rflags,
-    Cr0,
-    Cr2,
-    Cr3,
-    Cr4,
-    Efer,
-    Dr6,
-    Dr7,
-    Pat,
-    SysenterCs,
-    SysenterEsp,
-    SysenterEip,
-    Cpl,
-    /// The TSC_AUX MSR (what RDTSCP and RDPID read); 32 bits.
-    TscAux,
-}
-
-impl Reg {
-    /// The general register with encoding `n` (0 = RAX ... 15 = R15).
-    pub fn gpr(n: u8) -> Option<Reg> {
-        use Reg::*;
-        const GPRS: [Reg; 16] = [Rax, Rcx, Rdx, Rbx, Rsp, Rbp, Rsi, Rdi, R8, R9, R10, R11, R12, R13, R14, R15];
-        GPRS.get(usize::from(n)).copied()
-    }
-}
-
-/// The segment registers and descriptor tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SegReg {
-    Es,
-    Cs,
-    Ss,
-    Ds,
-    Fs,
-    Gs,
-    Gdtr,
-    Ldtr,
-    Idtr,
-    Tr,
-}
-
 /// One virtual CPU: its VMCB, the registers the VMCB lacks, and what it
 /// remembers between runs.
 pub struct Vcpu {
@@ -205,16 +143,6 @@ pub struct Vcpu {
     tsc_aux: u32,
 }
 
-/// Where the address of the instruction after an intercepted one came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextRipSource {
-    /// The VMCB's next_rip (NRIPS).
-    Nrips,
-    /// EXITINFO2 of an IOIO exit (every SVM CPU has it).
-    IoExitInfo,
-    /// The instruction was decoded from guest memory.
-    Decoded,
-}
 
 /// What an intercept setup for a fresh vCPU traps: everything the VMM must
 /// see, nothing more.

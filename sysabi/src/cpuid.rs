@@ -13,6 +13,35 @@ pub enum Reg {
     Edx,
 }
 
+/// The register values of one CPUID answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuidResult {
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+}
+
+impl CpuidResult {
+    pub fn reg(&self, r: Reg) -> u32 {
+        match r {
+            Reg::Eax => self.eax,
+            Reg::Ebx => self.ebx,
+            Reg::Ecx => self.ecx,
+            Reg::Edx => self.edx,
+        }
+    }
+
+    pub fn reg_mut(&mut self, r: Reg) -> &mut u32 {
+        match r {
+            Reg::Eax => &mut self.eax,
+            Reg::Ebx => &mut self.ebx,
+            Reg::Ecx => &mut self.ecx,
+            Reg::Edx => &mut self.edx,
+        }
+    }
+}
+
 /// What a shown feature needs besides the host having it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needs {
