@@ -61,7 +61,6 @@ pub enum SegReg {
     Tr,
 }
 
-
 /// Where the address of the instruction after an intercepted one came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextRipSource {

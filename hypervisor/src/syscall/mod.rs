@@ -18,16 +18,19 @@
 //! | [`sys_set_io_intercept`], [`sys_set_exception_intercept`] | what traps |
 //! | [`sys_cpuid`] | the guest's CPUID, from its VM's CPU model (`vm::cpuid`) |
 //! | [`sys_write_cr4`], [`sys_xsetbv`] | the guest's CR4 and XCR0 writes, checked as the CPU checks them |
+mod door;
 mod fast;
+mod granted;
 mod ipc;
 pub mod time;
 mod vmobj;
 
-pub use sysabi::{ExitReason, GuestFault, NextRipSource, Reg, SegReg, SysError, SysResult, VmExit};
+pub use door::Kernel;
+pub use granted::*;
 pub use ipc::*;
+pub use sysabi::{ExitReason, GuestFault, NextRipSource, Reg, SegReg, SysError, SysResult, VmExit};
 pub use time::NEVER;
 pub use vmobj::*;
 
 /// The hypercall ABI version guests see in CPUID 0x4000_0001.
 pub const HYPERCALL_VERSION: u32 = hvabi::ABI_VERSION;
-

@@ -9,8 +9,8 @@
 use super::cpuid::shown;
 use super::cpuid::CpuModel;
 use super::Reg;
-pub use sysabi::GuestFault;
 use crate::arch::xsave;
+pub use sysabi::GuestFault;
 
 /// CR4 bits (APM vol. 2, figure 3-7).
 pub mod cr4 {

@@ -143,7 +143,6 @@ pub struct Vcpu {
     tsc_aux: u32,
 }
 
-
 /// What an intercept setup for a fresh vCPU traps: everything the VMM must
 /// see, nothing more.
 fn default_intercepts(vmcb: &mut Vmcb) {
@@ -542,16 +541,6 @@ impl Vcpu {
     /// A posted external interrupt has not been taken by the guest yet.
     pub fn interrupt_posted(&self) -> bool {
         events::interrupt_posted(&self.vmcb)
-    }
-
-    /// An exception or NMI is queued and not yet delivered.
-    pub fn event_pending(&self) -> bool {
-        self.vmcb.control.event_injection().is_valid()
-    }
-
-    /// The guest is in an interrupt shadow (after STI or MOV SS).
-    pub fn in_interrupt_shadow(&self) -> bool {
-        self.vmcb.control.in_interrupt_shadow()
     }
 
     /// Traps (or stops trapping) a guest exception vector.

@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use crate::vmm::loader::bzimage::{hdr, SetupHeader};
-use crate::vmm::loader::layout::BOOT_INFO_ADDR;
-use crate::vmm::loader::pvh::{pvh_entry, si};
-use crate::vmm::loader::testutil::{bytes, c_string, u32_at, SparseMemory};
-use crate::vmm::loader::{detect, load, CpuMode, ImageKind, MemLayout};
+use crate::loader::bzimage::{hdr, SetupHeader};
+use crate::loader::layout::BOOT_INFO_ADDR;
+use crate::loader::pvh::{pvh_entry, si};
+use crate::loader::testutil::{bytes, c_string, u32_at, SparseMemory};
+use crate::loader::{detect, load, CpuMode, ImageKind, MemLayout};
 
 fn image(name: &str) -> Option<Vec<u8>> {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "guest-images", "out", name].iter().collect();
@@ -36,7 +36,7 @@ fn real_bzimage_loads_at_its_64bit_entry() {
         &mut mem,
         &MemLayout::new(RAM),
         &kernel,
-        Some(crate::vmm::loader::Module { data: &initrd, cmdline: b"" }),
+        Some(crate::loader::Module { data: &initrd, cmdline: b"" }),
         b"console=ttyS0 quiet",
     )
     .expect("load real bzImage");
@@ -71,7 +71,7 @@ fn real_vmlinux_loads_through_its_pvh_note() {
         &mut mem,
         &MemLayout::new(RAM),
         &kernel,
-        Some(crate::vmm::loader::Module { data: &[1; 4096], cmdline: b"" }),
+        Some(crate::loader::Module { data: &[1; 4096], cmdline: b"" }),
         b"console=ttyS0",
     )
     .expect("load real vmlinux");

@@ -5,9 +5,9 @@ use proptest::prelude::*;
 
 use super::images::{bzimage, mb_aout, mb_elf, pvh_vmlinux, BzOpts};
 use super::MIB;
-use crate::vmm::loader::elf::Class;
-use crate::vmm::loader::testutil::SparseMemory;
-use crate::vmm::loader::{detect, load, load_bzimage, load_multiboot, load_pvh, LoadError, MemLayout, Module};
+use crate::loader::elf::Class;
+use crate::loader::testutil::SparseMemory;
+use crate::loader::{detect, load, load_bzimage, load_multiboot, load_pvh, LoadError, MemLayout, Module};
 
 const RAM: u64 = 32 * MIB;
 
@@ -17,7 +17,7 @@ fn run_all(image: &[u8]) -> [Result<(), LoadError>; 3] {
     let layout = MemLayout::new(RAM);
     let _ = detect(image);
     let mut mem = SparseMemory::new(RAM);
-    let _ = load(&mut mem, &layout, image, Some(crate::vmm::loader::Module { data: b"initrd", cmdline: b"" }), b"cmd");
+    let _ = load(&mut mem, &layout, image, Some(crate::loader::Module { data: b"initrd", cmdline: b"" }), b"cmd");
     let module = [Module { data: b"module", cmdline: b"m" }];
     [
         load_bzimage(&mut SparseMemory::new(RAM), &layout, image, Some(b"rd"), b"c").map(drop),

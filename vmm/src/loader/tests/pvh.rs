@@ -3,12 +3,12 @@
 
 use super::images::{pvh_elf_with, pvh_vmlinux, PVH_DATA, PVH_END, PVH_ENTRY, PVH_TEXT};
 use super::{assert_flat_protected32, assert_gdt_backs_state, assert_memmap_matches_e820, MIB};
-use crate::vmm::loader::elf::build::{elf, note, Seg};
-use crate::vmm::loader::elf::Class;
-use crate::vmm::loader::layout::{BOOT_INFO_ADDR, MEMMAP_ADDR, MODLIST_ADDR, STRINGS_ADDR};
-use crate::vmm::loader::pvh::{pvh_entry, si};
-use crate::vmm::loader::testutil::{bytes, c_string, pattern, u32_at, u64_at, SparseMemory};
-use crate::vmm::loader::{load_pvh, EntryState, LoadError, MemLayout};
+use crate::loader::elf::build::{elf, note, Seg};
+use crate::loader::elf::Class;
+use crate::loader::layout::{BOOT_INFO_ADDR, MEMMAP_ADDR, MODLIST_ADDR, STRINGS_ADDR};
+use crate::loader::pvh::{pvh_entry, si};
+use crate::loader::testutil::{bytes, c_string, pattern, u32_at, u64_at, SparseMemory};
+use crate::loader::{load_pvh, EntryState, LoadError, MemLayout};
 use guest_x86::mem::VecMemory;
 
 const SI: u64 = BOOT_INFO_ADDR;

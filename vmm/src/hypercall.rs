@@ -7,9 +7,8 @@
 //! gets -EFAULT, never a fault in the host. In 16- and 32-bit code only the
 //! low 32 bits of each register count.
 use super::vcpu::{Stop, VcpuLoop};
-use crate::syscall::{self, Reg};
-use crate::vm::stats::BUCKETS;
-use crate::vm::ExitReason;
+use sysabi::stats::BUCKETS;
+use sysabi::{ExitReason, ExitStats, Reg, Sys, SysError, VcpuInfo};
 
 pub use hvabi::errno::*;
 pub use hvabi::nr::*;
@@ -26,12 +25,11 @@ const _: () = assert!(stats::BUCKETS == BUCKETS);
 
 /// The largest channel message.
 pub const MSG_MAX: u64 = hvabi::MAX_MESSAGE as u64;
-const _: () = assert!(hvabi::MAX_MESSAGE == crate::proc::MSG_SIZE);
 
-fn errno(e: syscall::SysError) -> i64 {
+fn errno(e: SysError) -> i64 {
     match e {
-        syscall::SysError::WouldBlock => EAGAIN,
-        syscall::SysError::TooBig => E2BIG,
+        SysError::WouldBlock => EAGAIN,
+        SysError::TooBig => E2BIG,
         _ => EINVAL,
     }
 }
@@ -52,7 +50,7 @@ pub fn encode_info(vm_id: u32, vcpus: u32, mem: u64, vcpu_index: u32, tsc_hz: u6
 }
 
 /// Encodes STATS's reply.
-pub fn encode_stats(stats: &crate::vm::stats::ExitStats, tsc_hz: u64) -> [u8; STATS_SIZE] {
+pub fn encode_stats(stats: &ExitStats, tsc_hz: u64) -> [u8; STATS_SIZE] {
     let mut b = [0u8; STATS_SIZE];
     b[0..4].copy_from_slice(&stats::MAGIC.to_le_bytes());
     b[4..8].copy_from_slice(&stats::VERSION.to_le_bytes());
@@ -73,15 +71,15 @@ pub fn encode_stats(stats: &crate::vm::stats::ExitStats, tsc_hz: u64) -> [u8; ST
 }
 
 /// Performs the hypercall the guest's registers describe and returns RAX.
-pub fn dispatch(v: &mut VcpuLoop<'_>) -> Result<i64, Stop> {
-    let (c, h) = (v.caller, v.vcpu);
+pub fn dispatch<S: Sys>(v: &mut VcpuLoop<'_, S>) -> Result<i64, Stop> {
+    let (sys, h) = (v.sys, v.vcpu);
     let wide = v.is_64bit()?;
     let arg = |r: Reg| -> Result<u64, Stop> {
-        let x = syscall::sys_reg_get(c, h, r)?;
+        let x = sys.reg(h, r)?;
         Ok(if wide { x } else { x & 0xFFFF_FFFF })
     };
     let nr = arg(Reg::Rax)?;
-    if !hvabi::allowed(nr, syscall::sys_reg_get(c, h, Reg::Cpl)?) {
+    if !hvabi::allowed(nr, sys.reg(h, Reg::Cpl)?) {
         return Ok(EPERM);
     }
     let (a1, a2, a3) = (arg(Reg::Rbx)?, arg(Reg::Rcx)?, arg(Reg::Rdx)?);
@@ -89,7 +87,7 @@ pub fn dispatch(v: &mut VcpuLoop<'_>) -> Result<i64, Stop> {
         if (len as usize) < data.len() {
             return E2BIG;
         }
-        match syscall::sys_guest_write(c, v.vm, gpa, data) {
+        match sys.guest_write(v.vm, gpa, data) {
             Ok(()) => data.len() as i64,
             Err(_) => EFAULT,
         }
@@ -103,22 +101,22 @@ pub fn dispatch(v: &mut VcpuLoop<'_>) -> Result<i64, Stop> {
             }
             let mut name = [0u8; hvabi::MAX_NAME];
             let name = &mut name[..a2 as usize];
-            if syscall::sys_guest_read(c, v.vm, a1, name).is_err() {
+            if sys.guest_read(v.vm, a1, name).is_err() {
                 return Ok(EFAULT);
             }
             hvabi::lookup(name).map_or(ENOENT, |n| n as i64)
         }
         INFO => {
-            let (index, vm_id, vcpus) = syscall::sys_vcpu_info(c, h)?;
-            let mem = syscall::sys_vm_ram(c, v.vm)?;
-            write_back(a1, a2, &encode_info(vm_id, vcpus, mem, index, syscall::sys_tsc_hz()))
+            let VcpuInfo { index, vm_id, vcpus } = sys.vcpu_info(h)?;
+            let mem = sys.vm_ram(v.vm)?;
+            write_back(a1, a2, &encode_info(vm_id, vcpus, mem, index, sys.tsc_hz(v.grants.clock)?))
         }
         STATS => {
-            let reply = syscall::sys_with_stats(c, h, |s| encode_stats(s, syscall::sys_tsc_hz()))?;
+            let reply = encode_stats(&sys.stats(h)?, sys.tsc_hz(v.grants.clock)?);
             write_back(a1, a2, &reply)
         }
         STATS_RESET => {
-            syscall::sys_reset_stats(c, h)?;
+            sys.reset_stats(h)?;
             0
         }
         CONSOLE_WRITE => {
@@ -129,7 +127,7 @@ pub fn dispatch(v: &mut VcpuLoop<'_>) -> Result<i64, Stop> {
             let mut done = 0;
             while done < a2 {
                 let n = (a2 - done).min(buf.len() as u64) as usize;
-                if syscall::sys_guest_read(c, v.vm, a1.wrapping_add(done), &mut buf[..n]).is_err() {
+                if sys.guest_read(v.vm, a1.wrapping_add(done), &mut buf[..n]).is_err() {
                     return Ok(EFAULT);
                 }
                 v.console_text(&buf[..n]);
@@ -144,11 +142,11 @@ pub fn dispatch(v: &mut VcpuLoop<'_>) -> Result<i64, Stop> {
             }
             let mut msg = [0u8; MSG_MAX as usize];
             let msg = &mut msg[..a3 as usize];
-            if syscall::sys_guest_read(c, v.vm, a2, msg).is_err() {
+            if sys.guest_read(v.vm, a2, msg).is_err() {
                 return Ok(EFAULT);
             }
             let Ok(peer) = u32::try_from(a1) else { return Ok(EINVAL) };
-            match syscall::sys_chan_send(c, peer, msg) {
+            match sys.chan_send(peer, msg) {
                 Ok(()) => 0,
                 Err(e) => errno(e),
             }
@@ -157,18 +155,18 @@ pub fn dispatch(v: &mut VcpuLoop<'_>) -> Result<i64, Stop> {
             let mut msg = [0u8; MSG_MAX as usize];
             let want = (a3.min(MSG_MAX)) as usize;
             // Check the destination before taking the message off the queue.
-            if syscall::sys_guest_read(c, v.vm, a2, &mut msg[..want]).is_err() {
+            if sys.guest_read(v.vm, a2, &mut msg[..want]).is_err() {
                 return Ok(EFAULT);
             }
             let Ok(peer) = u32::try_from(a1) else { return Ok(EINVAL) };
-            match syscall::sys_chan_recv(c, peer, &mut msg[..want]) {
+            match sys.chan_recv(peer, &mut msg[..want]) {
                 Ok(n) => write_back(a2, a3, &msg[..n]),
                 Err(e) => errno(e),
             }
         }
         YIELD => {
-            if syscall::sys_yield() {
-                v.now_ns = syscall::sys_now_ns();
+            if sys.yield_now(v.grants.sched)? {
+                v.now_ns = sys.now_ns(v.grants.clock)?;
             }
             0
         }
@@ -183,7 +181,7 @@ mod tests {
 
     #[test]
     fn stats_reply_fits_a_page_and_names_reasons() {
-        let mut s = crate::vm::stats::ExitStats::new();
+        let mut s = ExitStats::new();
         s.count(ExitReason::Vmmcall);
         s.record_time(ExitReason::Vmmcall, 77);
         let b = encode_stats(&s, 1_000_000_000);

@@ -1,15 +1,15 @@
 //! The VMM's exit loop for one vCPU: run, handle the exit, inject.
 //!
-//! Everything here goes through the syscall layer. The loop ends when the
+//! Everything here goes through the kernel's calls ([`Sys`]). The loop ends when the
 //! guest resets, powers off, triple-faults or does something the VMM cannot
 //! emulate; the returned [`Stop`] says which, and where.
 use super::dev::{Board, BoardEvent};
 use super::guestmem::VmMemory;
 use super::hvdev::{DebugConsole, InfoDevice, DEBUG_PORT};
 use super::msr::{self, MsrAction};
-use crate::syscall::*;
 use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
 use log::{debug, info, warn};
+use sysabi::{ExitReason, Grants, NextRipSource, Reg, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
 mod cr;
@@ -123,36 +123,39 @@ impl core::fmt::Display for ExitCounts {
     }
 }
 
-/// The guest's registers through the syscall layer, for the emulator.
-struct SysRegs {
-    caller: Caller,
+/// The guest's registers through the kernel's calls, for the emulator.
+struct SysRegs<'a, S: Sys> {
+    sys: &'a S,
     vcpu: VcpuHandle,
 }
 
-impl GprAccess for SysRegs {
+impl<S: Sys> GprAccess for SysRegs<'_, S> {
     fn gpr(&self, n: u8) -> u64 {
-        Reg::gpr(n).and_then(|r| sys_reg_get(self.caller, self.vcpu, r).ok()).unwrap_or(0)
+        Reg::gpr(n).and_then(|r| self.sys.reg(self.vcpu, r).ok()).unwrap_or(0)
     }
     fn set_gpr(&mut self, n: u8, v: u64) {
         if let Some(r) = Reg::gpr(n) {
-            let _ = sys_reg_set(self.caller, self.vcpu, r, v);
+            let _ = self.sys.set_reg(self.vcpu, r, v);
         }
     }
     fn rflags(&self) -> u64 {
-        sys_reg_get(self.caller, self.vcpu, Reg::Rflags).unwrap_or(2)
+        self.sys.reg(self.vcpu, Reg::Rflags).unwrap_or(2)
     }
     fn set_rflags(&mut self, v: u64) {
-        let _ = sys_reg_set(self.caller, self.vcpu, Reg::Rflags, v);
+        let _ = self.sys.set_reg(self.vcpu, Reg::Rflags, v);
     }
 }
 
 /// One vCPU and the devices it drives.
-pub struct VcpuLoop<'a> {
+pub struct VcpuLoop<'a, S: Sys> {
     pub name: &'a str,
-    pub caller: Caller,
+    /// The kernel.
+    pub sys: &'a S,
+    /// The console, clock and share of the CPU the VMM's process was given.
+    pub grants: Grants,
     pub vm: VmHandle,
     pub vcpu: VcpuHandle,
-    pub mem: VmMemory,
+    pub mem: VmMemory<'a, S>,
     pub board: Board,
     pub console: DebugConsole,
     /// Lines from the console-write hypercall.
@@ -166,17 +169,17 @@ pub struct VcpuLoop<'a> {
     pub msrs: msr::GuestMsrs,
 }
 
-impl VcpuLoop<'_> {
+impl<S: Sys> VcpuLoop<'_, S> {
     fn reg(&self, r: Reg) -> Result<u64, Stop> {
-        Ok(sys_reg_get(self.caller, self.vcpu, r)?)
+        Ok(self.sys.reg(self.vcpu, r)?)
     }
 
     fn set_reg(&self, r: Reg, v: u64) -> Result<(), Stop> {
-        Ok(sys_reg_set(self.caller, self.vcpu, r, v)?)
+        Ok(self.sys.set_reg(self.vcpu, r, v)?)
     }
 
     fn inject(&self, ev: EventInj) -> Result<(), Stop> {
-        Ok(sys_inject(self.caller, self.vcpu, ev)?)
+        Ok(self.sys.inject(self.vcpu, ev)?)
     }
 
     /// The guest runs 64-bit code now.
@@ -199,7 +202,7 @@ impl VcpuLoop<'_> {
     }
 
     fn mode(&self) -> Result<CpuMode, Stop> {
-        let cs = sys_seg_get(self.caller, self.vcpu, SegReg::Cs)?;
+        let cs = self.sys.seg(self.vcpu, SegReg::Cs)?;
         let a = cs.attributes();
         Ok(CpuMode::from_state(
             self.reg(Reg::Cr0)?,
@@ -225,7 +228,7 @@ impl VcpuLoop<'_> {
     fn decode_at_rip(&self) -> Result<decode::Insn, Stop> {
         let rip = self.reg(Reg::Rip)?;
         let mode = self.mode()?;
-        let cs = sys_seg_get(self.caller, self.vcpu, SegReg::Cs)?;
+        let cs = self.sys.seg(self.vcpu, SegReg::Cs)?;
         let user = self.reg(Reg::Cpl)? == 3;
         let mut buf = [0u8; MAX_INSN_LEN];
         let paging = self.paging()?;
@@ -239,7 +242,7 @@ impl VcpuLoop<'_> {
     /// where the CPU has it, else the decoded length), its interrupt shadow
     /// ends, and a single-stepping guest gets its #DB.
     pub fn skip_instruction(&self) -> Result<(), Stop> {
-        if let Some(next) = sys_get_next_rip(self.caller, self.vcpu)? {
+        if let Some(next) = self.sys.next_rip(self.vcpu)? {
             return self.complete(next, NextRipSource::Nrips);
         }
         let insn = self.decode_at_rip()?;
@@ -247,7 +250,7 @@ impl VcpuLoop<'_> {
     }
 
     fn complete(&self, next_rip: u64, from: NextRipSource) -> Result<(), Stop> {
-        Ok(sys_complete_instruction(self.caller, self.vcpu, next_rip, from)?)
+        Ok(self.sys.complete_instruction(self.vcpu, next_rip, from)?)
     }
 
     /// The RIP `len` bytes on, wrapped as the guest's code size wraps it.
@@ -279,13 +282,16 @@ impl VcpuLoop<'_> {
     fn pump_console(&mut self) {
         // A byte the UART had no room for waits here: the host port has
         // given it up already.
-        while let Some(b) = self.held_input.take().or_else(sys_console_read) {
+        let (sys, console) = (self.sys, self.grants.console);
+        while let Some(b) = self.held_input.take().or_else(|| sys.console_read(console).ok().flatten()) {
             if !self.board.uart_receive(b) {
                 self.held_input = Some(b);
                 break;
             }
         }
-        self.board.drain_output(|b| sys_console_write(&[b]));
+        self.board.drain_output(|b| {
+            let _ = sys.console_write(console, &[b]);
+        });
     }
 
     /// Posts the highest pending interrupt to the vCPU if none is posted
@@ -293,7 +299,7 @@ impl VcpuLoop<'_> {
     /// VMM need not watch the guest's RFLAGS.IF or interrupt shadow.
     fn deliver_interrupts(&mut self) -> Result<(), Stop> {
         self.board.update(self.now());
-        if self.board.pending_vector().is_none() || sys_check_pending_interrupt(self.caller, self.vcpu)? {
+        if self.board.pending_vector().is_none() || self.sys.interrupt_pending(self.vcpu)? {
             return Ok(());
         }
         if let Some(v) = self.board.acknowledge() {
@@ -307,14 +313,14 @@ impl VcpuLoop<'_> {
         // The kernel arms the host timer for the board's next interrupt, so
         // the guest gets it even if it never exits by itself.
         let deadline = self.board.next_deadline_ns(self.now()).unwrap_or(NEVER);
-        let exit = sys_run(self.caller, self.vcpu, deadline)?;
-        self.now_ns = sys_now_ns();
+        let exit = self.sys.run(self.vcpu, deadline)?;
+        self.now_ns = self.sys.now_ns(self.grants.clock)?;
         match exit {
             VmExit::Io { io, next_rip } => self.handle_io(io, next_rip)?,
             VmExit::Cpuid => {
                 let leaf = self.reg(Reg::Rax)? as u32;
                 let sub = self.reg(Reg::Rcx)? as u32;
-                let r = sys_cpuid(self.caller, self.vcpu, leaf, sub)?;
+                let r = self.sys.cpuid(self.vcpu, leaf, sub)?;
                 self.set_reg(Reg::Rax, u64::from(r.eax))?;
                 self.set_reg(Reg::Rbx, u64::from(r.ebx))?;
                 self.set_reg(Reg::Rcx, u64::from(r.ecx))?;
@@ -375,15 +381,15 @@ impl VcpuLoop<'_> {
     /// HLT: sleep until a device raises an interrupt the guest can take.
     fn idle(&mut self) -> Result<(), Stop> {
         loop {
-            self.now_ns = sys_now_ns();
+            self.now_ns = self.sys.now_ns(self.grants.clock)?;
             self.pump_console();
             let now = self.now();
             self.board.update(now);
-            if self.board.pending_vector().is_some() || sys_check_pending_interrupt(self.caller, self.vcpu)? {
+            if self.board.pending_vector().is_some() || self.sys.interrupt_pending(self.vcpu)? {
                 return Ok(());
             }
             let deadline = self.board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);
-            sys_idle_until(deadline);
+            self.sys.idle_until(self.grants.sched, deadline)?;
         }
     }
 
@@ -458,7 +464,7 @@ impl VcpuLoop<'_> {
                 MsrAction::Value(v) | MsrAction::MiscEnable(v) => v,
                 MsrAction::Efer => self.reg(Reg::Efer)?,
                 MsrAction::Pat => self.reg(Reg::Pat)?,
-                MsrAction::Tsc => sys_guest_tsc(),
+                MsrAction::Tsc => self.sys.guest_tsc(self.grants.clock)?,
                 MsrAction::TscAux => self.reg(Reg::TscAux)?,
                 MsrAction::Ignore => 0,
                 MsrAction::Absent => {
@@ -488,7 +494,7 @@ impl VcpuLoop<'_> {
         let InsnKind::Mem(m) = insn.kind else {
             return Err(Stop::Unemulated { rip, what: "MMIO access by an instruction the emulator does not handle" });
         };
-        let mut regs = SysRegs { caller: self.caller, vcpu: self.vcpu };
+        let mut regs = SysRegs { sys: self.sys, vcpu: self.vcpu };
         let dev = &mut self.info_dev;
         decode::emulate_mmio(&m, &mut regs, &mut |a| match a {
             Access::Read { size } if info => dev.read(gpa, size),

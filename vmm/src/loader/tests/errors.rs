@@ -1,6 +1,6 @@
 //! Every error has a distinct, precise message.
 
-use crate::vmm::loader::LoadError::{self, *};
+use crate::loader::LoadError::{self, *};
 use guest_x86::mem::MemError;
 
 fn all_errors() -> Vec<(LoadError, &'static str)> {

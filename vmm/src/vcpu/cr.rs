@@ -3,9 +3,9 @@
 //! operand, and either completes the instruction or injects the fault the
 //! CPU would have raised.
 use super::{Stop, VcpuLoop};
-use crate::syscall::*;
 use guest_x86::decode::insn::SysInsn;
 use guest_x86::decode::{CpuMode, InsnKind};
+use sysabi::{GuestFault, Reg, Sys};
 use vmcb::{CrAccessInfo, EventInj};
 
 /// The event that delivers `f`: #GP carries error code 0, #UD none.
@@ -16,7 +16,7 @@ pub(super) fn fault_event(f: GuestFault) -> EventInj {
     }
 }
 
-impl VcpuLoop<'_> {
+impl<S: Sys> VcpuLoop<'_, S> {
     /// Completes the intercepted instruction, or raises `fault` instead.
     fn complete_or_fault(&mut self, done: Result<(), GuestFault>) -> Result<(), Stop> {
         match done {
@@ -47,7 +47,7 @@ impl VcpuLoop<'_> {
         if self.mode()? != CpuMode::Bits64 {
             value &= 0xFFFF_FFFF;
         }
-        let done = sys_write_cr4(self.caller, self.vcpu, value)?;
+        let done = self.sys.write_cr4(self.vcpu, value)?;
         self.complete_or_fault(done)
     }
 
@@ -55,7 +55,7 @@ impl VcpuLoop<'_> {
     pub(super) fn handle_xsetbv(&mut self) -> Result<(), Stop> {
         let index = self.reg(Reg::Rcx)? as u32;
         let value = (self.reg(Reg::Rdx)? << 32) | (self.reg(Reg::Rax)? & 0xFFFF_FFFF);
-        let done = sys_xsetbv(self.caller, self.vcpu, index, value)?;
+        let done = self.sys.xsetbv(self.vcpu, index, value)?;
         self.complete_or_fault(done)
     }
 }

@@ -6,12 +6,12 @@ use super::images::{
     MB_END, MB_ENTRY, MB_TEXT,
 };
 use super::{assert_flat_protected32, assert_gdt_backs_state, assert_memmap_matches_e820, MIB};
-use crate::vmm::loader::elf::build::{elf, Seg};
-use crate::vmm::loader::elf::Class;
-use crate::vmm::loader::layout::{BOOT_INFO_ADDR, MEMMAP_ADDR, MODLIST_ADDR};
-use crate::vmm::loader::multiboot::{find_header, mbi, MAX_MODULES};
-use crate::vmm::loader::testutil::{bytes, c_string, pattern, u32_at};
-use crate::vmm::loader::{load_multiboot, EntryState, LoadError, MemLayout, Module};
+use crate::loader::elf::build::{elf, Seg};
+use crate::loader::elf::Class;
+use crate::loader::layout::{BOOT_INFO_ADDR, MEMMAP_ADDR, MODLIST_ADDR};
+use crate::loader::multiboot::{find_header, mbi, MAX_MODULES};
+use crate::loader::testutil::{bytes, c_string, pattern, u32_at};
+use crate::loader::{load_multiboot, EntryState, LoadError, MemLayout, Module};
 use guest_x86::mem::VecMemory;
 
 const MBI: u64 = BOOT_INFO_ADDR;

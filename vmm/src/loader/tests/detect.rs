@@ -2,12 +2,12 @@
 
 use super::images::{bzimage, mb_aout, mb_elf, pvh_vmlinux, BzOpts};
 use super::MIB;
-use crate::vmm::loader::elf::build::{elf, note, Seg};
-use crate::vmm::loader::elf::Class;
-use crate::vmm::loader::layout::MODLIST_ADDR;
-use crate::vmm::loader::multiboot::mbi;
-use crate::vmm::loader::testutil::{bytes, u32_at};
-use crate::vmm::loader::{detect, load, CpuMode, ImageKind, LoadError, MemLayout};
+use crate::loader::elf::build::{elf, note, Seg};
+use crate::loader::elf::Class;
+use crate::loader::layout::MODLIST_ADDR;
+use crate::loader::multiboot::mbi;
+use crate::loader::testutil::{bytes, u32_at};
+use crate::loader::{detect, load, CpuMode, ImageKind, LoadError, MemLayout};
 use guest_x86::mem::VecMemory;
 
 use super::images::mb_header;
@@ -71,7 +71,7 @@ fn load_passes_initrd_to_multiboot_kernel_as_module_zero() {
         &mut mem,
         &layout,
         &mb_elf(Class::Elf32),
-        Some(crate::vmm::loader::Module { data: b"INITRD", cmdline: b"" }),
+        Some(crate::loader::Module { data: b"INITRD", cmdline: b"" }),
         b"",
     )
     .unwrap();

@@ -3,11 +3,11 @@
 
 use super::images::{bzimage, BzOpts, BZ_PAYLOAD_SEED};
 use super::{assert_gdt_backs_state, MIB};
-use crate::vmm::loader::bzimage::{hdr, zp, SetupHeader};
-use crate::vmm::loader::entry::flat;
-use crate::vmm::loader::layout::{e820_map, BOOT_INFO_ADDR, PML4_ADDR, STRINGS_ADDR};
-use crate::vmm::loader::testutil::{bytes, c_string, pattern, u16_at, u32_at, u64_at, SparseMemory};
-use crate::vmm::loader::{load_bzimage, CpuMode, LoadError, MemLayout};
+use crate::loader::bzimage::{hdr, zp, SetupHeader};
+use crate::loader::entry::flat;
+use crate::loader::layout::{e820_map, BOOT_INFO_ADDR, PML4_ADDR, STRINGS_ADDR};
+use crate::loader::testutil::{bytes, c_string, pattern, u16_at, u32_at, u64_at, SparseMemory};
+use crate::loader::{load_bzimage, CpuMode, LoadError, MemLayout};
 use guest_x86::mem::VecMemory;
 
 const ZP: u64 = BOOT_INFO_ADDR;
@@ -17,7 +17,7 @@ fn load_default(
     o: &BzOpts,
     initrd: Option<&[u8]>,
     cmdline: &[u8],
-) -> (VecMemory, Result<crate::vmm::loader::EntryState, LoadError>) {
+) -> (VecMemory, Result<crate::loader::EntryState, LoadError>) {
     let mut mem = VecMemory::new(ram as usize);
     let r = load_bzimage(&mut mem, &MemLayout::new(ram), &bzimage(o), initrd, cmdline);
     (mem, r)

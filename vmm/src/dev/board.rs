@@ -433,7 +433,7 @@ fn access_width(size: u8) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::dev::time::time_of_tick;
+    use crate::dev::time::time_of_tick;
     use proptest::prelude::*;
 
     const MS: u64 = 1_000_000;

@@ -8,8 +8,8 @@
 //! `docs/virtual-cpu.md` lists each MSR, its answer and why, with KVM's
 //! choice where it was the reference.
 
-use crate::vm::cpuid::shown::{self, Feature};
-use crate::vm::cpuid::CpuidResult;
+use sysabi::cpuid::{self as shown, Feature};
+use sysabi::CpuidResult;
 
 /// What a guest RDMSR/WRMSR does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,8 @@ use super::guestmem::VmMemory;
 use super::hvdev::{DebugConsole, InfoDevice};
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
 use super::vcpu::{Stop, VcpuLoop};
-use crate::syscall::*;
 use guest_x86::mem::GuestMemory;
+use sysabi::{ExitStats, Grants, PathStats, Reg, SegReg, Sys, SysError, SysResult, VcpuHandle, VmHandle};
 use vmcb::Segment;
 
 /// Where a raw 16-bit guest is loaded and entered (0000:7C00, like a boot
@@ -56,13 +56,13 @@ impl core::fmt::Display for LaunchError {
 pub struct Outcome {
     pub stop: Stop,
     /// The vCPU's exit statistics.
-    pub stats: crate::vm::stats::ExitStats,
+    pub stats: ExitStats,
     /// How its exits were served.
-    pub paths: crate::vm::stats::PathStats,
+    pub paths: PathStats,
 }
 
 /// Puts the vCPU in the state a loader asked for.
-fn apply_entry(caller: Caller, vcpu: VcpuHandle, e: &EntryState) -> SysResult<()> {
+fn apply_entry<S: Sys>(sys: &S, vcpu: VcpuHandle, e: &EntryState) -> SysResult<()> {
     for (r, v) in [
         (Reg::Cr0, e.cr0),
         (Reg::Cr3, e.cr3),
@@ -75,31 +75,37 @@ fn apply_entry(caller: Caller, vcpu: VcpuHandle, e: &EntryState) -> SysResult<()
         (Reg::Rbx, e.rbx),
         (Reg::Rsi, e.rsi),
     ] {
-        sys_reg_set(caller, vcpu, r, v)?;
+        sys.set_reg(vcpu, r, v)?;
     }
     if e.mode == CpuMode::Real16 {
         return Ok(());
     }
-    sys_seg_set(caller, vcpu, SegReg::Cs, e.code)?;
+    sys.set_seg(vcpu, SegReg::Cs, e.code)?;
     for r in [SegReg::Ds, SegReg::Es, SegReg::Ss, SegReg::Fs, SegReg::Gs] {
-        sys_seg_set(caller, vcpu, r, e.data)?;
+        sys.set_seg(vcpu, r, e.data)?;
     }
-    sys_seg_set(caller, vcpu, SegReg::Tr, e.tr)?;
-    sys_seg_set(caller, vcpu, SegReg::Gdtr, Segment::table(e.gdtr.base, e.gdtr.limit))?;
-    sys_seg_set(caller, vcpu, SegReg::Idtr, Segment::table(0, 0))?;
+    sys.set_seg(vcpu, SegReg::Tr, e.tr)?;
+    sys.set_seg(vcpu, SegReg::Gdtr, Segment::table(e.gdtr.base, e.gdtr.limit))?;
+    sys.set_seg(vcpu, SegReg::Idtr, Segment::table(0, 0))?;
     Ok(())
 }
 
-fn load(caller: Caller, vm: VmHandle, vcpu: VcpuHandle, cfg: &GuestConfig<'_>) -> Result<(), LaunchError> {
-    let mut mem = VmMemory { caller, vm, size: cfg.mem };
+fn load<S: Sys>(
+    sys: &S,
+    grants: Grants,
+    vm: VmHandle,
+    vcpu: VcpuHandle,
+    cfg: &GuestConfig<'_>,
+) -> Result<(), LaunchError> {
+    let mut mem = VmMemory { sys, vm, size: cfg.mem };
     if cfg.raw16 {
         if cfg.image.len() as u64 > 0xA0000 - RAW16_LOAD {
             return Err(LaunchError::Raw16TooLarge(cfg.image.len()));
         }
         mem.write(RAW16_LOAD, cfg.image).map_err(|_| LaunchError::Raw16TooLarge(cfg.image.len()))?;
         // Real mode at 0000:7C00.
-        sys_seg_set(caller, vcpu, SegReg::Cs, Segment::real_mode_code(0))?;
-        sys_reg_set(caller, vcpu, Reg::Rip, RAW16_LOAD)?;
+        sys.set_seg(vcpu, SegReg::Cs, Segment::real_mode_code(0))?;
+        sys.set_reg(vcpu, Reg::Rip, RAW16_LOAD)?;
         return Ok(());
     }
     let layout = MemLayout { ram_size: cfg.mem };
@@ -107,7 +113,7 @@ fn load(caller: Caller, vm: VmHandle, vcpu: VcpuHandle, cfg: &GuestConfig<'_>) -
     let linux;
     let cmdline = match loader::detect(cfg.image) {
         Some(loader::ImageKind::BzImage | loader::ImageKind::Pvh) => {
-            linux = loader::linux_cmdline(cfg.cmdline, sys_tsc_hz() / 1000);
+            linux = loader::linux_cmdline(cfg.cmdline, sys.tsc_hz(grants.clock)? / 1000);
             linux.as_str()
         }
         _ => cfg.cmdline,
@@ -115,36 +121,42 @@ fn load(caller: Caller, vm: VmHandle, vcpu: VcpuHandle, cfg: &GuestConfig<'_>) -
     let (kind, entry) =
         loader::load(&mut mem, &layout, cfg.image, initrd, cmdline.as_bytes()).map_err(LaunchError::Load)?;
     log::info!("{}: {:?} image, entry {:#x} in {:?}", cfg.name, kind, entry.rip, entry.mode);
-    apply_entry(caller, vcpu, &entry)?;
+    apply_entry(sys, vcpu, &entry)?;
     Ok(())
 }
 
 /// Creates the VM, loads the guest, runs it until it stops, and frees the
 /// VM again. A guest that cannot be loaded gets an error naming why; the
 /// hypervisor and other VMs are not affected either way.
-pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> Result<Outcome, LaunchError> {
-    let vm = sys_vm_create(caller)?;
+pub fn run_guest<S: Sys>(
+    sys: &S,
+    grants: Grants,
+    cfg: &GuestConfig<'_>,
+    epoch_seconds: u64,
+) -> Result<Outcome, LaunchError> {
+    let vm = sys.vm_create()?;
     let result = (|| {
-        sys_npt_map(caller, vm, 0, cfg.mem)?;
-        let vcpu = sys_vcpu_create(caller, vm)?;
+        sys.npt_map(vm, 0, cfg.mem)?;
+        let vcpu = sys.vcpu_create(vm)?;
         if cfg.debug_exit {
             for port in 0xF4..=0xF7 {
-                sys_set_io_intercept(caller, vm, port, false)?;
+                sys.set_io_intercept(vm, port, false)?;
             }
         }
         // #BP and #UD are intercepted and reflected back into the guest
-        // through sys_inject: a debugger in the VMM could take them instead.
+        // through `inject`: a debugger in the VMM could take them instead.
         // (QEMU's TCG treats INT3 as a software interrupt and never
         // delivers the #BP intercept; real CPUs do.)
-        sys_set_exception_intercept(caller, vcpu, 3, true)?;
-        sys_set_exception_intercept(caller, vcpu, 6, true)?;
-        load(caller, vm, vcpu, cfg)?;
+        sys.set_exception_intercept(vcpu, 3, true)?;
+        sys.set_exception_intercept(vcpu, 6, true)?;
+        load(sys, grants, vm, vcpu, cfg)?;
         let mut lp = VcpuLoop {
             name: cfg.name,
-            caller,
+            sys,
+            grants,
             vm,
             vcpu,
-            mem: VmMemory { caller, vm, size: cfg.mem },
+            mem: VmMemory { sys, vm, size: cfg.mem },
             board: super::dev::Board::new(super::dev::BoardConfig {
                 rtc_epoch_seconds: epoch_seconds,
                 ram_size: cfg.mem,
@@ -153,15 +165,15 @@ pub fn run_guest(caller: Caller, cfg: &GuestConfig<'_>, epoch_seconds: u64) -> R
             hc_console: DebugConsole::new(),
             info_dev: InfoDevice::default(),
             held_input: None,
-            now_ns: sys_now_ns(),
-            msrs: super::msr::GuestMsrs::from_cpuid(|leaf, sub| sys_cpuid(caller, vcpu, leaf, sub).unwrap_or_default()),
+            now_ns: sys.now_ns(grants.clock)?,
+            msrs: super::msr::GuestMsrs::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
         };
         // The guest's TSC runs without offset: this is its clock at entry.
-        log::info!("{}: entering the guest at tsc={}", cfg.name, sys_guest_tsc());
+        log::info!("{}: entering the guest at tsc={}", cfg.name, sys.guest_tsc(grants.clock)?);
         let stop = lp.run();
-        Ok(Outcome { stop, stats: sys_get_stats(caller, vcpu)?, paths: sys_get_paths(caller, vcpu)? })
+        Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)? })
     })();
-    if let Err(e) = sys_vm_destroy(caller, vm) {
+    if let Err(e) = sys.vm_destroy(vm) {
         log::error!("{}: could not free the VM: {e}", cfg.name);
     }
     result
