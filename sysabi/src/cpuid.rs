@@ -116,6 +116,7 @@ pub const RDTSCP: Feature = f("rdtscp", 0x8000_0001, Edx, 27, Host);
 pub const PDPE1GB: Feature = f("pdpe1gb", 0x8000_0001, Edx, 26, Host);
 pub const NX: Feature = f("nx", 0x8000_0001, Edx, 20, Host);
 pub const FFXSR: Feature = f("fxsr_opt", 0x8000_0001, Edx, 25, Host);
+pub const INVARIANT_TSC: Feature = f("invariant_tsc", 0x8000_0007, Edx, 8, Host);
 
 /// Every feature bit the guest may see.
 pub const FEATURES: &[Feature] = &[
@@ -233,7 +234,7 @@ pub const FEATURES: &[Feature] = &[
     f("3dnowext", 0x8000_0001, Edx, 30, Host),
     f("3dnow", 0x8000_0001, Edx, 31, Host),
     // Leaf 0x8000_0007 EDX.
-    f("invariant_tsc", 0x8000_0007, Edx, 8, Host),
+    INVARIANT_TSC,
     // Leaf 0x8000_0008 EBX.
     f("clzero", 0x8000_0008, Ebx, 0, Host),
     f("xsaveerptr", 0x8000_0008, Ebx, 2, Host),

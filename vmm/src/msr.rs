@@ -55,6 +55,8 @@ const NB_CFG: u32 = 0xC001_001F;
 const INT_PENDING_MSG: u32 = 0xC001_0055;
 const OSVW_ID_LENGTH: u32 = 0xC001_0140;
 const OSVW_STATUS: u32 = 0xC001_0141;
+const CPUID_FEATURES_OVERRIDE: u32 = 0xC001_1004;
+const CPUID_EXT_FEATURES_OVERRIDE: u32 = 0xC001_1005;
 const LS_CFG: u32 = 0xC001_1020;
 const FP_CFG: u32 = 0xC001_1028;
 const DE_CFG: u32 = 0xC001_1029;
@@ -63,6 +65,10 @@ const DE_CFG: u32 = 0xC001_1029;
 const EFER_SCE: u64 = 1 << 0;
 const EFER_NXE: u64 = 1 << 11;
 const EFER_FFXSR: u64 = 1 << 14;
+
+/// HWCR bit 24, TscFreqSel: the TSC counts at the P0 frequency (read-only 1
+/// on AMD CPUs since family 10h revision 2).
+const HWCR_TSC_FREQ_SEL: u64 = 1 << 24;
 
 /// DE_CFG bit 1: LFENCE is dispatch-serialising.
 const DE_CFG_LFENCE_SERIALIZE: u64 = 1 << 1;
@@ -91,14 +97,16 @@ pub struct GuestMsrs {
     pub tsc_aux: bool,
     /// The EFER bits the guest may set (NXE and FFXSR only where shown).
     pub efer_writable: u64,
+    /// HWCR as the guest reads it.
+    pub hwcr: u64,
     /// IA32_MISC_ENABLE as the guest last wrote it.
     pub misc_enable: u64,
 }
 
 impl GuestMsrs {
     /// The MSRs of a vCPU whose CPUID shows RDTSCP or RDPID (`tsc_aux`),
-    /// NX (`nx`) and FFXSR (`ffxsr`).
-    pub fn new(tsc_aux: bool, nx: bool, ffxsr: bool) -> GuestMsrs {
+    /// NX (`nx`), FFXSR (`ffxsr`) and the invariant TSC (`invariant_tsc`).
+    pub fn new(tsc_aux: bool, nx: bool, ffxsr: bool, invariant_tsc: bool) -> GuestMsrs {
         let mut efer_writable = EFER_SCE | EFER_LME | EFER_LMA;
         if nx {
             efer_writable |= EFER_NXE;
@@ -106,13 +114,20 @@ impl GuestMsrs {
         if ffxsr {
             efer_writable |= EFER_FFXSR;
         }
-        GuestMsrs { tsc_aux, efer_writable, misc_enable: misc_enable::RESET }
+        // With an invariant TSC Linux checks that it counts at P0 frequency.
+        let hwcr = if invariant_tsc { HWCR_TSC_FREQ_SEL } else { 0 };
+        GuestMsrs { tsc_aux, efer_writable, hwcr, misc_enable: misc_enable::RESET }
     }
 
     /// The MSRs of a vCPU whose CPUID answers as `cpuid(leaf, subleaf)`.
     pub fn from_cpuid(cpuid: impl Fn(u32, u32) -> CpuidResult) -> GuestMsrs {
         let shows = |f: Feature| cpuid(f.leaf, f.sub).reg(f.reg) & f.mask() != 0;
-        GuestMsrs::new(shows(shown::RDTSCP) || shows(shown::RDPID), shows(shown::NX), shows(shown::FFXSR))
+        GuestMsrs::new(
+            shows(shown::RDTSCP) || shows(shown::RDPID),
+            shows(shown::NX),
+            shows(shown::FFXSR),
+            shows(shown::INVARIANT_TSC),
+        )
     }
 
     /// What RDMSR of `msr` does.
@@ -131,14 +146,17 @@ impl GuestMsrs {
             // No PMU: the legacy counters read 0 (KVM without a PMU).
             m if K7_PERF.contains(&m) => MsrAction::Value(0),
             // Plain defaults, as KVM gives them.
-            SYSCFG | HWCR | NB_CFG => MsrAction::Value(0),
+            SYSCFG | NB_CFG => MsrAction::Value(0),
+            HWCR => MsrAction::Value(self.hwcr),
             // C1E is not active (what Linux checks for AMD erratum 400).
             INT_PENDING_MSG => MsrAction::Value(0),
             DE_CFG => MsrAction::Value(DE_CFG_LFENCE_SERIALIZE),
-            // Machine checks (MCA), errata reporting (OSVW), and the
-            // load-store and FP configuration registers (SSBD control, Zen
-            // erratum workarounds) are not virtualised.
-            MCG_CAP | MCG_STATUS | MCG_CTL | OSVW_ID_LENGTH | OSVW_STATUS | LS_CFG | FP_CFG => MsrAction::Absent,
+            // Machine checks (MCA), errata reporting (OSVW), the CPUID
+            // override registers (the guest's CPUID is the hypervisor's), and
+            // the load-store and FP configuration registers (SSBD control,
+            // Zen erratum workarounds) are not virtualised.
+            MCG_CAP | MCG_STATUS | MCG_CTL | OSVW_ID_LENGTH | OSVW_STATUS => MsrAction::Absent,
+            CPUID_FEATURES_OVERRIDE | CPUID_EXT_FEATURES_OVERRIDE | LS_CFG | FP_CFG => MsrAction::Absent,
             TSC_AUX => MsrAction::Absent,
             _ => MsrAction::Refuse,
         }
@@ -188,13 +206,14 @@ mod tests {
     use super::*;
 
     fn full() -> GuestMsrs {
-        GuestMsrs::new(true, true, true)
+        GuestMsrs::new(true, true, true, true)
     }
 
     #[test]
     fn what_exists_follows_the_guests_cpuid() {
         let none = GuestMsrs::from_cpuid(|_, _| CpuidResult::default());
-        assert_eq!(none, GuestMsrs::new(false, false, false));
+        assert_eq!(none, GuestMsrs::new(false, false, false, false));
+        assert_eq!(none.read(0xC001_0015), MsrAction::Value(0), "HWCR without an invariant TSC");
         let rdpid_only = |leaf, _| match leaf {
             7 => CpuidResult { ecx: shown::RDPID.mask(), ..Default::default() },
             _ => CpuidResult::default(),
@@ -210,7 +229,7 @@ mod tests {
         assert_eq!(m.write(EFER, 1 << 12), MsrAction::Refuse, "SVME is hidden from the guest");
         assert_eq!(m.write(EFER, 1 << 3), MsrAction::Refuse);
         assert_eq!(m.write(EFER, EFER_LME | EFER_NXE), MsrAction::Efer);
-        let no_nx = GuestMsrs::new(true, false, false);
+        let no_nx = GuestMsrs::new(true, false, false, false);
         assert_eq!(no_nx.write(EFER, EFER_LME | EFER_NXE), MsrAction::Refuse, "NX not shown");
         assert_eq!(no_nx.write(EFER, EFER_FFXSR), MsrAction::Refuse, "FFXSR not shown");
     }
@@ -232,7 +251,7 @@ mod tests {
         assert_eq!(full().read(TSC_AUX), MsrAction::TscAux);
         assert_eq!(full().write(TSC_AUX, 0xFFFF_FFFF), MsrAction::TscAux);
         assert_eq!(full().write(TSC_AUX, 1 << 32), MsrAction::Refuse);
-        let none = GuestMsrs::new(false, true, true);
+        let none = GuestMsrs::new(false, true, true, true);
         assert_eq!(none.read(TSC_AUX), MsrAction::Absent);
         assert_eq!(none.write(TSC_AUX, 0), MsrAction::Absent);
     }
@@ -253,7 +272,7 @@ mod tests {
             (0x8B, MsrAction::Value(0)),
             (0x1A0, MsrAction::Value(misc_enable::RESET)),
             (0xC001_0010, MsrAction::Value(0)),
-            (0xC001_0015, MsrAction::Value(0)),
+            (0xC001_0015, MsrAction::Value(HWCR_TSC_FREQ_SEL)),
             (0xC001_001F, MsrAction::Value(0)),
             (0xC001_0055, MsrAction::Value(0)),
             (0xC001_1029, MsrAction::Value(DE_CFG_LFENCE_SERIALIZE)),
@@ -261,6 +280,7 @@ mod tests {
             (0xC001_0140, MsrAction::Absent),
             (0xC001_1020, MsrAction::Absent),
             (0xC001_1028, MsrAction::Absent),
+            (0xC001_1004, MsrAction::Absent),
         ] {
             assert_eq!(m.read(msr), want, "rdmsr {msr:#x}");
         }

@@ -47,12 +47,21 @@ pub struct GuestRegs {
     /// XSAVE, where the switch uses FXSAVE/FXRSTOR.
     host_xcr0: u64,
     pub xstate: XsaveArea,
+    /// Non-zero on a CPU whose FXRSTOR/XRSTOR leave the x87 error pointers
+    /// alone unless an exception is pending (AMD without XSAVEERPTR).
+    x87_pointer_fix: u64,
 }
 
 impl GuestRegs {
     /// Registers after RESET, for a vCPU that will run on this host.
     pub fn new() -> Self {
-        GuestRegs { gprs: Gprs::default(), xcr0: xsave::X87, host_xcr0: xsave::host_xcr0(), xstate: XsaveArea::reset() }
+        GuestRegs {
+            gprs: Gprs::default(),
+            xcr0: xsave::X87,
+            host_xcr0: xsave::host_xcr0(),
+            xstate: XsaveArea::reset(),
+            x87_pointer_fix: u64::from(xsave::needs_x87_pointer_fix()),
+        }
     }
 
     pub fn xcr0(&self) -> u64 {
@@ -103,6 +112,16 @@ global_asm!(
     // arrives while the guest runs cause #VMEXIT(INTR) (with V_INTR_MASKING
     // set, the host's IF, saved by VMRUN, gates physical interrupts).
     "clgi",
+    // On a CPU that restores FIP/FDP/FOP only with an exception pending,
+    // give them values of our own first (what Linux does for its tasks), so
+    // that the last x87 pointers of another guest do not survive into this
+    // one's FNSTENV.
+    "cmp qword ptr [rdi + {x87_pointer_fix}], 0",
+    "je 7f",
+    "fnclex",
+    "emms",
+    "fild dword ptr [rdi + {x87_pointer_fix}]",
+    "7:",
     // Guest extended state in, after CLGI so that not even an NMI can run
     // host code on it. The host's is dead across this call (SysV: every
     // vector register is caller-saved; MXCSR is reset after the exit).
@@ -232,6 +251,7 @@ global_asm!(
     xcr0 = const offset_of!(GuestRegs, xcr0),
     host_xcr0 = const offset_of!(GuestRegs, host_xcr0),
     xstate = const offset_of!(GuestRegs, xstate),
+    x87_pointer_fix = const offset_of!(GuestRegs, x87_pointer_fix),
     x87_sse = const xsave::X87 | xsave::SSE,
 );
 

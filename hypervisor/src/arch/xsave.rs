@@ -10,7 +10,7 @@
 //! area holds them in the standard (non-compacted) format, whose offsets the
 //! CPU reports in CPUID leaf 0xD (Intel SDM vol. 1, §13.4; AMD APM vol. 2,
 //! §11.5).
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// XCR0 bit 0: x87 state. Always set in a valid XCR0.
 pub const X87: u64 = 1 << 0;
@@ -88,6 +88,16 @@ pub fn valid_xcr0(xcr0: u64, supported: u64) -> bool {
 /// switch then uses FXSAVE/FXRSTOR).
 static HOST_XCR0: AtomicU64 = AtomicU64::new(0);
 
+/// The CPU saves and restores the x87 error pointers (FIP, FDP, FOP) only
+/// when an exception is pending: AMD before XSAVEERPTR (CPUID 0x8000_0008
+/// EBX bit 2).
+static X87_POINTER_FIX: AtomicBool = AtomicBool::new(false);
+
+/// True on a CPU whose FXRSTOR/XRSTOR keep the previous x87 error pointers.
+pub fn needs_x87_pointer_fix() -> bool {
+    X87_POINTER_FIX.load(Ordering::Relaxed)
+}
+
 /// The host's XCR0 (0: XSAVE is not used).
 pub fn host_xcr0() -> u64 {
     HOST_XCR0.load(Ordering::Relaxed)
@@ -98,10 +108,16 @@ fn host_layout(i: u32) -> Component {
     Component { size, offset }
 }
 
-/// Widens this CPU's XCR0 to [`switched_components`] and records it. Call
-/// once per CPU after `boot.S` enabled CR4.OSXSAVE; does nothing (and
-/// records 0) on a CPU without XSAVE. Returns the XCR0 now in force.
+/// Widens this CPU's XCR0 to [`switched_components`] and records it, and
+/// whether the world switch must fix the x87 error pointers. Call once per
+/// CPU after `boot.S` enabled CR4.OSXSAVE; on a CPU without XSAVE it records
+/// XCR0 0. Returns the XCR0 now in force.
 pub fn init() -> u64 {
+    // SVM hosts are AMD (or Hygon) CPUs: the fix is needed unless the CPU
+    // says it saves the pointers always.
+    let has_xsaveerptr =
+        super::cpu::cpuid(0x8000_0000, 0)[0] >= 0x8000_0008 && super::cpu::cpuid(0x8000_0008, 0)[1] & (1 << 2) != 0;
+    X87_POINTER_FIX.store(!has_xsaveerptr, Ordering::Relaxed);
     if super::cpu::read_cr4() & super::cpu::CR4_OSXSAVE == 0 {
         return 0;
     }
