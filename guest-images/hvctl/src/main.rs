@@ -7,7 +7,7 @@
 //! the memory plumbing (guest-physical buffers, /dev/mem, ioperm) in
 //! `phys.rs`; everything else is plain logic tested on the host: `abi.rs`
 //! (numbers and structure decoders), `args.rs` (the command line),
-//! `stats.rs` (min/median/p99).
+//! and the shared `benchkit` crate (options, min/median/p99, report lines).
 //!
 //! Before issuing any VMMCALL it checks the CPUID hypervisor signature, so it
 //! is safe to run on bare QEMU, KVM or real hardware: it exits with status
@@ -19,7 +19,6 @@ mod args;
 mod bench;
 mod hv;
 mod phys;
-mod stats;
 
 use abi::{errno, nr};
 use args::{Command, UsageError, USAGE};
