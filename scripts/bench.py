@@ -5,9 +5,11 @@ results directory. See docs/benchmarking.md."""
 import base64, gzip, json, math, os, re, signal, subprocess, sys, threading, time
 
 (out, elf, hvctl, imgs, kernel, hvargs, modes, timeout,
- iterations, mmio_iterations, replot) = sys.argv[1:]
+ iterations, mmio_iterations, replot, vs_kvm, cpus) = sys.argv[1:]
 timeout = int(timeout)
 modes = [m for m in modes.split(",") if m]
+vs_kvm = vs_kvm == "1"
+cpus = [c for c in cpus.split(",") if c]
 
 KINDS = ["vmmcall", "cpuid", "io", "mmio", "rdtsc"]
 WHAT = {
@@ -21,6 +23,24 @@ WHAT = {
 TARGETS = {"vmmcall": 100, "cpuid": 120, "io": 300}
 MATURE = "~2,500-2,900"
 READY = "CERTIVISOR-GUEST-READY"
+DEFAULT_CPU = "qemu64"
+HV_NAME = {"certivisor": "Certivisor", "kvm": "KVM"}
+
+
+def qemu_cpu(model):
+    """The -cpu argument: qemu64 lacks SVM and nested paging unless asked."""
+    return "qemu64,+svm,+npt" if model == DEFAULT_CPU else model
+
+
+def run_tag(hv, cpu, mode):
+    """The name of a run's files: its mode, after the CPU model unless it is
+    the default and after "kvm" for KVM (so icount, EPYC-Rome-tcg,
+    kvm-icount, kvm-EPYC-Rome-icount)."""
+    return "-".join(([hv] if hv != "certivisor" else []) + ([cpu] if cpu != DEFAULT_CPU else []) + [mode])
+
+
+def run_label(r):
+    return f"{HV_NAME[r['hv']]} on {qemu_cpu(r['cpu'])}, {r['mode']}"
 
 
 def log(msg):
@@ -59,25 +79,35 @@ class Timeout(Exception):
     pass
 
 
-class Guest:
-    def __init__(self, mode, initrd):
-        kimg = os.path.join(imgs, "bzImage" if kernel == "bzimage" else "vmlinux")
+def qemu_command(hv, cpu, mode, initrd):
+    """Certivisor with Linux as its guest, or Linux with KVM (the L1 image of
+    guest-images/build-kvm-l1) directly on QEMU: the same machine either way."""
+    kimg = os.path.join(imgs, "bzImage" if kernel == "bzimage" else "vmlinux")
+    args = ["qemu-system-x86_64", "-machine", "q35", "-cpu", qemu_cpu(cpu), "-m", "1G",
+            "-display", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio"]
+    if hv == "certivisor":
         cmdline = open(os.path.join(imgs, "cmdline.txt")).read().strip()
         esc = lambda s: s.replace(",", ",,")
-        args = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "qemu64,+svm,+npt", "-m", "1G",
-                "-display", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio",
-                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-                "-kernel", elf, "-append", hvargs,
-                "-initrd", f"{esc(kimg)} {esc(cmdline)},{esc(initrd)}"]
-        if mode == "icount":
-            args += ["-icount", "shift=0,sleep=off"]
-        self.cmd = args
-        self.logf = open(os.path.join(out, f"serial-{mode}.log"), "wb")
+        args += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                 "-kernel", elf, "-append", hvargs,
+                 "-initrd", f"{esc(kimg)} {esc(cmdline)},{esc(initrd)}"]
+    else:
+        cmdline = open(os.path.join(imgs, "kvm-l1", "cmdline.txt")).read().strip()
+        args += ["-kernel", kimg, "-append", cmdline, "-initrd", os.path.join(imgs, "kvm-l1", "initramfs.cpio")]
+    if mode == "icount":
+        args += ["-icount", "shift=0,sleep=off"]
+    return args
+
+
+class Guest:
+    def __init__(self, tag, cmd):
+        self.cmd = cmd
+        self.logf = open(os.path.join(out, f"serial-{tag}.log"), "wb")
         self.buf = bytearray()
         self.seen = 0
         self.eof = False
         self.cv = threading.Condition()
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         threading.Thread(target=self._reader, daemon=True).start()
 
@@ -158,48 +188,55 @@ HIST_RE = re.compile(r"^HIST (\S+)((?: \d+:\d+)*)", re.M)
 B64_RE = re.compile(r"^[A-Za-z0-9+/=]+$")
 
 
-def run_mode(mode, initrd):
-    res = {"mode": mode, "bench": {}, "hist": {}, "samples": None, "error": None}
-    g = Guest(mode, initrd)
+# What the L1 kernel offers KVM: /dev/kvm, the SVM features it found, and
+# kvm_amd's parameters. The status is that of the /dev/kvm test.
+KVM_INFO = ("uname -r; ls -l /dev/kvm; grep -m1 '^flags' /proc/cpuinfo; "
+            "grep . /sys/module/kvm_amd/parameters/*; dmesg | grep -i -E 'kvm|svm'; test -c /dev/kvm")
+# The tool in each guest and what it is asked first.
+TOOL = {"certivisor": ("hvctl bench", "hvctl version && hvctl info"), "kvm": ("kvmbench", KVM_INFO)}
+
+
+def run_one(hv, cpu, mode, initrd):
+    tag = run_tag(hv, cpu, mode)
+    res = {"hv": hv, "cpu": cpu, "mode": mode, "tag": tag, "bench": {}, "hist": {}, "samples": None, "error": None}
+    bench_cmd, info_cmd = TOOL[hv]
+    g = Guest(tag, qemu_command(hv, cpu, mode, initrd))
     t0 = time.monotonic()
     try:
-        log(f"{mode}: booting ({' '.join(g.cmd)})")
+        log(f"{tag}: booting ({' '.join(g.cmd)})")
         g.expect(READY, timeout)
         g.expect("# ", timeout)
         res["boot_s"] = round(time.monotonic() - t0, 1)
-        log(f"{mode}: shell after {res['boot_s']} s; running hvctl")
-        text, rc = g.run("hvctl version && hvctl info", timeout, "info")
-        open(os.path.join(out, f"info-{mode}.txt"), "w").write(text)
+        log(f"{tag}: shell after {res['boot_s']} s; running {bench_cmd.split()[0]}")
+        text, rc = g.run(info_cmd, timeout, "info")
+        open(os.path.join(out, f"info-{tag}.txt"), "w").write(text)
         if rc != 0:
-            raise RuntimeError(f"hvctl version/info failed (status {rc}):\n{text}")
+            raise RuntimeError(f"{info_cmd!r} failed (status {rc}):\n{text}")
         opts = ""
         if iterations:
             opts += f" --iterations {iterations}"
         if mmio_iterations:
             opts += f" --mmio-iterations {mmio_iterations}"
         t1 = time.monotonic()
-        text, rc = g.run(f"hvctl bench{opts} --histogram /tmp/h.txt", timeout, "bench")
+        text, rc = g.run(f"{bench_cmd}{opts} --histogram /tmp/h.txt", timeout, "bench")
         res["bench_s"] = round(time.monotonic() - t1, 1)
-        open(os.path.join(out, f"bench-{mode}.txt"), "w").write(text)
-        log(f"{mode}: hvctl bench took {res['bench_s']} s (status {rc})")
+        open(os.path.join(out, f"bench-{tag}.txt"), "w").write(text)
+        log(f"{tag}: {bench_cmd} took {res['bench_s']} s (status {rc})")
         for k, mn, med, p99, n in BENCH_RE.findall(text):
             res["bench"][k] = {"min": int(mn), "median": int(med), "p99": int(p99), "n": int(n)}
         for k, rest in HIST_RE.findall(text):
             res["hist"][k] = {int(b): int(c) for b, c in (p.split(":") for p in rest.split())}
-        text, rc = g.run("hvctl stats", timeout, "stats")
-        open(os.path.join(out, f"stats-{mode}.txt"), "w").write(text)
+        if hv == "certivisor":
+            text, rc = g.run("hvctl stats", timeout, "stats")
+            open(os.path.join(out, f"stats-{tag}.txt"), "w").write(text)
         text, rc = g.run("gzip -c /tmp/h.txt | base64", timeout, "samples")
         try:
             blob = "".join(l.strip() for l in text.splitlines() if B64_RE.match(l.strip()))
             raw = gzip.decompress(base64.b64decode(blob)).decode()
-            open(os.path.join(out, f"samples-{mode}.txt"), "w").write(raw)
-            samples = {}
-            for line in raw.splitlines():
-                k, c = line.split()
-                samples.setdefault(k, []).append(int(c))
-            res["samples"] = samples
+            open(os.path.join(out, f"samples-{tag}.txt"), "w").write(raw)
+            res["samples"] = parse_samples(raw.splitlines())
         except Exception as e:  # the HIST lines still give the histogram
-            log(f"{mode}: could not recover the raw samples ({e}); using hvctl's HIST lines")
+            log(f"{tag}: could not recover the raw samples ({e}); using the HIST lines")
         g.send("reboot -f\n")
         try:
             g.proc.wait(60)
@@ -207,19 +244,31 @@ def run_mode(mode, initrd):
             pass
     except (Timeout, RuntimeError, OSError) as e:
         res["error"] = str(e)
-        log(f"{mode}: FAILED: {e} (serial log: {g.logf.name})")
+        log(f"{tag}: FAILED: {e} (serial log: {g.logf.name})")
     finally:
         g.stop()
     return res
 
 
+def parse_samples(lines):
+    """{kind: [cycles, ...]} from `kind cycles` lines."""
+    samples = {}
+    for line in lines:
+        k, c = line.split()
+        samples.setdefault(k, []).append(int(c))
+    return samples
+
+
 # ---------------------------------------------------------------------------
 # Report.
 # ---------------------------------------------------------------------------
-def table(results):
+def table(results, cpu):
+    """Certivisor's runs on one CPU model, next to the targets."""
+    results = [r for r in results if r["hv"] == "certivisor" and r["cpu"] == cpu]
     by = {r["mode"]: r for r in results}
     cols = [m for m in ("icount", "tcg") if m in by]
-    lines = ["Certivisor exit round trips, TSC cycles (icount: 1 tick = 1 guest instruction)", ""]
+    on = "" if cpu == DEFAULT_CPU else f" on {qemu_cpu(cpu)}"
+    lines = [f"Certivisor exit round trips{on}, TSC cycles (icount: 1 tick = 1 guest instruction)", ""]
     head = f"{'kind':<8} {'what':<21}"
     for m in cols:
         head += f" | {m + ' min':>11} {'median':>8} {'p99':>8}"
@@ -244,8 +293,75 @@ def table(results):
               "Targets are for icount ticks only; plain-TCG cycles follow the host's wall clock."]
     for r in results:
         if r["error"]:
-            lines.append(f"{r['mode']}: FAILED: {r['error']}")
+            lines.append(f"{r['tag']}: FAILED: {r['error']}")
     return "\n".join(lines) + "\n"
+
+
+# The rows of the side-by-side table, named as common vmexit microbenchmarks
+# name them, with the kind of hvctl and of kvmbench that each compares.
+# Certivisor serves every port and MMIO address in its VMM, inside the
+# hypervisor: its one number stands in both the in-kernel and the userspace
+# rows (marked *). hvctl runs at CPL 3, where mov cr8 faults.
+VS_ROWS = [
+    ("cpuid", "cpuid", "cpuid"),
+    ("vmcall", "vmmcall", "vmmcall"),
+    ("port read, in-kernel", "io", "io_kernel"),
+    ("port read, userspace", "io", "io_user"),
+    ("MMIO read, in-kernel", "mmio", "mmio_kernel"),
+    ("MMIO read, userspace", "mmio", "mmio_user"),
+    ("mov cr8", None, "mov_cr8"),
+    ("rdtsc pair, no exit", "rdtsc", "rdtsc"),
+]
+NO_EXIT = {"mov cr8", "rdtsc pair, no exit"}
+VS_PATHS = """\
+What serves each exit (docs/benchmarking.md):
+  cpuid       Certivisor: CPUID 0x40000000 on sys_run's fast path.
+              KVM: CPUID 0x40000000 from the vCPU's CPUID table, in the kernel.
+  vmcall      Certivisor: VMMCALL PING (RAX=1) on sys_run's fast path.
+              KVM: VMMCALL KVM_HC_VAPIC_POLL_IRQ (RAX=1), answered 0 in the kernel.
+  port read   Certivisor: in al,0xE9, the debug port of the VMM in the hypervisor.
+              KVM in-kernel: in al,0x21, the in-kernel PIC's mask register.
+              KVM userspace: in al,0xE9, KVM_EXIT_IO answered by kvmbench.
+  MMIO read   Certivisor: the information device at 0xFEBFF000: nested page fault,
+              instruction fetch and decode, the VMM's device model.
+              KVM in-kernel: the IOAPIC's data window 0xFEC00010 (KVM's IOAPIC).
+              KVM userspace: 0xFEBFF000, KVM_EXIT_MMIO answered by kvmbench.
+  mov cr8     KVM only (hvctl runs at CPL 3): no exit while no interrupt is pending.
+  *           Certivisor has one path for ports and MMIO: the same number as the row above.
+"""
+
+
+def comparison(results):
+    """Medians of Certivisor and KVM side by side, per CPU model and mode;
+    returns (the text, the same numbers for summary.json)."""
+    by = {(r["hv"], r["cpu"], r["mode"]): r["bench"] for r in results}
+    lines = ["Certivisor vs. KVM: median TSC cycles per round trip, the same instruction sequence",
+             "(icount: 1 tick = 1 guest instruction; KVM/CV is how many times the cycles KVM takes)", ""]
+    data = {}
+    for cpu in dict.fromkeys(r["cpu"] for r in results):
+        cols = [m for m in ("icount", "tcg") if ("kvm", cpu, m) in by]
+        head = f"{qemu_cpu(cpu):<21}"
+        for m in cols:
+            head += f" | {m + ': Certivisor':>18} {'KVM':>8} {'KVM/CV':>7}"
+        lines += [head, "-" * len(head)]
+        for name, cv_kind, kvm_kind in VS_ROWS:
+            row = f"{name:<21}"
+            for m in cols:
+                cv = by.get(("certivisor", cpu, m), {}).get(cv_kind or "", {}).get("median")
+                kv = by[("kvm", cpu, m)].get(kvm_kind, {}).get("median")
+                shared = cv is not None and name.endswith("userspace")
+                ratio = kv / cv if cv and kv is not None and name not in NO_EXIT else None
+                row += (f" | {'-' if cv is None else str(cv) + ('*' if shared else ''):>18}"
+                        f" {'-' if kv is None else kv:>8} {'-' if ratio is None else f'{ratio:.2f}x':>7}")
+                data.setdefault(cpu, {}).setdefault(m, {})[name] = {
+                    "certivisor": cv, "kvm": kv, "kvm_over_certivisor": None if ratio is None else round(ratio, 3)}
+            lines.append(row)
+        lines.append("")
+    lines.append(VS_PATHS.rstrip())
+    for r in results:
+        if r["error"] and r["hv"] == "kvm":
+            lines.append(f"{r['tag']}: FAILED: {r['error']}")
+    return "\n".join(lines) + "\n", data
 
 
 def buckets_of(r):
@@ -261,7 +377,12 @@ def buckets_of(r):
     return r["hist"]
 
 
-COLORS = {"vmmcall": "#1f77b4", "cpuid": "#ff7f0e", "io": "#2ca02c", "mmio": "#d62728", "rdtsc": "#7f7f7f"}
+COLORS = {"vmmcall": "#1f77b4", "cpuid": "#ff7f0e", "io": "#2ca02c", "mmio": "#d62728", "rdtsc": "#7f7f7f",
+          # kvmbench's kinds: the in-kernel ones in the colour of hvctl's kind, the userspace ones darker
+          "io_kernel": "#2ca02c", "io_user": "#1a6b1a", "mmio_kernel": "#d62728", "mmio_user": "#8c1516",
+          "mov_cr8": "#9467bd"}
+# The order of the bars in a bucket.
+KIND_ORDER = ["vmmcall", "cpuid", "io", "io_kernel", "io_user", "mmio", "mmio_kernel", "mmio_user", "mov_cr8", "rdtsc"]
 
 
 def human(n):
@@ -283,12 +404,14 @@ def svg(results):
          f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">',
          f'<rect width="{W}" height="{H}" fill="white"/>',
          f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="16">'
-         'Certivisor exit round trips: log2 histogram of TSC cycles per sample</text>']
+         f'{"Certivisor and KVM" if vs_kvm else "Certivisor"} exit round trips: '
+         'log2 histogram of TSC cycles per sample</text>']
     if not panels:
         o.append(f'<text x="{W / 2}" y="60" text-anchor="middle">no data</text>')
     for pi, r in enumerate(panels):
         h = buckets_of(r)
-        kinds = [k for k in KINDS if k in h] + sorted(k for k in h if k not in KINDS)
+        kinds = [k for k in KIND_ORDER if k in h] + sorted(k for k in h if k not in KIND_ORDER)
+        targets = r["mode"] == "icount" and r["hv"] == "certivisor"
         bs = [b for k in kinds for b in h[k]]
         lo, hi = min(bs), max(bs)
         nb = hi - lo + 1
@@ -299,7 +422,7 @@ def svg(results):
         ylog = lambda c: py + ph - ph * (math.log10(c) - math.log10(0.5)) / (math.log10(top) - math.log10(0.5))
         title = ("-icount shift=0,sleep=off (1 tick = 1 instruction)" if r["mode"] == "icount"
                  else "plain TCG (TSC from the host clock)")
-        o.append(f'<text x="{px}" y="{y0 + 24}" font-size="14" font-weight="bold">{esc(r["mode"])}: {esc(title)}</text>')
+        o.append(f'<text x="{px}" y="{y0 + 24}" font-size="14" font-weight="bold">{esc(r["tag"])}: {esc(title)}</text>')
         o.append(f'<rect x="{px}" y="{py}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
         # y axis: decades
         d = 1
@@ -330,8 +453,8 @@ def svg(results):
                 o.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bw - 1, 1):.1f}" height="{py + ph - y:.1f}" '
                          f'fill="{COLORS.get(k, "#9467bd")}"><title>{esc(k)}: {c} samples in '
                          f'[{1 << b}, {1 << (b + 1)}) cycles</title></rect>')
-        # targets (icount only): dashed lines at their cycle counts
-        if r["mode"] == "icount":
+        # targets (Certivisor under icount only): dashed lines at their cycle counts
+        if targets:
             for k, t in TARGETS.items():
                 if k not in kinds:
                     continue
@@ -347,8 +470,8 @@ def svg(results):
             o.append(f'<rect x="{px + pw + 12}" y="{ly}" width="12" height="12" fill="{COLORS.get(k, "#9467bd")}"/>')
             o.append(f'<text x="{px + pw + 30}" y="{ly + 10}">{esc(k)}'
                      f'{f" median {med}" if med is not None else ""}'
-                     f'{f" (target {TARGETS[k]})" if r["mode"] == "icount" and k in TARGETS else ""}</text>')
-        if r["mode"] == "icount":
+                     f'{f" (target {TARGETS[k]})" if targets and k in TARGETS else ""}</text>')
+        if targets:
             ly = py + 4 + len(kinds) * 20
             o.append(f'<line x1="{px + pw + 12}" y1="{ly + 6}" x2="{px + pw + 24}" y2="{ly + 6}" '
                      'stroke="#444" stroke-dasharray="4,3"/>')
@@ -358,16 +481,15 @@ def svg(results):
 
 
 def load(mode_result):
-    """An earlier run's result, with its raw samples if they were saved."""
-    r = dict(mode_result)
+    """An earlier run's result, with its raw samples if they were saved.
+    Runs from before --vs-kvm were Certivisor's on qemu64, named by mode."""
+    r = {"hv": "certivisor", "cpu": DEFAULT_CPU, **mode_result}
+    r.setdefault("tag", r["mode"])
     r["hist"] = {k: {int(b): c for b, c in v.items()} for k, v in r.get("hist", {}).items()}
     r["samples"] = None
-    path = os.path.join(out, f"samples-{r['mode']}.txt")
+    path = os.path.join(out, f"samples-{r['tag']}.txt")
     if os.path.exists(path):
-        r["samples"] = {}
-        for line in open(path):
-            k, c = line.split()
-            r["samples"].setdefault(k, []).append(int(c))
+        r["samples"] = parse_samples(open(path))
     return r
 
 
@@ -378,24 +500,33 @@ def on_signal(sig, frame):
 if replot == "1":
     old = json.load(open(os.path.join(out, "summary.json")))
     kernel, hvargs = old.get("kernel", kernel), old.get("hv_args", hvargs)
+    vs_kvm = old.get("vs_kvm", False)
     results = [load(r) for r in old["modes"]]
 else:
     initrd = bench_initramfs()
     results = []
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        for m in modes:
-            results.append(run_mode(m, initrd))
+        # Per CPU model and mode, Certivisor and then KVM: under plain TCG
+        # the two runs see the host in nearly the same state.
+        for cpu in cpus:
+            for m in modes:
+                for hv in ["certivisor"] + (["kvm"] if vs_kvm else []):
+                    results.append(run_one(hv, cpu, m, initrd))
     except KeyboardInterrupt:
         log("interrupted")
         sys.exit(130)
 
-summary = table(results)
+summary = "\n".join(table(results, cpu) for cpu in dict.fromkeys(r["cpu"] for r in results if r["hv"] == "certivisor"))
+vs = {}
+if vs_kvm:
+    text, vs = comparison(results)
+    summary += "\n" + text
 print()
 print(summary, end="")
 open(os.path.join(out, "summary.txt"), "w").write(summary)
 json.dump({"kernel": kernel, "hv_args": hvargs,
-           "targets_icount": TARGETS, "mature_hypervisor_ticks": MATURE,
+           "targets_icount": TARGETS, "mature_hypervisor_ticks": MATURE, "vs_kvm": vs_kvm, "comparison": vs,
            "modes": [{k: v for k, v in r.items() if k != "samples"} for r in results]},
           open(os.path.join(out, "summary.json"), "w"), indent=1, sort_keys=True)
 open(os.path.join(out, "histogram.svg"), "w").write(svg(results))
