@@ -79,6 +79,20 @@ class Timeout(Exception):
     pass
 
 
+def tsc_khz(mode):
+    """The guest TSC's rate in kHz: under icount it ticks once per ns; under
+    plain TCG it is the host's. The KVM L1 kernel is told (tsc_early_khz)
+    because KVM runs no vCPU while its TSC rate is unknown, and under plain
+    TCG the kernel's calibration against the PIT fails (QEMU's vCPU thread is
+    too slow for the PIT's few milliseconds; docs/guest-images.md)."""
+    if mode == "icount":
+        return 1_000_000
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("cpu MHz"):
+            return int(float(line.split(":")[1]) * 1000)
+    raise RuntimeError("no 'cpu MHz' in /proc/cpuinfo for the KVM L1 kernel's tsc_early_khz")
+
+
 def qemu_command(hv, cpu, mode, initrd):
     """Certivisor with Linux as its guest, or Linux with KVM (the L1 image of
     guest-images/build-kvm-l1) directly on QEMU: the same machine either way."""
@@ -93,6 +107,7 @@ def qemu_command(hv, cpu, mode, initrd):
                  "-initrd", f"{esc(kimg)} {esc(cmdline)},{esc(initrd)}"]
     else:
         cmdline = open(os.path.join(imgs, "kvm-l1", "cmdline.txt")).read().strip()
+        cmdline += f" tsc_early_khz={tsc_khz(mode)}"
         args += ["-kernel", kimg, "-append", cmdline, "-initrd", os.path.join(imgs, "kvm-l1", "initramfs.cpio")]
     if mode == "icount":
         args += ["-icount", "shift=0,sleep=off"]

@@ -4,7 +4,7 @@
 //! page and to guest memory through raw pointers.
 
 use crate::kvm_abi::{self as abi, run, Cpuid2, Regs, Sregs, UserspaceMemoryRegion};
-use std::ffi::{c_int, c_long, c_ulong, c_void};
+use std::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
 use std::fs::OpenOptions;
 use std::io;
 use std::marker::PhantomData;
@@ -12,6 +12,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr;
 
 extern "C" {
+    fn alarm(seconds: c_uint) -> c_uint;
+    fn signal(signum: c_int, handler: extern "C" fn(c_int)) -> usize;
     fn ioctl(fd: c_int, request: c_ulong, ...) -> c_int;
     fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: c_long) -> *mut c_void;
     fn munmap(addr: *mut c_void, len: usize) -> c_int;
@@ -23,6 +25,26 @@ const MAP_SHARED: c_int = 0x01;
 const MAP_PRIVATE: c_int = 0x02;
 const MAP_ANONYMOUS: c_int = 0x20;
 const MAP_FAILED: *mut c_void = !0 as *mut c_void;
+
+const SIGALRM: c_int = 14;
+const SIG_ERR: usize = !0;
+
+extern "C" fn on_alarm(_: c_int) {}
+
+/// Makes SIGALRM interrupt a KVM_RUN that has not come back `seconds`
+/// after this call (KVM_RUN then fails with EINTR; KVM does not restart
+/// it); 0 disarms. Without it a vCPU that never leaves the kernel (KVM does
+/// not enter the guest while the TSC rate is unknown) would hang kvmbench.
+pub fn watchdog(seconds: u32) -> io::Result<()> {
+    // SAFETY: the handler does nothing, so it is async-signal-safe; glibc's
+    // signal() installs it for SIGALRM only, which nothing else here uses.
+    if unsafe { signal(SIGALRM, on_alarm) } == SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: alarm() only (re)arms this process's timer.
+    unsafe { alarm(seconds) };
+    Ok(())
+}
 
 fn check(what: &str, r: c_int) -> io::Result<c_int> {
     if r < 0 {
@@ -262,15 +284,10 @@ impl Vcpu<'_> {
         ioctl_struct(&self.fd, "KVM_SET_SREGS", abi::SET_SREGS, &mut s).map(drop)
     }
 
-    /// Runs the vCPU until it needs userspace.
+    /// Runs the vCPU until it needs userspace, or until a signal (the
+    /// watchdog) interrupts it: then the error is of kind `Interrupted`.
     pub fn run(&mut self) -> io::Result<Exit> {
-        loop {
-            match ioctl_value(&self.fd, "KVM_RUN", abi::RUN, 0) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => r?,
-            };
-            break;
-        }
+        ioctl_value(&self.fd, "KVM_RUN", abi::RUN, 0)?;
         let reason: u32 = self.run_read(run::EXIT_REASON);
         Ok(match reason {
             abi::EXIT_IO => {

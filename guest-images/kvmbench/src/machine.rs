@@ -21,6 +21,9 @@ const USER_MMIO_VALUE: u32 = u32::from_le_bytes(*b"KVMB");
 /// The port served here, and the byte it reads (as Certivisor's debug port).
 const USER_PORT: u16 = 0xE9;
 const USER_PORT_VALUE: u8 = 0xE9;
+/// How long one probe or timed loop may take. The slowest, 10,200 MMIO
+/// round trips to userspace in an L1 under plain TCG, take about a second.
+const WATCHDOG_S: u32 = 120;
 
 /// The VM with its one vCPU.
 pub struct Machine<'vm> {
@@ -82,9 +85,28 @@ impl<'vm> Machine<'vm> {
             ..Regs::default()
         };
         self.vcpu.set_regs(regs).map_err(|e| e.to_string())?;
+        crate::kvm::watchdog(WATCHDOG_S).map_err(|e| format!("arming the watchdog: {e}"))?;
+        let result = self.run_until_done(kind);
+        crate::kvm::watchdog(0).map_err(|e| format!("disarming the watchdog: {e}"))?;
+        Ok((self.vcpu.regs().map_err(|e| e.to_string())?, result?))
+    }
+
+    /// Answers the exits that come to userspace until the guest is done;
+    /// returns how many were answered.
+    fn run_until_done(&mut self, kind: KvmKind) -> Result<usize, String> {
         let mut served = 0;
         loop {
-            let exit = self.vcpu.run().map_err(|e| e.to_string())?;
+            let exit = self.vcpu.run().map_err(|e| {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    format!(
+                        "{}: KVM_RUN did not come back within {WATCHDOG_S} s (does the kernel know its TSC rate? \
+                         `dmesg | grep tsc`; KVM does not run a vCPU without it)",
+                        kind.name()
+                    )
+                } else {
+                    e.to_string()
+                }
+            })?;
             match exit {
                 Exit::IoOut { port: DONE_PORT, .. } => break,
                 Exit::IoIn { port: USER_PORT, size: 1, count: 1 } if kind == KvmKind::IoUser => {
@@ -97,7 +119,7 @@ impl<'vm> Machine<'vm> {
             }
             served += 1;
         }
-        Ok((self.vcpu.regs().map_err(|e| e.to_string())?, served))
+        Ok(served)
     }
 
     /// Does the operation once and checks what it returned.
