@@ -43,6 +43,9 @@ pub const SET_CPUID2: u64 = ioc(IOC_WRITE, 0x90, size_of::<Cpuid2Header>());
 /// `kvm_run.exit_reason` values.
 pub const EXIT_IO: u32 = 2;
 pub const EXIT_MMIO: u32 = 6;
+pub const EXIT_SHUTDOWN: u32 = 8;
+pub const EXIT_FAIL_ENTRY: u32 = 9;
+pub const EXIT_INTERNAL_ERROR: u32 = 17;
 
 /// `kvm_run.io.direction`.
 pub const EXIT_IO_IN: u8 = 0;

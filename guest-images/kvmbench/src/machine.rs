@@ -5,8 +5,8 @@
 
 use crate::guest::{self, DONE_PORT};
 use crate::kinds::KvmKind;
-use crate::kvm::{Exit, Kvm, Vcpu, Vm};
-use crate::kvm_abi::Regs;
+use crate::kvm::{Exit, GuestMemory, Kvm, Vcpu, Vm};
+use crate::kvm_abi::{Regs, EXIT_FAIL_ENTRY, EXIT_INTERNAL_ERROR, EXIT_SHUTDOWN};
 use benchkit::Kind;
 
 /// The IOAPIC's data window (KVM's in-kernel IOAPIC sits at 0xFEC0_0000).
@@ -34,7 +34,7 @@ pub struct Machine<'vm> {
 /// Makes a VM for up to `max_samples` samples per kind.
 pub fn create_vm(kvm: &Kvm, max_samples: usize) -> Result<Vm, String> {
     let size = guest::memory_size(max_samples).ok_or(format!("{max_samples} samples need more than 1 GiB"))?;
-    let memory = crate::kvm::GuestMemory::new(size).map_err(|e| e.to_string())?;
+    let memory = GuestMemory::new(size).map_err(|e| e.to_string())?;
     for (gpa, entry) in guest::page_table_entries(size) {
         memory.write(gpa as usize, &entry.to_le_bytes());
     }
@@ -44,14 +44,21 @@ pub fn create_vm(kvm: &Kvm, max_samples: usize) -> Result<Vm, String> {
     Ok(vm)
 }
 
+/// 1 for the kinds whose exit comes to userspace, else 0.
+fn exits_served_per_round(kind: KvmKind) -> u64 {
+    u64::from(matches!(kind, KvmKind::IoUser | KvmKind::MmioUser))
+}
+
 /// Why an exit to userspace was not expected, in words.
 fn unexpected(kind: KvmKind, exit: Exit, rip: u64) -> String {
     let what = match exit {
         Exit::IoIn { port, .. } | Exit::IoOut { port, .. } => format!("port {port:#x} reached userspace"),
         Exit::MmioRead { addr, .. } | Exit::MmioWrite { addr, .. } => format!("MMIO at {addr:#x} reached userspace"),
-        Exit::Other { reason: 8, .. } => "the guest shut down (triple fault)".into(),
-        Exit::Other { reason: 9, detail } => format!("VMRUN failed (hardware reason {detail:#x})"),
-        Exit::Other { reason: 17, detail } => format!("KVM internal error (suberror {})", detail as u32),
+        Exit::Other { reason: EXIT_SHUTDOWN, .. } => "the guest shut down (triple fault)".into(),
+        Exit::Other { reason: EXIT_FAIL_ENTRY, detail } => format!("VMRUN failed (hardware reason {detail:#x})"),
+        Exit::Other { reason: EXIT_INTERNAL_ERROR, detail } => {
+            format!("KVM internal error (suberror {})", detail as u32)
+        }
         Exit::Other { reason, .. } => format!("exit reason {reason}"),
     };
     format!("{}: {what} ({exit:?}, guest RIP {rip:#x})", kind.name())
@@ -151,18 +158,13 @@ impl<'vm> Machine<'vm> {
             KvmKind::MmioUser => check("ECX", low32(regs.rcx), USER_MMIO_VALUE.into()),
             _ => Ok(()),
         }?;
-        check("the count of exits kvmbench served", served as u64, self.exits_served_per_round(kind))
-    }
-
-    /// 1 for the kinds whose exit comes to userspace, else 0.
-    fn exits_served_per_round(&self, kind: KvmKind) -> u64 {
-        u64::from(matches!(kind, KvmKind::IoUser | KvmKind::MmioUser))
+        check("the count of exits kvmbench served", served as u64, exits_served_per_round(kind))
     }
 
     /// Times `samples` round trips; returns the TSC deltas.
     pub fn measure(&mut self, kind: KvmKind, samples: usize) -> Result<Vec<u64>, String> {
         let (_, served) = self.enter(kind, guest::entries(kind).1, samples)?;
-        let want = self.exits_served_per_round(kind) * samples as u64;
+        let want = exits_served_per_round(kind) * samples as u64;
         if served as u64 != want {
             return Err(format!(
                 "{}: kvmbench served {served} exits in {samples} rounds, expected {want}",
