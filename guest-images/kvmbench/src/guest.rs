@@ -159,9 +159,8 @@ extern "C" {
 pub fn code() -> &'static [u8] {
     let start = &raw const kvmbench_guest_start;
     let end = &raw const kvmbench_guest_end;
-    // SAFETY: both labels are in the one read-only section the global_asm
-    // above emits, start before end, and the bytes between them are
-    // initialised data that lives as long as the program.
+    // Both labels are in the one read-only section the global_asm above emits.
+    // SAFETY: start precedes end; the bytes between are initialised static data.
     unsafe { std::slice::from_raw_parts(start, end.offset_from(start) as usize) }
 }
 

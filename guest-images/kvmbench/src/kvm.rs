@@ -1,7 +1,8 @@
 //! A minimal safe wrapper around /dev/kvm: one VM, its memory, one vCPU and
-//! its exits to userspace. All of kvmbench's unsafe code is here: the
-//! ioctl, mmap and munmap calls, and the accesses to the shared `kvm_run`
-//! page and to guest memory through raw pointers.
+//! its exits to userspace. kvmbench's unsafe code is here (but for one
+//! slice of the guest code's bytes in guest.rs): the ioctl, mmap and munmap
+//! calls, and the accesses to the shared `kvm_run` page and to guest memory
+//! through raw pointers.
 
 use crate::kvm_abi::{self as abi, run, Cpuid2, Regs, Sregs, UserspaceMemoryRegion};
 use std::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
@@ -57,10 +58,9 @@ fn check(what: &str, r: c_int) -> io::Result<c_int> {
 
 /// An ioctl whose argument is an integer (or unused).
 fn ioctl_value(fd: &impl AsRawFd, what: &str, request: u64, arg: c_ulong) -> io::Result<c_int> {
-    // SAFETY: the requests passed here (GET_API_VERSION, CREATE_VM,
-    // GET_VCPU_MMAP_SIZE, CREATE_VCPU, CREATE_IRQCHIP, RUN) take an integer
-    // argument or none, so the kernel touches no memory of this process
-    // through `arg`.
+    // The requests passed here (GET_API_VERSION, CREATE_VM, GET_VCPU_MMAP_SIZE,
+    // CREATE_VCPU, CREATE_IRQCHIP, RUN) take an integer argument or none.
+    // SAFETY: so the kernel touches no memory of this process through `arg`.
     check(what, unsafe { ioctl(fd.as_raw_fd(), request as c_ulong, arg) })
 }
 
@@ -68,9 +68,9 @@ fn ioctl_value(fd: &impl AsRawFd, what: &str, request: u64, arg: c_ulong) -> io:
 /// pair each request with the structure kvm_abi.rs defines for it.
 fn ioctl_struct<T>(fd: &impl AsRawFd, what: &str, request: u64, arg: &mut T) -> io::Result<c_int> {
     let p: *mut T = arg;
-    // SAFETY: `p` comes from an exclusive reference, so it is valid for
-    // reads and writes of a whole T during the call; each request is used
-    // with the structure of its size in the request number (kvm_abi.rs).
+    // Each request is used with the structure whose size is in its number (kvm_abi.rs).
+    // SAFETY: `p` comes from an exclusive reference: valid for reading and
+    // writing a whole T during the call.
     check(what, unsafe { ioctl(fd.as_raw_fd(), request as c_ulong, p) })
 }
 
@@ -79,8 +79,7 @@ fn fd_from(what: &str, r: io::Result<c_int>) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::other(format!("{what} returned {fd}")));
     }
-    // SAFETY: the kernel just returned this new descriptor, and nothing else
-    // owns it.
+    // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -158,9 +157,9 @@ impl GuestMemory {
     /// Copies `data` to guest-physical address `offset`.
     pub fn write(&self, offset: usize, data: &[u8]) {
         self.check(offset, data.len());
-        // SAFETY: the range is inside the mapping (checked above), and no
-        // Rust reference to guest memory exists (it is only ever accessed
-        // through this raw pointer, while the vCPU is stopped).
+        // No Rust reference to guest memory exists: it is only accessed through
+        // this raw pointer, while the vCPU is stopped.
+        // SAFETY: the range is inside the mapping (checked above).
         unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(offset), data.len()) };
     }
 
@@ -248,9 +247,8 @@ pub struct Vcpu<'vm> {
 impl Vcpu<'_> {
     fn run_read<T: Copy>(&self, offset: usize) -> T {
         assert!(offset + size_of::<T>() <= self.run_size);
-        // SAFETY: inside the kvm_run mapping (checked), which lives as long
-        // as self; the kernel writes it only during KVM_RUN, which needs
-        // &mut self.
+        // The kernel writes the page only during KVM_RUN, which needs &mut self.
+        // SAFETY: inside the kvm_run mapping (checked), which lives as long as self.
         unsafe { ptr::read_unaligned(self.run.add(offset).cast::<T>()) }
     }
 
@@ -326,8 +324,7 @@ impl Vcpu<'_> {
 
 impl Drop for Vcpu<'_> {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `create_vcpu`; nothing refers to it
-        // after drop.
+        // SAFETY: the mapping made in `create_vcpu`; nothing refers to it after drop.
         unsafe { munmap(self.run.cast(), self.run_size) };
     }
 }

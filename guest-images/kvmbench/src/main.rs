@@ -9,7 +9,7 @@
 //! `BENCH` and `HIST` lines as `hvctl bench` (the shared `benchkit` crate).
 //!
 //! Files: `kvm_abi.rs` (ioctl numbers and structures), `kvm.rs` (the
-//! ioctls: all unsafe code), `guest.rs` (guest code, memory layout, page
+//! ioctls: the unsafe code), `guest.rs` (guest code, memory layout, page
 //! tables, 64-bit mode), `machine.rs` (the VM, and the exits answered in
 //! userspace), `kinds.rs` (what is measured).
 #![forbid(unsafe_op_in_unsafe_fn)]
