@@ -182,7 +182,11 @@ pub struct Cpuid2 {
 
 impl Cpuid2 {
     pub fn with_room() -> Box<Cpuid2> {
-        Box::new(Cpuid2 { nent: MAX_CPUID_ENTRIES as u32, padding: 0, entries: [CpuidEntry2::default(); 256] })
+        Box::new(Cpuid2 {
+            nent: MAX_CPUID_ENTRIES as u32,
+            padding: 0,
+            entries: [CpuidEntry2::default(); MAX_CPUID_ENTRIES],
+        })
     }
 }
 
