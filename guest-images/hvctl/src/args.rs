@@ -1,6 +1,7 @@
 //! Command-line parsing (pure; tested on the host).
 
 use crate::abi::{MAX_CONSOLE, MAX_NAME};
+use benchkit::{count, parse_bench_opts, parse_number, Kind};
 
 /// hvctl passes every buffer in one page.
 const MAX_BUFFER: usize = 4096;
@@ -55,11 +56,11 @@ pub enum BenchKind {
     Rdtsc,
 }
 
-impl BenchKind {
-    pub const ALL: [BenchKind; 5] =
-        [BenchKind::Vmmcall, BenchKind::Cpuid, BenchKind::Io, BenchKind::Mmio, BenchKind::Rdtsc];
+impl Kind for BenchKind {
+    const ALL: &'static [BenchKind] =
+        &[BenchKind::Vmmcall, BenchKind::Cpuid, BenchKind::Io, BenchKind::Mmio, BenchKind::Rdtsc];
 
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             BenchKind::Vmmcall => "vmmcall",
             BenchKind::Cpuid => "cpuid",
@@ -69,11 +70,7 @@ impl BenchKind {
         }
     }
 
-    pub fn from_name(s: &str) -> Option<BenchKind> {
-        BenchKind::ALL.into_iter().find(|k| k.name() == s)
-    }
-
-    pub fn describe(self) -> &'static str {
+    fn describe(self) -> &'static str {
         match self {
             BenchKind::Vmmcall => "VMMCALL PING",
             BenchKind::Cpuid => "CPUID 0x40000000",
@@ -82,30 +79,18 @@ impl BenchKind {
             BenchKind::Rdtsc => "RDTSC pair, no exit",
         }
     }
-}
 
-pub const DEFAULT_ITERATIONS: usize = 10_000;
-pub const DEFAULT_MMIO_ITERATIONS: usize = 2_000;
-pub const DEFAULT_WARMUP: usize = 200;
+    fn is_mmio(self) -> bool {
+        self == BenchKind::Mmio
+    }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BenchOpts {
-    pub iterations: usize,
-    pub mmio_iterations: usize,
-    pub warmup: usize,
-    pub kinds: Vec<BenchKind>,
-    pub histogram: Option<String>,
-}
-
-impl BenchOpts {
-    pub fn iterations_for(&self, kind: BenchKind) -> usize {
-        if kind == BenchKind::Mmio {
-            self.mmio_iterations
-        } else {
-            self.iterations
-        }
+    fn is_overhead(self) -> bool {
+        self == BenchKind::Rdtsc
     }
 }
+
+/// `hvctl bench`'s options.
+pub type BenchOpts = benchkit::BenchOpts<BenchKind>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -132,22 +117,6 @@ fn err<T>(msg: impl Into<String>) -> Result<T, UsageError> {
     Err(UsageError(msg.into()))
 }
 
-/// Parses `123`, `0x7b` or `0X7B` (underscores allowed as separators).
-pub fn parse_number(s: &str) -> Option<u64> {
-    let s = s.replace('_', "");
-    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        if hex.is_empty() {
-            return None;
-        }
-        u64::from_str_radix(hex, 16).ok()
-    } else {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
-    }
-}
-
 fn number(what: &str, s: &str) -> Result<u64, UsageError> {
     parse_number(s).map_or_else(|| err(format!("{what}: not a number: {s:?}")), Ok)
 }
@@ -156,17 +125,6 @@ fn number(what: &str, s: &str) -> Result<u64, UsageError> {
 /// that `hvctl` can also show how it treats a bad one.
 fn channel(s: &str) -> Result<u64, UsageError> {
     number("channel", s)
-}
-
-fn count(what: &str, s: Option<&String>) -> Result<usize, UsageError> {
-    let s = match s {
-        Some(s) => s,
-        None => return err(format!("{what} needs a value")),
-    };
-    match parse_number(s) {
-        Some(n) if n > 0 && n <= 100_000_000 => Ok(n as usize),
-        _ => err(format!("{what}: expected a count from 1 to 100000000, saw {s:?}")),
-    }
 }
 
 fn text(args: &[String], what: &str, max: usize) -> Result<String, UsageError> {
@@ -185,58 +143,6 @@ fn no_more(rest: &[String], cmd: &str) -> Result<(), UsageError> {
         None => Ok(()),
         Some(a) => err(format!("{cmd}: unexpected argument {a:?}")),
     }
-}
-
-fn parse_bench(rest: &[String]) -> Result<BenchOpts, UsageError> {
-    let mut iterations = None;
-    let mut mmio_iterations = None;
-    let mut warmup = DEFAULT_WARMUP;
-    let mut kinds: Vec<BenchKind> = BenchKind::ALL.to_vec();
-    let mut histogram = None;
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        // Accept both `--opt value` and `--opt=value`.
-        let (opt, inline) = match a.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        let mut value = || inline.clone().or_else(|| it.next().cloned());
-        match opt {
-            "--iterations" | "-n" => iterations = Some(count("--iterations", value().as_ref())?),
-            "--mmio-iterations" => mmio_iterations = Some(count("--mmio-iterations", value().as_ref())?),
-            "--warmup" => {
-                warmup = match value().as_deref().and_then(parse_number) {
-                    Some(n) if n <= 1_000_000 => n as usize,
-                    _ => return err("--warmup: expected a count from 0 to 1000000"),
-                }
-            }
-            "--only" => {
-                let v = value().ok_or_else(|| UsageError("--only needs a list of kinds".into()))?;
-                kinds = Vec::new();
-                for k in v.split(',').filter(|k| !k.is_empty()) {
-                    let kind = BenchKind::from_name(k).ok_or_else(|| {
-                        UsageError(format!("--only: unknown kind {k:?} (kinds: vmmcall cpuid io mmio rdtsc)"))
-                    })?;
-                    if !kinds.contains(&kind) {
-                        kinds.push(kind);
-                    }
-                }
-                if kinds.is_empty() {
-                    return err("--only needs at least one kind");
-                }
-            }
-            "--histogram" => match value() {
-                Some(f) if !f.is_empty() => histogram = Some(f),
-                _ => return err("--histogram needs a file name"),
-            },
-            _ => return err(format!("bench: unknown option {a:?}")),
-        }
-    }
-    let iterations = iterations.unwrap_or(DEFAULT_ITERATIONS);
-    // MMIO exits are the slowest; by default take fewer, but never more
-    // than asked for overall.
-    let mmio_iterations = mmio_iterations.unwrap_or(DEFAULT_MMIO_ITERATIONS.min(iterations));
-    Ok(BenchOpts { iterations, mmio_iterations, warmup, kinds, histogram })
 }
 
 /// Parses the arguments after the program name.
@@ -269,10 +175,10 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "help" | "-h" | "--help" => Command::Help,
         "avx2" => match rest {
             [] => Command::Avx2 { rounds: DEFAULT_AVX2_ROUNDS },
-            [opt, n] if opt == "--rounds" => Command::Avx2 { rounds: count("--rounds", Some(n))? },
+            [opt, n] if opt == "--rounds" => Command::Avx2 { rounds: count("--rounds", Some(n)).map_err(UsageError)? },
             _ => return err("avx2 takes only --rounds N"),
         },
-        "bench" => Command::Bench(parse_bench(rest)?),
+        "bench" => Command::Bench(parse_bench_opts(rest).map_err(UsageError)?),
         "send" => match rest.split_first() {
             Some((c, t)) => Command::Send { chan: channel(c)?, text: text(t, "send", MAX_BUFFER)? },
             None => return err("send needs a channel and a text"),
@@ -324,17 +230,6 @@ mod tests {
     fn p(s: &str) -> Result<Command, UsageError> {
         let v: Vec<String> = s.split_whitespace().map(String::from).collect();
         parse(&v)
-    }
-
-    #[test]
-    fn numbers_parse_in_decimal_and_hex() {
-        assert_eq!(parse_number("999"), Some(999));
-        assert_eq!(parse_number("0x3e7"), Some(999));
-        assert_eq!(parse_number("0XFEBF_F000"), Some(0xFEBF_F000));
-        assert_eq!(parse_number("18446744073709551615"), Some(u64::MAX));
-        for bad in ["", "0x", "-1", "+1", "12a", "0xg", "18446744073709551616", "1.5"] {
-            assert_eq!(parse_number(bad), None, "{bad:?} must not parse");
-        }
     }
 
     #[test]
@@ -404,48 +299,24 @@ mod tests {
     }
 
     #[test]
-    fn bench_defaults_to_all_kinds_with_fewer_mmio_samples() {
+    fn bench_takes_the_shared_options_with_hvctls_kinds() {
         let Ok(Command::Bench(o)) = p("bench") else { panic!() };
         assert_eq!(o.kinds, BenchKind::ALL.to_vec());
         assert_eq!(o.iterations_for(BenchKind::Vmmcall), 10_000);
         assert_eq!(o.iterations_for(BenchKind::Mmio), 2_000);
-        assert_eq!(o.warmup, DEFAULT_WARMUP);
-        assert_eq!(o.histogram, None);
-    }
-
-    #[test]
-    fn bench_options_parse_with_space_or_equals() {
-        let Ok(Command::Bench(o)) = p("bench --iterations 500 --histogram /tmp/h.txt --only=vmmcall,mmio --warmup 0")
-        else {
-            panic!()
-        };
-        assert_eq!(o.iterations, 500);
-        assert_eq!(o.mmio_iterations, 500, "mmio never takes more than --iterations by default");
-        assert_eq!(o.warmup, 0);
+        let Ok(Command::Bench(o)) = p("bench --only=vmmcall,mmio --iterations 500") else { panic!() };
         assert_eq!(o.kinds, vec![BenchKind::Vmmcall, BenchKind::Mmio]);
-        assert_eq!(o.histogram.as_deref(), Some("/tmp/h.txt"));
-        let Ok(Command::Bench(o)) = p("bench --iterations=50000 --mmio-iterations 7") else { panic!() };
-        assert_eq!((o.iterations, o.mmio_iterations), (50_000, 7));
-    }
-
-    #[test]
-    fn bench_rejects_bad_options() {
-        for bad in [
-            "bench --iterations",
-            "bench --iterations 0",
-            "bench --iterations x",
-            "bench --only",
-            "bench --only nope",
-            "bench --histogram",
-            "bench --fast",
-        ] {
-            assert!(p(bad).is_err(), "{bad:?} must be rejected");
-        }
+        assert_eq!(o.iterations_for(BenchKind::Mmio), 500);
+        assert_eq!(
+            p("bench --only nope"),
+            Err(UsageError("--only: unknown kind \"nope\" (kinds: vmmcall cpuid io mmio rdtsc)".into()))
+        );
+        assert!(p("bench --fast").is_err());
     }
 
     #[test]
     fn bench_kind_names_round_trip() {
-        for k in BenchKind::ALL {
+        for &k in BenchKind::ALL {
             assert_eq!(BenchKind::from_name(k.name()), Some(k));
         }
     }

@@ -7,8 +7,9 @@
 //! the memory plumbing (guest-physical buffers, /dev/mem, ioperm) in
 //! `phys.rs`; everything else is plain logic tested on the host: `abi.rs`
 //! (numbers and structure decoders), `args.rs` (the command line),
-//! `stats.rs` (min/median/p99). `avx2.rs` checks AVX2 and the YMM
-//! registers across exits (the hypervisor's XSAVE switch).
+//! and the shared `benchkit` crate (options, min/median/p99, report lines).
+//! `avx2.rs` checks AVX2 and the YMM registers across exits (the
+//! hypervisor's XSAVE switch).
 //!
 //! Before issuing any VMMCALL it checks the CPUID hypervisor signature, so it
 //! is safe to run on bare QEMU, KVM or real hardware: it exits with status
@@ -21,7 +22,6 @@ mod avx2;
 mod bench;
 mod hv;
 mod phys;
-mod stats;
 
 use abi::{errno, nr};
 use args::{Command, UsageError, USAGE};

@@ -1,4 +1,4 @@
-//! Sample statistics for `hvctl bench` (pure; tested on the host).
+//! Sample statistics of exit benchmarks (pure; tested on the host).
 //!
 //! Percentiles use the nearest-rank method: the p-th percentile of n sorted
 //! samples is the sample at rank ceil(p/100 * n) (1-based). Every reported
