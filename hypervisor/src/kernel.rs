@@ -6,7 +6,6 @@ use crate::boot::BootInfo;
 use crate::mm::{self, PhysRange};
 use crate::proc;
 use crate::sync::Lock;
-use crate::syscall::Caller;
 use crate::thread;
 use arrayvec::{ArrayString, ArrayVec};
 use log::{error, info, warn};
@@ -160,7 +159,8 @@ struct Job {
     mem: u64,
     raw16: bool,
     debug_exit: bool,
-    caller: Caller,
+    /// The console, clock and share of the CPU the VM's process holds.
+    grants: sysabi::Grants,
     done: bool,
 }
 
@@ -174,11 +174,11 @@ const VM_OVERHEAD_FRAMES: u64 = 1024;
 
 /// A VM's thread: runs the guest to its end, reports, and exits.
 fn vm_thread(index: usize) {
-    use crate::vmm::launch::{run_guest, GuestConfig};
-    let (name, image, initrd, initrd_cmdline, cmdline, mem, raw16, debug_exit, caller) = {
+    use vmm::launch::{run_guest, GuestConfig};
+    let (name, image, initrd, initrd_cmdline, cmdline, mem, raw16, debug_exit, grants) = {
         let jobs = JOBS.lock();
         let j = &jobs[index];
-        (j.name, j.image, j.initrd, j.initrd_cmdline, j.cmdline, j.mem, j.raw16, j.debug_exit, j.caller)
+        (j.name, j.image, j.initrd, j.initrd_cmdline, j.cmdline, j.mem, j.raw16, j.debug_exit, j.grants)
     };
     let cfg = GuestConfig {
         name: &name,
@@ -191,7 +191,7 @@ fn vm_thread(index: usize) {
         debug_exit,
     };
     info!("{name}: starting with {} MiB, command line \"{}\"", mem >> 20, cmdline);
-    match run_guest(caller, &cfg, 0) {
+    match run_guest(&crate::syscall::Kernel, grants, &cfg, 0) {
         Ok(out) => {
             if out.stop.is_clean() {
                 info!("{name}: stopped cleanly: {}", out.stop);
@@ -214,7 +214,7 @@ fn vm_thread(index: usize) {
 fn run_guests(boot: &BootInfo, opts: &Options) {
     let module_bytes = |i: usize| phys::boot_module(boot.modules[i].start, boot.modules[i].end);
     let (plans, problems) = crate::boot::guests::plan(&boot.modules, opts, |i| {
-        module_bytes(i).is_some_and(|b| crate::vmm::loader::detect(b).is_some())
+        module_bytes(i).is_some_and(|b| vmm::loader::detect(b).is_some())
     });
     for p in &problems {
         warn!("module: `{}`: {}", p.word, p.reason);
@@ -238,7 +238,13 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
                 continue;
             }
         };
-        let Ok(container) = proc::container_of(pid) else { continue };
+        let grants = match crate::syscall::grant_process(pid) {
+            Ok(g) => g,
+            Err(e) => {
+                error!("{name}: no console, clock or CPU share for it ({e}); skipped");
+                continue;
+            }
+        };
         let job = Job {
             name,
             image,
@@ -248,7 +254,7 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
             mem: plan.mem,
             raw16: plan.raw16,
             debug_exit: plan.debug_exit,
-            caller: Caller { pid, container },
+            grants,
             done: false,
         };
         let index = {

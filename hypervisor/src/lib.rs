@@ -39,7 +39,3 @@ pub mod syscall;
 pub mod thread;
 #[deny(unsafe_code)]
 pub mod vm;
-#[deny(unsafe_code)]
-pub mod vmm;
-#[deny(unsafe_code)]
-pub mod x86;

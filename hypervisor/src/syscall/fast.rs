@@ -13,8 +13,8 @@
 //! the VMM's slow path.
 use crate::vm::cpuid::{CpuModel, CpuidResult};
 use crate::vm::{NextRipSource, Reg, SegReg, Vcpu};
-use crate::x86::decode::{translate, AccessKind, PagingState};
-use crate::x86::mem::GuestMemory;
+use guest_x86::decode::{translate, AccessKind, PagingState};
+use guest_x86::mem::GuestMemory;
 
 const CPUID: [u8; 2] = [0x0F, 0xA2];
 const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];

@@ -9,6 +9,10 @@ use super::{SysError, SysResult};
 use crate::proc::{self, ChanId, ProcError, MAX_PROCS};
 use crate::sync::Lock;
 
+/// A hypercall message fits a channel message (hvabi's limit is the proc
+/// layer's).
+const _: () = assert!(hvabi::MAX_MESSAGE == crate::proc::MSG_SIZE);
+
 /// The channel from process i to process j, once created.
 static CHANNELS: Lock<[[Option<ChanId>; MAX_PROCS]; MAX_PROCS]> = Lock::new([[None; MAX_PROCS]; MAX_PROCS]);
 
@@ -37,24 +41,11 @@ fn map(e: ProcError) -> SysError {
 /// Queues `msg` for the process that owns VM `peer`.
 pub fn sys_chan_send(caller: Caller, peer: u32, msg: &[u8]) -> SysResult<()> {
     let to = vm_owner(peer)?;
-    proc::try_send(channel(caller.pid, to)?, caller.pid, msg).map_err(map)
+    proc::try_send(channel(caller.pid(), to)?, caller.pid(), msg).map_err(map)
 }
 
 /// Takes the next message from the process that owns VM `peer`.
 pub fn sys_chan_recv(caller: Caller, peer: u32, buf: &mut [u8]) -> SysResult<usize> {
     let from = vm_owner(peer)?;
-    proc::try_recv(channel(from, caller.pid)?, caller.pid, buf).map_err(map)
-}
-
-/// Lets another ready thread run. Returns false if there was none.
-pub fn sys_yield() -> bool {
-    crate::thread::yield_to_others().unwrap_or(false)
-}
-
-/// Idles until `deadline_ns` or the next host interrupt: other threads run
-/// first if any is ready; otherwise the CPU halts.
-pub fn sys_idle_until(deadline_ns: u64) {
-    if !sys_yield() {
-        super::sys_wait_until(deadline_ns);
-    }
+    proc::try_recv(channel(from, caller.pid())?, caller.pid(), buf).map_err(map)
 }

@@ -18,63 +18,19 @@
 //! | [`sys_set_io_intercept`], [`sys_set_exception_intercept`] | what traps |
 //! | [`sys_cpuid`] | the guest's CPUID, from its VM's CPU model (`vm::cpuid`) |
 //! | [`sys_write_cr4`], [`sys_xsetbv`] | the guest's CR4 and XCR0 writes, checked as the CPU checks them |
+mod door;
 mod fast;
+mod granted;
 mod ipc;
 pub mod time;
 mod vmobj;
 
-pub use crate::vm::cr::GuestFault;
-pub use crate::vm::{ExitReason, NextRipSource, Reg, SegReg, VmExit};
+pub use door::Kernel;
+pub use granted::*;
 pub use ipc::*;
+pub use sysabi::{ExitReason, GuestFault, NextRipSource, Reg, SegReg, SysError, SysResult, VmExit};
 pub use time::NEVER;
 pub use vmobj::*;
 
 /// The hypercall ABI version guests see in CPUID 0x4000_0001.
 pub const HYPERCALL_VERSION: u32 = hvabi::ABI_VERSION;
-
-/// Why a system call failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SysError {
-    /// The handle names no live object.
-    NoSuchObject,
-    /// The object belongs to another process.
-    NotOwner,
-    /// The caller's container has no quota left for the frames this needs.
-    OutOfQuota,
-    /// Physical memory ran out.
-    OutOfMemory,
-    /// Every slot of this kind of object is in use.
-    NoSlot,
-    /// An argument is out of range or misaligned.
-    BadArgument,
-    /// A guest-physical range is not backed by the VM's RAM.
-    BadGuestAddress,
-    /// An event is already queued for injection.
-    Busy,
-    /// There was no exit yet, or the last exit was of another kind.
-    NoExit,
-    /// The channel is full (send) or empty (receive).
-    WouldBlock,
-    /// A message or buffer size is out of bounds.
-    TooBig,
-}
-
-impl core::fmt::Display for SysError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            SysError::NoSuchObject => "no such object",
-            SysError::NotOwner => "object belongs to another process",
-            SysError::OutOfQuota => "out of quota",
-            SysError::OutOfMemory => "out of physical memory",
-            SysError::NoSlot => "no free slot",
-            SysError::BadArgument => "bad argument",
-            SysError::BadGuestAddress => "guest-physical address outside the VM's memory",
-            SysError::Busy => "an event is already pending",
-            SysError::NoExit => "no such exit information",
-            SysError::WouldBlock => "the channel is full or empty",
-            SysError::TooBig => "message or buffer size out of bounds",
-        })
-    }
-}
-
-pub type SysResult<T> = Result<T, SysError>;

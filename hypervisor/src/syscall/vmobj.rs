@@ -9,10 +9,10 @@ use crate::sync::Lock;
 use crate::vm::cpuid::CpuidResult;
 use crate::vm::cr::GuestFault;
 use crate::vm::{CpuVm, NextRipSource, Reg, SegReg, Vcpu, Vm, VmExit};
-use crate::x86::mem::{GuestMemory, MemError};
 use arrayvec::ArrayVec;
-use npt::{GuestPhysAddr, HostPhysAddr, NestedPageTable, PageSize, Perms};
-use vmcb::{EventInj, IoAccessSize, IoDirection, Segment};
+use guest_x86::mem::{GuestMemory, MemError};
+use npt::{GuestPhysAddr, HostPhysAddr, NestedPageTable, Perms};
+use vmcb::{EventInj, Segment};
 
 pub const MAX_VMS: usize = 8;
 pub const MAX_VCPUS: usize = 16;
@@ -22,20 +22,37 @@ const LARGE: u64 = 2 << 20;
 /// The largest physically contiguous piece of guest RAM we ask for at once.
 const MAX_CHUNK: u64 = 64 << 20;
 
-/// Who is calling: a process and the container its frames come from.
+/// Who is calling: the process of the thread that made the call. Only the
+/// kernel makes one ([`Caller::current`]); no call takes it from its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
-    pub pid: crate::proc::Pid,
-    pub container: crate::mm::ContainerId,
+    pid: crate::proc::Pid,
 }
 
-/// A VM, as its owner names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VmHandle(pub u16);
+impl Caller {
+    /// The process of the calling thread.
+    pub(crate) fn current() -> SysResult<Caller> {
+        let owner = crate::thread::current_owner().ok_or(SysError::NoSuchObject)?;
+        Ok(Caller { pid: crate::proc::Pid::from_index(owner as usize) })
+    }
 
-/// A vCPU, as its owner names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VcpuHandle(pub u16);
+    /// A caller for the kernel's own tests of the calls.
+    #[cfg(test)]
+    pub(crate) fn of(pid: crate::proc::Pid) -> Caller {
+        Caller { pid }
+    }
+
+    pub(crate) fn pid(self) -> crate::proc::Pid {
+        self.pid
+    }
+
+    /// The container the caller's frames come from (its process's).
+    fn container(self) -> SysResult<crate::mm::ContainerId> {
+        crate::proc::container_of(self.pid).map_err(|_| SysError::NoSuchObject)
+    }
+}
+
+pub use sysabi::{VcpuHandle, VcpuInfo, VmHandle};
 
 struct RamChunk {
     gpa: u64,
@@ -63,12 +80,12 @@ struct VcpuObj {
 static VMS: [Lock<Option<VmObj>>; MAX_VMS] = [const { Lock::new(None) }; MAX_VMS];
 static VCPUS: [Lock<Option<VcpuObj>>; MAX_VCPUS] = [const { Lock::new(None) }; MAX_VCPUS];
 /// One CPU's state in the kernel: the vm layer's, and its timekeeping.
-struct PerCpu {
+pub(super) struct PerCpu {
     vm: CpuVm,
-    time: CpuTime,
+    pub(super) time: CpuTime,
 }
 
-static CPUS: [Lock<Option<PerCpu>>; crate::arch::gdt::MAX_CPUS] =
+pub(super) static CPUS: [Lock<Option<PerCpu>>; crate::arch::gdt::MAX_CPUS] =
     [const { Lock::new(None) }; crate::arch::gdt::MAX_CPUS];
 
 /// Registers this CPU with the vm layer (called once per CPU at boot).
@@ -137,29 +154,30 @@ fn with_vm<T>(caller: Caller, h: VmHandle, f: impl FnOnce(&mut VmObj) -> SysResu
 /// Creates a VM with every I/O port and MSR intercepted (except the MSRs
 /// the VMCB holds) and an empty nested page table.
 pub fn sys_vm_create(caller: Caller) -> SysResult<VmHandle> {
+    let container = caller.container()?;
     let (index, slot) = VMS.iter().enumerate().find(|(_, s)| s.lock().is_none()).ok_or(SysError::NoSlot)?;
-    let iopm = frames::alloc(caller.container, 3, 1).map_err(map_err)?;
-    let msrpm = match frames::alloc(caller.container, 2, 1) {
+    let iopm = frames::alloc(container, 3, 1).map_err(map_err)?;
+    let msrpm = match frames::alloc(container, 2, 1) {
         Ok(r) => r,
         Err(e) => {
-            frames::free(caller.container, iopm);
+            frames::free(container, iopm);
             return Err(map_err(e));
         }
     };
-    let mut tables = TableFrames { container: caller.container };
+    let mut tables = TableFrames { container: container };
     let npt = match NestedPageTable::new(&mut tables) {
         Ok(n) => n,
         Err(_) => {
-            frames::free(caller.container, iopm);
-            frames::free(caller.container, msrpm);
+            frames::free(container, iopm);
+            frames::free(container, msrpm);
             return Err(SysError::OutOfQuota);
         }
     };
     let mut vm = match Vm::new(iopm, msrpm, npt.root().0, fast::cpu_model()) {
         Ok(vm) => vm,
         Err((a, b)) => {
-            frames::free(caller.container, a);
-            frames::free(caller.container, b);
+            frames::free(container, a);
+            frames::free(container, b);
             npt.destroy(&mut tables).apply(|_| {});
             return Err(SysError::OutOfMemory);
         }
@@ -172,8 +190,8 @@ pub fn sys_vm_create(caller: Caller) -> SysResult<VmHandle> {
         // Another caller took the slot meanwhile.
         drop(g);
         let (a, b) = vm.into_frames();
-        frames::free(caller.container, a);
-        frames::free(caller.container, b);
+        frames::free(container, a);
+        frames::free(container, b);
         npt.destroy(&mut tables).apply(|_| {});
         return Err(SysError::NoSlot);
     }
@@ -183,21 +201,22 @@ pub fn sys_vm_create(caller: Caller) -> SysResult<VmHandle> {
 
 /// Creates a vCPU of `vm` in the x86 reset state.
 pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
+    let container = caller.container()?;
     let vm_lock = vm_slot(caller, vm)?;
     let (slot_index, slot) = VCPUS.iter().enumerate().find(|(_, s)| s.lock().is_none()).ok_or(SysError::NoSlot)?;
-    let frame = frames::alloc(caller.container, 1, 1).map_err(map_err)?;
+    let frame = frames::alloc(container, 1, 1).map_err(map_err)?;
     let mut vg = vm_lock.lock();
     let vmobj = vg.as_mut().ok_or(SysError::NoSuchObject)?;
     let vcpu = match Vcpu::new(frame, &vmobj.vm) {
         Ok(v) => v,
         Err(frame) => {
-            frames::free(caller.container, frame);
+            frames::free(container, frame);
             return Err(SysError::OutOfMemory);
         }
     };
     let mut g = slot.lock();
     if g.is_some() {
-        frames::free(caller.container, vcpu.into_frame());
+        frames::free(container, vcpu.into_frame());
         return Err(SysError::NoSlot);
     }
     let index = vmobj.vcpus;
@@ -209,29 +228,31 @@ pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
 /// Destroys a VM and all its vCPUs, returning every frame to the caller's
 /// container.
 pub fn sys_vm_destroy(caller: Caller, vm: VmHandle) -> SysResult<()> {
+    let container = caller.container()?;
     let slot = vm_slot(caller, vm)?;
     for v in VCPUS.iter() {
         let mut g = v.lock();
         if g.as_ref().is_some_and(|o| o.vm == vm && o.owner.pid == caller.pid) {
             let obj = g.take().unwrap();
-            frames::free(caller.container, obj.vcpu.into_frame());
+            frames::free(container, obj.vcpu.into_frame());
         }
     }
     let obj = slot.lock().take().ok_or(SysError::NoSuchObject)?;
-    let mut tables = TableFrames { container: caller.container };
+    let mut tables = TableFrames { container: container };
     obj.npt.destroy(&mut tables).apply(|_| {});
     for chunk in obj.ram {
-        frames::free(caller.container, chunk.run);
+        frames::free(container, chunk.run);
     }
     let (a, b) = obj.vm.into_frames();
-    frames::free(caller.container, a);
-    frames::free(caller.container, b);
+    frames::free(container, a);
+    frames::free(container, b);
     Ok(())
 }
 
 /// Backs `[gpa, gpa + len)` with fresh zeroed frames from the caller's
 /// container and maps them, using 2 MiB pages where alignment allows.
 pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResult<()> {
+    let container = caller.container()?;
     if !gpa.is_multiple_of(PAGE)
         || !len.is_multiple_of(PAGE)
         || len == 0
@@ -249,20 +270,20 @@ pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResul
                 if at.is_multiple_of(LARGE) && left >= LARGE { (left.min(MAX_CHUNK)) & !(LARGE - 1) } else { PAGE };
             let run = loop {
                 let align = if want >= LARGE { (LARGE / PAGE) as usize } else { 1 };
-                match frames::alloc(caller.container, (want / PAGE) as usize, align) {
+                match frames::alloc(container, (want / PAGE) as usize, align) {
                     Ok(r) => break r,
                     Err(_) if want > LARGE => want = (want / 2) & !(LARGE - 1),
                     Err(e) => return Err(map_err(e)),
                 }
             };
             if obj.ram.is_full() {
-                frames::free(caller.container, run);
+                frames::free(container, run);
                 return Err(SysError::NoSlot);
             }
             let mut run = run;
             let rlen = run.len();
             run.zero(0, rlen);
-            let mut tables = TableFrames { container: caller.container };
+            let mut tables = TableFrames { container: container };
             let r = obj.npt.map_range(&mut tables, GuestPhysAddr(at), HostPhysAddr(run.pa()), rlen, Perms::RWX);
             match r {
                 // Mapping unmapped space leaves nothing stale; a remap did.
@@ -273,44 +294,12 @@ pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResul
                     flush.apply(|_| {});
                 }
                 Err(_) => {
-                    frames::free(caller.container, run);
+                    frames::free(container, run);
                     return Err(SysError::BadArgument);
                 }
             }
             obj.ram.push(RamChunk { gpa: at, run });
             done += rlen;
-        }
-        Ok(())
-    })
-}
-
-/// Unmaps `[gpa, gpa + len)`, which must be whole RAM chunks given by
-/// `sys_npt_map`, and returns their frames to the caller's container.
-pub fn sys_npt_unmap(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResult<()> {
-    with_vm(caller, vm, |obj| {
-        let end = gpa.checked_add(len).ok_or(SysError::BadArgument)?;
-        let mut tables = TableFrames { container: caller.container };
-        let mut i = 0;
-        while i < obj.ram.len() {
-            let c = &obj.ram[i];
-            let (cs, ce) = (c.gpa, c.gpa + c.run.len());
-            if cs >= gpa && ce <= end {
-                let mut at = cs;
-                while at < ce {
-                    let size = if at % LARGE == 0 && ce - at >= LARGE { PageSize::Size2M } else { PageSize::Size4K };
-                    let flush =
-                        obj.npt.unmap(&mut tables, GuestPhysAddr(at), size).map_err(|_| SysError::BadArgument)?;
-                    // Every vCPU takes a fresh ASID before it runs again.
-                    flush.apply(|_| obj.vm.npt_changed());
-                    at += size.bytes();
-                }
-                let chunk = obj.ram.remove(i);
-                frames::free(caller.container, chunk.run);
-            } else if ce > gpa && cs < end {
-                return Err(SysError::BadArgument);
-            } else {
-                i += 1;
-            }
         }
         Ok(())
     })
@@ -457,60 +446,6 @@ fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Op
     }
 }
 
-fn last_exit(caller: Caller, vcpu: VcpuHandle) -> SysResult<VmExit> {
-    with_vcpu(caller, vcpu, |v| v.last_exit().map(|(e, _)| *e))?.ok_or(SysError::NoExit)
-}
-
-fn last_io(caller: Caller, vcpu: VcpuHandle) -> SysResult<(vmcb::IoioInfo, u64)> {
-    match last_exit(caller, vcpu)? {
-        VmExit::Io { io, next_rip } => Ok((io, next_rip)),
-        _ => Err(SysError::NoExit),
-    }
-}
-
-pub fn sys_get_exit_reason(caller: Caller, vcpu: VcpuHandle) -> SysResult<crate::vm::ExitReason> {
-    Ok(last_exit(caller, vcpu)?.reason())
-}
-
-pub fn sys_get_exit_io_port(caller: Caller, vcpu: VcpuHandle) -> SysResult<u16> {
-    Ok(last_io(caller, vcpu)?.0.port)
-}
-
-/// Access width in bytes: 1, 2 or 4.
-pub fn sys_get_exit_io_width(caller: Caller, vcpu: VcpuHandle) -> SysResult<u8> {
-    Ok(match last_io(caller, vcpu)?.0.size {
-        IoAccessSize::Byte => 1,
-        IoAccessSize::Word => 2,
-        IoAccessSize::Dword => 4,
-    })
-}
-
-pub fn sys_get_exit_io_rep(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
-    Ok(last_io(caller, vcpu)?.0.rep)
-}
-
-pub fn sys_get_exit_io_str(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
-    Ok(last_io(caller, vcpu)?.0.string)
-}
-
-pub fn sys_get_exit_io_write(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
-    Ok(last_io(caller, vcpu)?.0.direction == IoDirection::Out)
-}
-
-/// The address of the instruction after the intercepted IN/OUT.
-pub fn sys_get_exit_io_neip(caller: Caller, vcpu: VcpuHandle) -> SysResult<u64> {
-    Ok(last_io(caller, vcpu)?.1)
-}
-
-/// The guest-physical address of the last nested page fault.
-pub fn sys_get_exit_fault_addr(caller: Caller, vcpu: VcpuHandle) -> SysResult<u64> {
-    match last_exit(caller, vcpu)? {
-        VmExit::Npf(f) => Ok(f.gpa),
-        VmExit::Exception(e) => e.fault_address.ok_or(SysError::NoExit),
-        _ => Err(SysError::NoExit),
-    }
-}
-
 /// With NRIPS: the address of the instruction after the intercepted one.
 pub fn sys_get_next_rip(caller: Caller, vcpu: VcpuHandle) -> SysResult<Option<u64>> {
     let cpu = crate::arch::cpu::current();
@@ -524,11 +459,6 @@ pub fn sys_complete_instruction(caller: Caller, vcpu: VcpuHandle, next_rip: u64,
     with_vcpu(caller, vcpu, |v| v.complete_instruction(next_rip, from))
 }
 
-/// Flush the guest's TLB entries before its next run.
-pub fn sys_flush_guest_tlb(caller: Caller, vcpu: VcpuHandle) -> SysResult<()> {
-    with_vcpu(caller, vcpu, |v| v.request_tlb_flush())
-}
-
 /// Queues an event for the next entry: an exception or NMI is delivered
 /// at once, an external interrupt as soon as the guest can take it.
 pub fn sys_inject(caller: Caller, vcpu: VcpuHandle, ev: EventInj) -> SysResult<()> {
@@ -540,16 +470,6 @@ pub fn sys_inject(caller: Caller, vcpu: VcpuHandle, ev: EventInj) -> SysResult<(
     } else {
         Err(SysError::Busy)
     }
-}
-
-/// The guest is in an interrupt shadow (after STI or MOV SS).
-pub fn sys_check_shadow(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
-    with_vcpu(caller, vcpu, |v| v.in_interrupt_shadow())
-}
-
-/// An injected exception or NMI has not been delivered yet.
-pub fn sys_check_pending_event(caller: Caller, vcpu: VcpuHandle) -> SysResult<bool> {
-    with_vcpu(caller, vcpu, |v| v.event_pending())
 }
 
 /// A posted external interrupt has not been taken by the guest yet.
@@ -631,43 +551,6 @@ fn with_vcpu_and_vm<T>(caller: Caller, h: VcpuHandle, f: impl FnOnce(&mut VcpuOb
     Ok(f(obj, vmobj))
 }
 
-/// Nanoseconds since boot, from the TSC.
-pub fn sys_now_ns() -> u64 {
-    crate::arch::lapic::now_ns()
-}
-
-/// The TSC as the guest reads it (no offset is applied).
-pub fn sys_guest_tsc() -> u64 {
-    crate::arch::cpu::rdtsc()
-}
-
-/// Waits until `deadline_ns` (nanoseconds since boot) or the next host
-/// interrupt, whichever comes first. Returns at once if the deadline passed.
-pub fn sys_wait_until(deadline_ns: u64) {
-    let now = sys_now_ns();
-    if deadline_ns <= now {
-        return;
-    }
-    let cpu = crate::arch::cpu::current();
-    let arm = CPUS[cpu].lock().as_mut().and_then(|c| c.time.arm(deadline_ns, now));
-    if let Some(at) = arm {
-        crate::arch::lapic::arm_timer_at_ns(at);
-    }
-    crate::arch::cpu::wait_for_interrupt();
-}
-
-/// Writes bytes to the hypervisor's console (the host serial port).
-pub fn sys_console_write(bytes: &[u8]) {
-    for &b in bytes {
-        crate::arch::serial::write_byte(b);
-    }
-}
-
-/// A byte typed on the hypervisor's console, if one is waiting.
-pub fn sys_console_read() -> Option<u8> {
-    crate::arch::serial::try_read_byte()
-}
-
 /// How the vCPU's exits were served (next-RIP sources, TLB flushes).
 pub fn sys_get_paths(caller: Caller, vcpu: VcpuHandle) -> SysResult<crate::vm::stats::PathStats> {
     with_vcpu(caller, vcpu, |v| v.paths)
@@ -678,38 +561,24 @@ pub fn sys_get_stats(caller: Caller, vcpu: VcpuHandle) -> SysResult<crate::vm::s
     with_vcpu(caller, vcpu, |v| v.stats.clone())
 }
 
-/// Runs `f` on the vCPU's exit statistics without copying them.
-pub fn sys_with_stats<T>(
-    caller: Caller,
-    vcpu: VcpuHandle,
-    f: impl FnOnce(&crate::vm::stats::ExitStats) -> T,
-) -> SysResult<T> {
-    with_vcpu(caller, vcpu, |v| f(&v.stats))
-}
-
 /// Clears the vCPU's exit statistics.
 pub fn sys_reset_stats(caller: Caller, vcpu: VcpuHandle) -> SysResult<()> {
     with_vcpu(caller, vcpu, |v| v.stats = crate::vm::stats::ExitStats::new())
 }
 
 /// The vCPU's index in its VM, the VM's id and its vCPU count.
-pub fn sys_vcpu_info(caller: Caller, vcpu: VcpuHandle) -> SysResult<(u32, u32, u32)> {
+pub fn sys_vcpu_info(caller: Caller, vcpu: VcpuHandle) -> SysResult<VcpuInfo> {
     let (index, vm) = {
         let g = vcpu_slot(caller, vcpu)?.lock();
         let o = g.as_ref().ok_or(SysError::NoSuchObject)?;
         (u32::from(o.index), o.vm)
     };
     let vcpus = with_vm(caller, vm, |o| Ok(u32::from(o.vcpus)))?;
-    Ok((index, u32::from(vm.0), vcpus))
-}
-
-/// TSC ticks per second.
-pub fn sys_tsc_hz() -> u64 {
-    crate::arch::lapic::tsc_hz()
+    Ok(VcpuInfo { index, vm_id: u32::from(vm.0), vcpus })
 }
 
 /// The process that owns VM `id`.
 pub(super) fn vm_owner(id: u32) -> SysResult<crate::proc::Pid> {
     let slot = VMS.get(id as usize).ok_or(SysError::BadArgument)?;
-    slot.lock().as_ref().map(|o| o.owner.pid).ok_or(SysError::BadArgument)
+    slot.lock().as_ref().map(|o| o.owner.pid()).ok_or(SysError::BadArgument)
 }

@@ -176,3 +176,9 @@ pub fn exit() -> ThreadError {
 pub fn current() -> Option<Tid> {
     THREADS.current()
 }
+
+/// The owner tag (the proc layer's pid) of the calling thread, without a
+/// lock: what the syscall layer asks on every call.
+pub fn current_owner() -> Option<u32> {
+    THREADS.running_owner(cpu_id())
+}

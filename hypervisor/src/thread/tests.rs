@@ -364,3 +364,28 @@ fn exited_threads_free_their_tcbs_and_stacks_for_reuse() {
     EX.detach_current().unwrap();
     assert_eq!(EX.yield_now(), Err(ThreadError::NoCurrentThread), "yield after detach");
 }
+
+static OW: Threads = Threads::new();
+static OW_SEEN: Mutex<Vec<Option<u32>>> = Mutex::new(Vec::new());
+
+fn owned_worker(_: usize) {
+    OW_SEEN.lock().unwrap().push(OW.running_owner(CpuId(0)));
+    OW.yield_now().unwrap();
+    OW_SEEN.lock().unwrap().push(OW.running_owner(CpuId(0)));
+}
+
+#[test]
+fn the_running_owner_follows_every_switch() {
+    assert_eq!(OW.running_owner(CpuId(0)), None, "no thread runs before attach");
+    OW.attach_current(CpuId(0)).unwrap();
+    assert_eq!(OW.running_owner(CpuId(0)), Some(0), "the attached flow is owned by 0");
+    OW.spawn_owned(owned_worker, 0, 7).unwrap();
+    OW.yield_now().unwrap();
+    assert_eq!(OW.running_owner(CpuId(0)), Some(0), "back in the test flow after the worker yielded");
+    OW.yield_now().unwrap();
+    assert_eq!(*OW_SEEN.lock().unwrap(), vec![Some(7), Some(7)], "what the worker saw of itself");
+    assert_eq!(OW.running_owner(CpuId(0)), Some(0), "back after the worker exited");
+    assert_eq!(OW.running_owner(CpuId(MAX_CPUS)), None, "a CPU out of range runs nothing");
+    OW.detach_current().unwrap();
+    assert_eq!(OW.running_owner(CpuId(0)), None, "nothing runs after detach");
+}

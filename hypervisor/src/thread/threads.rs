@@ -20,9 +20,10 @@
 //! sleep: the lost-wakeup race is closed. Lock order: condition lock, then
 //! the scheduler lock.
 use super::sched::{Scheduler, ThreadState};
-use super::{Chan, CpuId, ThreadError, Tid, MAX_THREADS};
+use super::{Chan, CpuId, ThreadError, Tid, MAX_CPUS, MAX_THREADS};
 use crate::arch::context::Context;
 use crate::sync::{Lock, LockGuard};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// A pool of threads with their stacks and a scheduler.
 ///
@@ -30,6 +31,10 @@ use crate::sync::{Lock, LockGuard};
 pub struct Threads {
     sched: Lock<Scheduler>,
     contexts: [Context; MAX_THREADS],
+    /// Per CPU, the owner tag + 1 of the thread it runs (0: none), written
+    /// under the scheduler lock whenever the CPU's current thread changes,
+    /// so that the syscall layer finds its caller's process without a lock.
+    running_owner: [AtomicU32; MAX_CPUS],
 }
 
 impl Default for Threads {
@@ -51,7 +56,28 @@ fn thread_main(threads: &'static Threads, tid: usize) -> ! {
 impl Threads {
     /// No threads; usable in a `static` (it lives in .bss).
     pub const fn new() -> Self {
-        Threads { sched: Lock::new(Scheduler::new()), contexts: [const { Context::new() }; MAX_THREADS] }
+        Threads {
+            sched: Lock::new(Scheduler::new()),
+            contexts: [const { Context::new() }; MAX_THREADS],
+            running_owner: [const { AtomicU32::new(0) }; MAX_CPUS],
+        }
+    }
+
+    /// Records that `cpu` now runs `tid` (or nothing), for
+    /// [`running_owner`](Self::running_owner). Called under the scheduler
+    /// lock.
+    fn note_running(&self, s: &Scheduler, cpu: CpuId, tid: Option<Tid>) {
+        let tag = tid.and_then(|t| s.owner(t)).map_or(0, |o| o + 1);
+        if let Some(slot) = self.running_owner.get(cpu.0) {
+            slot.store(tag, Ordering::Relaxed);
+        }
+    }
+
+    /// The owner tag of the thread `cpu` runs, without taking the lock; the
+    /// caller must run on `cpu` (then the value is its own thread's).
+    pub fn running_owner(&self, cpu: CpuId) -> Option<u32> {
+        let tag = self.running_owner.get(cpu.0)?.load(Ordering::Relaxed);
+        tag.checked_sub(1)
     }
 
     /// The scheduler state, locked (for inspection; do not switch with it).
@@ -88,6 +114,7 @@ impl Threads {
             let _ = s.detach(cpu);
             return Err(ThreadError::Context(e));
         }
+        self.note_running(&s, cpu, Some(tid));
         Ok(tid)
     }
 
@@ -98,7 +125,9 @@ impl Threads {
         let cpu = self.cpu_of_caller(&s);
         let tid = s.current(cpu)?;
         self.contexts[tid.index()].leave().map_err(ThreadError::Context)?;
-        s.detach(cpu)
+        let detached = s.detach(cpu)?;
+        self.note_running(&s, cpu, None);
+        Ok(detached)
     }
 
     /// Starts a thread running `entry(arg)`; it is ready at once and runs
@@ -136,7 +165,10 @@ impl Threads {
             let out = self.contexts[cur.index()].begin_switch().map_err(ThreadError::Context)?;
             match s.yield_now(cpu)? {
                 None => return Ok(false), // `out` drops: the switch is cancelled
-                Some((_, to)) => (out, to),
+                Some((_, to)) => {
+                    self.note_running(&s, cpu, Some(to));
+                    (out, to)
+                }
             }
         };
         out.switch_to(&self.contexts[to.index()])
@@ -159,6 +191,7 @@ impl Threads {
             let cur = s.current(cpu)?;
             let out = self.contexts[cur.index()].begin_switch().map_err(ThreadError::Context)?;
             let (_, to) = s.sleep(cpu, chan)?;
+            self.note_running(&s, cpu, Some(to));
             (out, to)
         };
         out.switch_to(&self.contexts[to.index()])
@@ -189,7 +222,10 @@ impl Threads {
                     Err(e) => return ThreadError::Context(e),
                 };
                 match s.exit(cpu) {
-                    Ok((_, to)) => (ex, to),
+                    Ok((_, to)) => {
+                        self.note_running(&s, cpu, Some(to));
+                        (ex, to)
+                    }
                     Err(ThreadError::NothingToRun) => {
                         if !warned {
                             log::warn!("thread {cur} cannot exit: no other thread is ready; waiting");

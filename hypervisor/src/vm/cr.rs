@@ -10,24 +10,7 @@ use super::cpuid::shown;
 use super::cpuid::CpuModel;
 use super::Reg;
 use crate::arch::xsave;
-
-/// The exception a guest instruction raises instead of completing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuestFault {
-    /// #UD.
-    InvalidOpcode,
-    /// #GP(0).
-    GeneralProtection,
-}
-
-impl GuestFault {
-    pub fn vector(self) -> u8 {
-        match self {
-            GuestFault::InvalidOpcode => 6,
-            GuestFault::GeneralProtection => 13,
-        }
-    }
-}
+pub use sysabi::GuestFault;
 
 /// CR4 bits (APM vol. 2, figure 3-7).
 pub mod cr4 {

@@ -19,11 +19,10 @@ pub mod asid;
 pub mod cpuid;
 pub mod cr;
 pub mod events;
-pub mod exit;
 pub mod msr;
-pub mod stats;
 
-pub use exit::{ExitReason, RawExit, VmExit};
+pub use sysabi::stats;
+pub use sysabi::{ExitReason, NextRipSource, RawExit, Reg, SegReg, VmExit};
 
 use crate::arch::phys::{PhysBox, PhysRun};
 use crate::arch::svm::GuestRegs;
@@ -114,67 +113,6 @@ impl CpuVm {
     }
 }
 
-/// The registers the syscall layer can read and write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reg {
-    Rax,
-    Rbx,
-    Rcx,
-    Rdx,
-    Rsi,
-    Rdi,
-    Rbp,
-    Rsp,
-    R8,
-    R9,
-    R10,
-    R11,
-    R12,
-    R13,
-    R14,
-    R15,
-    Rip,
-    Rflags,
-    Cr0,
-    Cr2,
-    Cr3,
-    Cr4,
-    Efer,
-    Dr6,
-    Dr7,
-    Pat,
-    SysenterCs,
-    SysenterEsp,
-    SysenterEip,
-    Cpl,
-    /// The TSC_AUX MSR (what RDTSCP and RDPID read); 32 bits.
-    TscAux,
-}
-
-impl Reg {
-    /// The general register with encoding `n` (0 = RAX ... 15 = R15).
-    pub fn gpr(n: u8) -> Option<Reg> {
-        use Reg::*;
-        const GPRS: [Reg; 16] = [Rax, Rcx, Rdx, Rbx, Rsp, Rbp, Rsi, Rdi, R8, R9, R10, R11, R12, R13, R14, R15];
-        GPRS.get(usize::from(n)).copied()
-    }
-}
-
-/// The segment registers and descriptor tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SegReg {
-    Es,
-    Cs,
-    Ss,
-    Ds,
-    Fs,
-    Gs,
-    Gdtr,
-    Ldtr,
-    Idtr,
-    Tr,
-}
-
 /// One virtual CPU: its VMCB, the registers the VMCB lacks, and what it
 /// remembers between runs.
 pub struct Vcpu {
@@ -203,17 +141,6 @@ pub struct Vcpu {
     xcr0_supported: u64,
     /// The guest's TSC_AUX, loaded into the MSR before VMRUN.
     tsc_aux: u32,
-}
-
-/// Where the address of the instruction after an intercepted one came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextRipSource {
-    /// The VMCB's next_rip (NRIPS).
-    Nrips,
-    /// EXITINFO2 of an IOIO exit (every SVM CPU has it).
-    IoExitInfo,
-    /// The instruction was decoded from guest memory.
-    Decoded,
 }
 
 /// What an intercept setup for a fresh vCPU traps: everything the VMM must
@@ -614,16 +541,6 @@ impl Vcpu {
     /// A posted external interrupt has not been taken by the guest yet.
     pub fn interrupt_posted(&self) -> bool {
         events::interrupt_posted(&self.vmcb)
-    }
-
-    /// An exception or NMI is queued and not yet delivered.
-    pub fn event_pending(&self) -> bool {
-        self.vmcb.control.event_injection().is_valid()
-    }
-
-    /// The guest is in an interrupt shadow (after STI or MOV SS).
-    pub fn in_interrupt_shadow(&self) -> bool {
-        self.vmcb.control.in_interrupt_shadow()
     }
 
     /// Traps (or stops trapping) a guest exception vector.

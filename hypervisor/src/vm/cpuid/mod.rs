@@ -12,42 +12,14 @@
 //! the CPUID, OSXSAVE (the guest's CR4.OSXSAVE) and the XSAVE area size for
 //! the guest's XCR0. Answering from the table also spares the exit path a
 //! host CPUID, itself an exit when the host is a nested VM.
-pub mod shown;
+pub use sysabi::cpuid as shown;
+pub use sysabi::CpuidResult;
 #[cfg(test)]
 mod tests;
 
 use crate::arch::xsave::{self, Component};
 use arrayvec::ArrayVec;
-use shown::{Feature, Needs, Reg};
-
-/// The register values of one CPUID answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CpuidResult {
-    pub eax: u32,
-    pub ebx: u32,
-    pub ecx: u32,
-    pub edx: u32,
-}
-
-impl CpuidResult {
-    pub fn reg(&self, r: Reg) -> u32 {
-        match r {
-            Reg::Eax => self.eax,
-            Reg::Ebx => self.ebx,
-            Reg::Ecx => self.ecx,
-            Reg::Edx => self.edx,
-        }
-    }
-
-    fn reg_mut(&mut self, r: Reg) -> &mut u32 {
-        match r {
-            Reg::Eax => &mut self.eax,
-            Reg::Ebx => &mut self.ebx,
-            Reg::Ecx => &mut self.ecx,
-            Reg::Edx => &mut self.edx,
-        }
-    }
-}
+use shown::{Feature, Needs};
 
 /// Leaf 0x4000_0000 EBX/ECX/EDX: "CertiVisorHV".
 pub const SIGNATURE: [u8; 12] = *hvabi::SIGNATURE;

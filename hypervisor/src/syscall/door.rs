@@ -1,0 +1,116 @@
+//! The door: the kernel's implementation of [`sysabi::Sys`]. Each call
+//! works out who is calling from the thread that makes it
+//! ([`Caller::current`]) and passes that to the call; nothing the caller
+//! says about itself is believed.
+use super::*;
+use sysabi::{ClockHandle, ConsoleHandle, CpuidResult, ExitStats, PathStats, SchedHandle, Sys};
+use vmcb::{EventInj, Segment};
+
+/// The kernel, as the VMM calls it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Kernel;
+
+impl Sys for Kernel {
+    fn vm_create(&self) -> SysResult<VmHandle> {
+        sys_vm_create(Caller::current()?)
+    }
+    fn vm_destroy(&self, vm: VmHandle) -> SysResult<()> {
+        sys_vm_destroy(Caller::current()?, vm)
+    }
+    fn vcpu_create(&self, vm: VmHandle) -> SysResult<VcpuHandle> {
+        sys_vcpu_create(Caller::current()?, vm)
+    }
+    fn npt_map(&self, vm: VmHandle, gpa: u64, len: u64) -> SysResult<()> {
+        sys_npt_map(Caller::current()?, vm, gpa, len)
+    }
+    fn guest_read(&self, vm: VmHandle, gpa: u64, buf: &mut [u8]) -> SysResult<()> {
+        sys_guest_read(Caller::current()?, vm, gpa, buf)
+    }
+    fn guest_write(&self, vm: VmHandle, gpa: u64, data: &[u8]) -> SysResult<()> {
+        sys_guest_write(Caller::current()?, vm, gpa, data)
+    }
+    fn vm_ram(&self, vm: VmHandle) -> SysResult<u64> {
+        sys_vm_ram(Caller::current()?, vm)
+    }
+    fn set_io_intercept(&self, vm: VmHandle, port: u16, intercept: bool) -> SysResult<()> {
+        sys_set_io_intercept(Caller::current()?, vm, port, intercept)
+    }
+    fn run(&self, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<VmExit> {
+        sys_run(Caller::current()?, vcpu, deadline_ns)
+    }
+    fn next_rip(&self, vcpu: VcpuHandle) -> SysResult<Option<u64>> {
+        sys_get_next_rip(Caller::current()?, vcpu)
+    }
+    fn complete_instruction(&self, vcpu: VcpuHandle, next_rip: u64, from: NextRipSource) -> SysResult<()> {
+        sys_complete_instruction(Caller::current()?, vcpu, next_rip, from)
+    }
+    fn inject(&self, vcpu: VcpuHandle, ev: EventInj) -> SysResult<()> {
+        sys_inject(Caller::current()?, vcpu, ev)
+    }
+    fn interrupt_pending(&self, vcpu: VcpuHandle) -> SysResult<bool> {
+        sys_check_pending_interrupt(Caller::current()?, vcpu)
+    }
+    fn set_exception_intercept(&self, vcpu: VcpuHandle, vector: u8, intercept: bool) -> SysResult<()> {
+        sys_set_exception_intercept(Caller::current()?, vcpu, vector, intercept)
+    }
+    fn reg(&self, vcpu: VcpuHandle, r: Reg) -> SysResult<u64> {
+        sys_reg_get(Caller::current()?, vcpu, r)
+    }
+    fn set_reg(&self, vcpu: VcpuHandle, r: Reg, value: u64) -> SysResult<()> {
+        sys_reg_set(Caller::current()?, vcpu, r, value)
+    }
+    fn seg(&self, vcpu: VcpuHandle, r: SegReg) -> SysResult<Segment> {
+        sys_seg_get(Caller::current()?, vcpu, r)
+    }
+    fn set_seg(&self, vcpu: VcpuHandle, r: SegReg, s: Segment) -> SysResult<()> {
+        sys_seg_set(Caller::current()?, vcpu, r, s)
+    }
+    fn write_cr4(&self, vcpu: VcpuHandle, value: u64) -> SysResult<Result<(), GuestFault>> {
+        sys_write_cr4(Caller::current()?, vcpu, value)
+    }
+    fn xsetbv(&self, vcpu: VcpuHandle, index: u32, value: u64) -> SysResult<Result<(), GuestFault>> {
+        sys_xsetbv(Caller::current()?, vcpu, index, value)
+    }
+    fn cpuid(&self, vcpu: VcpuHandle, leaf: u32, sub: u32) -> SysResult<CpuidResult> {
+        sys_cpuid(Caller::current()?, vcpu, leaf, sub)
+    }
+    fn vcpu_info(&self, vcpu: VcpuHandle) -> SysResult<VcpuInfo> {
+        sys_vcpu_info(Caller::current()?, vcpu)
+    }
+    fn stats(&self, vcpu: VcpuHandle) -> SysResult<ExitStats> {
+        sys_get_stats(Caller::current()?, vcpu)
+    }
+    fn reset_stats(&self, vcpu: VcpuHandle) -> SysResult<()> {
+        sys_reset_stats(Caller::current()?, vcpu)
+    }
+    fn paths(&self, vcpu: VcpuHandle) -> SysResult<PathStats> {
+        sys_get_paths(Caller::current()?, vcpu)
+    }
+    fn now_ns(&self, clock: ClockHandle) -> SysResult<u64> {
+        sys_now_ns(Caller::current()?, clock)
+    }
+    fn guest_tsc(&self, clock: ClockHandle) -> SysResult<u64> {
+        sys_guest_tsc(Caller::current()?, clock)
+    }
+    fn tsc_hz(&self, clock: ClockHandle) -> SysResult<u64> {
+        sys_tsc_hz(Caller::current()?, clock)
+    }
+    fn yield_now(&self, sched: SchedHandle) -> SysResult<bool> {
+        sys_yield(Caller::current()?, sched)
+    }
+    fn idle_until(&self, sched: SchedHandle, deadline_ns: u64) -> SysResult<()> {
+        sys_idle_until(Caller::current()?, sched, deadline_ns)
+    }
+    fn console_write(&self, console: ConsoleHandle, bytes: &[u8]) -> SysResult<()> {
+        sys_console_write(Caller::current()?, console, bytes)
+    }
+    fn console_read(&self, console: ConsoleHandle) -> SysResult<Option<u8>> {
+        sys_console_read(Caller::current()?, console)
+    }
+    fn chan_send(&self, peer: u32, msg: &[u8]) -> SysResult<()> {
+        sys_chan_send(Caller::current()?, peer, msg)
+    }
+    fn chan_recv(&self, peer: u32, buf: &mut [u8]) -> SysResult<usize> {
+        sys_chan_recv(Caller::current()?, peer, buf)
+    }
+}

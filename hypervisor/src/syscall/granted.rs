@@ -1,0 +1,177 @@
+//! The objects a process is granted when it is created, rather than
+//! creating them by calls: a console, a clock and a share of the CPU. Each
+//! call on them names the object by its handle, and the kernel checks that
+//! the calling process holds it.
+use super::vmobj::{Caller, CPUS};
+use super::{SysError, SysResult};
+use crate::proc::{Pid, MAX_PROCS};
+use core::sync::atomic::{AtomicU32, Ordering};
+use sysabi::{ClockHandle, ConsoleHandle, Grants, SchedHandle};
+
+/// Who holds each object of one kind: the owner's pid + 1, 0 when free.
+/// Read without a lock on every call (a clock is read at every VM exit);
+/// written only when a process is created or ends.
+struct GrantTable {
+    owners: [AtomicU32; MAX_PROCS],
+}
+
+impl GrantTable {
+    const fn new() -> Self {
+        GrantTable { owners: [const { AtomicU32::new(0) }; MAX_PROCS] }
+    }
+
+    /// A free object of this kind for `pid`.
+    fn grant(&self, pid: Pid) -> SysResult<u16> {
+        let tag = pid.index() as u32 + 1;
+        let slot = self
+            .owners
+            .iter()
+            .position(|o| o.compare_exchange(0, tag, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+            .ok_or(SysError::NoSlot)?;
+        Ok(slot as u16)
+    }
+
+    /// The caller holds object `h`.
+    fn check(&self, caller: Caller, h: u16) -> SysResult<()> {
+        match self.owners.get(usize::from(h)).map(|o| o.load(Ordering::Acquire)) {
+            None | Some(0) => Err(SysError::NoSuchObject),
+            Some(tag) if tag != caller.pid().index() as u32 + 1 => Err(SysError::NotOwner),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Frees every object `pid` holds.
+    fn revoke_all(&self, pid: Pid) {
+        let tag = pid.index() as u32 + 1;
+        for o in &self.owners {
+            let _ = o.compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+}
+
+static CONSOLES: GrantTable = GrantTable::new();
+static CLOCKS: GrantTable = GrantTable::new();
+static SCHEDS: GrantTable = GrantTable::new();
+
+/// Grants a new process its console, clock and share of the CPU. On
+/// failure nothing stays granted.
+pub fn grant_process(pid: Pid) -> SysResult<Grants> {
+    let grants = (|| {
+        Ok(Grants {
+            console: ConsoleHandle(CONSOLES.grant(pid)?),
+            clock: ClockHandle(CLOCKS.grant(pid)?),
+            sched: SchedHandle(SCHEDS.grant(pid)?),
+        })
+    })();
+    if grants.is_err() {
+        revoke_process(pid);
+    }
+    grants
+}
+
+/// Takes back everything [`grant_process`] gave `pid`.
+pub fn revoke_process(pid: Pid) {
+    for table in [&CONSOLES, &CLOCKS, &SCHEDS] {
+        table.revoke_all(pid);
+    }
+}
+
+/// Nanoseconds since boot, from the TSC.
+pub fn sys_now_ns(caller: Caller, clock: ClockHandle) -> SysResult<u64> {
+    CLOCKS.check(caller, clock.0)?;
+    Ok(crate::arch::lapic::now_ns())
+}
+
+/// The TSC as the guest reads it (no offset is applied).
+pub fn sys_guest_tsc(caller: Caller, clock: ClockHandle) -> SysResult<u64> {
+    CLOCKS.check(caller, clock.0)?;
+    Ok(crate::arch::cpu::rdtsc())
+}
+
+/// TSC ticks per second.
+pub fn sys_tsc_hz(caller: Caller, clock: ClockHandle) -> SysResult<u64> {
+    CLOCKS.check(caller, clock.0)?;
+    Ok(crate::arch::lapic::tsc_hz())
+}
+
+/// Lets another ready thread run. False if there was none.
+pub fn sys_yield(caller: Caller, sched: SchedHandle) -> SysResult<bool> {
+    SCHEDS.check(caller, sched.0)?;
+    Ok(crate::thread::yield_to_others().unwrap_or(false))
+}
+
+/// Idles until `deadline_ns` or the next host interrupt: other ready
+/// threads run first; if none is ready the CPU halts until then.
+pub fn sys_idle_until(caller: Caller, sched: SchedHandle, deadline_ns: u64) -> SysResult<()> {
+    if !sys_yield(caller, sched)? {
+        wait_until(deadline_ns);
+    }
+    Ok(())
+}
+
+/// Halts this CPU until `deadline_ns` or the next host interrupt, whichever
+/// comes first; returns at once if the deadline passed.
+fn wait_until(deadline_ns: u64) {
+    let now = crate::arch::lapic::now_ns();
+    if deadline_ns <= now {
+        return;
+    }
+    let cpu = crate::arch::cpu::current();
+    let arm = CPUS[cpu].lock().as_mut().and_then(|c| c.time.arm(deadline_ns, now));
+    if let Some(at) = arm {
+        crate::arch::lapic::arm_timer_at_ns(at);
+    }
+    crate::arch::cpu::wait_for_interrupt();
+}
+
+/// Writes bytes to the hypervisor's console (the host serial port).
+pub fn sys_console_write(caller: Caller, console: ConsoleHandle, bytes: &[u8]) -> SysResult<()> {
+    CONSOLES.check(caller, console.0)?;
+    for &b in bytes {
+        crate::arch::serial::write_byte(b);
+    }
+    Ok(())
+}
+
+/// A byte typed on the hypervisor's console, if one is waiting.
+pub fn sys_console_read(caller: Caller, console: ConsoleHandle) -> SysResult<Option<u8>> {
+    CONSOLES.check(caller, console.0)?;
+    Ok(crate::arch::serial::try_read_byte())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_granted_object_answers_its_owner_only() {
+        let t = GrantTable::new();
+        let (a, b) = (Pid::from_index(3), Pid::from_index(4));
+        let h = t.grant(a).unwrap();
+        assert_eq!(t.check(Caller::of(a), h), Ok(()));
+        assert_eq!(t.check(Caller::of(b), h), Err(SysError::NotOwner));
+        assert_eq!(t.check(Caller::of(a), h + 1), Err(SysError::NoSuchObject), "a handle never granted");
+        assert_eq!(t.check(Caller::of(a), MAX_PROCS as u16), Err(SysError::NoSuchObject), "out of range");
+    }
+
+    #[test]
+    fn revoked_handles_are_stale_and_their_slots_reused() {
+        let t = GrantTable::new();
+        let a = Pid::from_index(1);
+        let h = t.grant(a).unwrap();
+        t.revoke_all(a);
+        assert_eq!(t.check(Caller::of(a), h), Err(SysError::NoSuchObject));
+        let b = Pid::from_index(2);
+        assert_eq!(t.grant(b), Ok(h), "the freed slot is reused");
+        assert_eq!(t.check(Caller::of(a), h), Err(SysError::NotOwner), "the old holder's handle now names another's");
+    }
+
+    #[test]
+    fn a_full_table_refuses_more_grants() {
+        let t = GrantTable::new();
+        for i in 0..MAX_PROCS {
+            t.grant(Pid::from_index(i)).unwrap();
+        }
+        assert_eq!(t.grant(Pid::from_index(0)), Err(SysError::NoSlot));
+    }
+}

@@ -1,0 +1,31 @@
+//! The kernel's interface: what the VMM (and any other process) may ask of
+//! the kernel, and nothing of how the kernel does it.
+//!
+//! This crate plays for the VMM the role `hvabi` plays for guests: handles,
+//! the guest registers, the typed VM exit, the exit statistics, errors, the
+//! declared virtual CPU, and the [`Sys`] trait that gathers the calls. The
+//! kernel (`hypervisor`) implements `Sys`; the VMM (`vmm`) uses only this
+//! crate, so Cargo's dependency graph enforces the layering: the VMM cannot
+//! name the kernel's internals. Host tests of the VMM implement `Sys` with
+//! scripted exits.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod cpuid;
+mod error;
+pub mod exit;
+mod handles;
+mod regs;
+pub mod stats;
+mod sys;
+
+pub use cpuid::CpuidResult;
+pub use error::{GuestFault, SysError, SysResult};
+pub use exit::{ExitReason, RawExit, VmExit};
+pub use handles::{ClockHandle, ConsoleHandle, Grants, SchedHandle, VcpuHandle, VmHandle};
+pub use regs::{NextRipSource, Reg, SegReg};
+pub use stats::{ExitStats, PathStats, ReasonStats};
+pub use sys::{Sys, VcpuInfo};
+
+/// "No deadline", for [`Sys::run`].
+pub const NEVER: u64 = u64::MAX;

@@ -1,0 +1,73 @@
+//! The registers the kernel reads and writes for the VMM.
+
+/// The guest registers the kernel reads and writes for the VMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reg {
+    Rax,
+    Rbx,
+    Rcx,
+    Rdx,
+    Rsi,
+    Rdi,
+    Rbp,
+    Rsp,
+    R8,
+    R9,
+    R10,
+    R11,
+    R12,
+    R13,
+    R14,
+    R15,
+    Rip,
+    Rflags,
+    Cr0,
+    Cr2,
+    Cr3,
+    Cr4,
+    Efer,
+    Dr6,
+    Dr7,
+    Pat,
+    SysenterCs,
+    SysenterEsp,
+    SysenterEip,
+    Cpl,
+    /// The TSC_AUX MSR (what RDTSCP and RDPID read); 32 bits.
+    TscAux,
+}
+
+impl Reg {
+    /// The general register with encoding `n` (0 = RAX ... 15 = R15).
+    pub fn gpr(n: u8) -> Option<Reg> {
+        use Reg::*;
+        const GPRS: [Reg; 16] = [Rax, Rcx, Rdx, Rbx, Rsp, Rbp, Rsi, Rdi, R8, R9, R10, R11, R12, R13, R14, R15];
+        GPRS.get(usize::from(n)).copied()
+    }
+}
+
+/// The segment registers and descriptor tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegReg {
+    Es,
+    Cs,
+    Ss,
+    Ds,
+    Fs,
+    Gs,
+    Gdtr,
+    Ldtr,
+    Idtr,
+    Tr,
+}
+
+/// Where the address of the instruction after an intercepted one came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextRipSource {
+    /// The VMCB's next_rip (NRIPS).
+    Nrips,
+    /// EXITINFO2 of an IOIO exit (every SVM CPU has it).
+    IoExitInfo,
+    /// The instruction was decoded from guest memory.
+    Decoded,
+}

@@ -1,0 +1,104 @@
+//! The kernel's interface, as the VMM sees it: one trait, which the kernel
+//! implements over its syscall layer and tests implement with scripted
+//! exits.
+//!
+//! No call takes the caller's identity: the kernel works it out from the
+//! thread that makes the call (its process, and that process's memory
+//! container). Every object is named by a handle the caller must own.
+use crate::cpuid::CpuidResult;
+use crate::error::{GuestFault, SysResult};
+use crate::exit::VmExit;
+use crate::handles::{ClockHandle, ConsoleHandle, SchedHandle, VcpuHandle, VmHandle};
+use crate::regs::{NextRipSource, Reg, SegReg};
+use crate::stats::{ExitStats, PathStats};
+use vmcb::{EventInj, Segment};
+
+/// A vCPU's place: its index in its VM (its APIC ID), the VM's id (what
+/// guests name each other's VMs by), and how many vCPUs the VM has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VcpuInfo {
+    pub index: u32,
+    pub vm_id: u32,
+    pub vcpus: u32,
+}
+
+/// The kernel's calls. See `docs/architecture.md` for the door they form
+/// and `docs/layers.md` for what each promises.
+pub trait Sys {
+    /// A VM with every I/O port and MSR intercepted (except the MSRs the
+    /// VMCB holds) and no memory; its frames come from the caller's quota.
+    fn vm_create(&self) -> SysResult<VmHandle>;
+    /// Destroys a VM and its vCPUs, giving every frame back.
+    fn vm_destroy(&self, vm: VmHandle) -> SysResult<()>;
+    /// A vCPU of `vm` in the x86 reset state.
+    fn vcpu_create(&self, vm: VmHandle) -> SysResult<VcpuHandle>;
+    /// Backs `[gpa, gpa + len)` with fresh zeroed frames and maps them.
+    fn npt_map(&self, vm: VmHandle, gpa: u64, len: u64) -> SysResult<()>;
+    /// Copies guest RAM at `gpa` into `buf`.
+    fn guest_read(&self, vm: VmHandle, gpa: u64, buf: &mut [u8]) -> SysResult<()>;
+    /// Copies `data` into guest RAM at `gpa`; nothing is written unless all
+    /// of it fits.
+    fn guest_write(&self, vm: VmHandle, gpa: u64, data: &[u8]) -> SysResult<()>;
+    /// Bytes of RAM mapped in `vm`.
+    fn vm_ram(&self, vm: VmHandle) -> SysResult<u64>;
+    /// Intercepts (or passes through) a guest I/O port.
+    fn set_io_intercept(&self, vm: VmHandle, port: u16, intercept: bool) -> SysResult<()>;
+
+    /// Runs the guest until an exit the caller must handle, or until
+    /// `deadline_ns` (then [`VmExit::Intr`]). The kernel answers exits that
+    /// need no device model itself and enforces the caller's time slice.
+    fn run(&self, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<VmExit>;
+    /// With NRIPS, the address after the intercepted instruction.
+    fn next_rip(&self, vcpu: VcpuHandle) -> SysResult<Option<u64>>;
+    /// The intercepted instruction is done: RIP moves on, the interrupt
+    /// shadow ends, a single-stepping guest gets its #DB.
+    fn complete_instruction(&self, vcpu: VcpuHandle, next_rip: u64, from: NextRipSource) -> SysResult<()>;
+    /// Queues an event: an exception or NMI for the next entry, an
+    /// external interrupt for when the guest can take it.
+    fn inject(&self, vcpu: VcpuHandle, ev: EventInj) -> SysResult<()>;
+    /// A posted external interrupt has not been taken yet.
+    fn interrupt_pending(&self, vcpu: VcpuHandle) -> SysResult<bool>;
+    /// Traps (or stops trapping) guest exception `vector` (0..32).
+    fn set_exception_intercept(&self, vcpu: VcpuHandle, vector: u8, intercept: bool) -> SysResult<()>;
+    fn reg(&self, vcpu: VcpuHandle, r: Reg) -> SysResult<u64>;
+    fn set_reg(&self, vcpu: VcpuHandle, r: Reg, value: u64) -> SysResult<()>;
+    fn seg(&self, vcpu: VcpuHandle, r: SegReg) -> SysResult<Segment>;
+    fn set_seg(&self, vcpu: VcpuHandle, r: SegReg, s: Segment) -> SysResult<()>;
+    /// MOV to CR4 of `value`, checked as the CPU checks it against the
+    /// guest's CPUID: done, or the fault the guest gets.
+    fn write_cr4(&self, vcpu: VcpuHandle, value: u64) -> SysResult<Result<(), GuestFault>>;
+    /// XSETBV of XCR[`index`], checked the same way.
+    fn xsetbv(&self, vcpu: VcpuHandle, index: u32, value: u64) -> SysResult<Result<(), GuestFault>>;
+    /// What the guest's CPUID(`leaf`, `sub`) returns on `vcpu`.
+    fn cpuid(&self, vcpu: VcpuHandle, leaf: u32, sub: u32) -> SysResult<CpuidResult>;
+    fn vcpu_info(&self, vcpu: VcpuHandle) -> SysResult<VcpuInfo>;
+    /// A copy of the vCPU's exit statistics.
+    fn stats(&self, vcpu: VcpuHandle) -> SysResult<ExitStats>;
+    fn reset_stats(&self, vcpu: VcpuHandle) -> SysResult<()>;
+    /// How the vCPU's exits were served (next-RIP sources, TLB flushes).
+    fn paths(&self, vcpu: VcpuHandle) -> SysResult<PathStats>;
+
+    /// Nanoseconds since boot.
+    fn now_ns(&self, clock: ClockHandle) -> SysResult<u64>;
+    /// The TSC as the guest reads it.
+    fn guest_tsc(&self, clock: ClockHandle) -> SysResult<u64>;
+    /// TSC ticks per second.
+    fn tsc_hz(&self, clock: ClockHandle) -> SysResult<u64>;
+
+    /// Lets other ready threads run; false if none was ready.
+    fn yield_now(&self, sched: SchedHandle) -> SysResult<bool>;
+    /// Idles until `deadline_ns` or the next host interrupt: other ready
+    /// threads run first, else the CPU halts.
+    fn idle_until(&self, sched: SchedHandle, deadline_ns: u64) -> SysResult<()>;
+
+    /// Writes text to the hypervisor's console.
+    fn console_write(&self, console: ConsoleHandle, bytes: &[u8]) -> SysResult<()>;
+    /// A byte typed into the console, if one is waiting.
+    fn console_read(&self, console: ConsoleHandle) -> SysResult<Option<u8>>;
+
+    /// Queues `msg` for the process that owns VM `peer` (VM ids, as
+    /// [`VcpuInfo::vm_id`]); never blocks.
+    fn chan_send(&self, peer: u32, msg: &[u8]) -> SysResult<()>;
+    /// Takes the next message from the process that owns VM `peer`.
+    fn chan_recv(&self, peer: u32, buf: &mut [u8]) -> SysResult<usize>;
+}

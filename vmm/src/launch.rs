@@ -1,0 +1,180 @@
+//! Building a VM from a guest image and running it to its end.
+use super::guestmem::VmMemory;
+use super::hvdev::{DebugConsole, InfoDevice};
+use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
+use super::vcpu::{Stop, VcpuLoop};
+use guest_x86::mem::GuestMemory;
+use sysabi::{ExitStats, Grants, PathStats, Reg, SegReg, Sys, SysError, SysResult, VcpuHandle, VmHandle};
+use vmcb::Segment;
+
+/// Where a raw 16-bit guest is loaded and entered (0000:7C00, like a boot
+/// sector).
+pub const RAW16_LOAD: u64 = 0x7C00;
+
+/// One guest to run.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestConfig<'a> {
+    pub name: &'a str,
+    pub image: &'a [u8],
+    pub initrd: Option<&'a [u8]>,
+    /// The initrd module's own command line (a multiboot guest sees it).
+    pub initrd_cmdline: &'a str,
+    pub cmdline: &'a str,
+    /// Bytes of RAM from guest-physical 0.
+    pub mem: u64,
+    /// The image is a flat real-mode binary, not a kernel format.
+    pub raw16: bool,
+    /// Pass port 0xF4 (QEMU's debug-exit device) through to the guest.
+    pub debug_exit: bool,
+}
+
+/// Why a VM could not be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchError {
+    Kernel(SysError),
+    Load(LoadError),
+    Raw16TooLarge(usize),
+}
+
+impl From<SysError> for LaunchError {
+    fn from(e: SysError) -> Self {
+        LaunchError::Kernel(e)
+    }
+}
+
+impl core::fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LaunchError::Kernel(e) => write!(f, "kernel refused: {e}"),
+            LaunchError::Load(e) => write!(f, "bad guest image: {e}"),
+            LaunchError::Raw16TooLarge(n) => write!(f, "raw 16-bit image of {n} bytes does not fit below 640 KiB"),
+        }
+    }
+}
+
+/// How the VM ended, and what it did on the way.
+pub struct Outcome {
+    pub stop: Stop,
+    /// The vCPU's exit statistics.
+    pub stats: ExitStats,
+    /// How its exits were served.
+    pub paths: PathStats,
+}
+
+/// Puts the vCPU in the state a loader asked for.
+fn apply_entry<S: Sys>(sys: &S, vcpu: VcpuHandle, e: &EntryState) -> SysResult<()> {
+    for (r, v) in [
+        (Reg::Cr0, e.cr0),
+        (Reg::Cr3, e.cr3),
+        (Reg::Cr4, e.cr4),
+        (Reg::Efer, e.efer),
+        (Reg::Rip, e.rip),
+        (Reg::Rsp, e.rsp),
+        (Reg::Rflags, e.rflags),
+        (Reg::Rax, e.rax),
+        (Reg::Rbx, e.rbx),
+        (Reg::Rsi, e.rsi),
+    ] {
+        sys.set_reg(vcpu, r, v)?;
+    }
+    if e.mode == CpuMode::Real16 {
+        return Ok(());
+    }
+    sys.set_seg(vcpu, SegReg::Cs, e.code)?;
+    for r in [SegReg::Ds, SegReg::Es, SegReg::Ss, SegReg::Fs, SegReg::Gs] {
+        sys.set_seg(vcpu, r, e.data)?;
+    }
+    sys.set_seg(vcpu, SegReg::Tr, e.tr)?;
+    sys.set_seg(vcpu, SegReg::Gdtr, Segment::table(e.gdtr.base, e.gdtr.limit))?;
+    sys.set_seg(vcpu, SegReg::Idtr, Segment::table(0, 0))?;
+    Ok(())
+}
+
+fn load<S: Sys>(
+    sys: &S,
+    grants: Grants,
+    vm: VmHandle,
+    vcpu: VcpuHandle,
+    cfg: &GuestConfig<'_>,
+) -> Result<(), LaunchError> {
+    let mut mem = VmMemory { sys, vm, size: cfg.mem };
+    if cfg.raw16 {
+        if cfg.image.len() as u64 > 0xA0000 - RAW16_LOAD {
+            return Err(LaunchError::Raw16TooLarge(cfg.image.len()));
+        }
+        mem.write(RAW16_LOAD, cfg.image).map_err(|_| LaunchError::Raw16TooLarge(cfg.image.len()))?;
+        // Real mode at 0000:7C00.
+        sys.set_seg(vcpu, SegReg::Cs, Segment::real_mode_code(0))?;
+        sys.set_reg(vcpu, Reg::Rip, RAW16_LOAD)?;
+        return Ok(());
+    }
+    let layout = MemLayout { ram_size: cfg.mem };
+    let initrd = cfg.initrd.map(|data| loader::Module { data, cmdline: cfg.initrd_cmdline.as_bytes() });
+    let linux;
+    let cmdline = match loader::detect(cfg.image) {
+        Some(loader::ImageKind::BzImage | loader::ImageKind::Pvh) => {
+            linux = loader::linux_cmdline(cfg.cmdline, sys.tsc_hz(grants.clock)? / 1000);
+            linux.as_str()
+        }
+        _ => cfg.cmdline,
+    };
+    let (kind, entry) =
+        loader::load(&mut mem, &layout, cfg.image, initrd, cmdline.as_bytes()).map_err(LaunchError::Load)?;
+    log::info!("{}: {:?} image, entry {:#x} in {:?}", cfg.name, kind, entry.rip, entry.mode);
+    apply_entry(sys, vcpu, &entry)?;
+    Ok(())
+}
+
+/// Creates the VM, loads the guest, runs it until it stops, and frees the
+/// VM again. A guest that cannot be loaded gets an error naming why; the
+/// hypervisor and other VMs are not affected either way.
+pub fn run_guest<S: Sys>(
+    sys: &S,
+    grants: Grants,
+    cfg: &GuestConfig<'_>,
+    epoch_seconds: u64,
+) -> Result<Outcome, LaunchError> {
+    let vm = sys.vm_create()?;
+    let result = (|| {
+        sys.npt_map(vm, 0, cfg.mem)?;
+        let vcpu = sys.vcpu_create(vm)?;
+        if cfg.debug_exit {
+            for port in 0xF4..=0xF7 {
+                sys.set_io_intercept(vm, port, false)?;
+            }
+        }
+        // #BP and #UD are intercepted and reflected back into the guest
+        // through `inject`: a debugger in the VMM could take them instead.
+        // (QEMU's TCG treats INT3 as a software interrupt and never
+        // delivers the #BP intercept; real CPUs do.)
+        sys.set_exception_intercept(vcpu, 3, true)?;
+        sys.set_exception_intercept(vcpu, 6, true)?;
+        load(sys, grants, vm, vcpu, cfg)?;
+        let mut lp = VcpuLoop {
+            name: cfg.name,
+            sys,
+            grants,
+            vm,
+            vcpu,
+            mem: VmMemory { sys, vm, size: cfg.mem },
+            board: super::dev::Board::new(super::dev::BoardConfig {
+                rtc_epoch_seconds: epoch_seconds,
+                ram_size: cfg.mem,
+            }),
+            console: DebugConsole::new(),
+            hc_console: DebugConsole::new(),
+            info_dev: InfoDevice::default(),
+            held_input: None,
+            now_ns: sys.now_ns(grants.clock)?,
+            msrs: super::msr::GuestMsrs::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
+        };
+        // The guest's TSC runs without offset: this is its clock at entry.
+        log::info!("{}: entering the guest at tsc={}", cfg.name, sys.guest_tsc(grants.clock)?);
+        let stop = lp.run();
+        Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)? })
+    })();
+    if let Err(e) = sys.vm_destroy(vm) {
+        log::error!("{}: could not free the VM: {e}", cfg.name);
+    }
+    result
+}

@@ -1,0 +1,528 @@
+//! The VMM's exit loop for one vCPU: run, handle the exit, inject.
+//!
+//! Everything here goes through the kernel's calls ([`Sys`]). The loop ends when the
+//! guest resets, powers off, triple-faults or does something the VMM cannot
+//! emulate; the returned [`Stop`] says which, and where.
+use super::dev::{Board, BoardEvent};
+use super::guestmem::VmMemory;
+use super::hvdev::{DebugConsole, InfoDevice, DEBUG_PORT};
+use super::msr::{self, MsrAction};
+use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
+use log::{debug, info, warn};
+use sysabi::{ExitReason, Grants, NextRipSource, Reg, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
+use vmcb::{EventInj, IoAccessSize, IoDirection};
+
+mod cr;
+/// The longest a halted vCPU sleeps before it looks at the console again.
+const IDLE_POLL_NS: u64 = 10_000_000;
+const RFLAGS_IF: u64 = 1 << 9;
+
+const VEC_UD: u8 = 6;
+const VEC_GP: u8 = 13;
+const VEC_BP: u8 = 3;
+
+/// The LAPIC and IOAPIC pages: guests that probe them find nothing there
+/// (reads return zero, writes are dropped).
+const ABSENT_MMIO: [(u64, u64); 2] = [(0xFEC0_0000, 0x1000), (0xFEE0_0000, 0x1000)];
+
+/// Why a vCPU stopped for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The guest asked for a reset (port 0xCF9, the i8042, a triple fault
+    /// is reported separately).
+    Reset,
+    PowerOff,
+    /// HLT with interrupts disabled: the guest stopped itself for good.
+    Halted {
+        rip: u64,
+    },
+    /// Shutdown: a fault while delivering a double fault.
+    TripleFault {
+        rip: u64,
+    },
+    /// An access to guest-physical memory that is neither RAM nor a device.
+    UnhandledNpf {
+        gpa: u64,
+        rip: u64,
+        write: bool,
+    },
+    /// An instruction the VMM had to emulate and could not.
+    Unemulated {
+        rip: u64,
+        what: &'static str,
+    },
+    /// VMRUN refused the guest state: `why` names the field when the check
+    /// before VMRUN found it, and is `None` if VMRUN itself refused.
+    InvalidState {
+        rip: u64,
+        why: Option<vmcb::StateError>,
+    },
+    /// An exit with no handler.
+    UnhandledExit {
+        code: u64,
+        rip: u64,
+    },
+    /// A syscall failed: a VMM bug.
+    Kernel(SysError),
+}
+
+impl core::fmt::Display for Stop {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Stop::Reset => f.write_str("the guest requested a reset"),
+            Stop::PowerOff => f.write_str("the guest powered off"),
+            Stop::Halted { rip } => {
+                write!(f, "the guest halted with interrupts disabled at RIP {rip:#x} (powered off)")
+            }
+            Stop::TripleFault { rip } => write!(f, "triple fault (shutdown) at RIP {rip:#x}"),
+            Stop::UnhandledNpf { gpa, rip, write } => write!(
+                f,
+                "{} of guest-physical {gpa:#x}, which is neither RAM nor a device, at RIP {rip:#x}",
+                if write { "write" } else { "read" }
+            ),
+            Stop::Unemulated { rip, what } => write!(f, "cannot emulate at RIP {rip:#x}: {what}"),
+            Stop::InvalidState { rip, why: Some(e) } => write!(f, "illegal guest state for VMRUN at RIP {rip:#x}: {e}"),
+            Stop::InvalidState { rip, why: None } => write!(f, "VMRUN rejected the guest state (RIP {rip:#x})"),
+            Stop::UnhandledExit { code, rip } => write!(f, "unhandled exit code {code:#x} at RIP {rip:#x}"),
+            Stop::Kernel(e) => write!(f, "kernel error: {e}"),
+        }
+    }
+}
+
+impl Stop {
+    /// The guest ended as guests do (reset or power-off), not by a fault.
+    pub fn is_clean(&self) -> bool {
+        matches!(self, Stop::Reset | Stop::PowerOff | Stop::Halted { .. })
+    }
+}
+
+impl From<SysError> for Stop {
+    fn from(e: SysError) -> Stop {
+        Stop::Kernel(e)
+    }
+}
+
+/// Per-vCPU exit counts.
+#[derive(Debug, Clone, Default)]
+pub struct ExitCounts(pub [u64; ExitReason::COUNT]);
+
+impl core::fmt::Display for ExitCounts {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut first = true;
+        for r in ExitReason::ALL {
+            let n = self.0[r as usize];
+            if n != 0 {
+                write!(f, "{}{}={}", if first { "" } else { " " }, r.name(), n)?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
+
+/// The guest's registers through the kernel's calls, for the emulator.
+struct SysRegs<'a, S: Sys> {
+    sys: &'a S,
+    vcpu: VcpuHandle,
+}
+
+impl<S: Sys> GprAccess for SysRegs<'_, S> {
+    fn gpr(&self, n: u8) -> u64 {
+        Reg::gpr(n).and_then(|r| self.sys.reg(self.vcpu, r).ok()).unwrap_or(0)
+    }
+    fn set_gpr(&mut self, n: u8, v: u64) {
+        if let Some(r) = Reg::gpr(n) {
+            let _ = self.sys.set_reg(self.vcpu, r, v);
+        }
+    }
+    fn rflags(&self) -> u64 {
+        self.sys.reg(self.vcpu, Reg::Rflags).unwrap_or(2)
+    }
+    fn set_rflags(&mut self, v: u64) {
+        let _ = self.sys.set_reg(self.vcpu, Reg::Rflags, v);
+    }
+}
+
+/// One vCPU and the devices it drives.
+pub struct VcpuLoop<'a, S: Sys> {
+    pub name: &'a str,
+    /// The kernel.
+    pub sys: &'a S,
+    /// The console, clock and share of the CPU the VMM's process was given.
+    pub grants: Grants,
+    pub vm: VmHandle,
+    pub vcpu: VcpuHandle,
+    pub mem: VmMemory<'a, S>,
+    pub board: Board,
+    pub console: DebugConsole,
+    /// Lines from the console-write hypercall.
+    pub hc_console: DebugConsole,
+    pub info_dev: InfoDevice,
+    /// A byte typed on the host console that the guest UART could not take.
+    pub held_input: Option<u8>,
+    /// Guest time of the current exit, read once when it happened.
+    pub now_ns: u64,
+    /// The MSRs the VMM emulates for this vCPU.
+    pub msrs: msr::GuestMsrs,
+}
+
+impl<S: Sys> VcpuLoop<'_, S> {
+    fn reg(&self, r: Reg) -> Result<u64, Stop> {
+        Ok(self.sys.reg(self.vcpu, r)?)
+    }
+
+    fn set_reg(&self, r: Reg, v: u64) -> Result<(), Stop> {
+        Ok(self.sys.set_reg(self.vcpu, r, v)?)
+    }
+
+    fn inject(&self, ev: EventInj) -> Result<(), Stop> {
+        Ok(self.sys.inject(self.vcpu, ev)?)
+    }
+
+    /// The guest runs 64-bit code now.
+    pub fn is_64bit(&self) -> Result<bool, Stop> {
+        Ok(self.mode()? == CpuMode::Bits64)
+    }
+
+    /// Text from the console-write hypercall, line-buffered into the log.
+    pub fn console_text(&mut self, bytes: &[u8]) {
+        let name = self.name;
+        for &b in bytes {
+            self.hc_console.put(b, |line| info!("{name}: console: {line}"));
+        }
+    }
+
+    /// Ends the console-write hypercall's last line.
+    pub fn console_flush(&mut self) {
+        let name = self.name;
+        self.hc_console.flush(|line| info!("{name}: console: {line}"));
+    }
+
+    fn mode(&self) -> Result<CpuMode, Stop> {
+        let cs = self.sys.seg(self.vcpu, SegReg::Cs)?;
+        let a = cs.attributes();
+        Ok(CpuMode::from_state(
+            self.reg(Reg::Cr0)?,
+            self.reg(Reg::Efer)?,
+            self.reg(Reg::Rflags)?,
+            a.long(),
+            a.default_big(),
+        ))
+    }
+
+    fn paging(&self) -> Result<PagingState, Stop> {
+        Ok(PagingState {
+            cr0: self.reg(Reg::Cr0)?,
+            cr3: self.reg(Reg::Cr3)?,
+            cr4: self.reg(Reg::Cr4)?,
+            efer: self.reg(Reg::Efer)?,
+            phys_addr_bits: 40,
+            gbpages: false,
+        })
+    }
+
+    /// Decodes the instruction at the guest's RIP.
+    fn decode_at_rip(&self) -> Result<decode::Insn, Stop> {
+        let rip = self.reg(Reg::Rip)?;
+        let mode = self.mode()?;
+        let cs = self.sys.seg(self.vcpu, SegReg::Cs)?;
+        let user = self.reg(Reg::Cpl)? == 3;
+        let mut buf = [0u8; MAX_INSN_LEN];
+        let paging = self.paging()?;
+        let fetched = decode::fetch(&self.mem, &paging, mode, cs.base, rip, user, &mut buf)
+            .map_err(|_| Stop::Unemulated { rip, what: "instruction fetch failed" })?;
+        decode::decode(&buf[..fetched.len], mode)
+            .map_err(|_| Stop::Unemulated { rip, what: "instruction not decodable" })
+    }
+
+    /// Completes the intercepted instruction: RIP moves past it (NRIPS
+    /// where the CPU has it, else the decoded length), its interrupt shadow
+    /// ends, and a single-stepping guest gets its #DB.
+    pub fn skip_instruction(&self) -> Result<(), Stop> {
+        if let Some(next) = self.sys.next_rip(self.vcpu)? {
+            return self.complete(next, NextRipSource::Nrips);
+        }
+        let insn = self.decode_at_rip()?;
+        self.complete(self.rip_after(u64::from(insn.len))?, NextRipSource::Decoded)
+    }
+
+    fn complete(&self, next_rip: u64, from: NextRipSource) -> Result<(), Stop> {
+        Ok(self.sys.complete_instruction(self.vcpu, next_rip, from)?)
+    }
+
+    /// The RIP `len` bytes on, wrapped as the guest's code size wraps it.
+    fn rip_after(&self, len: u64) -> Result<u64, Stop> {
+        let rip = self.reg(Reg::Rip)?;
+        Ok(match self.mode()? {
+            CpuMode::Bits64 => rip.wrapping_add(len),
+            CpuMode::Bits32 => rip.wrapping_add(len) & 0xFFFF_FFFF,
+            CpuMode::Bits16 => rip.wrapping_add(len) & 0xFFFF,
+        })
+    }
+
+    /// Runs the vCPU until it stops for good.
+    pub fn run(&mut self) -> Stop {
+        loop {
+            if let Err(stop) = self.step() {
+                return stop;
+            }
+        }
+    }
+
+    /// The guest time of the exit being handled: one reading serves every
+    /// device access of the exit.
+    fn now(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Moves console bytes between the host serial port and the guest UART.
+    fn pump_console(&mut self) {
+        // A byte the UART had no room for waits here: the host port has
+        // given it up already.
+        let (sys, console) = (self.sys, self.grants.console);
+        while let Some(b) = self.held_input.take().or_else(|| sys.console_read(console).ok().flatten()) {
+            if !self.board.uart_receive(b) {
+                self.held_input = Some(b);
+                break;
+            }
+        }
+        self.board.drain_output(|b| {
+            let _ = sys.console_write(console, &[b]);
+        });
+    }
+
+    /// Posts the highest pending interrupt to the vCPU if none is posted
+    /// yet. The CPU delivers it when the guest can take it (V_IRQ), so the
+    /// VMM need not watch the guest's RFLAGS.IF or interrupt shadow.
+    fn deliver_interrupts(&mut self) -> Result<(), Stop> {
+        self.board.update(self.now());
+        if self.board.pending_vector().is_none() || self.sys.interrupt_pending(self.vcpu)? {
+            return Ok(());
+        }
+        if let Some(v) = self.board.acknowledge() {
+            self.inject(EventInj::external_interrupt(v))?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<(), Stop> {
+        self.deliver_interrupts()?;
+        // The kernel arms the host timer for the board's next interrupt, so
+        // the guest gets it even if it never exits by itself.
+        let deadline = self.board.next_deadline_ns(self.now()).unwrap_or(NEVER);
+        let exit = self.sys.run(self.vcpu, deadline)?;
+        self.now_ns = self.sys.now_ns(self.grants.clock)?;
+        match exit {
+            VmExit::Io { io, next_rip } => self.handle_io(io, next_rip)?,
+            VmExit::Cpuid => {
+                let leaf = self.reg(Reg::Rax)? as u32;
+                let sub = self.reg(Reg::Rcx)? as u32;
+                let r = self.sys.cpuid(self.vcpu, leaf, sub)?;
+                self.set_reg(Reg::Rax, u64::from(r.eax))?;
+                self.set_reg(Reg::Rbx, u64::from(r.ebx))?;
+                self.set_reg(Reg::Rcx, u64::from(r.ecx))?;
+                self.set_reg(Reg::Rdx, u64::from(r.edx))?;
+                self.skip_instruction()?;
+            }
+            VmExit::Msr(kind) => self.handle_msr(kind.is_write())?,
+            VmExit::Hlt => {
+                // HLT with interrupts masked never ends (no NMIs are
+                // delivered): that is how a guest without ACPI powers off.
+                if self.reg(Reg::Rflags)? & RFLAGS_IF == 0 {
+                    return Err(Stop::Halted { rip: self.reg(Reg::Rip)? });
+                }
+                self.skip_instruction()?;
+                self.idle()?;
+            }
+            VmExit::Vmmcall => {
+                let result = super::hypercall::dispatch(self)?;
+                self.set_reg(Reg::Rax, result as u64)?;
+                self.skip_instruction()?;
+            }
+            VmExit::Npf(f) => self.handle_npf(f.gpa, f.is_write())?,
+            VmExit::CrWrite { cr, info } => self.handle_cr_write(cr, info)?,
+            VmExit::Exception(e) => {
+                if e.vector == VEC_BP {
+                    // INT3 traps: the guest's handler expects RIP after it.
+                    let insn = self.decode_at_rip()?;
+                    self.set_reg(Reg::Rip, self.rip_after(u64::from(insn.len))?)?;
+                }
+                let ev = match e.error_code {
+                    Some(code) => EventInj::exception_with_error(e.vector, code),
+                    None => EventInj::exception(e.vector),
+                };
+                if let Some(cr2) = e.fault_address {
+                    self.set_reg(Reg::Cr2, cr2)?;
+                }
+                self.inject(ev)?;
+            }
+            VmExit::Shutdown => return Err(Stop::TripleFault { rip: self.reg(Reg::Rip)? }),
+            // The board's deadline came: the next round delivers its
+            // interrupt. (The kernel has already let other VMs run at the
+            // end of the time slice.)
+            VmExit::Intr => {}
+            VmExit::SvmInstruction(_) => self.inject(EventInj::exception(VEC_UD))?,
+            VmExit::Invalid(why) => return Err(Stop::InvalidState { rip: self.reg(Reg::Rip)?, why }),
+            VmExit::Other(code) => self.handle_other(code)?,
+        }
+        self.pump_console();
+        if let Some(ev) = self.board.take_event() {
+            return Err(match ev {
+                BoardEvent::Reset => Stop::Reset,
+                BoardEvent::PowerOff => Stop::PowerOff,
+            });
+        }
+        Ok(())
+    }
+
+    /// HLT: sleep until a device raises an interrupt the guest can take.
+    fn idle(&mut self) -> Result<(), Stop> {
+        loop {
+            self.now_ns = self.sys.now_ns(self.grants.clock)?;
+            self.pump_console();
+            let now = self.now();
+            self.board.update(now);
+            if self.board.pending_vector().is_some() || self.sys.interrupt_pending(self.vcpu)? {
+                return Ok(());
+            }
+            let deadline = self.board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);
+            self.sys.idle_until(self.grants.sched, deadline)?;
+        }
+    }
+
+    fn handle_io(&mut self, io: vmcb::IoioInfo, next_rip: u64) -> Result<(), Stop> {
+        if io.string {
+            return Err(Stop::Unemulated { rip: self.reg(Reg::Rip)?, what: "string I/O (INS/OUTS)" });
+        }
+        let size: u8 = match io.size {
+            IoAccessSize::Byte => 1,
+            IoAccessSize::Word => 2,
+            IoAccessSize::Dword => 4,
+        };
+        let now = self.now();
+        match io.direction {
+            IoDirection::Out => {
+                let value = (self.reg(Reg::Rax)? & size_mask(size)) as u32;
+                if io.port == DEBUG_PORT {
+                    let name = self.name;
+                    self.console.put(value as u8, |line| info!("{name}: {line}"));
+                } else {
+                    self.board.io_write(io.port, size, value, now);
+                }
+            }
+            IoDirection::In => {
+                let value = if io.port == DEBUG_PORT { 0xE9 } else { self.board.io_read(io.port, size, now) };
+                let rax = self.reg(Reg::Rax)?;
+                // IN to EAX zero-extends into RAX; AL and AX keep the rest.
+                let new = if size == 4 {
+                    u64::from(value)
+                } else {
+                    (rax & !size_mask(size)) | (u64::from(value) & size_mask(size))
+                };
+                self.set_reg(Reg::Rax, new)?;
+            }
+        }
+        self.complete(next_rip, NextRipSource::IoExitInfo)
+    }
+
+    fn handle_msr(&mut self, write: bool) -> Result<(), Stop> {
+        let index = self.reg(Reg::Rcx)? as u32;
+        let rip = self.reg(Reg::Rip)?;
+        let name = self.name;
+        if write {
+            let value = (self.reg(Reg::Rdx)? << 32) | (self.reg(Reg::Rax)? & 0xFFFF_FFFF);
+            debug!("{name}: wrmsr {index:#x} <- {value:#x} at {rip:#x}");
+            match self.msrs.write(index, value) {
+                MsrAction::Efer => {
+                    let efer = self.reg(Reg::Efer)?;
+                    // Long mode is switched with paging off (APM vol. 2,
+                    // 14.6.1): changing LME with CR0.PG set is #GP.
+                    if (efer ^ value) & msr::EFER_LME != 0 && self.reg(Reg::Cr0)? & decode::walk::CR0_PG != 0 {
+                        return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                    }
+                    // LMA is the CPU's to change: keep the current one.
+                    self.set_reg(Reg::Efer, (value & !msr::EFER_LMA) | (efer & msr::EFER_LMA))?
+                }
+                MsrAction::Pat => self.set_reg(Reg::Pat, value)?,
+                MsrAction::TscAux => self.set_reg(Reg::TscAux, value)?,
+                MsrAction::MiscEnable(v) => self.msrs.misc_enable = v,
+                MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
+                MsrAction::Absent => {
+                    debug!("{name}: wrmsr {index:#x}: not on this virtual CPU (#GP)");
+                    return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                }
+                MsrAction::Refuse => {
+                    warn!("{name}: wrmsr {index:#x} <- {value:#x} refused (#GP)");
+                    return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                }
+            }
+        } else {
+            let value = match self.msrs.read(index) {
+                MsrAction::Value(v) | MsrAction::MiscEnable(v) => v,
+                MsrAction::Efer => self.reg(Reg::Efer)?,
+                MsrAction::Pat => self.reg(Reg::Pat)?,
+                MsrAction::Tsc => self.sys.guest_tsc(self.grants.clock)?,
+                MsrAction::TscAux => self.reg(Reg::TscAux)?,
+                MsrAction::Ignore => 0,
+                MsrAction::Absent => {
+                    debug!("{name}: rdmsr {index:#x}: not on this virtual CPU (#GP)");
+                    return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                }
+                MsrAction::Refuse => {
+                    warn!("{name}: rdmsr {index:#x} refused (#GP)");
+                    return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                }
+            };
+            debug!("{name}: rdmsr {index:#x} = {value:#x} at {rip:#x}");
+            self.set_reg(Reg::Rax, value & 0xFFFF_FFFF)?;
+            self.set_reg(Reg::Rdx, value >> 32)?;
+        }
+        self.skip_instruction()
+    }
+
+    fn handle_npf(&mut self, gpa: u64, write: bool) -> Result<(), Stop> {
+        let rip = self.reg(Reg::Rip)?;
+        let info = InfoDevice::contains(gpa);
+        let absent = ABSENT_MMIO.iter().any(|&(b, l)| (b..b + l).contains(&gpa));
+        if !info && !absent {
+            return Err(Stop::UnhandledNpf { gpa, rip, write });
+        }
+        let insn = self.decode_at_rip()?;
+        let InsnKind::Mem(m) = insn.kind else {
+            return Err(Stop::Unemulated { rip, what: "MMIO access by an instruction the emulator does not handle" });
+        };
+        let mut regs = SysRegs { sys: self.sys, vcpu: self.vcpu };
+        let dev = &mut self.info_dev;
+        decode::emulate_mmio(&m, &mut regs, &mut |a| match a {
+            Access::Read { size } if info => dev.read(gpa, size),
+            Access::Write { size, value } if info => {
+                dev.write(gpa, size, value);
+                0
+            }
+            _ => 0,
+        });
+        self.complete(self.rip_after(u64::from(insn.len))?, NextRipSource::Decoded)
+    }
+
+    fn handle_other(&mut self, code: vmcb::ExitCode) -> Result<(), Stop> {
+        use vmcb::ExitCode as C;
+        let rip = self.reg(Reg::Rip)?;
+        match code {
+            C::Xsetbv => self.handle_xsetbv(),
+            // Hidden by CPUID (MONITOR, MONITORX, RDPRU): the guest gets
+            // what a CPU without them gives.
+            C::Monitor | C::Mwait | C::MwaitConditional | C::Rdpru => self.inject(EventInj::exception(VEC_UD)),
+            // No performance counters are virtualised: RDPMC faults, as
+            // under KVM without a PMU.
+            C::Rdpmc => self.inject(EventInj::exception_with_error(VEC_GP, 0)),
+            // No caches to write back in a VM: a no-op.
+            C::Invd => self.skip_instruction(),
+            // Nothing to do: the host has handled its NMI/SMI.
+            C::Nmi | C::Smi | C::Init => Ok(()),
+            _ => Err(Stop::UnhandledExit { code: code.to_raw(), rip }),
+        }
+    }
+}
