@@ -69,6 +69,11 @@ impl Ctx {
         self.lines
     }
 
+    /// True if a line pulsed since the last [`Ctx::take_pulses`].
+    pub fn has_pulses(&self) -> bool {
+        self.pulses != 0
+    }
+
     /// Takes the lines that pulsed since the last call.
     pub fn take_pulses(&mut self) -> u32 {
         core::mem::take(&mut self.pulses)

@@ -2,6 +2,7 @@
 //! kept sorted and free of overlaps.
 use super::BusDevice;
 use arrayvec::ArrayVec;
+use core::cell::Cell;
 
 /// `len` consecutive bus addresses from `base`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,12 +99,15 @@ pub struct Bus<D, const N: usize> {
     last: u64,
     /// Sorted by `first`; no two overlap.
     map: ArrayVec<Mapping<D>, N>,
+    /// The index of the range last found: guests tend to use one device
+    /// many times in a row, and this one compare saves the search.
+    recent: Cell<usize>,
 }
 
 impl<D, const N: usize> Bus<D, N> {
     /// An empty bus whose addresses end at `last`.
     pub const fn new(last: u64) -> Self {
-        Bus { last, map: ArrayVec::new_const() }
+        Bus { last, map: ArrayVec::new_const(), recent: Cell::new(0) }
     }
 
     /// Registers `device` at every range in `ranges`, or at none of them.
@@ -143,8 +147,16 @@ impl<D, const N: usize> Bus<D, N> {
     /// The range `addr` falls in, and its device.
     #[inline]
     pub fn find(&self, addr: u64) -> Option<Mapping<D>> {
-        let after = self.map.partition_point(|m| m.first <= addr);
-        let m = *self.map.get(after.checked_sub(1)?)?;
+        match self.map.get(self.recent.get()) {
+            Some(&m) if m.first <= addr && addr <= m.last => Some(m),
+            _ => self.search(addr),
+        }
+    }
+
+    fn search(&self, addr: u64) -> Option<Mapping<D>> {
+        let at = self.map.partition_point(|m| m.first <= addr).checked_sub(1)?;
+        let m = self.map[at];
+        self.recent.set(at);
         (addr <= m.last).then_some(m)
     }
 

@@ -72,7 +72,18 @@ impl<D> PortBus<D> {
     }
 
     /// An `in` of `data.len()` bytes from `port`.
+    #[inline]
     pub fn read(&mut self, devices: &mut D, port: u16, data: &mut [u8], cx: &mut Ctx) {
+        // Most accesses fall in one device's range.
+        let (first, last) = (u64::from(port), u64::from(port) + (data.len() as u64).max(1) - 1);
+        match self.map.find(first) {
+            Some(m) if last <= m.last => (m.device)(devices).read(m.first, first - m.first, data, cx),
+            _ => self.read_split(devices, port, data, cx),
+        }
+    }
+
+    #[inline(never)]
+    fn read_split(&mut self, devices: &mut D, port: u16, data: &mut [u8], cx: &mut Ctx) {
         let mut done = 0;
         let mut unassigned = None;
         while done < data.len() {
@@ -98,7 +109,17 @@ impl<D> PortBus<D> {
     }
 
     /// An `out` of `data` to `port`.
+    #[inline]
     pub fn write(&mut self, devices: &mut D, port: u16, data: &[u8], cx: &mut Ctx) {
+        let (first, last) = (u64::from(port), u64::from(port) + (data.len() as u64).max(1) - 1);
+        match self.map.find(first) {
+            Some(m) if last <= m.last => (m.device)(devices).write(m.first, first - m.first, data, cx),
+            _ => self.write_split(devices, port, data, cx),
+        }
+    }
+
+    #[inline(never)]
+    fn write_split(&mut self, devices: &mut D, port: u16, data: &[u8], cx: &mut Ctx) {
         let mut done = 0;
         let mut unassigned = None;
         while done < data.len() {
