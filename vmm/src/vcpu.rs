@@ -58,7 +58,7 @@ pub enum Stop {
         code: u64,
         rip: u64,
     },
-    /// A syscall failed: a VMM bug.
+    /// A kernel call failed: a VMM bug.
     Kernel(SysError),
 }
 
