@@ -1,6 +1,6 @@
 //! Building a VM from a guest image and running it to its end.
 use super::bus::BusError;
-use super::dev::{Board, BoardConfig};
+use super::dev::{Board, BoardConfig, UnassignedPort};
 use super::guestmem::VmMemory;
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
 use super::vcpu::{Stop, VcpuLoop};
@@ -129,6 +129,27 @@ fn load<S: Sys>(
     Ok(())
 }
 
+/// Logs the ports the guest touched that no device answers, if any: what
+/// a guest probed and did not find.
+fn report_unassigned(name: &str, board: &Board<'_>) {
+    let total = board.unassigned_accesses();
+    if total > 0 {
+        log::info!("{name}: ports no device answers: {} ({total} accesses)", PortCounts(board.unassigned_ports()));
+    }
+}
+
+/// "0x2e=5 0x4e=3".
+struct PortCounts<'a>(&'a [UnassignedPort]);
+
+impl core::fmt::Display for PortCounts<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            write!(f, "{}{:#x}={}", if i == 0 { "" } else { " " }, p.port, p.count)?;
+        }
+        Ok(())
+    }
+}
+
 /// Creates the VM, loads the guest, runs it until it stops, and frees the
 /// VM again. A guest that cannot be loaded gets an error naming why; the
 /// hypervisor and other VMs are not affected either way.
@@ -160,6 +181,7 @@ pub fn run_guest<S: Sys>(
         // The guest's TSC runs without offset: this is its clock at entry.
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys.guest_tsc(grants.clock)?);
         let stop = lp.run();
+        report_unassigned(cfg.name, &lp.board);
         Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)? })
     })();
     if let Err(e) = sys.vm_destroy(vm) {

@@ -8,6 +8,7 @@ mod cpuid_msr;
 mod hlt_irq;
 mod hypercall;
 mod io;
+mod launch;
 mod npf;
 mod stops;
 
