@@ -159,9 +159,4 @@ impl<D, const N: usize> Bus<D, N> {
         self.recent.set(at);
         (addr <= m.last).then_some(m)
     }
-
-    /// Every registered range, in address order.
-    pub fn ranges(&self) -> impl Iterator<Item = Range> + '_ {
-        self.map.iter().map(|m| Range::new(m.first, m.last - m.first + 1))
-    }
 }
