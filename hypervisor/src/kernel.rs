@@ -154,7 +154,7 @@ struct Job {
     name: ArrayString<16>,
     image: &'static [u8],
     initrd: Option<&'static [u8]>,
-    initrd_cmdline: ArrayString<256>,
+    initrd_cmdline: ArrayString<{ crate::boot::MAX_CMDLINE }>,
     cmdline: ArrayString<512>,
     mem: u64,
     raw16: bool,
@@ -290,7 +290,7 @@ fn log_boot_info(b: &BootInfo) {
     for m in &b.modules {
         info!("boot: module [{:#x}, {:#x}) \"{}\"", m.start, m.end, m.cmdline);
     }
-    if b.truncated {
-        warn!("boot: some boot information did not fit and was dropped");
+    for p in &b.problems {
+        warn!("boot: {p}");
     }
 }

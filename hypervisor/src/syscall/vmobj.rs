@@ -164,7 +164,7 @@ pub fn sys_vm_create(caller: Caller) -> SysResult<VmHandle> {
             return Err(map_err(e));
         }
     };
-    let mut tables = TableFrames { container: container };
+    let mut tables = TableFrames { container };
     let npt = match NestedPageTable::new(&mut tables) {
         Ok(n) => n,
         Err(_) => {
@@ -238,7 +238,7 @@ pub fn sys_vm_destroy(caller: Caller, vm: VmHandle) -> SysResult<()> {
         }
     }
     let obj = slot.lock().take().ok_or(SysError::NoSuchObject)?;
-    let mut tables = TableFrames { container: container };
+    let mut tables = TableFrames { container };
     obj.npt.destroy(&mut tables).apply(|_| {});
     for chunk in obj.ram {
         frames::free(container, chunk.run);
@@ -283,7 +283,7 @@ pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResul
             let mut run = run;
             let rlen = run.len();
             run.zero(0, rlen);
-            let mut tables = TableFrames { container: container };
+            let mut tables = TableFrames { container };
             let r = obj.npt.map_range(&mut tables, GuestPhysAddr(at), HostPhysAddr(run.pa()), rlen, Perms::RWX);
             match r {
                 // Mapping unmapped space leaves nothing stale; a remap did.
