@@ -56,7 +56,7 @@ mod vmcb;
 pub use check::{check_vmrun_state, StateError, StateLimits};
 pub use control::{ControlArea, CONTROL_AREA_SIZE};
 pub use controls::{CleanBits, ErapControl, IntControl, InterruptState, NestedControl, TlbControl, VirtExtensions};
-pub use efer::{Efer, EFER_MSR};
+pub use efer::Efer;
 pub use event::{EventInj, EventType, ExitIntInfo};
 pub use exit_code::ExitCode;
 pub use exit_info::{

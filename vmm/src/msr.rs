@@ -35,10 +35,10 @@ pub enum MsrAction {
     Refuse,
 }
 
-pub const EFER: u32 = 0xC000_0080;
+pub use guest_x86::regs::efer::MSR as EFER;
 pub const PAT: u32 = 0x277;
-pub const EFER_LMA: u64 = 1 << 10;
-pub const EFER_LME: u64 = 1 << 8;
+pub use guest_x86::regs::efer::LMA as EFER_LMA;
+pub use guest_x86::regs::efer::LME as EFER_LME;
 const TSC: u32 = 0x10;
 const APIC_BASE: u32 = 0x1B;
 const PATCH_LEVEL: u32 = 0x8B;
@@ -61,10 +61,10 @@ const LS_CFG: u32 = 0xC001_1020;
 const FP_CFG: u32 = 0xC001_1028;
 const DE_CFG: u32 = 0xC001_1029;
 
+use guest_x86::regs::efer::FFXSR as EFER_FFXSR;
+use guest_x86::regs::efer::NXE as EFER_NXE;
 /// EFER.SCE, LME, LMA (the CPU's to change; writes keep it), NXE, FFXSR.
-const EFER_SCE: u64 = 1 << 0;
-const EFER_NXE: u64 = 1 << 11;
-const EFER_FFXSR: u64 = 1 << 14;
+use guest_x86::regs::efer::SCE as EFER_SCE;
 
 /// HWCR bit 24, TscFreqSel: the TSC counts at the P0 frequency (read-only 1
 /// on AMD CPUs since family 10h revision 2).

@@ -15,7 +15,7 @@ use vmcb::{EventInj, IoAccessSize, IoDirection};
 mod cr;
 /// The longest a halted vCPU sleeps before it looks at the console again.
 const IDLE_POLL_NS: u64 = 10_000_000;
-const RFLAGS_IF: u64 = 1 << 9;
+use guest_x86::regs::rflags::IF as RFLAGS_IF;
 
 const VEC_UD: u8 = 6;
 const VEC_GP: u8 = 13;
@@ -440,7 +440,7 @@ impl<S: Sys> VcpuLoop<'_, S> {
                     let efer = self.reg(Reg::Efer)?;
                     // Long mode is switched with paging off (APM vol. 2,
                     // 14.6.1): changing LME with CR0.PG set is #GP.
-                    if (efer ^ value) & msr::EFER_LME != 0 && self.reg(Reg::Cr0)? & decode::walk::CR0_PG != 0 {
+                    if (efer ^ value) & msr::EFER_LME != 0 && self.reg(Reg::Cr0)? & guest_x86::regs::cr0::PG != 0 {
                         return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                     }
                     // LMA is the CPU's to change: keep the current one.

@@ -4,7 +4,7 @@ use core::fmt;
 use raw_cpuid::CpuId;
 
 pub mod msr {
-    pub const EFER: u32 = 0xC000_0080;
+    pub use guest_x86::regs::efer::MSR as EFER;
     pub const VM_CR: u32 = 0xC001_0114;
     pub const VM_HSAVE_PA: u32 = 0xC001_0117;
     pub const FS_BASE: u32 = 0xC000_0100;
@@ -15,8 +15,6 @@ pub mod msr {
     pub const TSC: u32 = 0x10;
     pub const TSC_AUX: u32 = 0xC000_0103;
 
-    pub const EFER_SVME: u64 = 1 << 12;
-    pub const EFER_NXE: u64 = 1 << 11;
     /// VM_CR.SVMDIS: firmware turned SVM off.
     pub const VM_CR_SVMDIS: u64 = 1 << 4;
 }
@@ -62,9 +60,6 @@ pub fn read_cr3() -> u64 {
     unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
-/// CR4.OSXSAVE: XSAVE and XCR0 enabled (set by `boot.S` when the CPU has XSAVE).
-pub const CR4_OSXSAVE: u64 = 1 << 18;
-
 pub fn read_cr4() -> u64 {
     let v;
     // SAFETY: reading CR4 has no side effects.

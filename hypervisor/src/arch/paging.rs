@@ -42,7 +42,7 @@ pub fn init(container: crate::mm::ContainerId, nx: bool, gb_pages: bool) -> Resu
     if nx {
         // SAFETY: NXE only gives meaning to bit 63 of page-table entries; the boot tables never set
         // it, and the new ones set it only where nothing executes.
-        unsafe { wrmsr(msr::EFER, rdmsr(msr::EFER) | msr::EFER_NXE) };
+        unsafe { wrmsr(msr::EFER, rdmsr(msr::EFER) | guest_x86::regs::efer::NXE) };
     }
     let root = pt.root().0;
     // SAFETY: the new tables map every address the kernel uses as before (identity, first 4 GiB: image,

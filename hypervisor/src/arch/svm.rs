@@ -57,7 +57,7 @@ impl GuestRegs {
     pub fn new() -> Self {
         GuestRegs {
             gprs: Gprs::default(),
-            xcr0: xsave::X87,
+            xcr0: guest_x86::regs::xcr0::X87,
             host_xcr0: xsave::host_xcr0(),
             xstate: XsaveArea::reset(),
             x87_pointer_fix: u64::from(xsave::needs_x87_pointer_fix()),
@@ -252,7 +252,7 @@ global_asm!(
     host_xcr0 = const offset_of!(GuestRegs, host_xcr0),
     xstate = const offset_of!(GuestRegs, xstate),
     x87_pointer_fix = const offset_of!(GuestRegs, x87_pointer_fix),
-    x87_sse = const xsave::X87 | xsave::SSE,
+    x87_sse = const guest_x86::regs::xcr0::X87 | guest_x86::regs::xcr0::SSE,
 );
 
 unsafe extern "C" {
@@ -287,7 +287,7 @@ pub fn enable(cpu: usize) {
     // EFER.SVME only enables SVM instructions; VM_HSAVE_PA names a page only the CPU writes.
     unsafe {
         let hsave = core::ptr::addr_of!(SVM_PAGES[cpu].hsave) as u64;
-        wrmsr(msr::EFER, rdmsr(msr::EFER) | msr::EFER_SVME);
+        wrmsr(msr::EFER, rdmsr(msr::EFER) | guest_x86::regs::efer::SVME);
         wrmsr(msr::VM_HSAVE_PA, hsave);
     }
 }

@@ -524,7 +524,8 @@ pub fn log_cpuid() {
         return;
     }
     let model = fast::cpu_model();
-    let guest = crate::vm::cpuid::GuestView { index: 0, cr4: 1 << 18, xcr0: model.xcr0_supported() };
+    let guest =
+        crate::vm::cpuid::GuestView { index: 0, cr4: guest_x86::regs::cr4::OSXSAVE, xcr0: model.xcr0_supported() };
     crate::vm::cpuid::dump(&fast::host_cpuid, |leaf, sub, h| {
         let g = model.answer(leaf, sub, &guest);
         log::debug!(

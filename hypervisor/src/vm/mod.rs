@@ -27,6 +27,7 @@ pub use sysabi::{ExitReason, NextRipSource, RawExit, Reg, SegReg, VmExit};
 use crate::arch::phys::{PhysBox, PhysRun};
 use crate::arch::svm::GuestRegs;
 use asid::{AsidAllocator, AsidTag, TlbAction};
+use guest_x86::regs::{cr0, cr4, efer, rflags};
 use vmcb::{
     CleanBits, CrSet, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Iopm, Msrpm,
     NestedControl, Segment, StateLimits, TlbControl, Vmcb,
@@ -55,30 +56,29 @@ pub fn host_state_limits() -> StateLimits {
     let [_, _, e1_ecx, e1_edx] = if max_ext >= 0x8000_0001 { cpuid(0x8000_0001, 0) } else { [0; 4] };
     let [e8_eax, ..] = if max_ext >= 0x8000_0008 { cpuid(0x8000_0008, 0) } else { [36, 0, 0, 0] };
     let bit = |reg: u32, n: u32| reg & (1 << n) != 0;
-    let mut efer = (1 << 0) | (1 << 8) | (1 << 10); // SCE, LME, LMA
-    for (have, b) in [(bit(e1_edx, 20), 11), (bit(e1_edx, 25), 14), (bit(e1_ecx, 17), 15)] {
+    let mut efer_allowed = efer::SCE | efer::LME | efer::LMA;
+    for (have, b) in [(bit(e1_edx, 20), efer::NXE), (bit(e1_edx, 25), efer::FFXSR), (bit(e1_ecx, 17), efer::TCE)] {
         if have {
-            efer |= 1 << b; // NXE, FFXSR, TCE
+            efer_allowed |= b;
         }
     }
-    // VME..OSXMMEXCPT exist on every x86-64 CPU; the rest by CPUID.
-    let mut cr4 = 0x7FF;
+    let mut cr4_allowed = cr4::BASELINE;
     for (have, b) in [
-        (bit(l7_ecx, 2), 11),     // UMIP
-        (bit(l7_ecx, 16), 12),    // LA57
-        (bit(l7_ebx, 0), 16),     // FSGSBASE
-        (bit(leaf1_ecx, 17), 17), // PCIDE
-        (bit(leaf1_ecx, 26), 18), // OSXSAVE
-        (bit(l7_ebx, 7), 20),     // SMEP
-        (bit(l7_ebx, 20), 21),    // SMAP
-        (bit(l7_ecx, 3), 22),     // PKE
-        (bit(l7_ecx, 7), 23),     // CET
+        (bit(l7_ecx, 2), cr4::UMIP),
+        (bit(l7_ecx, 16), cr4::LA57),
+        (bit(l7_ebx, 0), cr4::FSGSBASE),
+        (bit(leaf1_ecx, 17), cr4::PCIDE),
+        (bit(leaf1_ecx, 26), cr4::OSXSAVE),
+        (bit(l7_ebx, 7), cr4::SMEP),
+        (bit(l7_ebx, 20), cr4::SMAP),
+        (bit(l7_ecx, 3), cr4::PKE),
+        (bit(l7_ecx, 7), cr4::CET),
     ] {
         if have {
-            cr4 |= 1u64 << b;
+            cr4_allowed |= b;
         }
     }
-    StateLimits { phys_addr_bits: (e8_eax & 0xFF) as u8, efer_allowed: efer, cr4_allowed: cr4 }
+    StateLimits { phys_addr_bits: (e8_eax & 0xFF) as u8, efer_allowed, cr4_allowed }
 }
 
 /// Per-CPU vm-layer state.
@@ -181,7 +181,6 @@ fn default_intercepts(vmcb: &mut Vmcb) {
     );
 }
 
-const EFER_SVME: u64 = 1 << 12;
 const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 
 impl Vcpu {
@@ -209,11 +208,11 @@ impl Vcpu {
         s.ldtr = Segment::ldt(0, 0, 0xFFFF);
         s.tr = Segment::busy_tss(0, 0, 0xFFFF);
         s.rip = 0xFFF0;
-        s.rflags = 0x2;
-        s.cr0 = 0x6000_0010; // CD | NW | ET
+        s.rflags = rflags::FIXED;
+        s.cr0 = cr0::CD | cr0::NW | cr0::ET;
         s.dr6 = 0xFFFF_0FF0;
         s.dr7 = 0x400;
-        s.efer = EFER_SVME;
+        s.efer = efer::SVME;
         s.g_pat = PAT_DEFAULT;
         Ok(Vcpu {
             vmcb,
@@ -400,7 +399,7 @@ impl Vcpu {
             Reg::Cr3 => s.cr3,
             Reg::Cr4 => s.cr4,
             // The guest never sees SVME, which VMRUN needs set.
-            Reg::Efer => s.efer & !EFER_SVME,
+            Reg::Efer => s.efer & !efer::SVME,
             Reg::Dr6 => s.dr6,
             Reg::Dr7 => s.dr7,
             Reg::Pat => s.g_pat,
@@ -437,7 +436,7 @@ impl Vcpu {
             Reg::R14 => g.r14 = v,
             Reg::R15 => g.r15 = v,
             Reg::Rip => s.rip = v,
-            Reg::Rflags => s.rflags = v | 0x2,
+            Reg::Rflags => s.rflags = v | rflags::FIXED,
             Reg::Cr0 => {
                 s.cr0 = v;
                 self.dirty |= CleanBits::CRX;
@@ -456,7 +455,7 @@ impl Vcpu {
             }
             Reg::Efer => {
                 // SVME stays set for VMRUN, whatever the guest believes.
-                s.efer = v | EFER_SVME;
+                s.efer = v | efer::SVME;
                 self.dirty |= CleanBits::CRX;
             }
             Reg::Dr6 => {

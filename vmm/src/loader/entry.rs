@@ -10,20 +10,20 @@ use super::error::LoadError;
 use super::layout::{GDT_ADDR, IDENTITY_MAP_GIB, PDPT_ADDR, PD_ADDR, PML4_ADDR};
 use guest_x86::mem::GuestMemory;
 
-/// CR0.PE: protected mode.
-pub const CR0_PE: u64 = 1 << 0;
 /// CR0.ET: reads as 1 on every CPU since the 486.
-pub const CR0_ET: u64 = 1 << 4;
+pub use guest_x86::regs::cr0::ET as CR0_ET;
+/// CR0.PE: protected mode.
+pub use guest_x86::regs::cr0::PE as CR0_PE;
 /// CR0.PG: paging.
-pub const CR0_PG: u64 = 1 << 31;
+pub use guest_x86::regs::cr0::PG as CR0_PG;
 /// CR4.PAE: physical address extension, required for long mode.
-pub const CR4_PAE: u64 = 1 << 5;
-/// EFER.LME: long mode enable.
-pub const EFER_LME: u64 = 1 << 8;
+pub use guest_x86::regs::cr4::PAE as CR4_PAE;
 /// EFER.LMA: long mode active.
-pub const EFER_LMA: u64 = 1 << 10;
+pub use guest_x86::regs::efer::LMA as EFER_LMA;
+/// EFER.LME: long mode enable.
+pub use guest_x86::regs::efer::LME as EFER_LME;
 /// RFLAGS with only the always-one bit 1 set: IF, TF, VM clear.
-pub const RFLAGS_DEFAULT: u64 = 1 << 1;
+pub use guest_x86::regs::rflags::FIXED as RFLAGS_DEFAULT;
 
 /// Selector of the flat code segment (Linux's `__BOOT_CS`).
 pub const CODE_SELECTOR: u16 = 0x10;

@@ -19,6 +19,7 @@ mod tests;
 
 use crate::arch::xsave::{self, Component};
 use arrayvec::ArrayVec;
+use guest_x86::regs::{cr4, xcr0};
 use shown::{Feature, Needs};
 
 /// Leaf 0x4000_0000 EBX/ECX/EDX: "CertiVisorHV".
@@ -29,7 +30,6 @@ const HV_BASE: u32 = hvabi::LEAF_SIGNATURE;
 const EXT_BASE: u32 = 0x8000_0000;
 /// The XSAVE state components listed in leaf 0xD (x87 .. Hi16_ZMM).
 const COMPONENTS: usize = 8;
-const CR4_OSXSAVE: u64 = 1 << 18;
 
 /// What answers depend on besides the host: the vCPU asking and its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,7 +74,7 @@ impl CpuModel {
         let host_max_ext = host(EXT_BASE, 0).eax;
         let host_xsave = host_max_basic >= 0xD && host(1, 0).ecx & shown::XSAVE.mask() != 0;
         let xcr0 = match host_xcr0 & xsave::SWITCHABLE {
-            x if host_xsave && x & xsave::SSE != 0 && xsave::valid_xcr0(x, x) => x,
+            x if host_xsave && x & xcr0::SSE != 0 && xsave::valid_xcr0(x, x) => x,
             _ => 0,
         };
         let max_basic = host_max_basic.min(if xcr0 != 0 { shown::MAX_BASIC } else { shown::MAX_BASIC_WITHOUT_XSAVE });
@@ -91,8 +91,8 @@ impl CpuModel {
         let needs_met = |n: Needs| match n {
             Needs::Host => true,
             Needs::Xsave => xcr0 != 0,
-            Needs::Avx => xcr0 & xsave::AVX != 0,
-            Needs::Avx512 => xcr0 & xsave::AVX512 == xsave::AVX512,
+            Needs::Avx => xcr0 & xcr0::AVX != 0,
+            Needs::Avx512 => xcr0 & xcr0::AVX512 == xcr0::AVX512,
         };
         let keys = shown::FEATURES.iter().map(|f| (f.leaf, f.sub)).chain(shown::FIELDS.iter().map(|f| (f.leaf, 0)));
         for (leaf, sub) in keys.chain([(0xD, 0)]) {
@@ -184,7 +184,7 @@ impl CpuModel {
         match (leaf, sub) {
             (1, _) => {
                 r.ebx |= g.index << 24;
-                if self.xcr0 != 0 && g.cr4 & CR4_OSXSAVE != 0 {
+                if self.xcr0 != 0 && g.cr4 & cr4::OSXSAVE != 0 {
                     r.ecx |= shown::OSXSAVE.mask();
                 }
             }

@@ -48,7 +48,7 @@ impl Dump {
 }
 
 fn view(xcr0: u64, osxsave: bool) -> GuestView {
-    GuestView { index: 0, cr4: if osxsave { CR4_OSXSAVE } else { 0 }, xcr0 }
+    GuestView { index: 0, cr4: if osxsave { cr4::OSXSAVE } else { 0 }, xcr0 }
 }
 
 /// The declared mask of (leaf, sub, register): features and fields.
@@ -131,10 +131,10 @@ fn a_host_without_features_shows_only_the_hypervisor() {
 fn avx_and_avx512_follow_the_switched_components() {
     let avx2 = FEATURES.iter().find(|f| f.name == "avx2").copied().unwrap();
     let avx512f = FEATURES.iter().find(|f| f.name == "avx512f").copied().unwrap();
-    let only_sse = CpuModel::new(&all_ones, xsave::X87 | xsave::SSE, 1);
+    let only_sse = CpuModel::new(&all_ones, xcr0::X87 | xcr0::SSE, 1);
     assert!(only_sse.shows(shown::XSAVE) && !only_sse.shows(avx2) && !only_sse.shows(avx512f));
     assert_eq!(only_sse.answer(0xD, 0, &view(3, true)).eax, 3);
-    let avx = CpuModel::new(&all_ones, xsave::X87 | xsave::SSE | xsave::AVX, 1);
+    let avx = CpuModel::new(&all_ones, xcr0::X87 | xcr0::SSE | xcr0::AVX, 1);
     assert!(avx.shows(avx2) && !avx.shows(avx512f));
     let none = CpuModel::new(&all_ones, 0, 1);
     assert!(!none.shows(shown::XSAVE) && !none.shows(avx2) && !none.shows(shown::OSXSAVE));
@@ -142,7 +142,7 @@ fn avx_and_avx512_follow_the_switched_components() {
     assert_eq!(none.answer(0xD, 0, &view(0, false)), CpuidResult::default());
     assert_eq!(none.xcr0_supported(), 0);
     // A host XCR0 that is not a valid one is not used at all.
-    assert_eq!(CpuModel::new(&all_ones, xsave::X87 | xsave::AVX, 1).xcr0_supported(), 0);
+    assert_eq!(CpuModel::new(&all_ones, xcr0::X87 | xcr0::AVX, 1).xcr0_supported(), 0);
 }
 
 #[test]
@@ -211,7 +211,7 @@ fn check_sane(name: &str, d: &Dump, m: &CpuModel) {
     assert_eq!(u64::from(a(0xD, 0).eax) | (u64::from(a(0xD, 0).edx) << 32), x, "{name}: leaf 0xD.0");
     assert_eq!(m.shows(shown::XSAVE), x != 0, "{name}: XSAVE shown iff extended state is switched");
     let avx = FEATURES.iter().find(|f| f.name == "avx").copied().unwrap();
-    assert_eq!(m.shows(avx), x & xsave::AVX != 0, "{name}: AVX shown iff XCR0 may enable it");
+    assert_eq!(m.shows(avx), x & xcr0::AVX != 0, "{name}: AVX shown iff XCR0 may enable it");
     for i in 2..64 {
         let sub = a(0xD, i);
         if x & (1 << i) != 0 {
