@@ -126,6 +126,7 @@ pub fn set_current(cpu: usize) {
 }
 
 /// The index of the CPU this code runs on (0 is the boot CPU).
+#[cfg(not(test))]
 pub fn current() -> usize {
     let i: usize;
     // SAFETY: GS points to this CPU's static block (set_current at boot).
@@ -133,12 +134,25 @@ pub fn current() -> usize {
     i
 }
 
+/// In host tests: the one simulated CPU.
+#[cfg(test)]
+pub fn current() -> usize {
+    0
+}
+
 /// Lets interrupts in until the next one has been handled, then masks them
 /// again. STI's one-instruction shadow makes `sti; hlt` atomic, so an
 /// interrupt that is already pending wakes the HLT instead of being lost.
+#[cfg(not(test))]
 pub fn wait_for_interrupt() {
     // SAFETY: handlers run on IST stacks and return; IF is 0 again after.
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+}
+
+/// In host tests: the simulated timer fires.
+#[cfg(test)]
+pub fn wait_for_interrupt() {
+    super::sim::wait_for_interrupt()
 }
 
 /// Stops this CPU for good.
@@ -251,10 +265,22 @@ impl fmt::Display for Features {
     }
 }
 
-/// Raises the host exception `fault` on purpose (`test-fault=` on the
-/// command line), to show that the exception path reports it.
-pub fn raise_test_fault(fault: crate::boot::cmdline::TestFault) {
-    use crate::boot::cmdline::TestFault;
+/// A host exception raised on purpose (`test-fault=` on the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestFault {
+    /// `ud2`: invalid opcode, vector 6.
+    InvalidOpcode,
+    /// A read from an unmapped address: page fault, vector 14.
+    PageFault,
+    /// A read from a non-canonical address: general protection, vector 13.
+    GeneralProtection,
+    /// Unbounded recursion on the boot stack: a page fault on its guard page.
+    StackOverflow,
+}
+
+/// Raises the host exception `fault` on purpose, to show that the
+/// exception path reports it.
+pub fn raise_test_fault(fault: TestFault) {
     match fault {
         // SAFETY: ud2 traps at once; the exception handler never returns.
         TestFault::InvalidOpcode => unsafe { asm!("ud2", options(nomem, nostack)) },

@@ -7,11 +7,11 @@
 //! that a stack overflow faults at once (and is reported) instead of
 //! silently running into `.data`.
 use super::cpu::{msr, rdmsr, wrmsr};
-use super::frames::TableFrames;
+use super::frames::{PoolId, TableFrames};
 use npt::{HostPageTable, HostPhysAddr, HostVirtAddr, PageSize, Perms};
 
 const UNCACHED_FROM: u64 = 0xFE00_0000;
-const TOP: u64 = 4 << 30;
+const TOP: u64 = super::phys::IDENTITY_LIMIT;
 const PAGE: u64 = 4096;
 
 unsafe extern "C" {
@@ -23,10 +23,10 @@ pub fn stack_guard_page() -> u64 {
     core::ptr::addr_of!(boot_stack) as u64
 }
 
-/// Builds the host page tables from `container`'s frames and switches to
-/// them. `nx`: the CPU has no-execute pages (EFER.NXE is then set).
-pub fn init(container: crate::mm::ContainerId, nx: bool, gb_pages: bool) -> Result<(), npt::NptError> {
-    let mut frames = TableFrames { container };
+/// Builds the host page tables from `pool`'s frames and switches to them.
+/// `nx`: the CPU has no-execute pages (EFER.NXE is then set).
+pub fn init(pool: PoolId, nx: bool, gb_pages: bool) -> Result<(), npt::NptError> {
+    let mut frames = TableFrames::new(pool);
     let max = if gb_pages { PageSize::Size1G } else { PageSize::Size2M };
     let mut pt = HostPageTable::with_max_page_size(&mut frames, max)?;
     let guard = stack_guard_page();

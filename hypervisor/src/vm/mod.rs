@@ -19,18 +19,19 @@ pub mod asid;
 pub mod cpuid;
 pub mod cr;
 pub mod events;
-pub mod msr;
 
 pub use sysabi::stats;
 pub use sysabi::{ExitReason, NextRipSource, RawExit, Reg, SegReg, VmExit};
 
-use crate::arch::phys::{PhysBox, PhysRun};
+use crate::arch::frames::{FrameError, PoolId};
+use crate::arch::phys::PhysRun;
 use crate::arch::svm::GuestRegs;
+use crate::arch::vmspace::{GuestVmcb, MapError, VmSpace};
 use asid::{AsidAllocator, AsidTag, TlbAction};
 use guest_x86::regs::{cr0, cr4, efer, rflags};
 use vmcb::{
-    CleanBits, CrSet, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Iopm, Msrpm,
-    NestedControl, Segment, StateLimits, TlbControl, Vmcb,
+    CleanBits, CrSet, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Segment, StateLimits,
+    TlbControl, Vmcb,
 };
 
 /// Host CPU facts the vm layer needs, from the feature probe at boot.
@@ -116,7 +117,7 @@ impl CpuVm {
 /// One virtual CPU: its VMCB, the registers the VMCB lacks, and what it
 /// remembers between runs.
 pub struct Vcpu {
-    vmcb: PhysBox<Vmcb>,
+    vmcb: GuestVmcb,
     regs: GuestRegs,
     asid: AsidTag,
     /// VMCB fields written since the last VMRUN (for the clean bits).
@@ -184,16 +185,13 @@ fn default_intercepts(vmcb: &mut Vmcb) {
 const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 
 impl Vcpu {
-    /// A vCPU in the x86 reset state (real mode at F000:FFF0), whose VMCB
-    /// lives in `vmcb_frame` and which uses the VM's IOPM, MSRPM and NPT.
-    pub fn new(vmcb_frame: PhysRun, vm: &Vm) -> Result<Vcpu, PhysRun> {
-        let mut vmcb = PhysBox::<Vmcb>::new_zeroed(vmcb_frame)?;
+    /// A vCPU of `vm` in the x86 reset state (real mode at F000:FFF0),
+    /// whose VMCB is a frame of `pool` pointing at the VM's nested page
+    /// table and permission maps. Give it back with [`Vm::release_vcpu`].
+    pub fn new(vm: &mut Vm, pool: PoolId) -> Result<Vcpu, FrameError> {
+        let mut vmcb = vm.space.new_vmcb(pool)?;
         default_intercepts(&mut vmcb);
         let c = &mut vmcb.control;
-        c.iopm_base_pa = vm.iopm.pa();
-        c.msrpm_base_pa = vm.msrpm.pa();
-        c.set_nested_control(NestedControl::NP_ENABLE);
-        c.n_cr3 = vm.npt_root;
         // The host's RFLAGS.IF gates physical interrupts; the guest's IF
         // and CR8 act on virtual interrupts only.
         c.set_interrupt_control(IntControl::from_raw(0).with_v_intr_masking(true));
@@ -233,11 +231,6 @@ impl Vcpu {
         })
     }
 
-    /// Gives back the VMCB's frame.
-    pub fn into_frame(self) -> PhysRun {
-        self.vmcb.into_run()
-    }
-
     /// Enters the guest on this CPU and returns when it exits. A guest
     /// state that VMRUN would refuse is not run: the exit is
     /// [`VmExit::Invalid`] naming the field.
@@ -272,7 +265,7 @@ impl Vcpu {
             self.stats.record_time(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
         }
         cpu.load_tsc_aux(self.tsc_aux);
-        crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &self.vmcb);
+        crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &mut self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
 
         self.last_cpu = Some(cpu.cpu);
@@ -552,53 +545,53 @@ impl Vcpu {
     }
 }
 
-/// A VM: its nested page table root, I/O and MSR permission maps, and the
-/// generation of its nested page table (bumped whenever a translation is
-/// removed or weakened).
+/// A VM: what its VMCBs point at (nested page table, RAM, I/O and MSR
+/// permission maps: [`VmSpace`]), the generation of its nested page table
+/// (bumped whenever a translation is removed or weakened), and its CPU
+/// model.
 pub struct Vm {
-    pub npt_root: u64,
+    space: VmSpace,
     pub npt_generation: u64,
     /// The virtual CPU its vCPUs' CPUID describes.
     pub cpuid: cpuid::CpuModel,
-    iopm: PhysBox<Iopm>,
-    msrpm: PhysBox<Msrpm>,
 }
 
 impl Vm {
-    /// A VM whose I/O ports and MSRs are all intercepted, with the given
-    /// nested page table root and CPU model.
-    pub fn new(
-        iopm_frames: PhysRun,
-        msrpm_frames: PhysRun,
-        npt_root: u64,
-        cpuid: cpuid::CpuModel,
-    ) -> Result<Vm, (PhysRun, PhysRun)> {
-        let (iopm, msrpm) = match (PhysBox::<Iopm>::new_zeroed(iopm_frames), PhysBox::<Msrpm>::new_zeroed(msrpm_frames))
-        {
-            (Ok(i), Ok(m)) => (i, m),
-            (Ok(i), Err(m)) => return Err((i.into_run(), m)),
-            (Err(i), Ok(m)) => return Err((i, m.into_run())),
-            (Err(i), Err(m)) => return Err((i, m)),
-        };
-        let mut vm = Vm { npt_root, npt_generation: 0, cpuid, iopm, msrpm };
-        vm.iopm.fill(true);
-        vm.msrpm.fill(true);
-        Ok(vm)
+    /// A VM with frames from `pool`, no RAM, every I/O port and every MSR
+    /// but those the world switch swaps intercepted, and CPU model `cpuid`.
+    pub fn new(pool: PoolId, cpuid: cpuid::CpuModel) -> Result<Vm, FrameError> {
+        Ok(Vm { space: VmSpace::new(pool)?, npt_generation: 0, cpuid })
     }
 
-    pub fn into_frames(self) -> (PhysRun, PhysRun) {
-        (self.iopm.into_run(), self.msrpm.into_run())
+    /// Takes back a vCPU of this VM and frees its VMCB.
+    pub fn release_vcpu(&mut self, vcpu: Vcpu) {
+        self.space.release_vmcb(vcpu.vmcb);
     }
 
     /// Intercept (or pass through) a guest I/O port.
     pub fn set_io_intercept(&mut self, port: u16, intercept: bool) {
-        self.iopm.set_port(port, intercept);
+        self.space.set_io_intercept(port, intercept);
     }
 
-    /// Intercept (or pass through) guest reads and/or writes of an MSR.
-    /// MSRs outside the MSRPM's ranges are always intercepted.
-    pub fn set_msr_intercept(&mut self, msr: u32, access: vmcb::MsrAccess, intercept: bool) -> bool {
-        self.msrpm.set(msr, access, intercept).is_ok()
+    /// Maps `run`, zeroed, as guest RAM at `gpa` (see [`VmSpace::map_ram`]).
+    pub fn map_ram(&mut self, gpa: u64, run: PhysRun) -> Result<(), MapError> {
+        let flush = self.space.map_ram(gpa, run)?;
+        if !flush.is_none() {
+            self.npt_changed();
+        }
+        // A new ASID generation for the VM's vCPUs is the flush.
+        flush.apply(|_| {});
+        Ok(())
+    }
+
+    /// The VM's RAM, by guest-physical address.
+    pub fn ram(&self) -> &VmSpace {
+        &self.space
+    }
+
+    /// The VM's RAM, to write.
+    pub fn ram_mut(&mut self) -> &mut VmSpace {
+        &mut self.space
     }
 
     /// Records that the nested page table lost or weakened translations:
