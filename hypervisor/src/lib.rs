@@ -5,16 +5,20 @@
 //! that the layer above relies on; host tests check the implementation
 //! against the spec (see `docs/layers.md`).
 //!
-//! | layer    | module     | may use `unsafe` |
-//! |----------|------------|------------------|
-//! | arch     | [`arch`]   | yes: the trusted base, every block carries a `SAFETY:` note |
-//! | mm       | [`mm`]     | no |
-//! | sync     | [`sync`]   | no (atomics only) |
-//! | thread   | [`thread`] | no |
-//! | proc     | [`proc`]   | no |
+//! | layer    | module      | may use `unsafe` |
+//! |----------|-------------|------------------|
+//! | arch     | [`arch`]    | yes: the trusted base, every block carries a `SAFETY:` note |
+//! | mm       | [`mm`]      | no |
+//! | sync     | [`sync`]    | no (atomics only) |
+//! | thread   | [`thread`]  | no |
+//! | proc     | [`proc`]    | no |
+//! | vm       | [`vm`]      | no |
+//! | syscall  | [`syscall`] | no: the door, `sysabi::Sys` implemented by [`syscall::Kernel`] |
 //!
-//! The library builds for the host too, so that everything above `arch` is
-//! tested with `cargo test`; only the kernel binary (`main.rs`) needs a CPU.
+//! Above the door sits the VMM, the `vmm` crate, which [`kernel`] (init)
+//! starts in one process per VM. The library builds for the host too, so
+//! that everything above `arch` is tested with `cargo test`; only the
+//! kernel binary (`main.rs`) needs a CPU.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 

@@ -1,7 +1,7 @@
 //! Instruction decoding and emulation for exits that carry no decode
 //! information.
 //!
-//! QEMU's SVM offers neither NRIPS nor decode assists (DESIGN.md §4), so on
+//! QEMU's SVM offers neither NRIPS nor decode assists (docs/testing.md), so on
 //! a nested page fault in an MMIO region, or on any intercepted
 //! instruction, the VMM has to find out for itself what the guest was
 //! doing. This module is that path, in four steps that each test on the

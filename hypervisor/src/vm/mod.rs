@@ -1,5 +1,8 @@
-//! The vm layer: SVM per CPU, VMCB lifecycle, nested page tables, the world
-//! switch and exit decoding.
+//! The vm layer: SVM per CPU, the VMCB's lifecycle, ASIDs and TLB flushes,
+//! event injection, the guest's CPU model and its CR4/XCR0 checks, and the
+//! step from a VMRUN to one typed exit. The world switch itself is
+//! `arch::svm`; the nested page tables are the `npt` crate's, which the
+//! syscall layer builds; decoding the exit is `sysabi::VmExit::decode`.
 //!
 //! Interface to the layer above: [`Vm`] and [`Vcpu`] objects and
 //! [`Vcpu::run`], which enters the guest and returns one typed [`VmExit`].
