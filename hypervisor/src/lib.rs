@@ -39,6 +39,9 @@ pub mod selftest;
 pub mod sync;
 #[deny(unsafe_code)]
 pub mod syscall;
+#[cfg(test)]
+#[deny(unsafe_code)]
+mod testkit;
 #[deny(unsafe_code)]
 pub mod thread;
 #[deny(unsafe_code)]

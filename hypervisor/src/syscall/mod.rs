@@ -31,6 +31,8 @@ mod door;
 mod fast;
 mod granted;
 mod ipc;
+#[cfg(test)]
+mod tests;
 pub mod time;
 mod vmobj;
 

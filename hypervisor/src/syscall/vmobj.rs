@@ -196,8 +196,8 @@ pub fn sys_vm_destroy(caller: Caller, vm: VmHandle) -> SysResult<()> {
 
 /// Ends process `pid` once its threads have exited: destroys the VMs it
 /// still owns (a VMM that stopped early may leave one), revokes its
-/// console, clock and CPU share, and gives back its pid and quota
-/// (`proc::proc_destroy`). Returns the VMs it had to destroy.
+/// console, clock and CPU share, and gives back its pid, quota and
+/// channels (`proc::proc_destroy`). Returns the VMs it had to destroy.
 ///
 /// Errors: `InUse` while a thread of `pid` runs; the proc layer's errors
 /// (e.g. frames it still holds).
@@ -215,6 +215,7 @@ pub fn end_process(pid: crate::proc::Pid) -> Result<usize, crate::proc::ProcErro
     }
     super::revoke_process(pid);
     crate::proc::proc_destroy(pid)?;
+    super::ipc::forget_channels(pid);
     Ok(left)
 }
 
