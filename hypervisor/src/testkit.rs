@@ -5,6 +5,7 @@
 //! once, over the simulated RAM of [`crate::arch::sim`], and serialises
 //! the tests that use them; [`Process`] is a process of its own for one
 //! test, ended (and checked to give everything back) when it drops.
+use crate::arch::frames::PoolId;
 use crate::arch::sim;
 use crate::mm::{self, PhysRange};
 use crate::proc::{self, Pid};
@@ -57,6 +58,11 @@ impl Process {
 
     pub fn caller(&self) -> Caller {
         Caller::of(self.pid)
+    }
+
+    /// The pool its frames come from (its container).
+    pub fn pool(&self) -> PoolId {
+        PoolId::from(proc::container_of(self.pid).expect("the process exists"))
     }
 
     /// Frames the process's container holds now.

@@ -1,8 +1,12 @@
 //! The vm layer: SVM per CPU, the VMCB's lifecycle, ASIDs and TLB flushes,
 //! event injection, the guest's CPU model and its CR4/XCR0 checks, and the
 //! step from a VMRUN to one typed exit. The world switch itself is
-//! `arch::svm`; the nested page tables are the `npt` crate's, which the
-//! syscall layer builds; decoding the exit is `sysabi::VmExit::decode`.
+//! `arch::svm`; what a VMCB points at (the nested page table, built with
+//! the `npt` crate, the guest RAM it maps and the I/O and MSR permission
+//! maps) is one `arch::vmspace::VmSpace` per VM, which [`Vm`] owns and the
+//! syscall layer fills through [`Vm::map_ram`]; decoding the exit is
+//! `sysabi::VmExit::decode`. Host tests: `tests.rs`, on the scripted world
+//! switch of `arch::sim`.
 //!
 //! Interface to the layer above: [`Vm`] and [`Vcpu`] objects and
 //! [`Vcpu::run`], which enters the guest and returns one typed [`VmExit`].
@@ -22,6 +26,8 @@ pub mod asid;
 pub mod cpuid;
 pub mod cr;
 pub mod events;
+#[cfg(test)]
+mod tests;
 
 pub use sysabi::stats;
 pub use sysabi::{ExitReason, NextRipSource, RawExit, Reg, SegReg, VmExit};
