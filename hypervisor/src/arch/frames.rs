@@ -11,7 +11,7 @@ use super::phys::{PhysRun, PAGE};
 
 /// Names whose quota frames are charged to (mm: a container).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolId(pub u16);
+pub struct PoolId(pub(crate) u16);
 
 /// Why no frames were handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

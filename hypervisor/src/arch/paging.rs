@@ -44,7 +44,7 @@ pub fn init(pool: PoolId, nx: bool, gb_pages: bool) -> Result<(), npt::NptError>
         // it, and the new ones set it only where nothing executes.
         unsafe { wrmsr(msr::EFER, rdmsr(msr::EFER) | guest_x86::regs::efer::NXE) };
     }
-    let root = pt.root().0;
+    let root = pt.root().addr().0;
     // SAFETY: the new tables map every address the kernel uses as before (identity, first 4 GiB: image,
     // stacks, frames, modules, LAPIC), minus one stack page touched only if the stack overflows.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };

@@ -58,7 +58,6 @@ pub struct VmSpace {
     /// `None` only once destroyed, in `drop`.
     npt: Option<NestedPageTable>,
     tables: TableFrames,
-    root: u64,
     ram: ArrayVec<RamChunk, MAX_RAM_CHUNKS>,
     iopm: PhysBox<Iopm>,
     msrpm: PhysBox<Msrpm>,
@@ -80,8 +79,7 @@ impl VmSpace {
             // Every one of them lies in the MSRPM's ranges.
             let _ = msrpm.set(msr, MsrAccess::ReadWrite, false);
         }
-        let root = npt.root().0;
-        Ok(VmSpace { npt: Some(npt), tables, root, ram: ArrayVec::new(), iopm, msrpm, vmcbs: 0 })
+        Ok(VmSpace { npt: Some(npt), tables, ram: ArrayVec::new(), iopm, msrpm, vmcbs: 0 })
     }
 
     /// Intercept (or pass through) a guest I/O port.
@@ -137,13 +135,15 @@ impl VmSpace {
     /// A VMCB in a fresh zeroed frame of `pool`, pointing at this space's
     /// nested page table and permission maps with nested paging on.
     pub fn new_vmcb(&mut self, pool: PoolId) -> Result<GuestVmcb, FrameError> {
+        // The root comes from the table itself (only the npt crate makes a `TableRoot`).
+        let root = self.npt.as_ref().map(|npt| npt.root().addr().0).ok_or(FrameError::Refused)?;
         let mut run = frames::alloc(pool, 1, 1)?;
         run.zero(0, PAGE);
         let mut vmcb = GuestVmcb { run };
         // SAFETY: the three are this space's own frames (its table's root, its 12 KiB IOPM and 8 KiB MSRPM); the
         // table maps only RAM the space holds and the MSRPM grants only SWITCHED_MSRS. The space keeps all of them
         // while `vmcbs` counts this VMCB (a VMCB cannot be copied), and forever if it is dropped before.
-        unsafe { vmcb.control.bind_host_memory(self.iopm.pa(), self.msrpm.pa(), self.root) };
+        unsafe { vmcb.control.bind_host_memory(self.iopm.pa(), self.msrpm.pa(), root) };
         self.vmcbs += 1;
         Ok(vmcb)
     }
@@ -152,7 +152,8 @@ impl VmSpace {
     /// from another space (its N_CR3 is not this space's root) is freed
     /// without being counted off, so that space keeps its frames for good.
     pub fn release_vmcb(&mut self, vmcb: GuestVmcb) {
-        if vmcb.control.n_cr3() == self.root && self.vmcbs > 0 {
+        let ours = self.npt.as_ref().is_some_and(|npt| npt.root().addr().0 == vmcb.control.n_cr3());
+        if ours && self.vmcbs > 0 {
             self.vmcbs -= 1;
         }
     }

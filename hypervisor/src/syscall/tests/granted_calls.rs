@@ -5,7 +5,7 @@ use sysabi::{ClockHandle, ConsoleHandle, Grants, SchedHandle};
 
 /// Every call on a granted object, each on the object of its kind in
 /// `Grants`. Each succeeds for the process it was granted to.
-const GRANTED_CALLS: &[(&str, fn(Caller, Grants) -> SysResult<()>)] = &[
+const GRANTED_CALLS: &[NamedCall<Grants>] = &[
     ("now_ns", |c, g| sys_now_ns(c, g.clock).map(drop)),
     ("guest_tsc", |c, g| sys_guest_tsc(c, g.clock).map(drop)),
     ("tsc_hz", |c, g| sys_tsc_hz(c, g.clock).map(drop)),

@@ -36,14 +36,13 @@ fn two_vms() -> TwoVms {
     TwoVms { a, b, vm_a, vcpu_a, vm_b }
 }
 
+/// A kernel call by name, on a handle of type `H`, its result reduced to
+/// success or the error.
+type NamedCall<H> = (&'static str, fn(Caller, H) -> SysResult<()>);
+
 /// The result of each call in `calls`, by name, where it differs from
 /// `expected`: empty when every call answered as expected.
-fn unexpected<H: Copy>(
-    calls: &[(&'static str, fn(Caller, H) -> SysResult<()>)],
-    caller: Caller,
-    handle: H,
-    expected: SysResult<()>,
-) -> Vec<String> {
+fn unexpected<H: Copy>(calls: &[NamedCall<H>], caller: Caller, handle: H, expected: SysResult<()>) -> Vec<String> {
     calls
         .iter()
         .filter_map(|(name, call)| {

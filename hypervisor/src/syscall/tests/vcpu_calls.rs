@@ -7,7 +7,7 @@ use vmcb::{EventInj, ExitCode, Segment};
 
 /// Every call that names a vCPU. Each succeeds on a fresh vCPU of its
 /// caller's (`run` on the HLT exit the test scripts first).
-const VCPU_CALLS: &[(&str, fn(Caller, VcpuHandle) -> SysResult<()>)] = &[
+const VCPU_CALLS: &[NamedCall<VcpuHandle>] = &[
     ("run", |c, v| sys_run(c, v, NEVER).map(drop)),
     ("next_rip", |c, v| sys_get_next_rip(c, v).map(drop)),
     ("complete_instruction", |c, v| sys_complete_instruction(c, v, 0xFFF2, NextRipSource::Decoded)),
