@@ -8,6 +8,7 @@
 //! `docs/virtual-cpu.md` lists each MSR, its answer and why, with KVM's
 //! choice where it was the reference.
 
+use guest_x86::regs::efer;
 use sysabi::cpuid::{self as shown, Feature};
 use sysabi::CpuidResult;
 
@@ -37,8 +38,6 @@ pub enum MsrAction {
 
 pub use guest_x86::regs::efer::MSR as EFER;
 pub const PAT: u32 = 0x277;
-pub use guest_x86::regs::efer::LMA as EFER_LMA;
-pub use guest_x86::regs::efer::LME as EFER_LME;
 const TSC: u32 = 0x10;
 const APIC_BASE: u32 = 0x1B;
 const PATCH_LEVEL: u32 = 0x8B;
@@ -60,11 +59,6 @@ const CPUID_EXT_FEATURES_OVERRIDE: u32 = 0xC001_1005;
 const LS_CFG: u32 = 0xC001_1020;
 const FP_CFG: u32 = 0xC001_1028;
 const DE_CFG: u32 = 0xC001_1029;
-
-use guest_x86::regs::efer::FFXSR as EFER_FFXSR;
-use guest_x86::regs::efer::NXE as EFER_NXE;
-/// EFER.SCE, LME, LMA (the CPU's to change; writes keep it), NXE, FFXSR.
-use guest_x86::regs::efer::SCE as EFER_SCE;
 
 /// HWCR bit 24, TscFreqSel: the TSC counts at the P0 frequency (read-only 1
 /// on AMD CPUs since family 10h revision 2).
@@ -107,12 +101,12 @@ impl GuestMsrs {
     /// The MSRs of a vCPU whose CPUID shows RDTSCP or RDPID (`tsc_aux`),
     /// NX (`nx`), FFXSR (`ffxsr`) and the invariant TSC (`invariant_tsc`).
     pub fn new(tsc_aux: bool, nx: bool, ffxsr: bool, invariant_tsc: bool) -> GuestMsrs {
-        let mut efer_writable = EFER_SCE | EFER_LME | EFER_LMA;
+        let mut efer_writable = efer::SCE | efer::LME | efer::LMA;
         if nx {
-            efer_writable |= EFER_NXE;
+            efer_writable |= efer::NXE;
         }
         if ffxsr {
-            efer_writable |= EFER_FFXSR;
+            efer_writable |= efer::FFXSR;
         }
         // With an invariant TSC Linux checks that it counts at P0 frequency.
         let hwcr = if invariant_tsc { HWCR_TSC_FREQ_SEL } else { 0 };
@@ -226,12 +220,12 @@ mod tests {
     #[test]
     fn efer_writes_with_reserved_hidden_or_svme_bits_are_refused() {
         let m = full();
-        assert_eq!(m.write(EFER, 1 << 12), MsrAction::Refuse, "SVME is hidden from the guest");
+        assert_eq!(m.write(EFER, efer::SVME), MsrAction::Refuse, "SVME is hidden from the guest");
         assert_eq!(m.write(EFER, 1 << 3), MsrAction::Refuse);
-        assert_eq!(m.write(EFER, EFER_LME | EFER_NXE), MsrAction::Efer);
+        assert_eq!(m.write(EFER, efer::LME | efer::NXE), MsrAction::Efer);
         let no_nx = GuestMsrs::new(true, false, false, false);
-        assert_eq!(no_nx.write(EFER, EFER_LME | EFER_NXE), MsrAction::Refuse, "NX not shown");
-        assert_eq!(no_nx.write(EFER, EFER_FFXSR), MsrAction::Refuse, "FFXSR not shown");
+        assert_eq!(no_nx.write(EFER, efer::LME | efer::NXE), MsrAction::Refuse, "NX not shown");
+        assert_eq!(no_nx.write(EFER, efer::FFXSR), MsrAction::Refuse, "FFXSR not shown");
     }
 
     #[test]

@@ -437,11 +437,16 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                     let efer = self.reg(Reg::Efer)?;
                     // Long mode is switched with paging off (APM vol. 2,
                     // 14.6.1): changing LME with CR0.PG set is #GP.
-                    if (efer ^ value) & msr::EFER_LME != 0 && self.reg(Reg::Cr0)? & guest_x86::regs::cr0::PG != 0 {
+                    if (efer ^ value) & guest_x86::regs::efer::LME != 0
+                        && self.reg(Reg::Cr0)? & guest_x86::regs::cr0::PG != 0
+                    {
                         return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                     }
                     // LMA is the CPU's to change: keep the current one.
-                    self.set_reg(Reg::Efer, (value & !msr::EFER_LMA) | (efer & msr::EFER_LMA))?
+                    self.set_reg(
+                        Reg::Efer,
+                        (value & !guest_x86::regs::efer::LMA) | (efer & guest_x86::regs::efer::LMA),
+                    )?
                 }
                 MsrAction::Pat => self.set_reg(Reg::Pat, value)?,
                 MsrAction::TscAux => self.set_reg(Reg::TscAux, value)?,

@@ -8,11 +8,11 @@
 //! silently running into `.data`.
 use super::cpu::{msr, rdmsr, wrmsr};
 use super::frames::{PoolId, TableFrames};
+use super::phys::PAGE;
 use npt::{HostPageTable, HostPhysAddr, HostVirtAddr, PageSize, Perms};
 
 const UNCACHED_FROM: u64 = 0xFE00_0000;
 const TOP: u64 = super::phys::IDENTITY_LIMIT;
-const PAGE: u64 = 4096;
 
 unsafe extern "C" {
     static boot_stack: u8;

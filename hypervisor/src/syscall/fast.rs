@@ -11,6 +11,7 @@
 //! remembered translation is used only when the bytes it leads to are the
 //! expected instruction, so a stale entry can at worst send the exit to
 //! the VMM's slow path.
+use crate::arch::phys::PAGE;
 use crate::vm::cpuid::{CpuModel, CpuidResult};
 use crate::vm::{NextRipSource, Reg, SegReg, Vcpu};
 use guest_x86::decode::{translate, AccessKind, PagingState};
@@ -20,7 +21,6 @@ use guest_x86::regs::{cr0, efer};
 const CPUID: [u8; 2] = [0x0F, 0xA2];
 const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];
 const PING: u64 = hvabi::nr::PING;
-const PAGE: u64 = 4096;
 
 /// A remembered translation of the guest's code page.
 #[derive(Debug, Clone, Copy)]

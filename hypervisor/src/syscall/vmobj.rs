@@ -3,6 +3,7 @@ use super::fast;
 use super::time::{CpuTime, Entry};
 use super::{SysError, SysResult};
 use crate::arch::frames::{self, FrameError, PoolId};
+use crate::arch::phys::PAGE;
 use crate::arch::vmspace::MapError;
 use crate::sync::Lock;
 use crate::vm::cpuid::CpuidResult;
@@ -14,7 +15,6 @@ use vmcb::{EventInj, Segment};
 
 pub const MAX_VMS: usize = 8;
 pub const MAX_VCPUS: usize = 16;
-const PAGE: u64 = 4096;
 const LARGE: u64 = 2 << 20;
 /// The largest physically contiguous piece of guest RAM we ask for at once.
 const MAX_CHUNK: u64 = 64 << 20;
