@@ -16,8 +16,8 @@ use arrayvec::ArrayVec;
 
 /// Bitmap words covering the identity map, one bit per frame.
 const WORDS: usize = (IDENTITY_LIMIT / PAGE / 64) as usize;
-/// Shared and kernel ranges: low memory, the image, the boot information
-/// and the boot modules.
+/// Shared and kernel ranges: low memory, the image, the boot information,
+/// the boot modules and the ACPI tables.
 const MAX_FIXED: usize = 24;
 /// Firmware and loader data below 1 MiB: read at boot, never owned.
 const LOW_MEMORY_END: u64 = 1 << 20;
@@ -131,7 +131,7 @@ impl Map {
     /// Marks `[start, end)` shared for the kernel's life: it may be read,
     /// and no run will ever own it. Refused if a run owns part of it, it
     /// overlaps the image, or the table is full. An empty range is shared
-    /// trivially.
+    /// trivially; one that overlaps or touches a shared range joins it.
     pub(super) fn share(&mut self, start: u64, end: u64) -> bool {
         self.add_kernel_ranges();
         if start == end {
@@ -140,8 +140,13 @@ impl Map {
         if !Self::in_range(start, end) || self.overlaps_fixed(start, end, true) || self.any_owned(start, end) {
             return false;
         }
-        let range = Fixed { start, end, readable: true };
-        self.fixed.contains(&range) || self.fixed.try_push(range).is_ok()
+        // A shared range that overlaps or touches this one grows to cover it
+        // (the ACPI tables are mapped a piece at a time, mostly side by side).
+        if let Some(f) = self.fixed.iter_mut().find(|f| f.readable && f.start <= end && start <= f.end) {
+            (f.start, f.end) = (f.start.min(start), f.end.max(end));
+            return true;
+        }
+        self.fixed.try_push(Fixed { start, end, readable: true }).is_ok()
     }
 
     /// `[start, end)` may be read: no run owns any of it and it is not the
@@ -196,6 +201,18 @@ mod tests {
         assert!(!m.claim(5 * MIB - PAGE, PAGE), "a frame holding the end of a shared range");
         assert!(m.claim(5 * MIB, PAGE));
         assert!(m.share(4 * MIB + 10, 5 * MIB - 10), "sharing the same range again is fine");
+    }
+
+    #[test]
+    fn adjacent_shared_ranges_join_so_many_pieces_fit_the_table() {
+        let mut m = fresh();
+        let base = 32 * MIB;
+        for i in 0..(4 * MAX_FIXED as u64) {
+            assert!(m.share(base + i * PAGE, base + (i + 1) * PAGE), "piece {i} of {}", 4 * MAX_FIXED);
+        }
+        assert!(!m.claim(base + 10 * PAGE, PAGE), "a joined range is shared throughout");
+        assert!(m.claim(base + 4 * MAX_FIXED as u64 * PAGE, PAGE), "and ends where its last piece does");
+        assert!(m.share(0xE_0000, 0xF_0000), "a range inside low memory");
     }
 
     #[test]

@@ -46,7 +46,9 @@ pub struct GuestRegs {
     /// The host's XCR0 while this vCPU does not run; 0 on a CPU without
     /// XSAVE, where the switch uses FXSAVE/FXRSTOR.
     host_xcr0: u64,
-    pub xstate: XsaveArea,
+    /// Loaded by XRSTOR, which faults in the host on a malformed area: only
+    /// the world switch writes it.
+    xstate: XsaveArea,
     /// Non-zero on a CPU whose FXRSTOR/XRSTOR leave the x87 error pointers
     /// alone unless an exception is pending (AMD without XSAVEERPTR).
     x87_pointer_fix: u64,

@@ -141,7 +141,7 @@ fn xsetbv(xcr0: u64) {
 /// requires.
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
-pub struct XsaveArea(pub [u8; AREA_CAPACITY]);
+pub struct XsaveArea([u8; AREA_CAPACITY]);
 
 impl XsaveArea {
     /// The state after RESET: FCW 0x037F, MXCSR 0x1F80, an empty XSAVE
