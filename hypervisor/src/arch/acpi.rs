@@ -54,10 +54,8 @@ const RSDP_SIGNATURE: &[u8; 8] = b"RSD PTR ";
 fn find_rsdp_in_bios_areas() -> Option<u64> {
     let mut ebda_segment = [0u8; 2];
     let ebda = super::phys::read(0x40E, &mut ebda_segment).then(|| u64::from(u16::from_le_bytes(ebda_segment)) << 4);
-    let areas = [
-        ebda.filter(|start| (0x500..0xA_0000).contains(start)).map(|s| (s, s + 1024)),
-        Some((0xE_0000, 0x10_0000)),
-    ];
+    let areas =
+        [ebda.filter(|start| (0x500..0xA_0000).contains(start)).map(|s| (s, s + 1024)), Some((0xE_0000, 0x10_0000))];
     let mut chunk = [0u8; 4096];
     for (start, end) in areas.into_iter().flatten() {
         let mut at = start;

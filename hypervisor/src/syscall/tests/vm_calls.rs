@@ -169,3 +169,27 @@ fn vcpu_create_refuses_when_slots_run_out() {
     let info = sys_vcpu_info(w.a.caller(), w.vcpu_a).unwrap();
     assert_eq!((info.index, info.vcpus), (0, MAX_VCPUS as u32), "{info:?}");
 }
+
+#[test]
+fn ending_a_process_destroys_the_vms_it_left_and_takes_back_its_handles_and_quota() {
+    use crate::mm::{self, ContainerId};
+    use crate::proc::{self, Pid};
+    let _k = kernel();
+    let root_usage = || mm::info(ContainerId::ROOT).expect("the root container").usage;
+    let before = root_usage();
+    let pid = proc::proc_create(Pid::ROOT, QUOTA).unwrap();
+    let grants = grant_process(pid).unwrap();
+    let c = Caller::of(pid);
+    let vm = sys_vm_create(c).unwrap();
+    sys_vcpu_create(c, vm).unwrap();
+    sys_npt_map(c, vm, 0, 2 * MIB).unwrap();
+    let second = sys_vm_create(c).unwrap();
+    assert_eq!(end_process(pid), Ok(2), "both VMs were left to end_process");
+    for h in [vm, second] {
+        assert_eq!(vm_owner(u32::from(h.0)), Err(SysError::BadArgument), "{h:?}'s slot is free");
+    }
+    assert_eq!(sys_now_ns(c, grants.clock), Err(SysError::NoSuchObject), "its clock was revoked");
+    assert!(proc::container_of(pid).is_err(), "its pid is free");
+    assert_eq!(root_usage(), before, "its quota went back to the root");
+    assert!(end_process(pid).is_err(), "a process ends once");
+}
