@@ -123,7 +123,8 @@ fn an_event_cut_short_by_an_exit_is_delivered_again_at_the_next_entry() {
     let mut r = rig(1, TEST_CAPS);
     let pf = EventInj::exception_with_error(14, 2);
     sim::script([ScriptedExit::new(ExitCode::Npf.to_raw()).int_info(pf.to_raw()), hlt()]);
-    assert!(matches!(r.v[0].run(&mut r.cpu, &r.vm), VmExit::Npf(_)));
+    let first = r.v[0].run(&mut r.cpu, &r.vm);
+    assert!(matches!(first, VmExit::Npf(_)), "expected the scripted NPF, saw {first:?}");
     assert_eq!(r.v[0].run(&mut r.cpu, &r.vm), VmExit::Hlt);
     let runs = sim::vmruns();
     assert_eq!((runs[0].event_inj, runs[1].event_inj), (EventInj::NONE, pf), "{runs:?}");
@@ -134,7 +135,7 @@ fn a_cpu_seen_skipping_v_irq_gets_interrupts_through_eventinj() {
     let _k = kernel();
     let mut r = rig(1, TEST_CAPS);
     r.v[0].set_reg(Reg::Rflags, guest_x86::regs::rflags::IF);
-    assert!(r.v[0].inject(EventInj::external_interrupt(0x30)));
+    assert!(r.v[0].inject(EventInj::external_interrupt(0x30)), "the V_IRQ slot was free");
     // The guest runs into HLT with V_IRQ still set: as if the CPU ignored it.
     let skipped = hlt().guest(|vmcb, _| {
         let ic = vmcb.control.interrupt_control();
@@ -147,7 +148,7 @@ fn a_cpu_seen_skipping_v_irq_gets_interrupts_through_eventinj() {
     let second = sim::vmruns()[1];
     assert_eq!(second.event_inj, EventInj::external_interrupt(0x30), "{second:?}");
     assert_eq!((second.virq_delivered, r.v[0].paths.eventinj_irqs), (None, 1));
-    assert!(!r.v[0].interrupt_posted());
+    assert!(!r.v[0].interrupt_posted(), "the interrupt left V_IRQ for EVENTINJ");
 }
 
 #[test]
@@ -159,7 +160,7 @@ fn a_state_vmrun_would_refuse_is_not_run_until_fixed() {
     let seen = r.v[0].run(&mut r.cpu, &r.vm);
     assert!(matches!(seen, VmExit::Invalid(Some(_))), "CR0 bit 32 set: expected Invalid(Some), saw {seen:?}");
     assert_eq!(r.v[0].stats.get(ExitReason::Invalid).count, 0, "a refused entry is no exit");
-    assert!(sim::vmruns().is_empty());
+    assert!(sim::vmruns().is_empty(), "expected no VMRUN, saw {:?}", sim::vmruns());
     r.v[0].set_reg(Reg::Cr0, good);
     assert_eq!(run_hlts(&mut r.v[0], &mut r.cpu, &r.vm, 1).len(), 1, "fixed, it runs");
 }

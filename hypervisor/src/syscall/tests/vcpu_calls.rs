@@ -191,7 +191,7 @@ fn run_refuses_to_enter_a_state_vmrun_would_reject() {
     sys_reg_set(a, v, Reg::Cr0, guest_x86::regs::cr0::NW | guest_x86::regs::cr0::ET).unwrap();
     let seen = sys_run(a, v, NEVER).unwrap();
     assert!(matches!(seen, VmExit::Invalid(Some(_))), "expected Invalid naming the field, saw {seen:?}");
-    assert!(sim::vmruns().is_empty(), "no VMRUN happened");
+    assert!(sim::vmruns().is_empty(), "expected no VMRUN, saw {:?}", sim::vmruns());
 }
 
 #[test]
