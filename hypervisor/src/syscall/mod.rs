@@ -26,7 +26,9 @@
 //! | [`sys_console_write`], [`sys_console_read`] | the granted console |
 //! | [`sys_chan_send`], [`sys_chan_recv`] | channels between VMs' processes |
 //!
-//! [`grant_process`] gives a new process its console, clock and CPU share.
+//! [`grant_process`] gives a new process its console, clock and CPU share;
+//! [`end_process`] takes back everything a process had (its VMs, grants,
+//! channels, pid and quota). Host tests of every call: `tests/`.
 mod door;
 mod fast;
 mod granted;
