@@ -193,3 +193,17 @@ fn ending_a_process_destroys_the_vms_it_left_and_takes_back_its_handles_and_quot
     assert_eq!(root_usage(), before, "its quota went back to the root");
     assert!(end_process(pid).is_err(), "a process ends once");
 }
+
+#[test]
+fn vcpu_create_beyond_the_quota_is_refused_and_keeps_nothing() {
+    let _k = kernel();
+    let probe = Process::new(QUOTA);
+    sys_vm_create(probe.caller()).unwrap();
+    let vm_frames = probe.frames_used();
+    drop(probe);
+    // Room for the VM and not one frame more: its vCPU's VMCB does not fit.
+    let tight = Process::new(vm_frames);
+    let vm = sys_vm_create(tight.caller()).unwrap();
+    assert_eq!(sys_vcpu_create(tight.caller(), vm), Err(SysError::OutOfQuota));
+    assert_eq!(tight.frames_used(), vm_frames, "the refused vCPU kept no frame");
+}
