@@ -4,7 +4,7 @@
 //! The allocator (mm's containers, installed at boot with [`install`]) does
 //! the bookkeeping: which frames a pool may have, under which quota. arch
 //! does not trust it with memory safety: every run it returns is checked
-//! against arch's own record of who holds which frame ([`super::claims`])
+//! against arch's own record of who holds which frame (`arch::claims`)
 //! before it becomes a [`PhysRun`], so a frame has one owner at a time and
 //! the kernel's own memory is never handed out, whatever the allocator says.
 use super::phys::{PhysRun, PAGE};

@@ -2,12 +2,12 @@
 //! may.
 //!
 //! The boot page tables map the first 4 GiB one to one, so a physical
-//! address below 4 GiB is also a valid pointer; [`ptr`] is the one place
+//! address below 4 GiB is also a valid pointer; `ptr` is the one place
 //! that turns one into the other. Host tests build the same code over
-//! simulated RAM ([`super::sim`]), where `ptr` adds the RAM's base instead.
+//! simulated RAM (`arch::sim`), where `ptr` adds the RAM's base instead.
 //!
 //! Access is granted three ways, each checked against arch's record of who
-//! holds which frame ([`super::claims`]): a [`PhysRun`] owns frames
+//! holds which frame (`arch::claims`): a [`PhysRun`] owns frames
 //! exclusively; a shared range (a boot module, the multiboot2 information)
 //! is read for the kernel's life; [`read`] copies out of memory nobody
 //! owns (boot structures).

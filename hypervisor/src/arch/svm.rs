@@ -298,7 +298,7 @@ pub fn enable(cpu: usize) {
 
 /// Runs the guest whose VMCB is `vmcb` on CPU `cpu` (the current one),
 /// until its next #VMEXIT. In host tests the world switch is scripted
-/// ([`super::sim`]).
+/// (`arch::sim`).
 pub fn run_vmcb(cpu: usize, regs: &mut GuestRegs, vmcb: &mut super::vmspace::GuestVmcb) {
     debug_assert_eq!(cpu, super::cpu::current());
     #[cfg(not(test))]

@@ -1,6 +1,6 @@
 //! mm: physical memory, handed out through containers with quotas.
 //!
-//! Two sublayers, each with an executable spec in [`spec`]:
+//! Two sublayers, each with an executable spec in `spec` (host tests only):
 //!
 //! 1. [`FrameTable`]: `palloc(tag)` / `pfree(frame)` over the frames of a
 //!    memory map (usable regions minus reserved ranges), with a per-frame

@@ -2,7 +2,7 @@
 //!
 //! [`Kernel`] implements `sysabi::Sys`, the interface the VMM crate is
 //! written against; each of its methods works out the calling process from
-//! the current thread ([`Caller::current`]) and calls the function below
+//! the current thread (`Caller::current`) and calls the function below
 //! that does the work. Every call names the object it acts on by a handle
 //! and checks that the calling process owns it, acting under one lock of the
 //! object's slot, so the VMM could move to ring 3 without changing. A hostile

@@ -20,7 +20,7 @@ const LARGE: u64 = 2 << 20;
 const MAX_CHUNK: u64 = 64 << 20;
 
 /// Who is calling: the process of the thread that made the call. Only the
-/// kernel makes one ([`Caller::current`]); no call takes it from its caller.
+/// kernel makes one (`Caller::current`); no call takes it from its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
     pid: crate::proc::Pid,
