@@ -24,8 +24,10 @@
 //! accesses so that the VMM can report them.
 #![forbid(unsafe_code)]
 
+pub mod apic_bus;
 pub mod board;
 pub mod kbc;
+pub mod lapic;
 pub mod pci;
 pub mod pic;
 pub mod pit;
