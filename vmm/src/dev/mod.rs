@@ -24,8 +24,11 @@
 //! accesses so that the VMM can report them.
 #![forbid(unsafe_code)]
 
+pub mod acpi_pm;
 pub mod apic_bus;
 pub mod board;
+pub mod ioapic;
+pub mod isa_irq;
 pub mod kbc;
 pub mod lapic;
 pub mod pci;
