@@ -245,6 +245,40 @@ fn malformed_guest_image_is_refused_with_a_reason_and_others_still_run() {
 }
 
 #[test]
+fn a_command_line_that_cannot_be_passed_whole_refuses_its_vm_and_others_still_run() {
+    // Module 0's line is longer than the hypervisor takes (1024 bytes);
+    // module 1's guest line is longer than a VM takes (512). Neither is cut
+    // and run: both are refused with the reason, and module 2 runs.
+    let g = guest("guest32.elf");
+    let huge = "word ".repeat(220);
+    let long = "mode=pass ".repeat(60);
+    let out = boot(QEMU64, &[(&g, &huge), (&g, &long), (&g, "")]);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("boot: module 0's command line is longer than 1024 bytes; its VM is refused")
+        .assert_contains("module command line not taken whole; module refused")
+        .assert_contains("guest command line longer than 512 bytes; VM refused")
+        .assert_contains("vm0: PASS guest32")
+        .assert_lacks("vm1:");
+}
+
+#[test]
+fn nine_vm_modules_run_eight_refuse_the_ninth_and_every_process_ends() {
+    let g = guest("guest32.elf");
+    // 16 MiB each, so that memory is not what limits them.
+    let modules: Vec<(&Path, &str)> = (0..9).map(|_| (g.as_path(), "hv.mem=16M")).collect();
+    let out = boot(QEMU64, &modules);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("more VMs than the hypervisor runs at once; VM refused")
+        .assert_lacks("vm8:")
+        .assert_contains("all guests have stopped");
+    for n in 0..8 {
+        out.assert_contains(&format!("vm{n}: PASS guest32"));
+        // The self-test's process ended before: the VMs get p1 to p8.
+        out.assert_contains(&format!("vm{n}: process p{} ended", n + 1));
+    }
+}
+
+#[test]
 fn a_spinning_guest_is_preempted_and_another_vm_runs() {
     // vm0 spins forever with interrupts off; only the host timer gets the
     // CPU back. vm1 must still run to completion beside it.

@@ -9,8 +9,8 @@
 //! VM options: `hv.mem=SIZE` (RAM, default from `mem=`), `hv.format=raw16`
 //! (a flat real-mode binary entered at 0000:7C00), `hv.debug-exit=on`
 //! (pass port 0xF4 through).
-use super::cmdline::{parse_size, Options, Problem, Problems, MAX_GUEST_MEM, MIN_GUEST_MEM};
-use super::{bounded, Module, MAX_MODULES};
+use super::cmdline::{parse_size, Options, Problems, MAX_GUEST_MEM, MIN_GUEST_MEM};
+use super::{bounded, Module, MAX_CMDLINE, MAX_MODULES};
 use arrayvec::{ArrayString, ArrayVec};
 
 /// One VM to start.
@@ -21,28 +21,34 @@ pub struct GuestPlan {
     /// Index of the initrd module.
     pub initrd: Option<usize>,
     /// The initrd module's command line after its name.
-    pub initrd_cmdline: ArrayString<256>,
+    pub initrd_cmdline: ArrayString<MAX_CMDLINE>,
     pub cmdline: ArrayString<512>,
     pub mem: u64,
     pub raw16: bool,
     pub debug_exit: bool,
 }
 
-/// Plans the VMs. `is_kernel(i)` says whether module `i` holds a kernel
-/// image the loaders recognise.
+/// Plans the VMs, at most `max_vms` (each kernel past them is refused and
+/// reported). `is_kernel(i)` says whether module `i` holds a kernel image
+/// the loaders recognise.
 pub fn plan(
     modules: &[Module],
     opts: &Options,
+    max_vms: usize,
     is_kernel: impl Fn(usize) -> bool,
 ) -> (ArrayVec<GuestPlan, MAX_MODULES>, Problems) {
     let mut plans: ArrayVec<GuestPlan, MAX_MODULES> = ArrayVec::new();
     let mut problems = Problems::new();
-    let mut report = |word: &str, reason: &'static str| {
-        let _ = problems.try_push(Problem { word: bounded(word), reason });
-    };
+    let mut report = |word: &str, reason: &'static str| problems.report(word, reason);
     for (i, m) in modules.iter().enumerate() {
         let mut words = m.cmdline.split_ascii_whitespace();
         let name = words.next().unwrap_or("");
+        if !m.cmdline_whole {
+            // The boot log says why (too long, or not UTF-8): the VM would
+            // run with a line it was not given.
+            report(name, "module command line not taken whole; module refused");
+            continue;
+        }
         let mut p = GuestPlan {
             kernel: i,
             initrd: None,
@@ -53,6 +59,7 @@ pub fn plan(
             debug_exit: opts.debug_exit_passthrough,
         };
         let mut guest_words = 0;
+        let mut too_long = false;
         for w in words {
             if let Some(opt) = w.strip_prefix("hv.") {
                 match opt.split_once('=') {
@@ -68,7 +75,7 @@ pub fn plan(
             } else {
                 let sep = if guest_words == 0 { "" } else { " " };
                 if p.cmdline.try_push_str(sep).and_then(|_| p.cmdline.try_push_str(w)).is_err() {
-                    report(name, "guest command line too long (512 bytes at most); cut");
+                    too_long = true;
                     break;
                 }
                 guest_words += 1;
@@ -77,7 +84,11 @@ pub fn plan(
         if guest_words == 0 {
             p.cmdline = opts.guest_cmdline;
         }
-        if p.raw16 || is_kernel(i) {
+        if (p.raw16 || is_kernel(i)) && too_long {
+            report(name, "guest command line longer than 512 bytes; VM refused");
+        } else if (p.raw16 || is_kernel(i)) && plans.len() == max_vms {
+            report(name, "more VMs than the hypervisor runs at once; VM refused");
+        } else if p.raw16 || is_kernel(i) {
             let _ = plans.try_push(p);
         } else if let Some(last) = plans.last_mut().filter(|l| l.initrd.is_none() && l.kernel + 1 == i) {
             last.initrd = Some(i);
@@ -94,13 +105,13 @@ mod tests {
     use super::*;
 
     fn module(cmdline: &str) -> Module {
-        Module { start: 0x100000, end: 0x200000, cmdline: bounded(cmdline) }
+        Module { start: 0x100000, end: 0x200000, cmdline: bounded(cmdline), cmdline_whole: true }
     }
 
     #[test]
     fn kernel_then_initrd_make_one_vm_with_its_command_line() {
         let mods = [module("/x/bzImage console=ttyS0 quiet hv.mem=64M"), module("/x/initramfs.cpio")];
-        let (plans, problems) = plan(&mods, &Options::default(), |i| i == 0);
+        let (plans, problems) = plan(&mods, &Options::default(), 8, |i| i == 0);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(plans.len(), 1);
         assert_eq!(plans[0].initrd, Some(1));
@@ -112,7 +123,7 @@ mod tests {
     #[test]
     fn two_kernels_make_two_vms() {
         let mods = [module("a.elf mode=npf"), module("b.elf hv.debug-exit=on")];
-        let (plans, _) = plan(&mods, &Options::default(), |_| true);
+        let (plans, _) = plan(&mods, &Options::default(), 8, |_| true);
         assert_eq!(plans.len(), 2);
         assert_eq!(plans[0].cmdline.as_str(), "mode=npf");
         assert!(plans[1].debug_exit);
@@ -120,16 +131,58 @@ mod tests {
 
     #[test]
     fn raw16_modules_are_guests_without_detection() {
-        let (plans, _) = plan(&[module("g16.bin hv.format=raw16")], &Options::default(), |_| false);
+        let (plans, _) = plan(&[module("g16.bin hv.format=raw16")], &Options::default(), 8, |_| false);
         assert!(plans[0].raw16);
     }
 
     #[test]
     fn stray_modules_and_bad_options_are_reported() {
         let mods = [module("junk.bin"), module("k hv.mem=1T hv.colour=blue")];
-        let (plans, problems) = plan(&mods, &Options::default(), |i| i == 1);
+        let (plans, problems) = plan(&mods, &Options::default(), 8, |i| i == 1);
         assert_eq!(plans.len(), 1);
         let words: Vec<_> = problems.iter().map(|p| p.word.as_str()).collect();
         assert_eq!(words, ["junk.bin", "hv.mem=1T", "hv.colour=blue"]);
+    }
+
+    #[test]
+    fn a_module_whose_line_did_not_arrive_whole_is_refused_not_run() {
+        let mut bad = module("linux console=ttyS0");
+        bad.cmdline_whole = false;
+        let mods = [bad, module("initrd.cpio"), module("other console=ttyS0")];
+        let (plans, problems) = plan(&mods, &Options::default(), 8, |i| i != 1);
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].kernel, 2);
+        let words: Vec<_> = problems.iter().map(|p| (p.word.as_str(), p.reason)).collect();
+        assert_eq!(words[0], ("linux", "module command line not taken whole; module refused"));
+        // Its initrd has no kernel before it any more, and says so.
+        assert_eq!(words[1].0, "initrd.cpio");
+    }
+
+    #[test]
+    fn a_guest_line_over_512_bytes_refuses_the_vm_rather_than_cutting_it() {
+        let long = format!("k {}", "word ".repeat(120));
+        let fits = format!("k {}", "w".repeat(512));
+        let (plans, problems) = plan(&[module(&long), module(&fits)], &Options::default(), 8, |_| true);
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].kernel, 1);
+        assert_eq!(plans[0].cmdline.len(), 512);
+        assert_eq!(problems[0].reason, "guest command line longer than 512 bytes; VM refused");
+    }
+
+    #[test]
+    fn an_initrd_line_is_passed_on_whole() {
+        let line = format!("initrd {}", "x".repeat(900));
+        let (plans, _) = plan(&[module("k"), module(&line)], &Options::default(), 8, |i| i == 0);
+        assert_eq!(plans[0].initrd_cmdline.len(), 900);
+    }
+
+    #[test]
+    fn kernels_past_the_vm_limit_are_refused_by_name() {
+        let mods: Vec<Module> = (0..4).map(|i| module(&format!("k{i}"))).collect();
+        let (plans, problems) = plan(&mods, &Options::default(), 2, |_| true);
+        assert_eq!(plans.iter().map(|p| p.kernel).collect::<Vec<_>>(), [0, 1]);
+        let refused: Vec<_> = problems.iter().map(|p| (p.word.as_str(), p.reason)).collect();
+        let why = "more VMs than the hypervisor runs at once; VM refused";
+        assert_eq!(refused, [("k2", why), ("k3", why)]);
     }
 }

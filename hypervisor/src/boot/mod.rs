@@ -42,7 +42,58 @@ impl MemRegion {
 pub struct Module {
     pub start: u64,
     pub end: u64,
-    pub cmdline: ArrayString<256>,
+    pub cmdline: ArrayString<MAX_CMDLINE>,
+    /// The command line arrived whole: not longer than [`MAX_CMDLINE`] and
+    /// valid UTF-8. A module whose line did not is refused, not run with a
+    /// line it was not given.
+    pub cmdline_whole: bool,
+}
+
+/// Something the boot information held that the hypervisor could not take
+/// as it was. Each is reported in the log at boot; none is dropped silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootProblem {
+    /// A command line (the hypervisor's: `module` None) longer than
+    /// [`MAX_CMDLINE`] bytes.
+    CmdlineTooLong { module: Option<usize> },
+    /// A command line with a byte that is not UTF-8 at `offset`.
+    NotUtf8 { module: Option<usize>, offset: usize },
+    /// More modules than [`MAX_MODULES`]: the first ones are kept.
+    TooManyModules { given: usize },
+    /// More memory-map entries than [`MAX_REGIONS`]: the first are kept.
+    TooManyRegions { given: usize },
+    /// Part of the boot information could not be read.
+    Unreadable { what: &'static str },
+}
+
+impl core::fmt::Display for BootProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let line = |f: &mut core::fmt::Formatter<'_>, m: Option<usize>| match m {
+            None => f.write_str("the hypervisor's command line"),
+            Some(i) => write!(f, "module {i}'s command line"),
+        };
+        match *self {
+            BootProblem::CmdlineTooLong { module } => {
+                line(f, module)?;
+                write!(f, " is longer than {MAX_CMDLINE} bytes")?;
+                f.write_str(if module.is_some() { "; its VM is refused" } else { "; the rest is ignored" })
+            }
+            BootProblem::NotUtf8 { module, offset } => {
+                line(f, module)?;
+                write!(f, " has a byte that is not UTF-8 at offset {offset}")?;
+                f.write_str(if module.is_some() { "; its VM is refused" } else { "; it is read as '?'" })
+            }
+            BootProblem::TooManyModules { given } => write!(
+                f,
+                "{given} modules given, the hypervisor takes {MAX_MODULES}: modules {MAX_MODULES} to {} are ignored",
+                given - 1
+            ),
+            BootProblem::TooManyRegions { given } => {
+                write!(f, "{given} memory-map entries given, only the first {MAX_REGIONS} are used")
+            }
+            BootProblem::Unreadable { what } => write!(f, "{what} could not be read"),
+        }
+    }
 }
 
 impl Module {
@@ -72,7 +123,7 @@ pub struct BootInfo {
     /// Where the loader's own information structure lies (`[start, end)`).
     pub info_range: (u64, u64),
     /// Anything that did not fit or did not parse, for the log.
-    pub truncated: bool,
+    pub problems: ArrayVec<BootProblem, 8>,
 }
 
 impl BootInfo {
@@ -84,36 +135,102 @@ impl BootInfo {
             modules: ArrayVec::new(),
             rsdp: None,
             info_range: (0, 0),
-            truncated: false,
+            problems: ArrayVec::new(),
         }
     }
 
-    /// Stores a command line, cut at a character boundary if too long.
-    pub fn set_cmdline(&mut self, s: &str) {
-        self.cmdline.clear();
-        for c in s.chars() {
-            if self.cmdline.try_push(c).is_err() {
-                self.truncated = true;
-                break;
-            }
+    /// Notes a problem (a full list keeps the first ones; the last entry
+    /// is then the most recent kind seen).
+    pub fn report(&mut self, p: BootProblem) {
+        if self.problems.contains(&p) {
+            return;
+        }
+        if self.problems.try_push(p).is_err() {
+            let last = self.problems.len() - 1;
+            self.problems[last] = p;
         }
     }
 
-    pub fn push_region(&mut self, r: MemRegion) {
+    /// Stores the hypervisor's command line: `text` as read, whether the
+    /// loader's line was longer, and where its first bad UTF-8 byte was.
+    pub fn set_cmdline(&mut self, text: &CmdlineText) {
+        self.cmdline = text.text;
+        if text.too_long {
+            self.report(BootProblem::CmdlineTooLong { module: None });
+        }
+        if let Some(offset) = text.bad_utf8 {
+            self.report(BootProblem::NotUtf8 { module: None, offset });
+        }
+    }
+
+    pub fn push_region(&mut self, r: MemRegion, given: usize) {
         if self.regions.try_push(r).is_err() {
-            self.truncated = true;
+            self.report(BootProblem::TooManyRegions { given });
         }
     }
 
-    pub fn push_module(&mut self, m: Module) {
+    /// Adds module number `index` (of `given`), with its command line.
+    pub fn push_module(&mut self, start: u64, end: u64, text: &CmdlineText, given: usize) {
+        let index = self.modules.len();
+        let m = Module { start, end, cmdline: text.text, cmdline_whole: !text.too_long && text.bad_utf8.is_none() };
         if self.modules.try_push(m).is_err() {
-            self.truncated = true;
+            self.report(BootProblem::TooManyModules { given });
+            return;
+        }
+        if text.too_long {
+            self.report(BootProblem::CmdlineTooLong { module: Some(index) });
+        }
+        if let Some(offset) = text.bad_utf8 {
+            self.report(BootProblem::NotUtf8 { module: Some(index), offset });
         }
     }
 
     /// Bytes of usable RAM the loader reported.
     pub fn usable_bytes(&self) -> u64 {
         self.regions.iter().filter(|r| r.kind == MemKind::Usable).map(|r| r.len).sum()
+    }
+}
+
+/// A command line as read from the boot information.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CmdlineText {
+    pub text: ArrayString<MAX_CMDLINE>,
+    /// The line was longer than [`MAX_CMDLINE`] bytes.
+    pub too_long: bool,
+    /// The offset of the first byte that is not UTF-8, read as `?`.
+    pub bad_utf8: Option<usize>,
+}
+
+impl CmdlineText {
+    /// Reads `bytes` (up to its first NUL), each byte that is not UTF-8
+    /// becoming `?`.
+    pub fn from_bytes(bytes: &[u8]) -> CmdlineText {
+        let bytes = bytes.split(|&b| b == 0).next().unwrap_or(&[]);
+        let mut out = CmdlineText::default();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (good, bad) = match core::str::from_utf8(rest) {
+                Ok(s) => (s, 0),
+                Err(e) => {
+                    out.bad_utf8.get_or_insert(bytes.len() - rest.len() + e.valid_up_to());
+                    let bad = e.error_len().unwrap_or(rest.len() - e.valid_up_to()).max(1);
+                    (core::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or(""), bad)
+                }
+            };
+            for c in good.chars().chain((bad > 0).then_some('?')) {
+                if out.text.try_push(c).is_err() {
+                    out.too_long = true;
+                    return out;
+                }
+            }
+            rest = &rest[good.len() + bad..];
+        }
+        out
+    }
+
+    /// A line given as valid UTF-8 (`too_long` if it does not fit).
+    pub fn from_text(s: &str) -> CmdlineText {
+        CmdlineText::from_bytes(s.as_bytes())
     }
 }
 

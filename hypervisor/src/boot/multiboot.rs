@@ -3,7 +3,7 @@
 //! Version 1 is parsed here by hand from physical memory, read through a
 //! [`PhysRead`] so that the parser is tested on the host against fake memory.
 //! Version 2 goes through the `multiboot2` crate.
-use super::{bounded, BootInfo, Loader, MemKind, MemRegion, Module};
+use super::{BootInfo, BootProblem, CmdlineText, Loader, MemKind, MemRegion};
 
 pub const MB1_BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
 pub const MB2_BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
@@ -42,25 +42,33 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from(u32_at(b, off)) | (u64::from(u32_at(b, off + 4)) << 32)
 }
 
-/// Reads a NUL-terminated string of at most `N` bytes; invalid UTF-8 is cut
-/// at the first bad byte.
-fn c_string<const N: usize>(mem: &impl PhysRead, pa: u64) -> arrayvec::ArrayString<N> {
-    let mut buf = [0u8; N];
-    // Read byte-wise up to the NUL: a string may end right before unreadable memory.
+/// Reads the NUL-terminated command line at `pa`: at most
+/// [`MAX_CMDLINE`](super::MAX_CMDLINE) bytes (a longer one is marked
+/// `too_long`), bytes that are not UTF-8 read as `?`.
+fn c_string(mem: &impl PhysRead, pa: u64) -> CmdlineText {
+    let mut buf = [0u8; super::MAX_CMDLINE];
+    // Byte-wise up to the NUL: a string may end right before unreadable memory.
     let mut len = 0;
-    while len < N {
-        let mut b = [0u8];
-        if !mem.read(pa + len as u64, &mut b) || b[0] == 0 {
-            break;
-        }
+    let mut b = [0u8];
+    while len < buf.len() && mem.read(pa + len as u64, &mut b) && b[0] != 0 {
         buf[len] = b[0];
         len += 1;
     }
-    let s = match core::str::from_utf8(&buf[..len]) {
-        Ok(s) => s,
-        Err(e) => core::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or(""),
-    };
-    bounded(s)
+    let mut text = CmdlineText::from_bytes(&buf[..len]);
+    if len == buf.len() && mem.read(pa + len as u64, &mut b) && b[0] != 0 {
+        text.too_long = true;
+    }
+    text
+}
+
+/// What the multiboot2 crate gives for a string: the text, or, when it is
+/// not UTF-8, nothing but where the first bad byte is.
+fn v2_string(s: Result<&str, multiboot2::StringError>) -> CmdlineText {
+    match s {
+        Ok(s) => CmdlineText::from_text(s),
+        Err(multiboot2::StringError::Utf8(e)) => CmdlineText { bad_utf8: Some(e.valid_up_to()), ..Default::default() },
+        Err(_) => CmdlineText::default(),
+    }
 }
 
 fn mb1_kind(t: u32) -> MemKind {
@@ -84,8 +92,7 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
     let flags = u32_at(&hdr, 0);
 
     if flags & (1 << 2) != 0 {
-        let s: arrayvec::ArrayString<{ super::MAX_CMDLINE }> = c_string(mem, u64::from(u32_at(&hdr, 16)));
-        info.set_cmdline(&s);
+        info.set_cmdline(&c_string(mem, u64::from(u32_at(&hdr, 16))));
     }
     if flags & (1 << 3) != 0 {
         let count = u32_at(&hdr, 20);
@@ -93,14 +100,11 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
         for i in 0..u64::from(count) {
             let mut m = [0u8; 16];
             if !mem.read(addr + i * 16, &mut m) {
-                info.truncated = true;
+                info.report(BootProblem::Unreadable { what: "the module list" });
                 break;
             }
-            info.push_module(Module {
-                start: u64::from(u32_at(&m, 0)),
-                end: u64::from(u32_at(&m, 4)),
-                cmdline: c_string(mem, u64::from(u32_at(&m, 8))),
-            });
+            let text = c_string(mem, u64::from(u32_at(&m, 8)));
+            info.push_module(u64::from(u32_at(&m, 0)), u64::from(u32_at(&m, 4)), &text, count as usize);
         }
         end = end.max(addr + u64::from(count) * 16);
     }
@@ -109,25 +113,30 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
         let addr = u64::from(u32_at(&hdr, 48));
         // Each entry: size (u32, not counting itself), base (u64), length (u64), type (u32).
         let mut off = 0;
+        let given = (len / 24) as usize;
         while off + 4 <= len {
             let mut e = [0u8; 24];
             if !mem.read(addr + off, &mut e) {
-                info.truncated = true;
+                info.report(BootProblem::Unreadable { what: "the memory map" });
                 break;
             }
             let size = u64::from(u32_at(&e, 0));
             if size < 20 {
-                info.truncated = true;
+                info.report(BootProblem::Unreadable { what: "a memory-map entry" });
                 break;
             }
-            info.push_region(MemRegion { start: u64_at(&e, 4), len: u64_at(&e, 12), kind: mb1_kind(u32_at(&e, 20)) });
+            let r = MemRegion { start: u64_at(&e, 4), len: u64_at(&e, 12), kind: mb1_kind(u32_at(&e, 20)) };
+            info.push_region(r, given);
             off += size + 4;
         }
         end = end.max(addr + len);
     } else if flags & (1 << 0) != 0 {
         // Only mem_lower/mem_upper (KiB): conventional and extended memory.
-        info.push_region(MemRegion { start: 0, len: u64::from(u32_at(&hdr, 4)) * 1024, kind: MemKind::Usable });
-        info.push_region(MemRegion { start: 1 << 20, len: u64::from(u32_at(&hdr, 8)) * 1024, kind: MemKind::Usable });
+        info.push_region(MemRegion { start: 0, len: u64::from(u32_at(&hdr, 4)) * 1024, kind: MemKind::Usable }, 2);
+        info.push_region(
+            MemRegion { start: 1 << 20, len: u64::from(u32_at(&hdr, 8)) * 1024, kind: MemKind::Usable },
+            2,
+        );
     }
     info.info_range = (mbi, end);
     Ok(info)
@@ -136,21 +145,20 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
 /// Converts the multiboot2 crate's view into [`BootInfo`].
 pub fn from_v2(mbi: &multiboot2::BootInformation<'_>) -> BootInfo {
     let mut info = BootInfo::new(Loader::Multiboot2);
-    if let Some(Ok(s)) = mbi.command_line_tag().map(|t| t.cmdline()) {
-        info.set_cmdline(s);
+    if let Some(t) = mbi.command_line_tag() {
+        info.set_cmdline(&v2_string(t.cmdline()));
     }
     if let Some(map) = mbi.memory_map_tag() {
+        let given = map.memory_areas().len();
         for a in map.memory_areas() {
             let kind = mb1_kind(u32::from(a.typ()));
-            info.push_region(MemRegion { start: a.start_address(), len: a.size(), kind });
+            info.push_region(MemRegion { start: a.start_address(), len: a.size(), kind }, given);
         }
     }
+    let given = mbi.module_tags().count();
     for m in mbi.module_tags() {
-        info.push_module(Module {
-            start: u64::from(m.start_address()),
-            end: u64::from(m.end_address()),
-            cmdline: bounded(m.cmdline().unwrap_or("")),
-        });
+        let text = v2_string(m.cmdline());
+        info.push_module(u64::from(m.start_address()), u64::from(m.end_address()), &text, given);
     }
     if let Some(t) = mbi.rsdp_v2_tag() {
         info.rsdp = Some(t as *const _ as u64 + 8);
@@ -235,7 +243,7 @@ mod tests {
         assert_eq!(info.regions.len(), 2);
         assert_eq!(info.regions[1], MemRegion { start: 0x10_0000, len: 0x1FF0_0000, kind: MemKind::Usable });
         assert_eq!(info.usable_bytes(), 0x9FC00 + 0x1FF0_0000);
-        assert!(!info.truncated);
+        assert!(info.problems.is_empty());
     }
 
     #[test]
@@ -254,7 +262,7 @@ mod tests {
         m.put(0xC000, &e);
         let info = parse_v1(&m, 0x9000).unwrap();
         assert!(info.regions.is_empty());
-        assert!(info.truncated);
+        assert_eq!(info.problems.as_slice(), &[BootProblem::Unreadable { what: "a memory-map entry" }]);
     }
 
     #[test]
@@ -263,5 +271,87 @@ mod tests {
         m.put(0x9000, &mbi(1, &[(4, 639), (8, 130048)]));
         let info = parse_v1(&m, 0x9000).unwrap();
         assert_eq!(info.regions[1].len, 130048 * 1024);
+    }
+
+    /// A v1 structure with the given module command lines (module i at
+    /// 0x10_0000 * (i + 1), its line at 0xA000 + 0x1000 * i).
+    fn with_modules(lines: &[&[u8]]) -> FakeMem {
+        let mut m = FakeMem::default();
+        m.put(0x9000, &mbi(1 << 3, &[(20, lines.len() as u32), (24, 0x8000)]));
+        for (i, line) in lines.iter().enumerate() {
+            let at = 0xA000 + 0x1000 * i as u32;
+            let start = 0x10_0000 * (i as u32 + 1);
+            let mut e = Vec::new();
+            for v in [start, start + 0x1000, at, 0] {
+                e.extend_from_slice(&v.to_le_bytes());
+            }
+            m.put(0x8000 + 16 * i as u64, &e);
+            m.put(u64::from(at), line);
+            m.put(u64::from(at) + line.len() as u64, &[0]);
+        }
+        m
+    }
+
+    #[test]
+    fn v1_module_line_longer_than_the_limit_is_kept_whole_or_marked() {
+        let exact = vec![b'a'; crate::boot::MAX_CMDLINE];
+        let long = vec![b'b'; crate::boot::MAX_CMDLINE + 1];
+        let info = parse_v1(&with_modules(&[&exact, &long]), 0x9000).unwrap();
+        assert!(info.modules[0].cmdline_whole);
+        assert_eq!(info.modules[0].cmdline.len(), crate::boot::MAX_CMDLINE);
+        assert!(!info.modules[1].cmdline_whole);
+        assert_eq!(info.problems.as_slice(), &[BootProblem::CmdlineTooLong { module: Some(1) }]);
+    }
+
+    #[test]
+    fn v1_module_line_that_is_not_utf8_is_reported_with_its_offset() {
+        let info = parse_v1(&with_modules(&[b"linux root=\xff", b"initrd \xe2\x82"]), 0x9000).unwrap();
+        assert_eq!(info.modules[0].cmdline.as_str(), "linux root=?");
+        assert_eq!(info.modules[1].cmdline.as_str(), "initrd ?");
+        assert!(!info.modules[0].cmdline_whole && !info.modules[1].cmdline_whole);
+        assert_eq!(
+            info.problems.as_slice(),
+            &[
+                BootProblem::NotUtf8 { module: Some(0), offset: 11 },
+                BootProblem::NotUtf8 { module: Some(1), offset: 7 }
+            ]
+        );
+    }
+
+    #[test]
+    fn v1_more_modules_than_the_limit_keeps_the_first_and_says_how_many() {
+        let names: Vec<Vec<u8>> = (0..crate::boot::MAX_MODULES + 3).map(|i| format!("m{i}").into_bytes()).collect();
+        let lines: Vec<&[u8]> = names.iter().map(|n| n.as_slice()).collect();
+        let info = parse_v1(&with_modules(&lines), 0x9000).unwrap();
+        assert_eq!(info.modules.len(), crate::boot::MAX_MODULES);
+        assert_eq!(info.modules[0].cmdline.as_str(), "m0");
+        assert_eq!(info.problems.as_slice(), &[BootProblem::TooManyModules { given: crate::boot::MAX_MODULES + 3 }]);
+        let said = format!("{}", info.problems[0]);
+        assert!(
+            said.contains(&format!("modules {} to {}", crate::boot::MAX_MODULES, crate::boot::MAX_MODULES + 2)),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn v1_hypervisor_line_too_long_keeps_the_start() {
+        let mut m = FakeMem::default();
+        m.put(0x9000, &mbi(1 << 2, &[(16, 0xA000)]));
+        let mut line = b"log=debug ".to_vec();
+        line.resize(crate::boot::MAX_CMDLINE + 50, b'x');
+        line.push(0);
+        m.put(0xA000, &line);
+        let info = parse_v1(&m, 0x9000).unwrap();
+        assert!(info.cmdline.starts_with("log=debug "));
+        assert_eq!(info.problems.as_slice(), &[BootProblem::CmdlineTooLong { module: None }]);
+    }
+
+    #[test]
+    fn v2_strings_carry_the_same_verdicts() {
+        assert_eq!(v2_string(Ok("quiet")).text.as_str(), "quiet");
+        assert!(v2_string(Ok(&"y".repeat(crate::boot::MAX_CMDLINE + 1))).too_long);
+        let bytes = vec![b'a', b'b', 0xFF, b'c'];
+        let bad = core::str::from_utf8(&bytes).unwrap_err();
+        assert_eq!(v2_string(Err(multiboot2::StringError::Utf8(bad))).bad_utf8, Some(2));
     }
 }
