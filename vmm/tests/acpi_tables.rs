@@ -9,7 +9,7 @@ use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use core::ptr::NonNull;
 use guest_x86::mem::VecMemory;
 use vmm::dev::acpi_pm::{PM1A_CNT_BLK, PM1A_EVT_BLK, SCI_IRQ};
-use vmm::dev::board::PORT_RESET_CONTROL;
+use vmm::dev::sysctl::PORT_RESET_CONTROL;
 use vmm::dev::{ioapic, lapic};
 use vmm::loader::{write_acpi_tables, AcpiConfig, MemLayout};
 

@@ -12,7 +12,7 @@
 //!   is an 8259 pair, which Linux masks when it moves to the I/O APIC).
 //! - **FADT:** the PM1a event and control blocks of [`acpi_pm`], SCI on
 //!   IRQ 9, no SMI command port (always in ACPI mode), no PM timer, the
-//!   reset register (port 0xCF9, value 6, which the board already treats
+//!   reset register (port 0xCF9, value 6, which `dev::sysctl` already treats
 //!   as a PIIX reset), the RTC century byte at CMOS 0x32, and
 //!   IAPC_BOOT_ARCH saying legacy devices and an 8042 exist and no VGA.
 //! - **DSDT:** only `Name (\_S5, Package () { 5, 5, 0, 0 })`, the sleep

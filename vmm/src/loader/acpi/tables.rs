@@ -4,7 +4,7 @@ use super::super::error::LoadError;
 use super::super::layout::{ACPI_AREA_END, ACPI_AREA_START};
 use super::{AcpiConfig, MAX_VCPUS};
 use crate::dev::acpi_pm::{PM1A_CNT_BLK, PM1A_EVT_BLK, PM1_CNT_LEN, PM1_EVT_LEN, SCI_IRQ, SLP_TYP_S5};
-use crate::dev::board::PORT_RESET_CONTROL;
+use crate::dev::sysctl::PORT_RESET_CONTROL;
 use crate::dev::{ioapic, isa_irq, lapic};
 use guest_x86::mem::GuestMemory;
 
