@@ -25,6 +25,8 @@ pub enum MsrAction {
     TscAux,
     /// WRMSR: IA32_MISC_ENABLE takes this value.
     MiscEnable(u64),
+    /// IA32_APIC_BASE: the board's local APIC holds it.
+    ApicBase,
     /// WRMSR is accepted and has no effect.
     Ignore,
     /// #GP(0): the MSR belongs to a feature the guest's CPUID does not
@@ -137,9 +139,7 @@ impl GuestMsrs {
             PAT => MsrAction::Pat,
             TSC => MsrAction::Tsc,
             TSC_AUX if self.tsc_aux => MsrAction::TscAux,
-            // The xAPIC address, this is the BSP; the APIC is not shown in
-            // CPUID and not enabled.
-            APIC_BASE => MsrAction::Value(0xFEE0_0000 | (1 << 8)),
+            APIC_BASE => MsrAction::ApicBase,
             // Microcode patch level: none.
             PATCH_LEVEL => MsrAction::Value(0),
             MISC_ENABLE => MsrAction::Value(self.misc_enable),
@@ -173,11 +173,12 @@ impl GuestMsrs {
                 Some(v) => MsrAction::MiscEnable(v),
                 None => MsrAction::Refuse,
             },
+            APIC_BASE => MsrAction::ApicBase,
             // Writes that change nothing the guest can observe: the TSC is
-            // not offset, the APIC is absent, a patch level cannot be loaded,
+            // not offset, a patch level cannot be loaded,
             // the counters do not count, HWCR/NB_CFG/DE_CFG hold no state we
             // model (DE_CFG keeps LFENCE serialising).
-            TSC | APIC_BASE | PATCH_LEVEL | HWCR | NB_CFG | DE_CFG => MsrAction::Ignore,
+            TSC | PATCH_LEVEL | HWCR | NB_CFG | DE_CFG => MsrAction::Ignore,
             m if K7_PERF.contains(&m) => MsrAction::Ignore,
             m if matches!(self.read(m), MsrAction::Absent) => MsrAction::Absent,
             _ => MsrAction::Refuse,

@@ -3,6 +3,7 @@
 //! Everything here goes through the kernel's calls ([`Sys`]). The loop ends when the
 //! guest resets, powers off, triple-faults or does something the VMM cannot
 //! emulate; the returned [`Stop`] says which, and where.
+use super::dev::lapic::LapicEvents;
 use super::dev::{Board, BoardEvent};
 use super::guestmem::VmMemory;
 use super::hvdev::DebugConsole;
@@ -16,6 +17,9 @@ mod cr;
 /// The longest a halted vCPU sleeps before it looks at the console again.
 const IDLE_POLL_NS: u64 = 10_000_000;
 const RFLAGS_IF: u64 = 1 << 9;
+/// CPUID leaf 1 (and AMD's copy, leaf 0x8000_0001) EDX bit 9: the CPU has
+/// a local APIC. The kernel's CPUID hides it; the board has one.
+const CPUID_EDX_APIC: u32 = 1 << 9;
 
 const VEC_UD: u8 = 6;
 const VEC_GP: u8 = 13;
@@ -299,6 +303,12 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     /// VMM need not watch the guest's RFLAGS.IF or interrupt shadow.
     fn deliver_interrupts(&mut self) -> Result<(), Stop> {
         self.board.update(self.now());
+        let events = self.board.take_apic_events();
+        if events != LapicEvents::default() {
+            // One vCPU: nothing sends INIT or start-up to it, and NMIs and
+            // SMIs are not delivered.
+            debug!("{}: local APIC events dropped: {events:?}", self.name);
+        }
         if self.board.pending_vector().is_none() || self.sys.interrupt_pending(self.vcpu)? {
             return Ok(());
         }
@@ -322,7 +332,10 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             VmExit::Cpuid => {
                 let leaf = self.reg(Reg::Rax)? as u32;
                 let sub = self.reg(Reg::Rcx)? as u32;
-                let r = self.sys.cpuid(self.vcpu, leaf, sub)?;
+                let mut r = self.sys.cpuid(self.vcpu, leaf, sub)?;
+                if leaf == 1 || leaf == 0x8000_0001 {
+                    r.edx |= CPUID_EDX_APIC;
+                }
                 self.set_reg(Reg::Rax, u64::from(r.eax))?;
                 self.set_reg(Reg::Rbx, u64::from(r.ebx))?;
                 self.set_reg(Reg::Rcx, u64::from(r.ecx))?;
@@ -446,6 +459,12 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 MsrAction::Pat => self.set_reg(Reg::Pat, value)?,
                 MsrAction::TscAux => self.set_reg(Reg::TscAux, value)?,
                 MsrAction::MiscEnable(v) => self.msrs.misc_enable = v,
+                MsrAction::ApicBase => {
+                    if self.board.write_apic_base_msr(value).is_err() {
+                        warn!("{name}: wrmsr IA32_APIC_BASE <- {value:#x} refused (#GP)");
+                        return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                    }
+                }
                 MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
                 MsrAction::Absent => {
                     debug!("{name}: wrmsr {index:#x}: not on this virtual CPU (#GP)");
@@ -463,6 +482,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 MsrAction::Pat => self.reg(Reg::Pat)?,
                 MsrAction::Tsc => self.sys.guest_tsc(self.grants.clock)?,
                 MsrAction::TscAux => self.reg(Reg::TscAux)?,
+                MsrAction::ApicBase => self.board.apic_base_msr(),
                 MsrAction::Ignore => 0,
                 MsrAction::Absent => {
                     debug!("{name}: rdmsr {index:#x}: not on this virtual CPU (#GP)");

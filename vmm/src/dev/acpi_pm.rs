@@ -15,6 +15,8 @@
 //! none), GPE blocks, the sleep states other than S5 (the DSDT offers only
 //! `\_S5`), and the wake status.
 
+use crate::bus::{BoardEvent, BusDevice, Ctx, Range};
+
 /// The PM1a event block: PM1_STS at +0, PM1_EN at +2.
 pub const PM1A_EVT_BLK: u16 = 0x600;
 pub const PM1_EVT_LEN: u8 = 4;
@@ -24,6 +26,8 @@ pub const PM1_CNT_LEN: u8 = 2;
 /// The first port of the block and how many ports it answers.
 pub const PM_BASE: u16 = PM1A_EVT_BLK;
 pub const PM_PORTS: u16 = 6;
+/// The ports on the bus.
+pub const PM_RANGE: Range = Range::new(PM_BASE as u64, PM_PORTS as u64);
 /// The ISA IRQ of the system control interrupt (the FADT's SCI_INT).
 pub const SCI_IRQ: u8 = 9;
 /// The SLP_TYP value of S5, soft off: what PM1a_CNT takes and what the
@@ -126,6 +130,22 @@ impl AcpiPm {
     /// Whether the guest has asked to enter S5 (soft off).
     pub fn power_off_requested(&self) -> bool {
         self.power_off
+    }
+}
+
+/// On the port bus the block drives the SCI line and turns an S5 request
+/// into a power-off.
+impl BusDevice for AcpiPm {
+    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8], _cx: &mut Ctx) {
+        AcpiPm::read(self, offset as u16, data);
+    }
+
+    fn write(&mut self, _base: u64, offset: u64, data: &[u8], cx: &mut Ctx) {
+        AcpiPm::write(self, offset as u16, data);
+        cx.set_irq(SCI_IRQ, self.sci_level());
+        if self.power_off_requested() {
+            cx.request(BoardEvent::PowerOff);
+        }
     }
 }
 
