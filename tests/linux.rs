@@ -212,3 +212,52 @@ fn linux_keeps_time_with_the_tsc_the_hypervisor_measured() {
     s.send("reboot -f\n");
     s.expect("vm0: stopped cleanly", Duration::from_secs(60));
 }
+
+/// Without `acpi=off` the guest finds the hypervisor's ACPI tables, moves
+/// its interrupts to the emulated I/O APIC (the UART and the PIT on their
+/// ISA pins), keeps time with the local APIC timer (the LOC count grows),
+/// and both ACPI ends of a run stop the VM: `poweroff -f` through the PM1a
+/// control block's S5, and the reboot of the bzImage test through the FADT's
+/// reset register.
+#[test]
+fn linux_uses_the_acpi_tables_the_local_apic_timer_and_the_ioapic() {
+    let img = linux_images();
+    assert!(!img.cmdline.contains("acpi=off"), "the guest command line still turns ACPI off: {}", img.cmdline);
+    let mut s = Qemu::new()
+        .cpu("qemu64,+svm,+npt")
+        .kernel(&kernel_image(), "log=info")
+        .modules(&[(&img.vmlinux, &img.cmdline), (&img.initramfs, "")])
+        .spawn();
+    s.fail_on("Kernel panic");
+    s.expect(READY, Duration::from_secs(300));
+    s.expect("# ", Duration::from_secs(60));
+
+    let out = run(&mut s, "dmesg | grep -E 'ACPI: (RSDP|XSDT|FACP|DSDT|APIC|FACS)'");
+    for table in ["RSDP", "XSDT", "FACP", "DSDT", "APIC", "FACS"] {
+        assert!(out.contains(&format!("ACPI: {table}")), "the guest did not list the {table} table:\n{out}");
+    }
+    let out = run(&mut s, "dmesg | grep -i -E 'apic|acpi|timer|clock'; cat /proc/interrupts");
+    eprintln!("DEBUG:\n{out}");
+    assert!(out.contains("IOAPIC[0]: apic_id 1"), "the guest did not take the MADT's I/O APIC:\n{out}");
+
+    let loc = |s: &mut Session| -> u64 {
+        let out = run(s, "grep LOC: /proc/interrupts");
+        out.lines()
+            .find_map(|l| l.trim_start().strip_prefix("LOC:"))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no LOC line in /proc/interrupts:\n{out}"))
+    };
+    let before = loc(&mut s);
+    run(&mut s, "sleep 1");
+    let after = loc(&mut s);
+    assert!(after > before + 10, "the local APIC timer did not count: LOC {before} then {after}");
+
+    let out = run(&mut s, "cat /proc/interrupts");
+    let line = |name: &str| out.lines().find(|l| l.ends_with(name)).unwrap_or("").to_string();
+    assert!(line("ttyS0").contains("IO-APIC"), "the UART's IRQ is not on the I/O APIC:\n{out}");
+    assert!(line("acpi").contains("IO-APIC   9-fasteoi"), "the SCI is not level-triggered on pin 9:\n{out}");
+
+    s.send("poweroff -f\n");
+    s.expect("vm0: stopped cleanly: the guest powered off", Duration::from_secs(60));
+}

@@ -146,6 +146,9 @@ pub const FEATURES: &[Feature] = &[
     f("msr", 1, Edx, 5, Host),
     PAE,
     f("cx8", 1, Edx, 8, Host),
+    // Shown because the VMM emulates an xAPIC (the page at 0xFEE0_0000 and
+    // IA32_APIC_BASE); every x86-64 host has one, so the host check holds.
+    f("apic", 1, Edx, 9, Host),
     f("sep", 1, Edx, 11, Host),
     PGE,
     f("cmov", 1, Edx, 15, Host),
@@ -218,6 +221,7 @@ pub const FEATURES: &[Feature] = &[
     f("msr", 0x8000_0001, Edx, 5, Host),
     f("pae", 0x8000_0001, Edx, 6, Host),
     f("cx8", 0x8000_0001, Edx, 8, Host),
+    f("apic", 0x8000_0001, Edx, 9, Host),
     f("syscall", 0x8000_0001, Edx, 11, Host),
     f("pge", 0x8000_0001, Edx, 13, Host),
     f("cmov", 0x8000_0001, Edx, 15, Host),

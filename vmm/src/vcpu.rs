@@ -17,9 +17,6 @@ mod cr;
 /// The longest a halted vCPU sleeps before it looks at the console again.
 const IDLE_POLL_NS: u64 = 10_000_000;
 const RFLAGS_IF: u64 = 1 << 9;
-/// CPUID leaf 1 (and AMD's copy, leaf 0x8000_0001) EDX bit 9: the CPU has
-/// a local APIC. The kernel's CPUID hides it; the board has one.
-const CPUID_EDX_APIC: u32 = 1 << 9;
 
 const VEC_UD: u8 = 6;
 const VEC_GP: u8 = 13;
@@ -332,10 +329,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             VmExit::Cpuid => {
                 let leaf = self.reg(Reg::Rax)? as u32;
                 let sub = self.reg(Reg::Rcx)? as u32;
-                let mut r = self.sys.cpuid(self.vcpu, leaf, sub)?;
-                if leaf == 1 || leaf == 0x8000_0001 {
-                    r.edx |= CPUID_EDX_APIC;
-                }
+                let r = self.sys.cpuid(self.vcpu, leaf, sub)?;
                 self.set_reg(Reg::Rax, u64::from(r.eax))?;
                 self.set_reg(Reg::Rbx, u64::from(r.ebx))?;
                 self.set_reg(Reg::Rcx, u64::from(r.ecx))?;

@@ -185,18 +185,25 @@ fn check_sane(name: &str, d: &Dump, m: &CpuModel) {
         ("x2APIC", 1, Reg::Ecx, 21),
         ("TSC deadline", 1, Reg::Ecx, 24),
         ("MCE", 1, Reg::Edx, 7),
-        ("APIC", 1, Reg::Edx, 9),
         ("MTRR", 1, Reg::Edx, 12),
         ("MCA", 1, Reg::Edx, 14),
         ("HTT", 1, Reg::Edx, 28),
         ("PKU", 7, Reg::Ecx, 3),
         ("LA57", 7, Reg::Ecx, 16),
         ("SVM", 0x8000_0001, Reg::Ecx, 2),
+        ("ExtApicSpace", 0x8000_0001, Reg::Ecx, 3),
         ("OSVW", 0x8000_0001, Reg::Ecx, 9),
         ("perfctr_core", 0x8000_0001, Reg::Ecx, 23),
         ("MONITORX", 0x8000_0001, Reg::Ecx, 29),
     ] {
         assert_eq!(a(leaf, 0).reg(reg) & (1 << bit), 0, "{name}: {what} must be hidden");
+    }
+    for leaf in [1, 0x8000_0001] {
+        assert_ne!(
+            a(leaf, 0).edx & (1 << 9),
+            0,
+            "{name}: APIC in leaf {leaf:#x} must be shown (the VMM emulates an xAPIC)"
+        );
     }
     assert_eq!(a(0x8000_000A, 0), CpuidResult::default(), "{name}: the SVM leaf is hidden");
     assert_eq!(a(4, 0), CpuidResult::default(), "{name}: leaf 4 is hidden");

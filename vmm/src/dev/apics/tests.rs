@@ -115,7 +115,7 @@ fn the_sci_is_level_triggered_through_pin_9_and_power_off_ends_the_machine() {
     b.io_write(0x600, 2, u32::from(crate::dev::acpi_pm::event::PWRBTN), 0);
     lapic_write(&mut b, regs::EOI, 0, 0);
     assert_eq!(b.pending_vector(), None, "status cleared: the line fell");
-    b.io_write(u16::from(PM1A_CNT_BLK), 2, u32::from((SLP_TYP_S5 << control::SLP_TYP_SHIFT) | control::SLP_EN), 0);
+    b.io_write(PM1A_CNT_BLK, 2, u32::from((SLP_TYP_S5 << control::SLP_TYP_SHIFT) | control::SLP_EN), 0);
     assert_eq!(b.take_event(), Some(BoardEvent::PowerOff));
 }
 
