@@ -27,6 +27,8 @@ pub enum MsrAction {
     MiscEnable(u64),
     /// IA32_APIC_BASE: the board's local APIC holds it.
     ApicBase,
+    /// IA32_TSC_DEADLINE: the local APIC timer's deadline.
+    TscDeadline,
     /// WRMSR is accepted and has no effect.
     Ignore,
     /// #GP(0): the MSR belongs to a feature the guest's CPUID does not
@@ -43,6 +45,7 @@ pub const EFER_LMA: u64 = 1 << 10;
 pub const EFER_LME: u64 = 1 << 8;
 const TSC: u32 = 0x10;
 const APIC_BASE: u32 = 0x1B;
+const TSC_DEADLINE: u32 = 0x6E0;
 const PATCH_LEVEL: u32 = 0x8B;
 const MCG_CAP: u32 = 0x179;
 const MCG_STATUS: u32 = 0x17A;
@@ -97,6 +100,8 @@ pub mod misc_enable {
 pub struct GuestMsrs {
     /// RDTSCP or RDPID is shown, so TSC_AUX exists.
     pub tsc_aux: bool,
+    /// The TSC-deadline timer is shown, so IA32_TSC_DEADLINE exists.
+    pub tsc_deadline: bool,
     /// The EFER bits the guest may set (NXE and FFXSR only where shown).
     pub efer_writable: u64,
     /// HWCR as the guest reads it.
@@ -107,8 +112,9 @@ pub struct GuestMsrs {
 
 impl GuestMsrs {
     /// The MSRs of a vCPU whose CPUID shows RDTSCP or RDPID (`tsc_aux`),
-    /// NX (`nx`), FFXSR (`ffxsr`) and the invariant TSC (`invariant_tsc`).
-    pub fn new(tsc_aux: bool, nx: bool, ffxsr: bool, invariant_tsc: bool) -> GuestMsrs {
+    /// the TSC-deadline timer (`tsc_deadline`), NX (`nx`), FFXSR (`ffxsr`)
+    /// and the invariant TSC (`invariant_tsc`).
+    pub fn new(tsc_aux: bool, tsc_deadline: bool, nx: bool, ffxsr: bool, invariant_tsc: bool) -> GuestMsrs {
         let mut efer_writable = EFER_SCE | EFER_LME | EFER_LMA;
         if nx {
             efer_writable |= EFER_NXE;
@@ -118,7 +124,7 @@ impl GuestMsrs {
         }
         // With an invariant TSC Linux checks that it counts at P0 frequency.
         let hwcr = if invariant_tsc { HWCR_TSC_FREQ_SEL } else { 0 };
-        GuestMsrs { tsc_aux, efer_writable, hwcr, misc_enable: misc_enable::RESET }
+        GuestMsrs { tsc_aux, tsc_deadline, efer_writable, hwcr, misc_enable: misc_enable::RESET }
     }
 
     /// The MSRs of a vCPU whose CPUID answers as `cpuid(leaf, subleaf)`.
@@ -126,6 +132,7 @@ impl GuestMsrs {
         let shows = |f: Feature| cpuid(f.leaf, f.sub).reg(f.reg) & f.mask() != 0;
         GuestMsrs::new(
             shows(shown::RDTSCP) || shows(shown::RDPID),
+            shows(shown::TSC_DEADLINE),
             shows(shown::NX),
             shows(shown::FFXSR),
             shows(shown::INVARIANT_TSC),
@@ -140,6 +147,7 @@ impl GuestMsrs {
             TSC => MsrAction::Tsc,
             TSC_AUX if self.tsc_aux => MsrAction::TscAux,
             APIC_BASE => MsrAction::ApicBase,
+            TSC_DEADLINE if self.tsc_deadline => MsrAction::TscDeadline,
             // Microcode patch level: none.
             PATCH_LEVEL => MsrAction::Value(0),
             MISC_ENABLE => MsrAction::Value(self.misc_enable),
@@ -157,7 +165,7 @@ impl GuestMsrs {
             // Zen erratum workarounds) are not virtualised.
             MCG_CAP | MCG_STATUS | MCG_CTL | OSVW_ID_LENGTH | OSVW_STATUS => MsrAction::Absent,
             CPUID_FEATURES_OVERRIDE | CPUID_EXT_FEATURES_OVERRIDE | LS_CFG | FP_CFG => MsrAction::Absent,
-            TSC_AUX => MsrAction::Absent,
+            TSC_AUX | TSC_DEADLINE => MsrAction::Absent,
             _ => MsrAction::Refuse,
         }
     }
@@ -174,6 +182,7 @@ impl GuestMsrs {
                 None => MsrAction::Refuse,
             },
             APIC_BASE => MsrAction::ApicBase,
+            TSC_DEADLINE if self.tsc_deadline => MsrAction::TscDeadline,
             // Writes that change nothing the guest can observe: the TSC is
             // not offset, a patch level cannot be loaded,
             // the counters do not count, HWCR/NB_CFG/DE_CFG hold no state we
@@ -207,13 +216,13 @@ mod tests {
     use super::*;
 
     fn full() -> GuestMsrs {
-        GuestMsrs::new(true, true, true, true)
+        GuestMsrs::new(true, true, true, true, true)
     }
 
     #[test]
     fn what_exists_follows_the_guests_cpuid() {
         let none = GuestMsrs::from_cpuid(|_, _| CpuidResult::default());
-        assert_eq!(none, GuestMsrs::new(false, false, false, false));
+        assert_eq!(none, GuestMsrs::new(false, false, false, false, false));
         assert_eq!(none.read(0xC001_0015), MsrAction::Value(0), "HWCR without an invariant TSC");
         let rdpid_only = |leaf, _| match leaf {
             7 => CpuidResult { ecx: shown::RDPID.mask(), ..Default::default() },
@@ -230,7 +239,7 @@ mod tests {
         assert_eq!(m.write(EFER, 1 << 12), MsrAction::Refuse, "SVME is hidden from the guest");
         assert_eq!(m.write(EFER, 1 << 3), MsrAction::Refuse);
         assert_eq!(m.write(EFER, EFER_LME | EFER_NXE), MsrAction::Efer);
-        let no_nx = GuestMsrs::new(true, false, false, false);
+        let no_nx = GuestMsrs::new(true, true, false, false, false);
         assert_eq!(no_nx.write(EFER, EFER_LME | EFER_NXE), MsrAction::Refuse, "NX not shown");
         assert_eq!(no_nx.write(EFER, EFER_FFXSR), MsrAction::Refuse, "FFXSR not shown");
     }
@@ -252,9 +261,18 @@ mod tests {
         assert_eq!(full().read(TSC_AUX), MsrAction::TscAux);
         assert_eq!(full().write(TSC_AUX, 0xFFFF_FFFF), MsrAction::TscAux);
         assert_eq!(full().write(TSC_AUX, 1 << 32), MsrAction::Refuse);
-        let none = GuestMsrs::new(false, true, true, true);
+        let none = GuestMsrs::new(false, true, true, true, true);
         assert_eq!(none.read(TSC_AUX), MsrAction::Absent);
         assert_eq!(none.write(TSC_AUX, 0), MsrAction::Absent);
+    }
+
+    #[test]
+    fn tsc_deadline_exists_only_with_the_tsc_deadline_timer() {
+        assert_eq!(full().read(TSC_DEADLINE), MsrAction::TscDeadline);
+        assert_eq!(full().write(TSC_DEADLINE, u64::MAX), MsrAction::TscDeadline);
+        let none = GuestMsrs::new(true, false, true, true, true);
+        assert_eq!(none.read(TSC_DEADLINE), MsrAction::Absent);
+        assert_eq!(none.write(TSC_DEADLINE, 0), MsrAction::Absent);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Everything here goes through the kernel's calls ([`Sys`]). The loop ends when the
 //! guest resets, powers off, triple-faults or does something the VMM cannot
 //! emulate; the returned [`Stop`] says which, and where.
-use super::dev::lapic::LapicEvents;
+use super::dev::lapic::{LapicEvents, TscClock};
 use super::dev::{Board, BoardEvent};
 use super::guestmem::VmMemory;
 use super::hvdev::DebugConsole;
@@ -279,6 +279,12 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         self.now_ns
     }
 
+    /// The guest's TSC now and its rate, for the local APIC's TSC-deadline
+    /// timer.
+    fn tsc_clock(&self) -> Result<TscClock, Stop> {
+        Ok(TscClock { tsc: self.sys.guest_tsc(self.grants.clock)?, hz: self.sys.tsc_hz(self.grants.clock)? })
+    }
+
     /// Moves console bytes between the host serial port and the guest UART.
     fn pump_console(&mut self) {
         // A byte the UART had no room for waits here: the host port has
@@ -459,6 +465,10 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                         return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                     }
                 }
+                MsrAction::TscDeadline => {
+                    let clock = self.tsc_clock()?;
+                    self.board.write_tsc_deadline_msr(value, self.now(), clock);
+                }
                 MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
                 MsrAction::Absent => {
                     debug!("{name}: wrmsr {index:#x}: not on this virtual CPU (#GP)");
@@ -477,6 +487,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 MsrAction::Tsc => self.sys.guest_tsc(self.grants.clock)?,
                 MsrAction::TscAux => self.reg(Reg::TscAux)?,
                 MsrAction::ApicBase => self.board.apic_base_msr(),
+                MsrAction::TscDeadline => self.board.tsc_deadline_msr(self.now()),
                 MsrAction::Ignore => 0,
                 MsrAction::Absent => {
                     debug!("{name}: rdmsr {index:#x}: not on this virtual CPU (#GP)");

@@ -18,7 +18,7 @@
 use super::acpi_pm::{AcpiPm, PM_RANGE, SCI_IRQ};
 use super::apics::{Apics, APIC_PAGES};
 use super::kbc::{Kbc, KBC_PORTS};
-use super::lapic::{GeneralProtection, LapicEvents};
+use super::lapic::{GeneralProtection, LapicEvents, TscClock};
 use super::pic::{DualPic, PIC_PORTS};
 use super::rtc::{Rtc, RTC_PORTS};
 use super::sysctl::{ConfigPorts, PostCode, SystemControlA, CONFIG_PORTS, PORT_POST, PORT_SYSTEM_CONTROL_A};
@@ -218,6 +218,22 @@ impl<'a> Board<'a> {
     /// RDMSR IA32_APIC_BASE.
     pub fn apic_base_msr(&self) -> u64 {
         self.devices.apics.apic_base_msr()
+    }
+
+    /// RDMSR IA32_TSC_DEADLINE at guest time `now_ns`.
+    pub fn tsc_deadline_msr(&mut self, now_ns: u64) -> u64 {
+        self.update(now_ns);
+        self.devices.apics.lapic.tsc_deadline_msr(self.cx.now_ns)
+    }
+
+    /// WRMSR IA32_TSC_DEADLINE at guest time `now_ns`, when the guest's TSC
+    /// is `clock`: arms (or disarms) the local APIC timer in TSC-deadline
+    /// mode.
+    pub fn write_tsc_deadline_msr(&mut self, value: u64, now_ns: u64, clock: TscClock) {
+        self.update(now_ns);
+        self.devices.apics.lapic.write_tsc_deadline_msr(value, self.cx.now_ns, clock);
+        self.cx.timers_changed();
+        self.sync();
     }
 
     /// WRMSR IA32_APIC_BASE; `Err` is the #GP the guest gets.

@@ -6,7 +6,7 @@ use crate::bus::BoardEvent;
 use crate::dev::acpi_pm::{control, PM1A_CNT_BLK, SLP_TYP_S5};
 use crate::dev::board::{Board, BoardConfig};
 use crate::dev::ioapic::{reg, IOREGSEL, IOWIN};
-use crate::dev::lapic::regs;
+use crate::dev::lapic::{regs, TscClock};
 
 const MS: u64 = 1_000_000;
 
@@ -88,6 +88,24 @@ fn the_local_apic_timer_is_a_board_timer_with_a_deadline_and_an_interrupt() {
     assert_eq!(b.acknowledge(), Some(0xEC));
     lapic_write(&mut b, regs::EOI, 0, MS);
     assert_eq!(b.next_deadline_ns(MS), Some(2 * MS), "periodic");
+}
+
+#[test]
+fn a_tsc_deadline_written_through_the_board_sets_its_deadline_and_interrupt() {
+    let mut b = board();
+    lapic_write(&mut b, regs::SVR, 0x1FF, 0);
+    lapic_write(&mut b, regs::LVT_TIMER, 0xEF | regs::TIMER_TSC_DEADLINE, 0);
+    // A 2 GHz TSC reading 10_000 at 1 ms: a deadline 4_000_000 ticks on is 2 ms later.
+    let clock = TscClock { tsc: 10_000, hz: 2_000_000_000 };
+    b.write_tsc_deadline_msr(4_010_000, MS, clock);
+    assert_eq!(b.tsc_deadline_msr(MS), 4_010_000, "the armed deadline reads back");
+    assert_eq!(b.next_deadline_ns(MS), Some(3 * MS), "expected 3 ms");
+    b.update(3 * MS - 1);
+    assert_eq!(b.pending_vector(), None, "not before the deadline");
+    b.update(3 * MS);
+    assert_eq!(b.acknowledge(), Some(0xEF));
+    assert_eq!(b.tsc_deadline_msr(3 * MS), 0, "a deadline that fired reads 0");
+    assert_eq!(b.next_deadline_ns(3 * MS), None, "one shot");
 }
 
 #[test]

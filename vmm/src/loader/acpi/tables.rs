@@ -281,7 +281,9 @@ pub fn write_fadt<M: GuestMemory + ?Sized>(mem: &mut M, plan: &Plan) -> Result<(
     t.u8(RESET_VALUE)?;
     t.u16(0)?; // ARM_BOOT_ARCH
     t.u8(0)?; // FADT minor version (6.0)
-    t.u64(plan.facs)?; // X_FIRMWARE_CTRL
+              // X_FIRMWARE_CTRL: only for a FACS above 4 GiB; it must be zero when
+              // FIRMWARE_CTRL is set (ACPI 6.0 §5.2.9, table 5-34).
+    t.u64(0)?;
     t.u64(plan.dsdt)?; // X_DSDT
     t.gas(Gas::ports(PM1A_EVT_BLK, PM1_EVT_LEN))?;
     t.gas(Gas::NONE)?; // X_PM1b_EVT_BLK

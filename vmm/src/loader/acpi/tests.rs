@@ -62,11 +62,12 @@ fn xsdt_lists_the_fadt_and_the_madt() {
 }
 
 #[test]
-fn fadt_points_at_the_dsdt_and_facs_in_both_widths() {
+fn fadt_points_at_the_dsdt_in_both_widths_and_at_the_facs_in_one() {
     let (mem, plan) = written(&CONFIG);
-    assert_eq!(u64::from(u32_at(&mem, plan.fadt + 36)), plan.facs);
+    assert_eq!(u64::from(u32_at(&mem, plan.fadt + 36)), plan.facs, "FIRMWARE_CTRL");
     assert_eq!(u64::from(u32_at(&mem, plan.fadt + 40)), plan.dsdt);
-    assert_eq!(u64_at(&mem, plan.fadt + 132), plan.facs);
+    // ACPI 6.0 §5.2.9: X_FIRMWARE_CTRL must be zero when FIRMWARE_CTRL is not.
+    assert_eq!(u64_at(&mem, plan.fadt + 132), 0, "X_FIRMWARE_CTRL");
     assert_eq!(u64_at(&mem, plan.fadt + 140), plan.dsdt);
     assert_eq!(plan.facs % 64, 0, "FACS 64-byte aligned");
 }
