@@ -1,5 +1,6 @@
 //! Building a VM from a guest image and running it to its end.
 use super::bus::BusError;
+use super::dev::apics::IOAPIC_ID;
 use super::dev::{Board, BoardConfig, UnassignedPort};
 use super::guestmem::VmMemory;
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
@@ -125,6 +126,11 @@ fn load<S: Sys>(
     let (kind, entry) =
         loader::load(&mut mem, &layout, cfg.image, initrd, cmdline.as_bytes()).map_err(LaunchError::Load)?;
     log::info!("{}: {:?} image, entry {:#x} in {:?}", cfg.name, kind, entry.rip, entry.mode);
+    // The ACPI tables describe the board: one vCPU, its local APIC, the
+    // I/O APIC, the PM block.
+    let acpi = loader::AcpiConfig { vcpus: 1, ioapic_id: IOAPIC_ID };
+    let rsdp = loader::write_acpi_tables(&mut mem, &layout, &acpi).map_err(LaunchError::Load)?;
+    loader::set_acpi_rsdp(&mut mem, kind, rsdp).map_err(LaunchError::Load)?;
     apply_entry(sys, vcpu, &entry)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! Everything here goes through the kernel's calls ([`Sys`]). The loop ends when the
 //! guest resets, powers off, triple-faults or does something the VMM cannot
 //! emulate; the returned [`Stop`] says which, and where.
+use super::dev::lapic::{LapicEvents, TscClock};
 use super::dev::{Board, BoardEvent};
 use super::guestmem::VmMemory;
 use super::hcbuf::GuestFault;
@@ -303,6 +304,12 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         self.now_ns
     }
 
+    /// The guest's TSC now and its rate, for the local APIC's TSC-deadline
+    /// timer.
+    fn tsc_clock(&self) -> Result<TscClock, Stop> {
+        Ok(TscClock { tsc: self.sys.guest_tsc(self.grants.clock)?, hz: self.sys.tsc_hz(self.grants.clock)? })
+    }
+
     /// Moves console bytes between the host serial port and the guest UART.
     fn pump_console(&mut self) {
         // A byte the UART had no room for waits here: the host port has
@@ -324,6 +331,12 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     /// VMM need not watch the guest's RFLAGS.IF or interrupt shadow.
     fn deliver_interrupts(&mut self) -> Result<(), Stop> {
         self.board.update(self.now());
+        let events = self.board.take_apic_events();
+        if events != LapicEvents::default() {
+            // One vCPU: nothing sends INIT or start-up to it, and NMIs and
+            // SMIs are not delivered.
+            debug!("{}: local APIC events dropped: {events:?}", self.name);
+        }
         if self.board.pending_vector().is_none() || self.sys.interrupt_pending(self.vcpu)? {
             return Ok(());
         }
@@ -484,6 +497,16 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 MsrAction::Pat => self.set_reg(Reg::Pat, value)?,
                 MsrAction::TscAux => self.set_reg(Reg::TscAux, value)?,
                 MsrAction::MiscEnable(v) => self.msrs.misc_enable = v,
+                MsrAction::ApicBase => {
+                    if self.board.write_apic_base_msr(value).is_err() {
+                        warn!("{name}: wrmsr IA32_APIC_BASE <- {value:#x} refused (#GP)");
+                        return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                    }
+                }
+                MsrAction::TscDeadline => {
+                    let clock = self.tsc_clock()?;
+                    self.board.write_tsc_deadline_msr(value, self.now(), clock);
+                }
                 MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
                 MsrAction::Absent => {
                     debug!("{name}: wrmsr {index:#x}: not on this virtual CPU (#GP)");
@@ -501,6 +524,8 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 MsrAction::Pat => self.reg(Reg::Pat)?,
                 MsrAction::Tsc => self.sys.guest_tsc(self.grants.clock)?,
                 MsrAction::TscAux => self.reg(Reg::TscAux)?,
+                MsrAction::ApicBase => self.board.apic_base_msr(),
+                MsrAction::TscDeadline => self.board.tsc_deadline_msr(self.now()),
                 MsrAction::Ignore => 0,
                 MsrAction::Absent => {
                     debug!("{name}: rdmsr {index:#x}: not on this virtual CPU (#GP)");

@@ -7,8 +7,9 @@ pub enum BoardEvent {
     /// Reset the machine: a write of 0x06/0x0E to port 0xCF9, the i8042
     /// reset pulse (command 0xFE), or the fast-reset bit of port 0x92.
     Reset,
-    /// Turn the machine off. No device raises it yet: the board has no ACPI
-    /// PM block, so a guest booted with `acpi=off` just halts.
+    /// Turn the machine off: the guest wrote SLP_EN with the S5 sleep type
+    /// to the ACPI PM1a control register. (A guest booted with `acpi=off`
+    /// cannot ask; it halts with interrupts off instead.)
     PowerOff,
 }
 

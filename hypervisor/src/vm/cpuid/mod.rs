@@ -4,7 +4,8 @@
 //! CPUID and the declared features and fields of [`shown`]: a bit reaches
 //! the guest only if it is declared, the host has it, and what it needs is
 //! shown too (AVX needs the guest to be able to enable AVX state in XCR0,
-//! ...). Every other bit, and every leaf not declared, is zero; the highest
+//! ...); the few the VMM emulates (`Needs::Vmm`: the local APIC and its
+//! TSC-deadline timer) are shown whatever the host has. Every other bit, and every leaf not declared, is zero; the highest
 //! basic and extended leaves are clamped to the declared ones. A few answers
 //! are computed rather than copied: the leaf ranges, the APIC ID, the
 //! hypervisor bit and leaves 0x4000_0000.., the extended-state leaf 0xD
@@ -89,7 +90,7 @@ impl CpuModel {
         let mut m = CpuModel { entries: ArrayVec::new(), max_basic, max_ext, xcr0, layout, hypercall_version };
         let in_range = |leaf: u32| leaf <= max_basic || (EXT_BASE..=max_ext).contains(&leaf);
         let needs_met = |n: Needs| match n {
-            Needs::Host => true,
+            Needs::Host | Needs::Vmm => true,
             Needs::Xsave => xcr0 != 0,
             Needs::Avx => xcr0 & xcr0::AVX != 0,
             Needs::Avx512 => xcr0 & xcr0::AVX512 == xcr0::AVX512,
@@ -102,7 +103,8 @@ impl CpuModel {
             let h = host(leaf, sub);
             let mut r = CpuidResult::default();
             for f in shown::FEATURES.iter().filter(|f| f.leaf == leaf && f.sub == sub && needs_met(f.needs)) {
-                *r.reg_mut(f.reg) |= h.reg(f.reg) & f.mask();
+                let have = if f.needs == Needs::Vmm { f.mask() } else { h.reg(f.reg) };
+                *r.reg_mut(f.reg) |= have & f.mask();
             }
             for f in shown::FIELDS.iter().filter(|f| f.leaf == leaf && sub == 0) {
                 *r.reg_mut(f.reg) |= h.reg(f.reg) & f.mask;
