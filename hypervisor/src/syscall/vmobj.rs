@@ -30,10 +30,13 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The process of the calling thread.
+    /// The process of the calling thread, which the CPU is charged to from
+    /// now on (see [`account`](super::account)).
     pub(crate) fn current() -> SysResult<Caller> {
         let owner = crate::thread::current_owner().ok_or(SysError::NoSuchObject)?;
-        Ok(Caller { pid: crate::proc::Pid::from_index(owner as usize) })
+        let pid = crate::proc::Pid::from_index(owner as usize);
+        super::account::charge_caller(pid);
+        Ok(Caller { pid })
     }
 
     /// A caller for the kernel's own tests of the calls.
@@ -398,17 +401,27 @@ pub fn sys_run(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<
             Some(exit) => return Ok(exit),
             // The locks are released: let the others run.
             None => {
-                crate::thread::yield_to_others().map_err(|_| SysError::NoSuchObject)?;
+                super::account::off_cpu(caller.pid, crate::thread::yield_to_others)
+                    .map_err(|_| SysError::NoSuchObject)?;
             }
         }
     }
 }
 
 /// Runs the guest until an exit for the caller (`Some`) or the end of the
-/// thread's slice (`None`).
+/// thread's slice (`None`), and adds the time the guest ran to the
+/// caller's account.
 fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Option<VmExit>> {
     let mut g = VCPUS.get(usize::from(vcpu.0)).ok_or(SysError::NoSuchObject)?.lock();
     let obj = owned(g.as_mut(), caller)?;
+    let guest_before = obj.vcpu.guest_cycles;
+    let r = run_until_exit(caller, vcpu, obj, deadline_ns);
+    super::account::add_guest_cycles(caller.pid, obj.vcpu.guest_cycles.wrapping_sub(guest_before));
+    r
+}
+
+/// [`run_slice`] with the vCPU locked.
+fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_ns: u64) -> SysResult<Option<VmExit>> {
     let vg = VMS.get(usize::from(obj.vm.0)).ok_or(SysError::NoSuchObject)?.lock();
     let vmobj = owned(vg.as_ref(), caller)?;
     let cpu = crate::arch::cpu::current();
