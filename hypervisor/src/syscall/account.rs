@@ -47,8 +47,15 @@ impl Ledger {
         self.created_ns[i].store(now, Ordering::Relaxed);
     }
 
-    fn charge(&self, pid: usize, ns: u64) {
-        self.total_ns[pid].fetch_add(ns, Ordering::Relaxed);
+    /// Charges `pid` for `[since, now)`, or for the part of it after the
+    /// process was created: a meter may still be open since before, for an
+    /// ended process that had the same pid.
+    fn charge(&self, pid: usize, since: u64, now: u64) {
+        self.total_ns[pid].fetch_add(self.charged_part(pid, since, now), Ordering::Relaxed);
+    }
+
+    fn charged_part(&self, pid: usize, since: u64, now: u64) -> u64 {
+        now.saturating_sub(since.max(self.created_ns[pid].load(Ordering::Relaxed)))
     }
 
     /// `pid`'s guests ran for `cycles` TSC cycles.
@@ -60,7 +67,8 @@ impl Ledger {
     /// for it; guest cycles become nanoseconds through `cycles_to_ns`.
     pub fn usage(&self, pid: Pid, meter: &Meter, now: u64, cycles_to_ns: impl Fn(u64) -> u64) -> CpuUsage {
         let i = pid.index();
-        let total = self.total_ns[i].load(Ordering::Relaxed) + meter.open_for(pid, now);
+        let open = meter.open_since(pid).map_or(0, |since| self.charged_part(i, since, now));
+        let total = self.total_ns[i].load(Ordering::Relaxed) + open;
         let guest = cycles_to_ns(self.guest_cycles[i].load(Ordering::Relaxed));
         CpuUsage {
             guest_ns: guest.min(total),
@@ -112,18 +120,13 @@ impl Meter {
     pub fn stop(&self, now: u64, ledger: &Ledger) {
         let tag = self.charging.swap(0, Ordering::Relaxed);
         if let Some(pid) = (tag as usize).checked_sub(1) {
-            ledger.charge(pid, now.saturating_sub(self.since_ns.load(Ordering::Relaxed)));
+            ledger.charge(pid, self.since_ns.load(Ordering::Relaxed), now);
         }
     }
 
-    /// What the open interval would charge `pid` at `now` (0 if it is not
-    /// open for `pid`).
-    fn open_for(&self, pid: Pid, now: u64) -> u64 {
-        if self.is_charging(pid) {
-            now.saturating_sub(self.since_ns.load(Ordering::Relaxed))
-        } else {
-            0
-        }
+    /// When the open interval started, if it is open for `pid`.
+    fn open_since(&self, pid: Pid) -> Option<u64> {
+        self.is_charging(pid).then(|| self.since_ns.load(Ordering::Relaxed))
     }
 }
 
@@ -245,6 +248,18 @@ mod tests {
         m.stop(1000, &l);
         assert_eq!(l.usage(A, &m, 1000, same).total_ns(), 100);
         assert_eq!(l.usage(B, &m, 1000, same).total_ns(), 100);
+    }
+
+    #[test]
+    fn a_meter_left_open_for_an_ended_process_charges_its_successor_from_creation_only() {
+        let (l, m) = (Ledger::new(), Meter::new());
+        l.open(A, 0);
+        m.start(A, 100); // A's last call; its thread ends, the meter stays open
+        l.open(A, 1000); // a new process gets the same pid
+        m.start(A, 1200); // its first call finds the meter running for A
+        assert_eq!(l.usage(A, &m, 1500, same).total_ns(), 500, "open interval");
+        m.stop(2000, &l);
+        assert_eq!(l.usage(A, &m, 2000, same).total_ns(), 1000, "closed interval");
     }
 
     #[test]
