@@ -45,6 +45,19 @@
  *                guest32 ticks". A hypervisor that lets the host timer
  *                lapse in the fast path leaves the loop without ticks:
  *                after 400 M iterations "FAIL guest32: no ticks".
+ *   mode=work    a fixed amount of work with no exit of its own (50 M
+ *                iterations of DEC; JNZ, 100 M instructions), then "PASS
+ *                guest32 work". work=long: 10 times as much.
+ *   mode=flood-<kind>  exits of one kind as fast as it can, in rounds
+ *                (below), for at least 20 rounds, and then for as long as
+ *                VM 1 exists (CHAN_RECV from VM 1 after each round says
+ *                -EAGAIN; -EINVAL once VM 1 is gone or was never there),
+ *                then "PASS guest32 flood". The kinds and their rounds:
+ *                cpuid (1000 CPUIDs), ping (1000 VMMCALL PINGs), io (1000
+ *                INs from port 0x5555), mmio (1000 reads of the MMIO
+ *                device's COUNTER), msr (1000 RDMSRs of 0xC001_DEAD, each
+ *                a #GP the handler steps over), console (10 CONSOLE_WRITEs
+ *                of 4096 bytes, 32 lines of 127 characters each).
  *
  * Exit accounting (see README.md): every IN/OUT is one IOIO exit; prints
  * are one OUT per byte (puts), never a string instruction.
@@ -159,7 +172,120 @@ _start:
         mov     $k_ticks, %edi
         call    contains
         jnz     mode_ticks
-        jmp     default_mode
+        mov     $k_work, %edi
+        call    contains
+        jnz     mode_work
+        mov     $flood_kinds, %ebx      /* {keyword, round body, exits} */
+1:      mov     (%ebx), %edi
+        test    %edi, %edi
+        jz      default_mode
+        call    contains
+        jnz     mode_flood
+        add     $12, %ebx
+        jmp     1b
+
+/* mode=work: see the header. */
+mode_work:
+        mov     $50000000, %ecx
+        mov     $k_long, %edi
+        call    contains
+        jz      1f
+        mov     $500000000, %ecx
+1:      dec     %ecx                    /* no exit in this loop */
+        jnz     1b
+        mov     $s_pass_work, %esi
+        call    puts
+        jmp     reset
+
+/* mode=flood-<kind>: EBX points at the kind's {keyword, body, exits}. */
+mode_flood:
+        mov     $s_flood, %esi
+        call    puts
+        mov     (%ebx), %esi
+        call    puts
+        mov     $'\n', %al
+        out     %al, $DBG
+        call    fill_console_page
+        movl    $0, flood_rounds
+2:      mov     8(%ebx), %edi           /* exits per round */
+        call    *4(%ebx)
+        incl    flood_rounds
+        cmpl    $20, flood_rounds
+        jb      2b
+        mov     $8, %eax                /* CHAN_RECV(VM 1, buf, 256) */
+        push    %ebx
+        mov     $1, %ebx
+        mov     $chan_buf, %ecx
+        mov     $256, %edx
+        vmmcall
+        pop     %ebx
+        cmp     $-11, %eax              /* -EAGAIN: VM 1 runs, no message */
+        je      2b
+        mov     $s_pass_flood, %esi
+        call    puts
+        jmp     reset
+
+/* The flood rounds: EDI exits each; keep EBX. */
+flood_cpuid:
+        push    %ebx
+1:      xor     %eax, %eax
+        cpuid                           /* fast-path CPUID exit */
+        dec     %edi
+        jnz     1b
+        pop     %ebx
+        ret
+flood_ping:
+        mov     $1, %eax
+        vmmcall                         /* fast-path PING exit */
+        dec     %edi
+        jnz     flood_ping
+        ret
+flood_io:
+        mov     $UNUSED, %edx
+1:      in      %dx, %al                /* IOIO exit */
+        dec     %edi
+        jnz     1b
+        ret
+flood_mmio:
+        mov     $MMIO, %esi
+1:      mov     0x10(%esi), %eax        /* NPF exit, emulated */
+        dec     %edi
+        jnz     1b
+        ret
+flood_msr:
+        mov     $BADMSR, %ecx
+        rdmsr                           /* MSR exit, refused: #GP */
+        dec     %edi
+        jnz     flood_msr
+        ret
+flood_console:
+        push    %ebx
+1:      mov     $6, %eax                /* CONSOLE_WRITE(page, 4096) */
+        mov     $console_page, %ebx
+        mov     $4096, %ecx
+        vmmcall                         /* VMMCALL exit */
+        dec     %edi
+        jnz     1b
+        pop     %ebx
+        ret
+
+/* The console flood's text: 32 lines of 127 characters and a newline. */
+fill_console_page:
+        mov     $console_page, %edi
+        xor     %ecx, %ecx
+1:      mov     %cl, %al
+        and     $0x7F, %al
+        cmp     $0x7F, %al
+        jne     2f
+        mov     $'\n', %al
+        jmp     3f
+2:      and     $0x1F, %al
+        add     $'A', %al
+3:      mov     %al, (%edi,%ecx)
+        inc     %ecx
+        cmp     $4096, %ecx
+        jb      1b
+        ret
 
 /* mode=ticks: see the header. */
 mode_ticks:
@@ -720,6 +846,26 @@ k_mbinfo: .asciz "mode=mbinfo"
 k_debugexit: .asciz "mode=debugexit"
 k_ticks: .asciz "mode=ticks"
 s_pass_ticks: .asciz "PASS guest32 ticks\n"
+k_work:  .asciz "mode=work"
+k_long:  .asciz "work=long"
+s_pass_work: .asciz "PASS guest32 work\n"
+s_flood: .asciz "guest32: "
+s_pass_flood: .asciz "PASS guest32 flood\n"
+k_flood_cpuid: .asciz "mode=flood-cpuid"
+k_flood_ping: .asciz "mode=flood-ping"
+k_flood_io: .asciz "mode=flood-io"
+k_flood_mmio: .asciz "mode=flood-mmio"
+k_flood_msr: .asciz "mode=flood-msr"
+k_flood_console: .asciz "mode=flood-console"
+        .balign 4
+flood_kinds:                            /* keyword, round body, exits per round */
+        .long   k_flood_cpuid, flood_cpuid, 1000
+        .long   k_flood_ping, flood_ping, 1000
+        .long   k_flood_io, flood_io, 1000
+        .long   k_flood_mmio, flood_mmio, 1000
+        .long   k_flood_msr, flood_msr, 1000
+        .long   k_flood_console, flood_console, 10
+        .long   0
 t_noticks: .asciz "no ticks"
 s_cmdline: .asciz "cmdline: "
 s_modules: .asciz "modules: "
@@ -765,11 +911,15 @@ ud_count:   .long 0
 db_count:   .long 0
 db_eip:     .long 0
 db_dr6:     .long 0
+flood_rounds: .long 0
 failed:     .byte 0
 
         .bss
         .balign 8
 idt:    .skip   256 * 8
+        .balign 4096
+console_page: .skip 4096
+chan_buf: .skip 256
         .balign 16
 stack:  .skip   8192
 stack_top:

@@ -184,6 +184,7 @@ pub fn run_guest<S: Sys>(
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys.guest_tsc(grants.clock)?);
         let stop = lp.run();
         report_unassigned(cfg.name, &lp.board);
+        lp.board.report_suppressed_log_lines();
         Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)?, cpu: sys.cpu_usage(grants.sched)? })
     })();
     if let Err(e) = sys.vm_destroy(vm) {

@@ -48,3 +48,33 @@ fn run_guest_loads_a_raw_image_runs_it_and_reports_unassigned_ports() {
     let expected = "raw: ports no device answers: 0x2e=1 0x4e=1 (2 accesses)";
     assert!(lines.iter().any(|l| l == expected), "expected {expected:?} in the log, saw {lines:#?}");
 }
+
+#[test]
+fn a_flood_of_refused_msrs_logs_a_burst_and_the_count_of_the_rest_at_stop() {
+    let _ = log::set_logger(&Capture);
+    log::set_max_level(log::LevelFilter::Info);
+    let sys = FakeSys::new(RAM);
+    // 10,000 RDMSRs of an MSR the VMM refuses, 1 µs apart: 10 ms of host
+    // time, which earns no line back at the budget's rate.
+    let floods = 10_000;
+    sys.put(Reg::Rcx, 0xC001_DEAD);
+    sys.script((0..floods).map(|_| VmExit::Msr(vmcb::MsrExitKind::Rdmsr)).chain([VmExit::Shutdown]));
+    let image = [0x0F, 0x32]; // rdmsr
+    let cfg = GuestConfig {
+        name: "msrflood",
+        image: &image,
+        initrd: None,
+        initrd_cmdline: "",
+        cmdline: "",
+        mem: RAM as u64,
+        raw16: true,
+        debug_exit: false,
+    };
+    let out = run_guest(&sys, GRANTS, &cfg, 0).expect("a raw image that fits is started");
+    assert_eq!(out.stop, Stop::TripleFault { rip: RAW16_LOAD });
+    let lines = LINES.lock().unwrap().clone();
+    let refused = lines.iter().filter(|l| l.as_str() == "msrflood: rdmsr 0xc001dead refused (#GP)").count() as u64;
+    assert_eq!(refused, vmm::guestlog::BURST_LINES, "refused-MSR lines logged (of {floods})");
+    let expected = format!("msrflood: {} log lines suppressed", floods - vmm::guestlog::BURST_LINES);
+    assert!(lines.contains(&expected), "expected {expected:?} in the log at stop");
+}
