@@ -47,7 +47,9 @@
  *                after 400 M iterations "FAIL guest32: no ticks".
  *   mode=work    a fixed amount of work with no exit of its own (50 M
  *                iterations of DEC; JNZ, 100 M instructions), then "PASS
- *                guest32 work". work=long: 10 times as much.
+ *                guest32 work tsc=<16 hex digits>", the TSC cycles the work
+ *                took (RDTSC is not intercepted). work=long: 10 times as
+ *                much.
  *   mode=flood-<kind>  exits of one kind as fast as it can, in rounds
  *                (below), for at least 20 rounds, and then for as long as
  *                VM 1 exists (CHAN_RECV from VM 1 after each round says
@@ -186,15 +188,29 @@ _start:
 
 /* mode=work: see the header. */
 mode_work:
-        mov     $50000000, %ecx
+        mov     $50000000, %ebx
         mov     $k_long, %edi
         call    contains
         jz      1f
-        mov     $500000000, %ecx
-1:      dec     %ecx                    /* no exit in this loop */
-        jnz     1b
+        mov     $500000000, %ebx
+1:      rdtsc                           /* not intercepted: no exit */
+        mov     %eax, work_tsc
+        mov     %edx, work_tsc + 4
+        mov     %ebx, %ecx
+2:      dec     %ecx                    /* no exit in this loop */
+        jnz     2b
+        rdtsc
+        sub     work_tsc, %eax
+        sbb     work_tsc + 4, %edx
+        mov     %eax, %ebx
         mov     $s_pass_work, %esi
         call    puts
+        mov     %edx, %eax
+        call    puthex32
+        mov     %ebx, %eax
+        call    puthex32
+        mov     $'\n', %al
+        out     %al, $DBG
         jmp     reset
 
 /* mode=flood-<kind>: EBX points at the kind's {keyword, body, exits}. */
@@ -820,6 +836,18 @@ puthex8:
         out     %al, $DBG
         ret
 
+/* puthex32: print EAX as eight hex digits. */
+puthex32:
+        push    %ecx
+        mov     $4, %ecx
+1:      rol     $8, %eax
+        push    %eax
+        call    puthex8                 /* changes AL */
+        pop     %eax
+        loop    1b
+        pop     %ecx
+        ret
+
 /* 256 stubs, 16 bytes apart: push the vector number, go to unexpected. */
         .balign 16
 vec_stubs:
@@ -848,7 +876,7 @@ k_ticks: .asciz "mode=ticks"
 s_pass_ticks: .asciz "PASS guest32 ticks\n"
 k_work:  .asciz "mode=work"
 k_long:  .asciz "work=long"
-s_pass_work: .asciz "PASS guest32 work\n"
+s_pass_work: .asciz "PASS guest32 work tsc="
 s_flood: .asciz "guest32: "
 s_pass_flood: .asciz "PASS guest32 flood\n"
 k_flood_cpuid: .asciz "mode=flood-cpuid"
@@ -912,6 +940,8 @@ db_count:   .long 0
 db_eip:     .long 0
 db_dr6:     .long 0
 flood_rounds: .long 0
+        .balign 8
+work_tsc:   .quad 0
 failed:     .byte 0
 
         .bss
