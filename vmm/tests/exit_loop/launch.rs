@@ -22,6 +22,21 @@ impl log::Log for Capture {
     fn flush(&self) {}
 }
 
+/// A VM named `name` that runs `image` as a raw 16-bit image, in all of
+/// the fake's RAM.
+fn raw_guest<'a>(name: &'a str, image: &'a [u8]) -> GuestConfig<'a> {
+    GuestConfig {
+        name,
+        image,
+        initrd: None,
+        initrd_cmdline: "",
+        cmdline: "",
+        mem: RAM as u64,
+        raw16: true,
+        debug_exit: false,
+    }
+}
+
 #[test]
 fn run_guest_loads_a_raw_image_runs_it_and_reports_unassigned_ports() {
     let _ = log::set_logger(&Capture);
@@ -29,16 +44,7 @@ fn run_guest_loads_a_raw_image_runs_it_and_reports_unassigned_ports() {
     let sys = FakeSys::new(RAM);
     let image = [0xE4, 0x2E, 0xF4]; // in al, 0x2e; hlt
     sys.script([io_exit(0x2E, 1, In, RAW16_LOAD + 2), io_exit(0x4E, 2, In, RAW16_LOAD + 2), VmExit::Shutdown]);
-    let cfg = GuestConfig {
-        name: "raw",
-        image: &image,
-        initrd: None,
-        initrd_cmdline: "",
-        cmdline: "",
-        mem: RAM as u64,
-        raw16: true,
-        debug_exit: false,
-    };
+    let cfg = raw_guest("raw", &image);
     let out = run_guest(&sys, GRANTS, &cfg, 0).expect("a raw image that fits is started");
     assert_eq!(out.stop, Stop::TripleFault { rip: RAW16_LOAD + 2 });
     assert_eq!(sys.peek(RAW16_LOAD, 3), image, "the image at 0000:7C00");
@@ -60,16 +66,7 @@ fn a_flood_of_refused_msrs_logs_a_burst_and_the_count_of_the_rest_at_stop() {
     sys.put(Reg::Rcx, 0xC001_DEAD);
     sys.script((0..floods).map(|_| VmExit::Msr(vmcb::MsrExitKind::Rdmsr)).chain([VmExit::Shutdown]));
     let image = [0x0F, 0x32]; // rdmsr
-    let cfg = GuestConfig {
-        name: "msrflood",
-        image: &image,
-        initrd: None,
-        initrd_cmdline: "",
-        cmdline: "",
-        mem: RAM as u64,
-        raw16: true,
-        debug_exit: false,
-    };
+    let cfg = raw_guest("msrflood", &image);
     let out = run_guest(&sys, GRANTS, &cfg, 0).expect("a raw image that fits is started");
     assert_eq!(out.stop, Stop::TripleFault { rip: RAW16_LOAD });
     let lines = LINES.lock().unwrap().clone();
