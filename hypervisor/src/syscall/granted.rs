@@ -99,6 +99,10 @@ pub fn sys_tsc_hz(caller: Caller, clock: ClockHandle) -> SysResult<u64> {
 /// Lets another ready thread run. False if there was none.
 pub fn sys_yield(caller: Caller, sched: SchedHandle) -> SysResult<bool> {
     SCHEDS.check(caller, sched.0)?;
+    // Giving up the CPU ends the caller's slice (`CpuTime::end_slice`).
+    if let Some(c) = CPUS[crate::arch::cpu::current()].lock().as_mut() {
+        c.time.end_slice();
+    }
     Ok(account::off_cpu(caller.pid(), crate::thread::yield_to_others).unwrap_or(false))
 }
 

@@ -78,6 +78,9 @@ struct VcpuObj {
     vcpu: Vcpu,
     /// The fast path's one-entry translation of the guest's code page.
     code_page: Option<fast::CodePage>,
+    /// How long its slices ran over, owed from its next ones
+    /// ([`CpuTime::entry`]).
+    slice_debt_ns: u64,
 }
 
 static VMS: [Lock<Option<VmObj>>; MAX_VMS] = [const { Lock::new(None) }; MAX_VMS];
@@ -224,7 +227,7 @@ pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
     }
     let index = vmobj.vcpus;
     vmobj.vcpus += 1;
-    *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: None });
+    *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: None, slice_debt_ns: 0 });
     Ok(VcpuHandle(slot_index as u16))
 }
 
@@ -460,7 +463,7 @@ fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_
         let fired = crate::arch::lapic::timer_interrupts(cpu);
         if timer_seen != Some(fired) {
             timer_seen = Some(fired);
-            match percpu.time.entry(vcpu.0, crate::arch::lapic::now_ns(), deadline_ns) {
+            match percpu.time.entry(vcpu.0, crate::arch::lapic::now_ns(), deadline_ns, &mut obj.slice_debt_ns) {
                 Entry::SliceOver => return Ok(None),
                 Entry::Deadline => return Ok(Some(VmExit::Intr)),
                 Entry::Run { arm_ns: Some(at) } => crate::arch::lapic::arm_timer_at_ns(at),
