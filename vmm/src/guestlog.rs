@@ -7,9 +7,10 @@
 //! the CPU busy writing it) for everyone. So each VM's such lines draw on a
 //! token bucket, its [`LineBudget`]: [`BURST_LINES`] lines at once, refilled
 //! at [`LINES_PER_SECOND`] of host time. A line over budget is counted and
-//! dropped; the next line the budget lets through is preceded by
-//! "vmN: K log lines suppressed", and so is the VM's stop
-//! ([`report_suppressed`]) if lines were dropped since the last one logged.
+//! dropped. As soon as the budget has a line again, "vmN: K log lines
+//! suppressed" is logged (at the VM's next exit, [`report_lifted`], or
+//! before the next line let through, whichever comes first), and so is the
+//! VM's stop ([`report_suppressed`]) if lines were dropped since.
 //! docs/security.md ("Logging") says why and what a guest can still cause.
 //!
 //! Lines below the log level that is on are not written and cost nothing.
@@ -46,15 +47,34 @@ impl LineBudget {
     /// drop it (it is counted). A time earlier than one already seen is
     /// taken as that one.
     pub fn admit(&mut self, now_ns: u64) -> Option<u64> {
+        if !self.take_line(now_ns) {
+            self.suppressed += 1;
+            return None;
+        }
+        Some(core::mem::take(&mut self.suppressed))
+    }
+
+    /// After lines were dropped, at host time `now_ns`: once the budget
+    /// has a line again, spends it on the count of the dropped lines and
+    /// returns it. `None` while the limit holds, or if nothing was dropped.
+    pub fn lifted(&mut self, now_ns: u64) -> Option<u64> {
+        if self.suppressed == 0 || !self.take_line(now_ns) {
+            return None;
+        }
+        Some(core::mem::take(&mut self.suppressed))
+    }
+
+    /// Brings the credit up to `now_ns` and takes one line's worth of it,
+    /// if there is that much.
+    fn take_line(&mut self, now_ns: u64) -> bool {
         let elapsed = now_ns.saturating_sub(self.at_ns);
         self.at_ns = self.at_ns.max(now_ns);
         self.credit_ns = self.credit_ns.saturating_add(elapsed).min(BURST_LINES * NS_PER_LINE);
         if self.credit_ns < NS_PER_LINE {
-            self.suppressed += 1;
-            return None;
+            return false;
         }
         self.credit_ns -= NS_PER_LINE;
-        Some(core::mem::take(&mut self.suppressed))
+        true
     }
 
     /// Takes the count of lines dropped since the last line let through.
@@ -88,6 +108,14 @@ pub fn log_line(budget: &mut LineBudget, now_ns: u64, name: &str, level: Level, 
 pub fn report_suppressed(budget: &mut LineBudget, name: &str) {
     let dropped = budget.take_suppressed();
     if dropped > 0 {
+        log::warn!("{name}: {dropped} log lines suppressed");
+    }
+}
+
+/// At host time `now_ns`: says how many lines were dropped, if any were
+/// and the limit has lifted (the budget has a line for it).
+pub fn report_lifted(budget: &mut LineBudget, now_ns: u64, name: &str) {
+    if let Some(dropped) = budget.lifted(now_ns) {
         log::warn!("{name}: {dropped} log lines suppressed");
     }
 }
@@ -142,6 +170,17 @@ mod tests {
         assert_eq!(b.admit(0), None);
         b.take_suppressed();
         assert_eq!(ask(&mut b, 10 * BURST_LINES, 3600 * SEC), (BURST_LINES, vec![]), "an hour idle");
+    }
+
+    #[test]
+    fn the_count_is_given_once_as_soon_as_the_limit_lifts() {
+        let mut b = LineBudget::new();
+        assert_eq!(b.lifted(SEC), None, "nothing dropped");
+        ask(&mut b, BURST_LINES + 7, SEC);
+        assert_eq!(b.lifted(SEC + NS_PER_LINE - 1), None, "the limit holds");
+        assert_eq!(b.lifted(SEC + NS_PER_LINE), Some(7));
+        assert_eq!(b.lifted(SEC + 10 * NS_PER_LINE), None, "given once");
+        assert_eq!(b.admit(SEC + 10 * NS_PER_LINE), Some(0), "the next line carries no count");
     }
 
     #[test]

@@ -410,6 +410,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             VmExit::Invalid(why) => return Err(Stop::InvalidState { rip: self.reg(Reg::Rip)?, why }),
             VmExit::Other(code) => self.handle_other(code)?,
         }
+        self.board.report_lifted_log_limit(self.now_ns);
         self.pump_console();
         if let Some(ev) = self.board.take_event() {
             return Err(match ev {

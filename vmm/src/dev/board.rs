@@ -240,6 +240,13 @@ impl<'a> Board<'a> {
         guestlog::report_suppressed(&mut self.cx.log_budget, self.name);
     }
 
+    /// Logs how many of the guest's lines were dropped, if any were and
+    /// the limit has lifted at guest time `now_ns`.
+    pub fn report_lifted_log_limit(&mut self, now_ns: u64) {
+        self.cx.now_ns = self.cx.now_ns.max(now_ns);
+        guestlog::report_lifted(&mut self.cx.log_budget, self.cx.now_ns, self.name);
+    }
+
     /// Accesses to ports no device answers, in total.
     pub fn unassigned_accesses(&self) -> u64 {
         self.buses.ports.unassigned_accesses()

@@ -1,6 +1,7 @@
 //! `run_guest`: a raw 16-bit image loaded at 0000:7C00, run to its stop,
-//! with the ports it probed in vain reported in the log.
-use crate::fake::{FakeSys, GRANTS};
+//! with the ports it probed in vain reported in the log; and the limit on
+//! the log lines a guest causes (`vmm::guestlog`), seen in the log.
+use crate::fake::{FakeSys, GRANTS, VCPU, VM};
 use crate::*;
 use std::sync::Mutex;
 use sysabi::Reg;
@@ -74,4 +75,28 @@ fn a_flood_of_refused_msrs_logs_a_burst_and_the_count_of_the_rest_at_stop() {
     assert_eq!(refused, vmm::guestlog::BURST_LINES, "refused-MSR lines logged (of {floods})");
     let expected = format!("msrflood: {} log lines suppressed", floods - vmm::guestlog::BURST_LINES);
     assert!(lines.contains(&expected), "expected {expected:?} in the log at stop");
+}
+
+#[test]
+fn the_count_of_suppressed_lines_is_logged_at_the_first_exit_after_the_limit_lifts() {
+    let _ = log::set_logger(&Capture);
+    log::set_max_level(log::LevelFilter::Info);
+    let sys = protected_mode();
+    let board = Board::new(BoardConfig { rtc_epoch_seconds: 1_700_000_000, ram_size: RAM as u64 }, "msrlift")
+        .expect("the board's devices are wired without overlaps");
+    let mut lp = VcpuLoop::new("msrlift", &sys, GRANTS, (VM, VCPU), RAM as u64, board).expect("the fake answers");
+    sys.put(Reg::Rcx, 0xC001_DEAD);
+    let floods = vmm::guestlog::BURST_LINES + 30;
+    sys.script((0..floods).map(|_| VmExit::Msr(vmcb::MsrExitKind::Rdmsr)));
+    for _ in 0..floods {
+        step_ok(&mut lp);
+    }
+    let expected = "msrlift: 30 log lines suppressed";
+    assert!(!LINES.lock().unwrap().iter().any(|l| l == expected), "not while the limit holds");
+    // A second later the guest makes a quiet exit (a read of an unassigned port).
+    sys.state().now_ns += 1_000_000_000;
+    sys.script([io_exit(0x2E, 1, In, CODE + 2)]);
+    step_ok(&mut lp);
+    let lines = LINES.lock().unwrap().clone();
+    assert_eq!(lines.iter().filter(|l| *l == expected).count(), 1, "expected {expected:?} once in the log");
 }
