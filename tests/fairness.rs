@@ -1,6 +1,6 @@
 //! Fair CPU time under exit floods (issue 12). Two VMs share QEMU's one CPU
-//! under `-icount`: vm0 makes exits of one kind as fast as it can for as
-//! long as vm1 exists (guest32 `mode=flood-<kind>`), vm1 does a fixed
+//! under `-icount`: vm0 makes exits of one kind as fast as it can until vm1
+//! has come and gone (guest32 `mode=flood-<kind>`), vm1 does a fixed
 //! amount of work that makes no exit (`mode=work`, 100 M instructions).
 //! However the flood's exits are served (the kernel's fast path, the VMM's
 //! emulation, a refused MSR and its #GP, 4 KiB of console text), vm1 must
@@ -65,12 +65,15 @@ fn permille(percent: &str) -> u64 {
 }
 
 /// Runs the flood `kind` beside the work and checks vm1's share both ways,
-/// and that vm0 made at least `min_exits` exits of `exit_kind` (20 rounds
-/// of its flood).
+/// and that vm0 made at least `min_exits` exits of `exit_kind` (a round of
+/// its flood).
 fn work_keeps_its_share_beside(kind: &str, exit_kind: &str, min_exits: u64) -> Outcome {
     let solo = solo_cycles();
     let out = boot(&[&format!("mode=flood-{kind}"), "mode=work"]);
-    out.assert_status(EXIT_SUCCESS).assert_contains("vm1: stopped cleanly").assert_contains("vm0: stopped cleanly");
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("vm1: stopped cleanly")
+        .assert_contains("vm0: stopped cleanly")
+        .assert_lacks("FAIL");
     let exits = exit_count(&out, "vm0", exit_kind);
     assert!(exits >= min_exits, "vm0 flooded {exit_kind}: expected at least {min_exits} exits, saw {exits}");
     let shared = work_cycles(&out, "vm1");
@@ -99,27 +102,27 @@ fn work_keeps_its_share_beside(kind: &str, exit_kind: &str, min_exits: u64) -> O
 
 #[test]
 fn work_keeps_its_fair_share_beside_a_cpuid_flood() {
-    work_keeps_its_share_beside("cpuid", "cpuid", 20_000);
+    work_keeps_its_share_beside("cpuid", "cpuid", 1000);
 }
 
 #[test]
 fn work_keeps_its_fair_share_beside_a_ping_hypercall_flood() {
-    work_keeps_its_share_beside("ping", "vmmcall", 20_000);
+    work_keeps_its_share_beside("ping", "vmmcall", 1000);
 }
 
 #[test]
 fn work_keeps_its_fair_share_beside_a_port_io_flood() {
-    work_keeps_its_share_beside("io", "io", 20_000);
+    work_keeps_its_share_beside("io", "io", 1000);
 }
 
 #[test]
 fn work_keeps_its_fair_share_beside_an_mmio_flood() {
-    work_keeps_its_share_beside("mmio", "npf", 20_000);
+    work_keeps_its_share_beside("mmio", "npf", 1000);
 }
 
 #[test]
 fn work_keeps_its_fair_share_beside_a_refused_msr_flood_whose_log_lines_are_limited() {
-    let out = work_keeps_its_share_beside("msr", "msr", 20_000);
+    let out = work_keeps_its_share_beside("msr", "msr", 1000);
     // One WARN per refused MSR without the limit; with it, a burst of 200
     // and 20 a second (under a second here), the rest counted.
     let logged = out.serial.lines().filter(|l| l.contains("vm0: rdmsr 0xc001dead refused (#GP)")).count();
@@ -141,6 +144,6 @@ fn work_keeps_its_fair_share_beside_a_refused_msr_flood_whose_log_lines_are_limi
 
 #[test]
 fn work_keeps_its_fair_share_beside_a_console_write_flood() {
-    let out = work_keeps_its_share_beside("console", "vmmcall", 200);
+    let out = work_keeps_its_share_beside("console", "vmmcall", 10);
     out.assert_contains("log lines suppressed");
 }

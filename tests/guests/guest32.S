@@ -51,10 +51,11 @@
  *                took (RDTSC is not intercepted). work=long: 10 times as
  *                much.
  *   mode=flood-<kind>  exits of one kind as fast as it can, in rounds
- *                (below), for at least 20 rounds, and then for as long as
- *                VM 1 exists (CHAN_RECV from VM 1 after each round says
- *                -EAGAIN; -EINVAL once VM 1 is gone or was never there),
- *                then "PASS guest32 flood". The kinds and their rounds:
+ *                (below), until VM 1 has come and gone (a CHAN_RECV from
+ *                VM 1 after each round says -EAGAIN while it runs, -EINVAL
+ *                before and after), then "PASS guest32 flood". If VM 1 has
+ *                not come after 10,000 rounds: "FAIL guest32: no vm 1".
+ *                The kinds and their rounds:
  *                cpuid (1000 CPUIDs), ping (1000 VMMCALL PINGs), io (1000
  *                INs from port 0x5555), mmio (1000 reads of the MMIO
  *                device's COUNTER), msr (1000 RDMSRs of 0xC001_DEAD, each
@@ -79,6 +80,7 @@
         .set EFER,     0xC0000080
         .set SYSENTER_CS, 0x174
         .set BADMSR,   0xC001DEAD
+        .set FLOOD_WAIT_ROUNDS, 10000   /* mode=flood-*: rounds to wait for VM 1 */
         .set CODE_SEL, 0x08
         .set DATA_SEL, 0x10
 
@@ -223,11 +225,10 @@ mode_flood:
         out     %al, $DBG
         call    fill_console_page
         movl    $0, flood_rounds
+        movb    $0, flood_saw_vm1
 2:      mov     8(%ebx), %edi           /* exits per round */
         call    *4(%ebx)
         incl    flood_rounds
-        cmpl    $20, flood_rounds
-        jb      2b
         mov     $8, %eax                /* CHAN_RECV(VM 1, buf, 256) */
         push    %ebx
         mov     $1, %ebx
@@ -236,8 +237,17 @@ mode_flood:
         vmmcall
         pop     %ebx
         cmp     $-11, %eax              /* -EAGAIN: VM 1 runs, no message */
-        je      2b
-        mov     $s_pass_flood, %esi
+        jne     3f
+        movb    $1, flood_saw_vm1
+        jmp     2b
+3:      cmpb    $0, flood_saw_vm1       /* -EINVAL: VM 1 is gone ... */
+        jne     4f
+        cmpl    $FLOOD_WAIT_ROUNDS, flood_rounds
+        jb      2b                      /* ... or not there yet */
+        push    $t_no_vm1
+        call    fail
+        jmp     reset
+4:      mov     $s_pass_flood, %esi
         call    puts
         jmp     reset
 
@@ -895,6 +905,7 @@ flood_kinds:                            /* keyword, round body, exits per round 
         .long   k_flood_console, flood_console, 10
         .long   0
 t_noticks: .asciz "no ticks"
+t_no_vm1: .asciz "no vm 1"
 s_cmdline: .asciz "cmdline: "
 s_modules: .asciz "modules: "
 s_mod0:  .asciz "module0: "
@@ -940,6 +951,7 @@ db_count:   .long 0
 db_eip:     .long 0
 db_dr6:     .long 0
 flood_rounds: .long 0
+flood_saw_vm1: .byte 0
         .balign 8
 work_tsc:   .quad 0
 failed:     .byte 0
