@@ -191,6 +191,12 @@ fn hvctl_talks_to_the_hypervisor_from_the_linux_guest() {
     let io_count: u64 = io_line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(io_count > 100, "hvctl stats should count the boot's port I/O exits:\n{out}");
     assert!(out.contains("vmmcall"), "hvctl stats:\n{out}");
+    // The VM's CPU use: the only VM has had most of the CPU since it started.
+    let cpu = out.lines().find(|l| l.starts_with("cpu of this VM since it started: guest ")).unwrap_or("");
+    let share: f64 =
+        cpu.rsplit("share ").next().and_then(|p| p.trim().trim_end_matches('%').parse().ok()).unwrap_or(0.0);
+    println!("hvctl stats: {cpu}");
+    assert!(share > 50.0, "hvctl stats should show the VM's CPU use, a share over 50 %:\n{out}");
 
     // The documented errors: unknown call, CPL-0-only call.
     let out = run(&mut s, "hvctl call 999");

@@ -201,6 +201,7 @@ fn vm_thread(index: usize) {
             }
             info!("{name}: exits: {}", out.stats);
             info!("{name}: paths: {}", out.paths);
+            info!("{name}: cpu: {}", out.cpu);
         }
         Err(e) => error!("{name}: not started: {e}"),
     }

@@ -6,7 +6,7 @@ use super::guestmem::VmMemory;
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
 use super::vcpu::{Stop, VcpuLoop};
 use guest_x86::mem::GuestMemory;
-use sysabi::{ExitStats, Grants, PathStats, Reg, SegReg, Sys, SysError, SysResult, VcpuHandle, VmHandle};
+use sysabi::{CpuUsage, ExitStats, Grants, PathStats, Reg, SegReg, Sys, SysError, SysResult, VcpuHandle, VmHandle};
 use vmcb::Segment;
 
 /// Where a raw 16-bit guest is loaded and entered (0000:7C00, like a boot
@@ -64,6 +64,8 @@ pub struct Outcome {
     pub stats: ExitStats,
     /// How its exits were served.
     pub paths: PathStats,
+    /// The VM's process's use of the CPU, up to its stop.
+    pub cpu: CpuUsage,
 }
 
 /// Puts the vCPU in the state a loader asked for.
@@ -188,7 +190,8 @@ pub fn run_guest<S: Sys>(
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys.guest_tsc(grants.clock)?);
         let stop = lp.run();
         report_unassigned(cfg.name, &lp.board);
-        Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)? })
+        lp.board.report_suppressed_log_lines();
+        Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)?, cpu: sys.cpu_usage(grants.sched)? })
     })();
     if let Err(e) = sys.vm_destroy(vm) {
         log::error!("{}: could not free the VM: {e}", cfg.name);

@@ -11,7 +11,7 @@ use super::hvdev::DebugConsole;
 use super::hypercall::Reply;
 use super::msr::{self, MsrAction};
 use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
-use log::{debug, info, warn};
+use log::Level;
 use sysabi::{Grants, NextRipSource, Reg, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
@@ -212,18 +212,24 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         Ok(self.mode()? == CpuMode::Bits64)
     }
 
-    /// Text from the console-write hypercall, line-buffered into the log.
+    /// Text from the console-write hypercall, line-buffered into the log
+    /// (within the VM's budget of log lines).
     pub fn console_text(&mut self, bytes: &[u8]) {
-        let name = self.name;
+        let (board, now) = (&mut self.board, self.now_ns);
         for &b in bytes {
-            self.hc_console.put(b, |line| info!("{name}: console: {line}"));
+            self.hc_console.put(b, |line| board.log_guest_line(Level::Info, now, format_args!("console: {line}")));
         }
     }
 
     /// Ends the console-write hypercall's last line.
     pub fn console_flush(&mut self) {
-        let name = self.name;
-        self.hc_console.flush(|line| info!("{name}: console: {line}"));
+        let (board, now) = (&mut self.board, self.now_ns);
+        self.hc_console.flush(|line| board.log_guest_line(Level::Info, now, format_args!("console: {line}")));
+    }
+
+    /// Logs a line about something the guest did, within the VM's budget.
+    fn guest_line(&mut self, level: Level, args: core::fmt::Arguments<'_>) {
+        self.board.log_guest_line(level, self.now_ns, args);
     }
 
     fn mode(&self) -> Result<CpuMode, Stop> {
@@ -335,7 +341,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         if events != LapicEvents::default() {
             // One vCPU: nothing sends INIT or start-up to it, and NMIs and
             // SMIs are not delivered.
-            debug!("{}: local APIC events dropped: {events:?}", self.name);
+            self.guest_line(Level::Debug, format_args!("local APIC events dropped: {events:?}"));
         }
         if self.board.pending_vector().is_none() || self.sys.interrupt_pending(self.vcpu)? {
             return Ok(());
@@ -416,6 +422,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             VmExit::Invalid(why) => return Err(Stop::InvalidState { rip: self.reg(Reg::Rip)?, why }),
             VmExit::Other(code) => self.handle_other(code)?,
         }
+        self.board.report_lifted_log_limit(self.now_ns);
         self.pump_console();
         if let Some(ev) = self.board.take_event() {
             return Err(match ev {
@@ -474,10 +481,9 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     fn handle_msr(&mut self, write: bool) -> Result<(), Stop> {
         let index = self.reg(Reg::Rcx)? as u32;
         let rip = self.reg(Reg::Rip)?;
-        let name = self.name;
         if write {
             let value = (self.reg(Reg::Rdx)? << 32) | (self.reg(Reg::Rax)? & 0xFFFF_FFFF);
-            debug!("{name}: wrmsr {index:#x} <- {value:#x} at {rip:#x}");
+            self.guest_line(Level::Debug, format_args!("wrmsr {index:#x} <- {value:#x} at {rip:#x}"));
             match self.msrs.write(index, value) {
                 MsrAction::Efer => {
                     let efer = self.reg(Reg::Efer)?;
@@ -499,7 +505,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 MsrAction::MiscEnable(v) => self.msrs.misc_enable = v,
                 MsrAction::ApicBase => {
                     if self.board.write_apic_base_msr(value).is_err() {
-                        warn!("{name}: wrmsr IA32_APIC_BASE <- {value:#x} refused (#GP)");
+                        self.guest_line(Level::Warn, format_args!("wrmsr IA32_APIC_BASE <- {value:#x} refused (#GP)"));
                         return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                     }
                 }
@@ -509,11 +515,11 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 }
                 MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
                 MsrAction::Absent => {
-                    debug!("{name}: wrmsr {index:#x}: not on this virtual CPU (#GP)");
+                    self.guest_line(Level::Debug, format_args!("wrmsr {index:#x}: not on this virtual CPU (#GP)"));
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
                 MsrAction::Refuse => {
-                    warn!("{name}: wrmsr {index:#x} <- {value:#x} refused (#GP)");
+                    self.guest_line(Level::Warn, format_args!("wrmsr {index:#x} <- {value:#x} refused (#GP)"));
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
             }
@@ -528,15 +534,15 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 MsrAction::TscDeadline => self.board.tsc_deadline_msr(self.now()),
                 MsrAction::Ignore => 0,
                 MsrAction::Absent => {
-                    debug!("{name}: rdmsr {index:#x}: not on this virtual CPU (#GP)");
+                    self.guest_line(Level::Debug, format_args!("rdmsr {index:#x}: not on this virtual CPU (#GP)"));
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
                 MsrAction::Refuse => {
-                    warn!("{name}: rdmsr {index:#x} refused (#GP)");
+                    self.guest_line(Level::Warn, format_args!("rdmsr {index:#x} refused (#GP)"));
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
             };
-            debug!("{name}: rdmsr {index:#x} = {value:#x} at {rip:#x}");
+            self.guest_line(Level::Debug, format_args!("rdmsr {index:#x} = {value:#x} at {rip:#x}"));
             self.set_reg(Reg::Rax, value & 0xFFFF_FFFF)?;
             self.set_reg(Reg::Rdx, value >> 32)?;
         }

@@ -50,8 +50,13 @@ static NS_PER_TICK_32_32: AtomicU64 = AtomicU64::new(1 << 32);
 /// Nanoseconds since the TSC started, from the calibrated frequency.
 #[cfg(not(test))]
 pub fn now_ns() -> u64 {
+    tsc_to_ns(super::cpu::rdtsc())
+}
+
+/// Nanoseconds in `ticks` TSC ticks, at the calibrated frequency.
+pub fn tsc_to_ns(ticks: u64) -> u64 {
     let f = NS_PER_TICK_32_32.load(Ordering::Relaxed);
-    ((u128::from(super::cpu::rdtsc()) * u128::from(f)) >> 32) as u64
+    ((u128::from(ticks) * u128::from(f)) >> 32) as u64
 }
 
 /// In host tests: the simulated clock.

@@ -27,10 +27,13 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The process of the calling thread.
+    /// The process of the calling thread, which the CPU is charged to from
+    /// now on (see [`account`](super::account)).
     pub(crate) fn current() -> SysResult<Caller> {
         let owner = crate::thread::current_owner().ok_or(SysError::NoSuchObject)?;
-        Ok(Caller { pid: crate::proc::Pid::from_index(owner as usize) })
+        let pid = crate::proc::Pid::from_index(owner as usize);
+        super::account::charge_caller(pid);
+        Ok(Caller { pid })
     }
 
     /// A caller for the kernel's own tests of the calls.
@@ -65,6 +68,9 @@ struct VcpuObj {
     vcpu: Vcpu,
     /// The fast path's one-entry translation of the guest's code page.
     code_page: Option<fast::CodePage>,
+    /// How long its slices ran over, owed from its next ones
+    /// ([`CpuTime::entry`]).
+    slice_debt_ns: u64,
 }
 
 static VMS: [Lock<Option<VmObj>>; MAX_VMS] = [const { Lock::new(None) }; MAX_VMS];
@@ -171,7 +177,7 @@ pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
     }
     let index = vmobj.vcpus;
     vmobj.vcpus += 1;
-    *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: None });
+    *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: None, slice_debt_ns: 0 });
     Ok(VcpuHandle(slot_index as u16))
 }
 
@@ -297,17 +303,27 @@ pub fn sys_run(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<
             Some(exit) => return Ok(exit),
             // The locks are released: let the others run.
             None => {
-                crate::thread::yield_to_others().map_err(|_| SysError::NoSuchObject)?;
+                super::account::off_cpu(caller.pid, crate::thread::yield_to_others)
+                    .map_err(|_| SysError::NoSuchObject)?;
             }
         }
     }
 }
 
 /// Runs the guest until an exit for the caller (`Some`) or the end of the
-/// thread's slice (`None`).
+/// thread's slice (`None`), and adds the time the guest ran to the
+/// caller's account.
 fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Option<VmExit>> {
     let mut g = VCPUS.get(usize::from(vcpu.0)).ok_or(SysError::NoSuchObject)?.lock();
     let obj = owned(g.as_mut(), caller)?;
+    let guest_before = obj.vcpu.guest_cycles;
+    let r = run_until_exit(caller, vcpu, obj, deadline_ns);
+    super::account::add_guest_cycles(caller.pid, obj.vcpu.guest_cycles.wrapping_sub(guest_before));
+    r
+}
+
+/// [`run_slice`] with the vCPU locked.
+fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_ns: u64) -> SysResult<Option<VmExit>> {
     let vg = VMS.get(usize::from(obj.vm.0)).ok_or(SysError::NoSuchObject)?.lock();
     let vmobj = owned(vg.as_ref(), caller)?;
     let cpu = crate::arch::cpu::current();
@@ -322,7 +338,7 @@ fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Op
         let fired = crate::arch::lapic::timer_interrupts(cpu);
         if timer_seen != Some(fired) {
             timer_seen = Some(fired);
-            match percpu.time.entry(vcpu.0, crate::arch::lapic::now_ns(), deadline_ns) {
+            match percpu.time.entry(vcpu.0, crate::arch::lapic::now_ns(), deadline_ns, &mut obj.slice_debt_ns) {
                 Entry::SliceOver => return Ok(None),
                 Entry::Deadline => return Ok(Some(VmExit::Intr)),
                 Entry::Run { arm_ns: Some(at) } => crate::arch::lapic::arm_timer_at_ns(at),

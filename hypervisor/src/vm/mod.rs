@@ -146,6 +146,9 @@ pub struct Vcpu {
     pub stats: stats::ExitStats,
     /// Which mechanisms served this vCPU (NRIPS or decoding, ASID flushes).
     pub paths: stats::PathStats,
+    /// TSC cycles spent in guest mode, VMRUN to #VMEXIT (the world switch
+    /// included), since the vCPU was created.
+    pub guest_cycles: u64,
     /// The CR4 bits and XCR0 components the guest's CPUID allows.
     cr4_allowed: u64,
     xcr0_supported: u64,
@@ -234,6 +237,7 @@ impl Vcpu {
             flush_requested: false,
             stats: stats::ExitStats::new(),
             paths: stats::PathStats::default(),
+            guest_cycles: 0,
             cr4_allowed: cr::cr4_allowed(&vm.cpuid),
             xcr0_supported: vm.cpuid.xcr0_supported(),
             tsc_aux: 0,
@@ -270,12 +274,14 @@ impl Vcpu {
             self.paths.eventinj_irqs += 1;
         }
 
-        if let Some((reason, at)) = self.open_exit.take() {
-            self.stats.record_time(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
-        }
         cpu.load_tsc_aux(self.tsc_aux);
+        let entered_at = crate::arch::cpu::rdtsc();
+        if let Some((reason, at)) = self.open_exit.take() {
+            self.stats.record_time(reason, entered_at.wrapping_sub(at));
+        }
         crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &mut self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
+        self.guest_cycles = self.guest_cycles.wrapping_add(exited_at.wrapping_sub(entered_at));
 
         self.last_cpu = Some(cpu.cpu);
         self.dirty = CleanBits::empty();

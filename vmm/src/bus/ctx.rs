@@ -1,5 +1,6 @@
 //! What a device sees of the machine around it during an access: the guest
-//! time, and the wires it drives.
+//! time, the wires it drives, and the VM's budget of host log lines.
+use crate::guestlog::LineBudget;
 
 /// Something the guest asked of the machine that the VMM must carry out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,9 @@ pub enum BoardEvent {
 pub struct Ctx {
     /// The guest time of the access, in nanoseconds. Never goes back.
     pub now_ns: u64,
+    /// The VM's host log lines (see `guestlog`), shared by its devices and
+    /// the VMM's own lines about the guest.
+    pub log_budget: LineBudget,
     lines: u32,
     pulses: u32,
     event: Option<BoardEvent>,
@@ -34,7 +38,7 @@ pub struct Ctx {
 impl Ctx {
     /// A machine at guest time 0 with every line low.
     pub const fn new() -> Self {
-        Ctx { now_ns: 0, lines: 0, pulses: 0, event: None, timers_changed: false }
+        Ctx { now_ns: 0, log_budget: LineBudget::new(), lines: 0, pulses: 0, event: None, timers_changed: false }
     }
 
     /// Drives interrupt line `line` (0–31) to `level`.

@@ -25,6 +25,7 @@ use super::sysctl::{ConfigPorts, PostCode, SystemControlA, CONFIG_PORTS, PORT_PO
 use super::systimer::{SystemTimer, PIT_PORTS, PORT_NMI_STATUS_CONTROL};
 use super::uart::{Uart, COM1_IRQ, COM1_PORTS};
 use crate::bus::{BoardEvent, BusError, Buses, Ctx, Mapping, MmioBus, Range, UnassignedPort, Wiring};
+use crate::guestlog;
 use crate::hvdev::{DebugPort, InfoDevice, DEBUG_PORTS, INFO_MMIO};
 
 /// What the board is built with.
@@ -76,6 +77,8 @@ pub type MmioDevice<'a> = Mapping<Devices<'a>>;
 
 /// The guest's platform.
 pub struct Board<'a> {
+    /// The VM's name, which its log lines start with.
+    name: &'a str,
     devices: Devices<'a>,
     buses: Buses<Devices<'a>>,
     /// The latest guest time seen, and the lines and requests of the devices.
@@ -111,7 +114,7 @@ impl<'a> Board<'a> {
         };
         let mut buses = Buses::new();
         wire(&mut Wiring::new(&mut devices, &mut buses))?;
-        Ok(Board { devices, buses, cx: Ctx::new(), timers_at: u64::MAX, controller_lines: 0, deadline: None })
+        Ok(Board { name, devices, buses, cx: Ctx::new(), timers_at: u64::MAX, controller_lines: 0, deadline: None })
     }
 
     /// A guest `in` of `size` bytes (1, 2 or 4; anything else is taken as 1)
@@ -271,6 +274,27 @@ impl<'a> Board<'a> {
     /// Takes the pending reset or power-off request, if any.
     pub fn take_event(&mut self) -> Option<BoardEvent> {
         self.cx.take_event()
+    }
+
+    /// Logs "`name`: `args`" at `level`, a line the guest caused (at guest
+    /// time `now_ns`), if the VM's budget of log lines, which its devices
+    /// share, lets it through (`guestlog`).
+    pub fn log_guest_line(&mut self, level: log::Level, now_ns: u64, args: core::fmt::Arguments<'_>) {
+        self.cx.now_ns = self.cx.now_ns.max(now_ns);
+        guestlog::log_line(&mut self.cx.log_budget, self.cx.now_ns, self.name, level, args);
+    }
+
+    /// At the VM's stop: logs how many of the guest's lines were dropped
+    /// since the last one logged, if any were.
+    pub fn report_suppressed_log_lines(&mut self) {
+        guestlog::report_suppressed(&mut self.cx.log_budget, self.name);
+    }
+
+    /// Logs how many of the guest's lines were dropped, if any were and
+    /// the limit has lifted at guest time `now_ns`.
+    pub fn report_lifted_log_limit(&mut self, now_ns: u64) {
+        self.cx.now_ns = self.cx.now_ns.max(now_ns);
+        guestlog::report_lifted(&mut self.cx.log_budget, self.cx.now_ns, self.name);
     }
 
     /// Accesses to ports no device answers, in total.
