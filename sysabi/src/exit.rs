@@ -57,6 +57,15 @@ pub struct RawExit {
 
 impl VmExit {
     pub fn decode(raw: &RawExit) -> VmExit {
+        // The kernel's fast path serves these two at every exit: they skip
+        // the code table.
+        const CPUID: u64 = ExitCode::Cpuid.to_raw();
+        const VMMCALL: u64 = ExitCode::Vmmcall.to_raw();
+        match raw.code {
+            CPUID => return VmExit::Cpuid,
+            VMMCALL => return VmExit::Vmmcall,
+            _ => {}
+        }
         let code = ExitCode::from_raw(raw.code);
         match code {
             ExitCode::Ioio => match IoioInfo::from_exitinfo1(raw.info1) {
