@@ -148,6 +148,10 @@ pub struct Rtc {
     flags: u8,
     /// The guest time up to which the flags are up to date.
     advanced_to_ns: u64,
+    /// Before this guest time no flag can rise (no periodic tick and no
+    /// second ends): `advance` has nothing to compute. 0 after a register
+    /// write, which may move both.
+    quiet_until_ns: u64,
 }
 
 impl Rtc {
@@ -177,6 +181,7 @@ impl Rtc {
             base_ns: 0,
             flags: 0,
             advanced_to_ns: 0,
+            quiet_until_ns: 0,
         }
     }
 
@@ -191,6 +196,7 @@ impl Rtc {
             return self.index_port;
         }
         self.advance(now_ns);
+        self.quiet_until_ns = 0;
         let index = self.index_port & 0x7F;
         match index {
             REG_A => {
@@ -243,6 +249,10 @@ impl Rtc {
             return;
         }
         self.advanced_to_ns = now_ns;
+        if now_ns < self.quiet_until_ns {
+            return;
+        }
+        self.quiet_until_ns = self.next_flag_ns(now_ns);
         if let Some(period) = self.periodic_ticks() {
             if ticks_at(now_ns, RTC_BASE_HZ) / period > ticks_at(from, RTC_BASE_HZ) / period {
                 self.flags |= C_PF;
@@ -258,6 +268,17 @@ impl Rtc {
                 self.flags |= C_AF;
             }
         }
+    }
+
+    /// The first guest time after `now_ns` at which a flag may rise: the
+    /// next periodic tick or the next second (the update cycle).
+    fn next_flag_ns(&self, now_ns: u64) -> u64 {
+        let periodic = self.periodic_ticks().map_or(u64::MAX, |period| {
+            super::time::time_of_tick((ticks_at(now_ns, RTC_BASE_HZ) / period).saturating_add(1) * period, RTC_BASE_HZ)
+        });
+        let since = now_ns.saturating_sub(self.base_ns);
+        let second = self.base_ns.saturating_add((since / NS_PER_SEC + 1).saturating_mul(NS_PER_SEC));
+        periodic.min(second)
     }
 
     /// The guest time of the next event that would raise IRQ 8, if it is
@@ -555,6 +576,29 @@ mod tests {
         let mut rtc = Rtc::new(0, 0);
         // Linux's mc146818_get_time gives up if bit 6 is set.
         assert_eq!(reg(&mut rtc, REG_D, 0), D_VRT);
+    }
+
+    #[test]
+    fn flags_rise_at_their_boundaries_when_time_moves_in_small_steps() {
+        // advance() skips its work until the next tick or second: the
+        // flags must still rise at the first step past each boundary.
+        let mut rtc = Rtc::new(LEAP_DAY, 0);
+        let step = 100_000; // 0.1 ms: about ten steps per 1024 Hz tick
+        let (mut uf_at, mut pf_steps) = (Vec::new(), 0);
+        let start = SEC - 50 * step;
+        reg(&mut rtc, REG_C, start); // the flags of everything before
+        let mut now = start + step;
+        while now < 2 * SEC + 50 * step {
+            let c = reg(&mut rtc, REG_C, now);
+            if c & C_UF != 0 {
+                uf_at.push(now);
+            }
+            pf_steps += usize::from(c & C_PF != 0);
+            now += step;
+        }
+        assert_eq!(uf_at, vec![SEC, 2 * SEC], "UF at the first step of each second");
+        let ticks = ticks_at(now - step, RTC_BASE_HZ) / 32 - ticks_at(start, RTC_BASE_HZ) / 32;
+        assert_eq!(pf_steps as u64, ticks, "PF once per 1024 Hz tick");
     }
 
     #[test]
