@@ -18,6 +18,11 @@ use vmcb::{EventInj, IoAccessSize, IoDirection};
 mod cr;
 /// The longest a halted vCPU sleeps before it looks at the console again.
 const IDLE_POLL_NS: u64 = 10_000_000;
+/// How often, in guest time, a running vCPU asks the kernel for typed
+/// input: at most this late does a byte reach the guest UART (a halted
+/// vCPU looks at every wake-up). Asking at every exit cost a kernel call
+/// per exit.
+const INPUT_POLL_NS: u64 = 1_000_000;
 
 const VEC_UD: u8 = 6;
 const VEC_GP: u8 = 13;
@@ -154,6 +159,8 @@ pub struct VcpuLoop<'a, S: Sys> {
     pub hc_console: DebugConsole,
     /// A byte typed on the host console that the guest UART could not take.
     pub held_input: Option<u8>,
+    /// The guest time from which a running vCPU asks for typed input again.
+    pub next_input_poll_ns: u64,
     /// Guest time of the current exit, read once when it happened.
     pub now_ns: u64,
     /// The MSRs the VMM emulates for this vCPU.
@@ -203,6 +210,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             board,
             hc_console: DebugConsole::new(),
             held_input: None,
+            next_input_poll_ns: 0,
             now_ns: sys.now_ns(grants.clock)?,
             msrs: msr::GuestMsrs::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
             walk_limits: WalkLimits::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
@@ -330,8 +338,25 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         Ok(TscClock { tsc: self.sys.guest_tsc(self.grants.clock)?, hz: self.sys.tsc_hz(self.grants.clock)? })
     }
 
-    /// Moves console bytes between the host serial port and the guest UART.
+    /// Moves console bytes between the host serial port and the guest UART:
+    /// output whenever the UART holds some, input when the vCPU idles, a
+    /// byte is held back, or [`INPUT_POLL_NS`] of guest time passed since
+    /// the last look.
     fn pump_console(&mut self) {
+        if self.held_input.is_some() || self.now_ns >= self.next_input_poll_ns {
+            self.next_input_poll_ns = self.now_ns.saturating_add(INPUT_POLL_NS);
+            self.receive_input();
+        }
+        if self.board.has_output() {
+            let (sys, console) = (self.sys, self.grants.console);
+            self.board.drain_output(|b| {
+                let _ = sys.console_write(console, &[b]);
+            });
+        }
+    }
+
+    /// Hands typed bytes to the guest UART while it has room.
+    fn receive_input(&mut self) {
         // A byte the UART had no room for waits here: the host port has
         // given it up already.
         let (sys, console) = (self.sys, self.grants.console);
@@ -341,9 +366,6 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 break;
             }
         }
-        self.board.drain_output(|b| {
-            let _ = sys.console_write(console, &[b]);
-        });
     }
 
     /// Posts the highest pending interrupt to the vCPU if none is posted
@@ -454,6 +476,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     fn idle(&mut self) -> Result<(), Stop> {
         loop {
             self.now_ns = self.sys.now_ns(self.grants.clock)?;
+            self.next_input_poll_ns = self.now_ns;
             self.pump_console();
             let now = self.now();
             self.board.update(now);

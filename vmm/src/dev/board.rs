@@ -256,6 +256,11 @@ impl<'a> Board<'a> {
         taken
     }
 
+    /// The guest sent COM1 bytes that [`Board::drain_output`] has not taken.
+    pub fn has_output(&self) -> bool {
+        self.devices.uart.output_len() != 0
+    }
+
     /// Hands every byte the guest sent to COM1 to `sink`, oldest first.
     pub fn drain_output(&mut self, sink: impl FnMut(u8)) {
         self.devices.uart.drain_output(sink);
