@@ -169,6 +169,22 @@ pub struct VcpuLoop<'a, S: Sys> {
     pub walk_limits: WalkLimits,
 }
 
+/// The instruction at the guest's RIP, where it is, and the RIP after it.
+struct DecodedAtRip {
+    insn: decode::Insn,
+    rip: u64,
+    next_rip: u64,
+}
+
+/// The RIP `len` bytes after `rip`, wrapped as code of `mode` wraps it.
+fn rip_after(rip: u64, mode: CpuMode, len: u64) -> u64 {
+    match mode {
+        CpuMode::Bits64 => rip.wrapping_add(len),
+        CpuMode::Bits32 => rip.wrapping_add(len) & 0xFFFF_FFFF,
+        CpuMode::Bits16 => rip.wrapping_add(len) & 0xFFFF,
+    }
+}
+
 /// The page-table limits the guest was told through CPUID, which its walks
 /// obey: the physical-address width (leaf 8000_0008h EAX bits 7:0) and 1 GiB
 /// pages (leaf 8000_0001h EDX bit 26).
@@ -278,18 +294,22 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         })
     }
 
-    /// Decodes the instruction at the guest's RIP.
-    fn decode_at_rip(&self) -> Result<decode::Insn, Stop> {
-        let rip = self.reg(Reg::Rip)?;
-        let mode = self.mode()?;
+    /// Decodes the instruction at the guest's RIP. Each register it needs
+    /// is read once (a kernel call each): the paging registers serve the
+    /// mode too.
+    fn decode_at_rip(&self) -> Result<DecodedAtRip, Stop> {
+        let paging = self.paging()?;
         let cs = self.sys.seg(self.vcpu, SegReg::Cs)?;
+        let a = cs.attributes();
+        let mode = CpuMode::from_state(paging.cr0, paging.efer, self.reg(Reg::Rflags)?, a.long(), a.default_big());
+        let rip = self.reg(Reg::Rip)?;
         let user = self.reg(Reg::Cpl)? == 3;
         let mut buf = [0u8; MAX_INSN_LEN];
-        let paging = self.paging()?;
         let fetched = decode::fetch(&self.mem, &paging, mode, cs.base, rip, user, &mut buf)
             .map_err(|_| Stop::Unemulated { rip, what: "instruction fetch failed" })?;
-        decode::decode(&buf[..fetched.len], mode)
-            .map_err(|_| Stop::Unemulated { rip, what: "instruction not decodable" })
+        let insn = decode::decode(&buf[..fetched.len], mode)
+            .map_err(|_| Stop::Unemulated { rip, what: "instruction not decodable" })?;
+        Ok(DecodedAtRip { next_rip: rip_after(rip, mode, u64::from(insn.len)), insn, rip })
     }
 
     /// Completes the intercepted instruction: RIP moves past it (NRIPS
@@ -299,22 +319,12 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         if let Some(next) = self.sys.next_rip(self.vcpu)? {
             return self.complete(next, NextRipSource::Nrips);
         }
-        let insn = self.decode_at_rip()?;
-        self.complete(self.rip_after(u64::from(insn.len))?, NextRipSource::Decoded)
+        let at = self.decode_at_rip()?;
+        self.complete(at.next_rip, NextRipSource::Decoded)
     }
 
     fn complete(&self, next_rip: u64, from: NextRipSource) -> Result<(), Stop> {
         Ok(self.sys.complete_instruction(self.vcpu, next_rip, from)?)
-    }
-
-    /// The RIP `len` bytes on, wrapped as the guest's code size wraps it.
-    fn rip_after(&self, len: u64) -> Result<u64, Stop> {
-        let rip = self.reg(Reg::Rip)?;
-        Ok(match self.mode()? {
-            CpuMode::Bits64 => rip.wrapping_add(len),
-            CpuMode::Bits32 => rip.wrapping_add(len) & 0xFFFF_FFFF,
-            CpuMode::Bits16 => rip.wrapping_add(len) & 0xFFFF,
-        })
     }
 
     /// Runs the vCPU until it stops for good.
@@ -440,8 +450,8 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             VmExit::Exception(e) => {
                 if e.vector == VEC_BP {
                     // INT3 traps: the guest's handler expects RIP after it.
-                    let insn = self.decode_at_rip()?;
-                    self.set_reg(Reg::Rip, self.rip_after(u64::from(insn.len))?)?;
+                    let at = self.decode_at_rip()?;
+                    self.set_reg(Reg::Rip, at.next_rip)?;
                 }
                 let ev = match e.error_code {
                     Some(code) => EventInj::exception_with_error(e.vector, code),
@@ -590,13 +600,15 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     }
 
     fn handle_npf(&mut self, gpa: u64, write: bool) -> Result<(), Stop> {
-        let rip = self.reg(Reg::Rip)?;
         let Some(device) = self.board.mmio_device(gpa) else {
-            return Err(Stop::UnhandledNpf { gpa, rip, write });
+            return Err(Stop::UnhandledNpf { gpa, rip: self.reg(Reg::Rip)?, write });
         };
-        let insn = self.decode_at_rip()?;
-        let InsnKind::Mem(m) = insn.kind else {
-            return Err(Stop::Unemulated { rip, what: "MMIO access by an instruction the emulator does not handle" });
+        let at = self.decode_at_rip()?;
+        let InsnKind::Mem(m) = at.insn.kind else {
+            return Err(Stop::Unemulated {
+                rip: at.rip,
+                what: "MMIO access by an instruction the emulator does not handle",
+            });
         };
         let mut regs = SysRegs { sys: self.sys, vcpu: self.vcpu };
         let (board, now) = (&mut self.board, self.now_ns);
@@ -607,7 +619,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 0
             }
         });
-        self.complete(self.rip_after(u64::from(insn.len))?, NextRipSource::Decoded)
+        self.complete(at.next_rip, NextRipSource::Decoded)
     }
 
     fn handle_other(&mut self, code: vmcb::ExitCode) -> Result<(), Stop> {

@@ -36,7 +36,7 @@ impl<S: Sys> VcpuLoop<'_, S> {
         let gpr = if info.mov_cr {
             info.gpr
         } else {
-            match self.decode_at_rip()?.kind {
+            match self.decode_at_rip()?.insn.kind {
                 InsnKind::Sys(SysInsn::MovToCr { cr: 4, gpr }) => gpr,
                 _ => return Err(Stop::Unemulated { rip, what: "CR4 write that is not MOV to CR4" }),
             }
