@@ -9,6 +9,7 @@ use core::fmt::{self, Write};
 pub mod acpi;
 pub mod context;
 pub mod cpu;
+pub mod debugreg;
 pub mod frames;
 pub mod gdt;
 pub mod idt;

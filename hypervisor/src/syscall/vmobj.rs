@@ -88,9 +88,10 @@ pub(super) struct PerCpu {
 pub(super) static CPUS: [Lock<Option<PerCpu>>; crate::arch::gdt::MAX_CPUS] =
     [const { Lock::new(None) }; crate::arch::gdt::MAX_CPUS];
 
-/// Registers this CPU with the vm layer (called once per CPU at boot).
-pub fn cpu_init(cpu: usize, caps: crate::vm::SvmCaps) {
-    let vm = CpuVm::new(cpu, caps, crate::vm::host_state_limits());
+/// Registers this CPU with the vm layer (called once per CPU at boot), with
+/// what its DR0-DR3 hold.
+pub fn cpu_init(cpu: usize, caps: crate::vm::SvmCaps, host_dr: [u64; 4]) {
+    let vm = CpuVm::new(cpu, caps, crate::vm::host_state_limits(), host_dr);
     *CPUS[cpu].lock() = Some(PerCpu { vm, time: CpuTime::new() });
 }
 
@@ -438,6 +439,9 @@ fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Op
             VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &mut obj.code_page, &ram, nrips),
             // The host has taken its interrupt; the clock says what it meant.
             VmExit::Intr => true,
+            // The vm layer has given the guest its DR0-DR3 and dropped the
+            // intercepts: the MOV runs again, on the CPU.
+            VmExit::Other(code) if crate::vm::debug::is_access(code) => true,
             _ => false,
         };
         if !handled {

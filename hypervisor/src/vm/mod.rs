@@ -16,11 +16,13 @@
 //!   survives, on hardware that caches them);
 //! - the VMCB clean bits claim only fields unchanged since this vCPU's last
 //!   VMRUN on this CPU;
-//! - the guest's GPRs, extended state (x87, SSE, AVX...), XCR0 and TSC_AUX
-//!   are the guest's alone.
+//! - the guest's GPRs, extended state (x87, SSE, AVX...), XCR0, TSC_AUX
+//!   and debug registers are the guest's alone (`docs/virtual-cpu.md` has
+//!   the table of who switches what).
 pub mod asid;
 pub mod cpuid;
 pub mod cr;
+pub mod debug;
 pub mod events;
 pub mod msr;
 
@@ -97,11 +99,22 @@ pub struct CpuVm {
     /// What this CPU's TSC_AUX MSR holds: VMRUN does not switch it, so it
     /// is loaded only when the next guest's value differs.
     tsc_aux: u32,
+    /// The host's DR0–DR3, put back after a guest ran with its own.
+    host_dr: [u64; 4],
 }
 
 impl CpuVm {
-    pub fn new(cpu: usize, caps: SvmCaps, limits: StateLimits) -> Self {
-        CpuVm { cpu, caps, asids: AsidAllocator::new(cpu, caps.asids), limits, virq_reliable: true, tsc_aux: 0 }
+    /// `host_dr`: what DR0–DR3 hold when the CPU registers.
+    pub fn new(cpu: usize, caps: SvmCaps, limits: StateLimits, host_dr: [u64; 4]) -> Self {
+        CpuVm {
+            cpu,
+            caps,
+            asids: AsidAllocator::new(cpu, caps.asids),
+            limits,
+            virq_reliable: true,
+            tsc_aux: 0,
+            host_dr,
+        }
     }
 
     /// Puts `value` in this CPU's TSC_AUX for the guest about to run. The
@@ -144,6 +157,8 @@ pub struct Vcpu {
     xcr0_supported: u64,
     /// The guest's TSC_AUX, loaded into the MSR before VMRUN.
     tsc_aux: u32,
+    /// The guest's DR0–DR3 (DR6 and DR7 are in the VMCB).
+    debug: debug::GuestDebug,
 }
 
 /// What an intercept setup for a fresh vCPU traps: everything the VMM must
@@ -153,6 +168,10 @@ fn default_intercepts(vmcb: &mut Vmcb) {
     c.set_exception_intercepts(ExceptionIntercepts::MC);
     // CR4 writes are checked against the guest's CPUID (vm::cr).
     c.set_cr_write_intercepts(CrSet::CR4);
+    // Until the guest touches DR0-DR3, they are not loaded (vm::debug).
+    let (dr_reads, dr_writes) = debug::GuestDebug::new().intercepts();
+    c.set_dr_read_intercepts(dr_reads);
+    c.set_dr_write_intercepts(dr_writes);
     c.set_misc1_intercepts(
         InterceptMisc1::INTR
             | InterceptMisc1::NMI
@@ -214,8 +233,8 @@ impl Vcpu {
         s.rip = 0xFFF0;
         s.rflags = 0x2;
         s.cr0 = 0x6000_0010; // CD | NW | ET
-        s.dr6 = 0xFFFF_0FF0;
-        s.dr7 = 0x400;
+        s.dr6 = debug::DR6_RESET;
+        s.dr7 = debug::DR7_RESET;
         s.efer = EFER_SVME;
         s.g_pat = PAT_DEFAULT;
         Ok(Vcpu {
@@ -234,6 +253,7 @@ impl Vcpu {
             cr4_allowed: cr::cr4_allowed(&vm.cpuid),
             xcr0_supported: vm.cpuid.xcr0_supported(),
             tsc_aux: 0,
+            debug: debug::GuestDebug::new(),
         })
     }
 
@@ -276,8 +296,16 @@ impl Vcpu {
             self.stats.record_time(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
         }
         cpu.load_tsc_aux(self.tsc_aux);
+        let guest_dr = self.debug.loaded();
+        if guest_dr {
+            crate::arch::debugreg::write_dr0_3(self.debug.values());
+        }
         crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
+        if guest_dr {
+            self.debug.save(crate::arch::debugreg::read_dr0_3());
+            crate::arch::debugreg::write_dr0_3(&cpu.host_dr);
+        }
 
         self.last_cpu = Some(cpu.cpu);
         self.dirty = CleanBits::empty();
@@ -288,6 +316,9 @@ impl Vcpu {
             self.dirty |= events::redeliver(&mut self.vmcb, ev);
         }
         let exit = VmExit::decode(&raw);
+        if self.debug.after_exit(&exit, self.vmcb.save.dr7) {
+            self.set_dr_intercepts();
+        }
         if must_take && cpu.virq_reliable && events::interrupt_posted(&self.vmcb) && !exit.is_asynchronous() {
             // The guest ran into a synchronous exit with the interrupt still
             // pending: the CPU skipped it.
@@ -353,6 +384,15 @@ impl Vcpu {
             NextRipSource::IoExitInfo => self.paths.io_exitinfo += 1,
             NextRipSource::Decoded => self.paths.decoded += 1,
         }
+    }
+
+    /// Intercepts the debug registers as [`debug::GuestDebug`] says.
+    fn set_dr_intercepts(&mut self) {
+        let (reads, writes) = self.debug.intercepts();
+        let c = &mut self.vmcb.control;
+        c.set_dr_read_intercepts(reads);
+        c.set_dr_write_intercepts(writes);
+        self.dirty |= CleanBits::INTERCEPTS;
     }
 
     /// Makes the next `run` flush this vCPU's TLB entries: the guest changed
@@ -469,6 +509,9 @@ impl Vcpu {
             Reg::Dr7 => {
                 s.dr7 = v;
                 self.dirty |= CleanBits::DRX;
+                if self.debug.dr7_written(v) {
+                    self.set_dr_intercepts();
+                }
             }
             Reg::Pat => {
                 s.g_pat = v;
