@@ -463,9 +463,11 @@ fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Op
             VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &mut obj.code_page, &ram, nrips),
             // The host has taken its interrupt; the clock says what it meant.
             VmExit::Intr => true,
-            // The vm layer has given the guest its DR0-DR3 and dropped the
-            // intercepts: the MOV runs again, on the CPU.
-            VmExit::Other(code) if crate::vm::debug::is_access(code) => true,
+            // The guest gets its DR0-DR3 and the MOV runs again, on the CPU.
+            VmExit::Other(code) if crate::vm::debug::is_access(code) => {
+                obj.vcpu.give_debug_registers();
+                true
+            }
             _ => false,
         };
         if !handled {

@@ -29,7 +29,6 @@
 //! Linux clears DR0–DR3 and DR7 once per CPU at boot and then leaves them
 //! alone unless something sets a hardware breakpoint: one extra exit, after
 //! which its exits pay nothing for the debug registers.
-use super::VmExit;
 use vmcb::{DrSet, ExitCode};
 
 /// DR6 and DR7 after RESET (AMD APM vol. 2, §13.1.1.5, §13.1.1.6).
@@ -92,8 +91,9 @@ impl GuestDebug {
         }
     }
 
-    /// Loads DR0–DR3 from the next VMRUN on. True if the intercepts change.
-    fn load(&mut self) -> bool {
+    /// The guest touched DR0–DR3 (an intercepted access): they are loaded
+    /// from the next VMRUN on. True if the intercepts change.
+    pub fn accessed(&mut self) -> bool {
         let changed = !self.loaded;
         self.loaded = true;
         changed
@@ -101,19 +101,15 @@ impl GuestDebug {
 
     /// The VMM wrote `dr7`. True if the intercepts change.
     pub fn dr7_written(&mut self, dr7: u64) -> bool {
-        arms_breakpoint(dr7) && self.load()
+        arms_breakpoint(dr7) && self.accessed()
     }
 
-    /// After `exit`, the guest's DR7 being `dr7`: an intercepted access
-    /// loads DR0–DR3; loaded ones that arm no breakpoint go back to the
-    /// intercepts. True if the intercepts change.
-    pub fn after_exit(&mut self, exit: &VmExit, dr7: u64) -> bool {
-        if self.loaded {
-            self.loaded = arms_breakpoint(dr7);
-            !self.loaded
-        } else {
-            matches!(*exit, VmExit::Other(code) if is_access(code)) && self.load()
-        }
+    /// After an exit with DR0–DR3 loaded, the guest's DR7 being `dr7`:
+    /// unless it arms a breakpoint they go back to the intercepts. True if
+    /// the intercepts change.
+    pub fn exited_loaded(&mut self, dr7: u64) -> bool {
+        self.loaded = arms_breakpoint(dr7);
+        !self.loaded
     }
 }
 
@@ -127,7 +123,6 @@ impl Default for GuestDebug {
 mod tests {
     use super::*;
 
-    const HLT: VmExit = VmExit::Hlt;
     const SET: [u64; 4] = [0x1000, 0xFFFF_8000_0000_2000, 0x3000, 0x4000];
 
     /// The DRs whose access exits, as (reads, writes) register numbers.
@@ -156,30 +151,19 @@ mod tests {
 
     #[test]
     fn an_intercepted_access_loads_the_registers_and_drops_the_intercepts() {
-        for code in [ExitCode::DrRead(0), ExitCode::DrRead(3), ExitCode::DrWrite(2), ExitCode::DrWrite(5)] {
-            let mut d = GuestDebug::new();
-            assert!(d.after_exit(&VmExit::Other(code), DR7_RESET), "{code:?} should change the intercepts");
-            assert!(d.loaded(), "{code:?}");
-            assert_eq!(intercepted(&d), (vec![], vec![]), "{code:?}");
-        }
-    }
-
-    #[test]
-    fn other_exits_leave_unloaded_registers_alone() {
         let mut d = GuestDebug::new();
-        let cr4 = VmExit::CrWrite { cr: 4, info: vmcb::CrAccessInfo { gpr: 0, mov_cr: false } };
-        for exit in [VmExit::Cpuid, VmExit::Vmmcall, cr4, VmExit::Intr, VmExit::Other(ExitCode::Rdpmc)] {
-            assert!(!d.after_exit(&exit, DR7_RESET), "{exit:?}");
-            assert!(!d.loaded(), "{exit:?}");
-        }
+        assert!(d.accessed(), "the first access changes the intercepts");
+        assert!(d.loaded());
+        assert_eq!(intercepted(&d), (vec![], vec![]));
+        assert!(!d.accessed(), "already loaded: no change");
     }
 
     #[test]
     fn unarmed_registers_go_back_to_intercepts_after_the_next_exit_keeping_their_values() {
         let mut d = GuestDebug::new();
-        d.after_exit(&VmExit::Other(ExitCode::DrWrite(0)), DR7_RESET);
+        d.accessed();
         d.save(SET);
-        assert!(d.after_exit(&HLT, DR7_RESET));
+        assert!(d.exited_loaded(DR7_RESET));
         assert!(!d.loaded());
         assert_eq!(d.values(), &SET);
         assert_eq!(intercepted(&d).1, vec![0, 1, 2, 3, 5, 7]);
@@ -190,10 +174,10 @@ mod tests {
         for enable in 0..8 {
             let dr7 = DR7_RESET | 1 << enable;
             let mut d = GuestDebug::new();
-            d.after_exit(&VmExit::Other(ExitCode::DrWrite(7)), DR7_RESET);
-            assert!(!d.after_exit(&HLT, dr7), "DR7 {dr7:#x}");
+            d.accessed();
+            assert!(!d.exited_loaded(dr7), "DR7 {dr7:#x}");
             assert!(d.loaded(), "DR7 {dr7:#x} arms a breakpoint");
-            assert!(d.after_exit(&HLT, DR7_RESET), "disarmed: back to intercepts");
+            assert!(d.exited_loaded(DR7_RESET), "disarmed: back to intercepts");
         }
     }
 
