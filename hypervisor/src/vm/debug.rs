@@ -53,6 +53,26 @@ pub fn is_access(code: ExitCode) -> bool {
     matches!(code, ExitCode::DrRead(_) | ExitCode::DrWrite(_))
 }
 
+/// Where DR0–DR3 are while a vCPU runs: the CPU's registers ([`CpuDr`]),
+/// or a model of them in the tests.
+pub trait Dr0To3 {
+    fn read(&self) -> [u64; 4];
+    fn write(&mut self, dr: &[u64; 4]);
+}
+
+/// This CPU's own DR0–DR3.
+pub struct CpuDr;
+
+impl Dr0To3 for CpuDr {
+    fn read(&self) -> [u64; 4] {
+        crate::arch::debugreg::read_dr0_3()
+    }
+
+    fn write(&mut self, dr: &[u64; 4]) {
+        crate::arch::debugreg::write_dr0_3(dr)
+    }
+}
+
 /// One vCPU's DR0–DR3, and whether they are in the CPU while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuestDebug {
@@ -66,20 +86,6 @@ impl GuestDebug {
     /// DR0–DR3 after RESET, intercepted.
     pub const fn new() -> Self {
         GuestDebug { dr: [0; 4], loaded: false }
-    }
-
-    pub fn loaded(&self) -> bool {
-        self.loaded
-    }
-
-    /// DR0–DR3 as the guest last left them.
-    pub fn values(&self) -> &[u64; 4] {
-        &self.dr
-    }
-
-    /// What the guest left in DR0–DR3 when it exited with them loaded.
-    pub fn save(&mut self, dr: [u64; 4]) {
-        self.dr = dr;
     }
 
     /// The debug register intercepts for the current state: (reads, writes).
@@ -104,10 +110,22 @@ impl GuestDebug {
         arms_breakpoint(dr7) && self.accessed()
     }
 
-    /// After an exit with DR0–DR3 loaded, the guest's DR7 being `dr7`:
-    /// unless it arms a breakpoint they go back to the intercepts. True if
-    /// the intercepts change.
-    pub fn exited_loaded(&mut self, dr7: u64) -> bool {
+    /// Before VMRUN: loaded registers go into `cpu`. True if they did, and
+    /// [`GuestDebug::after_run`] must follow the #VMEXIT.
+    pub fn before_run(&self, cpu: &mut impl Dr0To3) -> bool {
+        if self.loaded {
+            cpu.write(&self.dr);
+        }
+        self.loaded
+    }
+
+    /// After the #VMEXIT of a run that [`GuestDebug::before_run`] loaded:
+    /// keeps what the guest left in `cpu`, puts `host` back, and, unless the
+    /// guest's DR7 `dr7` arms a breakpoint, goes back to the intercepts.
+    /// True if the intercepts change.
+    pub fn after_run(&mut self, cpu: &mut impl Dr0To3, host: &[u64; 4], dr7: u64) -> bool {
+        self.dr = cpu.read();
+        cpu.write(host);
         self.loaded = arms_breakpoint(dr7);
         !self.loaded
     }
@@ -124,6 +142,37 @@ mod tests {
     use super::*;
 
     const SET: [u64; 4] = [0x1000, 0xFFFF_8000_0000_2000, 0x3000, 0x4000];
+    const OTHER: [u64; 4] = [0xA, 0xB, 0xC, 0xFFFF_FFFF_FFFF_FFF0];
+    const HOST: [u64; 4] = [0x11, 0x22, 0x33, 0x44];
+    const ARMED: u64 = DR7_RESET | 0x2;
+
+    /// A CPU's DR0–DR3.
+    struct ModelDr([u64; 4]);
+
+    impl Dr0To3 for ModelDr {
+        fn read(&self) -> [u64; 4] {
+            self.0
+        }
+
+        fn write(&mut self, dr: &[u64; 4]) {
+            self.0 = *dr;
+        }
+    }
+
+    /// One run of `d` on `cpu`: the guest finds DR0–DR3, writes `writes`
+    /// (if any) and exits with `dr7`. What it found, and whether the
+    /// intercepts changed after the exit.
+    fn run(d: &mut GuestDebug, cpu: &mut ModelDr, writes: Option<[u64; 4]>, dr7: u64) -> ([u64; 4], bool) {
+        let loaded = d.before_run(cpu);
+        let found = cpu.0;
+        if let Some(w) = writes {
+            assert!(loaded, "a guest without its registers loaded cannot write them: it exits first");
+            cpu.0 = w;
+        }
+        let changed = loaded && d.after_run(cpu, &HOST, dr7);
+        assert_eq!(cpu.0, HOST, "the host's DR0-DR3 after every run");
+        (found, changed)
+    }
 
     /// The DRs whose access exits, as (reads, writes) register numbers.
     fn intercepted(d: &GuestDebug) -> (Vec<u8>, Vec<u8>) {
@@ -135,8 +184,8 @@ mod tests {
     #[test]
     fn a_new_vcpu_has_zero_breakpoints_and_intercepts_every_path_to_them() {
         let d = GuestDebug::new();
-        assert_eq!(d.values(), &[0; 4]);
-        assert!(!d.loaded());
+        assert_eq!(&d.dr, &[0; 4]);
+        assert!(!d.loaded);
         // DR4 and DR6 (status) and reads of DR5/DR7 need no exit: DR6 and
         // DR7 are in the VMCB. A write of DR5 is one of DR7 (CR4.DE clear).
         assert_eq!(intercepted(&d), (vec![0, 1, 2, 3], vec![0, 1, 2, 3, 5, 7]));
@@ -153,7 +202,7 @@ mod tests {
     fn an_intercepted_access_loads_the_registers_and_drops_the_intercepts() {
         let mut d = GuestDebug::new();
         assert!(d.accessed(), "the first access changes the intercepts");
-        assert!(d.loaded());
+        assert!(d.loaded);
         assert_eq!(intercepted(&d), (vec![], vec![]));
         assert!(!d.accessed(), "already loaded: no change");
     }
@@ -161,12 +210,16 @@ mod tests {
     #[test]
     fn unarmed_registers_go_back_to_intercepts_after_the_next_exit_keeping_their_values() {
         let mut d = GuestDebug::new();
+        let mut cpu = ModelDr(HOST);
         d.accessed();
-        d.save(SET);
-        assert!(d.exited_loaded(DR7_RESET));
-        assert!(!d.loaded());
-        assert_eq!(d.values(), &SET);
+        let (found, changed) = run(&mut d, &mut cpu, Some(SET), DR7_RESET);
+        assert_eq!(found, [0; 4], "RESET values");
+        assert!(changed);
+        assert!(!d.loaded);
+        assert_eq!(&d.dr, &SET);
         assert_eq!(intercepted(&d).1, vec![0, 1, 2, 3, 5, 7]);
+        d.accessed();
+        assert_eq!(run(&mut d, &mut cpu, None, DR7_RESET).0, SET, "the kept values come back");
     }
 
     #[test]
@@ -174,11 +227,40 @@ mod tests {
         for enable in 0..8 {
             let dr7 = DR7_RESET | 1 << enable;
             let mut d = GuestDebug::new();
+            let mut cpu = ModelDr(HOST);
             d.accessed();
-            assert!(!d.exited_loaded(dr7), "DR7 {dr7:#x}");
-            assert!(d.loaded(), "DR7 {dr7:#x} arms a breakpoint");
-            assert!(d.exited_loaded(DR7_RESET), "disarmed: back to intercepts");
+            assert!(!run(&mut d, &mut cpu, Some(SET), dr7).1, "DR7 {dr7:#x}");
+            assert!(d.loaded, "DR7 {dr7:#x} arms a breakpoint");
+            assert_eq!(run(&mut d, &mut cpu, None, dr7).0, SET, "DR7 {dr7:#x}: loaded again for the next run");
+            assert!(run(&mut d, &mut cpu, None, DR7_RESET).1, "disarmed: back to intercepts");
         }
+    }
+
+    #[test]
+    fn a_vcpu_without_its_registers_loaded_leaves_the_cpus_alone() {
+        let d = GuestDebug::new();
+        let mut cpu = ModelDr(HOST);
+        assert!(!d.before_run(&mut cpu));
+        assert_eq!(cpu.0, HOST);
+    }
+
+    #[test]
+    fn two_vcpus_taking_turns_on_one_cpu_each_find_only_their_own_registers() {
+        let (mut a, mut b) = (GuestDebug::new(), GuestDebug::new());
+        let mut cpu = ModelDr(HOST);
+        a.accessed();
+        assert_eq!(run(&mut a, &mut cpu, Some(SET), ARMED).0, [0; 4], "a: RESET values");
+        // b has not touched its registers: its run loads nothing, and its
+        // first access exits and gets it its own zeros, not a's values.
+        assert_eq!(run(&mut b, &mut cpu, None, DR7_RESET), (HOST, false));
+        b.accessed();
+        assert_eq!(run(&mut b, &mut cpu, Some(OTHER), DR7_RESET).0, [0; 4], "b: RESET values");
+        assert_eq!(run(&mut a, &mut cpu, None, ARMED).0, SET, "a: armed, still loaded");
+        assert_eq!(run(&mut a, &mut cpu, None, DR7_RESET).0, SET, "a: disarmed on this exit");
+        b.accessed();
+        assert_eq!(run(&mut b, &mut cpu, None, DR7_RESET).0, OTHER, "b: its own values");
+        a.accessed();
+        assert_eq!(run(&mut a, &mut cpu, None, DR7_RESET).0, SET, "a: its own values");
     }
 
     #[test]
@@ -187,7 +269,7 @@ mod tests {
         for dr7 in [DR7_RESET | 0x300, DR7_RESET | 1 << 13, DR7_RESET | 0xFFFF_0000] {
             let mut d = GuestDebug::new();
             assert!(!d.dr7_written(dr7), "DR7 {dr7:#x}");
-            assert!(!d.loaded());
+            assert!(!d.loaded);
         }
     }
 
@@ -195,7 +277,7 @@ mod tests {
     fn a_vmm_write_of_an_armed_dr7_loads_the_registers() {
         let mut d = GuestDebug::new();
         assert!(d.dr7_written(DR7_RESET | 0x2));
-        assert!(d.loaded());
+        assert!(d.loaded);
         assert!(!d.dr7_written(DR7_RESET | 0x2), "already loaded: no change");
     }
 

@@ -296,18 +296,11 @@ impl Vcpu {
             self.stats.record_time(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
         }
         cpu.load_tsc_aux(self.tsc_aux);
-        let guest_dr = self.debug.loaded();
-        if guest_dr {
-            crate::arch::debugreg::write_dr0_3(self.debug.values());
-        }
+        let guest_dr = self.debug.before_run(&mut debug::CpuDr);
         crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
-        if guest_dr {
-            self.debug.save(crate::arch::debugreg::read_dr0_3());
-            crate::arch::debugreg::write_dr0_3(&cpu.host_dr);
-            if self.debug.exited_loaded(self.vmcb.save.dr7) {
-                self.set_dr_intercepts();
-            }
+        if guest_dr && self.debug.after_run(&mut debug::CpuDr, &cpu.host_dr, self.vmcb.save.dr7) {
+            self.set_dr_intercepts();
         }
 
         self.last_cpu = Some(cpu.cpu);
