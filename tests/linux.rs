@@ -28,7 +28,7 @@ fn boot_and_use_the_shell(on: Svm, kernel: &Path, expect_kind: &str, end: &str, 
     assert!(out.contains(&img.release), "uname -r: expected {:?}, saw:\n{out}", img.release);
 
     s.send("head -n 1 /proc/meminfo\n");
-    let out = s.expect("# ", secs(60));
+    let out = guest_text(&s.expect("# ", secs(60)));
     assert!(out.contains("MemTotal:"), "expected the MemTotal line, saw:\n{out}");
     let kb: u64 = out
         .lines()
@@ -78,7 +78,7 @@ fn avx2_in_the_linux_guest(on: Svm, s: &mut Session, avx2: bool) {
     }
 
     s.send("dmesg | grep -c 'unchecked MSR access'\n");
-    let out = s.expect("# ", secs(60));
+    let out = guest_text(&s.expect("# ", secs(60)));
     assert!(out.lines().any(|l| l.trim() == "0"), "{on:?}: unchecked MSR accesses in the guest's log:\n{out}");
 }
 
@@ -89,7 +89,7 @@ fn kernel_image() -> std::path::PathBuf {
 /// Runs `cmd` in the guest shell and returns what it printed.
 fn run(s: &mut Session, cmd: &str) -> String {
     s.send(&format!("{cmd}\n"));
-    s.expect("# ", Duration::from_secs(120))
+    guest_text(&s.expect("# ", Duration::from_secs(120)))
 }
 
 #[test]
@@ -145,6 +145,55 @@ fn hvctl_talks_to_the_hypervisor_from_the_linux_guest() {
     s.expect("vm0: console: written by the guest", Duration::from_secs(60));
     s.send("reboot -f\n");
     s.expect("vm0: stopped cleanly", Duration::from_secs(60));
+}
+
+/// Two Linux VMs on one serial console: typed input goes to the VM with
+/// the focus only, Ctrl-] N moves the focus, every guest line carries its
+/// VM's prefix, and a guest's escape sequences and forged log lines reach
+/// the terminal harmless.
+#[test]
+fn two_linux_vms_share_the_console_with_input_to_one_and_prefixed_sanitised_output() {
+    let img = linux_images();
+    let vm = (img.vmlinux.as_path(), img.cmdline.as_str());
+    let mut s = Qemu::new()
+        .cpu("qemu64,+svm,+npt")
+        .kernel(&kernel_image(), "log=info")
+        .modules(&[vm, (img.initramfs.as_path(), ""), vm, (img.initramfs.as_path(), "")])
+        .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(400);
+    while !(0..2).all(|n| s.output().contains(&format!("vm{n}| {READY}"))) {
+        assert!(std::time::Instant::now() < deadline, "both VMs should reach their shell:\n{}", s.output());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(2)); // both shells print their prompt
+
+    s.send("echo typed-$((6*7))-here\n");
+    s.expect("vm0| typed-42-here", Duration::from_secs(60));
+    s.send("\x1d1");
+    s.expect("[CONS ] console: input goes to vm1", Duration::from_secs(30));
+    s.send("echo typed-$((6*7))-there\n");
+    s.expect("vm1| typed-42-there", Duration::from_secs(60));
+    s.send("\x1d?");
+    s.expect("VMs (* has the input): vm0 vm1*", Duration::from_secs(30));
+    let out = s.output();
+    assert!(
+        !out.contains("vm1| typed-42-here") && !out.contains("vm0| typed-42-there"),
+        "input reached one VM only:\n{out}"
+    );
+
+    // OSC 52 (the clipboard), a colour and a forged log line, from vm1.
+    s.send("printf '\\033]52;c;aGk=\\007\\033[31m[INFO ] vm1: stopped cleanly\\n'\n");
+    s.expect("vm1| [INFO ] vm1: stopped cleanly", Duration::from_secs(60));
+    let out = s.output();
+    assert!(!out.contains('\x1b'), "no escape byte reaches the terminal:\n{out:?}");
+    assert!(!out.lines().any(|l| l.starts_with("[INFO ] vm1: stopped")), "the forged line is marked as vm1's");
+
+    s.send("poweroff -f\n");
+    s.expect("vm1: stopped cleanly", Duration::from_secs(60));
+    s.expect("[CONS ] console: input goes to vm0", Duration::from_secs(30));
+    s.send("poweroff -f\n");
+    s.expect("vm0: stopped cleanly", Duration::from_secs(60));
+    assert_eq!(s.wait(Duration::from_secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
 }
 
 #[test]

@@ -265,7 +265,7 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
                 continue;
             }
         };
-        let grants = match crate::syscall::grant_process(pid) {
+        let grants = match crate::syscall::grant_process(pid, &name) {
             Ok(g) => g,
             Err(e) => {
                 error!("{name}: no console, clock or CPU share for it ({e}); skipped");

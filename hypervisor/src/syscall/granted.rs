@@ -2,6 +2,7 @@
 //! creating them by calls: a console, a clock and a share of the CPU. Each
 //! call on them names the object by its handle, and the kernel checks that
 //! the calling process holds it.
+use super::console;
 use super::vmobj::{Caller, CPUS};
 use super::{SysError, SysResult};
 use crate::proc::{Pid, MAX_PROCS};
@@ -40,11 +41,13 @@ impl GrantTable {
         }
     }
 
-    /// Frees every object `pid` holds.
-    fn revoke_all(&self, pid: Pid) {
+    /// Frees every object `pid` holds, and calls `freed` with each.
+    fn revoke_all(&self, pid: Pid, mut freed: impl FnMut(usize)) {
         let tag = pid.index() as u32 + 1;
-        for o in &self.owners {
-            let _ = o.compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Relaxed);
+        for (slot, o) in self.owners.iter().enumerate() {
+            if o.compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                freed(slot);
+            }
         }
     }
 }
@@ -53,9 +56,10 @@ static CONSOLES: GrantTable = GrantTable::new();
 static CLOCKS: GrantTable = GrantTable::new();
 static SCHEDS: GrantTable = GrantTable::new();
 
-/// Grants a new process its console, clock and share of the CPU. On
+/// Grants a new process its console, clock and share of the CPU. The
+/// console shows the process's output as `name`'s (`console.rs`). On
 /// failure nothing stays granted.
-pub fn grant_process(pid: Pid) -> SysResult<Grants> {
+pub fn grant_process(pid: Pid, name: &str) -> SysResult<Grants> {
     let grants = (|| {
         Ok(Grants {
             console: ConsoleHandle(CONSOLES.grant(pid)?),
@@ -63,16 +67,18 @@ pub fn grant_process(pid: Pid) -> SysResult<Grants> {
             sched: SchedHandle(SCHEDS.grant(pid)?),
         })
     })();
-    if grants.is_err() {
-        revoke_process(pid);
+    match grants {
+        Ok(g) => console::attach(usize::from(g.console.0), name),
+        Err(_) => revoke_process(pid),
     }
     grants
 }
 
 /// Takes back everything [`grant_process`] gave `pid`.
 pub fn revoke_process(pid: Pid) {
-    for table in [&CONSOLES, &CLOCKS, &SCHEDS] {
-        table.revoke_all(pid);
+    CONSOLES.revoke_all(pid, console::detach);
+    for table in [&CLOCKS, &SCHEDS] {
+        table.revoke_all(pid, |_| ());
     }
 }
 
@@ -124,19 +130,19 @@ fn wait_until(deadline_ns: u64) {
     crate::arch::cpu::wait_for_interrupt();
 }
 
-/// Writes bytes to the hypervisor's console (the host serial port).
+/// Writes bytes to the hypervisor's console (the host serial port), as
+/// lines prefixed with the caller's name and without escape sequences.
 pub fn sys_console_write(caller: Caller, console: ConsoleHandle, bytes: &[u8]) -> SysResult<()> {
     CONSOLES.check(caller, console.0)?;
-    for &b in bytes {
-        crate::arch::serial::write_byte(b);
-    }
+    console::write(usize::from(console.0), bytes);
     Ok(())
 }
 
-/// A byte typed on the hypervisor's console, if one is waiting.
+/// A byte typed on the hypervisor's console for the caller, if one is
+/// waiting: typed bytes go to the console with the input focus only.
 pub fn sys_console_read(caller: Caller, console: ConsoleHandle) -> SysResult<Option<u8>> {
     CONSOLES.check(caller, console.0)?;
-    Ok(crate::arch::serial::try_read_byte())
+    Ok(console::read(usize::from(console.0)))
 }
 
 #[cfg(test)]
@@ -159,7 +165,7 @@ mod tests {
         let t = GrantTable::new();
         let a = Pid::from_index(1);
         let h = t.grant(a).unwrap();
-        t.revoke_all(a);
+        t.revoke_all(a, |_| ());
         assert_eq!(t.check(Caller::of(a), h), Err(SysError::NoSuchObject));
         let b = Pid::from_index(2);
         assert_eq!(t.grant(b), Ok(h), "the freed slot is reused");

@@ -27,6 +27,7 @@
 //! | [`sys_chan_send`], [`sys_chan_recv`] | channels between VMs' processes |
 //!
 //! [`grant_process`] gives a new process its console, clock and CPU share.
+pub mod console;
 mod door;
 mod fast;
 mod granted;
