@@ -8,7 +8,8 @@
 //! So whatever DR0–DR3 hold while the host runs, no breakpoint fires.
 use core::arch::asm;
 
-/// Reads DR0–DR3.
+/// Reads DR0–DR3. In host tests: the simulated CPU's (`arch::sim`).
+#[cfg(not(test))]
 pub fn read_dr0_3() -> [u64; 4] {
     let (a, b, c, d): (u64, u64, u64, u64);
     // SAFETY: reading the debug registers at CPL 0 has no side effects.
@@ -25,7 +26,8 @@ pub fn read_dr0_3() -> [u64; 4] {
     [a, b, c, d]
 }
 
-/// Writes DR0–DR3.
+/// Writes DR0–DR3. In host tests: the simulated CPU's (`arch::sim`).
+#[cfg(not(test))]
 pub fn write_dr0_3(v: &[u64; 4]) {
     // SAFETY: DR0–DR3 only hold breakpoint addresses; any value is accepted in 64-bit mode, and none fires while the
     // host's DR7 enables no breakpoint (see the module header).
@@ -39,6 +41,16 @@ pub fn write_dr0_3(v: &[u64; 4]) {
             options(nomem, nostack, preserves_flags)
         )
     };
+}
+
+#[cfg(test)]
+pub fn read_dr0_3() -> [u64; 4] {
+    super::sim::dr0_3()
+}
+
+#[cfg(test)]
+pub fn write_dr0_3(v: &[u64; 4]) {
+    super::sim::set_dr0_3(*v)
 }
 
 /// Reads DR7.

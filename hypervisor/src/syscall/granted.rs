@@ -2,12 +2,13 @@
 //! creating them by calls: a console, a clock and a share of the CPU. Each
 //! call on them names the object by its handle, and the kernel checks that
 //! the calling process holds it.
+use super::account;
 use super::console;
 use super::vmobj::{Caller, CPUS};
 use super::{SysError, SysResult};
 use crate::proc::{Pid, MAX_PROCS};
 use core::sync::atomic::{AtomicU32, Ordering};
-use sysabi::{ClockHandle, ConsoleHandle, Grants, SchedHandle};
+use sysabi::{ClockHandle, ConsoleHandle, CpuUsage, Grants, SchedHandle};
 
 /// Who holds each object of one kind: the owner's pid + 1, 0 when free.
 /// Read without a lock on every call (a clock is read at every VM exit);
@@ -68,7 +69,10 @@ pub fn grant_process(pid: Pid, name: &str) -> SysResult<Grants> {
         })
     })();
     match grants {
-        Ok(g) => console::attach(usize::from(g.console.0), name),
+        Ok(g) => {
+            console::attach(usize::from(g.console.0), name);
+            account::open_process(pid);
+        }
         Err(_) => revoke_process(pid),
     }
     grants
@@ -103,16 +107,27 @@ pub fn sys_tsc_hz(caller: Caller, clock: ClockHandle) -> SysResult<u64> {
 /// Lets another ready thread run. False if there was none.
 pub fn sys_yield(caller: Caller, sched: SchedHandle) -> SysResult<bool> {
     SCHEDS.check(caller, sched.0)?;
-    Ok(crate::thread::yield_to_others().unwrap_or(false))
+    // Giving up the CPU ends the caller's slice (`CpuTime::end_slice`).
+    if let Some(c) = CPUS[crate::arch::cpu::current()].lock().as_mut() {
+        c.time.end_slice();
+    }
+    Ok(account::off_cpu(caller.pid(), crate::thread::yield_to_others).unwrap_or(false))
 }
 
 /// Idles until `deadline_ns` or the next host interrupt: other ready
-/// threads run first; if none is ready the CPU halts until then.
+/// threads run first; if none is ready the CPU halts until then. Neither
+/// is charged to the caller.
 pub fn sys_idle_until(caller: Caller, sched: SchedHandle, deadline_ns: u64) -> SysResult<()> {
     if !sys_yield(caller, sched)? {
-        wait_until(deadline_ns);
+        account::off_cpu(caller.pid(), || wait_until(deadline_ns));
     }
     Ok(())
+}
+
+/// The caller's use of the CPU since its process was created.
+pub fn sys_cpu_usage(caller: Caller, sched: SchedHandle) -> SysResult<CpuUsage> {
+    SCHEDS.check(caller, sched.0)?;
+    Ok(account::usage(caller.pid()))
 }
 
 /// Halts this CPU until `deadline_ns` or the next host interrupt, whichever

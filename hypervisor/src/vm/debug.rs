@@ -53,26 +53,6 @@ pub fn is_access(code: ExitCode) -> bool {
     matches!(code, ExitCode::DrRead(_) | ExitCode::DrWrite(_))
 }
 
-/// Where DR0–DR3 are while a vCPU runs: the CPU's registers ([`CpuDr`]),
-/// or a model of them in the tests.
-pub trait Dr0To3 {
-    fn read(&self) -> [u64; 4];
-    fn write(&mut self, dr: &[u64; 4]);
-}
-
-/// This CPU's own DR0–DR3.
-pub struct CpuDr;
-
-impl Dr0To3 for CpuDr {
-    fn read(&self) -> [u64; 4] {
-        crate::arch::debugreg::read_dr0_3()
-    }
-
-    fn write(&mut self, dr: &[u64; 4]) {
-        crate::arch::debugreg::write_dr0_3(dr)
-    }
-}
-
 /// One vCPU's DR0–DR3, and whether they are in the CPU while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuestDebug {
@@ -110,22 +90,22 @@ impl GuestDebug {
         arms_breakpoint(dr7) && self.accessed()
     }
 
-    /// Before VMRUN: loaded registers go into `cpu`. True if they did, and
-    /// [`GuestDebug::after_run`] must follow the #VMEXIT.
-    pub fn before_run(&self, cpu: &mut impl Dr0To3) -> bool {
+    /// Before VMRUN: loaded registers go into the CPU. True if they did,
+    /// and [`GuestDebug::after_run`] must follow the #VMEXIT.
+    pub fn before_run(&self) -> bool {
         if self.loaded {
-            cpu.write(&self.dr);
+            crate::arch::debugreg::write_dr0_3(&self.dr);
         }
         self.loaded
     }
 
     /// After the #VMEXIT of a run that [`GuestDebug::before_run`] loaded:
-    /// keeps what the guest left in `cpu`, puts `host` back, and, unless the
-    /// guest's DR7 `dr7` arms a breakpoint, goes back to the intercepts.
-    /// True if the intercepts change.
-    pub fn after_run(&mut self, cpu: &mut impl Dr0To3, host: &[u64; 4], dr7: u64) -> bool {
-        self.dr = cpu.read();
-        cpu.write(host);
+    /// keeps what the guest left in the CPU's DR0–DR3, puts the host's
+    /// `host` back, and, unless the guest's DR7 `dr7` arms a breakpoint,
+    /// goes back to the intercepts. True if the intercepts change.
+    pub fn after_run(&mut self, host: &[u64; 4], dr7: u64) -> bool {
+        self.dr = crate::arch::debugreg::read_dr0_3();
+        crate::arch::debugreg::write_dr0_3(host);
         self.loaded = arms_breakpoint(dr7);
         !self.loaded
     }
@@ -140,37 +120,26 @@ impl Default for GuestDebug {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::sim;
 
     const SET: [u64; 4] = [0x1000, 0xFFFF_8000_0000_2000, 0x3000, 0x4000];
     const OTHER: [u64; 4] = [0xA, 0xB, 0xC, 0xFFFF_FFFF_FFFF_FFF0];
     const HOST: [u64; 4] = [0x11, 0x22, 0x33, 0x44];
     const ARMED: u64 = DR7_RESET | 0x2;
 
-    /// A CPU's DR0–DR3.
-    struct ModelDr([u64; 4]);
-
-    impl Dr0To3 for ModelDr {
-        fn read(&self) -> [u64; 4] {
-            self.0
-        }
-
-        fn write(&mut self, dr: &[u64; 4]) {
-            self.0 = *dr;
-        }
-    }
-
-    /// One run of `d` on `cpu`: the guest finds DR0–DR3, writes `writes`
-    /// (if any) and exits with `dr7`. What it found, and whether the
-    /// intercepts changed after the exit.
-    fn run(d: &mut GuestDebug, cpu: &mut ModelDr, writes: Option<[u64; 4]>, dr7: u64) -> ([u64; 4], bool) {
-        let loaded = d.before_run(cpu);
-        let found = cpu.0;
+    /// One run of `d` on the simulated CPU, whose DR0–DR3 hold `HOST`: the
+    /// guest finds DR0–DR3, writes `writes` (if any) and exits with `dr7`.
+    /// What it found, and whether the intercepts changed after the exit.
+    fn run(d: &mut GuestDebug, writes: Option<[u64; 4]>, dr7: u64) -> ([u64; 4], bool) {
+        sim::set_dr0_3(HOST);
+        let loaded = d.before_run();
+        let found = sim::dr0_3();
         if let Some(w) = writes {
             assert!(loaded, "a guest without its registers loaded cannot write them: it exits first");
-            cpu.0 = w;
+            sim::set_dr0_3(w);
         }
-        let changed = loaded && d.after_run(cpu, &HOST, dr7);
-        assert_eq!(cpu.0, HOST, "the host's DR0-DR3 after every run");
+        let changed = loaded && d.after_run(&HOST, dr7);
+        assert_eq!(sim::dr0_3(), HOST, "the host's DR0-DR3 after every run");
         (found, changed)
     }
 
@@ -210,16 +179,15 @@ mod tests {
     #[test]
     fn unarmed_registers_go_back_to_intercepts_after_the_next_exit_keeping_their_values() {
         let mut d = GuestDebug::new();
-        let mut cpu = ModelDr(HOST);
         d.accessed();
-        let (found, changed) = run(&mut d, &mut cpu, Some(SET), DR7_RESET);
+        let (found, changed) = run(&mut d, Some(SET), DR7_RESET);
         assert_eq!(found, [0; 4], "RESET values");
         assert!(changed);
         assert!(!d.loaded);
         assert_eq!(&d.dr, &SET);
         assert_eq!(intercepted(&d).1, vec![0, 1, 2, 3, 5, 7]);
         d.accessed();
-        assert_eq!(run(&mut d, &mut cpu, None, DR7_RESET).0, SET, "the kept values come back");
+        assert_eq!(run(&mut d, None, DR7_RESET).0, SET, "the kept values come back");
     }
 
     #[test]
@@ -227,40 +195,37 @@ mod tests {
         for enable in 0..8 {
             let dr7 = DR7_RESET | 1 << enable;
             let mut d = GuestDebug::new();
-            let mut cpu = ModelDr(HOST);
             d.accessed();
-            assert!(!run(&mut d, &mut cpu, Some(SET), dr7).1, "DR7 {dr7:#x}");
+            assert!(!run(&mut d, Some(SET), dr7).1, "DR7 {dr7:#x}");
             assert!(d.loaded, "DR7 {dr7:#x} arms a breakpoint");
-            assert_eq!(run(&mut d, &mut cpu, None, dr7).0, SET, "DR7 {dr7:#x}: loaded again for the next run");
-            assert!(run(&mut d, &mut cpu, None, DR7_RESET).1, "disarmed: back to intercepts");
+            assert_eq!(run(&mut d, None, dr7).0, SET, "DR7 {dr7:#x}: loaded again for the next run");
+            assert!(run(&mut d, None, DR7_RESET).1, "disarmed: back to intercepts");
         }
     }
 
     #[test]
     fn a_vcpu_without_its_registers_loaded_leaves_the_cpus_alone() {
-        let d = GuestDebug::new();
-        let mut cpu = ModelDr(HOST);
-        assert!(!d.before_run(&mut cpu));
-        assert_eq!(cpu.0, HOST);
+        sim::set_dr0_3(HOST);
+        assert!(!GuestDebug::new().before_run());
+        assert_eq!(sim::dr0_3(), HOST);
     }
 
     #[test]
     fn two_vcpus_taking_turns_on_one_cpu_each_find_only_their_own_registers() {
         let (mut a, mut b) = (GuestDebug::new(), GuestDebug::new());
-        let mut cpu = ModelDr(HOST);
         a.accessed();
-        assert_eq!(run(&mut a, &mut cpu, Some(SET), ARMED).0, [0; 4], "a: RESET values");
+        assert_eq!(run(&mut a, Some(SET), ARMED).0, [0; 4], "a: RESET values");
         // b has not touched its registers: its run loads nothing, and its
         // first access exits and gets it its own zeros, not a's values.
-        assert_eq!(run(&mut b, &mut cpu, None, DR7_RESET), (HOST, false));
+        assert_eq!(run(&mut b, None, DR7_RESET), (HOST, false));
         b.accessed();
-        assert_eq!(run(&mut b, &mut cpu, Some(OTHER), DR7_RESET).0, [0; 4], "b: RESET values");
-        assert_eq!(run(&mut a, &mut cpu, None, ARMED).0, SET, "a: armed, still loaded");
-        assert_eq!(run(&mut a, &mut cpu, None, DR7_RESET).0, SET, "a: disarmed on this exit");
+        assert_eq!(run(&mut b, Some(OTHER), DR7_RESET).0, [0; 4], "b: RESET values");
+        assert_eq!(run(&mut a, None, ARMED).0, SET, "a: armed, still loaded");
+        assert_eq!(run(&mut a, None, DR7_RESET).0, SET, "a: disarmed on this exit");
         b.accessed();
-        assert_eq!(run(&mut b, &mut cpu, None, DR7_RESET).0, OTHER, "b: its own values");
+        assert_eq!(run(&mut b, None, DR7_RESET).0, OTHER, "b: its own values");
         a.accessed();
-        assert_eq!(run(&mut a, &mut cpu, None, DR7_RESET).0, SET, "a: its own values");
+        assert_eq!(run(&mut a, None, DR7_RESET).0, SET, "a: its own values");
     }
 
     #[test]
