@@ -13,6 +13,11 @@ use arrayvec::{ArrayString, ArrayVec};
 pub const MAX_REGIONS: usize = 64;
 pub const MAX_MODULES: usize = 16;
 pub const MAX_CMDLINE: usize = 1024;
+/// Room for every problem the parsers can report at once, so none is lost:
+/// two per module line and two for the hypervisor's (too long, not UTF-8),
+/// too many modules, too many regions, one malformed multiboot2 tag and
+/// the three parts of a v1 structure that can be unreadable.
+pub const MAX_PROBLEMS: usize = 2 * MAX_MODULES + 2 + 3 + 3;
 
 /// How a range of physical memory may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +69,9 @@ pub enum BootProblem {
     TooManyRegions { given: usize },
     /// Part of the boot information could not be read.
     Unreadable { what: &'static str },
+    /// A multiboot2 tag (the first such) whose size does not fit its type;
+    /// every such tag is skipped.
+    MalformedTag { typ: u32, size: u32 },
 }
 
 impl core::fmt::Display for BootProblem {
@@ -92,6 +100,9 @@ impl core::fmt::Display for BootProblem {
                 write!(f, "{given} memory-map entries given, only the first {MAX_REGIONS} are used")
             }
             BootProblem::Unreadable { what } => write!(f, "{what} could not be read"),
+            BootProblem::MalformedTag { typ, size } => {
+                write!(f, "a multiboot2 tag of type {typ} has size {size}, which does not fit its type; it is ignored")
+            }
         }
     }
 }
@@ -123,7 +134,7 @@ pub struct BootInfo {
     /// Where the loader's own information structure lies (`[start, end)`).
     pub info_range: (u64, u64),
     /// Anything that did not fit or did not parse, for the log.
-    pub problems: ArrayVec<BootProblem, 8>,
+    pub problems: ArrayVec<BootProblem, MAX_PROBLEMS>,
 }
 
 impl BootInfo {
@@ -139,8 +150,9 @@ impl BootInfo {
         }
     }
 
-    /// Notes a problem (a full list keeps the first ones; the last entry
-    /// is then the most recent kind seen).
+    /// Notes a problem once. The list holds all the parsers can report
+    /// ([`MAX_PROBLEMS`]); were it ever full, the last entry would become
+    /// the most recent problem.
     pub fn report(&mut self, p: BootProblem) {
         if self.problems.contains(&p) {
             return;

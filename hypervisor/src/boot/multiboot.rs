@@ -97,16 +97,24 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
     if flags & (1 << 3) != 0 {
         let count = u32_at(&hdr, 20);
         let addr = u64::from(u32_at(&hdr, 24));
-        for i in 0..u64::from(count) {
+        // Entries past the ones kept are neither read nor reserved: the
+        // loop is bounded by the table size, not by the loader's count.
+        let taken = u64::from(count).min(super::MAX_MODULES as u64);
+        let mut read = 0;
+        while read < taken {
             let mut m = [0u8; 16];
-            if !mem.read(addr + i * 16, &mut m) {
+            if !mem.read(addr + read * 16, &mut m) {
                 info.report(BootProblem::Unreadable { what: "the module list" });
                 break;
             }
             let text = c_string(mem, u64::from(u32_at(&m, 8)));
             info.push_module(u64::from(u32_at(&m, 0)), u64::from(u32_at(&m, 4)), &text, count as usize);
+            read += 1;
         }
-        end = end.max(addr + u64::from(count) * 16);
+        if u64::from(count) > taken {
+            info.report(BootProblem::TooManyModules { given: count as usize });
+        }
+        end = end.max(addr + read * 16);
     }
     if flags & (1 << 6) != 0 {
         let len = u64::from(u32_at(&hdr, 44));
@@ -115,13 +123,22 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
         let mut off = 0;
         let given = (len / 24) as usize;
         while off + 4 <= len {
+            if info.regions.is_full() {
+                info.report(BootProblem::TooManyRegions { given });
+                break;
+            }
+            // Every entry has at least 24 bytes, all inside the map.
             let mut e = [0u8; 24];
+            if off + 24 > len {
+                info.report(BootProblem::Unreadable { what: "a memory-map entry" });
+                break;
+            }
             if !mem.read(addr + off, &mut e) {
                 info.report(BootProblem::Unreadable { what: "the memory map" });
                 break;
             }
             let size = u64::from(u32_at(&e, 0));
-            if size < 20 {
+            if size < 20 || off + 4 + size > len {
                 info.report(BootProblem::Unreadable { what: "a memory-map entry" });
                 break;
             }
@@ -129,7 +146,7 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
             info.push_region(r, given);
             off += size + 4;
         }
-        end = end.max(addr + len);
+        end = end.max(addr + off);
     } else if flags & (1 << 0) != 0 {
         // Only mem_lower/mem_upper (KiB): conventional and extended memory.
         info.push_region(MemRegion { start: 0, len: u64::from(u32_at(&hdr, 4)) * 1024, kind: MemKind::Usable }, 2);
@@ -142,32 +159,69 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
     Ok(info)
 }
 
-/// Converts the multiboot2 crate's view into [`BootInfo`].
-pub fn from_v2(mbi: &multiboot2::BootInformation<'_>) -> BootInfo {
-    let mut info = BootInfo::new(Loader::Multiboot2);
-    if let Some(t) = mbi.command_line_tag() {
-        info.set_cmdline(&v2_string(t.cmdline()));
+type V2Tag = multiboot2::DynSizedStructure<multiboot2::TagHeader>;
+
+/// Whether a multiboot2 tag's size fits the type the kernel reads it as.
+/// The crate's typed views assert this (a panic, which stops the CPU at
+/// boot), so each tag is checked here before it is cast: a module or
+/// command line needs its fixed fields, a memory map whole 24-byte entries
+/// of the size it declares, an RSDP tag its table (the crate's typed RSDP
+/// views are 32 and 48 bytes, tag sizes rounded up to 8).
+fn v2_tag_fits(tag: &V2Tag) -> bool {
+    use multiboot2::{MaybeDynSized, TagType};
+    let size = tag.header().size as usize;
+    let fixed = |min: usize, view: usize| size >= min && size.next_multiple_of(8) == view;
+    match TagType::from(tag.header().typ) {
+        TagType::Cmdline => size >= multiboot2::CommandLineTag::BASE_SIZE,
+        TagType::Module => size >= multiboot2::ModuleTag::BASE_SIZE,
+        TagType::Mmap => {
+            let base = multiboot2::MemoryMapTag::BASE_SIZE;
+            let entry = size_of::<multiboot2::MemoryArea>();
+            size >= base
+                && (size - base).is_multiple_of(entry)
+                && tag.payload().get(..4) == Some(&(entry as u32).to_le_bytes()[..])
+        }
+        TagType::AcpiV1 => fixed(multiboot2::RsdpV1Tag::BASE_SIZE, size_of::<multiboot2::RsdpV1Tag>()),
+        TagType::AcpiV2 => fixed(multiboot2::RsdpV2Tag::BASE_SIZE, size_of::<multiboot2::RsdpV2Tag>()),
+        _ => true,
     }
-    if let Some(map) = mbi.memory_map_tag() {
-        let given = map.memory_areas().len();
-        for a in map.memory_areas() {
+}
+
+/// Converts the multiboot2 crate's view into [`BootInfo`]: the first
+/// command line and memory map, every module, the RSDP (version 2 before
+/// 1). A tag whose size does not fit its type is reported and skipped.
+pub fn from_v2(mbi: &multiboot2::BootInformation<'_>) -> BootInfo {
+    use multiboot2::TagType;
+    let mut info = BootInfo::new(Loader::Multiboot2);
+    if let Some(bad) = mbi.tags().find(|t| !v2_tag_fits(t)) {
+        info.report(BootProblem::MalformedTag { typ: bad.header().typ.get(), size: bad.header().size });
+    }
+    let of = |typ: TagType| mbi.tags().filter(move |t| t.header().typ == typ && v2_tag_fits(t));
+    if let Some(t) = of(TagType::Cmdline).next() {
+        info.set_cmdline(&v2_string(t.cast::<multiboot2::CommandLineTag>().cmdline()));
+    }
+    if let Some(t) = of(TagType::Mmap).next() {
+        let areas = t.cast::<multiboot2::MemoryMapTag>().memory_areas();
+        for a in areas {
             let kind = mb1_kind(u32::from(a.typ()));
-            info.push_region(MemRegion { start: a.start_address(), len: a.size(), kind }, given);
+            info.push_region(MemRegion { start: a.start_address(), len: a.size(), kind }, areas.len());
         }
     }
-    let given = mbi.module_tags().count();
-    for m in mbi.module_tags() {
+    let given = of(TagType::Module).count();
+    for t in of(TagType::Module) {
+        let m = t.cast::<multiboot2::ModuleTag>();
         let text = v2_string(m.cmdline());
         info.push_module(u64::from(m.start_address()), u64::from(m.end_address()), &text, given);
     }
-    if let Some(t) = mbi.rsdp_v2_tag() {
-        info.rsdp = Some(t as *const _ as u64 + 8);
-    } else if let Some(t) = mbi.rsdp_v1_tag() {
-        info.rsdp = Some(t as *const _ as u64 + 8);
+    if let Some(t) = of(TagType::AcpiV2).next().or_else(|| of(TagType::AcpiV1).next()) {
+        info.rsdp = Some(t.header() as *const _ as u64 + 8);
     }
     info.info_range = (mbi.start_address() as u64, mbi.end_address() as u64);
     info
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {
