@@ -262,6 +262,23 @@ fn a_command_line_that_cannot_be_passed_whole_refuses_its_vm_and_others_still_ru
 }
 
 #[test]
+fn nine_vm_modules_run_eight_refuse_the_ninth_and_every_process_ends() {
+    let g = guest("guest32.elf");
+    // 16 MiB each, so that memory is not what limits them.
+    let modules: Vec<(&Path, &str)> = (0..9).map(|_| (g.as_path(), "hv.mem=16M")).collect();
+    let out = boot(QEMU64, &modules);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_contains("more VMs than the hypervisor runs at once; VM refused")
+        .assert_lacks("vm8:")
+        .assert_contains("all guests have stopped");
+    for n in 0..8 {
+        out.assert_contains(&format!("vm{n}: PASS guest32"));
+        // The self-test's process ended before: the VMs get p1 to p8.
+        out.assert_contains(&format!("vm{n}: process p{} ended", n + 1));
+    }
+}
+
+#[test]
 fn a_spinning_guest_is_preempted_and_another_vm_runs() {
     // vm0 spins forever with interrupts off; only the host timer gets the
     // CPU back. vm1 must still run to completion beside it.

@@ -40,9 +40,7 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
     };
     crate::logger::init(opts.log_level);
     info!("{BANNER}");
-    for p in &problems {
-        warn!("command line: `{}`: {}", p.word, p.reason);
-    }
+    log_problems("command line", &problems);
     let boot = match boot {
         Ok(b) => b,
         Err(e) => arch::fatal(format_args!("boot information: {e}")),
@@ -159,7 +157,9 @@ struct Job {
     mem: u64,
     raw16: bool,
     debug_exit: bool,
-    /// The console, clock and share of the CPU the VM's process holds.
+    /// The VM's process and the console, clock and share of the CPU it
+    /// holds.
+    pid: proc::Pid,
     grants: sysabi::Grants,
     done: bool,
 }
@@ -213,12 +213,10 @@ fn vm_thread(index: usize) {
 /// and thread, and waits until all have stopped.
 fn run_guests(boot: &BootInfo, opts: &Options) {
     let module_bytes = |i: usize| phys::boot_module(boot.modules[i].start, boot.modules[i].end);
-    let (plans, problems) = crate::boot::guests::plan(&boot.modules, opts, |i| {
+    let (plans, problems) = crate::boot::guests::plan(&boot.modules, opts, crate::syscall::MAX_VMS, |i| {
         module_bytes(i).is_some_and(|b| vmm::loader::detect(b).is_some())
     });
-    for p in &problems {
-        warn!("module: `{}`: {}", p.word, p.reason);
-    }
+    log_problems("module", &problems);
     if plans.is_empty() {
         info!("no guest given; nothing to run");
         return;
@@ -242,6 +240,7 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
             Ok(g) => g,
             Err(e) => {
                 error!("{name}: no console, clock or CPU share for it ({e}); skipped");
+                end_vm_process(&name, pid);
                 continue;
             }
         };
@@ -254,6 +253,7 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
             mem: plan.mem,
             raw16: plan.raw16,
             debug_exit: plan.debug_exit,
+            pid,
             grants,
             done: false,
         };
@@ -267,17 +267,52 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
             JOBS.lock()[index].done = true;
         }
     }
+    let mut ended = [false; crate::boot::MAX_MODULES];
     loop {
         let jobs = JOBS.lock();
-        if jobs.iter().all(|j| j.done) {
-            break;
+        let finished: ArrayVec<(usize, ArrayString<16>, proc::Pid), { crate::boot::MAX_MODULES }> =
+            jobs.iter().enumerate().filter(|(i, j)| j.done && !ended[*i]).map(|(i, j)| (i, j.name, j.pid)).collect();
+        if finished.is_empty() {
+            if ended[..jobs.len()].iter().all(|&e| e) {
+                break;
+            }
+            if let Err(e) = thread::sleep(JOBS_DONE, jobs) {
+                arch::fatal(format_args!("boot thread cannot wait for the VMs: {e}"));
+            }
+            continue;
         }
-        if let Err(e) = thread::sleep(JOBS_DONE, jobs) {
-            arch::fatal(format_args!("boot thread cannot wait for the VMs: {e}"));
+        drop(jobs);
+        for (i, name, pid) in finished {
+            ended[i] = end_vm_process(&name, pid);
         }
     }
     info!("all guests have stopped");
 }
+
+/// Gives back a finished VM's process: its pid, its quota and anything it
+/// left behind. False while its thread has not exited yet (the boot thread
+/// then yields to it and tries again).
+fn end_vm_process(name: &str, pid: proc::Pid) -> bool {
+    match crate::syscall::end_process(pid) {
+        Ok(0) => info!("{name}: process {pid} ended"),
+        Ok(n) => warn!("{name}: process {pid} ended; the kernel destroyed {n} VM(s) it had left"),
+        Err(proc::ProcError::InUse) => {
+            let _ = thread::yield_now();
+            return false;
+        }
+        Err(e) => error!("{name}: process {pid} cannot end: {e}; its slot stays taken"),
+    }
+    true
+}
+fn log_problems(what: &str, problems: &cmdline::Problems) {
+    for p in problems.iter() {
+        warn!("{what}: `{}`: {}", p.word, p.reason);
+    }
+    if problems.more > 0 {
+        warn!("{what}: {} more problems not listed", problems.more);
+    }
+}
+
 fn log_boot_info(b: &BootInfo) {
     info!(
         "boot: {:?}, {} MiB usable in {} regions, {} modules, cmdline \"{}\"",

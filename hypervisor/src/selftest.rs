@@ -11,7 +11,9 @@
 //!    than the traffic, so that both blocking send and blocking receive
 //!    sleep and are woken.
 //!
-//! The boot thread checks every count and each sender's message order.
+//! The boot thread checks every count and each sender's message order,
+//! then ends the child process and checks that its quota came back and
+//! its channel closed.
 //! The report's `Display` is one line starting with `selftest:`.
 use crate::mm::{self, ContainerId, MmError};
 use crate::proc::{self, ChanId, Pid, CHAN_CAPACITY, MSG_SIZE};
@@ -208,6 +210,8 @@ fn run_checks(report: &mut SelfTestReport) -> Result<(), &'static str> {
     s.at_gate.store(0, SeqCst);
     s.errors.store(0, SeqCst);
 
+    let root_quota = || mm::global().lock().remaining(ContainerId::ROOT).map_err(|_| "root quota");
+    let quota_before = root_quota()?;
     let child = proc::proc_create(Pid::ROOT, QUOTA).map_err(|_| "proc_create")?;
     let container = proc::container_of(child).map_err(|_| "container_of")?;
     exercise_frames(container, report)?;
@@ -258,6 +262,13 @@ fn run_checks(report: &mut SelfTestReport) -> Result<(), &'static str> {
     }
     if s.errors.load(SeqCst) != 0 {
         return Err("a worker saw an error");
+    }
+    proc::proc_destroy(child).map_err(|_| "the child process did not end")?;
+    if root_quota()? != quota_before {
+        return Err("the child's quota did not come back");
+    }
+    if proc::try_recv(chan, Pid::ROOT, &mut buf) != Err(proc::ProcError::NoSuchChannel) {
+        return Err("the child's channel stayed open");
     }
     Ok(())
 }
@@ -311,6 +322,7 @@ mod tests {
         assert_eq!(thread::global().scheduler().live_threads(), before + 1, "only the boot thread is left");
         let again = run();
         assert!(again.pass, "a second run passes too: {again}");
+        assert_eq!(SHARED.child.load(SeqCst), 1, "the second run's child got the first one's pid");
         thread::global().detach_current().expect("detach the test flow");
     }
 

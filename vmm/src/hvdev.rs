@@ -1,19 +1,30 @@
 //! The hypervisor's own guest devices: the debug console on port 0xE9 and
 //! the MMIO information device at [`MMIO_BASE`].
 //!
+//! The debug console is an 8-bit port: each byte written is a character,
+//! lines go to the hypervisor's log, and a read returns 0xE9 (as on Bochs
+//! and QEMU, so a guest can tell the port is there).
+//!
 //! The MMIO device gives guests (and `hvctl bench`) a register whose every
 //! access goes through the nested-page-fault path and the instruction
 //! emulator: offset 0x0 MAGIC (read-only, [`MAGIC`]), 0x4 VERSION
 //! (read-only, 1), 0x8 SCRATCH (read/write, up to 64 bits), 0x10 COUNTER
 //! (read-only, counts its own reads). Other offsets read as zero and ignore
 //! writes.
+use crate::bus::{self, BusDevice, Ctx, Range};
 use arrayvec::ArrayString;
 use guest_x86::decode::size_mask;
+use log::info;
 
 pub const DEBUG_PORT: u16 = 0xE9;
 pub const MMIO_BASE: u64 = 0xFEBF_F000;
 pub const MMIO_SIZE: u64 = 0x1000;
 pub const MAGIC: u32 = 0x4345_5254;
+
+/// The debug console's port.
+pub const DEBUG_PORTS: Range = Range::port(DEBUG_PORT);
+/// The information device's page.
+pub const INFO_MMIO: Range = Range::new(MMIO_BASE, MMIO_SIZE);
 
 /// A line-buffered console: the guest writes bytes, the VMM logs lines.
 pub struct DebugConsole {
@@ -58,6 +69,29 @@ impl Default for DebugConsole {
     }
 }
 
+/// The debug console on port 0xE9, logging as `name`.
+pub struct DebugPort<'a> {
+    name: &'a str,
+    console: DebugConsole,
+}
+
+impl<'a> DebugPort<'a> {
+    pub const fn new(name: &'a str) -> Self {
+        DebugPort { name, console: DebugConsole::new() }
+    }
+}
+
+impl BusDevice for DebugPort<'_> {
+    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8], _cx: &mut Ctx) {
+        bus::read_bytes(offset, data, |_| DEBUG_PORT as u8);
+    }
+
+    fn write(&mut self, _base: u64, offset: u64, data: &[u8], _cx: &mut Ctx) {
+        let name = self.name;
+        bus::write_bytes(offset, data, |_, b| self.console.put(b, |line| info!("{name}: {line}")));
+    }
+}
+
 /// The MMIO information device.
 #[derive(Debug, Default)]
 pub struct InfoDevice {
@@ -66,13 +100,10 @@ pub struct InfoDevice {
 }
 
 impl InfoDevice {
-    pub fn contains(gpa: u64) -> bool {
-        (MMIO_BASE..MMIO_BASE + MMIO_SIZE).contains(&gpa)
-    }
-
-    pub fn read(&mut self, gpa: u64, size: u8) -> u64 {
+    /// A read of `size` bytes (1, 2, 4 or 8) at `offset` in the page.
+    pub fn read(&mut self, offset: u64, size: u8) -> u64 {
         let mask = size_mask(size);
-        let v = match gpa - MMIO_BASE {
+        let v = match offset {
             0x0 => u64::from(MAGIC),
             0x4 => 1,
             0x8 => self.scratch,
@@ -86,11 +117,28 @@ impl InfoDevice {
         v & mask
     }
 
-    pub fn write(&mut self, gpa: u64, size: u8, value: u64) {
-        if gpa - MMIO_BASE == 0x8 {
+    /// A write of the low `size` bytes of `value` at `offset` in the page.
+    pub fn write(&mut self, offset: u64, size: u8, value: u64) {
+        if offset == 0x8 {
             let mask = size_mask(size);
             self.scratch = (self.scratch & !mask) | (value & mask);
         }
+    }
+}
+
+impl BusDevice for InfoDevice {
+    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8], _cx: &mut Ctx) {
+        // The emulator's accesses are 1, 2, 4 or 8 bytes wide.
+        let n = data.len().min(8);
+        let value = self.read(offset, n as u8);
+        data[..n].copy_from_slice(&value.to_le_bytes()[..n]);
+    }
+
+    fn write(&mut self, _base: u64, offset: u64, data: &[u8], _cx: &mut Ctx) {
+        let n = data.len().min(8);
+        let mut bytes = [0u8; 8];
+        bytes[..n].copy_from_slice(&data[..n]);
+        self.write(offset, n as u8, u64::from_le_bytes(bytes));
     }
 }
 
@@ -111,15 +159,15 @@ mod tests {
     #[test]
     fn info_device_registers_behave_as_documented() {
         let mut d = InfoDevice::default();
-        assert_eq!(d.read(MMIO_BASE, 4), u64::from(MAGIC));
-        assert_eq!(d.read(MMIO_BASE + 4, 4), 1);
-        d.write(MMIO_BASE + 8, 8, 0x1122_3344_5566_7788);
-        assert_eq!(d.read(MMIO_BASE + 8, 4), 0x5566_7788);
-        d.write(MMIO_BASE + 8, 2, 0xAAAA);
-        assert_eq!(d.read(MMIO_BASE + 8, 8), 0x1122_3344_5566_AAAA);
-        let a = d.read(MMIO_BASE + 0x10, 4);
-        assert_eq!(d.read(MMIO_BASE + 0x10, 4), a + 1);
-        d.write(MMIO_BASE, 4, 0);
-        assert_eq!(d.read(MMIO_BASE, 4), u64::from(MAGIC), "MAGIC is read-only");
+        assert_eq!(d.read(0, 4), u64::from(MAGIC));
+        assert_eq!(d.read(4, 4), 1);
+        d.write(8, 8, 0x1122_3344_5566_7788);
+        assert_eq!(d.read(8, 4), 0x5566_7788);
+        d.write(8, 2, 0xAAAA);
+        assert_eq!(d.read(8, 8), 0x1122_3344_5566_AAAA);
+        let a = d.read(0x10, 4);
+        assert_eq!(d.read(0x10, 4), a + 1);
+        d.write(0, 4, 0);
+        assert_eq!(d.read(0, 4), u64::from(MAGIC), "MAGIC is read-only");
     }
 }

@@ -1,6 +1,7 @@
 //! Building a VM from a guest image and running it to its end.
+use super::bus::BusError;
+use super::dev::{Board, BoardConfig, UnassignedPort};
 use super::guestmem::VmMemory;
-use super::hvdev::{DebugConsole, InfoDevice};
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
 use super::vcpu::{Stop, VcpuLoop};
 use guest_x86::mem::GuestMemory;
@@ -34,6 +35,8 @@ pub enum LaunchError {
     Kernel(SysError),
     Load(LoadError),
     Raw16TooLarge(usize),
+    /// The board's devices could not be wired to the buses (a VMM bug).
+    Board(BusError),
 }
 
 impl From<SysError> for LaunchError {
@@ -48,6 +51,7 @@ impl core::fmt::Display for LaunchError {
             LaunchError::Kernel(e) => write!(f, "kernel refused: {e}"),
             LaunchError::Load(e) => write!(f, "bad guest image: {e}"),
             LaunchError::Raw16TooLarge(n) => write!(f, "raw 16-bit image of {n} bytes does not fit below 640 KiB"),
+            LaunchError::Board(e) => write!(f, "board wiring: {e}"),
         }
     }
 }
@@ -125,6 +129,27 @@ fn load<S: Sys>(
     Ok(())
 }
 
+/// Logs the ports the guest touched that no device answers, if any: what
+/// a guest probed and did not find.
+fn report_unassigned(name: &str, board: &Board<'_>) {
+    let total = board.unassigned_accesses();
+    if total > 0 {
+        log::info!("{name}: ports no device answers: {} ({total} accesses)", PortCounts(board.unassigned_ports()));
+    }
+}
+
+/// "0x2e=5 0x4e=3".
+struct PortCounts<'a>(&'a [UnassignedPort]);
+
+impl core::fmt::Display for PortCounts<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            write!(f, "{}{:#x}={}", if i == 0 { "" } else { " " }, p.port, p.count)?;
+        }
+        Ok(())
+    }
+}
+
 /// Creates the VM, loads the guest, runs it until it stops, and frees the
 /// VM again. A guest that cannot be loaded gets an error naming why; the
 /// hypervisor and other VMs are not affected either way.
@@ -150,27 +175,13 @@ pub fn run_guest<S: Sys>(
         sys.set_exception_intercept(vcpu, 3, true)?;
         sys.set_exception_intercept(vcpu, 6, true)?;
         load(sys, grants, vm, vcpu, cfg)?;
-        let mut lp = VcpuLoop {
-            name: cfg.name,
-            sys,
-            grants,
-            vm,
-            vcpu,
-            mem: VmMemory { sys, vm, size: cfg.mem },
-            board: super::dev::Board::new(super::dev::BoardConfig {
-                rtc_epoch_seconds: epoch_seconds,
-                ram_size: cfg.mem,
-            }),
-            console: DebugConsole::new(),
-            hc_console: DebugConsole::new(),
-            info_dev: InfoDevice::default(),
-            held_input: None,
-            now_ns: sys.now_ns(grants.clock)?,
-            msrs: super::msr::GuestMsrs::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
-        };
+        let board = Board::new(BoardConfig { rtc_epoch_seconds: epoch_seconds, ram_size: cfg.mem }, cfg.name)
+            .map_err(LaunchError::Board)?;
+        let mut lp = VcpuLoop::new(cfg.name, sys, grants, (vm, vcpu), cfg.mem, board)?;
         // The guest's TSC runs without offset: this is its clock at entry.
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys.guest_tsc(grants.clock)?);
         let stop = lp.run();
+        report_unassigned(cfg.name, &lp.board);
         Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)? })
     })();
     if let Err(e) = sys.vm_destroy(vm) {

@@ -7,6 +7,7 @@
 //! host tests run it against a scripted `Sys`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+pub mod bus;
 pub mod dev;
 pub mod guestmem;
 pub mod hvdev;

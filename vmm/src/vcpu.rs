@@ -5,11 +5,11 @@
 //! emulate; the returned [`Stop`] says which, and where.
 use super::dev::{Board, BoardEvent};
 use super::guestmem::VmMemory;
-use super::hvdev::{DebugConsole, InfoDevice, DEBUG_PORT};
+use super::hvdev::DebugConsole;
 use super::msr::{self, MsrAction};
 use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
 use log::{debug, info, warn};
-use sysabi::{ExitReason, Grants, NextRipSource, Reg, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
+use sysabi::{Grants, NextRipSource, Reg, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
 mod cr;
@@ -20,10 +20,6 @@ const RFLAGS_IF: u64 = 1 << 9;
 const VEC_UD: u8 = 6;
 const VEC_GP: u8 = 13;
 const VEC_BP: u8 = 3;
-
-/// The LAPIC and IOAPIC pages: guests that probe them find nothing there
-/// (reads return zero, writes are dropped).
-const ABSENT_MMIO: [(u64, u64); 2] = [(0xFEC0_0000, 0x1000), (0xFEE0_0000, 0x1000)];
 
 /// Why a vCPU stopped for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +58,7 @@ pub enum Stop {
         code: u64,
         rip: u64,
     },
-    /// A syscall failed: a VMM bug.
+    /// A kernel call failed: a VMM bug.
     Kernel(SysError),
 }
 
@@ -102,27 +98,6 @@ impl From<SysError> for Stop {
     }
 }
 
-/// Per-vCPU exit counts.
-#[derive(Debug, Clone, Default)]
-pub struct ExitCounts(pub [u64; ExitReason::COUNT]);
-
-impl core::fmt::Display for ExitCounts {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let mut first = true;
-        for r in ExitReason::ALL {
-            let n = self.0[r as usize];
-            if n != 0 {
-                write!(f, "{}{}={}", if first { "" } else { " " }, r.name(), n)?;
-                first = false;
-            }
-        }
-        if first {
-            f.write_str("none")?;
-        }
-        Ok(())
-    }
-}
-
 /// The guest's registers through the kernel's calls, for the emulator.
 struct SysRegs<'a, S: Sys> {
     sys: &'a S,
@@ -156,11 +131,10 @@ pub struct VcpuLoop<'a, S: Sys> {
     pub vm: VmHandle,
     pub vcpu: VcpuHandle,
     pub mem: VmMemory<'a, S>,
-    pub board: Board,
-    pub console: DebugConsole,
+    /// The devices, on their buses.
+    pub board: Board<'a>,
     /// Lines from the console-write hypercall.
     pub hc_console: DebugConsole,
-    pub info_dev: InfoDevice,
     /// A byte typed on the host console that the guest UART could not take.
     pub held_input: Option<u8>,
     /// Guest time of the current exit, read once when it happened.
@@ -169,7 +143,33 @@ pub struct VcpuLoop<'a, S: Sys> {
     pub msrs: msr::GuestMsrs,
 }
 
-impl<S: Sys> VcpuLoop<'_, S> {
+impl<'a, S: Sys> VcpuLoop<'a, S> {
+    /// The loop for `vcpu` of `vm`, whose RAM is `mem_size` bytes from
+    /// guest-physical 0, driving `board`. Reads the clock and the vCPU's
+    /// CPUID (for its MSRs) once.
+    pub fn new(
+        name: &'a str,
+        sys: &'a S,
+        grants: Grants,
+        (vm, vcpu): (VmHandle, VcpuHandle),
+        mem_size: u64,
+        board: Board<'a>,
+    ) -> Result<Self, SysError> {
+        Ok(VcpuLoop {
+            name,
+            sys,
+            grants,
+            vm,
+            vcpu,
+            mem: VmMemory { sys, vm, size: mem_size },
+            board,
+            hc_console: DebugConsole::new(),
+            held_input: None,
+            now_ns: sys.now_ns(grants.clock)?,
+            msrs: msr::GuestMsrs::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
+        })
+    }
+
     fn reg(&self, r: Reg) -> Result<u64, Stop> {
         Ok(self.sys.reg(self.vcpu, r)?)
     }
@@ -308,7 +308,9 @@ impl<S: Sys> VcpuLoop<'_, S> {
         Ok(())
     }
 
-    fn step(&mut self) -> Result<(), Stop> {
+    /// Runs the guest to its next exit and handles it: one round of the
+    /// loop. `Err` says why the vCPU stopped for good.
+    pub fn step(&mut self) -> Result<(), Stop> {
         self.deliver_interrupts()?;
         // The kernel arms the host timer for the board's next interrupt, so
         // the guest gets it even if it never exits by itself.
@@ -406,15 +408,10 @@ impl<S: Sys> VcpuLoop<'_, S> {
         match io.direction {
             IoDirection::Out => {
                 let value = (self.reg(Reg::Rax)? & size_mask(size)) as u32;
-                if io.port == DEBUG_PORT {
-                    let name = self.name;
-                    self.console.put(value as u8, |line| info!("{name}: {line}"));
-                } else {
-                    self.board.io_write(io.port, size, value, now);
-                }
+                self.board.io_write(io.port, size, value, now);
             }
             IoDirection::In => {
-                let value = if io.port == DEBUG_PORT { 0xE9 } else { self.board.io_read(io.port, size, now) };
+                let value = self.board.io_read(io.port, size, now);
                 let rax = self.reg(Reg::Rax)?;
                 // IN to EAX zero-extends into RAX; AL and AX keep the rest.
                 let new = if size == 4 {
@@ -485,24 +482,21 @@ impl<S: Sys> VcpuLoop<'_, S> {
 
     fn handle_npf(&mut self, gpa: u64, write: bool) -> Result<(), Stop> {
         let rip = self.reg(Reg::Rip)?;
-        let info = InfoDevice::contains(gpa);
-        let absent = ABSENT_MMIO.iter().any(|&(b, l)| (b..b + l).contains(&gpa));
-        if !info && !absent {
+        let Some(device) = self.board.mmio_device(gpa) else {
             return Err(Stop::UnhandledNpf { gpa, rip, write });
-        }
+        };
         let insn = self.decode_at_rip()?;
         let InsnKind::Mem(m) = insn.kind else {
             return Err(Stop::Unemulated { rip, what: "MMIO access by an instruction the emulator does not handle" });
         };
         let mut regs = SysRegs { sys: self.sys, vcpu: self.vcpu };
-        let dev = &mut self.info_dev;
+        let (board, now) = (&mut self.board, self.now_ns);
         decode::emulate_mmio(&m, &mut regs, &mut |a| match a {
-            Access::Read { size } if info => dev.read(gpa, size),
-            Access::Write { size, value } if info => {
-                dev.write(gpa, size, value);
+            Access::Read { size } => board.mmio_read(device, gpa, size, now),
+            Access::Write { size, value } => {
+                board.mmio_write(device, gpa, size, value, now);
                 0
             }
-            _ => 0,
         });
         self.complete(self.rip_after(u64::from(insn.len))?, NextRipSource::Decoded)
     }

@@ -62,7 +62,36 @@ pub struct Problem {
     pub reason: &'static str,
 }
 
-pub type Problems = ArrayVec<Problem, 8>;
+/// The problems found, in order: the first [`Problems::KEPT`] in full, and a
+/// count of the rest so that none goes unmentioned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems {
+    list: ArrayVec<Problem, { Problems::KEPT }>,
+    /// Problems past the first `KEPT`.
+    pub more: usize,
+}
+
+impl Problems {
+    pub const KEPT: usize = 24;
+
+    pub fn new() -> Problems {
+        Problems::default()
+    }
+
+    /// Notes that `word` has a problem, for `reason`.
+    pub fn report(&mut self, word: &str, reason: &'static str) {
+        if self.list.try_push(Problem { word: super::bounded(word), reason }).is_err() {
+            self.more += 1;
+        }
+    }
+}
+
+impl core::ops::Deref for Problems {
+    type Target = [Problem];
+    fn deref(&self) -> &[Problem] {
+        &self.list
+    }
+}
 
 fn parse_level(v: &str) -> Option<LevelFilter> {
     Some(match v {
@@ -101,9 +130,7 @@ fn parse_bool(v: &str) -> Option<bool> {
 pub fn parse(cmdline: &str) -> (Options, Problems) {
     let mut opts = Options::default();
     let mut problems = Problems::new();
-    let mut report = |word: &str, reason: &'static str| {
-        let _ = problems.try_push(Problem { word: super::bounded(word), reason });
-    };
+    let mut report = |word: &str, reason: &'static str| problems.report(word, reason);
 
     let (own, guest) = match cmdline.split_once(" -- ") {
         Some((a, b)) => (a, Some(b)),

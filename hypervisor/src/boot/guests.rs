@@ -9,7 +9,7 @@
 //! VM options: `hv.mem=SIZE` (RAM, default from `mem=`), `hv.format=raw16`
 //! (a flat real-mode binary entered at 0000:7C00), `hv.debug-exit=on`
 //! (pass port 0xF4 through).
-use super::cmdline::{parse_size, Options, Problem, Problems, MAX_GUEST_MEM, MIN_GUEST_MEM};
+use super::cmdline::{parse_size, Options, Problems, MAX_GUEST_MEM, MIN_GUEST_MEM};
 use super::{bounded, Module, MAX_CMDLINE, MAX_MODULES};
 use arrayvec::{ArrayString, ArrayVec};
 
@@ -28,18 +28,18 @@ pub struct GuestPlan {
     pub debug_exit: bool,
 }
 
-/// Plans the VMs. `is_kernel(i)` says whether module `i` holds a kernel
-/// image the loaders recognise.
+/// Plans the VMs, at most `max_vms` (each kernel past them is refused and
+/// reported). `is_kernel(i)` says whether module `i` holds a kernel image
+/// the loaders recognise.
 pub fn plan(
     modules: &[Module],
     opts: &Options,
+    max_vms: usize,
     is_kernel: impl Fn(usize) -> bool,
 ) -> (ArrayVec<GuestPlan, MAX_MODULES>, Problems) {
     let mut plans: ArrayVec<GuestPlan, MAX_MODULES> = ArrayVec::new();
     let mut problems = Problems::new();
-    let mut report = |word: &str, reason: &'static str| {
-        let _ = problems.try_push(Problem { word: bounded(word), reason });
-    };
+    let mut report = |word: &str, reason: &'static str| problems.report(word, reason);
     for (i, m) in modules.iter().enumerate() {
         let mut words = m.cmdline.split_ascii_whitespace();
         let name = words.next().unwrap_or("");
@@ -86,6 +86,8 @@ pub fn plan(
         }
         if (p.raw16 || is_kernel(i)) && too_long {
             report(name, "guest command line longer than 512 bytes; VM refused");
+        } else if (p.raw16 || is_kernel(i)) && plans.len() == max_vms {
+            report(name, "more VMs than the hypervisor runs at once; VM refused");
         } else if p.raw16 || is_kernel(i) {
             let _ = plans.try_push(p);
         } else if let Some(last) = plans.last_mut().filter(|l| l.initrd.is_none() && l.kernel + 1 == i) {
@@ -109,7 +111,7 @@ mod tests {
     #[test]
     fn kernel_then_initrd_make_one_vm_with_its_command_line() {
         let mods = [module("/x/bzImage console=ttyS0 quiet hv.mem=64M"), module("/x/initramfs.cpio")];
-        let (plans, problems) = plan(&mods, &Options::default(), |i| i == 0);
+        let (plans, problems) = plan(&mods, &Options::default(), 8, |i| i == 0);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(plans.len(), 1);
         assert_eq!(plans[0].initrd, Some(1));
@@ -121,7 +123,7 @@ mod tests {
     #[test]
     fn two_kernels_make_two_vms() {
         let mods = [module("a.elf mode=npf"), module("b.elf hv.debug-exit=on")];
-        let (plans, _) = plan(&mods, &Options::default(), |_| true);
+        let (plans, _) = plan(&mods, &Options::default(), 8, |_| true);
         assert_eq!(plans.len(), 2);
         assert_eq!(plans[0].cmdline.as_str(), "mode=npf");
         assert!(plans[1].debug_exit);
@@ -129,14 +131,14 @@ mod tests {
 
     #[test]
     fn raw16_modules_are_guests_without_detection() {
-        let (plans, _) = plan(&[module("g16.bin hv.format=raw16")], &Options::default(), |_| false);
+        let (plans, _) = plan(&[module("g16.bin hv.format=raw16")], &Options::default(), 8, |_| false);
         assert!(plans[0].raw16);
     }
 
     #[test]
     fn stray_modules_and_bad_options_are_reported() {
         let mods = [module("junk.bin"), module("k hv.mem=1T hv.colour=blue")];
-        let (plans, problems) = plan(&mods, &Options::default(), |i| i == 1);
+        let (plans, problems) = plan(&mods, &Options::default(), 8, |i| i == 1);
         assert_eq!(plans.len(), 1);
         let words: Vec<_> = problems.iter().map(|p| p.word.as_str()).collect();
         assert_eq!(words, ["junk.bin", "hv.mem=1T", "hv.colour=blue"]);
@@ -147,7 +149,7 @@ mod tests {
         let mut bad = module("linux console=ttyS0");
         bad.cmdline_whole = false;
         let mods = [bad, module("initrd.cpio"), module("other console=ttyS0")];
-        let (plans, problems) = plan(&mods, &Options::default(), |i| i != 1);
+        let (plans, problems) = plan(&mods, &Options::default(), 8, |i| i != 1);
         assert_eq!(plans.len(), 1);
         assert_eq!(plans[0].kernel, 2);
         let words: Vec<_> = problems.iter().map(|p| (p.word.as_str(), p.reason)).collect();
@@ -160,7 +162,7 @@ mod tests {
     fn a_guest_line_over_512_bytes_refuses_the_vm_rather_than_cutting_it() {
         let long = format!("k {}", "word ".repeat(120));
         let fits = format!("k {}", "w".repeat(512));
-        let (plans, problems) = plan(&[module(&long), module(&fits)], &Options::default(), |_| true);
+        let (plans, problems) = plan(&[module(&long), module(&fits)], &Options::default(), 8, |_| true);
         assert_eq!(plans.len(), 1);
         assert_eq!(plans[0].kernel, 1);
         assert_eq!(plans[0].cmdline.len(), 512);
@@ -170,7 +172,17 @@ mod tests {
     #[test]
     fn an_initrd_line_is_passed_on_whole() {
         let line = format!("initrd {}", "x".repeat(900));
-        let (plans, _) = plan(&[module("k"), module(&line)], &Options::default(), |i| i == 0);
+        let (plans, _) = plan(&[module("k"), module(&line)], &Options::default(), 8, |i| i == 0);
         assert_eq!(plans[0].initrd_cmdline.len(), 900);
+    }
+
+    #[test]
+    fn kernels_past_the_vm_limit_are_refused_by_name() {
+        let mods: Vec<Module> = (0..4).map(|i| module(&format!("k{i}"))).collect();
+        let (plans, problems) = plan(&mods, &Options::default(), 2, |_| true);
+        assert_eq!(plans.iter().map(|p| p.kernel).collect::<Vec<_>>(), [0, 1]);
+        let refused: Vec<_> = problems.iter().map(|p| (p.word.as_str(), p.reason)).collect();
+        let why = "more VMs than the hypervisor runs at once; VM refused";
+        assert_eq!(refused, [("k2", why), ("k3", why)]);
     }
 }

@@ -6,7 +6,8 @@
 //! usage grows by the child's quota, so the quotas of a tree never add up
 //! to more than the root's. [`Mm::alloc`] charges one frame to a container
 //! and fails with `OutOfQuota` when its usage has reached its quota;
-//! [`Mm::free`] refuses a frame the container does not own.
+//! [`Mm::free`] refuses a frame the container does not own. [`Mm::destroy`]
+//! gives an empty, childless container's quota back to its parent.
 use super::frame::{Frame, PhysRange};
 use super::frames::{FrameTable, InitReport};
 use super::MmError;
@@ -130,6 +131,22 @@ impl<const WORDS: usize> Mm<WORDS> {
         self.containers[parent.index()].usage += quota;
         self.containers[free] = Slot { used: true, parent: parent.0, quota, usage: 0 };
         Ok(ContainerId(free as u16))
+    }
+
+    /// Ends `c`: its quota goes back to its parent and its id becomes free.
+    ///
+    /// Errors: `NoSuchContainer`, `InUse` (`c` is the root, holds frames or
+    /// has children).
+    pub fn destroy(&mut self, c: ContainerId) -> Result<(), MmError> {
+        let s = *self.slot(c)?;
+        // A child of quota 0 adds nothing to the usage: look for children.
+        let has_children = self.containers().any(|k| k != c && self.containers[k.index()].parent == c.0);
+        if c == ContainerId::ROOT || s.usage != 0 || has_children {
+            return Err(MmError::InUse);
+        }
+        self.containers[usize::from(s.parent)].usage -= s.quota;
+        self.containers[c.index()] = EMPTY;
+        Ok(())
     }
 
     /// Allocates a frame charged to `c`: the lowest free frame.

@@ -66,6 +66,9 @@ pub enum MmError {
     BadRun,
     /// [`init`] was called twice.
     AlreadyInitialised,
+    /// `destroy` of a container that still holds frames or has children,
+    /// or of the root.
+    InUse,
 }
 
 impl fmt::Display for MmError {
@@ -80,6 +83,7 @@ impl fmt::Display for MmError {
             MmError::BadTag => "owner tag out of range",
             MmError::BadRun => "empty run or zero alignment",
             MmError::AlreadyInitialised => "mm already initialised",
+            MmError::InUse => "container still holds frames or children, or is the root",
         })
     }
 }

@@ -130,6 +130,19 @@ impl MmSpec {
         Ok(id)
     }
 
+    /// Removes an empty, childless container other than the root; its
+    /// quota returns to its parent.
+    pub fn destroy(&mut self, c: usize) -> Result<(), MmError> {
+        let s = *self.containers.get(&c).ok_or(MmError::NoSuchContainer)?;
+        let has_children = self.containers.values().any(|k| k.parent == Some(c));
+        let Some(parent) = s.parent.filter(|_| s.usage == 0 && !has_children) else {
+            return Err(MmError::InUse);
+        };
+        self.containers.remove(&c);
+        self.containers.get_mut(&parent).unwrap().usage -= s.quota;
+        Ok(())
+    }
+
     pub fn alloc(&mut self, c: usize) -> Result<Frame, MmError> {
         let s = *self.containers.get(&c).ok_or(MmError::NoSuchContainer)?;
         if s.usage >= s.quota {

@@ -171,6 +171,7 @@ enum MmOp {
     Free(usize, Frame),
     AllocRun(usize, usize, usize),
     FreeRun(usize, Frame, usize),
+    Destroy(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,8 +232,9 @@ impl ReferenceStateMachine for MmRef {
             2 => (c.clone(), prop_oneof![0..8u64, 0..CAP + 8]).prop_map(|(c, q)| MmOp::Split(c, q)),
             4 => c.clone().prop_map(MmOp::Alloc),
             3 => free_owned,
-            2 => (c, run_shape()).prop_map(|(c, (n, a))| MmOp::AllocRun(c, n, a)),
+            2 => (c.clone(), run_shape()).prop_map(|(c, (n, a))| MmOp::AllocRun(c, n, a)),
             1 => free_run,
+            1 => c.prop_map(MmOp::Destroy),
         ]
         .boxed()
     }
@@ -244,6 +246,7 @@ impl ReferenceStateMachine for MmRef {
             MmOp::Free(c, f) => MmOut::Free(m.spec.free(c, f)),
             MmOp::AllocRun(c, n, a) => MmOut::Alloc(m.spec.alloc_run(c, n, a)),
             MmOp::FreeRun(c, f, n) => MmOut::Free(m.spec.free_run(c, f, n)),
+            MmOp::Destroy(c) => MmOut::Free(m.spec.destroy(c)),
         });
         m
     }
@@ -284,6 +287,7 @@ impl StateMachineTest for MmRefinement {
             MmOp::Free(c, f) => MmOut::Free(mm.free(id(c), f)),
             MmOp::AllocRun(c, n, a) => MmOut::Alloc(mm.alloc_run(id(c), n, a)),
             MmOp::FreeRun(c, f, n) => MmOut::Free(mm.free_run(id(c), f, n)),
+            MmOp::Destroy(c) => MmOut::Free(mm.destroy(id(c))),
         };
         assert_eq!(Some(&seen), m.last.as_ref(), "result of {op:?}: spec expected {:?}, mm gave {seen:?}", m.last);
         mm

@@ -1,10 +1,12 @@
 //! proc: processes and the channels between them.
 //!
 //! A process is a container of memory (from the mm layer), the threads it
-//! runs (thread-layer threads tagged with its pid), and later its VM (the
-//! `vm` slot). [`ProcTable::create`] makes a child process whose container
-//! is carved out of the parent's with `mm::split`, so a process can never
-//! use more memory than its parent gave it.
+//! runs (thread-layer threads tagged with its pid). [`ProcTable::create`]
+//! makes a child process whose container is carved out of the parent's
+//! with `mm::split`, so a process can never use more memory than its
+//! parent gave it. [`ProcTable::destroy`] ends a process whose threads are
+//! gone and whose frames are freed: its quota returns to the parent, its
+//! channels close, and its pid can be given again.
 //!
 //! A channel carries fixed-size messages (up to [`MSG_SIZE`] bytes) from
 //! one sender process to one receiver process through a bounded FIFO of
@@ -25,11 +27,12 @@ mod table;
 mod tests;
 
 pub use blocking::{recv_on, send_on, spawn_in, try_recv_on, try_send_on};
-pub use table::{ChanId, Pid, ProcTable, VmId};
+pub use table::{ChanId, Pid, ProcTable};
 
 use crate::mm::{self, ContainerId, MmError};
 use crate::sync::Lock;
 use crate::thread::{self, ThreadError, Tid};
+use arrayvec::ArrayVec;
 use core::fmt;
 
 /// Processes at once.
@@ -72,6 +75,9 @@ pub enum ProcError {
     NotInitialised,
     /// [`init`] ran twice.
     AlreadyInitialised,
+    /// `destroy` of the root, of a process with children, or of one whose
+    /// threads still run.
+    InUse,
 }
 
 impl fmt::Display for ProcError {
@@ -93,6 +99,7 @@ impl fmt::Display for ProcError {
             ProcError::Thread(e) => write!(f, "thread: {e}"),
             ProcError::NotInitialised => f.write_str("proc layer not initialised"),
             ProcError::AlreadyInitialised => f.write_str("proc layer already initialised"),
+            ProcError::InUse => f.write_str("process is the root, has children or still runs threads"),
         }
     }
 }
@@ -153,6 +160,24 @@ pub fn send(chan: ChanId, from: Pid, msg: &[u8]) -> Result<(), ProcError> {
 /// Receives, sleeping while the channel is empty.
 pub fn recv(chan: ChanId, to: Pid, buf: &mut [u8]) -> Result<usize, ProcError> {
     recv_on(&PROCS, thread::global(), chan, to, buf)
+}
+
+/// Ends process `pid` (see [`ProcTable::destroy`]) once its threads are
+/// gone, and wakes any thread sleeping on one of its closed channels (it
+/// then sees `NoSuchChannel`).
+pub fn proc_destroy(pid: Pid) -> Result<(), ProcError> {
+    let mut t = PROCS.lock();
+    if thread_count(pid) != 0 {
+        return Err(ProcError::InUse);
+    }
+    let closed = t.destroy(&mut mm::global().lock(), pid)?;
+    let wake: ArrayVec<[thread::Chan; 2], MAX_CHANNELS> =
+        closed.iter().map(|&c| [t.data_chan(c), t.space_chan(c)]).collect();
+    drop(t);
+    for c in wake.iter().flatten() {
+        thread::wakeup(*c);
+    }
+    Ok(())
 }
 
 /// Live threads of process `pid`.

@@ -41,6 +41,19 @@ impl ProcSpec {
         Ok(pid)
     }
 
+    /// Removes a childless process other than the root, its container
+    /// (which must be empty) and the channels it is an end of.
+    pub fn destroy(&mut self, pid: usize) -> Result<(), ProcError> {
+        let p = self.procs.get(&pid).ok_or(ProcError::NoSuchProcess)?;
+        if pid == 0 || self.procs.iter().any(|(q, e)| *q != pid && e.parent == pid) {
+            return Err(ProcError::InUse);
+        }
+        self.mm.destroy(p.container).map_err(ProcError::Mm)?;
+        self.chans.retain(|_, c| c.sender != pid && c.receiver != pid);
+        self.procs.remove(&pid);
+        Ok(())
+    }
+
     pub fn chan_create(&mut self, sender: usize, receiver: usize) -> Result<usize, ProcError> {
         if !self.procs.contains_key(&sender) || !self.procs.contains_key(&receiver) {
             return Err(ProcError::NoSuchProcess);

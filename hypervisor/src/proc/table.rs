@@ -2,6 +2,7 @@
 use super::{ProcError, CHAN_CAPACITY, MAX_CHANNELS, MAX_PROCS, MSG_SIZE};
 use crate::mm::{ContainerId, Mm};
 use crate::thread::Chan;
+use arrayvec::ArrayVec;
 use core::fmt;
 
 /// A process id: the index of its slot.
@@ -38,19 +39,14 @@ impl ChanId {
     }
 }
 
-/// The VM a process runs, named by the vm/syscall layer (a slot for now).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct VmId(pub u16);
-
 #[derive(Clone, Copy)]
 struct Process {
     used: bool,
     parent: Pid,
     container: ContainerId,
-    vm: Option<VmId>,
 }
 
-const NO_PROCESS: Process = Process { used: false, parent: Pid(0), container: ContainerId::ROOT, vm: None };
+const NO_PROCESS: Process = Process { used: false, parent: Pid(0), container: ContainerId::ROOT };
 
 struct Channel {
     used: bool,
@@ -97,7 +93,7 @@ impl ProcTable {
         for c in self.chans.iter_mut() {
             c.used = false;
         }
-        self.procs[0] = Process { used: true, parent: Pid::ROOT, container, vm: None };
+        self.procs[0] = Process { used: true, parent: Pid::ROOT, container };
         Pid::ROOT
     }
 
@@ -127,8 +123,38 @@ impl ProcTable {
         // Find the slot first, so that a full table costs no quota.
         let slot = self.procs.iter().position(|p| !p.used).ok_or(ProcError::TooManyProcesses)?;
         let container = mm.split(parent_container, quota).map_err(ProcError::Mm)?;
-        self.procs[slot] = Process { used: true, parent, container, vm: None };
+        self.procs[slot] = Process { used: true, parent, container };
         Ok(Pid(slot as u16))
+    }
+
+    /// Ends `pid`: its container goes back to the parent's (`mm.destroy`),
+    /// the channels it is an end of are closed with their messages, and
+    /// its pid becomes free. Returns the closed channels, whose sleepers
+    /// the caller wakes. The caller has made sure that no thread of `pid`
+    /// is left and that no kernel object names it any more.
+    ///
+    /// Errors (nothing changed): `NoSuchProcess`; `InUse` for the root and
+    /// a process with children; `Mm(InUse)` while its container holds
+    /// frames.
+    pub fn destroy<const W: usize>(
+        &mut self,
+        mm: &mut Mm<W>,
+        pid: Pid,
+    ) -> Result<ArrayVec<ChanId, MAX_CHANNELS>, ProcError> {
+        let p = *self.proc(pid)?;
+        if pid == Pid::ROOT || self.pids().any(|q| q != pid && self.procs[q.index()].parent == pid) {
+            return Err(ProcError::InUse);
+        }
+        mm.destroy(p.container).map_err(ProcError::Mm)?;
+        let mut closed = ArrayVec::new();
+        for (i, c) in self.chans.iter_mut().enumerate() {
+            if c.used && (c.sender == pid || c.receiver == pid) {
+                c.used = false;
+                closed.push(ChanId(i as u16));
+            }
+        }
+        self.procs[pid.index()] = NO_PROCESS;
+        Ok(closed)
     }
 
     /// The process's container.
@@ -139,18 +165,6 @@ impl ProcTable {
     /// The process's parent (the root is its own parent).
     pub fn parent(&self, pid: Pid) -> Result<Pid, ProcError> {
         Ok(self.proc(pid)?.parent)
-    }
-
-    /// The VM the process runs, if any.
-    pub fn vm(&self, pid: Pid) -> Result<Option<VmId>, ProcError> {
-        Ok(self.proc(pid)?.vm)
-    }
-
-    /// Records (or clears) the VM the process runs.
-    pub fn set_vm(&mut self, pid: Pid, vm: Option<VmId>) -> Result<(), ProcError> {
-        self.proc(pid)?;
-        self.procs[pid.index()].vm = vm;
-        Ok(())
     }
 
     /// Pids of existing processes, in increasing order.

@@ -28,6 +28,7 @@ enum Op {
     ChanCreate(usize, usize),
     Send(usize, usize, u8, usize),
     Recv(usize, usize, usize),
+    Destroy(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +78,8 @@ impl ReferenceStateMachine for Ref {
             2 => (pid.clone(), pid.clone()).prop_map(|(s, r)| Op::ChanCreate(s, r)),
             6 => flowing,
             1 => (chan.clone(), pid.clone(), any::<u8>(), len).prop_map(|(c, p, s, l)| Op::Send(c, p, s, l)),
-            1 => (chan, pid, 0..MSG_SIZE + 1).prop_map(|(c, p, b)| Op::Recv(c, p, b)),
+            1 => (chan, pid.clone(), 0..MSG_SIZE + 1).prop_map(|(c, p, b)| Op::Recv(c, p, b)),
+            1 => pid.prop_map(Op::Destroy),
         ]
         .boxed()
     }
@@ -89,6 +91,7 @@ impl ReferenceStateMachine for Ref {
             Op::ChanCreate(a, b) => Out::Id(s.chan_create(a, b)),
             Op::Send(c, p, seed, len) => Out::Sent(s.try_send(c, p, &message(seed, len))),
             Op::Recv(c, p, b) => Out::Received(s.try_recv(c, p, b)),
+            Op::Destroy(p) => Out::Sent(s.destroy(p)),
         });
         m
     }
@@ -157,6 +160,7 @@ impl StateMachineTest for ProcRefinement {
                 let r = t.try_recv(ChanId::from_index(c), Pid::from_index(p), &mut buf);
                 Out::Received(r.map(|n| buf[..n].to_vec()))
             }
+            Op::Destroy(p) => Out::Sent(t.destroy(&mut sut.mm, Pid::from_index(p)).map(|_| ())),
         };
         assert_eq!(Some(&seen), m.last.as_ref(), "result of {op:?}: spec expected {:?}, tables gave {seen:?}", m.last);
         sut
@@ -251,4 +255,32 @@ fn blocking_send_and_recv_pass_messages_in_order_through_a_small_channel() {
     let results = RESULT.lock().unwrap().clone();
     assert_eq!(results, vec![Ok(()); MESSAGES], "producer's send results");
     TH.detach_current().unwrap();
+}
+
+#[test]
+fn a_destroyed_process_gives_back_its_quota_pid_and_channels() {
+    let mut mm = Box::new(Mm::<W>::new());
+    mm.init(&usable(), &[]);
+    let mut t = Box::new(ProcTable::new());
+    let root = t.init_root(ContainerId::ROOT);
+    let before = mm.remaining(ContainerId::ROOT).unwrap();
+    let child = t.create(&mut mm, root, 8).unwrap();
+    let grandchild = t.create(&mut mm, child, 2).unwrap();
+    let c = t.chan_create(root, child).unwrap();
+    t.try_send(c, root, b"lost with the channel").unwrap();
+    assert_eq!(t.destroy(&mut mm, root).unwrap_err(), ProcError::InUse, "the root stays");
+    assert_eq!(t.destroy(&mut mm, child).unwrap_err(), ProcError::InUse, "a parent waits for its children");
+    let frame = mm.alloc(t.container(grandchild).unwrap()).unwrap();
+    assert_eq!(
+        t.destroy(&mut mm, grandchild).unwrap_err(),
+        ProcError::Mm(crate::mm::MmError::InUse),
+        "a process holding frames"
+    );
+    mm.free(t.container(grandchild).unwrap(), frame).unwrap();
+    assert!(t.destroy(&mut mm, grandchild).unwrap().is_empty());
+    assert_eq!(t.destroy(&mut mm, child).unwrap().as_slice(), &[c], "its channel is closed");
+    assert_eq!(t.endpoints(c), Err(ProcError::NoSuchChannel));
+    assert_eq!(mm.remaining(ContainerId::ROOT).unwrap(), before, "the quota is back with the root");
+    assert_eq!(t.create(&mut mm, root, 8), Ok(child), "the pid is given again");
+    assert_eq!(t.destroy(&mut mm, grandchild).unwrap_err(), ProcError::NoSuchProcess, "a stale pid");
 }

@@ -249,6 +249,30 @@ pub fn sys_vm_destroy(caller: Caller, vm: VmHandle) -> SysResult<()> {
     Ok(())
 }
 
+/// Ends process `pid` once its threads have exited: destroys the VMs it
+/// still owns (a VMM that stopped early may leave one), revokes its
+/// console, clock and CPU share, and gives back its pid and quota
+/// (`proc::proc_destroy`). Returns the VMs it had to destroy.
+///
+/// Errors: `InUse` while a thread of `pid` runs; the proc layer's errors
+/// (e.g. frames it still holds).
+pub fn end_process(pid: crate::proc::Pid) -> Result<usize, crate::proc::ProcError> {
+    if crate::proc::thread_count(pid) != 0 {
+        return Err(crate::proc::ProcError::InUse);
+    }
+    let owner = Caller { pid };
+    let mut left = 0;
+    for (i, slot) in VMS.iter().enumerate() {
+        let owned = slot.lock().as_ref().is_some_and(|o| o.owner == owner);
+        if owned && sys_vm_destroy(owner, VmHandle(i as u16)).is_ok() {
+            left += 1;
+        }
+    }
+    super::revoke_process(pid);
+    crate::proc::proc_destroy(pid)?;
+    Ok(left)
+}
+
 /// Backs `[gpa, gpa + len)` with fresh zeroed frames from the caller's
 /// container and maps them, using 2 MiB pages where alignment allows.
 pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResult<()> {

@@ -13,6 +13,8 @@
 //! clear) or writing the output port with bit 0 clear asks for a system reset.
 //! IRQ 1 and IRQ 12 follow the output buffer, gated by the command byte.
 
+use crate::bus::{self, BoardEvent, BusDevice, Ctx, Range};
+
 /// The controller's data port.
 pub const KBC_DATA: u16 = 0x60;
 /// The controller's status (read) and command (write) port.
@@ -214,6 +216,32 @@ impl Kbc {
             DataFor::Keyboard => (NO_DEVICE, false, true),
         };
         self.output = Some(Output { byte, aux, timeout });
+    }
+}
+
+/// The controller's two ports.
+pub const KBC_PORTS: [Range; 2] = [Range::port(KBC_DATA), Range::port(KBC_COMMAND)];
+
+impl Kbc {
+    /// Drives IRQ 1 and IRQ 12, and passes on a reset request.
+    fn drive(&mut self, cx: &mut Ctx) {
+        cx.set_irq(KBD_IRQ, self.irq1());
+        cx.set_irq(MOUSE_IRQ, self.irq12());
+        if self.take_reset_request() {
+            cx.request(BoardEvent::Reset);
+        }
+    }
+}
+
+impl BusDevice for Kbc {
+    fn read(&mut self, base: u64, offset: u64, data: &mut [u8], cx: &mut Ctx) {
+        bus::read_bytes(offset, data, |at| self.read((base + at) as u16));
+        self.drive(cx);
+    }
+
+    fn write(&mut self, base: u64, offset: u64, data: &[u8], cx: &mut Ctx) {
+        bus::write_bytes(offset, data, |at, v| self.write((base + at) as u16, v));
+        self.drive(cx);
     }
 }
 

@@ -22,6 +22,8 @@
 //!   still produced when the master picks a cascade input whose slave has no
 //!   request left.
 
+use crate::bus::{self, BusDevice, Ctx, Range};
+
 /// The master's and slave's command/data ports.
 pub const MASTER_CMD: u16 = 0x20;
 pub const MASTER_DATA: u16 = 0x21;
@@ -421,6 +423,26 @@ impl DualPic {
     fn update_cascade(&mut self) {
         let int = self.slave.pending_ir().is_some();
         self.master.set_line(CASCADE_IR, int);
+    }
+}
+
+/// The pair's command and data ports, and the ELCR.
+pub const PIC_PORTS: [Range; 3] =
+    [Range::new(MASTER_CMD as u64, 2), Range::new(SLAVE_CMD as u64, 2), Range::new(ELCR_MASTER as u64, 2)];
+
+/// The PIC pair takes the interrupt lines from the board, which hands them
+/// over before every access; its masks decide which timer deadlines count.
+impl BusDevice for DualPic {
+    fn read(&mut self, base: u64, offset: u64, data: &mut [u8], cx: &mut Ctx) {
+        bus::read_bytes(offset, data, |at| self.read((base + at) as u16).unwrap_or(0xFF));
+        cx.timers_changed();
+    }
+
+    fn write(&mut self, base: u64, offset: u64, data: &[u8], cx: &mut Ctx) {
+        bus::write_bytes(offset, data, |at, v| {
+            self.write((base + at) as u16, v);
+        });
+        cx.timers_changed();
     }
 }
 

@@ -24,6 +24,7 @@
 //! the sizes of extended memory.
 
 use super::time::{ticks_at, NS_PER_SEC};
+use crate::bus::{self, BusDevice, Ctx, Range, TimerIrq};
 
 /// The RTC's index port (bit 7 is the NMI-disable bit).
 pub const RTC_INDEX: u16 = 0x70;
@@ -435,6 +436,41 @@ const CLOCK_REGISTERS: [u8; 8] =
 
 fn is_clock_register(index: u8) -> bool {
     CLOCK_REGISTERS.contains(&index)
+}
+
+/// The RTC's ports.
+pub const RTC_PORTS: Range = Range::new(RTC_INDEX as u64, 2);
+
+/// The RTC is a timer on the board: its flags follow the guest time, and
+/// IRQ 8 with them.
+impl BusDevice for Rtc {
+    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8], cx: &mut Ctx) {
+        let now = cx.now_ns;
+        bus::read_bytes(offset, data, |at| self.read(RTC_INDEX + at as u16, now));
+        BusDevice::advance(self, cx);
+        // Reading register C lowers IRQ 8, which lets the next event raise it.
+        cx.timers_changed();
+    }
+
+    fn write(&mut self, _base: u64, offset: u64, data: &[u8], cx: &mut Ctx) {
+        let now = cx.now_ns;
+        bus::write_bytes(offset, data, |at, v| self.write(RTC_INDEX + at as u16, v, now));
+        BusDevice::advance(self, cx);
+        cx.timers_changed();
+    }
+
+    fn is_timer(&self) -> bool {
+        true
+    }
+
+    fn advance(&mut self, cx: &mut Ctx) {
+        Rtc::advance(self, cx.now_ns);
+        cx.set_irq(RTC_IRQ, self.irq_level());
+    }
+
+    fn next_irq(&self, now_ns: u64) -> Option<TimerIrq> {
+        Some(TimerIrq { line: RTC_IRQ, at_ns: self.next_irq_ns(now_ns)? })
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! is not in loopback, as on the PC's COM ports.
 
 use super::queue::ByteQueue;
+use crate::bus::{self, BusDevice, Ctx, Range};
 
 /// First port of COM1.
 pub const COM1_BASE: u16 = 0x3F8;
@@ -378,6 +379,21 @@ impl Uart {
         } else {
             IIR_NO_INTERRUPT
         }
+    }
+}
+
+/// COM1's ports.
+pub const COM1_PORTS: Range = Range::new(COM1_BASE as u64, 8);
+
+impl BusDevice for Uart {
+    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8], cx: &mut Ctx) {
+        bus::read_bytes(offset, data, |at| self.read(at as u16));
+        cx.set_irq(COM1_IRQ, self.irq_level());
+    }
+
+    fn write(&mut self, _base: u64, offset: u64, data: &[u8], cx: &mut Ctx) {
+        bus::write_bytes(offset, data, |at, v| self.write(at as u16, v));
+        cx.set_irq(COM1_IRQ, self.irq_level());
     }
 }
 

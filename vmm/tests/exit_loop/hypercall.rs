@@ -1,0 +1,186 @@
+//! VMMCALL through the hypercall service: every call number, its result in
+//! RAX, and the documented errors (docs/hypercalls.md).
+use crate::fake::{Call, FakeSys, CHANNEL_DEPTH, TSC_HZ, VM_ID};
+use crate::*;
+use hvabi::errno::*;
+use hvabi::nr::*;
+use sysabi::{NextRipSource, Reg};
+use vmm::hypercall::{ABI_VERSION, STATS_SIZE};
+use vmm::vcpu::Stop;
+
+const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];
+/// A guest buffer inside RAM.
+const BUF: u64 = 0x8000;
+/// A guest-physical address past the end of RAM.
+const OUTSIDE: u64 = RAM as u64 + 0x1000;
+
+/// A 64-bit guest at CPL `cpl` whose CPU has NRIPS, so VMMCALL completes
+/// at RIP + 3 without being fetched.
+fn guest(cpl: u64) -> FakeSys {
+    let sys = long_mode();
+    sys.put(Reg::Cpl, cpl);
+    sys.state().nrips = Some(CODE + 3);
+    sys
+}
+
+/// Makes hypercall `nr` with arguments RBX, RCX, RDX; returns RAX.
+fn call(sys: &FakeSys, nr: u64, args: [u64; 3]) -> i64 {
+    let mut lp = vcpu_loop(sys);
+    sys.put(Reg::Rip, CODE);
+    sys.put(Reg::Rax, nr);
+    for (r, v) in [Reg::Rbx, Reg::Rcx, Reg::Rdx].into_iter().zip(args) {
+        sys.put(r, v);
+    }
+    sys.script([VmExit::Vmmcall]);
+    step_ok(&mut lp);
+    sys.get(Reg::Rax) as i64
+}
+
+fn check(sys: &FakeSys, nr: u64, args: [u64; 3], expected: i64) {
+    let seen = call(sys, nr, args);
+    assert_eq!(seen, expected, "call {nr} with {args:x?}: expected {expected}, saw {seen}");
+}
+
+#[test]
+fn version_and_ping_answer_and_complete_at_the_next_rip() {
+    let sys = guest(0);
+    check(&sys, VERSION, [0; 3], ABI_VERSION);
+    let calls = sys.take_calls();
+    let complete = Call::Complete { next_rip: CODE + 3, from: NextRipSource::Nrips };
+    assert!(calls.contains(&complete), "expected {complete:?} among {calls:?}");
+    check(&sys, PING, [0; 3], 0);
+}
+
+#[test]
+fn vmmcall_without_nrips_is_decoded_to_find_the_next_rip() {
+    let sys = protected_mode();
+    sys.poke(CODE, &VMMCALL);
+    check(&sys, VERSION, [0; 3], ABI_VERSION);
+    let calls = sys.take_calls();
+    let complete = Call::Complete { next_rip: CODE + 3, from: NextRipSource::Decoded };
+    assert!(calls.contains(&complete), "expected {complete:?} among {calls:?}");
+}
+
+#[test]
+fn unknown_call_numbers_get_enosys_at_any_cpl() {
+    for cpl in [0, 3] {
+        for nr in [11, 0x100, u64::MAX] {
+            check(&guest(cpl), nr, [0; 3], ENOSYS);
+        }
+    }
+}
+
+#[test]
+fn outside_64_bit_mode_only_the_low_32_bits_count() {
+    let sys = protected_mode();
+    sys.state().nrips = Some(CODE + 3);
+    check(&sys, 0xFFFF_FFFF_0000_0000 | VERSION, [0; 3], ABI_VERSION);
+    // The same number in 64-bit mode is unknown.
+    check(&guest(0), 0xFFFF_FFFF_0000_0000 | VERSION, [0; 3], ENOSYS);
+}
+
+#[test]
+fn lookup_maps_names_and_reports_enoent_e2big_and_efault() {
+    let sys = guest(3);
+    sys.poke(BUF, b"chan_send");
+    check(&sys, LOOKUP, [BUF, 9, 0], CHAN_SEND as i64);
+    check(&sys, LOOKUP, [BUF, 4, 0], ENOENT);
+    check(&sys, LOOKUP, [BUF, hvabi::MAX_NAME as u64 + 1, 0], E2BIG);
+    check(&sys, LOOKUP, [OUTSIDE, 4, 0], EFAULT);
+}
+
+#[test]
+fn info_writes_its_64_bytes_or_reports_e2big_and_efault() {
+    let sys = guest(3);
+    check(&sys, INFO, [BUF, hvabi::info::LEN as u64, 0], hvabi::info::LEN as i64);
+    let reply = sys.peek(BUF, hvabi::info::LEN);
+    let expected = vmm::hypercall::encode_info(VM_ID, 1, RAM as u64, 0, TSC_HZ);
+    assert_eq!(reply, expected, "INFO's reply");
+    check(&sys, INFO, [BUF + 0x100, hvabi::info::LEN as u64 - 1, 0], E2BIG);
+    assert_eq!(sys.peek(BUF + 0x100, 4), [0; 4], "a refused INFO writes nothing");
+    check(&sys, INFO, [OUTSIDE, 64, 0], EFAULT);
+    check(&sys, INFO, [RAM as u64 - 63, 64, 0], EFAULT);
+}
+
+#[test]
+fn stats_writes_the_vcpus_statistics_or_reports_e2big() {
+    let sys = guest(3);
+    check(&sys, STATS, [BUF, 4096, 0], STATS_SIZE as i64);
+    let magic = u32::from_le_bytes(sys.peek(BUF, 4).try_into().unwrap());
+    assert_eq!(magic, hvabi::stats::MAGIC);
+    check(&sys, STATS, [BUF, STATS_SIZE as u64 - 1, 0], E2BIG);
+    check(&sys, STATS, [OUTSIDE, 4096, 0], EFAULT);
+}
+
+#[test]
+fn stats_reset_and_poweroff_are_refused_from_cpl_3() {
+    let sys = guest(3);
+    check(&sys, STATS_RESET, [0; 3], EPERM);
+    check(&sys, POWEROFF, [0; 3], EPERM);
+    let calls = sys.take_calls();
+    assert!(!calls.contains(&Call::ResetStats), "a refused call has no effect: {calls:?}");
+}
+
+#[test]
+fn stats_reset_from_cpl_0_resets_the_vcpus_statistics() {
+    let sys = guest(0);
+    check(&sys, STATS_RESET, [0; 3], 0);
+    assert!(sys.take_calls().contains(&Call::ResetStats));
+}
+
+#[test]
+fn poweroff_from_cpl_0_stops_the_vm() {
+    let sys = guest(0);
+    let mut lp = vcpu_loop(&sys);
+    sys.put(Reg::Rax, POWEROFF);
+    sys.script([VmExit::Vmmcall]);
+    assert_eq!(lp.step(), Err(Stop::PowerOff));
+}
+
+#[test]
+fn console_write_takes_the_text_or_reports_e2big_and_efault() {
+    let sys = guest(3);
+    sys.poke(BUF, b"hello from the guest\n");
+    check(&sys, CONSOLE_WRITE, [BUF, 21, 0], 21);
+    check(&sys, CONSOLE_WRITE, [BUF, 0, 0], 0);
+    check(&sys, CONSOLE_WRITE, [BUF, hvabi::MAX_CONSOLE as u64 + 1, 0], E2BIG);
+    check(&sys, CONSOLE_WRITE, [RAM as u64 - 10, 11, 0], EFAULT);
+}
+
+#[test]
+fn channel_to_itself_carries_messages_and_reports_eagain_e2big_efault_einval() {
+    let sys = guest(3);
+    let me = u64::from(VM_ID);
+    check(&sys, CHAN_RECV, [me, BUF, 64], EAGAIN);
+    sys.poke(BUF, b"ping!");
+    check(&sys, CHAN_SEND, [me, BUF, 5], 0);
+    let calls = sys.take_calls();
+    assert!(calls.contains(&Call::ChanSend { peer: VM_ID, msg: b"ping!".to_vec() }), "{calls:?}");
+    check(&sys, CHAN_RECV, [me, BUF + 0x100, 4], E2BIG);
+    check(&sys, CHAN_RECV, [me, BUF + 0x100, 64], 5);
+    assert_eq!(sys.peek(BUF + 0x100, 5), b"ping!");
+    check(&sys, CHAN_SEND, [me, BUF, hvabi::MAX_MESSAGE as u64 + 1], E2BIG);
+    check(&sys, CHAN_SEND, [me, OUTSIDE, 5], EFAULT);
+    check(&sys, CHAN_RECV, [me, OUTSIDE, 5], EFAULT);
+    check(&sys, CHAN_SEND, [7, BUF, 5], EINVAL);
+    check(&sys, CHAN_SEND, [1 << 40, BUF, 5], EINVAL);
+    for _ in 0..CHANNEL_DEPTH {
+        check(&sys, CHAN_SEND, [me, BUF, 5], 0);
+    }
+    check(&sys, CHAN_SEND, [me, BUF, 5], EAGAIN);
+}
+
+#[test]
+fn yield_gives_up_the_cpu_and_rereads_the_clock_after_others_ran() {
+    let sys = guest(3);
+    check(&sys, YIELD, [0; 3], 0);
+    assert!(sys.take_calls().contains(&Call::Yield));
+    sys.state().others_ready = true;
+    sys.state().yield_ns = 5_000_000;
+    let mut lp = vcpu_loop(&sys);
+    sys.put(Reg::Rax, YIELD);
+    sys.script([VmExit::Vmmcall]);
+    step_ok(&mut lp);
+    let now = sys.state().now_ns;
+    assert_eq!(lp.now_ns, now, "the exit's guest time after others ran");
+}
