@@ -14,10 +14,11 @@ pub const MAX_REGIONS: usize = 64;
 pub const MAX_MODULES: usize = 16;
 pub const MAX_CMDLINE: usize = 1024;
 /// Room for every problem the parsers can report at once, so none is lost:
-/// two per module line and two for the hypervisor's (too long, not UTF-8),
-/// too many modules, too many regions, one malformed multiboot2 tag and
-/// the three parts of a v1 structure that can be unreadable.
-pub const MAX_PROBLEMS: usize = 2 * MAX_MODULES + 2 + 3 + 3;
+/// three per module line and three for the hypervisor's (too long, not
+/// UTF-8, unterminated), too many modules, too many regions, one malformed
+/// multiboot2 tag and the three parts of a v1 structure that can be
+/// unreadable.
+pub const MAX_PROBLEMS: usize = 3 * MAX_MODULES + 3 + 3 + 3;
 
 /// How a range of physical memory may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub enum BootProblem {
     CmdlineTooLong { module: Option<usize> },
     /// A command line with a byte that is not UTF-8 at `offset`.
     NotUtf8 { module: Option<usize>, offset: usize },
+    /// A multiboot2 command line whose tag ends before its NUL: the line
+    /// may have been cut.
+    Unterminated { module: Option<usize> },
     /// More modules than [`MAX_MODULES`]: the first ones are kept.
     TooManyModules { given: usize },
     /// More memory-map entries than [`MAX_REGIONS`]: the first are kept.
@@ -90,6 +94,11 @@ impl core::fmt::Display for BootProblem {
                 line(f, module)?;
                 write!(f, " has a byte that is not UTF-8 at offset {offset}")?;
                 f.write_str(if module.is_some() { "; its VM is refused" } else { "; it is read as '?'" })
+            }
+            BootProblem::Unterminated { module } => {
+                line(f, module)?;
+                f.write_str(" ends with its tag, not with a NUL, and may be cut")?;
+                f.write_str(if module.is_some() { "; its VM is refused" } else { "; it is used as far as it goes" })
             }
             BootProblem::TooManyModules { given } => write!(
                 f,
@@ -173,6 +182,9 @@ impl BootInfo {
         if let Some(offset) = text.bad_utf8 {
             self.report(BootProblem::NotUtf8 { module: None, offset });
         }
+        if text.unterminated {
+            self.report(BootProblem::Unterminated { module: None });
+        }
     }
 
     pub fn push_region(&mut self, r: MemRegion, given: usize) {
@@ -184,7 +196,7 @@ impl BootInfo {
     /// Adds module number `index` (of `given`), with its command line.
     pub fn push_module(&mut self, start: u64, end: u64, text: &CmdlineText, given: usize) {
         let index = self.modules.len();
-        let m = Module { start, end, cmdline: text.text, cmdline_whole: !text.too_long && text.bad_utf8.is_none() };
+        let m = Module { start, end, cmdline: text.text, cmdline_whole: text.is_whole() };
         if self.modules.try_push(m).is_err() {
             self.report(BootProblem::TooManyModules { given });
             return;
@@ -194,6 +206,9 @@ impl BootInfo {
         }
         if let Some(offset) = text.bad_utf8 {
             self.report(BootProblem::NotUtf8 { module: Some(index), offset });
+        }
+        if text.unterminated {
+            self.report(BootProblem::Unterminated { module: Some(index) });
         }
     }
 
@@ -211,9 +226,16 @@ pub struct CmdlineText {
     pub too_long: bool,
     /// The offset of the first byte that is not UTF-8, read as `?`.
     pub bad_utf8: Option<usize>,
+    /// The line ran to the end of what held it without a NUL.
+    pub unterminated: bool,
 }
 
 impl CmdlineText {
+    /// The line is exactly what the loader gave: not cut, all UTF-8.
+    pub fn is_whole(&self) -> bool {
+        !self.too_long && self.bad_utf8.is_none() && !self.unterminated
+    }
+
     /// Reads `bytes` (up to its first NUL), each byte that is not UTF-8
     /// becoming `?`.
     pub fn from_bytes(bytes: &[u8]) -> CmdlineText {

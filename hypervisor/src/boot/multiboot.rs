@@ -44,13 +44,19 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 
 /// Reads the NUL-terminated command line at `pa`: at most
 /// [`MAX_CMDLINE`](super::MAX_CMDLINE) bytes (a longer one is marked
-/// `too_long`), bytes that are not UTF-8 read as `?`.
+/// `too_long`), bytes that are not UTF-8 read as `?`; a line that runs into
+/// unreadable memory before its NUL is marked `unterminated`.
 fn c_string(mem: &impl PhysRead, pa: u64) -> CmdlineText {
     let mut buf = [0u8; super::MAX_CMDLINE];
     // Byte-wise up to the NUL: a string may end right before unreadable memory.
     let mut len = 0;
     let mut b = [0u8];
-    while len < buf.len() && mem.read(pa + len as u64, &mut b) && b[0] != 0 {
+    let mut readable = true;
+    while len < buf.len() {
+        readable = mem.read(pa + len as u64, &mut b);
+        if !readable || b[0] == 0 {
+            break;
+        }
         buf[len] = b[0];
         len += 1;
     }
@@ -58,17 +64,17 @@ fn c_string(mem: &impl PhysRead, pa: u64) -> CmdlineText {
     if len == buf.len() && mem.read(pa + len as u64, &mut b) && b[0] != 0 {
         text.too_long = true;
     }
+    text.unterminated = !readable;
     text
 }
 
-/// What the multiboot2 crate gives for a string: the text, or, when it is
-/// not UTF-8, nothing but where the first bad byte is.
-fn v2_string(s: Result<&str, multiboot2::StringError>) -> CmdlineText {
-    match s {
-        Ok(s) => CmdlineText::from_text(s),
-        Err(multiboot2::StringError::Utf8(e)) => CmdlineText { bad_utf8: Some(e.valid_up_to()), ..Default::default() },
-        Err(_) => CmdlineText::default(),
-    }
+/// A multiboot2 string, the bytes of its tag after the fixed fields: read
+/// as v1's lines are, and marked `unterminated` when the tag ends before
+/// its NUL.
+fn v2_line(bytes: &[u8]) -> CmdlineText {
+    let mut text = CmdlineText::from_bytes(bytes);
+    text.unterminated = !bytes.contains(&0);
+    text
 }
 
 fn mb1_kind(t: u32) -> MemKind {
@@ -172,7 +178,6 @@ fn v2_tag_fits(tag: &V2Tag) -> bool {
     let size = tag.header().size as usize;
     let fixed = |min: usize, view: usize| size >= min && size.next_multiple_of(8) == view;
     match TagType::from(tag.header().typ) {
-        TagType::Cmdline => size >= multiboot2::CommandLineTag::BASE_SIZE,
         TagType::Module => size >= multiboot2::ModuleTag::BASE_SIZE,
         TagType::Mmap => {
             let base = multiboot2::MemoryMapTag::BASE_SIZE;
@@ -190,6 +195,8 @@ fn v2_tag_fits(tag: &V2Tag) -> bool {
 /// Converts the multiboot2 crate's view into [`BootInfo`]: the first
 /// command line and memory map, every module, the RSDP (version 2 before
 /// 1). A tag whose size does not fit its type is reported and skipped.
+/// Lines and module addresses are read from the tags' bytes (the crate's
+/// string accessors give nothing for a line without its NUL).
 pub fn from_v2(mbi: &multiboot2::BootInformation<'_>) -> BootInfo {
     use multiboot2::TagType;
     let mut info = BootInfo::new(Loader::Multiboot2);
@@ -198,7 +205,7 @@ pub fn from_v2(mbi: &multiboot2::BootInformation<'_>) -> BootInfo {
     }
     let of = |typ: TagType| mbi.tags().filter(move |t| t.header().typ == typ && v2_tag_fits(t));
     if let Some(t) = of(TagType::Cmdline).next() {
-        info.set_cmdline(&v2_string(t.cast::<multiboot2::CommandLineTag>().cmdline()));
+        info.set_cmdline(&v2_line(t.payload()));
     }
     if let Some(t) = of(TagType::Mmap).next() {
         let areas = t.cast::<multiboot2::MemoryMapTag>().memory_areas();
@@ -209,9 +216,10 @@ pub fn from_v2(mbi: &multiboot2::BootInformation<'_>) -> BootInfo {
     }
     let given = of(TagType::Module).count();
     for t in of(TagType::Module) {
-        let m = t.cast::<multiboot2::ModuleTag>();
-        let text = v2_string(m.cmdline());
-        info.push_module(u64::from(m.start_address()), u64::from(m.end_address()), &text, given);
+        // mod_start, mod_end, then the line (the tag fits: 8 bytes or more).
+        let (fields, line) = t.payload().split_at(8);
+        let text = v2_line(line);
+        info.push_module(u64::from(u32_at(fields, 0)), u64::from(u32_at(fields, 4)), &text, given);
     }
     if let Some(t) = of(TagType::AcpiV2).next().or_else(|| of(TagType::AcpiV1).next()) {
         info.rsdp = Some(t.header() as *const _ as u64 + 8);
@@ -401,11 +409,14 @@ mod tests {
     }
 
     #[test]
-    fn v2_strings_carry_the_same_verdicts() {
-        assert_eq!(v2_string(Ok("quiet")).text.as_str(), "quiet");
-        assert!(v2_string(Ok(&"y".repeat(crate::boot::MAX_CMDLINE + 1))).too_long);
-        let bytes = vec![b'a', b'b', 0xFF, b'c'];
-        let bad = core::str::from_utf8(&bytes).unwrap_err();
-        assert_eq!(v2_string(Err(multiboot2::StringError::Utf8(bad))).bad_utf8, Some(2));
+    fn v2_lines_carry_the_same_verdicts_as_v1() {
+        assert_eq!(v2_line(b"quiet\0\0\0").text.as_str(), "quiet");
+        assert!(v2_line(b"quiet\0").is_whole());
+        let long = [vec![b'y'; crate::boot::MAX_CMDLINE + 1], vec![0]].concat();
+        assert!(v2_line(&long).too_long);
+        let bad = v2_line(b"ab\xffc\0");
+        assert_eq!((bad.text.as_str(), bad.bad_utf8), ("ab?c", Some(2)));
+        let cut = v2_line(b"root=/dev/vd");
+        assert_eq!((cut.text.as_str(), cut.unterminated, cut.is_whole()), ("root=/dev/vd", true, false));
     }
 }

@@ -65,7 +65,9 @@ const MAX_READS: u64 =
 fn every_refused_line_is_reported(info: &BootInfo) -> Result<(), TestCaseError> {
     for (i, m) in info.modules.iter().enumerate() {
         let named = info.problems.iter().any(|p| match *p {
-            BootProblem::CmdlineTooLong { module } | BootProblem::NotUtf8 { module, .. } => module == Some(i),
+            BootProblem::CmdlineTooLong { module }
+            | BootProblem::NotUtf8 { module, .. }
+            | BootProblem::Unterminated { module } => module == Some(i),
             _ => false,
         });
         prop_assert!(m.cmdline_whole || named, "module {i} refused without a word: {:?}", info.problems);
@@ -422,4 +424,34 @@ fn v2_tag_too_short_for_its_type_is_skipped_not_a_panic() {
         assert_eq!(info.modules.len(), usize::from(bad.0 != 3), "tag {bad:?}");
         assert_eq!(info.regions.len(), usize::from(bad.0 != 6), "tag {bad:?}");
     }
+}
+
+/// The crate's string accessor gives an error for a module line that runs
+/// to the end of its tag without a NUL, which was read as an empty line,
+/// taken whole: the VM would have run with a command line it was not given.
+#[test]
+fn v2_module_line_without_its_nul_is_refused_not_emptied() {
+    let cut = tag(3, &[&0x20_0000u32.to_le_bytes()[..], &0x30_0000u32.to_le_bytes(), b"linux root=/dev/vd"].concat());
+    // The tag's size ends at the line; the padding after it is not part of it.
+    let mut words = mb2_of(&[cut]);
+    let mbi = crate::arch::phys::multiboot2_from_buffer(&mut words).expect("the crate loads it");
+    let info = from_v2(&mbi);
+    assert_eq!(info.modules.len(), 1);
+    assert_eq!(info.modules[0].cmdline.as_str(), "linux root=/dev/vd");
+    assert!(!info.modules[0].cmdline_whole, "a cut line is not taken whole");
+    assert_eq!(info.problems.as_slice(), &[BootProblem::Unterminated { module: Some(0) }]);
+}
+
+/// A v1 line that ran into unreadable memory before its NUL was kept as
+/// far as it went and taken whole.
+#[test]
+fn v1_module_line_running_into_unreadable_memory_is_refused() {
+    let mut mem = Memory::new(0, 0);
+    mem.put(MBI, &header(1 << 3, &[(20, 1), (24, 0x1_0000)]));
+    mem.put(0x1_0000, &module_entry(0x20_0000, 0x30_0000, 0x2_0000));
+    mem.put(0x2_0000, b"linux root=/dev/vd");
+    let info = parse_v1(&mem, MBI).unwrap();
+    assert_eq!(info.modules[0].cmdline.as_str(), "linux root=/dev/vd");
+    assert!(!info.modules[0].cmdline_whole, "a cut line is not taken whole");
+    assert_eq!(info.problems.as_slice(), &[BootProblem::Unterminated { module: Some(0) }]);
 }
