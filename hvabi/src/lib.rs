@@ -1,4 +1,4 @@
-//! The Certivisor hypercall ABI, version 1: the one definition that the
+//! The Certivisor hypercall ABI, version 2: the one definition that the
 //! hypervisor (which serves the calls) and guest tools such as `hvctl`
 //! (which make them) both build on, so that the two cannot drift apart.
 //! docs/hypercalls.md is the prose reference.
@@ -8,7 +8,7 @@
 #![forbid(unsafe_code)]
 
 /// The ABI version: VERSION returns it, CPUID 0x4000_0001 EAX reports it.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// CPUID leaf 0x4000_0000 EBX, ECX, EDX.
 pub const SIGNATURE: &[u8; 12] = b"CertiVisorHV";

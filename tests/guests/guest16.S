@@ -116,7 +116,7 @@ _start:                                 /* 0000:7C00 */
         CHECK   jz, "ping"
         mov     $0, %eax                /* VERSION */
         vmmcall                         /* VMMCALL exit #2 */
-        cmp     $1, %ax
+        cmp     $2, %ax                 /* ABI version 2 */
         CHECK   je, "version"
 
         /* --- 6. software interrupt through our own IVT (no exit) -------- */

@@ -389,7 +389,7 @@ default_mode:
         CHECK   je, "ping ebp"
         mov     $0, %eax                /* VERSION */
         vmmcall                         /* VMMCALL exit #2 */
-        cmp     $1, %eax
+        cmp     $2, %eax                /* ABI version 2 */
         CHECK   je, "version"
         mov     $0x7FFF, %eax           /* unknown call number */
         vmmcall                         /* VMMCALL exit #3 */

@@ -276,7 +276,7 @@ long_entry:
         CHECK   je, "ping r15"
         mov     $0, %eax                /* VERSION */
         vmmcall                         /* VMMCALL exit #2 */
-        cmp     $1, %rax                /* all 64 bits */
+        cmp     $2, %rax                /* ABI version 2, all 64 bits */
         CHECK   je, "version"
         mov     $0x7FFF, %eax           /* unknown call number */
         vmmcall                         /* VMMCALL exit #3 */

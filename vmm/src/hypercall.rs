@@ -2,10 +2,12 @@
 //! the ABI's reference; this file is its implementation.
 //!
 //! RAX holds the call number, RBX, RCX, RDX and RSI the arguments; the
-//! result, or a negative errno, comes back in RAX. Pointers are
-//! guest-physical addresses and are checked against the VM's RAM: a bad one
-//! gets -EFAULT, never a fault in the host. In 16- and 32-bit code only the
-//! low 32 bits of each register count.
+//! result, or a negative errno, comes back in RAX. Pointers are linear
+//! addresses, reached with the caller's own rights (`hcbuf`): a pointer the
+//! caller could not use itself gets the fault it would have taken, and one
+//! that leads outside RAM gets -EFAULT, never a fault in the host. In 16-
+//! and 32-bit code only the low 32 bits of each register count.
+use super::hcbuf::{self, Caller, GuestFault, Refusal, Span, MAX_BUF};
 use super::vcpu::{Stop, VcpuLoop};
 use sysabi::stats::BUCKETS;
 use sysabi::{ExitReason, ExitStats, Reg, Sys, SysError, VcpuInfo};
@@ -24,7 +26,8 @@ const _: () = assert!(STATS_SIZE <= 4096);
 const _: () = assert!(stats::BUCKETS == BUCKETS);
 
 /// The largest channel message.
-pub const MSG_MAX: u64 = hvabi::MAX_MESSAGE as u64;
+pub const MSG_MAX: usize = hvabi::MAX_MESSAGE;
+const _: () = assert!(MSG_MAX <= MAX_BUF && hvabi::MAX_CONSOLE <= MAX_BUF && hvabi::MAX_NAME <= MAX_BUF);
 
 fn errno(e: SysError) -> i64 {
     match e {
@@ -70,97 +73,139 @@ pub fn encode_stats(stats: &ExitStats, tsc_hz: u64) -> [u8; STATS_SIZE] {
     b
 }
 
-/// Performs the hypercall the guest's registers describe and returns RAX.
-pub fn dispatch<S: Sys>(v: &mut VcpuLoop<'_, S>) -> Result<i64, Stop> {
+/// How a hypercall ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// RAX gets the value and RIP moves past the VMMCALL.
+    Return(i64),
+    /// A buffer the caller could not have accessed itself: the guest takes
+    /// this exception with RIP still on the VMMCALL, so the call runs again
+    /// once the guest's kernel has handled it.
+    Fault(GuestFault),
+}
+
+/// Why a call ends early.
+enum Early {
+    Reply(Reply),
+    Stop(Stop),
+}
+
+impl From<Stop> for Early {
+    fn from(s: Stop) -> Early {
+        Early::Stop(s)
+    }
+}
+
+impl From<SysError> for Early {
+    fn from(e: SysError) -> Early {
+        Early::Stop(Stop::Kernel(e))
+    }
+}
+
+impl From<Refusal> for Early {
+    fn from(r: Refusal) -> Early {
+        Early::Reply(match r {
+            Refusal::Fault(f) => Reply::Fault(f),
+            Refusal::NotRam => Reply::Return(EFAULT),
+        })
+    }
+}
+
+/// Returns `errno` from the call.
+fn fail(errno: i64) -> Early {
+    Early::Reply(Reply::Return(errno))
+}
+
+/// Performs the hypercall the guest's registers describe.
+pub fn dispatch<S: Sys>(v: &mut VcpuLoop<'_, S>) -> Result<Reply, Stop> {
+    match serve(v) {
+        Ok(result) => Ok(Reply::Return(result)),
+        Err(Early::Reply(r)) => Ok(r),
+        Err(Early::Stop(s)) => Err(s),
+    }
+}
+
+/// The call's result, or how it ends early.
+fn serve<S: Sys>(v: &mut VcpuLoop<'_, S>) -> Result<i64, Early> {
     let (sys, h) = (v.sys, v.vcpu);
     let wide = v.is_64bit()?;
-    let arg = |r: Reg| -> Result<u64, Stop> {
+    let arg = |r: Reg| -> Result<u64, Early> {
         let x = sys.reg(h, r)?;
         Ok(if wide { x } else { x & 0xFFFF_FFFF })
     };
     let nr = arg(Reg::Rax)?;
-    if !hvabi::allowed(nr, sys.reg(h, Reg::Cpl)?) {
-        return Ok(EPERM);
+    let cpl = sys.reg(h, Reg::Cpl)?;
+    if !hvabi::allowed(nr, cpl) {
+        return Err(fail(EPERM));
     }
     let (a1, a2, a3) = (arg(Reg::Rbx)?, arg(Reg::Rcx)?, arg(Reg::Rdx)?);
-    let write_back = |gpa: u64, len: u64, data: &[u8]| -> i64 {
-        if (len as usize) < data.len() {
-            return E2BIG;
+    let caller = Caller { paging: v.paging()?, user: cpl == 3 };
+    // A buffer of `len` bytes at `lin`; longer than `max`: -E2BIG.
+    let buffer = |v: &mut VcpuLoop<'_, S>, lin: u64, len: u64, max: usize, write: bool| -> Result<Span, Early> {
+        if len > max as u64 {
+            return Err(fail(E2BIG));
         }
-        match sys.guest_write(v.vm, gpa, data) {
-            Ok(()) => data.len() as i64,
-            Err(_) => EFAULT,
+        Ok(hcbuf::translate(&mut v.mem, &caller, lin, len as usize, write)?)
+    };
+    // Writes a reply of `data.len()` bytes into the caller's `len` bytes at `lin`.
+    let reply = |v: &mut VcpuLoop<'_, S>, lin: u64, len: u64, data: &[u8]| -> Result<i64, Early> {
+        if len < data.len() as u64 {
+            return Err(fail(E2BIG));
         }
+        buffer(v, lin, data.len() as u64, MAX_BUF, true)?.write(&mut v.mem, data)?;
+        Ok(data.len() as i64)
     };
     Ok(match nr {
         VERSION => ABI_VERSION,
         PING => 0,
         LOOKUP => {
-            if a2 > hvabi::MAX_NAME as u64 {
-                return Ok(E2BIG);
-            }
+            let span = buffer(v, a1, a2, hvabi::MAX_NAME, false)?;
             let mut name = [0u8; hvabi::MAX_NAME];
-            let name = &mut name[..a2 as usize];
-            if sys.guest_read(v.vm, a1, name).is_err() {
-                return Ok(EFAULT);
-            }
+            let name = &mut name[..span.len()];
+            span.read(&v.mem, name)?;
             hvabi::lookup(name).map_or(ENOENT, |n| n as i64)
         }
         INFO => {
             let VcpuInfo { index, vm_id, vcpus } = sys.vcpu_info(h)?;
             let mem = sys.vm_ram(v.vm)?;
-            write_back(a1, a2, &encode_info(vm_id, vcpus, mem, index, sys.tsc_hz(v.grants.clock)?))
+            reply(v, a1, a2, &encode_info(vm_id, vcpus, mem, index, sys.tsc_hz(v.grants.clock)?))?
         }
         STATS => {
-            let reply = encode_stats(&sys.stats(h)?, sys.tsc_hz(v.grants.clock)?);
-            write_back(a1, a2, &reply)
+            let stats = encode_stats(&sys.stats(h)?, sys.tsc_hz(v.grants.clock)?);
+            reply(v, a1, a2, &stats)?
         }
         STATS_RESET => {
             sys.reset_stats(h)?;
             0
         }
         CONSOLE_WRITE => {
-            if a2 > hvabi::MAX_CONSOLE as u64 {
-                return Ok(E2BIG);
-            }
-            let mut buf = [0u8; 256];
-            let mut done = 0;
-            while done < a2 {
-                let n = (a2 - done).min(buf.len() as u64) as usize;
-                if sys.guest_read(v.vm, a1.wrapping_add(done), &mut buf[..n]).is_err() {
-                    return Ok(EFAULT);
-                }
-                v.console_text(&buf[..n]);
-                done += n as u64;
-            }
+            let span = buffer(v, a1, a2, hvabi::MAX_CONSOLE, false)?;
+            let mut text = [0u8; hvabi::MAX_CONSOLE];
+            let text = &mut text[..span.len()];
+            span.read(&v.mem, text)?;
+            v.console_text(text);
             v.console_flush();
-            a2 as i64
+            text.len() as i64
         }
         CHAN_SEND => {
-            if a3 > MSG_MAX {
-                return Ok(E2BIG);
-            }
-            let mut msg = [0u8; MSG_MAX as usize];
-            let msg = &mut msg[..a3 as usize];
-            if sys.guest_read(v.vm, a2, msg).is_err() {
-                return Ok(EFAULT);
-            }
-            let Ok(peer) = u32::try_from(a1) else { return Ok(EINVAL) };
-            match sys.chan_send(peer, msg) {
-                Ok(()) => 0,
-                Err(e) => errno(e),
-            }
+            let span = buffer(v, a2, a3, MSG_MAX, false)?;
+            let mut msg = [0u8; MSG_MAX];
+            let msg = &mut msg[..span.len()];
+            span.read(&v.mem, msg)?;
+            let peer = u32::try_from(a1).map_err(|_| fail(EINVAL))?;
+            sys.chan_send(peer, msg).map_or_else(errno, |()| 0)
         }
         CHAN_RECV => {
-            let mut msg = [0u8; MSG_MAX as usize];
-            let want = (a3.min(MSG_MAX)) as usize;
-            // Check the destination before taking the message off the queue.
-            if sys.guest_read(v.vm, a2, &mut msg[..want]).is_err() {
-                return Ok(EFAULT);
-            }
-            let Ok(peer) = u32::try_from(a1) else { return Ok(EINVAL) };
-            match sys.chan_recv(peer, &mut msg[..want]) {
-                Ok(n) => write_back(a2, a3, &msg[..n]),
+            // The whole destination is translated before the message is
+            // taken off the queue: a fault leaves it queued.
+            let span = buffer(v, a2, a3.min(MSG_MAX as u64), MSG_MAX, true)?;
+            let mut msg = [0u8; MSG_MAX];
+            let peer = u32::try_from(a1).map_err(|_| fail(EINVAL))?;
+            match sys.chan_recv(peer, &mut msg[..span.len()]) {
+                Ok(n) => {
+                    span.write(&mut v.mem, &msg[..n])?;
+                    n as i64
+                }
                 Err(e) => errno(e),
             }
         }
@@ -170,7 +215,7 @@ pub fn dispatch<S: Sys>(v: &mut VcpuLoop<'_, S>) -> Result<i64, Stop> {
             }
             0
         }
-        POWEROFF => return Err(Stop::PowerOff),
+        POWEROFF => return Err(Early::Stop(Stop::PowerOff)),
         _ => ENOSYS,
     })
 }

@@ -10,6 +10,7 @@
 pub mod bus;
 pub mod dev;
 pub mod guestmem;
+pub mod hcbuf;
 pub mod hvdev;
 pub mod hypercall;
 pub mod launch;

@@ -5,7 +5,9 @@
 //! emulate; the returned [`Stop`] says which, and where.
 use super::dev::{Board, BoardEvent};
 use super::guestmem::VmMemory;
+use super::hcbuf::GuestFault;
 use super::hvdev::DebugConsole;
+use super::hypercall::Reply;
 use super::msr::{self, MsrAction};
 use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
 use log::{debug, info, warn};
@@ -20,6 +22,7 @@ const RFLAGS_IF: u64 = 1 << 9;
 const VEC_UD: u8 = 6;
 const VEC_GP: u8 = 13;
 const VEC_BP: u8 = 3;
+const VEC_PF: u8 = 14;
 
 /// Why a vCPU stopped for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +144,27 @@ pub struct VcpuLoop<'a, S: Sys> {
     pub now_ns: u64,
     /// The MSRs the VMM emulates for this vCPU.
     pub msrs: msr::GuestMsrs,
+    /// What the vCPU's CPUID tells the guest about its page tables.
+    pub walk_limits: WalkLimits,
+}
+
+/// The page-table limits the guest was told through CPUID, which its walks
+/// obey: the physical-address width (leaf 8000_0008h EAX bits 7:0) and 1 GiB
+/// pages (leaf 8000_0001h EDX bit 26).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkLimits {
+    pub phys_addr_bits: u8,
+    pub gbpages: bool,
+}
+
+impl WalkLimits {
+    pub fn from_cpuid(cpuid: impl Fn(u32, u32) -> sysabi::CpuidResult) -> WalkLimits {
+        let max_ext = cpuid(0x8000_0000, 0).eax;
+        let bits = if max_ext >= 0x8000_0008 { cpuid(0x8000_0008, 0).eax as u8 } else { 0 };
+        let gbpages = max_ext >= 0x8000_0001 && cpuid(0x8000_0001, 0).edx & (1 << 26) != 0;
+        // Without leaf 8000_0008h the width is 36 bits with PAE (SDM vol. 3A §4.1.4).
+        WalkLimits { phys_addr_bits: if bits == 0 { 36 } else { bits }, gbpages }
+    }
 }
 
 impl<'a, S: Sys> VcpuLoop<'a, S> {
@@ -167,6 +191,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             held_input: None,
             now_ns: sys.now_ns(grants.clock)?,
             msrs: msr::GuestMsrs::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
+            walk_limits: WalkLimits::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
         })
     }
 
@@ -213,14 +238,15 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         ))
     }
 
-    fn paging(&self) -> Result<PagingState, Stop> {
+    /// The registers that steer the guest's page walks now.
+    pub fn paging(&self) -> Result<PagingState, Stop> {
         Ok(PagingState {
             cr0: self.reg(Reg::Cr0)?,
             cr3: self.reg(Reg::Cr3)?,
             cr4: self.reg(Reg::Cr4)?,
             efer: self.reg(Reg::Efer)?,
-            phys_addr_bits: 40,
-            gbpages: false,
+            phys_addr_bits: self.walk_limits.phys_addr_bits,
+            gbpages: self.walk_limits.gbpages,
         })
     }
 
@@ -339,11 +365,19 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 self.skip_instruction()?;
                 self.idle()?;
             }
-            VmExit::Vmmcall => {
-                let result = super::hypercall::dispatch(self)?;
-                self.set_reg(Reg::Rax, result as u64)?;
-                self.skip_instruction()?;
-            }
+            VmExit::Vmmcall => match super::hypercall::dispatch(self)? {
+                Reply::Return(result) => {
+                    self.set_reg(Reg::Rax, result as u64)?;
+                    self.skip_instruction()?;
+                }
+                Reply::Fault(GuestFault::Page(pf)) => {
+                    self.set_reg(Reg::Cr2, pf.addr)?;
+                    self.inject(EventInj::exception_with_error(VEC_PF, pf.error_code.bits()))?;
+                }
+                Reply::Fault(GuestFault::GeneralProtection) => {
+                    self.inject(EventInj::exception_with_error(VEC_GP, 0))?
+                }
+            },
             VmExit::Npf(f) => self.handle_npf(f.gpa, f.is_write())?,
             VmExit::CrWrite { cr, info } => self.handle_cr_write(cr, info)?,
             VmExit::Exception(e) => {

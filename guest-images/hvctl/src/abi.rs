@@ -1,4 +1,4 @@
-//! The Certivisor hypercall ABI, version 1 (docs/hypercalls.md): call
+//! The Certivisor hypercall ABI, version 2 (docs/hypercalls.md): call
 //! numbers, error codes, limits, and decoders for the structures the
 //! hypervisor writes into guest memory. Everything here is plain data and
 //! pure functions, tested on the host.

@@ -85,8 +85,9 @@ impl Hypervisor {
         // around the call (and the caller's RBX back). The ABI preserves
         // every register but RAX; RCX, RDX and RSI are still declared
         // clobbered so that a hypervisor bug cannot corrupt this program.
-        // Guest-physical buffers the call may write are pages this program
-        // owns (see phys.rs), which the asm may touch (no `nomem`).
+        // A buffer the call reads or writes is memory of this program whose
+        // address is an argument; the asm may touch it (no `nomem`), and the
+        // hypervisor reaches it only with this process's own rights.
         unsafe {
             asm!(
                 "xchg {a0}, rbx",

@@ -3,9 +3,10 @@
 //! (docs/benchmarking.md).
 //!
 //! It is an ordinary static Linux program that runs as root in the guest's
-//! initramfs. The instructions that reach the hypervisor live in `hv.rs`,
-//! the memory plumbing (guest-physical buffers, /dev/mem, ioperm) in
-//! `phys.rs`; everything else is plain logic tested on the host: `abi.rs`
+//! initramfs; every hypercall works as any user (docs/hypercalls.md §3),
+//! and only `bench`'s port and MMIO probes need root. The instructions that
+//! reach the hypervisor live in `hv.rs`, the device plumbing (/dev/mem,
+//! ioperm) in `phys.rs`; everything else is plain logic tested on the host: `abi.rs`
 //! (numbers and structure decoders), `args.rs` (the command line),
 //! and the shared `benchkit` crate (options, min/median/p99, report lines).
 //! `avx2.rs` checks AVX2 and the YMM registers across exits (the
@@ -26,7 +27,6 @@ mod phys;
 use abi::{errno, nr};
 use args::{Command, UsageError, USAGE};
 use hv::{Hypervisor, Presence};
-use phys::PhysPage;
 use std::io::Write;
 use std::process::exit;
 
@@ -55,16 +55,24 @@ fn check(what: &str, r: i64) -> Result<i64, Failure> {
     }
 }
 
-fn page() -> Result<PhysPage, Failure> {
-    PhysPage::new().map_err(|e| Failure(format!("cannot get a guest-physical buffer: {e}"), EXIT_ERROR))
+/// The reply buffer for INFO, STATS and CHAN_RECV: one page, as the ABI
+/// promises every reply fits.
+const REPLY_LEN: usize = 4096;
+
+/// Makes call `nr` with `buf` as its buffer (address, length) after the
+/// leading arguments `lead`. The hypervisor reaches the buffer through this
+/// process's page tables, with this process's rights.
+fn call_with_buffer(hv: &Hypervisor, nr: u64, lead: &[u64], buf: &mut [u8]) -> i64 {
+    let mut args = [0u64; 4];
+    args[..lead.len()].copy_from_slice(lead);
+    args[lead.len()] = buf.as_mut_ptr() as u64;
+    args[lead.len() + 1] = buf.len() as u64;
+    hv.call(nr, args)
 }
 
-/// Issues a call whose buffer argument is `page`, then makes sure the page
-/// did not move while the hypervisor used it.
-fn call_with_page(hv: &Hypervisor, page: &PhysPage, nr: u64, args: [u64; 4]) -> Result<i64, Failure> {
-    let r = hv.call(nr, args);
-    page.check_unmoved().map_err(|e| Failure(e.to_string(), EXIT_ERROR))?;
-    Ok(r)
+/// The first `r` bytes of `buf`, once `r` is a byte count the call returned.
+fn reply(buf: &[u8], r: i64) -> &[u8] {
+    &buf[..(r as usize).min(buf.len())]
 }
 
 fn version(hv: &Hypervisor) -> Outcome {
@@ -96,9 +104,9 @@ fn format_memory(bytes: u64) -> String {
 }
 
 fn info(hv: &Hypervisor) -> Outcome {
-    let p = page()?;
-    let n = check("INFO", call_with_page(hv, &p, nr::INFO, [p.gpa(), phys::PAGE_SIZE as u64, 0, 0])?)?;
-    let i = abi::Info::decode(&p.read(n as usize)).or_else(|e| fail(format!("INFO: {e}")))?;
+    let mut buf = vec![0u8; REPLY_LEN];
+    let n = check("INFO", call_with_buffer(hv, nr::INFO, &[], &mut buf))?;
+    let i = abi::Info::decode(reply(&buf, n)).or_else(|e| fail(format!("INFO: {e}")))?;
     println!("hypervisor: {}", i.name);
     println!("abi_version: {}", i.abi_version);
     println!("vm_id: {}", i.vm_id);
@@ -110,13 +118,13 @@ fn info(hv: &Hypervisor) -> Outcome {
 }
 
 fn stats(hv: &Hypervisor) -> Outcome {
-    let p = page()?;
-    let r = call_with_page(hv, &p, nr::STATS, [p.gpa(), phys::PAGE_SIZE as u64, 0, 0])?;
+    let mut buf = vec![0u8; REPLY_LEN];
+    let r = call_with_buffer(hv, nr::STATS, &[], &mut buf);
     if r == errno::E2BIG {
         return fail("STATS: -7 E2BIG: the statistics no longer fit in one page; this hvctl is too old");
     }
     let n = check("STATS", r)?;
-    let s = abi::Stats::decode(&p.read(n as usize)).or_else(|e| fail(format!("STATS: {e}")))?;
+    let s = abi::Stats::decode(reply(&buf, n)).or_else(|e| fail(format!("STATS: {e}")))?;
     print!("{}", format_stats(&s));
     Ok(0)
 }
@@ -151,9 +159,7 @@ fn format_stats(s: &abi::Stats) -> String {
 }
 
 fn send(hv: &Hypervisor, chan: u64, text: &str) -> Outcome {
-    let mut p = page()?;
-    p.write(text.as_bytes());
-    let r = call_with_page(hv, &p, nr::CHAN_SEND, [chan, p.gpa(), text.len() as u64, 0])?;
+    let r = call_with_buffer(hv, nr::CHAN_SEND, &[chan], &mut text.as_bytes().to_vec());
     if r == errno::E2BIG {
         return fail(format!("CHAN_SEND: -7 E2BIG: messages are at most {} bytes", abi::MAX_MESSAGE));
     }
@@ -162,9 +168,9 @@ fn send(hv: &Hypervisor, chan: u64, text: &str) -> Outcome {
 }
 
 fn recv(hv: &Hypervisor, chan: u64, wait: bool) -> Outcome {
-    let p = page()?;
+    let mut buf = vec![0u8; REPLY_LEN];
     loop {
-        let r = call_with_page(hv, &p, nr::CHAN_RECV, [chan, p.gpa(), phys::PAGE_SIZE as u64, 0])?;
+        let r = call_with_buffer(hv, nr::CHAN_RECV, &[chan], &mut buf);
         if r == errno::EAGAIN {
             if !wait {
                 eprintln!("no message");
@@ -174,7 +180,7 @@ fn recv(hv: &Hypervisor, chan: u64, wait: bool) -> Outcome {
             continue;
         }
         let n = check("CHAN_RECV", r)?;
-        let mut msg = p.read(n as usize);
+        let mut msg = reply(&buf, n).to_vec();
         msg.push(b'\n');
         let mut out = std::io::stdout().lock();
         out.write_all(&msg).and_then(|_| out.flush()).or_else(|e| fail(format!("stdout: {e}")))?;
@@ -183,9 +189,7 @@ fn recv(hv: &Hypervisor, chan: u64, wait: bool) -> Outcome {
 }
 
 fn console(hv: &Hypervisor, text: &str) -> Outcome {
-    let mut p = page()?;
-    p.write(text.as_bytes());
-    let r = call_with_page(hv, &p, nr::CONSOLE_WRITE, [p.gpa(), text.len() as u64, 0, 0])?;
+    let r = call_with_buffer(hv, nr::CONSOLE_WRITE, &[], &mut text.as_bytes().to_vec());
     let n = check("CONSOLE_WRITE", r)?;
     if n as usize != text.len() {
         eprintln!("hvctl: warning: CONSOLE_WRITE returned {n}, expected {}", text.len());
@@ -194,9 +198,7 @@ fn console(hv: &Hypervisor, text: &str) -> Outcome {
 }
 
 fn lookup(hv: &Hypervisor, name: &str) -> Outcome {
-    let mut p = page()?;
-    p.write(name.as_bytes());
-    let r = call_with_page(hv, &p, nr::LOOKUP, [p.gpa(), name.len() as u64, 0, 0])?;
+    let r = call_with_buffer(hv, nr::LOOKUP, &[], &mut name.as_bytes().to_vec());
     if r == errno::ENOENT {
         return fail(format!("LOOKUP: no call named {name:?} (-2 ENOENT)"));
     }

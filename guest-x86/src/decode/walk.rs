@@ -12,12 +12,21 @@
 //! | 1      | 1       | 0        | PAE, three levels        | 4 KiB, 2 MiB        |
 //! | 1      | 1       | 1        | long mode, four levels   | 4 KiB, 2 MiB, 1 GiB |
 //!
+//! Accessed and dirty bits:
+//! - [`walk`] and [`translate`] never set them. They serve the VMM's
+//!   instruction fetch and MMIO emulation, which read bytes the CPU itself
+//!   fetched a moment ago, so the guest already saw its A/D bits set by the
+//!   hardware walk.
+//! - [`walk_and_mark`] sets them as the CPU would for an access it makes
+//!   itself: A in every entry the walk used (PAE PDPTEs have none), and D in
+//!   the leaf for a write. The hypercall service uses it for the guest
+//!   buffers it reads and writes, so that a guest kernel that tracks dirty
+//!   pages through D (writeback, `MADV_FREE`) sees the hypervisor's writes.
+//!   The update is a one-byte store, not the CPU's locked read-modify-write:
+//!   it is exact while a VM has one vCPU, and needs an atomic compare and
+//!   exchange on guest memory once vCPUs of a VM run concurrently.
+//!
 //! What the walk does *not* do, on purpose:
-//! - It never sets accessed or dirty bits. The walk serves the VMM's
-//!   emulation, which either re-executes nothing (an MMIO access) or reads
-//!   bytes the CPU itself fetched a moment ago, so the guest already saw its
-//!   A/D bits set by the hardware walk. Writing guest tables from the host
-//!   would also race with the guest's other vCPUs.
 //! - It checks U/S, R/W (with CR0.WP), NX (with EFER.NXE) and SMEP. It does
 //!   not model SMAP (it needs RFLAGS.AC and the implicit-access rules),
 //!   protection keys or 5-level paging ([`WalkError::UnsupportedPaging`]).
@@ -186,6 +195,55 @@ pub fn translate(mem: &impl GuestMemory, cpu: &PagingState, gva: u64, access: Ac
 
 /// Translates `gva` like [`translate`], and also reports the page size.
 pub fn walk(mem: &impl GuestMemory, cpu: &PagingState, gva: u64, access: AccessKind) -> Result<Translation, WalkError> {
+    walk_recording(mem, cpu, gva, access, &mut Path::default())
+}
+
+/// Translates `gva` like [`walk`], then sets the accessed bit of every entry
+/// used and, for a write, the leaf's dirty bit, as the CPU's own access would.
+pub fn walk_and_mark(
+    mem: &mut impl GuestMemory,
+    cpu: &PagingState,
+    gva: u64,
+    access: AccessKind,
+) -> Result<Translation, WalkError> {
+    let mut path = Path::default();
+    let t = walk_recording(mem, cpu, gva, access, &mut path)?;
+    for (i, step) in path.steps[..path.len].iter().enumerate() {
+        let mut bits = if step.has_accessed_bit { PTE_A } else { 0 };
+        if i + 1 == path.len && access.op == AccessOp::Write {
+            bits |= PTE_D;
+        }
+        // A and D are bits 5 and 6 in every format: byte 0 of the entry.
+        if step.entry & bits != bits {
+            let byte = (step.entry | bits) as u8;
+            mem.write(step.gpa, &[byte]).map_err(|MemError::OutOfRange { gpa, .. }| WalkError::BadGpa { gpa })?;
+        }
+    }
+    Ok(t)
+}
+
+/// One paging-structure entry a walk used.
+#[derive(Debug, Clone, Copy, Default)]
+struct Step {
+    gpa: u64,
+    entry: u64,
+    has_accessed_bit: bool,
+}
+
+/// The entries of one walk, root first; the last is the leaf.
+#[derive(Debug, Default)]
+struct Path {
+    steps: [Step; 4],
+    len: usize,
+}
+
+fn walk_recording(
+    mem: &impl GuestMemory,
+    cpu: &PagingState,
+    gva: u64,
+    access: AccessKind,
+    path: &mut Path,
+) -> Result<Translation, WalkError> {
     let mode = cpu.mode()?;
     let levels: &[Level] = match mode {
         PagingMode::None => return Ok(Translation { gpa: gva & 0xFFFF_FFFF, page_size: 4096 }),
@@ -215,10 +273,13 @@ pub fn walk(mem: &impl GuestMemory, cpu: &PagingState, gva: u64, access: AccessK
     let mut rights = Rights { write: true, user: true, no_exec: false };
     for (depth, &level) in levels.iter().enumerate() {
         let index = (gva >> level.shift()) & ((1 << level.index_bits()) - 1);
-        let entry = read_entry(mem, table + index * level.entry_bytes(), level)?;
+        let entry_gpa = table + index * level.entry_bytes();
+        let entry = read_entry(mem, entry_gpa, level)?;
         if entry & PTE_P == 0 {
             return Err(fault(PfErrorCode::empty()));
         }
+        path.steps[depth] = Step { gpa: entry_gpa, entry, has_accessed_bit: level != Level::PaePdpt };
+        path.len = depth + 1;
         let leaf = depth + 1 == levels.len() || level.is_large(cpu, entry);
         if entry & level.reserved(cpu, entry) != 0 {
             return Err(fault(PfErrorCode::PRESENT | PfErrorCode::RSVD));
@@ -248,6 +309,8 @@ pub fn walk(mem: &impl GuestMemory, cpu: &PagingState, gva: u64, access: AccessK
 const PTE_P: u64 = 1 << 0;
 const PTE_RW: u64 = 1 << 1;
 const PTE_US: u64 = 1 << 2;
+const PTE_A: u64 = 1 << 5;
+const PTE_D: u64 = 1 << 6;
 const PTE_PS: u64 = 1 << 7;
 const PTE_NX: u64 = 1 << 63;
 

@@ -11,15 +11,40 @@ use vmm::vcpu::Stop;
 const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];
 /// A guest buffer inside RAM.
 const BUF: u64 = 0x8000;
-/// A guest-physical address past the end of RAM.
+/// A linear address whose page maps guest-physical memory past RAM.
 const OUTSIDE: u64 = RAM as u64 + 0x1000;
+/// A page only the guest kernel may touch.
+const KERNEL_PAGE: u64 = 0x9000;
+/// A page that is not mapped.
+const UNMAPPED: u64 = 0xA000;
+/// A page user code may read but not write.
+const READ_ONLY: u64 = 0xB000;
+/// Where the guest's page tables live.
+const TABLES: u64 = 0x7_0000;
 
 /// A 64-bit guest at CPL `cpl` whose CPU has NRIPS, so VMMCALL completes
-/// at RIP + 3 without being fetched.
+/// at RIP + 3 without being fetched. Its tables map the first 2 MiB of
+/// linear addresses to the same guest-physical ones, as user pages, except
+/// the three pages named above.
 fn guest(cpl: u64) -> FakeSys {
     let sys = long_mode();
     sys.put(Reg::Cpl, cpl);
     sys.state().nrips = Some(CODE + 3);
+    const P_RW_US: u64 = 0x7;
+    let entry = |sys: &FakeSys, at: u64, v: u64| sys.poke(at, &v.to_le_bytes());
+    entry(&sys, TABLES, (TABLES + 0x1000) | P_RW_US);
+    entry(&sys, TABLES + 0x1000, (TABLES + 0x2000) | P_RW_US);
+    entry(&sys, TABLES + 0x2000, (TABLES + 0x3000) | P_RW_US);
+    for page in 0..512u64 {
+        let flags = match page * 0x1000 {
+            KERNEL_PAGE => 0x3,
+            UNMAPPED => 0,
+            READ_ONLY => 0x5,
+            _ => P_RW_US,
+        };
+        entry(&sys, TABLES + 0x3000 + page * 8, (page * 0x1000) | flags);
+    }
+    sys.put(Reg::Cr3, TABLES);
     sys
 }
 
@@ -183,4 +208,86 @@ fn yield_gives_up_the_cpu_and_rereads_the_clock_after_others_ran() {
     step_ok(&mut lp);
     let now = sys.state().now_ns;
     assert_eq!(lp.now_ns, now, "the exit's guest time after others ran");
+}
+
+/// Makes hypercall `nr`, which must fault instead of returning: the guest
+/// takes `vector` (with `error_code`, and CR2 for #PF) at the VMMCALL, whose
+/// RIP stays, so the call runs again after the guest's handler.
+fn check_fault(sys: &FakeSys, nr: u64, args: [u64; 3], vector: u8, error_code: u32, cr2: Option<u64>) {
+    sys.take_calls();
+    sys.put(Reg::Rax, nr);
+    let rax = call(sys, nr, args) as u64;
+    assert_eq!(rax, nr, "call {nr} with {args:x?}: RAX must be left alone");
+    let calls = sys.take_calls();
+    let ev = vmcb::EventInj::exception_with_error(vector, error_code);
+    assert!(calls.contains(&Call::Inject(ev)), "expected {ev:?} among {calls:?}");
+    assert!(!calls.iter().any(|c| matches!(c, Call::Complete { .. })), "RIP must stay on the VMMCALL: {calls:?}");
+    if let Some(cr2) = cr2 {
+        assert!(calls.contains(&Call::SetReg(Reg::Cr2, cr2)), "expected CR2 = {cr2:#x} among {calls:?}");
+    }
+    assert!(!calls.iter().any(|c| matches!(c, Call::ChanSend { .. })), "a faulting call has no effect: {calls:?}");
+}
+
+const PF: u8 = 14;
+const GP: u8 = 13;
+const PF_PRESENT: u32 = 1;
+const PF_WRITE: u32 = 2;
+const PF_USER: u32 = 4;
+
+#[test]
+fn a_user_caller_cannot_name_kernel_memory_and_takes_the_page_fault_it_would_take() {
+    let sys = guest(3);
+    sys.poke(KERNEL_PAGE, b"secret");
+    check_fault(&sys, CONSOLE_WRITE, [KERNEL_PAGE, 6, 0], PF, PF_PRESENT | PF_USER, Some(KERNEL_PAGE));
+    check_fault(&sys, CHAN_SEND, [u64::from(VM_ID), KERNEL_PAGE, 6], PF, PF_PRESENT | PF_USER, Some(KERNEL_PAGE));
+    check_fault(&sys, INFO, [KERNEL_PAGE, 64, 0], PF, PF_PRESENT | PF_WRITE | PF_USER, Some(KERNEL_PAGE));
+    assert_eq!(sys.peek(KERNEL_PAGE, 6), b"secret", "kernel memory is untouched");
+    // A buffer that starts in user memory and runs into the kernel's page
+    // faults at the kernel page's first byte, and nothing is written.
+    check_fault(&sys, STATS, [KERNEL_PAGE - 8, 4096, 0], PF, PF_PRESENT | PF_WRITE | PF_USER, Some(KERNEL_PAGE));
+    assert_eq!(sys.peek(KERNEL_PAGE - 8, 8), [0; 8], "a faulting call writes nothing");
+    // The guest kernel may use the page.
+    check(&guest(0), CONSOLE_WRITE, [KERNEL_PAGE, 6, 0], 6);
+}
+
+#[test]
+fn unmapped_and_read_only_pages_fault_like_the_callers_own_access() {
+    let sys = guest(3);
+    check_fault(&sys, LOOKUP, [UNMAPPED + 0x10, 4, 0], PF, PF_USER, Some(UNMAPPED + 0x10));
+    sys.poke(READ_ONLY, b"ping");
+    check(&sys, LOOKUP, [READ_ONLY, 4, 0], PING as i64);
+    check_fault(
+        &sys,
+        CHAN_RECV,
+        [u64::from(VM_ID), READ_ONLY, 64],
+        PF,
+        PF_PRESENT | PF_WRITE | PF_USER,
+        Some(READ_ONLY),
+    );
+    check_fault(&guest(0), INFO, [UNMAPPED, 64, 0], PF, PF_WRITE, Some(UNMAPPED));
+}
+
+#[test]
+fn a_message_stays_queued_when_the_receive_buffer_faults() {
+    let sys = guest(3);
+    let me = u64::from(VM_ID);
+    sys.poke(BUF, b"kept");
+    check(&sys, CHAN_SEND, [me, BUF, 4], 0);
+    check_fault(&sys, CHAN_RECV, [me, UNMAPPED, 64], PF, PF_WRITE | PF_USER, Some(UNMAPPED));
+    check(&sys, CHAN_RECV, [me, BUF + 0x200, 64], 4);
+    assert_eq!(sys.peek(BUF + 0x200, 4), b"kept");
+}
+
+#[test]
+fn a_non_canonical_buffer_is_a_general_protection_fault() {
+    check_fault(&guest(3), CONSOLE_WRITE, [0x8000_0000_0000, 4, 0], GP, 0, None);
+}
+
+#[test]
+fn a_written_reply_marks_its_page_accessed_and_dirty() {
+    let sys = guest(3);
+    let pte = TABLES + 0x3000 + (BUF / 0x1000) * 8;
+    check(&sys, INFO, [BUF, 64, 0], 64);
+    let flags = u64::from_le_bytes(sys.peek(pte, 8).try_into().unwrap()) & 0x60;
+    assert_eq!(flags, 0x60, "INFO wrote the page: A and D must be set");
 }

@@ -1,8 +1,8 @@
 //! The page walker on hand-built tables, one group per paging mode.
 
 use crate::decode::walk::{
-    translate, walk, AccessKind, PageFault, PagingState, PfErrorCode, Translation, WalkError, CR0_PE, CR0_PG, CR0_WP,
-    CR4_LA57, CR4_PAE, CR4_PSE, CR4_SMEP, EFER_LMA, EFER_NXE,
+    translate, walk, walk_and_mark, AccessKind, PageFault, PagingState, PfErrorCode, Translation, WalkError, CR0_PE,
+    CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PSE, CR4_SMEP, EFER_LMA, EFER_NXE,
 };
 use crate::mem::{GuestMemory, VecMemory};
 
@@ -354,4 +354,75 @@ fn long_mode_without_pae_is_unsupported() {
     let mem = VecMemory::new(0x1000);
     let cpu = PagingState { cr4: 0, ..long_state() };
     assert_eq!(translate(&mem, &cpu, 0, READ), Err(WalkError::UnsupportedPaging));
+}
+
+// ------------------------------------------------------ accessed and dirty
+
+const A: u64 = 1 << 5;
+const D: u64 = 1 << 6;
+
+fn long_entries(mem: &VecMemory) -> [u64; 4] {
+    [PML4 + 3 * 8, PDPT + 5 * 8, PD + 7 * 8, PT + 9 * 8].map(|gpa| mem.read_u64(gpa).unwrap())
+}
+
+#[test]
+fn a_marked_read_sets_accessed_on_every_level_and_dirty_nowhere() {
+    let mut mem = long_tables(P | RW | US);
+    let before = long_entries(&mem);
+    assert_eq!(walk_and_mark(&mut mem, &long_state(), GVA, UREAD).map(|t| t.gpa), Ok(0x0ABC_D123));
+    let after = long_entries(&mem);
+    for (b, a) in before.iter().zip(after) {
+        assert_eq!(a, b | A, "entry {b:#x} became {a:#x}");
+    }
+}
+
+#[test]
+fn a_marked_write_also_sets_dirty_in_the_leaf_only() {
+    let mut mem = long_tables(P | RW | US);
+    let before = long_entries(&mem);
+    walk_and_mark(&mut mem, &long_state(), GVA, UWRITE).unwrap();
+    let after = long_entries(&mem);
+    assert_eq!(after[..3], before[..3].iter().map(|e| e | A).collect::<Vec<_>>()[..]);
+    assert_eq!(after[3], before[3] | A | D);
+}
+
+#[test]
+fn a_marked_write_to_a_2m_page_dirties_the_pde() {
+    let mut mem = long_tables(P);
+    set64(&mut mem, PD + 7 * 8, 0x4000_0000 | P | RW | PS);
+    walk_and_mark(&mut mem, &long_state(), GVA, WRITE).unwrap();
+    assert_eq!(mem.read_u64(PD + 7 * 8).unwrap(), 0x4000_0000 | P | RW | PS | A | D);
+}
+
+#[test]
+fn a_faulting_marked_walk_changes_nothing() {
+    let mut mem = long_tables(P | US);
+    let before = mem.0.clone();
+    let got = walk_and_mark(&mut mem, &long_state(), GVA, UWRITE);
+    let code = PfErrorCode::PRESENT | PfErrorCode::WRITE | PfErrorCode::USER;
+    assert_eq!(got.map(|t| t.gpa), pf(code, GVA));
+    assert!(mem.0 == before, "a refused access must not set A or D");
+}
+
+#[test]
+fn a_marked_pae_walk_leaves_the_pdpte_alone() {
+    let mut mem = pae_tables();
+    walk_and_mark(&mut mem, &pae_state(), PAE_GVA, WRITE).unwrap();
+    assert_eq!(mem.read_u64(0x1020 + 3 * 8).unwrap(), 0x2000 | P, "PAE PDPTEs have no A bit");
+    assert_eq!(mem.read_u64(0x2000 + 9 * 8).unwrap(), 0x3000 | P | RW | A);
+    assert_eq!(mem.read_u64(0x3000 + 0x34 * 8).unwrap(), 0x1_2345_6000 | P | RW | NX | A | D);
+}
+
+#[test]
+fn a_marked_32_bit_walk_sets_bits_in_4_byte_entries() {
+    let mut mem = VecMemory::new(0x10_0000);
+    // 0x0040_1234: PD index 1, PT index 1.
+    set32(&mut mem, 0x1000 + 4, 0x2000 | (P | RW) as u32);
+    set32(&mut mem, 0x2000 + 4, 0x7000 | (P | RW) as u32);
+    set32(&mut mem, 0x2000 + 8, 0xDEAD_B000);
+    let got = walk_and_mark(&mut mem, &bits32_state(0), 0x0040_1234, WRITE).map(|t| t.gpa);
+    assert_eq!(got, Ok(0x7234));
+    assert_eq!(mem.read_u32(0x1000 + 4).unwrap(), 0x2000 | (P | RW | A) as u32);
+    assert_eq!(mem.read_u32(0x2000 + 4).unwrap(), 0x7000 | (P | RW | A | D) as u32);
+    assert_eq!(mem.read_u32(0x2000 + 8).unwrap(), 0xDEAD_B000, "the next entry is untouched");
 }
