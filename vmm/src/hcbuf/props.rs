@@ -3,13 +3,9 @@
 //! caller's own byte-by-byte access would be, and a translated buffer reads
 //! and writes the bytes the model names.
 use super::*;
+use crate::proptest_cases::cases;
 use guest_x86::mem::VecMemory;
 use proptest::prelude::*;
-
-/// The case count: `n`, or `PROPTEST_CASES` when set (the long run).
-fn cases(n: u32) -> ProptestConfig {
-    ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n))
-}
 
 const RAM: usize = 0x20_0000;
 /// The long-mode tables: PML4, PDPT, PD, PT, one page each.
