@@ -3,6 +3,7 @@
 
 mod bzimage;
 mod detect;
+mod elf_model;
 mod errors;
 mod fuzz;
 mod images;
