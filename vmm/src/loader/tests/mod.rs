@@ -2,6 +2,7 @@
 //! kernel when `guest-images/out` has been built).
 
 mod bzimage;
+mod bzimage_model;
 mod detect;
 mod elf_model;
 mod errors;
