@@ -5,6 +5,7 @@
 mod emulate;
 mod fetch;
 mod insn;
+mod mov_model;
 mod objdump_lengths;
 mod props;
 mod walk;
