@@ -182,7 +182,9 @@ class Guest:
             rc = int(rc_line.strip())
         except ValueError:
             rc = None
-        return text[: -len(f"@@END-{tag} rc=")], rc
+        # Under the hypervisor each guest line starts with "vmN| " (its
+        # console's prefix); the commands' output is read without it.
+        return GUEST_PREFIX.sub("", text[: -len(f"@@END-{tag} rc=")]), rc
 
     def stop(self):
         if self.proc.poll() is None:
@@ -198,6 +200,7 @@ class Guest:
         self.logf.close()
 
 
+GUEST_PREFIX = re.compile(r"^vm\d+\| ", re.M)
 BENCH_RE = re.compile(r"^BENCH (\S+) min=(\d+) median=(\d+) p99=(\d+) n=(\d+)", re.M)
 HIST_RE = re.compile(r"^HIST (\S+)((?: \d+:\d+)*)", re.M)
 B64_RE = re.compile(r"^[A-Za-z0-9+/=]+$")

@@ -4,6 +4,10 @@
 //! QEMU's EPYC-Rome and max CPU models and on Bochs's ryzen. On each model
 //! the guest computes with AVX2 where the model has it (and reports it
 //! absent where not), and its boot touches no MSR the hypervisor refuses.
+//! Every boot runs without `acpi=off`: the guest finds the loader's ACPI
+//! tables, routes its interrupts through the emulated I/O APIC, ticks with
+//! the local APIC timer, and ends the run through ACPI (S5 or the reset
+//! register).
 use integration::*;
 use std::path::Path;
 use std::time::Duration;
@@ -28,7 +32,7 @@ fn boot_and_use_the_shell(on: Svm, kernel: &Path, expect_kind: &str, end: &str, 
     assert!(out.contains(&img.release), "uname -r: expected {:?}, saw:\n{out}", img.release);
 
     s.send("head -n 1 /proc/meminfo\n");
-    let out = s.expect("# ", secs(60));
+    let out = guest_text(&s.expect("# ", secs(60)));
     assert!(out.contains("MemTotal:"), "expected the MemTotal line, saw:\n{out}");
     let kb: u64 = out
         .lines()
@@ -45,9 +49,13 @@ fn boot_and_use_the_shell(on: Svm, kernel: &Path, expect_kind: &str, end: &str, 
         "expected the kernel log to name the hypervisor:\n{out}"
     );
     avx2_in_the_linux_guest(on, &mut s, avx2);
+    apic_ioapic_and_acpi_in_use(on, &mut s);
 
+    // `poweroff -f` writes S5 to the FADT's PM1a control block; `reboot -f`
+    // writes the FADT's reset register first.
     s.send(&format!("{end}\n"));
-    s.expect("vm0: stopped cleanly", secs(60));
+    let stop = if end.starts_with("poweroff") { "the guest powered off" } else { "the guest requested a reset" };
+    s.expect(&format!("vm0: stopped cleanly: {stop}"), secs(60));
     assert_eq!(s.wait(secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
     let log = s.output();
     let refused: Vec<&str> = log.lines().filter(|l| l.contains("refused (#GP)")).collect();
@@ -78,8 +86,77 @@ fn avx2_in_the_linux_guest(on: Svm, s: &mut Session, avx2: bool) {
     }
 
     s.send("dmesg | grep -c 'unchecked MSR access'\n");
-    let out = s.expect("# ", secs(60));
+    let out = guest_text(&s.expect("# ", secs(60)));
     assert!(out.lines().any(|l| l.trim() == "0"), "{on:?}: unchecked MSR accesses in the guest's log:\n{out}");
+}
+
+/// Checks that the guest runs on the board's APICs and ACPI tables, as a
+/// PC's firmware would hand them over: every table of the loader listed
+/// (`ACPI: <signature>` lines), the MADT's I/O APIC taken, interrupts
+/// routed through it (the PIT on pin 2 by the MADT's override, the UART on
+/// pin 4, the SCI level-triggered on pin 9), the local APIC timer in
+/// TSC-deadline mode as the tick, counting (`LOC`) while the guest is busy,
+/// and no complaint about any of it in the kernel log.
+fn apic_ioapic_and_acpi_in_use(on: Svm, s: &mut Session) {
+    let secs = |n| on.patience(Duration::from_secs(n));
+    let mut run = |cmd: &str| {
+        s.send(&format!("{cmd}\n"));
+        s.expect("# ", secs(120))
+    };
+    let out = run("dmesg | grep -E 'ACPI|APIC'");
+    for line in [
+        "ACPI: RSDP",
+        "ACPI: XSDT",
+        "ACPI: FACP",
+        "ACPI: DSDT",
+        "ACPI: FACS",
+        "ACPI: APIC",
+        "IOAPIC[0]: apic_id 1, version 32, address 0xfec00000, GSI 0-23",
+        "ACPI: INT_SRC_OVR (bus 0 bus_irq 0 global_irq 2 dfl dfl)",
+        "APIC: Switch to symmetric I/O mode setup",
+        "ACPI: Interpreter enabled",
+        "ACPI: PM: (supports S0 S5)",
+        "ACPI: Using IOAPIC for interrupt routing",
+    ] {
+        assert!(out.contains(line), "{on:?}: expected {line:?} in the guest's log:\n{out}");
+    }
+    assert_eq!(out.matches("ACPI: FACS").count(), 1, "{on:?}: the FADT names the FACS twice:\n{out}");
+
+    // Complaints Linux makes about APICs, ACPI tables and timer routing.
+    let out = run(concat!(
+        "dmesg | grep -i -E 'ACPI (BIOS )?(Error|Exception|Warning)|Firmware Bug|Firmware Warn|",
+        "APIC error|MP-BIOS bug|timer doesn.t work|nobody cared|Disabling IRQ|",
+        "calibration not consistent|local APIC disabled|verification failure' | grep -c .",
+    ));
+    assert!(out.lines().any(|l| l.trim() == "0"), "{on:?}: the guest's log complains:\n{out}");
+
+    let out = run("cat /proc/interrupts");
+    let line = |name: &str| out.lines().find(|l| l.trim_end().ends_with(name)).unwrap_or("").to_string();
+    for (name, via) in [("timer", "IO-APIC   2-edge"), ("ttyS0", "IO-APIC   4-edge"), ("acpi", "IO-APIC   9-fasteoi")] {
+        assert!(line(name).contains(via), "{on:?}: {name} is not on {via:?}:\n{out}");
+    }
+
+    // The TSC-deadline mode needs no calibration against the PIT, which
+    // a loaded host can spoil (Linux then gives up on the local APIC timer).
+    let out = run("cat /sys/devices/system/clockevents/clockevent0/current_device");
+    assert!(out.contains("lapic-deadline"), "{on:?}: the tick is not the local APIC's TSC-deadline timer:\n{out}");
+
+    let loc = |out: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.trim_start().strip_prefix("LOC:"))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{on:?}: no LOC line in /proc/interrupts:\n{out}"))
+    };
+    // Two seconds of busy guest time: the tick keeps running (an idle
+    // guest's tick may stop), at HZ=250 ~500 local APIC timer interrupts.
+    let out = run(concat!(
+        "grep LOC: /proc/interrupts; e=$(($(date +%s) + 2)); ",
+        "while [ $(date +%s) -lt $e ]; do :; done; grep LOC: /proc/interrupts",
+    ));
+    let mut counts = out.lines().filter(|l| l.trim_start().starts_with("LOC:")).map(loc);
+    let (before, after) = (counts.next().unwrap_or(0), counts.next().unwrap_or(0));
+    assert!(after >= before + 100, "{on:?}: the local APIC timer did not tick: LOC {before} then {after}:\n{out}");
 }
 
 fn kernel_image() -> std::path::PathBuf {
@@ -89,7 +166,7 @@ fn kernel_image() -> std::path::PathBuf {
 /// Runs `cmd` in the guest shell and returns what it printed.
 fn run(s: &mut Session, cmd: &str) -> String {
     s.send(&format!("{cmd}\n"));
-    s.expect("# ", Duration::from_secs(120))
+    guest_text(&s.expect("# ", Duration::from_secs(120)))
 }
 
 #[test]
@@ -114,6 +191,12 @@ fn hvctl_talks_to_the_hypervisor_from_the_linux_guest() {
     let io_count: u64 = io_line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(io_count > 100, "hvctl stats should count the boot's port I/O exits:\n{out}");
     assert!(out.contains("vmmcall"), "hvctl stats:\n{out}");
+    // The VM's CPU use: the only VM has had most of the CPU since it started.
+    let cpu = out.lines().find(|l| l.starts_with("cpu of this VM since it started: guest ")).unwrap_or("");
+    let share: f64 =
+        cpu.rsplit("share ").next().and_then(|p| p.trim().trim_end_matches('%').parse().ok()).unwrap_or(0.0);
+    println!("hvctl stats: {cpu}");
+    assert!(share > 50.0, "hvctl stats should show the VM's CPU use, a share over 50 %:\n{out}");
 
     // The documented errors: unknown call, CPL-0-only call.
     let out = run(&mut s, "hvctl call 999");
@@ -145,6 +228,55 @@ fn hvctl_talks_to_the_hypervisor_from_the_linux_guest() {
     s.expect("vm0: console: written by the guest", Duration::from_secs(60));
     s.send("reboot -f\n");
     s.expect("vm0: stopped cleanly", Duration::from_secs(60));
+}
+
+/// Two Linux VMs on one serial console: typed input goes to the VM with
+/// the focus only, Ctrl-] N moves the focus, every guest line carries its
+/// VM's prefix, and a guest's escape sequences and forged log lines reach
+/// the terminal harmless.
+#[test]
+fn two_linux_vms_share_the_console_with_input_to_one_and_prefixed_sanitised_output() {
+    let img = linux_images();
+    let vm = (img.vmlinux.as_path(), img.cmdline.as_str());
+    let mut s = Qemu::new()
+        .cpu("qemu64,+svm,+npt")
+        .kernel(&kernel_image(), "log=info")
+        .modules(&[vm, (img.initramfs.as_path(), ""), vm, (img.initramfs.as_path(), "")])
+        .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(400);
+    while !(0..2).all(|n| s.output().contains(&format!("vm{n}| {READY}"))) {
+        assert!(std::time::Instant::now() < deadline, "both VMs should reach their shell:\n{}", s.output());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(2)); // both shells print their prompt
+
+    s.send("echo typed-$((6*7))-here\n");
+    s.expect("vm0| typed-42-here", Duration::from_secs(60));
+    s.send("\x1d1");
+    s.expect("[CONS ] console: input goes to vm1", Duration::from_secs(30));
+    s.send("echo typed-$((6*7))-there\n");
+    s.expect("vm1| typed-42-there", Duration::from_secs(60));
+    s.send("\x1d?");
+    s.expect("VMs (* has the input): vm0 vm1*", Duration::from_secs(30));
+    let out = s.output();
+    assert!(
+        !out.contains("vm1| typed-42-here") && !out.contains("vm0| typed-42-there"),
+        "input reached one VM only:\n{out}"
+    );
+
+    // OSC 52 (the clipboard), a colour and a forged log line, from vm1.
+    s.send("printf '\\033]52;c;aGk=\\007\\033[31m[INFO ] vm1: stopped cleanly\\n'\n");
+    s.expect("vm1| [INFO ] vm1: stopped cleanly", Duration::from_secs(60));
+    let out = s.output();
+    assert!(!out.contains('\x1b'), "no escape byte reaches the terminal:\n{out:?}");
+    assert!(!out.lines().any(|l| l.starts_with("[INFO ] vm1: stopped")), "the forged line is marked as vm1's");
+
+    s.send("poweroff -f\n");
+    s.expect("vm1: stopped cleanly", Duration::from_secs(60));
+    s.expect("[CONS ] console: input goes to vm0", Duration::from_secs(30));
+    s.send("poweroff -f\n");
+    s.expect("vm0: stopped cleanly", Duration::from_secs(60));
+    assert_eq!(s.wait(Duration::from_secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
 }
 
 #[test]
@@ -221,4 +353,19 @@ fn linux_keeps_time_with_the_tsc_the_hypervisor_measured() {
     assert!(out.contains("Switched to clocksource tsc"), "the guest does not keep time with the TSC:\n{out}");
     s.send("reboot -f\n");
     s.expect("vm0: stopped cleanly", Duration::from_secs(60));
+}
+
+/// The same checks of the APIC, I/O APIC and ACPI under `-icount`, where
+/// the guest's time is the instruction count: the local APIC timer and the
+/// PIT must still tick and the ACPI power-off still end the run.
+#[test]
+fn linux_uses_the_acpi_tables_the_local_apic_timer_and_the_ioapic_under_icount() {
+    let img = linux_images();
+    let mut s = QEMU64.machine("log=info", &[(&img.vmlinux, &img.cmdline), (&img.initramfs, "")]).icount().spawn();
+    s.fail_on("Kernel panic");
+    s.expect(READY, Duration::from_secs(300));
+    s.expect("# ", Duration::from_secs(60));
+    apic_ioapic_and_acpi_in_use(QEMU64, &mut s);
+    s.send("poweroff -f\n");
+    s.expect("vm0: stopped cleanly: the guest powered off", Duration::from_secs(60));
 }

@@ -129,9 +129,34 @@ pub mod stats {
     /// name, then count, total, min, max (u64 each), then the buckets.
     pub const RECORD_LEN: usize = NAME_LEN + 4 * 8 + 8 * BUCKETS;
 
-    /// Bytes of a reply with `nreasons` records.
+    /// Bytes of a reply with `nreasons` records, without the CPU section.
     pub const fn len(nreasons: usize) -> usize {
         HEADER_LEN + nreasons * RECORD_LEN
+    }
+
+    /// After the records, if the caller's buffer has room for it: the
+    /// calling VM's use of the CPU since it started (STATS_RESET leaves it
+    /// alone). A caller whose buffer ends at the records gets them alone.
+    pub mod cpu {
+        /// "CVCP".
+        pub const MAGIC: u32 = 0x5043_5643;
+        /// magic u32, reserved u32 (0), then guest_ns, vmm_ns and
+        /// elapsed_ns (u64 each).
+        pub const LEN: usize = 32;
+        pub const MAGIC_AT: usize = 0;
+        /// Nanoseconds in guest mode (VMRUN to #VMEXIT).
+        pub const GUEST_NS_AT: usize = 8;
+        /// Nanoseconds on a CPU outside guest mode: the VMM, and the
+        /// kernel's work for it.
+        pub const VMM_NS_AT: usize = 16;
+        /// Nanoseconds since the VM's process was created.
+        pub const ELAPSED_NS_AT: usize = 24;
+        const _: () = assert!(ELAPSED_NS_AT + 8 == LEN, "the last field ends the section");
+    }
+
+    /// Bytes of a reply with `nreasons` records and the CPU section.
+    pub const fn len_with_cpu(nreasons: usize) -> usize {
+        len(nreasons) + cpu::LEN
     }
 }
 
@@ -155,6 +180,11 @@ mod tests {
         assert!(allowed(nr::STATS_RESET, 0));
         assert!(allowed(nr::PING, 3));
         assert!(allowed(12345, 3), "unknown calls are ENOSYS, not EPERM");
+    }
+
+    #[test]
+    fn stats_cpu_section_magic_spells_cvcp() {
+        assert_eq!(&stats::cpu::MAGIC.to_le_bytes(), b"CVCP");
     }
 
     #[test]

@@ -126,7 +126,8 @@ fn init_layers(boot: &BootInfo, opts: &Options, features: &Features) {
         Ok(_) => {}
         Err(e) => arch::fatal(format_args!("mm: {e}")),
     }
-    if let Err(e) = arch::paging::init(mm::ContainerId::ROOT, features.nx, features.gb_pages) {
+    arch::frames::install(&mm::KERNEL_FRAMES);
+    if let Err(e) = arch::paging::init(mm::ContainerId::ROOT.into(), features.nx, features.gb_pages) {
         arch::fatal(format_args!("host page tables: {e:?}"));
     }
     info!("paging: host page tables active, stack guard page at {:#x}", arch::paging::stack_guard_page());
@@ -200,6 +201,7 @@ fn vm_thread(index: usize) {
             }
             info!("{name}: exits: {}", out.stats);
             info!("{name}: paths: {}", out.paths);
+            info!("{name}: cpu: {}", out.cpu);
         }
         Err(e) => error!("{name}: not started: {e}"),
     }
@@ -236,7 +238,7 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
                 continue;
             }
         };
-        let grants = match crate::syscall::grant_process(pid) {
+        let grants = match crate::syscall::grant_process(pid, &name) {
             Ok(g) => g,
             Err(e) => {
                 error!("{name}: no console, clock or CPU share for it ({e}); skipped");

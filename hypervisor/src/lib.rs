@@ -7,7 +7,7 @@
 //!
 //! | layer    | module      | may use `unsafe` |
 //! |----------|-------------|------------------|
-//! | arch     | [`arch`]    | yes: the trusted base, every block carries a `SAFETY:` note |
+//! | arch     | [`arch`]    | yes: the trusted base, every block carries a `SAFETY:` note; imports no layer above |
 //! | mm       | [`mm`]      | no |
 //! | sync     | [`sync`]    | no (atomics only) |
 //! | thread   | [`thread`]  | no |
@@ -15,10 +15,15 @@
 //! | vm       | [`vm`]      | no |
 //! | syscall  | [`syscall`] | no: the door, `sysabi::Sys` implemented by [`syscall::Kernel`] |
 //!
-//! Above the door sits the VMM, the `vmm` crate, which [`kernel`] (init)
-//! starts in one process per VM. The library builds for the host too, so
-//! that everything above `arch` is tested with `cargo test`; only the
-//! kernel binary (`main.rs`) needs a CPU.
+//! Beside the stack: [`boot`] parses the boot information (multiboot2,
+//! command line, guest modules), [`kernel`] is init (it brings the layers
+//! up in order, then starts the VMM, the `vmm` crate, in one process per
+//! VM), [`selftest`] checks the layers at boot, and [`logger`] writes the
+//! log to the serial port. The library builds for the host too: host tests
+//! run everything above `arch` on the simulated machine of `arch::sim`
+//! (`testkit` sets up the kernel's global instances over it); only the
+//! kernel binary (`main.rs`) needs a CPU. `docs/architecture.md` has the
+//! crate graph.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -39,6 +44,9 @@ pub mod selftest;
 pub mod sync;
 #[deny(unsafe_code)]
 pub mod syscall;
+#[cfg(test)]
+#[deny(unsafe_code)]
+mod testkit;
 #[deny(unsafe_code)]
 pub mod thread;
 #[deny(unsafe_code)]

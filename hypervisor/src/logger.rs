@@ -5,9 +5,6 @@ use log::{LevelFilter, Log, Metadata, Record};
 
 struct SerialLogger;
 
-/// Serialises whole lines so that records from several CPUs do not mix.
-static LINE_LOCK: spin::Mutex<()> = spin::Mutex::new(());
-
 struct Sink;
 
 impl Write for Sink {
@@ -26,7 +23,9 @@ impl Log for SerialLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let _line = LINE_LOCK.lock();
+        // Whole lines, so that records from several CPUs and the guests'
+        // output do not mix.
+        let _line = crate::syscall::console::for_log_line();
         let _ = writeln!(Sink, "[{:5}] {}", record.level(), record.args());
     }
 

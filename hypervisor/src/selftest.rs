@@ -304,14 +304,11 @@ pub fn run() -> SelfTestReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::PhysRange;
 
-    /// The only host test that uses the kernel's global instances.
+    /// Uses the kernel's global instances (see `testkit`).
     #[test]
     fn selftest_passes_on_the_host_with_the_kernel_instances() {
-        let usable = [PhysRange::new(0, 0x9f000), PhysRange::new(0x10_0000, 0x800_0000)];
-        let reserved = [PhysRange::LOW_MEMORY, PhysRange::new(0x10_0000, 0x40_0000)];
-        mm::init(&usable, &reserved).expect("mm::init");
+        let _kernel = crate::testkit::kernel();
         let before = thread::global().scheduler().live_threads();
         let report = run();
         let line = report.to_string();

@@ -111,4 +111,4 @@ pub use error::NptError;
 pub use flavor::{Flavor, FlavorKind, Host, Nested};
 pub use flush::{FlushScope, TlbFlush};
 pub use perms::Perms;
-pub use table::{HostPageTable, NestedPageTable, PageTable};
+pub use table::{HostPageTable, NestedPageTable, PageTable, TableRoot};

@@ -21,9 +21,26 @@ const UPPER_HALF: u64 = 0xffff_8000_0000_0000;
 /// call; the table only remembers its root. Dropping a table without
 /// [`PageTable::destroy`] leaks its frames.
 pub struct PageTable<F: Flavor> {
-    root: HostPhysAddr,
+    root: TableRoot,
     max_page: PageSize,
     flavor: PhantomData<F>,
+}
+
+/// The root frame (PML4) of a [`PageTable`], as the table holds it.
+///
+/// Only this crate makes one, from a frame it got for a new table, and the
+/// table keeps it: it cannot be made up from an address, copied or cloned,
+/// and code outside reaches it only borrowed from a live table
+/// ([`PageTable::root`]). So a value for `nCR3` or `CR3` that comes from a
+/// `TableRoot` names a table this crate built.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TableRoot(HostPhysAddr);
+
+impl TableRoot {
+    /// The root frame's host-physical address.
+    pub fn addr(&self) -> HostPhysAddr {
+        self.0
+    }
 }
 
 /// Guest-physical to host-physical: the table `nCR3` points to.
@@ -36,7 +53,7 @@ impl<F: Flavor> fmt::Debug for PageTable<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PageTable")
             .field("flavor", &F::KIND)
-            .field("root", &self.root)
+            .field("root", &self.root.0)
             .field("max_page", &self.max_page)
             .finish()
     }
@@ -60,12 +77,12 @@ impl<F: Flavor> PageTable<F> {
             }
             None => return Err(NptError::OutOfFrames),
         };
-        Ok(Self { root, max_page, flavor: PhantomData })
+        Ok(Self { root: TableRoot(root), max_page, flavor: PhantomData })
     }
 
-    /// The root table (PML4): the value for `nCR3` or `CR3`.
-    pub fn root(&self) -> HostPhysAddr {
-        self.root
+    /// The root table (PML4): its address is the value for `nCR3` or `CR3`.
+    pub fn root(&self) -> &TableRoot {
+        &self.root
     }
 
     /// The largest page this table creates.
@@ -181,7 +198,7 @@ impl<F: Flavor> PageTable<F> {
     /// its page and the page's size; `None` if unmapped or out of range.
     pub fn translate<M: TableMemory>(&self, mem: &M, addr: F::Addr) -> Option<(HostPhysAddr, Perms, PageSize)> {
         let (linear, _) = self.check_range(addr.raw(), 1, 1).ok()?;
-        let (hpa, perms, level) = walk::lookup(mem, self.root, linear)?;
+        let (hpa, perms, level) = walk::lookup(mem, self.root.0, linear)?;
         let size = PageSize::of_level(level);
         Some((HostPhysAddr(hpa + (linear & (size.bytes() - 1))), perms, size))
     }
@@ -193,7 +210,7 @@ impl<F: Flavor> PageTable<F> {
         mem: &M,
         mut visit: impl FnMut(F::Addr, HostPhysAddr, PageSize, Perms),
     ) {
-        walk::for_each_leaf(mem, self.root, LEVELS, 0, &mut |linear, hpa, level, perms| {
+        walk::for_each_leaf(mem, self.root.0, LEVELS, 0, &mut |linear, hpa, level, perms| {
             visit(F::Addr::from_raw(from_linear::<F>(linear)), HostPhysAddr(hpa), PageSize::of_level(level), perms)
         });
     }
@@ -201,7 +218,7 @@ impl<F: Flavor> PageTable<F> {
     /// How many table frames the table holds, the root included.
     pub fn table_count<M: TableMemory>(&self, mem: &M) -> usize {
         let mut count = 0;
-        walk::for_each_table(mem, self.root, LEVELS, &mut |_| count += 1);
+        walk::for_each_table(mem, self.root.0, LEVELS, &mut |_| count += 1);
         count
     }
 
@@ -210,7 +227,7 @@ impl<F: Flavor> PageTable<F> {
     /// token asks to flush the whole address space before its ASID (or
     /// PCID) is used again.
     pub fn destroy<B: FrameSource + TableMemory>(self, mem: &mut B) -> TlbFlush<F::Addr> {
-        walk::free_tables(mem, self.root, LEVELS);
+        walk::free_tables(mem, self.root.0, LEVELS);
         TlbFlush::all()
     }
 
@@ -262,7 +279,7 @@ impl<F: Flavor> PageTable<F> {
         end: u64,
         must_be_mapped: bool,
     ) -> Result<(), NptError> {
-        let seen = walk::coverage(mem, self.root, LEVELS, start, end);
+        let seen = walk::coverage(mem, self.root.0, LEVELS, start, end);
         match (must_be_mapped, seen.all, seen.any) {
             (true, false, _) => Err(NptError::NotMapped),
             (false, _, true) => Err(NptError::AlreadyMapped),
@@ -279,11 +296,11 @@ impl<F: Flavor> PageTable<F> {
         op: Op,
     ) -> Result<TlbFlush<F::Addr>, NptError> {
         let mut dry = Walk::dry(mem, self.max_page);
-        dry.run(self.root, start, end, op);
+        dry.run(self.root.0, start, end, op);
         let needed = dry.tables_needed;
         let reserve = Reserve::take_from(mem, needed)?;
         let mut real = Walk::real(mem, self.max_page, reserve);
-        real.run(self.root, start, end, op);
+        real.run(self.root.0, start, end, op);
         Ok(match real.finish() {
             None => TlbFlush::none(),
             Some((first, last)) => TlbFlush::range(F::Addr::from_raw(from_linear::<F>(first)), last - first + 1),

@@ -66,12 +66,12 @@ fn example_from_crate_docs_runs() -> Result<(), NptError> {
 fn partial_protect_splits_2m_page_and_keeps_every_other_translation() {
     let (mut mem, mut npt) = nested();
     expect_no_flush(npt.map(&mut mem, gpa(M2), hpa(8 * M2), PageSize::Size2M, Perms::RWX).unwrap(), "map");
-    let before = walk(&mem, npt.root(), FlavorKind::Nested).pages;
+    let before = walk(&mem, npt.root().addr(), FlavorKind::Nested).pages;
 
     let flush = npt.protect(&mut mem, gpa(M2 + 5 * K4), PageSize::Size4K, Perms::READ).unwrap();
     expect_range_flush(flush, M2, M2, "split by protect");
 
-    let after = walk(&mem, npt.root(), FlavorKind::Nested);
+    let after = walk(&mem, npt.root().addr(), FlavorKind::Nested);
     assert!(after.problems.is_empty(), "{:?}", after.problems);
     assert_eq!(after.leaves.len(), 512, "expected 512 4K leaves after the split");
     assert!(after.leaves.iter().all(|l| l.size == PageSize::Size4K));
@@ -103,7 +103,7 @@ fn unmap_inside_1g_page_splits_twice_and_keeps_the_rest() {
         npt.translate(&mem, gpa(G1 + 4 * M2 + 9)).map(|t| (t.0, t.2)),
         Some((hpa(3 * G1 + 4 * M2 + 9), PageSize::Size2M))
     );
-    let shape = walk_shape(&mem, npt.root(), FlavorKind::Nested);
+    let shape = walk_shape(&mem, npt.root().addr(), FlavorKind::Nested);
     assert_eq!(shape.leaves.len(), 511 + 511, "511 2M leaves and 511 4K leaves");
 }
 
@@ -132,7 +132,7 @@ fn nested_flavor_sets_user_bit_at_every_level() {
     let _ = npt.map(&mut mem, gpa(8 * G1), hpa(M2), PageSize::Size2M, Perms::RW).unwrap().into_scope();
 
     let a = 0x1234_5000u64;
-    let mut table = npt.root();
+    let mut table = npt.root().addr();
     for level in (1..=4u32).rev() {
         let index = ((a >> (12 + 9 * (level - 1))) & 511) as usize;
         let raw = common::raw_entry(&mem, table, index);
@@ -141,7 +141,7 @@ fn nested_flavor_sets_user_bit_at_every_level() {
         assert_eq!(raw & 0b111, expected, "level {level}: expected P, U (and R/W above the leaf) in {raw:#x}");
         table = HostPhysAddr(raw & 0x000f_ffff_ffff_f000);
     }
-    let walked = walk(&mem, npt.root(), FlavorKind::Nested);
+    let walked = walk(&mem, npt.root().addr(), FlavorKind::Nested);
     assert!(walked.problems.is_empty(), "{:?}", walked.problems);
     assert!(walked.leaves.iter().all(|l| l.raw & 0b100 != 0), "a leaf lacks U");
     assert_eq!(npt.translate(&mem, gpa(a)).unwrap().1, Perms::READ | Perms::USER);
@@ -156,7 +156,7 @@ fn host_flavor_sets_user_bit_only_on_user_leaves() {
         .map(&mut mem, HostVirtAddr(0x2000), hpa(0x2000), PageSize::Size4K, Perms::RW | Perms::USER)
         .unwrap()
         .into_scope();
-    let walked = walk(&mem, host.root(), FlavorKind::Host);
+    let walked = walk(&mem, host.root().addr(), FlavorKind::Host);
     assert!(walked.problems.is_empty(), "{:?}", walked.problems);
     let user: Vec<(u64, bool)> = walked.leaves.iter().map(|l| (l.addr, l.raw & 0b100 != 0)).collect();
     assert_eq!(user, vec![(0x1000, false), (0x2000, true)], "(address, U) of each leaf");
@@ -195,7 +195,7 @@ fn uncached_perms_set_pcd_and_pwt_and_missing_execute_sets_nx() {
     let (mut mem, mut npt) = nested();
     let mmio = Perms::RW | Perms::UNCACHED;
     let _ = npt.map(&mut mem, gpa(0xfee0_0000), hpa(0xfee0_0000), PageSize::Size4K, mmio).unwrap().into_scope();
-    let leaf = walk(&mem, npt.root(), FlavorKind::Nested).leaves[0];
+    let leaf = walk(&mem, npt.root().addr(), FlavorKind::Nested).leaves[0];
     assert_eq!(leaf.raw & 0b1_1000, 0b1_1000, "expected PCD and PWT in {:#x}", leaf.raw);
     assert_ne!(leaf.raw & (1 << 63), 0, "expected NX in {:#x}", leaf.raw);
     assert_eq!(npt.translate(&mem, gpa(0xfee0_0000)).unwrap().1, mmio | Perms::USER);
@@ -269,7 +269,7 @@ fn map_range_uses_the_largest_pages_alignment_allows() {
     let start = G1 - K4;
     let len = K4 + G1 + M2 + K4;
     expect_no_flush(npt.map_range(&mut mem, gpa(start), hpa(7 * G1 - K4), len, Perms::RW).unwrap(), "map_range");
-    let shape = walk_shape(&mem, npt.root(), FlavorKind::Nested);
+    let shape = walk_shape(&mem, npt.root().addr(), FlavorKind::Nested);
     let sizes: Vec<(u64, PageSize)> = shape.leaves.iter().map(|l| (l.addr, l.size)).collect();
     assert_eq!(
         sizes,
@@ -288,7 +288,7 @@ fn map_range_with_incongruent_addresses_falls_back_to_4k_pages() {
     let (mut mem, mut npt) = nested();
     // GPA 2M-aligned, HPA only 4K-aligned: no large page can be used.
     let _ = npt.map_range(&mut mem, gpa(M2), hpa(K4), M2, Perms::RW).unwrap().into_scope();
-    let shape = walk_shape(&mem, npt.root(), FlavorKind::Nested);
+    let shape = walk_shape(&mem, npt.root().addr(), FlavorKind::Nested);
     assert_eq!(shape.leaves.len(), 512);
     assert!(shape.leaves.iter().all(|l| l.size == PageSize::Size4K));
 }
@@ -299,7 +299,7 @@ fn max_page_size_2m_creates_no_1g_pages() {
     let mut npt = NestedPageTable::with_max_page_size(&mut mem, PageSize::Size2M).unwrap();
     assert_eq!(npt.map(&mut mem, gpa(0), hpa(0), PageSize::Size1G, Perms::RW), Err(NptError::UnsupportedPageSize));
     let _ = npt.map_range(&mut mem, gpa(0), hpa(0), 2 * G1, Perms::RW).unwrap().into_scope();
-    let shape = walk_shape(&mem, npt.root(), FlavorKind::Nested);
+    let shape = walk_shape(&mem, npt.root().addr(), FlavorKind::Nested);
     assert_eq!(shape.leaves.len(), 1024);
     assert!(shape.leaves.iter().all(|l| l.size == PageSize::Size2M));
 }
@@ -315,9 +315,9 @@ fn out_of_frames_is_an_error_that_changes_nothing() {
     // A 1G map needs only the PDPT.
     let _ = npt.map(&mut mem, gpa(0), hpa(0), PageSize::Size1G, Perms::RW).unwrap().into_scope();
     // Splitting it for a 4K unmap needs two tables; only one is left.
-    let before = walk(&mem, npt.root(), FlavorKind::Nested).pages;
+    let before = walk(&mem, npt.root().addr(), FlavorKind::Nested).pages;
     assert_eq!(npt.unmap(&mut mem, gpa(K4), PageSize::Size4K), Err(NptError::OutOfFrames));
-    let after = walk(&mem, npt.root(), FlavorKind::Nested);
+    let after = walk(&mem, npt.root().addr(), FlavorKind::Nested);
     assert!(common::diff(&before, &after.pages).is_none(), "{}", common::diff(&before, &after.pages).unwrap());
     assert_eq!(after.leaves.len(), 1, "the 1G page must stay whole");
     assert_eq!(mem.frames_in_use(), 2);
@@ -417,7 +417,7 @@ fn flush_tokens_merge_into_the_smallest_covering_range() {
 fn read_execute_leaf_has_exactly_present_user_and_frame_bits() {
     let (mut mem, mut npt) = nested();
     let _ = npt.map(&mut mem, gpa(0), hpa(0xabc_d000), PageSize::Size4K, Perms::RX).unwrap().into_scope();
-    let leaf = walk(&mem, npt.root(), FlavorKind::Nested).leaves[0];
+    let leaf = walk(&mem, npt.root().addr(), FlavorKind::Nested).leaves[0];
     assert_eq!(leaf.raw, 0xabc_d000 | 0b101, "expected P|U and the frame, NX clear");
 }
 

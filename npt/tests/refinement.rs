@@ -287,7 +287,7 @@ fn check_state<F: Flavor>(
     mem: &SimMemory,
     max_page: PageSize,
 ) -> Result<(), TestCaseError> {
-    let walked = common::walk(mem, table.root(), F::KIND);
+    let walked = common::walk(mem, table.root().addr(), F::KIND);
     if let Some(diff) = common::diff(spec.pages(), &walked.pages) {
         return Err(TestCaseError::fail(format!("abstraction differs from spec:\n{diff}")));
     }

@@ -54,6 +54,10 @@ pub enum Needs {
     Avx,
     /// The guest may enable all three AVX-512 state components.
     Avx512,
+    /// Nothing from the host: the VMM emulates the feature (the local
+    /// APIC and its TSC-deadline timer), so it is shown whatever the host
+    /// CPU has.
+    Vmm,
 }
 
 /// One feature bit of a leaf and sub-leaf.
@@ -99,6 +103,10 @@ use Reg::*;
 pub const XSAVE: Feature = f("xsave", 1, Ecx, 26, Xsave);
 pub const OSXSAVE: Feature = f("osxsave", 1, Ecx, 27, Xsave);
 pub const HYPERVISOR: Feature = f("hypervisor", 1, Ecx, 31, Host);
+/// The local APIC timer's TSC-deadline mode and IA32_TSC_DEADLINE, which
+/// the VMM's local APIC model has.
+pub const TSC_DEADLINE: Feature = f("tsc_deadline_timer", 1, Ecx, 24, Vmm);
+pub const APIC: Feature = f("apic", 1, Edx, 9, Vmm);
 pub const VME: Feature = f("vme", 1, Edx, 1, Host);
 pub const DE: Feature = f("de", 1, Edx, 2, Host);
 pub const PSE: Feature = f("pse", 1, Edx, 3, Host);
@@ -135,6 +143,7 @@ pub const FEATURES: &[Feature] = &[
     OSXSAVE,
     f("avx", 1, Ecx, 28, Avx),
     f("f16c", 1, Ecx, 29, Avx),
+    TSC_DEADLINE,
     f("rdrand", 1, Ecx, 30, Host),
     HYPERVISOR,
     // Leaf 1 EDX.
@@ -146,6 +155,8 @@ pub const FEATURES: &[Feature] = &[
     f("msr", 1, Edx, 5, Host),
     PAE,
     f("cx8", 1, Edx, 8, Host),
+    // The VMM emulates an xAPIC (the page at 0xFEE0_0000, IA32_APIC_BASE).
+    APIC,
     f("sep", 1, Edx, 11, Host),
     PGE,
     f("cmov", 1, Edx, 15, Host),
@@ -218,6 +229,7 @@ pub const FEATURES: &[Feature] = &[
     f("msr", 0x8000_0001, Edx, 5, Host),
     f("pae", 0x8000_0001, Edx, 6, Host),
     f("cx8", 0x8000_0001, Edx, 8, Host),
+    f("apic", 0x8000_0001, Edx, 9, Vmm),
     f("syscall", 0x8000_0001, Edx, 11, Host),
     f("pge", 0x8000_0001, Edx, 13, Host),
     f("cmov", 0x8000_0001, Edx, 15, Host),

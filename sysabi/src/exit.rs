@@ -109,8 +109,8 @@ impl VmExit {
     }
 }
 
-/// The kind of an exit, without its details: what `sys_get_exit_reason`
-/// returns and what exit statistics count.
+/// The kind of an exit, without its details ([`VmExit::reason`]): what
+/// exit statistics count and logs name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum ExitReason {

@@ -24,7 +24,7 @@ pub use error::{GuestFault, SysError, SysResult};
 pub use exit::{ExitReason, RawExit, VmExit};
 pub use handles::{ClockHandle, ConsoleHandle, Grants, SchedHandle, VcpuHandle, VmHandle};
 pub use regs::{NextRipSource, Reg, SegReg};
-pub use stats::{ExitStats, PathStats, ReasonStats};
+pub use stats::{CpuUsage, ExitStats, PathStats, ReasonStats};
 pub use sys::{Sys, VcpuInfo};
 
 /// "No deadline", for [`Sys::run`].

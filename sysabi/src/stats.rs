@@ -139,6 +139,52 @@ impl core::fmt::Display for PathStats {
     }
 }
 
+/// A process's use of the CPU since it was created: the time its guests
+/// ran and the time the CPU spent on its behalf outside them (its VMM, the
+/// kernel calls it made, the kernel's fast path on its exits). Time the
+/// process spent waiting for the CPU or idle (halted) is in neither.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuUsage {
+    /// In guest mode: VMRUN to #VMEXIT, with the world switch.
+    pub guest_ns: u64,
+    /// On the CPU outside guest mode.
+    pub vmm_ns: u64,
+    /// Since the process was created (and given its share of the CPU).
+    pub elapsed_ns: u64,
+}
+
+impl CpuUsage {
+    /// Guest and VMM time together.
+    pub fn total_ns(&self) -> u64 {
+        self.guest_ns.saturating_add(self.vmm_ns)
+    }
+
+    /// The part of its lifetime the process held a CPU, in thousandths.
+    pub fn share_permille(&self) -> u64 {
+        if self.elapsed_ns == 0 {
+            return 0;
+        }
+        (u128::from(self.total_ns()) * 1000 / u128::from(self.elapsed_ns)) as u64
+    }
+}
+
+/// "guest=51234us vmm=312us elapsed=104000us share=49.5%" (microseconds,
+/// rounded down; the share of the lifetime spent on a CPU).
+impl core::fmt::Display for CpuUsage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let share = self.share_permille();
+        write!(
+            f,
+            "guest={}us vmm={}us elapsed={}us share={}.{}%",
+            self.guest_ns / 1000,
+            self.vmm_ns / 1000,
+            self.elapsed_ns / 1000,
+            share / 10,
+            share % 10
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +212,14 @@ mod tests {
         assert_eq!(r.histogram[bucket(100)], 1);
         assert_eq!(r.histogram.iter().sum::<u64>(), 3);
         assert_eq!(s.get(ExitReason::Io).count, 0);
+    }
+
+    #[test]
+    fn cpu_usage_line_gives_microseconds_and_the_share_of_the_lifetime() {
+        let u = CpuUsage { guest_ns: 51_234_999, vmm_ns: 312_000, elapsed_ns: 104_000_000 };
+        assert_eq!(u.total_ns(), 51_546_999);
+        assert_eq!(u.share_permille(), 495);
+        assert_eq!(u.to_string(), "guest=51234us vmm=312us elapsed=104000us share=49.5%");
+        assert_eq!(CpuUsage::default().share_permille(), 0, "no lifetime yet: no share, no division by zero");
     }
 }

@@ -10,7 +10,7 @@ use crate::error::{GuestFault, SysResult};
 use crate::exit::VmExit;
 use crate::handles::{ClockHandle, ConsoleHandle, SchedHandle, VcpuHandle, VmHandle};
 use crate::regs::{NextRipSource, Reg, SegReg};
-use crate::stats::{ExitStats, PathStats};
+use crate::stats::{CpuUsage, ExitStats, PathStats};
 use vmcb::{EventInj, Segment};
 
 /// A vCPU's place: its index in its VM (its APIC ID), the VM's id (what
@@ -90,6 +90,8 @@ pub trait Sys {
     /// Idles until `deadline_ns` or the next host interrupt: other ready
     /// threads run first, else the CPU halts.
     fn idle_until(&self, sched: SchedHandle, deadline_ns: u64) -> SysResult<()>;
+    /// The calling process's use of the CPU since it was created.
+    fn cpu_usage(&self, sched: SchedHandle) -> SysResult<CpuUsage>;
 
     /// Writes text to the hypervisor's console.
     fn console_write(&self, console: ConsoleHandle, bytes: &[u8]) -> SysResult<()>;

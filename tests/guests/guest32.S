@@ -45,6 +45,22 @@
  *                guest32 ticks". A hypervisor that lets the host timer
  *                lapse in the fast path leaves the loop without ticks:
  *                after 400 M iterations "FAIL guest32: no ticks".
+ *   mode=work    a fixed amount of work with no exit of its own (50 M
+ *                iterations of DEC; JNZ, 100 M instructions), then "PASS
+ *                guest32 work tsc=<16 hex digits>", the TSC cycles the work
+ *                took (RDTSC is not intercepted). work=long: 10 times as
+ *                much.
+ *   mode=flood-<kind>  exits of one kind as fast as it can, in rounds
+ *                (below), until VM 1 has come and gone (a CHAN_RECV from
+ *                VM 1 after each round says -EAGAIN while it runs, -EINVAL
+ *                before and after), then "PASS guest32 flood". If VM 1 has
+ *                not come after 10,000 rounds: "FAIL guest32: no vm 1".
+ *                The kinds and their rounds:
+ *                cpuid (1000 CPUIDs), ping (1000 VMMCALL PINGs), io (1000
+ *                INs from port 0x5555), mmio (1000 reads of the MMIO
+ *                device's COUNTER), msr (1000 RDMSRs of 0xC001_DEAD, each
+ *                a #GP the handler steps over), console (10 CONSOLE_WRITEs
+ *                of 4096 bytes, 32 lines of 127 characters each).
  *
  * Exit accounting (see README.md): every IN/OUT is one IOIO exit; prints
  * are one OUT per byte (puts), never a string instruction.
@@ -64,6 +80,7 @@
         .set EFER,     0xC0000080
         .set SYSENTER_CS, 0x174
         .set BADMSR,   0xC001DEAD
+        .set FLOOD_WAIT_ROUNDS, 10000   /* mode=flood-*: rounds to wait for VM 1 */
         .set CODE_SEL, 0x08
         .set DATA_SEL, 0x10
 
@@ -159,7 +176,142 @@ _start:
         mov     $k_ticks, %edi
         call    contains
         jnz     mode_ticks
-        jmp     default_mode
+        mov     $k_work, %edi
+        call    contains
+        jnz     mode_work
+        mov     $flood_kinds, %ebx      /* {keyword, round body, exits} */
+1:      mov     (%ebx), %edi
+        test    %edi, %edi
+        jz      default_mode
+        call    contains
+        jnz     mode_flood
+        add     $12, %ebx
+        jmp     1b
+
+/* mode=work: see the header. */
+mode_work:
+        mov     $50000000, %ebx
+        mov     $k_long, %edi
+        call    contains
+        jz      1f
+        mov     $500000000, %ebx
+1:      rdtsc                           /* not intercepted: no exit */
+        mov     %eax, work_tsc
+        mov     %edx, work_tsc + 4
+        mov     %ebx, %ecx
+2:      dec     %ecx                    /* no exit in this loop */
+        jnz     2b
+        rdtsc
+        sub     work_tsc, %eax
+        sbb     work_tsc + 4, %edx
+        mov     %eax, %ebx
+        mov     $s_pass_work, %esi
+        call    puts
+        mov     %edx, %eax
+        call    puthex32
+        mov     %ebx, %eax
+        call    puthex32
+        mov     $'\n', %al
+        out     %al, $DBG
+        jmp     reset
+
+/* mode=flood-<kind>: EBX points at the kind's {keyword, body, exits}. */
+mode_flood:
+        mov     $s_flood, %esi
+        call    puts
+        mov     (%ebx), %esi
+        call    puts
+        mov     $'\n', %al
+        out     %al, $DBG
+        call    fill_console_page
+        movl    $0, flood_rounds
+        movb    $0, flood_saw_vm1
+2:      mov     8(%ebx), %edi           /* exits per round */
+        call    *4(%ebx)
+        incl    flood_rounds
+        mov     $8, %eax                /* CHAN_RECV(VM 1, buf, 256) */
+        push    %ebx
+        mov     $1, %ebx
+        mov     $chan_buf, %ecx
+        mov     $256, %edx
+        vmmcall
+        pop     %ebx
+        cmp     $-11, %eax              /* -EAGAIN: VM 1 runs, no message */
+        jne     3f
+        movb    $1, flood_saw_vm1
+        jmp     2b
+3:      cmpb    $0, flood_saw_vm1       /* -EINVAL: VM 1 is gone ... */
+        jne     4f
+        cmpl    $FLOOD_WAIT_ROUNDS, flood_rounds
+        jb      2b                      /* ... or not there yet */
+        push    $t_no_vm1
+        call    fail
+        jmp     reset
+4:      mov     $s_pass_flood, %esi
+        call    puts
+        jmp     reset
+
+/* The flood rounds: EDI exits each; keep EBX. */
+flood_cpuid:
+        push    %ebx
+1:      xor     %eax, %eax
+        cpuid                           /* fast-path CPUID exit */
+        dec     %edi
+        jnz     1b
+        pop     %ebx
+        ret
+flood_ping:
+        mov     $1, %eax
+        vmmcall                         /* fast-path PING exit */
+        dec     %edi
+        jnz     flood_ping
+        ret
+flood_io:
+        mov     $UNUSED, %edx
+1:      in      %dx, %al                /* IOIO exit */
+        dec     %edi
+        jnz     1b
+        ret
+flood_mmio:
+        mov     $MMIO, %esi
+1:      mov     0x10(%esi), %eax        /* NPF exit, emulated */
+        dec     %edi
+        jnz     1b
+        ret
+flood_msr:
+        mov     $BADMSR, %ecx
+        rdmsr                           /* MSR exit, refused: #GP */
+        dec     %edi
+        jnz     flood_msr
+        ret
+flood_console:
+        push    %ebx
+1:      mov     $6, %eax                /* CONSOLE_WRITE(page, 4096) */
+        mov     $console_page, %ebx
+        mov     $4096, %ecx
+        vmmcall                         /* VMMCALL exit */
+        dec     %edi
+        jnz     1b
+        pop     %ebx
+        ret
+
+/* The console flood's text: 32 lines of 127 characters and a newline. */
+fill_console_page:
+        mov     $console_page, %edi
+        xor     %ecx, %ecx
+1:      mov     %cl, %al
+        and     $0x7F, %al
+        cmp     $0x7F, %al
+        jne     2f
+        mov     $'\n', %al
+        jmp     3f
+2:      and     $0x1F, %al
+        add     $'A', %al
+3:      mov     %al, (%edi,%ecx)
+        inc     %ecx
+        cmp     $4096, %ecx
+        jb      1b
+        ret
 
 /* mode=ticks: see the header. */
 mode_ticks:
@@ -694,6 +846,18 @@ puthex8:
         out     %al, $DBG
         ret
 
+/* puthex32: print EAX as eight hex digits. */
+puthex32:
+        push    %ecx
+        mov     $4, %ecx
+1:      rol     $8, %eax
+        push    %eax
+        call    puthex8                 /* changes AL */
+        pop     %eax
+        loop    1b
+        pop     %ecx
+        ret
+
 /* 256 stubs, 16 bytes apart: push the vector number, go to unexpected. */
         .balign 16
 vec_stubs:
@@ -720,7 +884,28 @@ k_mbinfo: .asciz "mode=mbinfo"
 k_debugexit: .asciz "mode=debugexit"
 k_ticks: .asciz "mode=ticks"
 s_pass_ticks: .asciz "PASS guest32 ticks\n"
+k_work:  .asciz "mode=work"
+k_long:  .asciz "work=long"
+s_pass_work: .asciz "PASS guest32 work tsc="
+s_flood: .asciz "guest32: "
+s_pass_flood: .asciz "PASS guest32 flood\n"
+k_flood_cpuid: .asciz "mode=flood-cpuid"
+k_flood_ping: .asciz "mode=flood-ping"
+k_flood_io: .asciz "mode=flood-io"
+k_flood_mmio: .asciz "mode=flood-mmio"
+k_flood_msr: .asciz "mode=flood-msr"
+k_flood_console: .asciz "mode=flood-console"
+        .balign 4
+flood_kinds:                            /* keyword, round body, exits per round */
+        .long   k_flood_cpuid, flood_cpuid, 1000
+        .long   k_flood_ping, flood_ping, 1000
+        .long   k_flood_io, flood_io, 1000
+        .long   k_flood_mmio, flood_mmio, 1000
+        .long   k_flood_msr, flood_msr, 1000
+        .long   k_flood_console, flood_console, 10
+        .long   0
 t_noticks: .asciz "no ticks"
+t_no_vm1: .asciz "no vm 1"
 s_cmdline: .asciz "cmdline: "
 s_modules: .asciz "modules: "
 s_mod0:  .asciz "module0: "
@@ -765,11 +950,18 @@ ud_count:   .long 0
 db_count:   .long 0
 db_eip:     .long 0
 db_dr6:     .long 0
+flood_rounds: .long 0
+flood_saw_vm1: .byte 0
+        .balign 8
+work_tsc:   .quad 0
 failed:     .byte 0
 
         .bss
         .balign 8
 idt:    .skip   256 * 8
+        .balign 4096
+console_page: .skip 4096
+chan_buf: .skip 256
         .balign 16
 stack:  .skip   8192
 stack_top:

@@ -68,18 +68,23 @@ impl Outcome {
     /// `counts`; other kinds on the line are not checked.
     pub fn assert_exit_counts(&self, vm: &str, counts: &[(&str, u64)]) -> &Self {
         let prefix = format!("{vm}: exits: ");
-        let line =
-            self.line(&prefix).unwrap_or_else(|| panic!("no {prefix:?} line in the serial log:\n{}", self.serial));
-        let seen: Vec<(&str, u64)> = line[line.find(&prefix).unwrap() + prefix.len()..]
-            .split_whitespace()
-            .filter_map(|w| w.split_once('='))
-            .map(|(k, v)| (k, v.parse().unwrap_or(u64::MAX)))
-            .collect();
+        let line = self.line(&prefix).unwrap_or("");
+        let seen = self.values(&prefix);
         for &(kind, want) in counts {
-            let got = seen.iter().find(|(k, _)| *k == kind).map_or(0, |&(_, n)| n);
+            let got = seen.iter().find(|(k, _)| *k == kind).map_or(0, |&(_, n)| n.parse().unwrap_or(u64::MAX));
             assert_eq!(got, want, "{vm}: expected {kind}={want}, saw the line {line:?}; serial log:\n{}", self.serial);
         }
         self
+    }
+
+    /// The `key=value` words after `prefix` on the first line that has it
+    /// (`vm0: exits: io=46 cpuid=3` gives `[("io", "46"), ("cpuid", "3")]`
+    /// for the prefix `vm0: exits: `). Panics, showing the serial log, if
+    /// no line has `prefix`.
+    pub fn values(&self, prefix: &str) -> Vec<(&str, &str)> {
+        let line =
+            self.line(prefix).unwrap_or_else(|| panic!("no {prefix:?} line in the serial log:\n{}", self.serial));
+        line[line.find(prefix).unwrap() + prefix.len()..].split_whitespace().filter_map(|w| w.split_once('=')).collect()
     }
 
     /// The first line containing `needle`.

@@ -27,6 +27,21 @@ pub const EXIT_SUCCESS: i32 = 33;
 pub const EXIT_FAILURE: i32 = 35;
 pub const EXIT_UNSUPPORTED: i32 = 37;
 
+/// A line of a guest's console without the `vmN| ` that the hypervisor's
+/// console puts before each guest line (docs/running.md); any other line
+/// as it is.
+pub fn guest_line(line: &str) -> &str {
+    line.strip_prefix("vm")
+        .and_then(|r| r.split_once("| "))
+        .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(line, |(_, text)| text)
+}
+
+/// `text` with [`guest_line`] applied to every line.
+pub fn guest_text(text: &str) -> String {
+    text.lines().map(guest_line).collect::<Vec<_>>().join("\n")
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

@@ -530,7 +530,7 @@ impl<'a> Driver<'a> {
         let rest = self.partial.split_off(last_nl + 1);
         let done = std::mem::replace(&mut self.partial, rest);
         for line in String::from_utf8_lossy(&done).lines() {
-            self.seen.feed(line.trim_end_matches('\r'));
+            self.seen.feed(crate::guest_line(line.trim_end_matches('\r')));
         }
     }
 

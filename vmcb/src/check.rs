@@ -9,6 +9,7 @@
 //! the field.
 
 use crate::{Efer, InterceptMisc2, Vmcb};
+use guest_x86::regs::{cr0, cr4};
 
 /// The CPU (or virtual CPU) the state must be legal for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,11 +81,6 @@ impl core::fmt::Display for StateError {
     }
 }
 
-const CR0_PE: u64 = 1 << 0;
-const CR0_NW: u64 = 1 << 29;
-const CR0_CD: u64 = 1 << 30;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
 /// The IOPM spans 12 KiB, the MSRPM 8 KiB.
 const IOPM_BYTES: u64 = 3 * 4096;
 const MSRPM_BYTES: u64 = 2 * 4096;
@@ -98,13 +94,13 @@ pub fn check_vmrun_state(vmcb: &Vmcb, limits: &StateLimits) -> Result<(), StateE
     if efer & Efer::SVME.bits() == 0 {
         return Err(StateError::EferSvmeClear);
     }
-    if s.cr0 & CR0_NW != 0 && s.cr0 & CR0_CD == 0 {
+    if s.cr0 & cr0::NW != 0 && s.cr0 & cr0::CD == 0 {
         return Err(StateError::Cr0NwWithoutCd);
     }
     if s.cr0 >> 32 != 0 {
         return Err(StateError::Cr0High(s.cr0));
     }
-    let long = efer & Efer::LME.bits() != 0 && s.cr0 & CR0_PG != 0;
+    let long = efer & Efer::LME.bits() != 0 && s.cr0 & cr0::PG != 0;
     let phys_limit = if limits.phys_addr_bits >= 64 { u64::MAX } else { (1u64 << limits.phys_addr_bits) - 1 };
     if long && s.cr3 & !phys_limit != 0 {
         return Err(StateError::Cr3Reserved(s.cr3 & !phys_limit));
@@ -121,10 +117,10 @@ pub fn check_vmrun_state(vmcb: &Vmcb, limits: &StateLimits) -> Result<(), StateE
     if efer & !(limits.efer_allowed | Efer::SVME.bits()) != 0 {
         return Err(StateError::EferReserved(efer & !(limits.efer_allowed | Efer::SVME.bits())));
     }
-    if long && s.cr4 & CR4_PAE == 0 {
+    if long && s.cr4 & cr4::PAE == 0 {
         return Err(StateError::LongModeWithoutPae);
     }
-    if long && s.cr0 & CR0_PE == 0 {
+    if long && s.cr0 & cr0::PE == 0 {
         return Err(StateError::LongModeWithoutPe);
     }
     let cs = s.cs.attributes();
@@ -163,8 +159,8 @@ mod tests {
     fn long_mode() -> Vmcb {
         let mut v = Vmcb::default();
         v.save.efer = Efer::SVME.bits() | Efer::LME.bits() | Efer::LMA.bits();
-        v.save.cr0 = CR0_PE | CR0_PG;
-        v.save.cr4 = CR4_PAE;
+        v.save.cr0 = cr0::PE | cr0::PG;
+        v.save.cr4 = cr4::PAE;
         v.save.cr3 = 0x1000;
         v.save.cs = Segment::flat_code64(8);
         v.save.dr6 = 0xFFFF_0FF0;
@@ -200,14 +196,14 @@ mod tests {
         let cases: [(&str, fn(&mut Vmcb), StateError); 15] = [
             ("svme", |v| v.save.efer &= !Efer::SVME.bits(), StateError::EferSvmeClear),
             ("efer", |v| v.save.efer |= 1 << 20, StateError::EferReserved(1 << 20)),
-            ("nw", |v| v.save.cr0 |= CR0_NW, StateError::Cr0NwWithoutCd),
-            ("cr0 high", |v| v.save.cr0 |= 1 << 40, StateError::Cr0High(CR0_PE | CR0_PG | 1 << 40)),
+            ("nw", |v| v.save.cr0 |= cr0::NW, StateError::Cr0NwWithoutCd),
+            ("cr0 high", |v| v.save.cr0 |= 1 << 40, StateError::Cr0High(cr0::PE | cr0::PG | 1 << 40)),
             ("cr3", |v| v.save.cr3 |= 1 << 45, StateError::Cr3Reserved(1 << 45)),
             ("cr4", |v| v.save.cr4 |= 1 << 30, StateError::Cr4Reserved(1 << 30)),
             ("dr6", |v| v.save.dr6 |= 1 << 32, StateError::Dr6High(0x1_FFFF_0FF0)),
             ("dr7", |v| v.save.dr7 |= 1 << 33, StateError::Dr7High(0x2_0000_0400)),
-            ("pae", |v| v.save.cr4 &= !CR4_PAE, StateError::LongModeWithoutPae),
-            ("pe", |v| v.save.cr0 &= !CR0_PE, StateError::LongModeWithoutPe),
+            ("pae", |v| v.save.cr4 &= !cr4::PAE, StateError::LongModeWithoutPae),
+            ("pe", |v| v.save.cr0 &= !cr0::PE, StateError::LongModeWithoutPe),
             (
                 "cs.l+d",
                 |v| v.save.cs = Segment::from_descriptor(8, 0x00ef_9a00_0000_ffff),

@@ -13,9 +13,29 @@ use crate::intercept::{CrSet, DrSet, ExceptionIntercepts, InterceptMisc1, Interc
 /// Size of the control area in bytes.
 pub const CONTROL_AREA_SIZE: usize = 0x400;
 
+/// Intercepts the safe interface never clears: without them the guest would
+/// read and write every host I/O port and MSR directly (the permission maps
+/// are consulted only with IOIO_PROT and MSR_PROT set).
+pub const ALWAYS_INTERCEPTED_MISC1: InterceptMisc1 = InterceptMisc1::IOIO_PROT.union(InterceptMisc1::MSR_PROT);
+
+/// Intercepts the safe interface never clears: a guest's own VMLOAD and
+/// VMSAVE would reach host-physical memory (without the virtual
+/// VMLOAD/VMSAVE extension), and SKINIT would restart the host CPU.
+pub const ALWAYS_INTERCEPTED_MISC2: InterceptMisc2 =
+    InterceptMisc2::VMLOAD.union(InterceptMisc2::VMSAVE).union(InterceptMisc2::SKINIT);
+
 /// The control area of a VMCB.
+///
+/// What this type's safe interface lets code build never lets a guest reach
+/// host memory, host MSRs or host I/O ports directly, and no copy of a
+/// control area can be made (no `Clone`, no public constructor outside
+/// tests). The host-physical pointers (`N_CR3`, `IOPM_BASE_PA`,
+/// `MSRPM_BASE_PA`) and NP_ENABLE are set only by the unsafe
+/// [`ControlArea::bind_host_memory`], whose caller vouches for them; the
+/// AVIC enables, whose pointers nobody sets, stay clear; and the intercepts
+/// in [`ALWAYS_INTERCEPTED_MISC1`] and [`ALWAYS_INTERCEPTED_MISC2`] stay set.
 #[repr(C)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct ControlArea {
     /// 0x000: intercept vector 0, CR reads (15:0) and writes (31:16).
     pub intercept_cr: u32,
@@ -24,9 +44,9 @@ pub struct ControlArea {
     /// 0x008: intercept vector 2, exceptions 0..31.
     pub intercept_exceptions: u32,
     /// 0x00C: intercept vector 3, see [`InterceptMisc1`].
-    pub intercept_misc1: u32,
+    pub(crate) intercept_misc1: u32,
     /// 0x010: intercept vector 4, see [`InterceptMisc2`].
-    pub intercept_misc2: u32,
+    pub(crate) intercept_misc2: u32,
     /// 0x014: intercept vector 5, see [`InterceptMisc3`].
     pub intercept_misc3: u32,
     reserved_0x018: [u8; 0x24],
@@ -36,10 +56,10 @@ pub struct ControlArea {
     pub pause_filter_count: u16,
     /// 0x040: physical address of the 12 KiB I/O permission map (bits 11:0
     /// ignored).
-    pub iopm_base_pa: u64,
+    pub(crate) iopm_base_pa: u64,
     /// 0x048: physical address of the 8 KiB MSR permission map (bits 11:0
     /// ignored).
-    pub msrpm_base_pa: u64,
+    pub(crate) msrpm_base_pa: u64,
     /// 0x050: added to the TSC in RDTSC/RDTSCP.
     pub tsc_offset: u64,
     /// 0x058: guest ASID. VMRUN refuses ASID 0.
@@ -50,7 +70,7 @@ pub struct ControlArea {
     pub erap_control: u8,
     reserved_0x05e: [u8; 2],
     /// 0x060: virtual interrupt control, see [`IntControl`].
-    pub int_control: u64,
+    pub(crate) int_control: u64,
     /// 0x068: interrupt shadow and guest interrupt mask, see
     /// [`InterruptState`].
     pub interrupt_shadow: u64,
@@ -63,15 +83,15 @@ pub struct ControlArea {
     /// 0x088: EXITINTINFO, in the [`EventInj`] format.
     pub exit_int_info: u64,
     /// 0x090: NP_ENABLE and related enables, see [`NestedControl`].
-    pub np_enable: u64,
+    pub(crate) np_enable: u64,
     /// 0x098: AVIC APIC_BAR (bits 51:0).
-    pub avic_apic_bar: u64,
+    pub(crate) avic_apic_bar: u64,
     /// 0x0A0: guest physical address of the GHCB (SEV-ES).
     pub ghcb_gpa: u64,
     /// 0x0A8: EVENTINJ, see [`EventInj`].
     pub event_inj: u64,
     /// 0x0B0: N_CR3, the nested page table root.
-    pub n_cr3: u64,
+    pub(crate) n_cr3: u64,
     /// 0x0B8: virtualization extensions, see [`VirtExtensions`].
     pub virt_ext: u64,
     /// 0x0C0: VMCB clean bits, see [`CleanBits`].
@@ -84,16 +104,16 @@ pub struct ControlArea {
     /// 0x0D1: the fetched guest instruction bytes.
     pub guest_insn_bytes: [u8; 15],
     /// 0x0E0: AVIC APIC_BACKING_PAGE pointer (bits 51:0).
-    pub avic_backing_page: u64,
+    pub(crate) avic_backing_page: u64,
     reserved_0x0e8: [u8; 8],
     /// 0x0F0: AVIC LOGICAL_TABLE pointer (bits 51:12).
-    pub avic_logical_table: u64,
+    pub(crate) avic_logical_table: u64,
     /// 0x0F8: AVIC PHYSICAL_TABLE pointer (bits 51:12) and
     /// AVIC_PHYSICAL_MAX_INDEX (bits 11:0).
-    pub avic_physical_table: u64,
+    pub(crate) avic_physical_table: u64,
     reserved_0x100: [u8; 8],
     /// 0x108: VMSA pointer (bits 51:12), SEV-ES.
-    pub vmsa_pa: u64,
+    pub(crate) vmsa_pa: u64,
     /// 0x110: VMGEXIT_RAX.
     pub vmgexit_rax: u64,
     /// 0x118: VMGEXIT_CPL.
@@ -118,7 +138,10 @@ pub struct ControlArea {
 }
 
 impl ControlArea {
-    /// A control area with every byte zero.
+    /// A control area with every byte zero: nested paging off, no
+    /// intercepts. Only for tests: such a control area must never reach a
+    /// VMCB that VMRUN runs (see the type's documentation).
+    #[cfg(any(test, feature = "test-util"))]
     pub const fn new_zeroed() -> Self {
         Self {
             intercept_cr: 0,
@@ -222,18 +245,20 @@ impl ControlArea {
     pub const fn misc1_intercepts(&self) -> InterceptMisc1 {
         InterceptMisc1::from_bits_retain(self.intercept_misc1)
     }
-    /// Sets the first miscellaneous intercept vector.
+    /// Sets the first miscellaneous intercept vector; the intercepts of
+    /// [`ALWAYS_INTERCEPTED_MISC1`] stay set whatever `set` says.
     pub fn set_misc1_intercepts(&mut self, set: InterceptMisc1) {
-        self.intercept_misc1 = set.bits();
+        self.intercept_misc1 = (set | ALWAYS_INTERCEPTED_MISC1).bits();
     }
 
     /// The second miscellaneous intercept vector.
     pub const fn misc2_intercepts(&self) -> InterceptMisc2 {
         InterceptMisc2::from_bits_retain(self.intercept_misc2)
     }
-    /// Sets the second miscellaneous intercept vector.
+    /// Sets the second miscellaneous intercept vector; the intercepts of
+    /// [`ALWAYS_INTERCEPTED_MISC2`] stay set whatever `set` says.
     pub fn set_misc2_intercepts(&mut self, set: InterceptMisc2) {
-        self.intercept_misc2 = set.bits();
+        self.intercept_misc2 = (set | ALWAYS_INTERCEPTED_MISC2).bits();
     }
 
     /// The third miscellaneous intercept vector.
@@ -267,9 +292,11 @@ impl ControlArea {
     pub const fn interrupt_control(&self) -> IntControl {
         IntControl::from_raw(self.int_control)
     }
-    /// Sets the virtual interrupt control word.
+    /// Sets the virtual interrupt control word, with AVIC and x2AVIC off
+    /// whatever `ctl` says: the AVIC pages are named by host-physical
+    /// pointers this crate never sets.
     pub fn set_interrupt_control(&mut self, ctl: IntControl) {
-        self.int_control = ctl.to_raw();
+        self.int_control = ctl.with_avic_enable(false).with_x2avic_enable(false).to_raw();
     }
 
     /// The interrupt-shadow word.
@@ -311,9 +338,38 @@ impl ControlArea {
     pub const fn nested_control(&self) -> NestedControl {
         NestedControl::from_bits_retain(self.np_enable)
     }
-    /// Sets the nested-paging and related enables.
-    pub fn set_nested_control(&mut self, ctl: NestedControl) {
-        self.np_enable = ctl.bits();
+    /// The nested page table's root (N_CR3).
+    pub const fn n_cr3(&self) -> u64 {
+        self.n_cr3
+    }
+    /// The I/O permission map's host-physical address.
+    pub const fn iopm_base_pa(&self) -> u64 {
+        self.iopm_base_pa
+    }
+    /// The MSR permission map's host-physical address.
+    pub const fn msrpm_base_pa(&self) -> u64 {
+        self.msrpm_base_pa
+    }
+
+    /// Points the VMCB at its nested page table and permission maps and
+    /// turns nested paging on (NP_ENABLE alone: no SEV); also sets the
+    /// intercepts that must always be set.
+    ///
+    /// # Safety
+    /// `n_cr3` must be the root of a nested page table, and `iopm_pa` and
+    /// `msrpm_pa` the first bytes of a 12 KiB and an 8 KiB permission map,
+    /// that map and grant only what the guest may have, and that stay so,
+    /// allocated and unchanged except through their owner, for as long as
+    /// VMRUN may run this VMCB. The CPU reads all three by host-physical
+    /// address.
+    #[allow(unsafe_code)]
+    pub unsafe fn bind_host_memory(&mut self, iopm_pa: u64, msrpm_pa: u64, n_cr3: u64) {
+        self.iopm_base_pa = iopm_pa;
+        self.msrpm_base_pa = msrpm_pa;
+        self.n_cr3 = n_cr3;
+        self.np_enable = NestedControl::NP_ENABLE.bits();
+        self.intercept_misc1 |= ALWAYS_INTERCEPTED_MISC1.bits();
+        self.intercept_misc2 |= ALWAYS_INTERCEPTED_MISC2.bits();
     }
     /// Whether NP_ENABLE is set.
     pub const fn nested_paging_enabled(&self) -> bool {
@@ -346,6 +402,7 @@ impl ControlArea {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Default for ControlArea {
     fn default() -> Self {
         Self::new_zeroed()
@@ -444,11 +501,26 @@ mod tests {
         c.set_misc2_intercepts(InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL);
         c.set_misc3_intercepts(InterceptMisc3::INVPCID);
         c.set_exception_intercepts(ExceptionIntercepts::PF | ExceptionIntercepts::MC);
-        assert_eq!(c.intercept_misc1, (1 << 18) | (1 << 24));
-        assert_eq!(c.intercept_misc2, 0b11);
+        // IOIO_PROT and MSR_PROT (27, 28), VMLOAD, VMSAVE and SKINIT (2, 3, 6) stay set.
+        assert_eq!(c.intercept_misc1, (1 << 18) | (1 << 24) | (1 << 27) | (1 << 28));
+        assert_eq!(c.intercept_misc2, 0b11 | (1 << 2) | (1 << 3) | (1 << 6));
         assert_eq!(c.intercept_misc3, 1 << 2);
         assert_eq!(c.intercept_exceptions, (1 << 14) | (1 << 18));
-        assert_eq!(c.misc2_intercepts(), InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL);
+        assert_eq!(c.misc2_intercepts(), InterceptMisc2::VMRUN | InterceptMisc2::VMMCALL | ALWAYS_INTERCEPTED_MISC2);
+    }
+
+    #[test]
+    fn binding_host_memory_turns_on_nested_paging_and_the_fixed_intercepts() {
+        let mut c = ControlArea::new_zeroed();
+        // SAFETY: a test value that no VMRUN ever sees.
+        #[allow(unsafe_code)]
+        unsafe {
+            c.bind_host_memory(0x1000, 0x4000, 0x6000)
+        };
+        assert_eq!((c.iopm_base_pa(), c.msrpm_base_pa(), c.n_cr3()), (0x1000, 0x4000, 0x6000));
+        assert_eq!(c.nested_control(), NestedControl::NP_ENABLE);
+        assert!(c.misc1_intercepts().contains(ALWAYS_INTERCEPTED_MISC1));
+        assert!(c.misc2_intercepts().contains(ALWAYS_INTERCEPTED_MISC2));
     }
 
     #[test]
@@ -460,8 +532,7 @@ mod tests {
         c.tlb_control = 2;
         assert_eq!(c.tlb_flush(), None);
 
-        c.set_nested_control(NestedControl::NP_ENABLE);
-        assert_eq!(c.np_enable, 1);
+        c.np_enable = 1;
         assert!(c.nested_paging_enabled());
 
         c.set_event_injection(EventInj::exception_with_error(13, 0));
@@ -472,6 +543,8 @@ mod tests {
 
         c.set_interrupt_control(IntControl::ZERO.with_v_irq(true).with_v_intr_masking(true));
         assert_eq!(c.int_control, (1 << 8) | (1 << 24));
+        c.set_interrupt_control(IntControl::ZERO.with_v_irq(true).with_avic_enable(true).with_x2avic_enable(true));
+        assert_eq!(c.int_control, 1 << 8, "AVIC stays off: its pages are never given");
 
         c.set_clean_bits(CleanBits::all() - CleanBits::TPR);
         assert_eq!(c.vmcb_clean, !(1u32 << 3));

@@ -1,36 +1,34 @@
-//! EFER (MSR 0xC000_0080) bits a hypervisor sets or checks in a guest's
+//! EFER (MSR 0xC000_0080, `guest_x86::regs::efer::MSR`) bits a hypervisor sets or checks in a guest's
 //! saved EFER (APM vol. 2, 3.1.7).
 
 use bitflags::bitflags;
+use guest_x86::regs::efer;
 
 bitflags! {
     /// Extended Feature Enable Register. Unnamed bits are kept.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct Efer: u64 {
         /// System-call extensions (SYSCALL/SYSRET).
-        const SCE = 1 << 0;
+        const SCE = efer::SCE;
         /// Long mode enable.
-        const LME = 1 << 8;
+        const LME = efer::LME;
         /// Long mode active. VMRUN loads it as given, so a 64-bit guest
         /// needs LME and LMA both set (with CR0.PG and CR4.PAE).
-        const LMA = 1 << 10;
+        const LMA = efer::LMA;
         /// No-execute enable.
-        const NXE = 1 << 11;
+        const NXE = efer::NXE;
         /// Secure virtual machine enable. VMRUN rejects a guest EFER
         /// without it (VMEXIT_INVALID).
-        const SVME = 1 << 12;
+        const SVME = efer::SVME;
         /// Long mode segment limit enable.
-        const LMSLE = 1 << 13;
+        const LMSLE = efer::LMSLE;
         /// Fast FXSAVE/FXRSTOR.
-        const FFXSR = 1 << 14;
+        const FFXSR = efer::FFXSR;
         /// Translation cache extension.
-        const TCE = 1 << 15;
+        const TCE = efer::TCE;
         const _ = !0;
     }
 }
-
-/// The EFER MSR number.
-pub const EFER_MSR: u32 = 0xC000_0080;
 
 #[cfg(test)]
 mod tests {

@@ -5,8 +5,11 @@
 //! This is a pure data-and-logic crate. It never executes an SVM
 //! instruction and touches no hardware, so all of it is tested on the host
 //! with `cargo test -p vmcb`; the hypervisor's `vm` layer places these
-//! structures in physical pages and runs VMRUN on them. It contains no
-//! `unsafe` code.
+//! structures in physical pages and runs VMRUN on them. Its one `unsafe`
+//! item is [`ControlArea::bind_host_memory`], a contract without unsafe
+//! code inside: the VMCB's host-physical pointers are set only by a caller
+//! that owns what they point at, so a VMCB built through the safe interface
+//! never lets a guest reach host memory, ports or MSRs directly.
 //!
 //! What is here:
 //!
@@ -36,7 +39,7 @@
 //! code); decoders return typed errors and never panic.
 
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod check;
@@ -54,9 +57,9 @@ mod segment;
 mod vmcb;
 
 pub use check::{check_vmrun_state, StateError, StateLimits};
-pub use control::{ControlArea, CONTROL_AREA_SIZE};
+pub use control::{ControlArea, ALWAYS_INTERCEPTED_MISC1, ALWAYS_INTERCEPTED_MISC2, CONTROL_AREA_SIZE};
 pub use controls::{CleanBits, ErapControl, IntControl, InterruptState, NestedControl, TlbControl, VirtExtensions};
-pub use efer::{Efer, EFER_MSR};
+pub use efer::Efer;
 pub use event::{EventInj, EventType, ExitIntInfo};
 pub use exit_code::ExitCode;
 pub use exit_info::{

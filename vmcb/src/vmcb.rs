@@ -9,8 +9,11 @@ pub const VMCB_SIZE: usize = 0x1000;
 
 /// A virtual machine control block. Must sit in one 4 KiB-aligned page of
 /// physical memory; the type's alignment guarantees the virtual side.
+///
+/// Not `Clone` and, outside tests, without a public constructor: a VMCB
+/// exists only where its owner placed it (see [`ControlArea`]).
 #[repr(C, align(4096))]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Vmcb {
     /// 0x000..0x400.
     pub control: ControlArea,
@@ -19,20 +22,15 @@ pub struct Vmcb {
 }
 
 impl Vmcb {
-    /// A VMCB with every byte zero: no intercepts, no clean bits, ASID 0.
-    /// Not runnable as is (VMRUN needs at least the VMRUN intercept, a
-    /// non-zero ASID and EFER.SVME).
+    /// A VMCB with every byte zero: no intercepts, no clean bits, ASID 0,
+    /// nested paging off. Only for tests (see [`ControlArea::new_zeroed`]).
+    #[cfg(any(test, feature = "test-util"))]
     pub const fn new_zeroed() -> Self {
         Self { control: ControlArea::new_zeroed(), save: StateSaveArea::new_zeroed() }
     }
-
-    /// Zeroes every byte in place.
-    pub fn clear(&mut self) {
-        self.control = ControlArea::new_zeroed();
-        self.save = StateSaveArea::new_zeroed();
-    }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Default for Vmcb {
     fn default() -> Self {
         Self::new_zeroed()
@@ -158,12 +156,9 @@ mod tests {
     }
 
     #[test]
-    fn default_is_all_zero_and_clear_resets() {
-        let mut v = Box::<Vmcb>::default();
+    fn default_is_all_zero() {
+        let v = Box::<Vmcb>::default();
         assert_eq!(*v, Vmcb::new_zeroed());
-        v.control.guest_asid = 1;
-        v.save.rip = 0x7C00;
-        v.clear();
-        assert_eq!(*v, Vmcb::new_zeroed());
+        assert!(!v.control.nested_paging_enabled() && v.control.n_cr3() == 0);
     }
 }

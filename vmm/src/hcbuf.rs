@@ -131,11 +131,11 @@ mod tests {
     use super::*;
     use guest_x86::decode::PfErrorCode;
     use guest_x86::mem::VecMemory;
+    use guest_x86::regs::{cr0, cr4, efer};
 
     const P: u64 = 1;
     const RW: u64 = 2;
     const US: u64 = 4;
-    const CR0_PG_PE_WP: u64 = (1 << 31) | (1 << 16) | 1;
 
     /// Long-mode tables: linear page `i` (for i in 0..4) at 0x40_0000 maps
     /// frame 0x10_0000 + i * 0x3000 (not contiguous), with the leaf flags
@@ -149,10 +149,10 @@ mod tests {
             mem.write_u64(0x4000 + i as u64 * 8, (0x10_0000 + i as u64 * 0x3000) | flags).unwrap();
         }
         let paging = PagingState {
-            cr0: CR0_PG_PE_WP,
+            cr0: cr0::PG | cr0::PE | cr0::WP,
             cr3: 0x1000,
-            cr4: 1 << 5,
-            efer: (1 << 10) | (1 << 8),
+            cr4: cr4::PAE,
+            efer: efer::LMA | efer::LME,
             phys_addr_bits: 40,
             gbpages: false,
         };

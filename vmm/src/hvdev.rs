@@ -2,8 +2,9 @@
 //! the MMIO information device at [`MMIO_BASE`].
 //!
 //! The debug console is an 8-bit port: each byte written is a character,
-//! lines go to the hypervisor's log, and a read returns 0xE9 (as on Bochs
-//! and QEMU, so a guest can tell the port is there).
+//! lines go to the hypervisor's log (within the VM's budget of lines, see
+//! `guestlog`), and a read returns 0xE9 (as on Bochs and QEMU, so a guest
+//! can tell the port is there).
 //!
 //! The MMIO device gives guests (and `hvctl bench`) a register whose every
 //! access goes through the nested-page-fault path and the instruction
@@ -12,9 +13,10 @@
 //! (read-only, counts its own reads). Other offsets read as zero and ignore
 //! writes.
 use crate::bus::{self, BusDevice, Ctx, Range};
+use crate::guestlog::log_line;
 use arrayvec::ArrayString;
 use guest_x86::decode::size_mask;
-use log::info;
+use log::Level;
 
 pub const DEBUG_PORT: u16 = 0xE9;
 pub const MMIO_BASE: u64 = 0xFEBF_F000;
@@ -86,9 +88,11 @@ impl BusDevice for DebugPort<'_> {
         bus::read_bytes(offset, data, |_| DEBUG_PORT as u8);
     }
 
-    fn write(&mut self, _base: u64, offset: u64, data: &[u8], _cx: &mut Ctx) {
-        let name = self.name;
-        bus::write_bytes(offset, data, |_, b| self.console.put(b, |line| info!("{name}: {line}")));
+    fn write(&mut self, _base: u64, offset: u64, data: &[u8], cx: &mut Ctx) {
+        let (name, now) = (self.name, cx.now_ns);
+        bus::write_bytes(offset, data, |_, b| {
+            self.console.put(b, |line| log_line(&mut cx.log_budget, now, name, Level::Info, format_args!("{line}")))
+        });
     }
 }
 

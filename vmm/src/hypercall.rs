@@ -10,7 +10,7 @@
 use super::hcbuf::{self, Caller, GuestFault, Refusal, Span, MAX_BUF};
 use super::vcpu::{Stop, VcpuLoop};
 use sysabi::stats::BUCKETS;
-use sysabi::{ExitReason, ExitStats, Reg, Sys, SysError, VcpuInfo};
+use sysabi::{CpuUsage, ExitReason, ExitStats, Reg, Sys, SysError, VcpuInfo};
 
 pub use hvabi::errno::*;
 pub use hvabi::nr::*;
@@ -19,8 +19,11 @@ use hvabi::{info, stats};
 /// The ABI version returned by VERSION and by CPUID 0x4000_0001.
 pub const ABI_VERSION: i64 = hvabi::ABI_VERSION as i64;
 
-/// The STATS reply for this hypervisor's exit reasons.
-pub const STATS_SIZE: usize = stats::len(ExitReason::COUNT);
+/// The STATS reply for this hypervisor's exit reasons, with the CPU section.
+pub const STATS_SIZE: usize = stats::len_with_cpu(ExitReason::COUNT);
+/// The STATS reply without the CPU section: what a buffer too small for it
+/// gets.
+pub const STATS_RECORDS_SIZE: usize = stats::len(ExitReason::COUNT);
 // A guest tool passes one page for the reply.
 const _: () = assert!(STATS_SIZE <= 4096);
 const _: () = assert!(stats::BUCKETS == BUCKETS);
@@ -52,8 +55,9 @@ pub fn encode_info(vm_id: u32, vcpus: u32, mem: u64, vcpu_index: u32, tsc_hz: u6
     b
 }
 
-/// Encodes STATS's reply.
-pub fn encode_stats(stats: &ExitStats, tsc_hz: u64) -> [u8; STATS_SIZE] {
+/// Encodes STATS's reply: the exit statistics, then `cpu`, the VM's use of
+/// the CPU.
+pub fn encode_stats(stats: &ExitStats, tsc_hz: u64, cpu: &CpuUsage) -> [u8; STATS_SIZE] {
     let mut b = [0u8; STATS_SIZE];
     b[0..4].copy_from_slice(&stats::MAGIC.to_le_bytes());
     b[4..8].copy_from_slice(&stats::VERSION.to_le_bytes());
@@ -70,6 +74,11 @@ pub fn encode_stats(stats: &ExitStats, tsc_hz: u64) -> [u8; STATS_SIZE] {
             b[o..o + 8].copy_from_slice(&v.to_le_bytes());
         }
     }
+    let c = &mut b[STATS_RECORDS_SIZE..];
+    c[stats::cpu::MAGIC_AT..][..4].copy_from_slice(&stats::cpu::MAGIC.to_le_bytes());
+    c[stats::cpu::GUEST_NS_AT..][..8].copy_from_slice(&cpu.guest_ns.to_le_bytes());
+    c[stats::cpu::VMM_NS_AT..][..8].copy_from_slice(&cpu.vmm_ns.to_le_bytes());
+    c[stats::cpu::ELAPSED_NS_AT..][..8].copy_from_slice(&cpu.elapsed_ns.to_le_bytes());
     b
 }
 
@@ -171,8 +180,11 @@ fn serve<S: Sys>(v: &mut VcpuLoop<'_, S>) -> Result<i64, Early> {
             reply(v, a1, a2, &encode_info(vm_id, vcpus, mem, index, sys.tsc_hz(v.grants.clock)?))?
         }
         STATS => {
-            let stats = encode_stats(&sys.stats(h)?, sys.tsc_hz(v.grants.clock)?);
-            reply(v, a1, a2, &stats)?
+            let stats = encode_stats(&sys.stats(h)?, sys.tsc_hz(v.grants.clock)?, &sys.cpu_usage(v.grants.sched)?);
+            // A buffer that ends at the records gets them without the CPU
+            // section, as a caller written before it expects.
+            let len = if a2 < STATS_SIZE as u64 { STATS_RECORDS_SIZE } else { STATS_SIZE };
+            reply(v, a1, a2, &stats[..len])?
         }
         STATS_RESET => {
             sys.reset_stats(h)?;
@@ -229,12 +241,17 @@ mod tests {
         let mut s = ExitStats::new();
         s.count(ExitReason::Vmmcall);
         s.record_time(ExitReason::Vmmcall, 77);
-        let b = encode_stats(&s, 1_000_000_000);
+        let cpu = CpuUsage { guest_ns: 7, vmm_ns: 8, elapsed_ns: 30 };
+        let b = encode_stats(&s, 1_000_000_000, &cpu);
         assert_eq!(&b[0..4], &stats::MAGIC.to_le_bytes());
         let at = stats::HEADER_LEN + ExitReason::Vmmcall as usize * stats::RECORD_LEN;
         assert_eq!(&b[at..at + 7], b"vmmcall");
         assert_eq!(u64::from_le_bytes(b[at + 16..at + 24].try_into().unwrap()), 1);
         assert_eq!(u64::from_le_bytes(b[at + 24..at + 32].try_into().unwrap()), 77);
+        let c = &b[STATS_RECORDS_SIZE..];
+        assert_eq!(&c[0..4], b"CVCP", "the CPU section after the records");
+        let seen = [8, 16, 24].map(|at| u64::from_le_bytes(c[at..at + 8].try_into().unwrap()));
+        assert_eq!(seen, [7, 8, 30], "guest_ns, vmm_ns, elapsed_ns");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Building a VM from a guest image and running it to its end.
 use super::bus::BusError;
+use super::dev::apics::IOAPIC_ID;
 use super::dev::{Board, BoardConfig, UnassignedPort};
 use super::guestmem::VmMemory;
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
 use super::vcpu::{Stop, VcpuLoop};
 use guest_x86::mem::GuestMemory;
-use sysabi::{ExitStats, Grants, PathStats, Reg, SegReg, Sys, SysError, SysResult, VcpuHandle, VmHandle};
+use sysabi::{CpuUsage, ExitStats, Grants, PathStats, Reg, SegReg, Sys, SysError, SysResult, VcpuHandle, VmHandle};
 use vmcb::Segment;
 
 /// Where a raw 16-bit guest is loaded and entered (0000:7C00, like a boot
@@ -63,6 +64,8 @@ pub struct Outcome {
     pub stats: ExitStats,
     /// How its exits were served.
     pub paths: PathStats,
+    /// The VM's process's use of the CPU, up to its stop.
+    pub cpu: CpuUsage,
 }
 
 /// Puts the vCPU in the state a loader asked for.
@@ -125,6 +128,11 @@ fn load<S: Sys>(
     let (kind, entry) =
         loader::load(&mut mem, &layout, cfg.image, initrd, cmdline.as_bytes()).map_err(LaunchError::Load)?;
     log::info!("{}: {:?} image, entry {:#x} in {:?}", cfg.name, kind, entry.rip, entry.mode);
+    // The ACPI tables describe the board: one vCPU, its local APIC, the
+    // I/O APIC, the PM block.
+    let acpi = loader::AcpiConfig { vcpus: 1, ioapic_id: IOAPIC_ID };
+    let rsdp = loader::write_acpi_tables(&mut mem, &layout, &acpi).map_err(LaunchError::Load)?;
+    loader::set_acpi_rsdp(&mut mem, kind, rsdp).map_err(LaunchError::Load)?;
     apply_entry(sys, vcpu, &entry)?;
     Ok(())
 }
@@ -182,7 +190,8 @@ pub fn run_guest<S: Sys>(
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys.guest_tsc(grants.clock)?);
         let stop = lp.run();
         report_unassigned(cfg.name, &lp.board);
-        Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)? })
+        lp.board.report_suppressed_log_lines();
+        Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)?, cpu: sys.cpu_usage(grants.sched)? })
     })();
     if let Err(e) = sys.vm_destroy(vm) {
         log::error!("{}: could not free the VM: {e}", cfg.name);

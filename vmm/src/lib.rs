@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 pub mod bus;
 pub mod dev;
+pub mod guestlog;
 pub mod guestmem;
 pub mod hcbuf;
 pub mod hvdev;

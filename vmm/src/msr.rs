@@ -8,6 +8,7 @@
 //! `docs/virtual-cpu.md` lists each MSR, its answer and why, with KVM's
 //! choice where it was the reference.
 
+use guest_x86::regs::efer;
 use sysabi::cpuid::{self as shown, Feature};
 use sysabi::CpuidResult;
 
@@ -25,6 +26,10 @@ pub enum MsrAction {
     TscAux,
     /// WRMSR: IA32_MISC_ENABLE takes this value.
     MiscEnable(u64),
+    /// IA32_APIC_BASE: the board's local APIC holds it.
+    ApicBase,
+    /// IA32_TSC_DEADLINE: the local APIC timer's deadline.
+    TscDeadline,
     /// WRMSR is accepted and has no effect.
     Ignore,
     /// #GP(0): the MSR belongs to a feature the guest's CPUID does not
@@ -35,12 +40,11 @@ pub enum MsrAction {
     Refuse,
 }
 
-pub const EFER: u32 = 0xC000_0080;
+pub use guest_x86::regs::efer::MSR as EFER;
 pub const PAT: u32 = 0x277;
-pub const EFER_LMA: u64 = 1 << 10;
-pub const EFER_LME: u64 = 1 << 8;
 const TSC: u32 = 0x10;
 const APIC_BASE: u32 = 0x1B;
+const TSC_DEADLINE: u32 = 0x6E0;
 const PATCH_LEVEL: u32 = 0x8B;
 const MCG_CAP: u32 = 0x179;
 const MCG_STATUS: u32 = 0x17A;
@@ -60,11 +64,6 @@ const CPUID_EXT_FEATURES_OVERRIDE: u32 = 0xC001_1005;
 const LS_CFG: u32 = 0xC001_1020;
 const FP_CFG: u32 = 0xC001_1028;
 const DE_CFG: u32 = 0xC001_1029;
-
-/// EFER.SCE, LME, LMA (the CPU's to change; writes keep it), NXE, FFXSR.
-const EFER_SCE: u64 = 1 << 0;
-const EFER_NXE: u64 = 1 << 11;
-const EFER_FFXSR: u64 = 1 << 14;
 
 /// HWCR bit 24, TscFreqSel: the TSC counts at the P0 frequency (read-only 1
 /// on AMD CPUs since family 10h revision 2).
@@ -95,6 +94,8 @@ pub mod misc_enable {
 pub struct GuestMsrs {
     /// RDTSCP or RDPID is shown, so TSC_AUX exists.
     pub tsc_aux: bool,
+    /// The TSC-deadline timer is shown, so IA32_TSC_DEADLINE exists.
+    pub tsc_deadline: bool,
     /// The EFER bits the guest may set (NXE and FFXSR only where shown).
     pub efer_writable: u64,
     /// HWCR as the guest reads it.
@@ -105,18 +106,19 @@ pub struct GuestMsrs {
 
 impl GuestMsrs {
     /// The MSRs of a vCPU whose CPUID shows RDTSCP or RDPID (`tsc_aux`),
-    /// NX (`nx`), FFXSR (`ffxsr`) and the invariant TSC (`invariant_tsc`).
-    pub fn new(tsc_aux: bool, nx: bool, ffxsr: bool, invariant_tsc: bool) -> GuestMsrs {
-        let mut efer_writable = EFER_SCE | EFER_LME | EFER_LMA;
+    /// the TSC-deadline timer (`tsc_deadline`), NX (`nx`), FFXSR (`ffxsr`)
+    /// and the invariant TSC (`invariant_tsc`).
+    pub fn new(tsc_aux: bool, tsc_deadline: bool, nx: bool, ffxsr: bool, invariant_tsc: bool) -> GuestMsrs {
+        let mut efer_writable = efer::SCE | efer::LME | efer::LMA;
         if nx {
-            efer_writable |= EFER_NXE;
+            efer_writable |= efer::NXE;
         }
         if ffxsr {
-            efer_writable |= EFER_FFXSR;
+            efer_writable |= efer::FFXSR;
         }
         // With an invariant TSC Linux checks that it counts at P0 frequency.
         let hwcr = if invariant_tsc { HWCR_TSC_FREQ_SEL } else { 0 };
-        GuestMsrs { tsc_aux, efer_writable, hwcr, misc_enable: misc_enable::RESET }
+        GuestMsrs { tsc_aux, tsc_deadline, efer_writable, hwcr, misc_enable: misc_enable::RESET }
     }
 
     /// The MSRs of a vCPU whose CPUID answers as `cpuid(leaf, subleaf)`.
@@ -124,6 +126,7 @@ impl GuestMsrs {
         let shows = |f: Feature| cpuid(f.leaf, f.sub).reg(f.reg) & f.mask() != 0;
         GuestMsrs::new(
             shows(shown::RDTSCP) || shows(shown::RDPID),
+            shows(shown::TSC_DEADLINE),
             shows(shown::NX),
             shows(shown::FFXSR),
             shows(shown::INVARIANT_TSC),
@@ -137,9 +140,8 @@ impl GuestMsrs {
             PAT => MsrAction::Pat,
             TSC => MsrAction::Tsc,
             TSC_AUX if self.tsc_aux => MsrAction::TscAux,
-            // The xAPIC address, this is the BSP; the APIC is not shown in
-            // CPUID and not enabled.
-            APIC_BASE => MsrAction::Value(0xFEE0_0000 | (1 << 8)),
+            APIC_BASE => MsrAction::ApicBase,
+            TSC_DEADLINE if self.tsc_deadline => MsrAction::TscDeadline,
             // Microcode patch level: none.
             PATCH_LEVEL => MsrAction::Value(0),
             MISC_ENABLE => MsrAction::Value(self.misc_enable),
@@ -157,7 +159,7 @@ impl GuestMsrs {
             // Zen erratum workarounds) are not virtualised.
             MCG_CAP | MCG_STATUS | MCG_CTL | OSVW_ID_LENGTH | OSVW_STATUS => MsrAction::Absent,
             CPUID_FEATURES_OVERRIDE | CPUID_EXT_FEATURES_OVERRIDE | LS_CFG | FP_CFG => MsrAction::Absent,
-            TSC_AUX => MsrAction::Absent,
+            TSC_AUX | TSC_DEADLINE => MsrAction::Absent,
             _ => MsrAction::Refuse,
         }
     }
@@ -173,11 +175,13 @@ impl GuestMsrs {
                 Some(v) => MsrAction::MiscEnable(v),
                 None => MsrAction::Refuse,
             },
+            APIC_BASE => MsrAction::ApicBase,
+            TSC_DEADLINE if self.tsc_deadline => MsrAction::TscDeadline,
             // Writes that change nothing the guest can observe: the TSC is
-            // not offset, the APIC is absent, a patch level cannot be loaded,
+            // not offset, a patch level cannot be loaded,
             // the counters do not count, HWCR/NB_CFG/DE_CFG hold no state we
             // model (DE_CFG keeps LFENCE serialising).
-            TSC | APIC_BASE | PATCH_LEVEL | HWCR | NB_CFG | DE_CFG => MsrAction::Ignore,
+            TSC | PATCH_LEVEL | HWCR | NB_CFG | DE_CFG => MsrAction::Ignore,
             m if K7_PERF.contains(&m) => MsrAction::Ignore,
             m if matches!(self.read(m), MsrAction::Absent) => MsrAction::Absent,
             _ => MsrAction::Refuse,
@@ -206,13 +210,13 @@ mod tests {
     use super::*;
 
     fn full() -> GuestMsrs {
-        GuestMsrs::new(true, true, true, true)
+        GuestMsrs::new(true, true, true, true, true)
     }
 
     #[test]
     fn what_exists_follows_the_guests_cpuid() {
         let none = GuestMsrs::from_cpuid(|_, _| CpuidResult::default());
-        assert_eq!(none, GuestMsrs::new(false, false, false, false));
+        assert_eq!(none, GuestMsrs::new(false, false, false, false, false));
         assert_eq!(none.read(0xC001_0015), MsrAction::Value(0), "HWCR without an invariant TSC");
         let rdpid_only = |leaf, _| match leaf {
             7 => CpuidResult { ecx: shown::RDPID.mask(), ..Default::default() },
@@ -226,12 +230,12 @@ mod tests {
     #[test]
     fn efer_writes_with_reserved_hidden_or_svme_bits_are_refused() {
         let m = full();
-        assert_eq!(m.write(EFER, 1 << 12), MsrAction::Refuse, "SVME is hidden from the guest");
+        assert_eq!(m.write(EFER, efer::SVME), MsrAction::Refuse, "SVME is hidden from the guest");
         assert_eq!(m.write(EFER, 1 << 3), MsrAction::Refuse);
-        assert_eq!(m.write(EFER, EFER_LME | EFER_NXE), MsrAction::Efer);
-        let no_nx = GuestMsrs::new(true, false, false, false);
-        assert_eq!(no_nx.write(EFER, EFER_LME | EFER_NXE), MsrAction::Refuse, "NX not shown");
-        assert_eq!(no_nx.write(EFER, EFER_FFXSR), MsrAction::Refuse, "FFXSR not shown");
+        assert_eq!(m.write(EFER, efer::LME | efer::NXE), MsrAction::Efer);
+        let no_nx = GuestMsrs::new(true, true, false, false, false);
+        assert_eq!(no_nx.write(EFER, efer::LME | efer::NXE), MsrAction::Refuse, "NX not shown");
+        assert_eq!(no_nx.write(EFER, efer::FFXSR), MsrAction::Refuse, "FFXSR not shown");
     }
 
     #[test]
@@ -251,9 +255,18 @@ mod tests {
         assert_eq!(full().read(TSC_AUX), MsrAction::TscAux);
         assert_eq!(full().write(TSC_AUX, 0xFFFF_FFFF), MsrAction::TscAux);
         assert_eq!(full().write(TSC_AUX, 1 << 32), MsrAction::Refuse);
-        let none = GuestMsrs::new(false, true, true, true);
+        let none = GuestMsrs::new(false, true, true, true, true);
         assert_eq!(none.read(TSC_AUX), MsrAction::Absent);
         assert_eq!(none.write(TSC_AUX, 0), MsrAction::Absent);
+    }
+
+    #[test]
+    fn tsc_deadline_exists_only_with_the_tsc_deadline_timer() {
+        assert_eq!(full().read(TSC_DEADLINE), MsrAction::TscDeadline);
+        assert_eq!(full().write(TSC_DEADLINE, u64::MAX), MsrAction::TscDeadline);
+        let none = GuestMsrs::new(true, false, true, true, true);
+        assert_eq!(none.read(TSC_DEADLINE), MsrAction::Absent);
+        assert_eq!(none.write(TSC_DEADLINE, 0), MsrAction::Absent);
     }
 
     #[test]

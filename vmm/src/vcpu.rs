@@ -3,6 +3,7 @@
 //! Everything here goes through the kernel's calls ([`Sys`]). The loop ends when the
 //! guest resets, powers off, triple-faults or does something the VMM cannot
 //! emulate; the returned [`Stop`] says which, and where.
+use super::dev::lapic::{LapicEvents, TscClock};
 use super::dev::{Board, BoardEvent};
 use super::guestmem::VmMemory;
 use super::hcbuf::GuestFault;
@@ -10,14 +11,13 @@ use super::hvdev::DebugConsole;
 use super::hypercall::Reply;
 use super::msr::{self, MsrAction};
 use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
-use log::{debug, info, warn};
+use log::Level;
 use sysabi::{Grants, NextRipSource, Reg, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
 mod cr;
 /// The longest a halted vCPU sleeps before it looks at the console again.
 const IDLE_POLL_NS: u64 = 10_000_000;
-const RFLAGS_IF: u64 = 1 << 9;
 
 const VEC_UD: u8 = 6;
 const VEC_GP: u8 = 13;
@@ -212,18 +212,24 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         Ok(self.mode()? == CpuMode::Bits64)
     }
 
-    /// Text from the console-write hypercall, line-buffered into the log.
+    /// Text from the console-write hypercall, line-buffered into the log
+    /// (within the VM's budget of log lines).
     pub fn console_text(&mut self, bytes: &[u8]) {
-        let name = self.name;
+        let (board, now) = (&mut self.board, self.now_ns);
         for &b in bytes {
-            self.hc_console.put(b, |line| info!("{name}: console: {line}"));
+            self.hc_console.put(b, |line| board.log_guest_line(Level::Info, now, format_args!("console: {line}")));
         }
     }
 
     /// Ends the console-write hypercall's last line.
     pub fn console_flush(&mut self) {
-        let name = self.name;
-        self.hc_console.flush(|line| info!("{name}: console: {line}"));
+        let (board, now) = (&mut self.board, self.now_ns);
+        self.hc_console.flush(|line| board.log_guest_line(Level::Info, now, format_args!("console: {line}")));
+    }
+
+    /// Logs a line about something the guest did, within the VM's budget.
+    fn guest_line(&mut self, level: Level, args: core::fmt::Arguments<'_>) {
+        self.board.log_guest_line(level, self.now_ns, args);
     }
 
     fn mode(&self) -> Result<CpuMode, Stop> {
@@ -304,6 +310,12 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         self.now_ns
     }
 
+    /// The guest's TSC now and its rate, for the local APIC's TSC-deadline
+    /// timer.
+    fn tsc_clock(&self) -> Result<TscClock, Stop> {
+        Ok(TscClock { tsc: self.sys.guest_tsc(self.grants.clock)?, hz: self.sys.tsc_hz(self.grants.clock)? })
+    }
+
     /// Moves console bytes between the host serial port and the guest UART.
     fn pump_console(&mut self) {
         // A byte the UART had no room for waits here: the host port has
@@ -325,6 +337,12 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     /// VMM need not watch the guest's RFLAGS.IF or interrupt shadow.
     fn deliver_interrupts(&mut self) -> Result<(), Stop> {
         self.board.update(self.now());
+        let events = self.board.take_apic_events();
+        if events != LapicEvents::default() {
+            // One vCPU: nothing sends INIT or start-up to it, and NMIs and
+            // SMIs are not delivered.
+            self.guest_line(Level::Debug, format_args!("local APIC events dropped: {events:?}"));
+        }
         if self.board.pending_vector().is_none() || self.sys.interrupt_pending(self.vcpu)? {
             return Ok(());
         }
@@ -359,7 +377,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             VmExit::Hlt => {
                 // HLT with interrupts masked never ends (no NMIs are
                 // delivered): that is how a guest without ACPI powers off.
-                if self.reg(Reg::Rflags)? & RFLAGS_IF == 0 {
+                if self.reg(Reg::Rflags)? & guest_x86::regs::rflags::IF == 0 {
                     return Err(Stop::Halted { rip: self.reg(Reg::Rip)? });
                 }
                 self.skip_instruction()?;
@@ -404,6 +422,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             VmExit::Invalid(why) => return Err(Stop::InvalidState { rip: self.reg(Reg::Rip)?, why }),
             VmExit::Other(code) => self.handle_other(code)?,
         }
+        self.board.report_lifted_log_limit(self.now_ns);
         self.pump_console();
         if let Some(ev) = self.board.take_event() {
             return Err(match ev {
@@ -462,31 +481,45 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     fn handle_msr(&mut self, write: bool) -> Result<(), Stop> {
         let index = self.reg(Reg::Rcx)? as u32;
         let rip = self.reg(Reg::Rip)?;
-        let name = self.name;
         if write {
             let value = (self.reg(Reg::Rdx)? << 32) | (self.reg(Reg::Rax)? & 0xFFFF_FFFF);
-            debug!("{name}: wrmsr {index:#x} <- {value:#x} at {rip:#x}");
+            self.guest_line(Level::Debug, format_args!("wrmsr {index:#x} <- {value:#x} at {rip:#x}"));
             match self.msrs.write(index, value) {
                 MsrAction::Efer => {
                     let efer = self.reg(Reg::Efer)?;
                     // Long mode is switched with paging off (APM vol. 2,
                     // 14.6.1): changing LME with CR0.PG set is #GP.
-                    if (efer ^ value) & msr::EFER_LME != 0 && self.reg(Reg::Cr0)? & decode::walk::CR0_PG != 0 {
+                    if (efer ^ value) & guest_x86::regs::efer::LME != 0
+                        && self.reg(Reg::Cr0)? & guest_x86::regs::cr0::PG != 0
+                    {
                         return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                     }
                     // LMA is the CPU's to change: keep the current one.
-                    self.set_reg(Reg::Efer, (value & !msr::EFER_LMA) | (efer & msr::EFER_LMA))?
+                    self.set_reg(
+                        Reg::Efer,
+                        (value & !guest_x86::regs::efer::LMA) | (efer & guest_x86::regs::efer::LMA),
+                    )?
                 }
                 MsrAction::Pat => self.set_reg(Reg::Pat, value)?,
                 MsrAction::TscAux => self.set_reg(Reg::TscAux, value)?,
                 MsrAction::MiscEnable(v) => self.msrs.misc_enable = v,
+                MsrAction::ApicBase => {
+                    if self.board.write_apic_base_msr(value).is_err() {
+                        self.guest_line(Level::Warn, format_args!("wrmsr IA32_APIC_BASE <- {value:#x} refused (#GP)"));
+                        return self.inject(EventInj::exception_with_error(VEC_GP, 0));
+                    }
+                }
+                MsrAction::TscDeadline => {
+                    let clock = self.tsc_clock()?;
+                    self.board.write_tsc_deadline_msr(value, self.now(), clock);
+                }
                 MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
                 MsrAction::Absent => {
-                    debug!("{name}: wrmsr {index:#x}: not on this virtual CPU (#GP)");
+                    self.guest_line(Level::Debug, format_args!("wrmsr {index:#x}: not on this virtual CPU (#GP)"));
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
                 MsrAction::Refuse => {
-                    warn!("{name}: wrmsr {index:#x} <- {value:#x} refused (#GP)");
+                    self.guest_line(Level::Warn, format_args!("wrmsr {index:#x} <- {value:#x} refused (#GP)"));
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
             }
@@ -497,17 +530,19 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 MsrAction::Pat => self.reg(Reg::Pat)?,
                 MsrAction::Tsc => self.sys.guest_tsc(self.grants.clock)?,
                 MsrAction::TscAux => self.reg(Reg::TscAux)?,
+                MsrAction::ApicBase => self.board.apic_base_msr(),
+                MsrAction::TscDeadline => self.board.tsc_deadline_msr(self.now()),
                 MsrAction::Ignore => 0,
                 MsrAction::Absent => {
-                    debug!("{name}: rdmsr {index:#x}: not on this virtual CPU (#GP)");
+                    self.guest_line(Level::Debug, format_args!("rdmsr {index:#x}: not on this virtual CPU (#GP)"));
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
                 MsrAction::Refuse => {
-                    warn!("{name}: rdmsr {index:#x} refused (#GP)");
+                    self.guest_line(Level::Warn, format_args!("rdmsr {index:#x} refused (#GP)"));
                     return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                 }
             };
-            debug!("{name}: rdmsr {index:#x} = {value:#x} at {rip:#x}");
+            self.guest_line(Level::Debug, format_args!("rdmsr {index:#x} = {value:#x} at {rip:#x}"));
             self.set_reg(Reg::Rax, value & 0xFFFF_FFFF)?;
             self.set_reg(Reg::Rdx, value >> 32)?;
         }

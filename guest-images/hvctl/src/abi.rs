@@ -142,7 +142,13 @@ pub const STATS_RECORD_FIXED: usize = hvabi::stats::NAME_LEN + 4 * 8;
 /// The largest histogram STATS can describe (u64 cycle counts).
 pub const MAX_BUCKETS: u32 = 64;
 
-/// How many bytes a STATS answer with these dimensions takes.
+/// The CPU section after STATS's records: "CVCP", then guest, VMM and
+/// elapsed nanoseconds.
+pub const CPU_MAGIC: u32 = hvabi::stats::cpu::MAGIC;
+pub const CPU_LEN: usize = hvabi::stats::cpu::LEN;
+
+/// How many bytes a STATS answer with these dimensions takes (without the
+/// CPU section).
 pub fn stats_len(nreasons: u32, nbuckets: u32) -> usize {
     STATS_HEADER_LEN + nreasons as usize * (STATS_RECORD_FIXED + 8 * nbuckets as usize)
 }
@@ -174,6 +180,24 @@ impl ReasonStats {
     }
 }
 
+/// STATS's CPU section: the VM's use of the CPU since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuUse {
+    /// In guest mode.
+    pub guest_ns: u64,
+    /// On a CPU outside guest mode (the VMM, and the kernel's work for it).
+    pub vmm_ns: u64,
+    /// Since the VM started.
+    pub elapsed_ns: u64,
+}
+
+impl CpuUse {
+    /// The part of its lifetime the VM held a CPU, in percent.
+    pub fn share_percent(&self) -> Option<f64> {
+        (self.elapsed_ns > 0).then(|| (self.guest_ns + self.vmm_ns) as f64 * 100.0 / self.elapsed_ns as f64)
+    }
+}
+
 /// The structure STATS writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stats {
@@ -181,11 +205,15 @@ pub struct Stats {
     pub nbuckets: u32,
     pub tsc_hz: u64,
     pub reasons: Vec<ReasonStats>,
+    /// Absent from a hypervisor that writes only the records.
+    pub cpu: Option<CpuUse>,
 }
 
 impl Stats {
     /// Decodes the header and `nreasons` records of
-    /// `{ name[16], count, total_cycles, min_cycles, max_cycles, histogram[nbuckets] }`.
+    /// `{ name[16], count, total_cycles, min_cycles, max_cycles, histogram[nbuckets] }`,
+    /// and the CPU section after them if `b` goes on that far and it has
+    /// its magic.
     pub fn decode(b: &[u8]) -> Result<Stats, DecodeError> {
         need(b, STATS_HEADER_LEN)?;
         let magic = u32_at(b, 0);
@@ -217,7 +245,13 @@ impl Stats {
                 }
             })
             .collect();
-        Ok(Stats { version, nbuckets, tsc_hz, reasons })
+        let cpu = b.get(stats_len(nreasons, nbuckets)..).filter(|c| c.len() >= CPU_LEN && u32_at(c, 0) == CPU_MAGIC);
+        let cpu = cpu.map(|c| CpuUse {
+            guest_ns: u64_at(c, hvabi::stats::cpu::GUEST_NS_AT),
+            vmm_ns: u64_at(c, hvabi::stats::cpu::VMM_NS_AT),
+            elapsed_ns: u64_at(c, hvabi::stats::cpu::ELAPSED_NS_AT),
+        });
+        Ok(Stats { version, nbuckets, tsc_hz, reasons, cpu })
     }
 }
 
@@ -337,6 +371,25 @@ mod tests {
         assert_eq!(s.reasons[1].mean_cycles(), None);
         assert_eq!(s.reasons[1].compact_histogram(), "");
         assert_eq!(s.reasons[2].histogram[31], 4, "the last bucket is read too");
+    }
+
+    #[test]
+    fn stats_decodes_the_cpu_section_after_the_records_if_there_is_one() {
+        let records = stats_bytes(STATS_MAGIC, &[("io", 1, &[(0, 1)])], 32);
+        assert_eq!(Stats::decode(&records).unwrap().cpu, None, "a version-1 reply has no CPU section");
+        let mut b = records.clone();
+        b.extend_from_slice(b"CVCP");
+        b.extend_from_slice(&0u32.to_le_bytes());
+        for ns in [40_000_000u64, 1_000_000, 82_000_000] {
+            b.extend_from_slice(&ns.to_le_bytes());
+        }
+        let cpu = Stats::decode(&b).unwrap().cpu.expect("a CPU section");
+        assert_eq!(cpu, CpuUse { guest_ns: 40_000_000, vmm_ns: 1_000_000, elapsed_ns: 82_000_000 });
+        assert_eq!(cpu.share_percent(), Some(50.0));
+        assert_eq!(Stats::decode(&b[..b.len() - 1]).unwrap().cpu, None, "a cut-off section is ignored");
+        let mut other = b.clone();
+        other[records.len()] = b'X';
+        assert_eq!(Stats::decode(&other).unwrap().cpu, None, "bytes without the magic are not a CPU section");
     }
 
     #[test]

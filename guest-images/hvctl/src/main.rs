@@ -155,6 +155,17 @@ fn format_stats(s: &abi::Stats) -> String {
             let _ = writeln!(o, "  {:<12} {}", r.name, r.compact_histogram());
         }
     }
+    if let Some(c) = s.cpu {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let share = c.share_percent().map_or("-".to_string(), |p| format!("{p:.1}%"));
+        let _ = writeln!(
+            o,
+            "cpu of this VM since it started: guest {:.3} ms, vmm {:.3} ms, elapsed {:.3} ms, share {share}",
+            ms(c.guest_ns),
+            ms(c.vmm_ns),
+            ms(c.elapsed_ns)
+        );
+    }
     o
 }
 
@@ -315,6 +326,7 @@ mod tests {
                     histogram: vec![0; 32],
                 },
             ],
+            cpu: None,
         };
         let t = format_stats(&s);
         assert!(t.contains("TSC 1000.000 MHz"), "{t}");
@@ -324,5 +336,15 @@ mod tests {
         assert_eq!(line.split_whitespace().collect::<Vec<_>>(), ["npf", "0", "0", "-", "-", "-"]);
         assert!(t.contains("  vmmcall      6:3 9:1"), "{t}");
         assert!(!t.contains("  npf "), "no histogram line for unused reasons:\n{t}");
+        assert!(!t.contains("cpu "), "no CPU line without a CPU section:\n{t}");
+    }
+
+    #[test]
+    fn stats_show_the_vms_cpu_use_in_milliseconds_and_its_share() {
+        let cpu = abi::CpuUse { guest_ns: 40_000_000, vmm_ns: 1_234_567, elapsed_ns: 82_469_134 };
+        let s = abi::Stats { version: 1, nbuckets: 32, tsc_hz: 1_000_000_000, reasons: vec![], cpu: Some(cpu) };
+        let t = format_stats(&s);
+        let expected = "cpu of this VM since it started: guest 40.000 ms, vmm 1.235 ms, elapsed 82.469 ms, share 50.0%";
+        assert!(t.lines().any(|l| l == expected), "expected {expected:?} in:\n{t}");
     }
 }

@@ -17,6 +17,7 @@
 //! after the other, so atomicity is whatever the VMM's device lock gives.
 
 use super::insn::{AluOp, BitOp, Extend, MemInsn, MemOp, Reg, Src};
+use crate::regs::rflags;
 
 /// The guest's general-purpose registers and RFLAGS.
 pub trait GprAccess {
@@ -38,15 +39,6 @@ pub enum Access {
     /// is ignored.
     Write { size: u8, value: u64 },
 }
-
-pub const RFLAGS_CF: u64 = 1 << 0;
-pub const RFLAGS_PF: u64 = 1 << 2;
-pub const RFLAGS_AF: u64 = 1 << 4;
-pub const RFLAGS_ZF: u64 = 1 << 6;
-pub const RFLAGS_SF: u64 = 1 << 7;
-pub const RFLAGS_OF: u64 = 1 << 11;
-/// The six status flags the ALU operations define.
-pub const RFLAGS_STATUS: u64 = RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF | RFLAGS_SF | RFLAGS_OF;
 
 /// Performs `insn`, with `mmio` standing in for the memory operand. The
 /// access address is the one the exit reported; `mmio` is called with the
@@ -74,8 +66,8 @@ pub fn emulate_mmio(insn: &MemInsn, regs: &mut impl GprAccess, mmio: &mut impl F
         MemOp::AluToMem { op, src } => {
             let a = read();
             let b = src_value(regs, src, size);
-            let (r, flags) = alu(op, size, a, b, regs.rflags() & RFLAGS_CF != 0);
-            set_status(regs, RFLAGS_STATUS, flags);
+            let (r, flags) = alu(op, size, a, b, regs.rflags() & rflags::CF != 0);
+            set_status(regs, rflags::STATUS, flags);
             if op != AluOp::Cmp {
                 mmio(Access::Write { size, value: r });
             }
@@ -83,8 +75,8 @@ pub fn emulate_mmio(insn: &MemInsn, regs: &mut impl GprAccess, mmio: &mut impl F
         MemOp::AluToReg { op, dst } => {
             let b = read();
             let a = read_reg(regs, dst, size);
-            let (r, flags) = alu(op, size, a, b, regs.rflags() & RFLAGS_CF != 0);
-            set_status(regs, RFLAGS_STATUS, flags);
+            let (r, flags) = alu(op, size, a, b, regs.rflags() & rflags::CF != 0);
+            set_status(regs, rflags::STATUS, flags);
             if op != AluOp::Cmp {
                 write_reg(regs, dst, size, r);
             }
@@ -93,7 +85,7 @@ pub fn emulate_mmio(insn: &MemInsn, regs: &mut impl GprAccess, mmio: &mut impl F
             let a = read();
             let b = src_value(regs, src, size);
             let (_, flags) = alu(AluOp::And, size, a, b, false);
-            set_status(regs, RFLAGS_STATUS, flags);
+            set_status(regs, rflags::STATUS, flags);
         }
         MemOp::Xchg { reg } => {
             let old = read();
@@ -104,8 +96,8 @@ pub fn emulate_mmio(insn: &MemInsn, regs: &mut impl GprAccess, mmio: &mut impl F
         MemOp::Bit { op, offset } => {
             let bit = src_value(regs, offset, size) % (u64::from(size) * 8);
             let v = read();
-            let cf = if (v >> bit) & 1 != 0 { RFLAGS_CF } else { 0 };
-            set_status(regs, RFLAGS_CF, cf);
+            let cf = if (v >> bit) & 1 != 0 { rflags::CF } else { 0 };
+            set_status(regs, rflags::CF, cf);
             let new = match op {
                 BitOp::Bt => return,
                 BitOp::Bts => v | (1 << bit),
@@ -194,22 +186,22 @@ fn alu(op: AluOp, size: u8, a: u64, b: u64, carry_in: bool) -> (u64, u64) {
     };
     let mut flags = 0;
     if cf {
-        flags |= RFLAGS_CF;
+        flags |= rflags::CF;
     }
     if of {
-        flags |= RFLAGS_OF;
+        flags |= rflags::OF;
     }
     if !matches!(op, AluOp::And | AluOp::Or | AluOp::Xor) && (a ^ b ^ r) & 0x10 != 0 {
-        flags |= RFLAGS_AF;
+        flags |= rflags::AF;
     }
     if r == 0 {
-        flags |= RFLAGS_ZF;
+        flags |= rflags::ZF;
     }
     if r & sign != 0 {
-        flags |= RFLAGS_SF;
+        flags |= rflags::SF;
     }
     if (r as u8).count_ones().is_multiple_of(2) {
-        flags |= RFLAGS_PF;
+        flags |= rflags::PF;
     }
     (r, flags)
 }

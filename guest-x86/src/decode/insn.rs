@@ -38,12 +38,10 @@ impl CpuMode {
     /// The mode from the guest's saved state: CR0.PE, EFER.LMA, RFLAGS.VM
     /// and the L and D bits of its CS descriptor.
     pub fn from_state(cr0: u64, efer: u64, rflags: u64, cs_l: bool, cs_d: bool) -> CpuMode {
-        const CR0_PE: u64 = 1 << 0;
-        const EFER_LMA: u64 = 1 << 10;
-        const RFLAGS_VM: u64 = 1 << 17;
-        if efer & EFER_LMA != 0 && cs_l {
+        use crate::regs::{cr0, efer, rflags};
+        if efer & efer::LMA != 0 && cs_l {
             CpuMode::Bits64
-        } else if cr0 & CR0_PE == 0 || rflags & RFLAGS_VM != 0 || !cs_d {
+        } else if cr0 & cr0::PE == 0 || rflags & rflags::VM != 0 || !cs_d {
             CpuMode::Bits16
         } else {
             CpuMode::Bits32

@@ -35,25 +35,7 @@
 //! - Segment limits are the caller's business; this is a linear address.
 
 use crate::mem::{GuestMemory, MemError};
-
-/// CR0.PE: protection enabled.
-pub const CR0_PE: u64 = 1 << 0;
-/// CR0.WP: supervisor writes honour read-only pages.
-pub const CR0_WP: u64 = 1 << 16;
-/// CR0.PG: paging enabled.
-pub const CR0_PG: u64 = 1 << 31;
-/// CR4.PSE: 4 MiB pages in 32-bit paging.
-pub const CR4_PSE: u64 = 1 << 4;
-/// CR4.PAE: 64-bit page-table entries.
-pub const CR4_PAE: u64 = 1 << 5;
-/// CR4.LA57: five-level paging (not supported here).
-pub const CR4_LA57: u64 = 1 << 12;
-/// CR4.SMEP: supervisor fetches from user pages fault.
-pub const CR4_SMEP: u64 = 1 << 20;
-/// EFER.LMA: long mode active.
-pub const EFER_LMA: u64 = 1 << 10;
-/// EFER.NXE: the no-execute bit is enabled.
-pub const EFER_NXE: u64 = 1 << 11;
+use crate::regs::{cr0, cr4, efer};
 
 /// The guest registers that steer a page walk, as saved in its VMCB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,21 +55,21 @@ pub struct PagingState {
 impl PagingState {
     /// Which translation the registers select.
     pub fn mode(&self) -> Result<PagingMode, WalkError> {
-        let pg = self.cr0 & CR0_PG != 0;
-        let pae = self.cr4 & CR4_PAE != 0;
-        let lma = self.efer & EFER_LMA != 0;
+        let pg = self.cr0 & cr0::PG != 0;
+        let pae = self.cr4 & cr4::PAE != 0;
+        let lma = self.efer & efer::LMA != 0;
         match (pg, pae, lma) {
             (false, _, false) => Ok(PagingMode::None),
             (true, false, false) => Ok(PagingMode::Bits32),
             (true, true, false) => Ok(PagingMode::Pae),
-            (true, true, true) if self.cr4 & CR4_LA57 == 0 => Ok(PagingMode::Long4),
+            (true, true, true) if self.cr4 & cr4::LA57 == 0 => Ok(PagingMode::Long4),
             // LA57, or LMA without PG or without PAE (VMRUN refuses the latter).
             _ => Err(WalkError::UnsupportedPaging),
         }
     }
 
     fn nxe(&self) -> bool {
-        self.efer & EFER_NXE != 0
+        self.efer & efer::NXE != 0
     }
 
     /// Mask of the physical-address bits the guest may use.
@@ -328,8 +310,8 @@ fn access_bits(cpu: &PagingState, access: AccessKind) -> PfErrorCode {
     if access.user {
         code |= PfErrorCode::USER;
     }
-    let nx_in_use = cpu.cr4 & CR4_PAE != 0 && cpu.nxe();
-    if access.op == AccessOp::Fetch && (nx_in_use || cpu.cr4 & CR4_SMEP != 0) {
+    let nx_in_use = cpu.cr4 & cr4::PAE != 0 && cpu.nxe();
+    if access.op == AccessOp::Fetch && (nx_in_use || cpu.cr4 & cr4::SMEP != 0) {
         code |= PfErrorCode::FETCH;
     }
     code
@@ -349,10 +331,10 @@ impl Rights {
         }
         match access.op {
             AccessOp::Read => true,
-            AccessOp::Write => self.write || (!access.user && cpu.cr0 & CR0_WP == 0),
+            AccessOp::Write => self.write || (!access.user && cpu.cr0 & cr0::WP == 0),
             AccessOp::Fetch => {
                 let nx = self.no_exec && cpu.nxe();
-                let smep = !access.user && self.user && cpu.cr4 & CR4_SMEP != 0;
+                let smep = !access.user && self.user && cpu.cr4 & cr4::SMEP != 0;
                 !nx && !smep
             }
         }
@@ -418,7 +400,7 @@ impl Level {
     fn is_large(self, cpu: &PagingState, entry: u64) -> bool {
         let ps = entry & PTE_PS != 0;
         match self {
-            Level::Pd32 => ps && cpu.cr4 & CR4_PSE != 0,
+            Level::Pd32 => ps && cpu.cr4 & cr4::PSE != 0,
             // Without 1 GiB pages, PS in a PDPTE is a reserved bit: the
             // entry then faults before anyone asks whether it is a leaf.
             Level::PaePd | Level::Pdpt | Level::Pd => ps,

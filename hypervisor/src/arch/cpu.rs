@@ -4,7 +4,7 @@ use core::fmt;
 use raw_cpuid::CpuId;
 
 pub mod msr {
-    pub const EFER: u32 = 0xC000_0080;
+    pub use guest_x86::regs::efer::MSR as EFER;
     pub const VM_CR: u32 = 0xC001_0114;
     pub const VM_HSAVE_PA: u32 = 0xC001_0117;
     pub const FS_BASE: u32 = 0xC000_0100;
@@ -15,8 +15,6 @@ pub mod msr {
     pub const TSC: u32 = 0x10;
     pub const TSC_AUX: u32 = 0xC000_0103;
 
-    pub const EFER_SVME: u64 = 1 << 12;
-    pub const EFER_NXE: u64 = 1 << 11;
     /// VM_CR.SVMDIS: firmware turned SVM off.
     pub const VM_CR_SVMDIS: u64 = 1 << 4;
 }
@@ -62,9 +60,6 @@ pub fn read_cr3() -> u64 {
     unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
-/// CR4.OSXSAVE: XSAVE and XCR0 enabled (set by `boot.S` when the CPU has XSAVE).
-pub const CR4_OSXSAVE: u64 = 1 << 18;
-
 pub fn read_cr4() -> u64 {
     let v;
     // SAFETY: reading CR4 has no side effects.
@@ -131,6 +126,7 @@ pub fn set_current(cpu: usize) {
 }
 
 /// The index of the CPU this code runs on (0 is the boot CPU).
+#[cfg(not(test))]
 pub fn current() -> usize {
     let i: usize;
     // SAFETY: GS points to this CPU's static block (set_current at boot).
@@ -138,12 +134,25 @@ pub fn current() -> usize {
     i
 }
 
+/// In host tests: the one simulated CPU.
+#[cfg(test)]
+pub fn current() -> usize {
+    0
+}
+
 /// Lets interrupts in until the next one has been handled, then masks them
 /// again. STI's one-instruction shadow makes `sti; hlt` atomic, so an
 /// interrupt that is already pending wakes the HLT instead of being lost.
+#[cfg(not(test))]
 pub fn wait_for_interrupt() {
     // SAFETY: handlers run on IST stacks and return; IF is 0 again after.
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+}
+
+/// In host tests: the simulated timer fires.
+#[cfg(test)]
+pub fn wait_for_interrupt() {
+    super::sim::wait_for_interrupt()
 }
 
 /// Stops this CPU for good.
@@ -256,10 +265,22 @@ impl fmt::Display for Features {
     }
 }
 
-/// Raises the host exception `fault` on purpose (`test-fault=` on the
-/// command line), to show that the exception path reports it.
-pub fn raise_test_fault(fault: crate::boot::cmdline::TestFault) {
-    use crate::boot::cmdline::TestFault;
+/// A host exception raised on purpose (`test-fault=` on the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestFault {
+    /// `ud2`: invalid opcode, vector 6.
+    InvalidOpcode,
+    /// A read from an unmapped address: page fault, vector 14.
+    PageFault,
+    /// A read from a non-canonical address: general protection, vector 13.
+    GeneralProtection,
+    /// Unbounded recursion on the boot stack: a page fault on its guard page.
+    StackOverflow,
+}
+
+/// Raises the host exception `fault` on purpose, to show that the
+/// exception path reports it.
+pub fn raise_test_fault(fault: TestFault) {
     match fault {
         // SAFETY: ud2 traps at once; the exception handler never returns.
         TestFault::InvalidOpcode => unsafe { asm!("ud2", options(nomem, nostack)) },

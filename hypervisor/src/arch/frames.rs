@@ -1,63 +1,124 @@
-//! Frames as owned runs: the adapter between the mm layer's allocator and
-//! the [`PhysRun`] ownership tokens the layers above use.
+//! Frames as owned runs: the adapter between a frame allocator and the
+//! [`PhysRun`] ownership tokens the layers above use.
 //!
-//! mm does the bookkeeping (who owns which frame, under which quota) and
-//! never touches memory; this module turns what mm hands out into a
-//! [`PhysRun`], the token that lets safe code read and write the frames.
-use super::phys::PhysRun;
-use crate::mm::{self, ContainerId, Frame, MmError};
+//! The allocator (mm's containers, installed at boot with [`install`]) does
+//! the bookkeeping: which frames a pool may have, under which quota. arch
+//! does not trust it with memory safety: every run it returns is checked
+//! against arch's own record of who holds which frame (`arch::claims`)
+//! before it becomes a [`PhysRun`], so a frame has one owner at a time and
+//! the kernel's own memory is never handed out, whatever the allocator says.
+use super::phys::{PhysRun, PAGE};
 
-const PAGE: u64 = 4096;
+/// Names whose quota frames are charged to (mm: a container).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolId(pub(crate) u16);
 
-/// `frames` contiguous frames aligned to `align` frames, charged to
-/// `container`.
-pub fn alloc(container: ContainerId, frames: usize, align: usize) -> Result<PhysRun, MmError> {
-    let first = mm::alloc_run(container, frames, align.max(1))?;
-    // SAFETY: mm has just handed these frames to `container` and to nobody else; it manages only usable RAM below 4
-    // GiB (inside the identity map) minus the kernel image, the boot information and the modules.
-    Ok(unsafe { PhysRun::assume_owned(first.addr(), frames as u64 * PAGE) })
+/// Why no frames were handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// The pool has used its quota.
+    OutOfQuota,
+    /// No free frames (or none contiguous and aligned enough).
+    OutOfMemory,
+    /// The allocator handed out frames that arch's record says someone
+    /// holds or the kernel uses: an allocator bug, reported and refused.
+    Refused,
+    /// No allocator is installed yet.
+    NoAllocator,
 }
 
-/// Gives a run back to `container`.
-pub fn free(container: ContainerId, run: PhysRun) {
-    let (pa, len) = run.into_raw();
-    free_raw(container, pa, (len / PAGE) as usize);
+/// What arch needs from the frame allocator above it.
+pub trait FrameAllocator: Sync {
+    /// `count` contiguous frames aligned to `align` frames, charged to
+    /// `pool`: the address of the first.
+    fn alloc_run(&self, pool: PoolId, count: usize, align: usize) -> Result<u64, FrameError>;
+    /// Gives back `count` frames from `pa` that [`Self::alloc_run`] charged
+    /// to `pool`.
+    fn free_run(&self, pool: PoolId, pa: u64, count: usize);
 }
 
-/// Gives back frames tracked by address only since they were allocated
-/// (page-table frames). A refusal is a kernel bug: report it, leak the
-/// frames.
-pub fn free_raw(container: ContainerId, pa: u64, frames: usize) {
-    let result = Frame::from_addr(pa).ok_or(MmError::NotAllocated).and_then(|f| mm::free_run(container, f, frames));
-    if let Err(e) = result {
-        log::error!("frames: cannot free {frames} frames at {pa:#x} for {container:?}: {e}");
+static ALLOCATOR: spin::Once<&'static dyn FrameAllocator> = spin::Once::new();
+
+/// Installs the frame allocator (once, at boot). False if one is already
+/// installed.
+pub fn install(allocator: &'static dyn FrameAllocator) -> bool {
+    let mut installed = false;
+    ALLOCATOR.call_once(|| {
+        installed = true;
+        allocator
+    });
+    installed
+}
+
+/// `frames` contiguous frames aligned to `align` frames, charged to `pool`.
+pub fn alloc(pool: PoolId, frames: usize, align: usize) -> Result<PhysRun, FrameError> {
+    let allocator = ALLOCATOR.get().ok_or(FrameError::NoAllocator)?;
+    let pa = allocator.alloc_run(pool, frames, align.max(1))?;
+    let len = frames as u64 * PAGE;
+    PhysRun::claim(pa, len, pool).ok_or_else(|| {
+        log::error!("frames: the allocator handed {pool:?} {frames} frames at {pa:#x} that are not free; leaked");
+        FrameError::Refused
+    })
+}
+
+/// Gives frames back to the allocator (a run dropped, a table freed).
+pub(super) fn give_back(pool: PoolId, pa: u64, frames: u64) {
+    if let Some(allocator) = ALLOCATOR.get() {
+        allocator.free_run(pool, pa, frames as usize);
     }
 }
 
-/// Page-table frames from one container, for the `npt` engine: the nested
-/// page tables of a VM, and the host's own page tables.
-pub struct TableFrames {
-    pub container: ContainerId,
+/// Gives back a page-table frame made by [`PhysRun::into_table_frame`].
+fn free_table_frame(pool: PoolId, pa: u64) {
+    super::claims::map().release(pa, PAGE);
+    give_back(pool, pa, 1);
+}
+
+/// Page-table frames from one pool, for the `npt` engine: the nested page
+/// tables of a VM ([`super::vmspace`]) and the host's own page tables.
+///
+/// Its `TableMemory` writes any frame it is named, so only arch makes one,
+/// and only for a table whose frames all came from it: the engine names
+/// only frames it got from [`npt::FrameSource::alloc_table`].
+pub(super) struct TableFrames {
+    pool: PoolId,
+}
+
+impl TableFrames {
+    pub(super) fn new(pool: PoolId) -> TableFrames {
+        TableFrames { pool }
+    }
+
+    fn entry(table: npt::HostPhysAddr, index: usize) -> *mut u64 {
+        assert!(index < 512 && table.0.is_multiple_of(PAGE) && table.0 < super::phys::limit());
+        super::phys::ptr(table.0).cast::<u64>().wrapping_add(index)
+    }
 }
 
 impl npt::FrameSource for TableFrames {
     fn alloc_table(&mut self) -> Option<npt::HostPhysAddr> {
-        let mut run = alloc(self.container, 1, 1).ok()?;
+        let mut run = alloc(self.pool, 1, 1).ok()?;
         run.zero(0, PAGE);
-        // The table now belongs to the page table; `free_table` takes it back.
-        Some(npt::HostPhysAddr(run.into_raw().0))
+        // The frame now belongs to the page table; `free_table` gives it back.
+        Some(npt::HostPhysAddr(run.into_table_frame()))
     }
 
     fn free_table(&mut self, frame: npt::HostPhysAddr) {
-        free_raw(self.container, frame.0, 1);
+        free_table_frame(self.pool, frame.0);
     }
 }
 
 impl npt::TableMemory for TableFrames {
     fn read_entry(&self, table: npt::HostPhysAddr, index: usize) -> u64 {
-        super::phys::IdentityTables.read_entry(table, index)
+        // SAFETY: `table` is a page-table frame this source handed out and
+        // still owns (see the type's docs); `index < 512` keeps the read
+        // inside it (checked by `entry`).
+        unsafe { core::ptr::read_volatile(Self::entry(table, index)) }
     }
+
     fn write_entry(&mut self, table: npt::HostPhysAddr, index: usize, value: u64) {
-        super::phys::IdentityTables.write_entry(table, index, value)
+        // SAFETY: as for `read_entry`; the CPU's walker reads the entry
+        // atomically, and a volatile aligned u64 store is one write.
+        unsafe { core::ptr::write_volatile(Self::entry(table, index), value) }
     }
 }

@@ -48,9 +48,21 @@ pub fn tsc_hz() -> u64 {
 static NS_PER_TICK_32_32: AtomicU64 = AtomicU64::new(1 << 32);
 
 /// Nanoseconds since the TSC started, from the calibrated frequency.
+#[cfg(not(test))]
 pub fn now_ns() -> u64 {
+    tsc_to_ns(super::cpu::rdtsc())
+}
+
+/// Nanoseconds in `ticks` TSC ticks, at the calibrated frequency.
+pub fn tsc_to_ns(ticks: u64) -> u64 {
     let f = NS_PER_TICK_32_32.load(Ordering::Relaxed);
-    ((u128::from(super::cpu::rdtsc()) * u128::from(f)) >> 32) as u64
+    ((u128::from(ticks) * u128::from(f)) >> 32) as u64
+}
+
+/// In host tests: the simulated clock.
+#[cfg(test)]
+pub fn now_ns() -> u64 {
+    super::sim::now_ns()
 }
 
 /// Masks both legacy 8259s: the firmware may have left them delivering
@@ -235,6 +247,7 @@ pub fn init(boot_cpu: bool) {
 
 /// Arms the one-shot timer to fire at `deadline_ns` (nanoseconds since
 /// boot; at least one tick from now, at most as far as the counter reaches).
+#[cfg(not(test))]
 pub fn arm_timer_at_ns(deadline_ns: u64) {
     let ns = deadline_ns.saturating_sub(now_ns());
     let hz = LAPIC_HZ.load(Ordering::Relaxed);
@@ -243,13 +256,39 @@ pub fn arm_timer_at_ns(deadline_ns: u64) {
     write(REG_TIMER_INITIAL, ticks);
 }
 
+/// In host tests: the simulated timer.
+#[cfg(test)]
+pub fn arm_timer_at_ns(deadline_ns: u64) {
+    super::sim::arm_timer(deadline_ns)
+}
+
 /// Timer interrupts taken on each CPU so far.
 static TIMER_INTERRUPTS: [AtomicU64; super::gdt::MAX_CPUS] = [const { AtomicU64::new(0) }; super::gdt::MAX_CPUS];
 
 /// How many timer interrupts `cpu` has taken: a change since the last look
 /// says the clock must be looked at (a deadline may have come).
+#[cfg(not(test))]
 pub fn timer_interrupts(cpu: usize) -> u64 {
     TIMER_INTERRUPTS[cpu].load(Ordering::Relaxed)
+}
+
+/// In host tests: the simulated timer's.
+#[cfg(test)]
+pub fn timer_interrupts(_cpu: usize) -> u64 {
+    super::sim::timer_interrupts()
+}
+
+/// Called by the interrupt stubs in `exceptions.S`, with IF=0.
+#[unsafe(no_mangle)]
+extern "C" fn irq_dispatch(vector: u64) {
+    match vector as u8 {
+        SPURIOUS_VECTOR => {} // no EOI for the spurious vector
+        TIMER_VECTOR => {
+            TIMER_INTERRUPTS[super::cpu::current()].fetch_add(1, Ordering::Relaxed);
+            write(REG_EOI, 0);
+        }
+        _ => write(REG_EOI, 0),
+    }
 }
 
 #[cfg(test)]
@@ -286,18 +325,5 @@ mod tests {
     #[test]
     fn samples_too_close_together_give_no_estimate() {
         assert_eq!(estimate(&at(0, 100), &at(5, 100)), None);
-    }
-}
-
-/// Called by the interrupt stubs in `exceptions.S`, with IF=0.
-#[unsafe(no_mangle)]
-extern "C" fn irq_dispatch(vector: u64) {
-    match vector as u8 {
-        SPURIOUS_VECTOR => {} // no EOI for the spurious vector
-        TIMER_VECTOR => {
-            TIMER_INTERRUPTS[super::cpu::current()].fetch_add(1, Ordering::Relaxed);
-            write(REG_EOI, 0);
-        }
-        _ => write(REG_EOI, 0),
     }
 }

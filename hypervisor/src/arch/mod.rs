@@ -7,6 +7,7 @@
 use core::fmt::{self, Write};
 
 pub mod acpi;
+mod claims;
 pub mod context;
 pub mod cpu;
 pub mod frames;
@@ -18,7 +19,10 @@ pub mod phys;
 pub mod port;
 pub mod qemu;
 pub mod serial;
+#[cfg(test)]
+pub mod sim;
 pub mod svm;
+pub mod vmspace;
 pub mod xsave;
 
 /// A `fmt::Write` sink on COM1 that takes no lock: for the last words of a

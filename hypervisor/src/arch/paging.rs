@@ -7,12 +7,12 @@
 //! that a stack overflow faults at once (and is reported) instead of
 //! silently running into `.data`.
 use super::cpu::{msr, rdmsr, wrmsr};
-use super::frames::TableFrames;
+use super::frames::{PoolId, TableFrames};
+use super::phys::PAGE;
 use npt::{HostPageTable, HostPhysAddr, HostVirtAddr, PageSize, Perms};
 
 const UNCACHED_FROM: u64 = 0xFE00_0000;
-const TOP: u64 = 4 << 30;
-const PAGE: u64 = 4096;
+const TOP: u64 = super::phys::IDENTITY_LIMIT;
 
 unsafe extern "C" {
     static boot_stack: u8;
@@ -23,10 +23,10 @@ pub fn stack_guard_page() -> u64 {
     core::ptr::addr_of!(boot_stack) as u64
 }
 
-/// Builds the host page tables from `container`'s frames and switches to
-/// them. `nx`: the CPU has no-execute pages (EFER.NXE is then set).
-pub fn init(container: crate::mm::ContainerId, nx: bool, gb_pages: bool) -> Result<(), npt::NptError> {
-    let mut frames = TableFrames { container };
+/// Builds the host page tables from `pool`'s frames and switches to them.
+/// `nx`: the CPU has no-execute pages (EFER.NXE is then set).
+pub fn init(pool: PoolId, nx: bool, gb_pages: bool) -> Result<(), npt::NptError> {
+    let mut frames = TableFrames::new(pool);
     let max = if gb_pages { PageSize::Size1G } else { PageSize::Size2M };
     let mut pt = HostPageTable::with_max_page_size(&mut frames, max)?;
     let guard = stack_guard_page();
@@ -42,9 +42,9 @@ pub fn init(container: crate::mm::ContainerId, nx: bool, gb_pages: bool) -> Resu
     if nx {
         // SAFETY: NXE only gives meaning to bit 63 of page-table entries; the boot tables never set
         // it, and the new ones set it only where nothing executes.
-        unsafe { wrmsr(msr::EFER, rdmsr(msr::EFER) | msr::EFER_NXE) };
+        unsafe { wrmsr(msr::EFER, rdmsr(msr::EFER) | guest_x86::regs::efer::NXE) };
     }
-    let root = pt.root().0;
+    let root = pt.root().addr().0;
     // SAFETY: the new tables map every address the kernel uses as before (identity, first 4 GiB: image,
     // stacks, frames, modules, LAPIC), minus one stack page touched only if the stack overflows.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };

@@ -1,59 +1,131 @@
-//! Raw access to physical memory through the boot identity map.
+//! Physical memory: how the kernel reaches it, and the tokens that say who
+//! may.
 //!
 //! The boot page tables map the first 4 GiB one to one, so a physical
-//! address below 4 GiB is also a valid pointer. Everything that reads boot
-//! information or touches frames goes through here.
+//! address below 4 GiB is also a valid pointer; `ptr` is the one place
+//! that turns one into the other. Host tests build the same code over
+//! simulated RAM (`arch::sim`), where `ptr` adds the RAM's base instead.
+//!
+//! Access is granted three ways, each checked against arch's record of who
+//! holds which frame (`arch::claims`): a [`PhysRun`] owns frames
+//! exclusively; a shared range (a boot module, the multiboot2 information)
+//! is read for the kernel's life; [`read`] copies out of memory nobody
+//! owns (boot structures).
+
+use super::frames::{self, FrameError, PoolId};
 
 /// The highest physical address (exclusive) the identity map covers.
 pub const IDENTITY_LIMIT: u64 = 4 << 30;
+/// Bytes in a frame.
+pub const PAGE: u64 = 4096;
 
-/// Copies `buf.len()` bytes of physical memory at `pa` into `buf`.
-/// Returns false, copying nothing, if the range is not identity-mapped.
+/// The highest physical address (exclusive) this kernel reaches: the
+/// identity map, or the simulated RAM in host tests.
+pub(super) fn limit() -> u64 {
+    #[cfg(not(test))]
+    {
+        IDENTITY_LIMIT
+    }
+    #[cfg(test)]
+    {
+        super::sim::RAM_SIZE
+    }
+}
+
+/// The pointer through which the kernel reaches physical address `pa`
+/// (below [`limit`]).
+#[inline(always)]
+pub(super) fn ptr(pa: u64) -> *mut u8 {
+    #[cfg(not(test))]
+    {
+        pa as *mut u8
+    }
+    #[cfg(test)]
+    {
+        super::sim::ram_ptr(pa)
+    }
+}
+
+/// Copies `buf.len()` bytes of physical memory at `pa` into `buf`. Returns
+/// false, copying nothing, if the range is outside the identity map or
+/// touches a frame that a run owns or the hypervisor image.
 pub fn read(pa: u64, buf: &mut [u8]) -> bool {
     let Some(end) = pa.checked_add(buf.len() as u64) else {
         return false;
     };
-    if end > IDENTITY_LIMIT || pa == 0 {
+    if pa == 0 || buf.is_empty() {
+        return pa != 0 && end <= limit();
+    }
+    // The record stays locked during the copy, so no run can take the frames meanwhile.
+    let mut claims = super::claims::map();
+    if !claims.readable(pa, end) {
         return false;
     }
-    // SAFETY: the range lies in the identity map; the caller reads boot structures or its own frames, which are RAM,
-    // so the read has no side effects. Volatile-free byte copies are fine for plain memory.
-    unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf.as_mut_ptr(), buf.len()) };
+    // SAFETY: the range lies below the limit and no run owns it (checked, under the record's lock); it is boot
+    // structures or firmware data, RAM that nothing writes meanwhile.
+    unsafe { core::ptr::copy_nonoverlapping(ptr(pa), buf.as_mut_ptr(), buf.len()) };
+    drop(claims);
     true
 }
 
-/// A `'static` view of physical memory.
-///
-/// # Safety
-/// `[pa, pa + len)` must be RAM that nobody writes for the rest of the
-/// kernel's life (e.g. boot modules the allocator never hands out).
-pub unsafe fn slice(pa: u64, len: usize) -> &'static [u8] {
-    // SAFETY: delegated to the caller.
-    unsafe { core::slice::from_raw_parts(pa as *const u8, len) }
+/// Reads physical memory; false when the range is not readable. The boot
+/// information parsers read through this, so that they run on the host
+/// against fake memory.
+pub trait PhysRead {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> bool;
 }
 
-/// Physical memory through the identity map, for boot-information parsers.
+/// Physical memory through the identity map ([`read`]), for boot-information
+/// parsers.
 pub struct IdentityMem;
 
-impl crate::boot::multiboot::PhysRead for IdentityMem {
+impl PhysRead for IdentityMem {
     fn read(&self, pa: u64, buf: &mut [u8]) -> bool {
         read(pa, buf)
     }
 }
 
-/// The multiboot2 information structure at `pa`, checked by the crate.
+/// A `'static` view of `[start, end)`, which becomes shared for the rest of
+/// the kernel's life (no run will ever own it). None if a run owns part of
+/// it already, or it is outside the identity map or the image.
+fn shared_slice(start: u64, end: u64) -> Option<&'static [u8]> {
+    if start == 0 || end < start || !super::claims::map().share(start, end) {
+        return None;
+    }
+    // SAFETY: the range is below the limit and shared from now on: no run owns any of it (checked) nor ever will
+    // (`claims` refuses such runs), it is not the image, and the kernel never writes shared ranges.
+    Some(unsafe { core::slice::from_raw_parts(ptr(start), (end - start) as usize) })
+}
+
+/// The multiboot2 information structure at `pa`, checked by the crate; its
+/// bytes become shared for the kernel's life.
 pub fn multiboot2_info(pa: u64) -> Option<multiboot2::BootInformation<'static>> {
     let mut size = [0u8; 4];
-    if !read(pa, &mut size) || !pa.is_multiple_of(8) {
+    if !pa.is_multiple_of(8) || !read(pa, &mut size) {
         return None;
     }
     let total = u64::from(u32::from_le_bytes(size));
-    if !read(pa, &mut [0u8; 8]) || pa.checked_add(total).is_none_or(|end| end > IDENTITY_LIMIT) {
-        return None;
-    }
-    // SAFETY: the structure lies in the identity map (checked above), is 8-byte aligned, and the loader left it for
-    // us; the crate validates its header and tags. The boot code reserves it until parsing is done.
-    unsafe { multiboot2::BootInformation::load(pa as *const multiboot2::BootInformationHeader) }.ok()
+    let bytes = shared_slice(pa, pa.checked_add(total.max(8))?)?;
+    // SAFETY: the structure's bytes are a shared `'static` range (above), 8-byte aligned; the crate validates its
+    // header and tags within them.
+    unsafe { multiboot2::BootInformation::load(bytes.as_ptr() as *const multiboot2::BootInformationHeader) }.ok()
+}
+
+/// The bytes of a boot module, `[start, end)`: a shared range from now on.
+/// None if a run owns part of it already (the allocator handed it out), or
+/// it lies outside the identity map or in the image.
+pub fn boot_module(start: u64, end: u64) -> Option<&'static [u8]> {
+    shared_slice(start, end)
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// The hypervisor image in memory, `[start, end)`, `.bss` included.
+pub fn image_range() -> (u64, u64) {
+    (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__image_end) as u64)
 }
 
 /// The multiboot2 structure at the start of a host buffer, for host tests
@@ -73,22 +145,21 @@ pub fn multiboot2_from_buffer(buf: &mut [u64]) -> Option<multiboot2::BootInforma
 /// A run of physical frames this kernel owns exclusively: the proof of
 /// ownership that lets the layers above touch physical memory safely.
 ///
-/// Only the frame allocator's adapter creates runs ([`PhysRun::assume_owned`]);
-/// a run is not `Clone`, so two owners of the same frames cannot exist.
+/// Only [`frames::alloc`] makes runs, from frames arch's record says nobody
+/// holds; a run is not `Clone`, so two owners of the same frames cannot
+/// exist. Dropping a run gives its frames back to its pool.
 #[derive(Debug)]
 pub struct PhysRun {
     pa: u64,
     len: u64,
+    pool: PoolId,
 }
 
 impl PhysRun {
-    /// # Safety
-    /// `[pa, pa + len)` must be page-aligned RAM inside the identity map that
-    /// nothing else reads or writes while the run lives (the allocator has
-    /// just handed it out, or it was carved from a run being consumed).
-    pub unsafe fn assume_owned(pa: u64, len: u64) -> PhysRun {
-        debug_assert!(pa.is_multiple_of(4096) && len.is_multiple_of(4096) && pa + len <= IDENTITY_LIMIT);
-        PhysRun { pa, len }
+    /// The frames `[pa, pa + len)` of `pool`, if arch's record lets a new
+    /// owner have them (page-aligned, in range, and held by nobody).
+    pub(super) fn claim(pa: u64, len: u64, pool: PoolId) -> Option<PhysRun> {
+        super::claims::map().claim(pa, len).then_some(PhysRun { pa, len, pool })
     }
 
     pub fn pa(&self) -> u64 {
@@ -103,10 +174,23 @@ impl PhysRun {
         self.len == 0
     }
 
-    /// Gives the run back as (address, length), ending the ownership claim:
-    /// for returning frames to the allocator.
-    pub fn into_raw(self) -> (u64, u64) {
-        (self.pa, self.len)
+    /// The pool the frames go back to.
+    pub fn pool(&self) -> PoolId {
+        self.pool
+    }
+
+    /// Ends the run but keeps its frame owned, by a page table now, which
+    /// gives it back by address ([`frames::free_table_frame`]).
+    pub(super) fn into_table_frame(self) -> u64 {
+        let pa = self.pa;
+        core::mem::forget(self);
+        pa
+    }
+
+    /// Keeps the frames owned for good: dropping the run then gives nothing
+    /// back. For memory a CPU may still use.
+    pub(super) fn leak(&mut self) {
+        self.len = 0;
     }
 
     /// Copies out of the run; false if `[offset, offset + buf.len())` is
@@ -116,7 +200,7 @@ impl PhysRun {
             return false;
         }
         // SAFETY: the range is inside a run we own exclusively (checked).
-        unsafe { core::ptr::copy_nonoverlapping((self.pa + offset) as *const u8, buf.as_mut_ptr(), buf.len()) };
+        unsafe { core::ptr::copy_nonoverlapping(ptr(self.pa + offset), buf.as_mut_ptr(), buf.len()) };
         true
     }
 
@@ -126,7 +210,7 @@ impl PhysRun {
             return false;
         }
         // SAFETY: the range is inside a run we own exclusively (checked).
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), (self.pa + offset) as *mut u8, data.len()) };
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), ptr(self.pa + offset), data.len()) };
         true
     }
 
@@ -136,7 +220,7 @@ impl PhysRun {
             return false;
         }
         // SAFETY: the range is inside a run we own exclusively (checked).
-        unsafe { core::ptr::write_bytes((self.pa + offset) as *mut u8, 0, len as usize) };
+        unsafe { core::ptr::write_bytes(ptr(self.pa + offset), 0, len as usize) };
         true
     }
 
@@ -145,38 +229,43 @@ impl PhysRun {
     }
 }
 
+impl Drop for PhysRun {
+    fn drop(&mut self) {
+        if self.len != 0 {
+            super::claims::map().release(self.pa, self.len);
+            frames::give_back(self.pool, self.pa, self.len / PAGE);
+        }
+    }
+}
+
 /// Types for which all-zero bytes are a valid value (plain hardware
-/// structures made of integers).
+/// structures made of integers), and that safe code may write freely.
 ///
 /// # Safety
 /// Implement only for types whose every field accepts all-zero bytes.
+/// Not for the VMCB, whose host-physical pointers only their owner may set
+/// (see [`super::vmspace::GuestVmcb`]).
 pub unsafe trait ZeroValid {}
 
-// SAFETY: these hardware structures are arrays and integers only.
-unsafe impl ZeroValid for vmcb::Vmcb {}
 // SAFETY: a byte array.
 unsafe impl ZeroValid for vmcb::Iopm {}
 // SAFETY: a byte array.
 unsafe impl ZeroValid for vmcb::Msrpm {}
-// SAFETY: a page of u64 entries.
-unsafe impl ZeroValid for [u64; 512] {}
 
 /// A `T` living in frames we own, at a known physical address (for
-/// structures the CPU reads by physical address: VMCB, IOPM, MSRPM).
+/// structures the CPU reads by physical address: IOPM, MSRPM).
 pub struct PhysBox<T: ZeroValid> {
     run: PhysRun,
     _t: core::marker::PhantomData<T>,
 }
 
 impl<T: ZeroValid> PhysBox<T> {
-    /// Zeroes the run and views it as a `T`. Fails (giving the run back)
-    /// if it is too small.
-    pub fn new_zeroed(mut run: PhysRun) -> Result<Self, PhysRun> {
-        if (core::mem::size_of::<T>() as u64) > run.len() || core::mem::align_of::<T>() > 4096 {
-            return Err(run);
-        }
-        let len = run.len();
-        run.zero(0, len);
+    /// A zeroed `T` in fresh frames of `pool`.
+    pub fn alloc(pool: PoolId) -> Result<Self, FrameError> {
+        const { assert!(core::mem::align_of::<T>() <= PAGE as usize) };
+        let frames = (core::mem::size_of::<T>() as u64).div_ceil(PAGE).max(1);
+        let mut run = frames::alloc(pool, frames as usize, 1)?;
+        run.zero(0, frames * PAGE);
         Ok(PhysBox { run, _t: core::marker::PhantomData })
     }
 
@@ -184,8 +273,9 @@ impl<T: ZeroValid> PhysBox<T> {
         self.run.pa()
     }
 
-    pub fn into_run(self) -> PhysRun {
-        self.run
+    /// See [`PhysRun::leak`].
+    pub(super) fn leak(&mut self) {
+        self.run.leak();
     }
 }
 
@@ -194,59 +284,13 @@ impl<T: ZeroValid> core::ops::Deref for PhysBox<T> {
     fn deref(&self) -> &T {
         // SAFETY: the run is ours, page-aligned, large enough, zero-initialised
         // (a valid T by ZeroValid) and only reachable through this box.
-        unsafe { &*(self.run.pa() as *const T) }
+        unsafe { &*(ptr(self.run.pa()) as *const T) }
     }
 }
 
 impl<T: ZeroValid> core::ops::DerefMut for PhysBox<T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as for Deref; `&mut self` makes the access exclusive.
-        unsafe { &mut *(self.run.pa() as *mut T) }
+        unsafe { &mut *(ptr(self.run.pa()) as *mut T) }
     }
-}
-
-/// Page-table frames reached through the identity map, for the `npt` engine.
-///
-/// The engine only ever names table frames it obtained from its
-/// `FrameSource`, which hands out frames the kernel owns; so every address
-/// it passes here is one of our own table pages.
-pub struct IdentityTables;
-
-impl npt::TableMemory for IdentityTables {
-    fn read_entry(&self, table: npt::HostPhysAddr, index: usize) -> u64 {
-        assert!(index < 512 && table.0.is_multiple_of(4096) && table.0 < IDENTITY_LIMIT);
-        // SAFETY: `table` is a page-table frame we own (see the type's
-        // docs), identity-mapped; `index < 512` keeps the read inside it.
-        unsafe { core::ptr::read_volatile((table.0 as *const u64).add(index)) }
-    }
-
-    fn write_entry(&mut self, table: npt::HostPhysAddr, index: usize, value: u64) {
-        assert!(index < 512 && table.0.is_multiple_of(4096) && table.0 < IDENTITY_LIMIT);
-        // SAFETY: as for `read_entry`; the CPU's walker reads the entry
-        // atomically, and a volatile aligned u64 store is one write.
-        unsafe { core::ptr::write_volatile((table.0 as *mut u64).add(index), value) }
-    }
-}
-
-unsafe extern "C" {
-    static __image_start: u8;
-    static __image_end: u8;
-}
-
-/// The hypervisor image in memory, `[start, end)`, `.bss` included.
-pub fn image_range() -> (u64, u64) {
-    (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__image_end) as u64)
-}
-
-/// The bytes of a boot module.
-///
-/// Boot modules are excluded from the frame allocator (see
-/// `kernel::usable_ranges`) and nothing writes them, so they stay intact
-/// for the kernel's life. Returns None for a range outside the identity map.
-pub fn boot_module(start: u64, end: u64) -> Option<&'static [u8]> {
-    if end < start || end > IDENTITY_LIMIT || start == 0 {
-        return None;
-    }
-    // SAFETY: see above: the range is reserved RAM that nobody writes.
-    Some(unsafe { slice(start, (end - start) as usize) })
 }

@@ -46,7 +46,9 @@ pub struct GuestRegs {
     /// The host's XCR0 while this vCPU does not run; 0 on a CPU without
     /// XSAVE, where the switch uses FXSAVE/FXRSTOR.
     host_xcr0: u64,
-    pub xstate: XsaveArea,
+    /// Loaded by XRSTOR, which faults in the host on a malformed area: only
+    /// the world switch writes it.
+    xstate: XsaveArea,
     /// Non-zero on a CPU whose FXRSTOR/XRSTOR leave the x87 error pointers
     /// alone unless an exception is pending (AMD without XSAVEERPTR).
     x87_pointer_fix: u64,
@@ -57,7 +59,7 @@ impl GuestRegs {
     pub fn new() -> Self {
         GuestRegs {
             gprs: Gprs::default(),
-            xcr0: xsave::X87,
+            xcr0: guest_x86::regs::xcr0::X87,
             host_xcr0: xsave::host_xcr0(),
             xstate: XsaveArea::reset(),
             x87_pointer_fix: u64::from(xsave::needs_x87_pointer_fix()),
@@ -252,10 +254,11 @@ global_asm!(
     host_xcr0 = const offset_of!(GuestRegs, host_xcr0),
     xstate = const offset_of!(GuestRegs, xstate),
     x87_pointer_fix = const offset_of!(GuestRegs, x87_pointer_fix),
-    x87_sse = const xsave::X87 | xsave::SSE,
+    x87_sse = const guest_x86::regs::xcr0::X87 | guest_x86::regs::xcr0::SSE,
 );
 
 unsafe extern "C" {
+    #[cfg_attr(test, allow(dead_code))]
     fn svm_world_switch(regs: *mut GuestRegs, guest_vmcb_pa: u64, host_save_pa: u64);
     /// The instruction after VMRUN: where the host resumes at #VMEXIT.
     static svm_vmexit_rip: u8;
@@ -273,6 +276,7 @@ pub struct CpuPage(pub [u8; 4096]);
 /// Per-CPU SVM pages.
 struct SvmPages {
     hsave: CpuPage,
+    #[cfg_attr(test, allow(dead_code))] // host tests script the world switch
     host_save: CpuPage,
 }
 
@@ -287,37 +291,34 @@ pub fn enable(cpu: usize) {
     // EFER.SVME only enables SVM instructions; VM_HSAVE_PA names a page only the CPU writes.
     unsafe {
         let hsave = core::ptr::addr_of!(SVM_PAGES[cpu].hsave) as u64;
-        wrmsr(msr::EFER, rdmsr(msr::EFER) | msr::EFER_SVME);
+        wrmsr(msr::EFER, rdmsr(msr::EFER) | guest_x86::regs::efer::SVME);
         wrmsr(msr::VM_HSAVE_PA, hsave);
     }
 }
 
-/// The world switch's handle on one guest VMCB.
-///
-/// # Safety
-/// `vmcb_pa` must be the identity-mapped physical address of a VMCB page
-/// owned by the caller, consistent enough for VMRUN (or VMRUN fails with
-/// VMEXIT_INVALID, which is safe), and must not be in use on another CPU.
-/// SVM must be enabled on `cpu`, the current CPU.
-pub unsafe fn run(cpu: usize, regs: &mut GuestRegs, vmcb_pa: u64) {
-    // SAFETY: the caller vouches for the VMCB; the host save page is this
-    // CPU's own; `regs` is a valid exclusive reference.
-    unsafe {
-        let host_save = core::ptr::addr_of!(SVM_PAGES[cpu].host_save) as u64;
-        svm_world_switch(regs, vmcb_pa, host_save);
+/// Runs the guest whose VMCB is `vmcb` on CPU `cpu` (the current one),
+/// until its next #VMEXIT. In host tests the world switch is scripted
+/// (`arch::sim`).
+pub fn run_vmcb(cpu: usize, regs: &mut GuestRegs, vmcb: &mut super::vmspace::GuestVmcb) {
+    debug_assert_eq!(cpu, super::cpu::current());
+    #[cfg(not(test))]
+    {
+        // The VMCB is bound to its VmSpace, whose nested page table and permission maps stay allocated while the
+        // VMCB exists and let the guest reach only its own RAM, the ports the VMM passed through and the MSRs the
+        // switch swaps; `vmcb` keeps the pointers and the intercepts that guard them out of safe code's reach.
+        // SAFETY: as above; VMRUN checks the rest of the state (VMEXIT_INVALID). The host save page is this CPU's
+        // own, SVM was enabled on every CPU at boot, and `&mut` keeps the VMCB off other CPUs.
+        unsafe {
+            let host_save = core::ptr::addr_of!(SVM_PAGES[cpu].host_save) as u64;
+            svm_world_switch(regs, vmcb.pa(), host_save);
+        }
     }
+    #[cfg(test)]
+    super::sim::world_switch(regs, vmcb);
 }
 
 /// Invalidates the TLB entries of `asid` for the page at `va` (INVLPGA).
 pub fn invlpga(va: u64, asid: u32) {
     // SAFETY: INVLPGA only drops TLB entries; SVM is enabled.
     unsafe { core::arch::asm!("invlpga rax, ecx", in("rax") va, in("ecx") asid, options(nostack, preserves_flags)) };
-}
-
-/// Runs the guest whose VMCB is `vmcb` on CPU `cpu` (the current one).
-pub fn run_vmcb(cpu: usize, regs: &mut GuestRegs, vmcb: &super::phys::PhysBox<vmcb::Vmcb>) {
-    debug_assert_eq!(cpu, super::cpu::current());
-    // SAFETY: the VMCB is a frame we own (PhysBox); VMRUN checks its consistency itself and reports VMEXIT_INVALID
-    // instead of running a bad one. SVM was enabled on every CPU at boot.
-    unsafe { run(cpu, regs, vmcb.pa()) }
 }

@@ -11,16 +11,8 @@
 //! CPU reports in CPUID leaf 0xD (Intel SDM vol. 1, §13.4; AMD APM vol. 2,
 //! §11.5).
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use guest_x86::regs::xcr0::{AVX, AVX512, SSE, X87};
 
-/// XCR0 bit 0: x87 state. Always set in a valid XCR0.
-pub const X87: u64 = 1 << 0;
-/// XCR0 bit 1: SSE state (XMM0-15, MXCSR).
-pub const SSE: u64 = 1 << 1;
-/// XCR0 bit 2: AVX state (the upper halves of YMM0-15).
-pub const AVX: u64 = 1 << 2;
-/// XCR0 bits 5-7: AVX-512 opmask, ZMM_Hi256 and Hi16_ZMM state. Set
-/// together or not at all.
-pub const AVX512: u64 = 0b111 << 5;
 /// Every component the world switch knows how to switch.
 pub const SWITCHABLE: u64 = X87 | SSE | AVX | AVX512;
 
@@ -118,7 +110,7 @@ pub fn init() -> u64 {
     let has_xsaveerptr =
         super::cpu::cpuid(0x8000_0000, 0)[0] >= 0x8000_0008 && super::cpu::cpuid(0x8000_0008, 0)[1] & (1 << 2) != 0;
     X87_POINTER_FIX.store(!has_xsaveerptr, Ordering::Relaxed);
-    if super::cpu::read_cr4() & super::cpu::CR4_OSXSAVE == 0 {
+    if super::cpu::read_cr4() & guest_x86::regs::cr4::OSXSAVE == 0 {
         return 0;
     }
     let [eax, _, _, edx] = super::cpu::cpuid(0xD, 0);
@@ -149,7 +141,7 @@ fn xsetbv(xcr0: u64) {
 /// requires.
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
-pub struct XsaveArea(pub [u8; AREA_CAPACITY]);
+pub struct XsaveArea([u8; AREA_CAPACITY]);
 
 impl XsaveArea {
     /// The state after RESET: FCW 0x037F, MXCSR 0x1F80, an empty XSAVE

@@ -42,18 +42,7 @@ impl Default for Options {
     }
 }
 
-/// A host exception raised on purpose by `test-fault=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TestFault {
-    /// `ud2`: invalid opcode, vector 6.
-    InvalidOpcode,
-    /// A read from an unmapped address: page fault, vector 14.
-    PageFault,
-    /// A read from a non-canonical address: general protection, vector 13.
-    GeneralProtection,
-    /// Unbounded recursion on the boot stack: a page fault on its guard page.
-    StackOverflow,
-}
+pub use crate::arch::cpu::TestFault;
 
 /// A problem with one word of the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,10 +8,7 @@ use super::{BootInfo, BootProblem, CmdlineText, Loader, MemKind, MemRegion};
 pub const MB1_BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
 pub const MB2_BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
 
-/// Reads physical memory; false when the range is not readable.
-pub trait PhysRead {
-    fn read(&self, pa: u64, buf: &mut [u8]) -> bool;
-}
+pub use crate::arch::phys::PhysRead;
 
 /// Why the boot information could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! mm: physical memory, handed out through containers with quotas.
 //!
-//! Two sublayers, each with an executable spec in [`spec`]:
+//! Two sublayers, each with an executable spec in `spec` (host tests only):
 //!
 //! 1. [`FrameTable`]: `palloc(tag)` / `pfree(frame)` over the frames of a
 //!    memory map (usable regions minus reserved ranges), with a per-frame
@@ -32,6 +32,7 @@ pub use container::{ContainerId, ContainerInfo, Mm, MAX_CONTAINERS};
 pub use frame::{Frame, PhysRange, FRAME_SIZE};
 pub use frames::{FrameTable, InitReport, MAX_TAG};
 
+use crate::arch::frames::{FrameAllocator, FrameError, PoolId};
 use crate::sync::Lock;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -147,4 +148,35 @@ pub fn free_run(c: ContainerId, first: Frame, count: usize) -> Result<(), MmErro
 /// [`Mm::info`] on the kernel's instance.
 pub fn info(c: ContainerId) -> Result<ContainerInfo, MmError> {
     MM.lock().info(c)
+}
+
+/// The kernel's containers as arch's frame pools: what [`crate::arch::frames`]
+/// allocates from once [`crate::arch::frames::install`]ed at boot.
+pub struct KernelFrames;
+
+/// The one [`KernelFrames`].
+pub static KERNEL_FRAMES: KernelFrames = KernelFrames;
+
+impl From<ContainerId> for PoolId {
+    fn from(c: ContainerId) -> PoolId {
+        PoolId(c.index() as u16)
+    }
+}
+
+impl FrameAllocator for KernelFrames {
+    fn alloc_run(&self, pool: PoolId, count: usize, align: usize) -> Result<u64, FrameError> {
+        alloc_run(ContainerId::from_index(usize::from(pool.0)), count, align).map(Frame::addr).map_err(|e| match e {
+            MmError::OutOfQuota => FrameError::OutOfQuota,
+            _ => FrameError::OutOfMemory,
+        })
+    }
+
+    /// A refusal is a kernel bug: reported, and the frames stay allocated.
+    fn free_run(&self, pool: PoolId, pa: u64, count: usize) {
+        let container = ContainerId::from_index(usize::from(pool.0));
+        let result = Frame::from_addr(pa).ok_or(MmError::NotAllocated).and_then(|f| free_run(container, f, count));
+        if let Err(e) = result {
+            log::error!("mm: cannot free {count} frames at {pa:#x} for {container}: {e}");
+        }
+    }
 }

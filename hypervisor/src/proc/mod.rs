@@ -14,7 +14,7 @@
 //! with `Full`/`Empty` (hypercalls use these); [`send`]/[`recv`] block via
 //! the thread layer's `sleep`/`wakeup`.
 //!
-//! Spec ([`spec`]): processes as a map pid → (parent, container), channels
+//! Spec (`spec`, host tests only): processes as a map pid → (parent, container), channels
 //! as a map id → (sender, receiver, `VecDeque` of messages).
 //!
 //! Relies on: mm (containers: `split`), thread (`spawn_owned`, `sleep`,

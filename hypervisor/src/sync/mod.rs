@@ -1,6 +1,6 @@
 //! sync: spin locks for the layers above.
 //!
-//! What this layer promises (see [`spec`]): a lock is held by at most one
+//! What this layer promises (see `spec` (host tests only)): a lock is held by at most one
 //! party at a time, and parties that take a ticket enter in the order in
 //! which they took it (FIFO), even across the 32-bit wrap of the counters.
 //!

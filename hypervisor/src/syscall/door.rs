@@ -3,7 +3,7 @@
 //! ([`Caller::current`]) and passes that to the call; nothing the caller
 //! says about itself is believed.
 use super::*;
-use sysabi::{ClockHandle, ConsoleHandle, CpuidResult, ExitStats, PathStats, SchedHandle, Sys};
+use sysabi::{ClockHandle, ConsoleHandle, CpuUsage, CpuidResult, ExitStats, PathStats, SchedHandle, Sys};
 use vmcb::{EventInj, Segment};
 
 /// The kernel, as the VMM calls it.
@@ -100,6 +100,9 @@ impl Sys for Kernel {
     }
     fn idle_until(&self, sched: SchedHandle, deadline_ns: u64) -> SysResult<()> {
         sys_idle_until(Caller::current()?, sched, deadline_ns)
+    }
+    fn cpu_usage(&self, sched: SchedHandle) -> SysResult<CpuUsage> {
+        sys_cpu_usage(Caller::current()?, sched)
     }
     fn console_write(&self, console: ConsoleHandle, bytes: &[u8]) -> SysResult<()> {
         sys_console_write(Caller::current()?, console, bytes)

@@ -11,17 +11,16 @@
 //! remembered translation is used only when the bytes it leads to are the
 //! expected instruction, so a stale entry can at worst send the exit to
 //! the VMM's slow path.
+use crate::arch::phys::PAGE;
 use crate::vm::cpuid::{CpuModel, CpuidResult};
 use crate::vm::{NextRipSource, Reg, SegReg, Vcpu};
 use guest_x86::decode::{translate, AccessKind, PagingState};
 use guest_x86::mem::GuestMemory;
+use guest_x86::regs::{cr0, efer};
 
 const CPUID: [u8; 2] = [0x0F, 0xA2];
 const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];
 const PING: u64 = hvabi::nr::PING;
-const EFER_LMA: u64 = 1 << 10;
-const CR0_PG: u64 = 1 << 31;
-const PAGE: u64 = 4096;
 
 /// A remembered translation of the guest's code page.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +31,7 @@ pub struct CodePage {
 }
 
 fn is_64bit(v: &Vcpu) -> bool {
-    v.reg(Reg::Efer) & EFER_LMA != 0 && v.seg(SegReg::Cs).attributes().long()
+    v.reg(Reg::Efer) & efer::LMA != 0 && v.seg(SegReg::Cs).attributes().long()
 }
 
 /// The RIP after the intercepted instruction, if it is `insn`, and where
@@ -57,7 +56,7 @@ fn next_rip(
     let page = linear - offset;
     let cr0 = v.reg(Reg::Cr0);
     let cr3 = v.reg(Reg::Cr3);
-    let gpa_page = if cr0 & CR0_PG == 0 {
+    let gpa_page = if cr0 & cr0::PG == 0 {
         page
     } else {
         match *cache {

@@ -2,11 +2,13 @@
 //! creating them by calls: a console, a clock and a share of the CPU. Each
 //! call on them names the object by its handle, and the kernel checks that
 //! the calling process holds it.
+use super::account;
+use super::console;
 use super::vmobj::{Caller, CPUS};
 use super::{SysError, SysResult};
 use crate::proc::{Pid, MAX_PROCS};
 use core::sync::atomic::{AtomicU32, Ordering};
-use sysabi::{ClockHandle, ConsoleHandle, Grants, SchedHandle};
+use sysabi::{ClockHandle, ConsoleHandle, CpuUsage, Grants, SchedHandle};
 
 /// Who holds each object of one kind: the owner's pid + 1, 0 when free.
 /// Read without a lock on every call (a clock is read at every VM exit);
@@ -40,11 +42,13 @@ impl GrantTable {
         }
     }
 
-    /// Frees every object `pid` holds.
-    fn revoke_all(&self, pid: Pid) {
+    /// Frees every object `pid` holds, and calls `freed` with each.
+    fn revoke_all(&self, pid: Pid, mut freed: impl FnMut(usize)) {
         let tag = pid.index() as u32 + 1;
-        for o in &self.owners {
-            let _ = o.compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Relaxed);
+        for (slot, o) in self.owners.iter().enumerate() {
+            if o.compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                freed(slot);
+            }
         }
     }
 }
@@ -53,9 +57,10 @@ static CONSOLES: GrantTable = GrantTable::new();
 static CLOCKS: GrantTable = GrantTable::new();
 static SCHEDS: GrantTable = GrantTable::new();
 
-/// Grants a new process its console, clock and share of the CPU. On
+/// Grants a new process its console, clock and share of the CPU. The
+/// console shows the process's output as `name`'s (`console.rs`). On
 /// failure nothing stays granted.
-pub fn grant_process(pid: Pid) -> SysResult<Grants> {
+pub fn grant_process(pid: Pid, name: &str) -> SysResult<Grants> {
     let grants = (|| {
         Ok(Grants {
             console: ConsoleHandle(CONSOLES.grant(pid)?),
@@ -63,16 +68,21 @@ pub fn grant_process(pid: Pid) -> SysResult<Grants> {
             sched: SchedHandle(SCHEDS.grant(pid)?),
         })
     })();
-    if grants.is_err() {
-        revoke_process(pid);
+    match grants {
+        Ok(g) => {
+            console::attach(usize::from(g.console.0), name);
+            account::open_process(pid);
+        }
+        Err(_) => revoke_process(pid),
     }
     grants
 }
 
 /// Takes back everything [`grant_process`] gave `pid`.
 pub fn revoke_process(pid: Pid) {
-    for table in [&CONSOLES, &CLOCKS, &SCHEDS] {
-        table.revoke_all(pid);
+    CONSOLES.revoke_all(pid, console::detach);
+    for table in [&CLOCKS, &SCHEDS] {
+        table.revoke_all(pid, |_| ());
     }
 }
 
@@ -97,16 +107,27 @@ pub fn sys_tsc_hz(caller: Caller, clock: ClockHandle) -> SysResult<u64> {
 /// Lets another ready thread run. False if there was none.
 pub fn sys_yield(caller: Caller, sched: SchedHandle) -> SysResult<bool> {
     SCHEDS.check(caller, sched.0)?;
-    Ok(crate::thread::yield_to_others().unwrap_or(false))
+    // Giving up the CPU ends the caller's slice (`CpuTime::end_slice`).
+    if let Some(c) = CPUS[crate::arch::cpu::current()].lock().as_mut() {
+        c.time.end_slice();
+    }
+    Ok(account::off_cpu(caller.pid(), crate::thread::yield_to_others).unwrap_or(false))
 }
 
 /// Idles until `deadline_ns` or the next host interrupt: other ready
-/// threads run first; if none is ready the CPU halts until then.
+/// threads run first; if none is ready the CPU halts until then. Neither
+/// is charged to the caller.
 pub fn sys_idle_until(caller: Caller, sched: SchedHandle, deadline_ns: u64) -> SysResult<()> {
     if !sys_yield(caller, sched)? {
-        wait_until(deadline_ns);
+        account::off_cpu(caller.pid(), || wait_until(deadline_ns));
     }
     Ok(())
+}
+
+/// The caller's use of the CPU since its process was created.
+pub fn sys_cpu_usage(caller: Caller, sched: SchedHandle) -> SysResult<CpuUsage> {
+    SCHEDS.check(caller, sched.0)?;
+    Ok(account::usage(caller.pid()))
 }
 
 /// Halts this CPU until `deadline_ns` or the next host interrupt, whichever
@@ -124,19 +145,19 @@ fn wait_until(deadline_ns: u64) {
     crate::arch::cpu::wait_for_interrupt();
 }
 
-/// Writes bytes to the hypervisor's console (the host serial port).
+/// Writes bytes to the hypervisor's console (the host serial port), as
+/// lines prefixed with the caller's name and without escape sequences.
 pub fn sys_console_write(caller: Caller, console: ConsoleHandle, bytes: &[u8]) -> SysResult<()> {
     CONSOLES.check(caller, console.0)?;
-    for &b in bytes {
-        crate::arch::serial::write_byte(b);
-    }
+    console::write(usize::from(console.0), bytes);
     Ok(())
 }
 
-/// A byte typed on the hypervisor's console, if one is waiting.
+/// A byte typed on the hypervisor's console for the caller, if one is
+/// waiting: typed bytes go to the console with the input focus only.
 pub fn sys_console_read(caller: Caller, console: ConsoleHandle) -> SysResult<Option<u8>> {
     CONSOLES.check(caller, console.0)?;
-    Ok(crate::arch::serial::try_read_byte())
+    Ok(console::read(usize::from(console.0)))
 }
 
 #[cfg(test)]
@@ -159,7 +180,7 @@ mod tests {
         let t = GrantTable::new();
         let a = Pid::from_index(1);
         let h = t.grant(a).unwrap();
-        t.revoke_all(a);
+        t.revoke_all(a, |_| ());
         assert_eq!(t.check(Caller::of(a), h), Err(SysError::NoSuchObject));
         let b = Pid::from_index(2);
         assert_eq!(t.grant(b), Ok(h), "the freed slot is reused");

@@ -30,6 +30,20 @@ fn channel(from: proc::Pid, to: proc::Pid) -> SysResult<ChanId> {
     Ok(c)
 }
 
+/// Forgets the channels to and from `pid`, which `proc::proc_destroy`
+/// closes: the next process with its pid must create its own, not send on
+/// a slot the proc layer may have given to another pair.
+pub(super) fn forget_channels(pid: proc::Pid) {
+    let mut t = CHANNELS.lock();
+    for (i, row) in t.iter_mut().enumerate() {
+        for (j, chan) in row.iter_mut().enumerate() {
+            if i == pid.index() || j == pid.index() {
+                *chan = None;
+            }
+        }
+    }
+}
+
 fn map(e: ProcError) -> SysError {
     match e {
         ProcError::Full | ProcError::Empty => SysError::WouldBlock,

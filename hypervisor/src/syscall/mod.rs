@@ -2,7 +2,7 @@
 //!
 //! [`Kernel`] implements `sysabi::Sys`, the interface the VMM crate is
 //! written against; each of its methods works out the calling process from
-//! the current thread ([`Caller::current`]) and calls the function below
+//! the current thread (`Caller::current`) and calls the function below
 //! that does the work. Every call names the object it acts on by a handle
 //! and checks that the calling process owns it, acting under one lock of the
 //! object's slot, so the VMM could move to ring 3 without changing. A hostile
@@ -22,15 +22,21 @@
 //! | [`sys_write_cr4`], [`sys_xsetbv`] | the guest's CR4 and XCR0 writes, checked as the CPU checks them |
 //! | [`sys_get_stats`], [`sys_reset_stats`], [`sys_get_paths`], [`sys_vcpu_info`] | statistics and identity of a vCPU |
 //! | [`sys_now_ns`], [`sys_guest_tsc`], [`sys_tsc_hz`] | the granted clock |
-//! | [`sys_yield`], [`sys_idle_until`] | the granted share of the CPU |
+//! | [`sys_yield`], [`sys_idle_until`], [`sys_cpu_usage`] | the granted share of the CPU, and what the process used of it (`account`) |
 //! | [`sys_console_write`], [`sys_console_read`] | the granted console |
 //! | [`sys_chan_send`], [`sys_chan_recv`] | channels between VMs' processes |
 //!
-//! [`grant_process`] gives a new process its console, clock and CPU share.
+//! [`grant_process`] gives a new process its console, clock and CPU share;
+//! [`end_process`] takes back everything a process had (its VMs, grants,
+//! channels, pid and quota). Host tests of every call: `tests/`.
+mod account;
+pub mod console;
 mod door;
 mod fast;
 mod granted;
 mod ipc;
+#[cfg(test)]
+mod tests;
 pub mod time;
 mod vmobj;
 

@@ -12,6 +12,9 @@
 
 /// How long a thread runs a guest before another ready thread gets the CPU.
 pub const SLICE_NS: u64 = 1_000_000;
+/// The shortest slice a vCPU in debt gets (see [`CpuTime::entry`]), so that
+/// it still makes progress.
+pub const MIN_SLICE_NS: u64 = SLICE_NS / 10;
 
 /// No deadline.
 pub const NEVER: u64 = u64::MAX;
@@ -50,19 +53,35 @@ impl CpuTime {
     /// Decides, at time `now`, whether vCPU `me` may enter its guest until
     /// `deadline_ns`, and when the timer must fire if so. A vCPU that finds
     /// no slice of its own running starts one.
-    pub fn entry(&mut self, me: Runner, now: u64, deadline_ns: u64) -> Entry {
+    ///
+    /// The slice ends at the first entry after its end, so the exit being
+    /// handled then (a long one: 4 KiB of console text) runs past it. `debt`
+    /// is the vCPU's: the time its slices ran over, which its next slices
+    /// are cut by (down to [`MIN_SLICE_NS`]), so that a guest whose exits
+    /// are slow gets no more of the CPU than one whose exits are fast.
+    pub fn entry(&mut self, me: Runner, now: u64, deadline_ns: u64, debt: &mut u64) -> Entry {
         if self.slice_owner == Some(me) && now >= self.slice_end_ns {
             self.slice_owner = None;
+            *debt = debt.saturating_add(now - self.slice_end_ns);
             return Entry::SliceOver;
         }
         if now >= deadline_ns {
             return Entry::Deadline;
         }
         if self.slice_owner != Some(me) {
+            let cut = (*debt).min(SLICE_NS - MIN_SLICE_NS);
+            *debt -= cut;
             self.slice_owner = Some(me);
-            self.slice_end_ns = now.saturating_add(SLICE_NS);
+            self.slice_end_ns = now.saturating_add(SLICE_NS - cut);
         }
         Entry::Run { arm_ns: self.arm(self.slice_end_ns.min(deadline_ns), now) }
+    }
+
+    /// The thread running here gives up the CPU (it yields or idles): its
+    /// slice ends, so that the time it is away is not taken for running
+    /// over when it comes back.
+    pub fn end_slice(&mut self) {
+        self.slice_owner = None;
     }
 
     /// The time the timer must be armed for to fire at `at`, or `None` if
@@ -92,20 +111,22 @@ mod tests {
     #[test]
     fn a_thread_runs_to_the_end_of_its_slice_then_yields() {
         let mut t = CpuTime::new();
-        assert_eq!(t.entry(A, 0, NEVER), Entry::Run { arm_ns: Some(SLICE_NS) });
-        assert_eq!(t.entry(A, SLICE_NS / 2, NEVER), Entry::Run { arm_ns: None }, "armed already");
-        assert_eq!(t.entry(A, SLICE_NS, NEVER), Entry::SliceOver);
+        let mut a = 0;
+        assert_eq!(t.entry(A, 0, NEVER, &mut a), Entry::Run { arm_ns: Some(SLICE_NS) });
+        assert_eq!(t.entry(A, SLICE_NS / 2, NEVER, &mut a), Entry::Run { arm_ns: None }, "armed already");
+        assert_eq!(t.entry(A, SLICE_NS, NEVER, &mut a), Entry::SliceOver);
         // Back after the yield (nobody else ran): a fresh slice.
-        assert_eq!(t.entry(A, SLICE_NS + 5, NEVER), Entry::Run { arm_ns: Some(2 * SLICE_NS + 5) });
+        assert_eq!(t.entry(A, SLICE_NS + 5, NEVER, &mut a), Entry::Run { arm_ns: Some(2 * SLICE_NS + 5) });
     }
 
     #[test]
     fn the_timer_fires_at_the_earlier_of_slice_end_and_deadline() {
         let mut t = CpuTime::new();
-        assert_eq!(t.entry(A, 0, 300), Entry::Run { arm_ns: Some(300) });
-        assert_eq!(t.entry(A, 300, 300), Entry::Deadline);
+        let mut a = 0;
+        assert_eq!(t.entry(A, 0, 300, &mut a), Entry::Run { arm_ns: Some(300) });
+        assert_eq!(t.entry(A, 300, 300, &mut a), Entry::Deadline);
         // The VMM's next deadline lies beyond the slice: the slice decides.
-        assert_eq!(t.entry(A, 310, 5 * SLICE_NS), Entry::Run { arm_ns: Some(SLICE_NS) });
+        assert_eq!(t.entry(A, 310, 5 * SLICE_NS, &mut a), Entry::Run { arm_ns: Some(SLICE_NS) });
     }
 
     #[test]
@@ -120,17 +141,70 @@ mod tests {
     #[test]
     fn another_thread_gets_its_own_slice() {
         let mut t = CpuTime::new();
-        t.entry(A, 0, NEVER);
-        assert_eq!(t.entry(B, 10, NEVER), Entry::Run { arm_ns: Some(10 + SLICE_NS) });
+        let (mut a, mut b) = (0, 0);
+        t.entry(A, 0, NEVER, &mut a);
+        assert_eq!(t.entry(B, 10, NEVER, &mut b), Entry::Run { arm_ns: Some(10 + SLICE_NS) });
         // A comes back later: its old slice is gone, it starts a new one.
-        assert_eq!(t.entry(A, 2 * SLICE_NS, NEVER), Entry::Run { arm_ns: Some(3 * SLICE_NS) });
+        assert_eq!(t.entry(A, 2 * SLICE_NS, NEVER, &mut a), Entry::Run { arm_ns: Some(3 * SLICE_NS) });
     }
 
     #[test]
     fn the_slice_ends_even_when_the_deadline_has_passed_too() {
         let mut t = CpuTime::new();
-        t.entry(A, 0, NEVER);
-        assert_eq!(t.entry(A, SLICE_NS, 10), Entry::SliceOver);
-        assert_eq!(t.entry(A, SLICE_NS, 10), Entry::Deadline);
+        let mut a = 0;
+        t.entry(A, 0, NEVER, &mut a);
+        assert_eq!(t.entry(A, SLICE_NS, 10, &mut a), Entry::SliceOver);
+        assert_eq!(t.entry(A, SLICE_NS, 10, &mut a), Entry::Deadline);
+    }
+
+    #[test]
+    fn a_slice_that_ran_over_cuts_the_next_one_by_as_much() {
+        let mut t = CpuTime::new();
+        let mut a = 0;
+        t.entry(A, 0, NEVER, &mut a);
+        // A long exit was being handled when the slice ended.
+        assert_eq!(t.entry(A, SLICE_NS + 300_000, NEVER, &mut a), Entry::SliceOver);
+        assert_eq!(a, 300_000, "the overrun is owed");
+        let back = 5 * SLICE_NS;
+        assert_eq!(t.entry(A, back, NEVER, &mut a), Entry::Run { arm_ns: Some(back + SLICE_NS - 300_000) });
+        assert_eq!(a, 0, "repaid");
+    }
+
+    #[test]
+    fn a_debt_longer_than_a_slice_is_repaid_over_several_each_at_least_the_minimum() {
+        let mut t = CpuTime::new();
+        let mut a = 2 * SLICE_NS;
+        let mut now = 0;
+        let mut lengths = Vec::new();
+        for _ in 0..4 {
+            let Entry::Run { arm_ns: Some(end) } = t.entry(A, now, NEVER, &mut a) else { panic!("A runs") };
+            lengths.push(end - now);
+            now = end;
+            assert_eq!(t.entry(A, now, NEVER, &mut a), Entry::SliceOver);
+        }
+        let cut = SLICE_NS - MIN_SLICE_NS;
+        assert_eq!(lengths, [MIN_SLICE_NS, MIN_SLICE_NS, SLICE_NS - (2 * SLICE_NS - 2 * cut), SLICE_NS]);
+    }
+
+    #[test]
+    fn a_slice_given_up_owes_nothing_for_the_time_away() {
+        let mut t = CpuTime::new();
+        let mut a = 0;
+        t.entry(A, 0, NEVER, &mut a);
+        t.end_slice(); // the guest halted; the VMM idles
+        let back = 10 * SLICE_NS;
+        assert_eq!(t.entry(A, back, NEVER, &mut a), Entry::Run { arm_ns: Some(back + SLICE_NS) });
+        assert_eq!(a, 0);
+    }
+
+    #[test]
+    fn one_vcpus_debt_leaves_anothers_slice_whole() {
+        let mut t = CpuTime::new();
+        let (mut a, mut b) = (0, 0);
+        t.entry(A, 0, NEVER, &mut a);
+        assert_eq!(t.entry(A, SLICE_NS + 400_000, NEVER, &mut a), Entry::SliceOver);
+        let now = SLICE_NS + 400_001;
+        assert_eq!(t.entry(B, now, NEVER, &mut b), Entry::Run { arm_ns: Some(now + SLICE_NS) });
+        assert_eq!((a, b), (400_000, 0));
     }
 }

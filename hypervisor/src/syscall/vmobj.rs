@@ -2,38 +2,38 @@
 use super::fast;
 use super::time::{CpuTime, Entry};
 use super::{SysError, SysResult};
-use crate::arch::frames;
-use crate::arch::frames::TableFrames;
-use crate::arch::phys::PhysRun;
+use crate::arch::frames::{self, FrameError, PoolId};
+use crate::arch::phys::PAGE;
+use crate::arch::vmspace::MapError;
 use crate::sync::Lock;
 use crate::vm::cpuid::CpuidResult;
 use crate::vm::cr::GuestFault;
 use crate::vm::{CpuVm, NextRipSource, Reg, SegReg, Vcpu, Vm, VmExit};
-use arrayvec::ArrayVec;
-use guest_x86::mem::{GuestMemory, MemError};
-use npt::{GuestPhysAddr, HostPhysAddr, NestedPageTable, Perms};
+use guest_x86::mem::GuestMemory;
+use npt::NptError;
 use vmcb::{EventInj, Segment};
 
 pub const MAX_VMS: usize = 8;
 pub const MAX_VCPUS: usize = 16;
-const MAX_RAM_CHUNKS: usize = 64;
-const PAGE: u64 = 4096;
 const LARGE: u64 = 2 << 20;
 /// The largest physically contiguous piece of guest RAM we ask for at once.
 const MAX_CHUNK: u64 = 64 << 20;
 
 /// Who is calling: the process of the thread that made the call. Only the
-/// kernel makes one ([`Caller::current`]); no call takes it from its caller.
+/// kernel makes one (`Caller::current`); no call takes it from its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
     pid: crate::proc::Pid,
 }
 
 impl Caller {
-    /// The process of the calling thread.
+    /// The process of the calling thread, which the CPU is charged to from
+    /// now on (see [`account`](super::account)).
     pub(crate) fn current() -> SysResult<Caller> {
         let owner = crate::thread::current_owner().ok_or(SysError::NoSuchObject)?;
-        Ok(Caller { pid: crate::proc::Pid::from_index(owner as usize) })
+        let pid = crate::proc::Pid::from_index(owner as usize);
+        super::account::charge_caller(pid);
+        Ok(Caller { pid })
     }
 
     /// A caller for the kernel's own tests of the calls.
@@ -46,24 +46,17 @@ impl Caller {
         self.pid
     }
 
-    /// The container the caller's frames come from (its process's).
-    fn container(self) -> SysResult<crate::mm::ContainerId> {
-        crate::proc::container_of(self.pid).map_err(|_| SysError::NoSuchObject)
+    /// The pool the caller's frames come from (its process's container).
+    fn pool(self) -> SysResult<PoolId> {
+        crate::proc::container_of(self.pid).map(PoolId::from).map_err(|_| SysError::NoSuchObject)
     }
 }
 
 pub use sysabi::{VcpuHandle, VcpuInfo, VmHandle};
 
-struct RamChunk {
-    gpa: u64,
-    run: PhysRun,
-}
-
 struct VmObj {
     owner: Caller,
     vm: Vm,
-    npt: NestedPageTable,
-    ram: ArrayVec<RamChunk, MAX_RAM_CHUNKS>,
     vcpus: u16,
 }
 
@@ -75,6 +68,9 @@ struct VcpuObj {
     vcpu: Vcpu,
     /// The fast path's one-entry translation of the guest's code page.
     code_page: Option<fast::CodePage>,
+    /// How long its slices ran over, owed from its next ones
+    /// ([`CpuTime::entry`]).
+    slice_debt_ns: u64,
 }
 
 static VMS: [Lock<Option<VmObj>>; MAX_VMS] = [const { Lock::new(None) }; MAX_VMS];
@@ -94,10 +90,10 @@ pub fn cpu_init(cpu: usize, caps: crate::vm::SvmCaps) {
     *CPUS[cpu].lock() = Some(PerCpu { vm, time: CpuTime::new() });
 }
 
-fn map_err(e: crate::mm::MmError) -> SysError {
+fn map_err(e: FrameError) -> SysError {
     match e {
-        crate::mm::MmError::OutOfQuota => SysError::OutOfQuota,
-        _ => SysError::OutOfMemory,
+        FrameError::OutOfQuota => SysError::OutOfQuota,
+        FrameError::OutOfMemory | FrameError::Refused | FrameError::NoAllocator => SysError::OutOfMemory,
     }
 }
 
@@ -154,105 +150,60 @@ fn with_vm<T>(caller: Caller, h: VmHandle, f: impl FnOnce(&mut VmObj) -> SysResu
 /// Creates a VM with every I/O port and MSR intercepted (except the MSRs
 /// the VMCB holds) and an empty nested page table.
 pub fn sys_vm_create(caller: Caller) -> SysResult<VmHandle> {
-    let container = caller.container()?;
+    let pool = caller.pool()?;
     let (index, slot) = VMS.iter().enumerate().find(|(_, s)| s.lock().is_none()).ok_or(SysError::NoSlot)?;
-    let iopm = frames::alloc(container, 3, 1).map_err(map_err)?;
-    let msrpm = match frames::alloc(container, 2, 1) {
-        Ok(r) => r,
-        Err(e) => {
-            frames::free(container, iopm);
-            return Err(map_err(e));
-        }
-    };
-    let mut tables = TableFrames { container };
-    let npt = match NestedPageTable::new(&mut tables) {
-        Ok(n) => n,
-        Err(_) => {
-            frames::free(container, iopm);
-            frames::free(container, msrpm);
-            return Err(SysError::OutOfQuota);
-        }
-    };
-    let mut vm = match Vm::new(iopm, msrpm, npt.root().0, fast::cpu_model()) {
-        Ok(vm) => vm,
-        Err((a, b)) => {
-            frames::free(container, a);
-            frames::free(container, b);
-            npt.destroy(&mut tables).apply(|_| {});
-            return Err(SysError::OutOfMemory);
-        }
-    };
-    for msr in crate::vm::msr::PASSTHROUGH {
-        vm.set_msr_intercept(msr, vmcb::MsrAccess::ReadWrite, false);
-    }
+    let vm = Vm::new(pool, fast::cpu_model()).map_err(map_err)?;
     let mut g = slot.lock();
     if g.is_some() {
-        // Another caller took the slot meanwhile.
-        drop(g);
-        let (a, b) = vm.into_frames();
-        frames::free(container, a);
-        frames::free(container, b);
-        npt.destroy(&mut tables).apply(|_| {});
+        // Another caller took the slot meanwhile; the VM's frames go back as it drops.
         return Err(SysError::NoSlot);
     }
-    *g = Some(VmObj { owner: caller, vm, npt, ram: ArrayVec::new(), vcpus: 0 });
+    *g = Some(VmObj { owner: caller, vm, vcpus: 0 });
     Ok(VmHandle(index as u16))
 }
 
 /// Creates a vCPU of `vm` in the x86 reset state.
 pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
-    let container = caller.container()?;
+    let pool = caller.pool()?;
     let vm_lock = vm_slot(caller, vm)?;
     let (slot_index, slot) = VCPUS.iter().enumerate().find(|(_, s)| s.lock().is_none()).ok_or(SysError::NoSlot)?;
-    let frame = frames::alloc(container, 1, 1).map_err(map_err)?;
     let mut vg = vm_lock.lock();
     let vmobj = vg.as_mut().ok_or(SysError::NoSuchObject)?;
-    let vcpu = match Vcpu::new(frame, &vmobj.vm) {
-        Ok(v) => v,
-        Err(frame) => {
-            frames::free(container, frame);
-            return Err(SysError::OutOfMemory);
-        }
-    };
+    let vcpu = Vcpu::new(&mut vmobj.vm, pool).map_err(map_err)?;
     let mut g = slot.lock();
     if g.is_some() {
-        frames::free(container, vcpu.into_frame());
+        vmobj.vm.release_vcpu(vcpu);
         return Err(SysError::NoSlot);
     }
     let index = vmobj.vcpus;
     vmobj.vcpus += 1;
-    *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: None });
+    *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: None, slice_debt_ns: 0 });
     Ok(VcpuHandle(slot_index as u16))
 }
 
 /// Destroys a VM and all its vCPUs, returning every frame to the caller's
 /// container.
 pub fn sys_vm_destroy(caller: Caller, vm: VmHandle) -> SysResult<()> {
-    let container = caller.container()?;
     let slot = vm_slot(caller, vm)?;
     for v in VCPUS.iter() {
+        // sys_run's lock order: the vCPU's, then the VM's.
         let mut g = v.lock();
         if g.as_ref().is_some_and(|o| o.vm == vm && o.owner.pid == caller.pid) {
-            let obj = g.take().unwrap();
-            frames::free(container, obj.vcpu.into_frame());
+            let obj = g.take().ok_or(SysError::NoSuchObject)?;
+            if let Some(vmobj) = slot.lock().as_mut() {
+                vmobj.vm.release_vcpu(obj.vcpu);
+            }
         }
     }
-    let obj = slot.lock().take().ok_or(SysError::NoSuchObject)?;
-    let mut tables = TableFrames { container };
-    obj.npt.destroy(&mut tables).apply(|_| {});
-    for chunk in obj.ram {
-        frames::free(container, chunk.run);
-    }
-    let (a, b) = obj.vm.into_frames();
-    frames::free(container, a);
-    frames::free(container, b);
+    // Dropping the VM gives back its nested page table, RAM and permission maps.
+    slot.lock().take().ok_or(SysError::NoSuchObject)?;
     Ok(())
 }
 
 /// Ends process `pid` once its threads have exited: destroys the VMs it
 /// still owns (a VMM that stopped early may leave one), revokes its
-/// console, clock and CPU share, and gives back its pid and quota
-/// (`proc::proc_destroy`). Returns the VMs it had to destroy.
+/// console, clock and CPU share, and gives back its pid, quota and
+/// channels (`proc::proc_destroy`). Returns the VMs it had to destroy.
 ///
 /// Errors: `InUse` while a thread of `pid` runs; the proc layer's errors
 /// (e.g. frames it still holds).
@@ -270,13 +221,14 @@ pub fn end_process(pid: crate::proc::Pid) -> Result<usize, crate::proc::ProcErro
     }
     super::revoke_process(pid);
     crate::proc::proc_destroy(pid)?;
+    super::ipc::forget_channels(pid);
     Ok(left)
 }
 
 /// Backs `[gpa, gpa + len)` with fresh zeroed frames from the caller's
 /// container and maps them, using 2 MiB pages where alignment allows.
 pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResult<()> {
-    let container = caller.container()?;
+    let pool = caller.pool()?;
     if !gpa.is_multiple_of(PAGE)
         || !len.is_multiple_of(PAGE)
         || len == 0
@@ -294,35 +246,18 @@ pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResul
                 if at.is_multiple_of(LARGE) && left >= LARGE { (left.min(MAX_CHUNK)) & !(LARGE - 1) } else { PAGE };
             let run = loop {
                 let align = if want >= LARGE { (LARGE / PAGE) as usize } else { 1 };
-                match frames::alloc(container, (want / PAGE) as usize, align) {
+                match frames::alloc(pool, (want / PAGE) as usize, align) {
                     Ok(r) => break r,
                     Err(_) if want > LARGE => want = (want / 2) & !(LARGE - 1),
                     Err(e) => return Err(map_err(e)),
                 }
             };
-            if obj.ram.is_full() {
-                frames::free(container, run);
-                return Err(SysError::NoSlot);
-            }
-            let mut run = run;
             let rlen = run.len();
-            run.zero(0, rlen);
-            let mut tables = TableFrames { container };
-            let r = obj.npt.map_range(&mut tables, GuestPhysAddr(at), HostPhysAddr(run.pa()), rlen, Perms::RWX);
-            match r {
-                // Mapping unmapped space leaves nothing stale; a remap did.
-                Ok(flush) => {
-                    if !flush.is_none() {
-                        obj.vm.npt_changed();
-                    }
-                    flush.apply(|_| {});
-                }
-                Err(_) => {
-                    frames::free(container, run);
-                    return Err(SysError::BadArgument);
-                }
-            }
-            obj.ram.push(RamChunk { gpa: at, run });
+            obj.vm.map_ram(at, run).map_err(|e| match e {
+                MapError::TooManyChunks => SysError::NoSlot,
+                MapError::Npt(NptError::OutOfFrames) => SysError::OutOfQuota,
+                MapError::Npt(_) => SysError::BadArgument,
+            })?;
             done += rlen;
         }
         Ok(())
@@ -330,73 +265,19 @@ pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResul
 }
 
 /// Copies `[gpa, gpa + buf.len())` of guest RAM into `buf`.
-fn ram_read(ram: &[RamChunk], gpa: u64, buf: &mut [u8]) -> SysResult<()> {
-    let mut done = 0usize;
-    while done < buf.len() {
-        let at = gpa.checked_add(done as u64).ok_or(SysError::BadGuestAddress)?;
-        let c = ram.iter().find(|c| at >= c.gpa && at < c.gpa + c.run.len()).ok_or(SysError::BadGuestAddress)?;
-        let n = ((c.gpa + c.run.len() - at) as usize).min(buf.len() - done);
-        c.run.read(at - c.gpa, &mut buf[done..done + n]);
-        done += n;
-    }
-    Ok(())
-}
-
-/// Copies `[gpa, gpa + buf.len())` of guest RAM into `buf`.
 pub fn sys_guest_read(caller: Caller, vm: VmHandle, gpa: u64, buf: &mut [u8]) -> SysResult<()> {
-    with_vm(caller, vm, |obj| ram_read(&obj.ram, gpa, buf))
+    with_vm(caller, vm, |obj| obj.vm.ram().read(gpa, buf).map_err(|_| SysError::BadGuestAddress))
 }
 
-/// A VM's RAM, read-only, for the page walker of the fast path.
-struct RamView<'a> {
-    ram: &'a [RamChunk],
-}
-
-impl GuestMemory for RamView<'_> {
-    fn size(&self) -> u64 {
-        self.ram.iter().map(|c| c.gpa + c.run.len()).max().unwrap_or(0)
-    }
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        ram_read(self.ram, gpa, buf).map_err(|_| MemError::OutOfRange { gpa, len: buf.len() as u64 })
-    }
-    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
-        Err(MemError::OutOfRange { gpa, len: data.len() as u64 })
-    }
-    fn zero(&mut self, gpa: u64, len: u64) -> Result<(), MemError> {
-        Err(MemError::OutOfRange { gpa, len })
-    }
-}
-
-/// Copies `data` into guest RAM at `gpa`.
+/// Copies `data` into guest RAM at `gpa`; a range that is not all RAM
+/// changes nothing.
 pub fn sys_guest_write(caller: Caller, vm: VmHandle, gpa: u64, data: &[u8]) -> SysResult<()> {
-    with_vm(caller, vm, |obj| {
-        // Check the whole range first: a failed write changes nothing.
-        let mut at = gpa;
-        let end = gpa.checked_add(data.len() as u64).ok_or(SysError::BadGuestAddress)?;
-        while at < end {
-            let c =
-                obj.ram.iter().find(|c| at >= c.gpa && at < c.gpa + c.run.len()).ok_or(SysError::BadGuestAddress)?;
-            at = c.gpa + c.run.len();
-        }
-        let mut done = 0usize;
-        while done < data.len() {
-            let at = gpa + done as u64;
-            let c = obj
-                .ram
-                .iter_mut()
-                .find(|c| at >= c.gpa && at < c.gpa + c.run.len())
-                .ok_or(SysError::BadGuestAddress)?;
-            let n = ((c.gpa + c.run.len() - at) as usize).min(data.len() - done);
-            c.run.write(at - c.gpa, &data[done..done + n]);
-            done += n;
-        }
-        Ok(())
-    })
+    with_vm(caller, vm, |obj| obj.vm.ram_mut().write(gpa, data).map_err(|_| SysError::BadGuestAddress))
 }
 
 /// Bytes of guest RAM mapped in `vm`.
 pub fn sys_vm_ram(caller: Caller, vm: VmHandle) -> SysResult<u64> {
-    with_vm(caller, vm, |obj| Ok(obj.ram.iter().map(|c| c.run.len()).sum()))
+    with_vm(caller, vm, |obj| Ok(obj.vm.ram().ram_bytes()))
 }
 
 /// Intercept (or pass through) a guest I/O port.
@@ -422,17 +303,27 @@ pub fn sys_run(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<
             Some(exit) => return Ok(exit),
             // The locks are released: let the others run.
             None => {
-                crate::thread::yield_to_others().map_err(|_| SysError::NoSuchObject)?;
+                super::account::off_cpu(caller.pid, crate::thread::yield_to_others)
+                    .map_err(|_| SysError::NoSuchObject)?;
             }
         }
     }
 }
 
 /// Runs the guest until an exit for the caller (`Some`) or the end of the
-/// thread's slice (`None`).
+/// thread's slice (`None`), and adds the time the guest ran to the
+/// caller's account.
 fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Option<VmExit>> {
     let mut g = VCPUS.get(usize::from(vcpu.0)).ok_or(SysError::NoSuchObject)?.lock();
     let obj = owned(g.as_mut(), caller)?;
+    let guest_before = obj.vcpu.guest_cycles;
+    let r = run_until_exit(caller, vcpu, obj, deadline_ns);
+    super::account::add_guest_cycles(caller.pid, obj.vcpu.guest_cycles.wrapping_sub(guest_before));
+    r
+}
+
+/// [`run_slice`] with the vCPU locked.
+fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_ns: u64) -> SysResult<Option<VmExit>> {
     let vg = VMS.get(usize::from(obj.vm.0)).ok_or(SysError::NoSuchObject)?.lock();
     let vmobj = owned(vg.as_ref(), caller)?;
     let cpu = crate::arch::cpu::current();
@@ -447,7 +338,7 @@ fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Op
         let fired = crate::arch::lapic::timer_interrupts(cpu);
         if timer_seen != Some(fired) {
             timer_seen = Some(fired);
-            match percpu.time.entry(vcpu.0, crate::arch::lapic::now_ns(), deadline_ns) {
+            match percpu.time.entry(vcpu.0, crate::arch::lapic::now_ns(), deadline_ns, &mut obj.slice_debt_ns) {
                 Entry::SliceOver => return Ok(None),
                 Entry::Deadline => return Ok(Some(VmExit::Intr)),
                 Entry::Run { arm_ns: Some(at) } => crate::arch::lapic::arm_timer_at_ns(at),
@@ -455,11 +346,11 @@ fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Op
             }
         }
         let exit = obj.vcpu.run(&mut percpu.vm, &vmobj.vm);
-        let ram = RamView { ram: &vmobj.ram };
+        let ram = vmobj.vm.ram();
         let nrips = percpu.vm.caps.nrips;
         let handled = match exit {
-            VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &vmobj.vm.cpuid, &mut obj.code_page, &ram, nrips, obj.index),
-            VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &mut obj.code_page, &ram, nrips),
+            VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &vmobj.vm.cpuid, &mut obj.code_page, ram, nrips, obj.index),
+            VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &mut obj.code_page, ram, nrips),
             // The host has taken its interrupt; the clock says what it meant.
             VmExit::Intr => true,
             _ => false,
@@ -548,7 +439,8 @@ pub fn log_cpuid() {
         return;
     }
     let model = fast::cpu_model();
-    let guest = crate::vm::cpuid::GuestView { index: 0, cr4: 1 << 18, xcr0: model.xcr0_supported() };
+    let guest =
+        crate::vm::cpuid::GuestView { index: 0, cr4: guest_x86::regs::cr4::OSXSAVE, xcr0: model.xcr0_supported() };
     crate::vm::cpuid::dump(&fast::host_cpuid, |leaf, sub, h| {
         let g = model.answer(leaf, sub, &guest);
         log::debug!(

@@ -1,6 +1,6 @@
 //! thread: kernel threads with cooperative scheduling.
 //!
-//! Layers inside, bottom-up, each with a spec in [`spec`]:
+//! Layers inside, bottom-up, each with a spec in `spec` (host tests only):
 //!
 //! 1. [`queue`]: intrusive doubly linked thread queues over a fixed TCB
 //!    pool (CertiKOS's `tdqueue`). Spec: a `VecDeque` per queue.

@@ -7,7 +7,7 @@
 //! in O(1): a thread is on at most one queue, and `remove` refuses a thread
 //! that is not on the queue named.
 //!
-//! Spec ([`super::spec::QueueSpec`]): one `VecDeque` per queue.
+//! Spec (`super::spec::QueueSpec`, host tests only): one `VecDeque` per queue.
 
 /// Links hold `index + 1`, so that 0 means "none" and an empty queue set
 /// is all zeroes (a static of it lives in .bss, not in the image).

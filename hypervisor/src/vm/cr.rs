@@ -10,38 +10,13 @@ use super::cpuid::shown;
 use super::cpuid::CpuModel;
 use super::Reg;
 use crate::arch::xsave;
+use guest_x86::regs::{cr4, efer};
 pub use sysabi::GuestFault;
 
-/// CR4 bits (APM vol. 2, figure 3-7).
-pub mod cr4 {
-    pub const VME: u64 = 1 << 0;
-    pub const PVI: u64 = 1 << 1;
-    pub const TSD: u64 = 1 << 2;
-    pub const DE: u64 = 1 << 3;
-    pub const PSE: u64 = 1 << 4;
-    pub const PAE: u64 = 1 << 5;
-    pub const MCE: u64 = 1 << 6;
-    pub const PGE: u64 = 1 << 7;
-    pub const PCE: u64 = 1 << 8;
-    pub const OSFXSR: u64 = 1 << 9;
-    pub const OSXMMEXCPT: u64 = 1 << 10;
-    pub const UMIP: u64 = 1 << 11;
-    pub const LA57: u64 = 1 << 12;
-    pub const VMXE: u64 = 1 << 13;
-    pub const SMXE: u64 = 1 << 14;
-    pub const FSGSBASE: u64 = 1 << 16;
-    pub const PCIDE: u64 = 1 << 17;
-    pub const OSXSAVE: u64 = 1 << 18;
-    pub const SMEP: u64 = 1 << 20;
-    pub const SMAP: u64 = 1 << 21;
-    pub const PKE: u64 = 1 << 22;
-    pub const CET: u64 = 1 << 23;
-    /// Changing any of these invalidates the TLB, global entries included
-    /// (APM vol. 2, §5.5.3; PCIDE and SMEP after Intel SDM vol. 3, §4.10.4.1).
-    pub const TLB_AFFECTING: u64 = PGE | PAE | PSE | PCIDE | SMEP;
-}
-
-const EFER_LMA: u64 = 1 << 10;
+/// Changing any of these CR4 bits invalidates the TLB, global entries
+/// included (APM vol. 2, §5.5.3; PCIDE and SMEP after Intel SDM vol. 3,
+/// §4.10.4.1).
+pub const CR4_TLB_AFFECTING: u64 = cr4::PGE | cr4::PAE | cr4::PSE | cr4::PCIDE | cr4::SMEP;
 
 /// The CR4 bits a guest of model `m` may set: each bit whose feature the
 /// guest's CPUID shows (TSD and PCE need none on x86-64). Everything else
@@ -75,10 +50,10 @@ pub fn check_cr4_write(cpl: u8, old: u64, new: u64, efer: u64, allowed: u64) -> 
         return gp;
     }
     // Long mode needs PAE paging.
-    if efer & EFER_LMA != 0 && new & cr4::PAE == 0 {
+    if efer & efer::LMA != 0 && new & cr4::PAE == 0 {
         return gp;
     }
-    Ok((old ^ new) & cr4::TLB_AFFECTING != 0)
+    Ok((old ^ new) & CR4_TLB_AFFECTING != 0)
 }
 
 /// Checks XSETBV of `value` into XCR`index` at privilege `cpl` with the
@@ -124,6 +99,7 @@ impl super::Vcpu {
 mod tests {
     use super::*;
     use crate::vm::cpuid::CpuidResult;
+    use guest_x86::regs::xcr0;
     use GuestFault::*;
 
     fn model(host_xcr0: u64, hide: &[shown::Feature]) -> CpuModel {
@@ -143,7 +119,7 @@ mod tests {
     }
 
     const LINUX_CR4: u64 = cr4::PAE | cr4::PGE | cr4::OSFXSR | cr4::OSXMMEXCPT;
-    const LMA: u64 = EFER_LMA | (1 << 8);
+    const LMA: u64 = efer::LMA | efer::LME;
 
     #[test]
     fn a_full_host_allows_every_shown_feature_and_nothing_hidden() {
@@ -165,7 +141,7 @@ mod tests {
         let without = cr4_allowed(&model(0, &[]));
         assert_eq!(without & cr4::OSXSAVE, 0);
         assert_eq!(check_cr4_write(0, LINUX_CR4, LINUX_CR4 | cr4::OSXSAVE, LMA, without), Err(GeneralProtection));
-        let with = cr4_allowed(&model(xsave::X87 | xsave::SSE, &[]));
+        let with = cr4_allowed(&model(xcr0::X87 | xcr0::SSE, &[]));
         assert_eq!(check_cr4_write(0, LINUX_CR4, LINUX_CR4 | cr4::OSXSAVE, LMA, with), Ok(false));
     }
 

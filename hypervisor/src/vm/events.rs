@@ -19,10 +19,9 @@
 //!   synchronous exit with V_IRQ still set. Once a CPU is seen doing that, a
 //!   posted interrupt is moved into EVENTINJ whenever the window is open at
 //!   VMRUN ([`deliver_posted_now`]); V_IRQ still serves a closed window.
+use guest_x86::regs::rflags;
 use vmcb::{CleanBits, EventInj, EventType, InterruptState, Vmcb};
 
-const RFLAGS_TF: u64 = 1 << 8;
-const RFLAGS_IF: u64 = 1 << 9;
 /// DR6.BS: the #DB was a single-step trap.
 const DR6_BS: u64 = 1 << 14;
 const VEC_DB: u8 = 1;
@@ -59,7 +58,7 @@ pub fn interrupt_posted(vmcb: &Vmcb) -> bool {
 /// The guest takes an external interrupt before its next instruction:
 /// RFLAGS.IF is set, no interrupt shadow, and no event queued ahead of it.
 pub fn window_open(vmcb: &Vmcb) -> bool {
-    vmcb.save.rflags & RFLAGS_IF != 0
+    vmcb.save.rflags & rflags::IF != 0
         && !vmcb.control.in_interrupt_shadow()
         && !vmcb.control.event_injection().is_valid()
 }
@@ -119,7 +118,7 @@ pub fn complete_instruction(vmcb: &mut Vmcb, next_rip: u64) -> Completed {
     vmcb.save.rip = next_rip;
     let state = vmcb.control.interrupt_state();
     vmcb.control.set_interrupt_state(state - InterruptState::INTERRUPT_SHADOW);
-    if vmcb.save.rflags & RFLAGS_TF == 0 {
+    if vmcb.save.rflags & rflags::TF == 0 {
         return Completed { dirty: CleanBits::empty(), single_step: false };
     }
     vmcb.save.dr6 |= DR6_BS;
@@ -149,7 +148,7 @@ mod tests {
     #[test]
     fn a_single_stepping_guest_gets_a_debug_trap_after_the_instruction() {
         let mut v = Vmcb::default();
-        v.save.rflags = 0x2 | RFLAGS_TF;
+        v.save.rflags = rflags::FIXED | rflags::TF;
         v.save.dr6 = 0xFFFF_0FF0;
         let done = complete_instruction(&mut v, 0x2000);
         assert!(done.single_step);
@@ -161,7 +160,7 @@ mod tests {
     #[test]
     fn a_queued_exception_keeps_its_slot_over_the_debug_trap() {
         let mut v = Vmcb::default();
-        v.save.rflags = 0x2 | RFLAGS_TF;
+        v.save.rflags = rflags::FIXED | rflags::TF;
         v.control.set_event_injection(EventInj::exception_with_error(13, 0));
         complete_instruction(&mut v, 0x2000);
         assert_eq!(v.control.event_injection(), EventInj::exception_with_error(13, 0));
@@ -185,9 +184,9 @@ mod tests {
     #[test]
     fn the_window_is_open_with_if_set_no_shadow_and_no_queued_event() {
         let mut v = Vmcb::default();
-        v.save.rflags = 0x2;
+        v.save.rflags = rflags::FIXED;
         assert!(!window_open(&v), "IF clear");
-        v.save.rflags |= RFLAGS_IF;
+        v.save.rflags |= rflags::IF;
         assert!(window_open(&v));
         v.control.set_interrupt_state(InterruptState::INTERRUPT_SHADOW);
         assert!(!window_open(&v), "STI shadow");

@@ -1,8 +1,12 @@
 //! The vm layer: SVM per CPU, the VMCB's lifecycle, ASIDs and TLB flushes,
 //! event injection, the guest's CPU model and its CR4/XCR0 checks, and the
 //! step from a VMRUN to one typed exit. The world switch itself is
-//! `arch::svm`; the nested page tables are the `npt` crate's, which the
-//! syscall layer builds; decoding the exit is `sysabi::VmExit::decode`.
+//! `arch::svm`; what a VMCB points at (the nested page table, built with
+//! the `npt` crate, the guest RAM it maps and the I/O and MSR permission
+//! maps) is one `arch::vmspace::VmSpace` per VM, which [`Vm`] owns and the
+//! syscall layer fills through [`Vm::map_ram`]; decoding the exit is
+//! `sysabi::VmExit::decode`. Host tests: `tests.rs`, on the scripted world
+//! switch of `arch::sim`.
 //!
 //! Interface to the layer above: [`Vm`] and [`Vcpu`] objects and
 //! [`Vcpu::run`], which enters the guest and returns one typed [`VmExit`].
@@ -22,17 +26,21 @@ pub mod asid;
 pub mod cpuid;
 pub mod cr;
 pub mod events;
-pub mod msr;
+#[cfg(test)]
+mod tests;
 
 pub use sysabi::stats;
 pub use sysabi::{ExitReason, NextRipSource, RawExit, Reg, SegReg, VmExit};
 
-use crate::arch::phys::{PhysBox, PhysRun};
+use crate::arch::frames::{FrameError, PoolId};
+use crate::arch::phys::PhysRun;
 use crate::arch::svm::GuestRegs;
+use crate::arch::vmspace::{GuestVmcb, MapError, VmSpace};
 use asid::{AsidAllocator, AsidTag, TlbAction};
+use guest_x86::regs::{cr0, cr4, efer, rflags};
 use vmcb::{
-    CleanBits, CrSet, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Iopm, Msrpm,
-    NestedControl, Segment, StateLimits, TlbControl, Vmcb,
+    CleanBits, CrSet, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Segment, StateLimits,
+    TlbControl, Vmcb,
 };
 
 /// Host CPU facts the vm layer needs, from the feature probe at boot.
@@ -58,30 +66,29 @@ pub fn host_state_limits() -> StateLimits {
     let [_, _, e1_ecx, e1_edx] = if max_ext >= 0x8000_0001 { cpuid(0x8000_0001, 0) } else { [0; 4] };
     let [e8_eax, ..] = if max_ext >= 0x8000_0008 { cpuid(0x8000_0008, 0) } else { [36, 0, 0, 0] };
     let bit = |reg: u32, n: u32| reg & (1 << n) != 0;
-    let mut efer = (1 << 0) | (1 << 8) | (1 << 10); // SCE, LME, LMA
-    for (have, b) in [(bit(e1_edx, 20), 11), (bit(e1_edx, 25), 14), (bit(e1_ecx, 17), 15)] {
+    let mut efer_allowed = efer::SCE | efer::LME | efer::LMA;
+    for (have, b) in [(bit(e1_edx, 20), efer::NXE), (bit(e1_edx, 25), efer::FFXSR), (bit(e1_ecx, 17), efer::TCE)] {
         if have {
-            efer |= 1 << b; // NXE, FFXSR, TCE
+            efer_allowed |= b;
         }
     }
-    // VME..OSXMMEXCPT exist on every x86-64 CPU; the rest by CPUID.
-    let mut cr4 = 0x7FF;
+    let mut cr4_allowed = cr4::BASELINE;
     for (have, b) in [
-        (bit(l7_ecx, 2), 11),     // UMIP
-        (bit(l7_ecx, 16), 12),    // LA57
-        (bit(l7_ebx, 0), 16),     // FSGSBASE
-        (bit(leaf1_ecx, 17), 17), // PCIDE
-        (bit(leaf1_ecx, 26), 18), // OSXSAVE
-        (bit(l7_ebx, 7), 20),     // SMEP
-        (bit(l7_ebx, 20), 21),    // SMAP
-        (bit(l7_ecx, 3), 22),     // PKE
-        (bit(l7_ecx, 7), 23),     // CET
+        (bit(l7_ecx, 2), cr4::UMIP),
+        (bit(l7_ecx, 16), cr4::LA57),
+        (bit(l7_ebx, 0), cr4::FSGSBASE),
+        (bit(leaf1_ecx, 17), cr4::PCIDE),
+        (bit(leaf1_ecx, 26), cr4::OSXSAVE),
+        (bit(l7_ebx, 7), cr4::SMEP),
+        (bit(l7_ebx, 20), cr4::SMAP),
+        (bit(l7_ecx, 3), cr4::PKE),
+        (bit(l7_ecx, 7), cr4::CET),
     ] {
         if have {
-            cr4 |= 1u64 << b;
+            cr4_allowed |= b;
         }
     }
-    StateLimits { phys_addr_bits: (e8_eax & 0xFF) as u8, efer_allowed: efer, cr4_allowed: cr4 }
+    StateLimits { phys_addr_bits: (e8_eax & 0xFF) as u8, efer_allowed, cr4_allowed }
 }
 
 /// Per-CPU vm-layer state.
@@ -119,7 +126,7 @@ impl CpuVm {
 /// One virtual CPU: its VMCB, the registers the VMCB lacks, and what it
 /// remembers between runs.
 pub struct Vcpu {
-    vmcb: PhysBox<Vmcb>,
+    vmcb: GuestVmcb,
     regs: GuestRegs,
     asid: AsidTag,
     /// VMCB fields written since the last VMRUN (for the clean bits).
@@ -139,6 +146,9 @@ pub struct Vcpu {
     pub stats: stats::ExitStats,
     /// Which mechanisms served this vCPU (NRIPS or decoding, ASID flushes).
     pub paths: stats::PathStats,
+    /// TSC cycles spent in guest mode, VMRUN to #VMEXIT (the world switch
+    /// included), since the vCPU was created.
+    pub guest_cycles: u64,
     /// The CR4 bits and XCR0 components the guest's CPUID allows.
     cr4_allowed: u64,
     xcr0_supported: u64,
@@ -184,20 +194,16 @@ fn default_intercepts(vmcb: &mut Vmcb) {
     );
 }
 
-const EFER_SVME: u64 = 1 << 12;
 const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 
 impl Vcpu {
-    /// A vCPU in the x86 reset state (real mode at F000:FFF0), whose VMCB
-    /// lives in `vmcb_frame` and which uses the VM's IOPM, MSRPM and NPT.
-    pub fn new(vmcb_frame: PhysRun, vm: &Vm) -> Result<Vcpu, PhysRun> {
-        let mut vmcb = PhysBox::<Vmcb>::new_zeroed(vmcb_frame)?;
+    /// A vCPU of `vm` in the x86 reset state (real mode at F000:FFF0),
+    /// whose VMCB is a frame of `pool` pointing at the VM's nested page
+    /// table and permission maps. Give it back with [`Vm::release_vcpu`].
+    pub fn new(vm: &mut Vm, pool: PoolId) -> Result<Vcpu, FrameError> {
+        let mut vmcb = vm.space.new_vmcb(pool)?;
         default_intercepts(&mut vmcb);
         let c = &mut vmcb.control;
-        c.iopm_base_pa = vm.iopm.pa();
-        c.msrpm_base_pa = vm.msrpm.pa();
-        c.set_nested_control(NestedControl::NP_ENABLE);
-        c.n_cr3 = vm.npt_root;
         // The host's RFLAGS.IF gates physical interrupts; the guest's IF
         // and CR8 act on virtual interrupts only.
         c.set_interrupt_control(IntControl::from_raw(0).with_v_intr_masking(true));
@@ -212,11 +218,11 @@ impl Vcpu {
         s.ldtr = Segment::ldt(0, 0, 0xFFFF);
         s.tr = Segment::busy_tss(0, 0, 0xFFFF);
         s.rip = 0xFFF0;
-        s.rflags = 0x2;
-        s.cr0 = 0x6000_0010; // CD | NW | ET
+        s.rflags = rflags::FIXED;
+        s.cr0 = cr0::CD | cr0::NW | cr0::ET;
         s.dr6 = 0xFFFF_0FF0;
         s.dr7 = 0x400;
-        s.efer = EFER_SVME;
+        s.efer = efer::SVME;
         s.g_pat = PAT_DEFAULT;
         Ok(Vcpu {
             vmcb,
@@ -231,15 +237,11 @@ impl Vcpu {
             flush_requested: false,
             stats: stats::ExitStats::new(),
             paths: stats::PathStats::default(),
+            guest_cycles: 0,
             cr4_allowed: cr::cr4_allowed(&vm.cpuid),
             xcr0_supported: vm.cpuid.xcr0_supported(),
             tsc_aux: 0,
         })
-    }
-
-    /// Gives back the VMCB's frame.
-    pub fn into_frame(self) -> PhysRun {
-        self.vmcb.into_run()
     }
 
     /// Enters the guest on this CPU and returns when it exits. A guest
@@ -272,12 +274,14 @@ impl Vcpu {
             self.paths.eventinj_irqs += 1;
         }
 
-        if let Some((reason, at)) = self.open_exit.take() {
-            self.stats.record_time(reason, crate::arch::cpu::rdtsc().wrapping_sub(at));
-        }
         cpu.load_tsc_aux(self.tsc_aux);
-        crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &self.vmcb);
+        let entered_at = crate::arch::cpu::rdtsc();
+        if let Some((reason, at)) = self.open_exit.take() {
+            self.stats.record_time(reason, entered_at.wrapping_sub(at));
+        }
+        crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &mut self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
+        self.guest_cycles = self.guest_cycles.wrapping_add(exited_at.wrapping_sub(entered_at));
 
         self.last_cpu = Some(cpu.cpu);
         self.dirty = CleanBits::empty();
@@ -403,7 +407,7 @@ impl Vcpu {
             Reg::Cr3 => s.cr3,
             Reg::Cr4 => s.cr4,
             // The guest never sees SVME, which VMRUN needs set.
-            Reg::Efer => s.efer & !EFER_SVME,
+            Reg::Efer => s.efer & !efer::SVME,
             Reg::Dr6 => s.dr6,
             Reg::Dr7 => s.dr7,
             Reg::Pat => s.g_pat,
@@ -440,7 +444,7 @@ impl Vcpu {
             Reg::R14 => g.r14 = v,
             Reg::R15 => g.r15 = v,
             Reg::Rip => s.rip = v,
-            Reg::Rflags => s.rflags = v | 0x2,
+            Reg::Rflags => s.rflags = v | rflags::FIXED,
             Reg::Cr0 => {
                 s.cr0 = v;
                 self.dirty |= CleanBits::CRX;
@@ -459,7 +463,7 @@ impl Vcpu {
             }
             Reg::Efer => {
                 // SVME stays set for VMRUN, whatever the guest believes.
-                s.efer = v | EFER_SVME;
+                s.efer = v | efer::SVME;
                 self.dirty |= CleanBits::CRX;
             }
             Reg::Dr6 => {
@@ -556,53 +560,53 @@ impl Vcpu {
     }
 }
 
-/// A VM: its nested page table root, I/O and MSR permission maps, and the
-/// generation of its nested page table (bumped whenever a translation is
-/// removed or weakened).
+/// A VM: what its VMCBs point at (nested page table, RAM, I/O and MSR
+/// permission maps: [`VmSpace`]), the generation of its nested page table
+/// (bumped whenever a translation is removed or weakened), and its CPU
+/// model.
 pub struct Vm {
-    pub npt_root: u64,
+    space: VmSpace,
     pub npt_generation: u64,
     /// The virtual CPU its vCPUs' CPUID describes.
     pub cpuid: cpuid::CpuModel,
-    iopm: PhysBox<Iopm>,
-    msrpm: PhysBox<Msrpm>,
 }
 
 impl Vm {
-    /// A VM whose I/O ports and MSRs are all intercepted, with the given
-    /// nested page table root and CPU model.
-    pub fn new(
-        iopm_frames: PhysRun,
-        msrpm_frames: PhysRun,
-        npt_root: u64,
-        cpuid: cpuid::CpuModel,
-    ) -> Result<Vm, (PhysRun, PhysRun)> {
-        let (iopm, msrpm) = match (PhysBox::<Iopm>::new_zeroed(iopm_frames), PhysBox::<Msrpm>::new_zeroed(msrpm_frames))
-        {
-            (Ok(i), Ok(m)) => (i, m),
-            (Ok(i), Err(m)) => return Err((i.into_run(), m)),
-            (Err(i), Ok(m)) => return Err((i, m.into_run())),
-            (Err(i), Err(m)) => return Err((i, m)),
-        };
-        let mut vm = Vm { npt_root, npt_generation: 0, cpuid, iopm, msrpm };
-        vm.iopm.fill(true);
-        vm.msrpm.fill(true);
-        Ok(vm)
+    /// A VM with frames from `pool`, no RAM, every I/O port and every MSR
+    /// but those the world switch swaps intercepted, and CPU model `cpuid`.
+    pub fn new(pool: PoolId, cpuid: cpuid::CpuModel) -> Result<Vm, FrameError> {
+        Ok(Vm { space: VmSpace::new(pool)?, npt_generation: 0, cpuid })
     }
 
-    pub fn into_frames(self) -> (PhysRun, PhysRun) {
-        (self.iopm.into_run(), self.msrpm.into_run())
+    /// Takes back a vCPU of this VM and frees its VMCB.
+    pub fn release_vcpu(&mut self, vcpu: Vcpu) {
+        self.space.release_vmcb(vcpu.vmcb);
     }
 
     /// Intercept (or pass through) a guest I/O port.
     pub fn set_io_intercept(&mut self, port: u16, intercept: bool) {
-        self.iopm.set_port(port, intercept);
+        self.space.set_io_intercept(port, intercept);
     }
 
-    /// Intercept (or pass through) guest reads and/or writes of an MSR.
-    /// MSRs outside the MSRPM's ranges are always intercepted.
-    pub fn set_msr_intercept(&mut self, msr: u32, access: vmcb::MsrAccess, intercept: bool) -> bool {
-        self.msrpm.set(msr, access, intercept).is_ok()
+    /// Maps `run`, zeroed, as guest RAM at `gpa` (see [`VmSpace::map_ram`]).
+    pub fn map_ram(&mut self, gpa: u64, run: PhysRun) -> Result<(), MapError> {
+        let flush = self.space.map_ram(gpa, run)?;
+        if !flush.is_none() {
+            self.npt_changed();
+        }
+        // A new ASID generation for the VM's vCPUs is the flush.
+        flush.apply(|_| {});
+        Ok(())
+    }
+
+    /// The VM's RAM, by guest-physical address.
+    pub fn ram(&self) -> &VmSpace {
+        &self.space
+    }
+
+    /// The VM's RAM, to write.
+    pub fn ram_mut(&mut self) -> &mut VmSpace {
+        &mut self.space
     }
 
     /// Records that the nested page table lost or weakened translations:

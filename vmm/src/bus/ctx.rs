@@ -1,5 +1,6 @@
 //! What a device sees of the machine around it during an access: the guest
-//! time, and the wires it drives.
+//! time, the wires it drives, and the VM's budget of host log lines.
+use crate::guestlog::LineBudget;
 
 /// Something the guest asked of the machine that the VMM must carry out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -7,8 +8,9 @@ pub enum BoardEvent {
     /// Reset the machine: a write of 0x06/0x0E to port 0xCF9, the i8042
     /// reset pulse (command 0xFE), or the fast-reset bit of port 0x92.
     Reset,
-    /// Turn the machine off. No device raises it yet: the board has no ACPI
-    /// PM block, so a guest booted with `acpi=off` just halts.
+    /// Turn the machine off: the guest wrote SLP_EN with the S5 sleep type
+    /// to the ACPI PM1a control register. (A guest booted with `acpi=off`
+    /// cannot ask; it halts with interrupts off instead.)
     PowerOff,
 }
 
@@ -24,6 +26,9 @@ pub enum BoardEvent {
 pub struct Ctx {
     /// The guest time of the access, in nanoseconds. Never goes back.
     pub now_ns: u64,
+    /// The VM's host log lines (see `guestlog`), shared by its devices and
+    /// the VMM's own lines about the guest.
+    pub log_budget: LineBudget,
     lines: u32,
     pulses: u32,
     event: Option<BoardEvent>,
@@ -33,7 +38,7 @@ pub struct Ctx {
 impl Ctx {
     /// A machine at guest time 0 with every line low.
     pub const fn new() -> Self {
-        Ctx { now_ns: 0, lines: 0, pulses: 0, event: None, timers_changed: false }
+        Ctx { now_ns: 0, log_budget: LineBudget::new(), lines: 0, pulses: 0, event: None, timers_changed: false }
     }
 
     /// Drives interrupt line `line` (0–31) to `level`.

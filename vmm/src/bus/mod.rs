@@ -38,8 +38,9 @@ pub use port::{PortBus, UnassignedPort, PORT_RANGES, UNASSIGNED_PORT_SLOTS};
 /// When a timer device will next raise an interrupt by itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimerIrq {
-    /// The interrupt line it will raise.
-    pub line: u8,
+    /// The interrupt line it will raise; `None` for a timer that interrupts
+    /// its own CPU without a line (the local APIC's).
+    pub line: Option<u8>,
     /// The guest time it will do so.
     pub at_ns: u64,
 }

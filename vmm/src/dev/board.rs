@@ -15,14 +15,17 @@
 //! [`Board::acknowledge`] when it does. Guest time only moves forward: a
 //! time earlier than one already seen is taken as that one.
 
-use super::absent::{Absent, ABSENT_PAGES};
+use super::acpi_pm::{AcpiPm, PM_RANGE, SCI_IRQ};
+use super::apics::{Apics, APIC_PAGES};
 use super::kbc::{Kbc, KBC_PORTS};
+use super::lapic::{GeneralProtection, LapicEvents, TscClock};
 use super::pic::{DualPic, PIC_PORTS};
 use super::rtc::{Rtc, RTC_PORTS};
 use super::sysctl::{ConfigPorts, PostCode, SystemControlA, CONFIG_PORTS, PORT_POST, PORT_SYSTEM_CONTROL_A};
 use super::systimer::{SystemTimer, PIT_PORTS, PORT_NMI_STATUS_CONTROL};
 use super::uart::{Uart, COM1_IRQ, COM1_PORTS};
 use crate::bus::{BoardEvent, BusError, Buses, Ctx, Mapping, MmioBus, Range, UnassignedPort, Wiring};
+use crate::guestlog;
 use crate::hvdev::{DebugPort, InfoDevice, DEBUG_PORTS, INFO_MMIO};
 
 /// What the board is built with.
@@ -48,7 +51,8 @@ pub struct Devices<'a> {
     pub post: PostCode,
     pub debug: DebugPort<'a>,
     pub info: InfoDevice,
-    pub absent: Absent,
+    pub pm: AcpiPm,
+    pub apics: Apics,
 }
 
 /// Where each device sits on the buses: one line per device.
@@ -62,8 +66,9 @@ fn wire(w: &mut Wiring<'_, Devices<'_>>) -> Result<(), BusError> {
     w.ports(&[DEBUG_PORTS], |d| &mut d.debug)?;
     w.ports(&[COM1_PORTS], |d| &mut d.uart)?;
     w.ports(&[CONFIG_PORTS], |d| &mut d.config)?;
+    w.ports(&[PM_RANGE], |d| &mut d.pm)?;
     w.mmio(&[INFO_MMIO], |d| &mut d.info)?;
-    w.mmio(&ABSENT_PAGES, |d| &mut d.absent)?;
+    w.mmio(&APIC_PAGES, |d| &mut d.apics)?;
     Ok(())
 }
 
@@ -72,14 +77,16 @@ pub type MmioDevice<'a> = Mapping<Devices<'a>>;
 
 /// The guest's platform.
 pub struct Board<'a> {
+    /// The VM's name, which its log lines start with.
+    name: &'a str,
     devices: Devices<'a>,
     buses: Buses<Devices<'a>>,
     /// The latest guest time seen, and the lines and requests of the devices.
     cx: Ctx,
     /// The guest time the timers were last brought up to (u64::MAX: never).
     timers_at: u64,
-    /// The line levels the PIC was last given.
-    pic_lines: u32,
+    /// The line levels the interrupt controllers were last given.
+    controller_lines: u32,
     /// The last answer of `next_deadline_ns` (outer `None`: not known), good
     /// until that deadline passes or the guest touches a timer or the PIC.
     deadline: Option<Option<u64>>,
@@ -102,11 +109,12 @@ impl<'a> Board<'a> {
             post: PostCode,
             debug: DebugPort::new(name),
             info: InfoDevice::default(),
-            absent: Absent,
+            pm: AcpiPm::new(),
+            apics: Apics::new(),
         };
         let mut buses = Buses::new();
         wire(&mut Wiring::new(&mut devices, &mut buses))?;
-        Ok(Board { devices, buses, cx: Ctx::new(), timers_at: u64::MAX, pic_lines: 0, deadline: None })
+        Ok(Board { name, devices, buses, cx: Ctx::new(), timers_at: u64::MAX, controller_lines: 0, deadline: None })
     }
 
     /// A guest `in` of `size` bytes (1, 2 or 4; anything else is taken as 1)
@@ -161,7 +169,7 @@ impl<'a> Board<'a> {
     }
 
     /// The guest time at which the next timer interrupt (PIT IRQ 0, RTC
-    /// IRQ 8) will be requested, so the VMM can wake a halted vCPU; `None`
+    /// IRQ 8, the local APIC timer) will be requested, so the VMM can wake a halted vCPU; `None`
     /// if no unmasked timer will fire without further programming. Always
     /// later than `now_ns`.
     pub fn next_deadline_ns(&mut self, now_ns: u64) -> Option<u64> {
@@ -180,7 +188,8 @@ impl<'a> Board<'a> {
         let mut deadline: Option<u64> = None;
         for timer in self.buses.timers() {
             if let Some(irq) = timer(&mut self.devices).next_irq(now) {
-                if !self.devices.pic.irq_masked(irq.line) {
+                let masked = irq.line.is_some_and(|line| self.devices.apics.isa_irq_masked(&self.devices.pic, line));
+                if !masked {
                     deadline = Some(deadline.map_or(irq.at_ns, |t| t.min(irq.at_ns)));
                 }
             }
@@ -191,15 +200,51 @@ impl<'a> Board<'a> {
         deadline
     }
 
-    /// The vector the PIC pair would deliver now, if it asserts INT.
+    /// The vector the vCPU would take now: its local APIC's, or the PIC
+    /// pair's while the local APIC passes the PIC on.
     pub fn pending_vector(&self) -> Option<u8> {
-        self.devices.pic.pending_vector()
+        self.devices.apics.pending_vector(&self.devices.pic)
     }
 
     /// The CPU's interrupt acknowledge: takes the pending interrupt into
     /// service and returns its vector, or `None` if none is pending.
     pub fn acknowledge(&mut self) -> Option<u8> {
-        self.devices.pic.acknowledge()
+        self.devices.apics.acknowledge(&mut self.devices.pic)
+    }
+
+    /// Takes the local APIC's interrupts that bypass its IRR (NMI, INIT,
+    /// start-up, SMI, ExtINT).
+    pub fn take_apic_events(&mut self) -> LapicEvents {
+        self.devices.apics.take_events()
+    }
+
+    /// RDMSR IA32_APIC_BASE.
+    pub fn apic_base_msr(&self) -> u64 {
+        self.devices.apics.apic_base_msr()
+    }
+
+    /// RDMSR IA32_TSC_DEADLINE at guest time `now_ns`.
+    pub fn tsc_deadline_msr(&mut self, now_ns: u64) -> u64 {
+        self.update(now_ns);
+        self.devices.apics.lapic.tsc_deadline_msr(self.cx.now_ns)
+    }
+
+    /// WRMSR IA32_TSC_DEADLINE at guest time `now_ns`, when the guest's TSC
+    /// is `clock`: arms (or disarms) the local APIC timer in TSC-deadline
+    /// mode.
+    pub fn write_tsc_deadline_msr(&mut self, value: u64, now_ns: u64, clock: TscClock) {
+        self.update(now_ns);
+        self.devices.apics.lapic.write_tsc_deadline_msr(value, self.cx.now_ns, clock);
+        self.cx.timers_changed();
+        self.sync();
+    }
+
+    /// WRMSR IA32_APIC_BASE; `Err` is the #GP the guest gets.
+    pub fn write_apic_base_msr(&mut self, value: u64) -> Result<(), GeneralProtection> {
+        let done = self.devices.apics.write_apic_base_msr(value);
+        self.cx.timers_changed();
+        self.sync();
+        done
     }
 
     /// Offers a byte typed on the host console to COM1. Returns false if the
@@ -218,9 +263,38 @@ impl<'a> Board<'a> {
         self.sync();
     }
 
+    /// The host pressed the ACPI power button: the guest sees PWRBTN_STS
+    /// and, if it enabled the event, the SCI.
+    pub fn press_power_button(&mut self) {
+        self.devices.pm.press_power_button();
+        self.cx.set_irq(SCI_IRQ, self.devices.pm.sci_level());
+        self.sync();
+    }
+
     /// Takes the pending reset or power-off request, if any.
     pub fn take_event(&mut self) -> Option<BoardEvent> {
         self.cx.take_event()
+    }
+
+    /// Logs "`name`: `args`" at `level`, a line the guest caused (at guest
+    /// time `now_ns`), if the VM's budget of log lines, which its devices
+    /// share, lets it through (`guestlog`).
+    pub fn log_guest_line(&mut self, level: log::Level, now_ns: u64, args: core::fmt::Arguments<'_>) {
+        self.cx.now_ns = self.cx.now_ns.max(now_ns);
+        guestlog::log_line(&mut self.cx.log_budget, self.cx.now_ns, self.name, level, args);
+    }
+
+    /// At the VM's stop: logs how many of the guest's lines were dropped
+    /// since the last one logged, if any were.
+    pub fn report_suppressed_log_lines(&mut self) {
+        guestlog::report_suppressed(&mut self.cx.log_budget, self.name);
+    }
+
+    /// Logs how many of the guest's lines were dropped, if any were and
+    /// the limit has lifted at guest time `now_ns`.
+    pub fn report_lifted_log_limit(&mut self, now_ns: u64) {
+        self.cx.now_ns = self.cx.now_ns.max(now_ns);
+        guestlog::report_lifted(&mut self.cx.log_budget, self.cx.now_ns, self.name);
     }
 
     /// Accesses to ports no device answers, in total.
@@ -243,7 +317,7 @@ impl<'a> Board<'a> {
         if self.timers_at != self.cx.now_ns {
             self.advance_timers();
         }
-        if self.cx.lines() != self.pic_lines || self.cx.has_pulses() {
+        if self.cx.lines() != self.controller_lines || self.cx.has_pulses() {
             self.deliver_lines();
         }
     }
@@ -254,23 +328,25 @@ impl<'a> Board<'a> {
         self.timers_at = self.cx.now_ns;
     }
 
+    /// Hands the lines that changed to both interrupt controllers, the PIC
+    /// pair and the I/O APIC.
     #[inline(never)]
     fn deliver_lines(&mut self) {
         let pulses = self.cx.take_pulses();
         let lines = self.cx.lines();
-        let mut changed = (lines ^ self.pic_lines) | pulses;
-        let pic = &mut self.devices.pic;
+        let mut changed = (lines ^ self.controller_lines) | pulses;
+        let (pic, apics) = (&mut self.devices.pic, &mut self.devices.apics);
         while changed != 0 {
             let irq = changed.trailing_zeros() as u8;
             changed &= changed - 1;
             if pulses & (1 << irq) != 0 {
                 // One edge for however many the line made since the last look.
-                pic.set_irq_level(irq, false);
-                pic.set_irq_level(irq, true);
+                apics.set_isa_irq(pic, irq, false);
+                apics.set_isa_irq(pic, irq, true);
             }
-            pic.set_irq_level(irq, lines & (1 << irq) != 0);
+            apics.set_isa_irq(pic, irq, lines & (1 << irq) != 0);
         }
-        self.pic_lines = lines;
+        self.controller_lines = lines;
     }
 }
 
@@ -361,17 +437,17 @@ mod tests {
     }
 
     #[test]
-    fn info_device_and_absent_pages_answer_through_the_mmio_bus() {
+    fn info_device_and_apic_pages_answer_through_the_mmio_bus() {
         let mut b = board();
         let info = b.mmio_device(MMIO_BASE + 8).expect("the info device is on the MMIO bus");
         assert_eq!(b.mmio_read(info, MMIO_BASE, 4, 0), u64::from(MAGIC));
         b.mmio_write(info, MMIO_BASE + 8, 8, 0x1122_3344_5566_7788, 0);
         assert_eq!(b.mmio_read(info, MMIO_BASE + 8, 2, 0), 0x7788);
-        for gpa in [0xFEC0_0000, 0xFEE0_0030, 0xFEE0_0FFF] {
-            let absent = b.mmio_device(gpa).expect("the APIC pages are on the MMIO bus");
-            b.mmio_write(absent, gpa, 4, 0xFFFF_FFFF, 0);
-            assert_eq!(b.mmio_read(absent, gpa, 4, 0), 0, "{gpa:#x} reads zero");
-        }
+        let ioapic = b.mmio_device(0xFEC0_0010).expect("the I/O APIC is on the MMIO bus");
+        b.mmio_write(ioapic, 0xFEC0_0000, 4, 1, 0);
+        assert_eq!(b.mmio_read(ioapic, 0xFEC0_0010, 4, 0), 0x0017_0020, "I/O APIC version: 24 pins, 0x20");
+        let lapic = b.mmio_device(0xFEE0_0030).expect("the local APIC is on the MMIO bus");
+        assert_eq!(b.mmio_read(lapic, 0xFEE0_0030, 4, 0), 0x0005_0014, "local APIC version");
         for gpa in [0, MMIO_BASE - 1, 0xFEC0_1000, 0xFEE0_1000] {
             assert!(b.mmio_device(gpa).is_none(), "{gpa:#x} must be no device");
         }

@@ -22,15 +22,22 @@
 //! | PCI configuration mechanism #1, host bridge 00:00.0 | 0xCF8–0xCFF | — | [`pci`], [`sysctl`] |
 //! | PIIX reset control | 0xCF9 (byte) | — | [`sysctl`] |
 //! | information device (MMIO) | 0xFEBF_F000 | — | [`crate::hvdev`] |
-//! | absent IOAPIC and local APIC (MMIO, read zero) | 0xFEC0_0000, 0xFEE0_0000 | — | [`absent`] |
+//! | ACPI PM1a event and control blocks | 0x600–0x605 | 9 (SCI) | [`acpi_pm`] |
+//! | I/O APIC, 24 pins (MMIO) | 0xFEC0_0000 | (takes 0–15) | [`ioapic`], [`apics`], [`isa_irq`] |
+//! | local APIC of vCPU 0, xAPIC (MMIO) | 0xFEE0_0000 | — | [`lapic`], [`apics`] |
 //!
 //! Every other port reads all ones and ignores writes; the port bus counts
 //! such accesses so that the VMM can report them.
 #![forbid(unsafe_code)]
 
-pub mod absent;
+pub mod acpi_pm;
+pub mod apic_bus;
+pub mod apics;
 pub mod board;
+pub mod ioapic;
+pub mod isa_irq;
 pub mod kbc;
+pub mod lapic;
 pub mod pci;
 pub mod pic;
 pub mod pit;

@@ -469,7 +469,7 @@ impl BusDevice for Rtc {
     }
 
     fn next_irq(&self, now_ns: u64) -> Option<TimerIrq> {
-        Some(TimerIrq { line: RTC_IRQ, at_ns: self.next_irq_ns(now_ns)? })
+        Some(TimerIrq { line: Some(RTC_IRQ), at_ns: self.next_irq_ns(now_ns)? })
     }
 }
 

@@ -93,6 +93,6 @@ impl BusDevice for SystemTimer {
     }
 
     fn next_irq(&self, now_ns: u64) -> Option<TimerIrq> {
-        Some(TimerIrq { line: PIT_IRQ, at_ns: self.pit.next_irq0_ns(now_ns)? })
+        Some(TimerIrq { line: Some(PIT_IRQ), at_ns: self.pit.next_irq0_ns(now_ns)? })
     }
 }

@@ -43,6 +43,9 @@ pub mod hdr {
 
 /// Offsets of `boot_params` fields outside the setup header.
 pub mod zp {
+    /// The RSDP's address (read by Linux since 4.20, whatever the setup
+    /// header's version).
+    pub const ACPI_RSDP_ADDR: u64 = 0x070;
     pub const EXT_RAMDISK_IMAGE: u64 = 0x0C0;
     pub const EXT_RAMDISK_SIZE: u64 = 0x0C4;
     pub const EXT_CMD_LINE_PTR: u64 = 0x0C8;

@@ -9,21 +9,7 @@
 use super::error::LoadError;
 use super::layout::{GDT_ADDR, IDENTITY_MAP_GIB, PDPT_ADDR, PD_ADDR, PML4_ADDR};
 use guest_x86::mem::GuestMemory;
-
-/// CR0.PE: protected mode.
-pub const CR0_PE: u64 = 1 << 0;
-/// CR0.ET: reads as 1 on every CPU since the 486.
-pub const CR0_ET: u64 = 1 << 4;
-/// CR0.PG: paging.
-pub const CR0_PG: u64 = 1 << 31;
-/// CR4.PAE: physical address extension, required for long mode.
-pub const CR4_PAE: u64 = 1 << 5;
-/// EFER.LME: long mode enable.
-pub const EFER_LME: u64 = 1 << 8;
-/// EFER.LMA: long mode active.
-pub const EFER_LMA: u64 = 1 << 10;
-/// RFLAGS with only the always-one bit 1 set: IF, TF, VM clear.
-pub const RFLAGS_DEFAULT: u64 = 1 << 1;
+use guest_x86::regs::{cr0, cr4, efer, rflags};
 
 /// Selector of the flat code segment (Linux's `__BOOT_CS`).
 pub const CODE_SELECTOR: u16 = 0x10;
@@ -146,11 +132,11 @@ impl EntryState {
             mode: CpuMode::Protected32,
             rip,
             rsp: 0,
-            rflags: RFLAGS_DEFAULT,
+            rflags: rflags::FIXED,
             rax: 0,
             rbx: 0,
             rsi: 0,
-            cr0: CR0_PE | CR0_ET,
+            cr0: cr0::PE | cr0::ET,
             cr3: 0,
             cr4: 0,
             efer: 0,
@@ -166,10 +152,10 @@ impl EntryState {
     pub fn long64(rip: u64) -> Self {
         EntryState {
             mode: CpuMode::Long64,
-            cr0: CR0_PE | CR0_ET | CR0_PG,
+            cr0: cr0::PE | cr0::ET | cr0::PG,
             cr3: PML4_ADDR,
-            cr4: CR4_PAE,
-            efer: EFER_LME | EFER_LMA,
+            cr4: cr4::PAE,
+            efer: efer::LME | efer::LMA,
             code: flat::CODE64,
             ..Self::protected32(rip)
         }

@@ -19,6 +19,9 @@ pub enum LoadError {
     /// A guest-memory access failed (should not happen once the layout has
     /// been checked; reported rather than hidden).
     Memory(MemError),
+    /// The ACPI tables were asked to describe no vCPU or more than they
+    /// can.
+    BadVcpuCount { count: u8, max: u8 },
 
     // --- Any image ---
     /// [`detect`](super::detect) recognised none of the supported formats.
@@ -116,6 +119,9 @@ impl fmt::Display for LoadError {
             }
             Memory(MemError::OutOfRange { gpa, len }) => {
                 write!(f, "guest memory access [{gpa:#x}, +{len:#x}) is outside guest RAM")
+            }
+            BadVcpuCount { count, max } => {
+                write!(f, "ACPI tables for {count} vCPUs: between 1 and {max} are supported")
             }
             UnknownImageFormat => {
                 f.write_str("unknown image format: not a bzImage, an ELF with a PVH note, or a multiboot kernel")

@@ -45,6 +45,10 @@ pub const EBDA_START: u64 = 0x9_FC00;
 pub const LOW_MEM_END: u64 = 0xA_0000;
 /// The system BIOS area, reserved as on a PC.
 pub const BIOS_START: u64 = 0xF_0000;
+/// The ACPI tables (RSDP first) fill the start of the BIOS area.
+pub const ACPI_AREA_START: u64 = BIOS_START;
+/// End of the area the ACPI tables may use: the end of the BIOS area.
+pub const ACPI_AREA_END: u64 = HIGH_MEM_START;
 /// Start of RAM above 1 MiB.
 pub const HIGH_MEM_START: u64 = 0x10_0000;
 

@@ -40,7 +40,7 @@
 //! | `0x8A000..0x9A000` | NUL-terminated strings: command line, boot loader name, module command lines | reserved |
 //! | `0x9FC00..0xA0000` | EBDA (empty) | reserved |
 //! | `0xA0000..0xF0000` | legacy hole (VGA, option ROMs) | absent |
-//! | `0xF0000..0x100000` | BIOS area | reserved |
+//! | `0xF0000..0x100000` | BIOS area: the ACPI RSDP and tables ([`acpi`]), when written | reserved |
 //! | `0x100000..ram_size` | kernel, then initrd or modules | usable |
 //!
 //! - **bzImage:** the protected-mode kernel goes to `pref_address` if
@@ -56,6 +56,7 @@
 //! Everything stays below 4 GiB, so the `ext_*` high halves are zero. RAM
 //! above 4 GiB is not supported yet; [0xE000_0000, 4 GiB) is left for MMIO.
 
+pub mod acpi;
 mod bytes;
 pub mod bzimage;
 pub mod cmdline;
@@ -71,6 +72,7 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 
+pub use acpi::{write_acpi_tables, AcpiConfig};
 pub use bzimage::load_bzimage;
 pub use cmdline::linux_cmdline;
 pub use entry::{CpuMode, EntryState, Segment, TableRegister};
@@ -139,4 +141,19 @@ pub fn load<M: GuestMemory + ?Sized>(
         ImageKind::Multiboot => load_multiboot(mem, layout, image, cmdline, initrd.as_slice())?,
     };
     Ok((kind, state))
+}
+
+/// Hands the guest the RSDP's address through the boot information the
+/// loader of `kind` built in guest memory: `boot_params.acpi_rsdp_addr`
+/// for a bzImage, `hvm_start_info.rsdp_paddr` for PVH. Multiboot v1 has no
+/// such field; a multiboot kernel finds the RSDP by scanning the BIOS area,
+/// as the others could. Call it after the image's loader.
+pub fn set_acpi_rsdp<M: GuestMemory + ?Sized>(mem: &mut M, kind: ImageKind, rsdp: u64) -> Result<(), LoadError> {
+    let field = match kind {
+        ImageKind::BzImage => bzimage::zp::ACPI_RSDP_ADDR,
+        ImageKind::Pvh => pvh::si::RSDP_PADDR,
+        ImageKind::Multiboot => return Ok(()),
+    };
+    mem.write_u64(layout::BOOT_INFO_ADDR + field, rsdp)?;
+    Ok(())
 }

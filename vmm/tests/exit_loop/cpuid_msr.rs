@@ -52,12 +52,12 @@ fn rdmsr_returns_edx_eax_and_completes() {
     let sys = protected_mode();
     let mut lp = vcpu_loop(&sys);
     sys.poke(CODE, &RDMSR);
-    // IA32_APIC_BASE: the xAPIC's address with the BSP bit.
+    // IA32_APIC_BASE: the xAPIC's address with the enable and BSP bits.
     sys.put(Reg::Rcx, 0x1B);
     sys.put(Reg::Rdx, 0xFFFF);
     sys.script([VmExit::Msr(MsrExitKind::Rdmsr)]);
     step_ok(&mut lp);
-    assert_eq!((sys.get(Reg::Rdx), sys.get(Reg::Rax)), (0, 0xFEE0_0100), "EDX:EAX of APIC_BASE");
+    assert_eq!((sys.get(Reg::Rdx), sys.get(Reg::Rax)), (0, 0xFEE0_0900), "EDX:EAX of APIC_BASE");
     let seen = completions(&sys.take_calls());
     assert_eq!(seen, [Call::Complete { next_rip: CODE + 2, from: NextRipSource::Decoded }]);
 }

@@ -4,8 +4,8 @@
 use std::cell::{RefCell, RefMut};
 use std::collections::{HashMap, VecDeque};
 use sysabi::{
-    ClockHandle, ConsoleHandle, CpuidResult, ExitStats, Grants, GuestFault, NextRipSource, PathStats, Reg, SchedHandle,
-    SegReg, Sys, SysError, SysResult, VcpuHandle, VcpuInfo, VmExit, VmHandle,
+    ClockHandle, ConsoleHandle, CpuUsage, CpuidResult, ExitStats, Grants, GuestFault, NextRipSource, PathStats, Reg,
+    SchedHandle, SegReg, Sys, SysError, SysResult, VcpuHandle, VcpuInfo, VmExit, VmHandle,
 };
 use vmcb::{EventInj, Segment};
 
@@ -58,6 +58,8 @@ pub struct State {
     /// Guest time that passes in `yield_now` when another thread ran.
     pub yield_ns: u64,
     pub stats: ExitStats,
+    /// What `cpu_usage` answers.
+    pub cpu: CpuUsage,
     /// Calls to `idle_until` allowed before the test is taken to hang.
     pub idle_budget: u32,
 }
@@ -91,6 +93,7 @@ impl FakeSys {
             others_ready: false,
             yield_ns: 0,
             stats: ExitStats::new(),
+            cpu: CpuUsage::default(),
             idle_budget: 10_000,
         }))
     }
@@ -308,6 +311,11 @@ impl Sys for FakeSys {
         // The CPU sleeps until the deadline.
         s.now_ns = s.now_ns.max(deadline_ns);
         Ok(())
+    }
+
+    fn cpu_usage(&self, sched: SchedHandle) -> SysResult<CpuUsage> {
+        assert_eq!(sched, GRANTS.sched);
+        Ok(self.0.borrow().cpu)
     }
 
     fn console_write(&self, console: ConsoleHandle, bytes: &[u8]) -> SysResult<()> {

@@ -4,8 +4,8 @@ use crate::fake::{Call, FakeSys, CHANNEL_DEPTH, TSC_HZ, VM_ID};
 use crate::*;
 use hvabi::errno::*;
 use hvabi::nr::*;
-use sysabi::{NextRipSource, Reg};
-use vmm::hypercall::{ABI_VERSION, STATS_SIZE};
+use sysabi::{CpuUsage, NextRipSource, Reg};
+use vmm::hypercall::{ABI_VERSION, STATS_RECORDS_SIZE, STATS_SIZE};
 use vmm::vcpu::Stop;
 
 mod props;
@@ -130,12 +130,22 @@ fn info_writes_its_64_bytes_or_reports_e2big_and_efault() {
 }
 
 #[test]
-fn stats_writes_the_vcpus_statistics_or_reports_e2big() {
+fn stats_writes_the_vcpus_statistics_and_the_vms_cpu_use_or_reports_e2big() {
     let sys = guest(3);
+    let cpu = CpuUsage { guest_ns: 5_000_000, vmm_ns: 250_000, elapsed_ns: 10_000_000 };
+    sys.state().cpu = cpu;
     check(&sys, STATS, [BUF, 4096, 0], STATS_SIZE as i64);
     let magic = u32::from_le_bytes(sys.peek(BUF, 4).try_into().unwrap());
     assert_eq!(magic, hvabi::stats::MAGIC);
-    check(&sys, STATS, [BUF, STATS_SIZE as u64 - 1, 0], E2BIG);
+    let u64_at = |at: usize| u64::from_le_bytes(sys.peek(BUF + at as u64, 8).try_into().unwrap());
+    let at = STATS_RECORDS_SIZE;
+    assert_eq!(sys.peek(BUF + at as u64, 4), b"CVCP", "the CPU section's magic after the records");
+    let seen = [u64_at(at + 8), u64_at(at + 16), u64_at(at + 24)];
+    assert_eq!(seen, [cpu.guest_ns, cpu.vmm_ns, cpu.elapsed_ns], "guest_ns, vmm_ns, elapsed_ns");
+    // A buffer that ends at the records (ABI version 1) gets them alone.
+    check(&sys, STATS, [BUF + 0x4000, STATS_SIZE as u64 - 1, 0], STATS_RECORDS_SIZE as i64);
+    assert_eq!(sys.peek(BUF + 0x4000 + at as u64, 4), [0; 4], "no CPU section written");
+    check(&sys, STATS, [BUF, STATS_RECORDS_SIZE as u64 - 1, 0], E2BIG);
     check(&sys, STATS, [OUTSIDE, 4096, 0], EFAULT);
 }
 

@@ -1,5 +1,5 @@
-//! Nested page faults: MMIO on the information device and the absent APIC
-//! pages is emulated through the MMIO bus; any other address stops the vCPU.
+//! Nested page faults: MMIO on the information device and the APIC pages
+//! is emulated through the MMIO bus; any other address stops the vCPU.
 use crate::fake::{Call, FakeSys};
 use crate::*;
 use sysabi::{NextRipSource, Reg};
@@ -55,18 +55,35 @@ fn info_device_store_then_load_round_trips_scratch() {
 }
 
 #[test]
-fn absent_apic_pages_read_zero_and_drop_writes() {
-    for gpa in [0xFEE0_0030u64, 0xFEC0_0010] {
-        let sys = protected_mode();
-        let mut lp = vcpu_loop(&sys);
-        sys.put(Reg::Rbx, gpa - 8);
-        sys.put(Reg::Rcx, 0x1234_5678);
-        fault(&sys, &mut lp, &STORE_8, gpa, true);
-        sys.put(Reg::Rax, 0x5555);
-        fault(&sys, &mut lp, &LOAD_8, gpa, false);
-        assert_eq!(sys.get(Reg::Rax), 0, "a load from {gpa:#x}");
-        assert_eq!(sys.get(Reg::Rip), CODE + 3);
-    }
+fn local_apic_tpr_round_trips_and_version_reads_through_the_exit_loop() {
+    let sys = protected_mode();
+    let mut lp = vcpu_loop(&sys);
+    // TPR at 0xFEE0_0080, written and read back through [ebx+8].
+    sys.put(Reg::Rbx, 0xFEE0_0078);
+    sys.put(Reg::Rcx, 0x20);
+    fault(&sys, &mut lp, &STORE_8, 0xFEE0_0080, true);
+    sys.put(Reg::Rax, 0x5555);
+    fault(&sys, &mut lp, &LOAD_8, 0xFEE0_0080, false);
+    assert_eq!(sys.get(Reg::Rax), 0x20, "TPR read back");
+    assert_eq!(sys.get(Reg::Rip), CODE + 3);
+    // Version at 0xFEE0_0030: version 0x14, six LVT entries (max LVT 5).
+    sys.put(Reg::Rbx, 0xFEE0_0028);
+    fault(&sys, &mut lp, &LOAD_8, 0xFEE0_0030, false);
+    assert_eq!(sys.get(Reg::Rax), 0x0005_0014, "local APIC version");
+}
+
+#[test]
+fn ioapic_version_reads_through_its_index_and_window_registers() {
+    let sys = protected_mode();
+    let mut lp = vcpu_loop(&sys);
+    // IOREGSEL (0xFEC0_0000) <- 1, then IOWIN (0xFEC0_0010).
+    sys.put(Reg::Rbx, 0xFEBF_FFF8);
+    sys.put(Reg::Rcx, 1);
+    fault(&sys, &mut lp, &STORE_8, 0xFEC0_0000, true);
+    sys.put(Reg::Rbx, 0xFEC0_0008);
+    sys.put(Reg::Rax, 0x5555);
+    fault(&sys, &mut lp, &LOAD_8, 0xFEC0_0010, false);
+    assert_eq!(sys.get(Reg::Rax), 0x0017_0020, "I/O APIC version: 24 pins (max entry 23), version 0x20");
 }
 
 #[test]

@@ -1,11 +1,9 @@
 //! Replaying decoded instructions against a fake device.
 
 use super::FakeRegs;
-use crate::decode::emulate::{
-    emulate_mmio, read_reg, write_reg, Access, RFLAGS_AF, RFLAGS_CF, RFLAGS_OF, RFLAGS_PF, RFLAGS_SF, RFLAGS_STATUS,
-    RFLAGS_ZF,
-};
+use crate::decode::emulate::{emulate_mmio, read_reg, write_reg, Access};
 use crate::decode::insn::{decode, CpuMode, InsnKind, Reg};
+use crate::regs::rflags;
 
 /// Decodes `bytes` (one memory instruction), runs it with a device that
 /// answers every read with `device_value`, and returns the accesses.
@@ -21,7 +19,7 @@ fn run(bytes: &[u8], mode: CpuMode, regs: &mut FakeRegs, device_value: u64) -> V
 }
 
 fn status(regs: &FakeRegs) -> u64 {
-    regs.rflags & RFLAGS_STATUS
+    regs.rflags & rflags::STATUS
 }
 
 const RAX: usize = 0;
@@ -92,8 +90,8 @@ fn add_to_memory_carries_and_sets_zero_parity_and_adjust() {
     // add %eax,(%rdx) with [mem] = 0xFFFFFFFF
     let log = run(&[0x01, 0x02], CpuMode::Bits64, &mut regs, 0xFFFF_FFFF);
     assert_eq!(log, [Access::Read { size: 4 }, Access::Write { size: 4, value: 0 }]);
-    assert_eq!(status(&regs), RFLAGS_CF | RFLAGS_PF | RFLAGS_AF | RFLAGS_ZF);
-    assert_eq!(regs.rflags & !RFLAGS_STATUS, 0x202, "other flags kept");
+    assert_eq!(status(&regs), rflags::CF | rflags::PF | rflags::AF | rflags::ZF);
+    assert_eq!(regs.rflags & !rflags::STATUS, 0x202, "other flags kept");
 }
 
 #[test]
@@ -103,7 +101,7 @@ fn add_signed_overflow_sets_of_and_sf() {
     // = 0x7FFFFFFF, with a carry and a signed overflow.
     let log = run(&[0x83, 0x01, 0xff], CpuMode::Bits32, &mut regs, 0x8000_0000);
     assert_eq!(log[1], Access::Write { size: 4, value: 0x7FFF_FFFF });
-    assert_eq!(status(&regs), RFLAGS_CF | RFLAGS_OF | RFLAGS_PF);
+    assert_eq!(status(&regs), rflags::CF | rflags::OF | rflags::PF);
 }
 
 #[test]
@@ -112,11 +110,11 @@ fn cmp_sets_flags_and_writes_nothing() {
     // cmpb $0x80,(%di) with [mem] = 0x7F: 127 - (-128) overflows.
     let log = run(&[0x80, 0x3d, 0x80], CpuMode::Bits16, &mut regs, 0x7F);
     assert_eq!(log, [Access::Read { size: 1 }]);
-    assert_eq!(status(&regs), RFLAGS_CF | RFLAGS_SF | RFLAGS_OF | RFLAGS_PF);
+    assert_eq!(status(&regs), rflags::CF | rflags::SF | rflags::OF | rflags::PF);
     // cmp (%rdx),%ah with AH = 5, [mem] = 5: equal.
     regs.gpr[RAX] = 0x0500;
     run(&[0x3a, 0x22], CpuMode::Bits64, &mut regs, 5);
-    assert_eq!(status(&regs), RFLAGS_ZF | RFLAGS_PF);
+    assert_eq!(status(&regs), rflags::ZF | rflags::PF);
     assert_eq!(regs.gpr[RAX], 0x0500);
 }
 
@@ -127,13 +125,13 @@ fn sub_from_memory_borrows() {
     let log = run(&[0x48, 0x81, 0x6a, 0x08, 0x00, 0x10, 0x00, 0x00], CpuMode::Bits64, &mut regs, 0x10);
     assert_eq!(log[1], Access::Write { size: 8, value: 0x10u64.wrapping_sub(0x1000) });
     // The low byte 0x10 has one bit set: odd parity, PF clear.
-    assert_eq!(status(&regs), RFLAGS_CF | RFLAGS_SF);
+    assert_eq!(status(&regs), rflags::CF | rflags::SF);
 }
 
 #[test]
 fn logic_ops_clear_cf_and_of() {
     let mut regs = FakeRegs::new();
-    regs.rflags |= RFLAGS_CF | RFLAGS_OF | RFLAGS_AF;
+    regs.rflags |= rflags::CF | rflags::OF | rflags::AF;
     // andl $0x7f,(%rdx) with [mem] = 0xF0
     let log = run(&[0x83, 0x22, 0x7f], CpuMode::Bits64, &mut regs, 0xF0);
     assert_eq!(log[1], Access::Write { size: 4, value: 0x70 });
@@ -142,27 +140,27 @@ fn logic_ops_clear_cf_and_of() {
     regs.gpr[RCX] = 0xFFFF_FFFF_0000_0001;
     run(&[0x0b, 0x0a], CpuMode::Bits64, &mut regs, 0x8000_0000);
     assert_eq!(regs.gpr[RCX], 0x8000_0001);
-    assert_eq!(status(&regs), RFLAGS_SF);
+    assert_eq!(status(&regs), rflags::SF);
     // xorb $0x80,(%rdx) with [mem] = 0x80 gives zero.
     let log = run(&[0x80, 0x32, 0x80], CpuMode::Bits64, &mut regs, 0x80);
     assert_eq!(log[1], Access::Write { size: 1, value: 0 });
-    assert_eq!(status(&regs), RFLAGS_ZF | RFLAGS_PF);
+    assert_eq!(status(&regs), rflags::ZF | rflags::PF);
 }
 
 #[test]
 fn adc_and_sbb_use_the_carry() {
     let mut regs = FakeRegs::new();
-    regs.rflags |= RFLAGS_CF;
+    regs.rflags |= rflags::CF;
     regs.gpr[8] = 0;
     // adc %r8,(%rdx) with [mem] = u64::MAX and CF=1
     let log = run(&[0x4c, 0x11, 0x02], CpuMode::Bits64, &mut regs, u64::MAX);
     assert_eq!(log[1], Access::Write { size: 8, value: 0 });
-    assert_eq!(status(&regs), RFLAGS_CF | RFLAGS_ZF | RFLAGS_PF | RFLAGS_AF);
+    assert_eq!(status(&regs), rflags::CF | rflags::ZF | rflags::PF | rflags::AF);
     // sbb (%rdx),%bl with BL = 0, [mem] = 0, CF=1: 0 - 0 - 1 = 0xFF.
     regs.gpr[3] = 0xAB00;
     run(&[0x1a, 0x1a], CpuMode::Bits64, &mut regs, 0);
     assert_eq!(regs.gpr[3], 0xABFF);
-    assert_eq!(status(&regs), RFLAGS_CF | RFLAGS_SF | RFLAGS_PF | RFLAGS_AF);
+    assert_eq!(status(&regs), rflags::CF | rflags::SF | rflags::PF | rflags::AF);
 }
 
 #[test]
@@ -171,10 +169,10 @@ fn test_sets_flags_without_writing() {
     // testl $0x80000000,(%rdx)
     let log = run(&[0xf7, 0x02, 0x00, 0x00, 0x00, 0x80], CpuMode::Bits64, &mut regs, 0x8000_0001);
     assert_eq!(log, [Access::Read { size: 4 }]);
-    assert_eq!(status(&regs), RFLAGS_SF | RFLAGS_PF);
+    assert_eq!(status(&regs), rflags::SF | rflags::PF);
     // testb $0x1,(%rdx) with bit 0 clear
     run(&[0xf6, 0x02, 0x01], CpuMode::Bits64, &mut regs, 0xFE);
-    assert_eq!(status(&regs), RFLAGS_ZF | RFLAGS_PF);
+    assert_eq!(status(&regs), rflags::ZF | rflags::PF);
 }
 
 #[test]
@@ -198,7 +196,7 @@ fn bit_ops_set_cf_from_the_old_bit() {
     regs.gpr[RCX] = 69;
     let log = run(&[0x48, 0x0f, 0xb3, 0x0a], CpuMode::Bits64, &mut regs, 0x20);
     assert_eq!(log[1], Access::Write { size: 8, value: 0 });
-    assert_eq!(status(&regs), RFLAGS_CF);
+    assert_eq!(status(&regs), rflags::CF);
     // bt %eax,(%rdx) only reads.
     regs.gpr[RAX] = 1;
     let log = run(&[0x0f, 0xa3, 0x02], CpuMode::Bits64, &mut regs, 0x1);

@@ -2,10 +2,9 @@
 
 use crate::decode::fetch::{fetch, Fetched};
 use crate::decode::insn::{decode, CpuMode, DecodeError, InsnKind, MAX_INSN_LEN};
-use crate::decode::walk::{
-    PageFault, PagingState, PfErrorCode, WalkError, CR0_PE, CR0_PG, CR4_PAE, EFER_LMA, EFER_NXE,
-};
+use crate::decode::walk::{PageFault, PagingState, PfErrorCode, WalkError};
 use crate::mem::{GuestMemory, VecMemory};
+use crate::regs::{cr0, cr4, efer};
 
 const PML4: u64 = 0x1000;
 const PDPT: u64 = 0x2000;
@@ -14,10 +13,10 @@ const PT: u64 = 0x4000;
 
 fn long_state() -> PagingState {
     PagingState {
-        cr0: CR0_PE | CR0_PG,
+        cr0: cr0::PE | cr0::PG,
         cr3: PML4,
-        cr4: CR4_PAE,
-        efer: EFER_LMA | EFER_NXE,
+        cr4: cr4::PAE,
+        efer: efer::LMA | efer::NXE,
         phys_addr_bits: 40,
         gbpages: false,
     }
@@ -111,7 +110,7 @@ fn linear_address_wraps_at_4g_outside_64_bit_mode() {
     // 32-bit paging: the last page of the 4 GiB space at frame 0x5000,
     // page 0 at frame 0x6000.
     let mut mem = VecMemory::new(0x10_0000);
-    let cpu = PagingState { cr0: CR0_PE | CR0_PG, cr3: 0x1000, cr4: 0, efer: 0, phys_addr_bits: 40, gbpages: false };
+    let cpu = PagingState { cr0: cr0::PE | cr0::PG, cr3: 0x1000, cr4: 0, efer: 0, phys_addr_bits: 40, gbpages: false };
     mem.write_u32(0x1000 + 0x3FF * 4, 0x2000 | 3).unwrap();
     mem.write_u32(0x2000 + 0x3FF * 4, 0x5000 | 3).unwrap();
     mem.write_u32(0x1000, 0x3000 | 3).unwrap();

@@ -1,10 +1,10 @@
 //! The page walker on hand-built tables, one group per paging mode.
 
 use crate::decode::walk::{
-    translate, walk, walk_and_mark, AccessKind, PageFault, PagingState, PfErrorCode, Translation, WalkError, CR0_PE,
-    CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PSE, CR4_SMEP, EFER_LMA, EFER_NXE,
+    translate, walk, walk_and_mark, AccessKind, PageFault, PagingState, PfErrorCode, Translation, WalkError,
 };
 use crate::mem::{GuestMemory, VecMemory};
+use crate::regs::{cr0, cr4, efer};
 
 const P: u64 = 1;
 const RW: u64 = 2;
@@ -41,10 +41,10 @@ const GVA: u64 = (3 << 39) | (5 << 30) | (7 << 21) | (9 << 12) | 0x123;
 
 fn long_state() -> PagingState {
     PagingState {
-        cr0: CR0_PE | CR0_PG | CR0_WP,
+        cr0: cr0::PE | cr0::PG | cr0::WP,
         cr3: PML4,
-        cr4: CR4_PAE,
-        efer: EFER_LMA | EFER_NXE | (1 << 8),
+        cr4: cr4::PAE,
+        efer: efer::LMA | efer::NXE | (1 << 8),
         phys_addr_bits: 40,
         gbpages: true,
     }
@@ -111,7 +111,7 @@ fn long_mode_reserved_bits_fault_at_every_level() {
     assert_eq!(translate(&mem, &cpu, GVA, READ), pf(rsvd, GVA));
     // NX while EFER.NXE=0; the fault also reports the write.
     mem = long_tables(P | RW | NX);
-    let no_nxe = PagingState { efer: EFER_LMA, ..cpu };
+    let no_nxe = PagingState { efer: efer::LMA, ..cpu };
     let code = rsvd | PfErrorCode::WRITE;
     assert_eq!(translate(&mem, &no_nxe, GVA, WRITE), pf(code, GVA));
     // Bits 62:52 are free for software in long mode.
@@ -135,7 +135,7 @@ fn long_mode_not_present_reports_the_access() {
 fn write_to_read_only_page_faults_for_supervisor_only_with_wp() {
     let mem = long_tables(P | US);
     let wp = long_state();
-    let no_wp = PagingState { cr0: CR0_PE | CR0_PG, ..wp };
+    let no_wp = PagingState { cr0: cr0::PE | cr0::PG, ..wp };
     let sup = PfErrorCode::PRESENT | PfErrorCode::WRITE;
     assert_eq!(translate(&mem, &wp, GVA, WRITE), pf(sup, GVA));
     assert_eq!(translate(&mem, &no_wp, GVA, WRITE), Ok(0x0ABC_D123));
@@ -176,7 +176,7 @@ fn fetch_from_no_execute_page_faults_with_nxe() {
 #[test]
 fn smep_stops_supervisor_fetch_from_user_page() {
     let mem = long_tables(P | US);
-    let cpu = PagingState { cr4: CR4_PAE | CR4_SMEP, ..long_state() };
+    let cpu = PagingState { cr4: cr4::PAE | cr4::SMEP, ..long_state() };
     let code = PfErrorCode::PRESENT | PfErrorCode::FETCH;
     assert_eq!(translate(&mem, &cpu, GVA, FETCH), pf(code, GVA));
     assert_eq!(translate(&mem, &cpu, GVA, AccessKind::fetch(true)), Ok(0x0ABC_D123));
@@ -210,14 +210,21 @@ fn table_outside_ram_is_a_bad_gpa() {
 #[test]
 fn five_level_paging_is_unsupported() {
     let mem = long_tables(P);
-    let cpu = PagingState { cr4: CR4_PAE | CR4_LA57, ..long_state() };
+    let cpu = PagingState { cr4: cr4::PAE | cr4::LA57, ..long_state() };
     assert_eq!(translate(&mem, &cpu, GVA, READ), Err(WalkError::UnsupportedPaging));
 }
 
 // ------------------------------------------------------------- 32-bit paging
 
 fn bits32_state(cr4: u64) -> PagingState {
-    PagingState { cr0: CR0_PE | CR0_PG | CR0_WP, cr3: 0x1000, cr4, efer: EFER_NXE, phys_addr_bits: 40, gbpages: false }
+    PagingState {
+        cr0: cr0::PE | cr0::PG | cr0::WP,
+        cr3: 0x1000,
+        cr4,
+        efer: efer::NXE,
+        phys_addr_bits: 40,
+        gbpages: false,
+    }
 }
 
 #[test]
@@ -235,7 +242,7 @@ fn bits32_maps_a_4k_page_and_ignores_high_gva_bits() {
 fn bits32_maps_a_4m_page_with_pse_36_high_bits() {
     let mut mem = VecMemory::new(0x10_0000);
     set32(&mut mem, 0x1000 + 0x48 * 4, 0x0080_0000 | (0x3 << 13) | PS as u32 | 3);
-    let cpu = bits32_state(CR4_PSE);
+    let cpu = bits32_state(cr4::PSE);
     let got = walk(&mem, &cpu, 0x1234_5678, WRITE);
     assert_eq!(got, Ok(Translation { gpa: 0x3_0080_0000 | (0x1234_5678 & 0x3F_FFFF), page_size: 4 << 20 }));
 }
@@ -253,7 +260,7 @@ fn bits32_4m_page_reserved_bits_fault() {
     let mut mem = VecMemory::new(0x10_0000);
     set32(&mut mem, 0x1000 + 0x48 * 4, 0x0080_0000 | (1 << 21) | PS as u32 | 3);
     let rsvd = PfErrorCode::PRESENT | PfErrorCode::RSVD;
-    let cpu = bits32_state(CR4_PSE);
+    let cpu = bits32_state(cr4::PSE);
     assert_eq!(translate(&mem, &cpu, 0x1234_5678, READ), pf(rsvd, 0x1234_5678));
     // PSE-36 bits beyond a 36-bit physical address space.
     set32(&mut mem, 0x1000 + 0x48 * 4, 0x0080_0000 | (0x10 << 13) | PS as u32 | 3);
@@ -266,7 +273,7 @@ fn bits32_fetch_fault_has_no_fetch_bit_without_pae_or_smep() {
     let mem = VecMemory::new(0x10_0000);
     let cpu = bits32_state(0);
     assert_eq!(translate(&mem, &cpu, 0x1234_5678, FETCH), pf(PfErrorCode::empty(), 0x1234_5678));
-    let smep = bits32_state(CR4_SMEP);
+    let smep = bits32_state(cr4::SMEP);
     assert_eq!(translate(&mem, &smep, 0x1234_5678, FETCH), pf(PfErrorCode::FETCH, 0x1234_5678));
 }
 
@@ -274,11 +281,11 @@ fn bits32_fetch_fault_has_no_fetch_bit_without_pae_or_smep() {
 
 fn pae_state() -> PagingState {
     PagingState {
-        cr0: CR0_PE | CR0_PG | CR0_WP,
+        cr0: cr0::PE | cr0::PG | cr0::WP,
         // 32-byte aligned, not page aligned.
         cr3: 0x1020,
-        cr4: CR4_PAE,
-        efer: EFER_NXE,
+        cr4: cr4::PAE,
+        efer: efer::NXE,
         phys_addr_bits: 40,
         gbpages: false,
     }
@@ -344,7 +351,7 @@ fn pae_not_present_pdpte_faults() {
 #[test]
 fn without_paging_addresses_are_identity_mapped_in_32_bits() {
     let mem = VecMemory::new(0x1000);
-    let cpu = PagingState { cr0: CR0_PE, cr3: 0, cr4: 0, efer: 0, phys_addr_bits: 40, gbpages: false };
+    let cpu = PagingState { cr0: cr0::PE, cr3: 0, cr4: 0, efer: 0, phys_addr_bits: 40, gbpages: false };
     assert_eq!(translate(&mem, &cpu, 0xFEE0_0030, WRITE), Ok(0xFEE0_0030));
     assert_eq!(translate(&mem, &cpu, 0x1_0000_1234, READ), Ok(0x1234));
 }

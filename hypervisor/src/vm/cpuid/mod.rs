@@ -4,7 +4,8 @@
 //! CPUID and the declared features and fields of [`shown`]: a bit reaches
 //! the guest only if it is declared, the host has it, and what it needs is
 //! shown too (AVX needs the guest to be able to enable AVX state in XCR0,
-//! ...). Every other bit, and every leaf not declared, is zero; the highest
+//! ...); the few the VMM emulates (`Needs::Vmm`: the local APIC and its
+//! TSC-deadline timer) are shown whatever the host has. Every other bit, and every leaf not declared, is zero; the highest
 //! basic and extended leaves are clamped to the declared ones. A few answers
 //! are computed rather than copied: the leaf ranges, the APIC ID, the
 //! hypervisor bit and leaves 0x4000_0000.., the extended-state leaf 0xD
@@ -19,6 +20,7 @@ mod tests;
 
 use crate::arch::xsave::{self, Component};
 use arrayvec::ArrayVec;
+use guest_x86::regs::{cr4, xcr0};
 use shown::{Feature, Needs};
 
 /// Leaf 0x4000_0000 EBX/ECX/EDX: "CertiVisorHV".
@@ -29,7 +31,6 @@ const HV_BASE: u32 = hvabi::LEAF_SIGNATURE;
 const EXT_BASE: u32 = 0x8000_0000;
 /// The XSAVE state components listed in leaf 0xD (x87 .. Hi16_ZMM).
 const COMPONENTS: usize = 8;
-const CR4_OSXSAVE: u64 = 1 << 18;
 
 /// What answers depend on besides the host: the vCPU asking and its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,7 +75,7 @@ impl CpuModel {
         let host_max_ext = host(EXT_BASE, 0).eax;
         let host_xsave = host_max_basic >= 0xD && host(1, 0).ecx & shown::XSAVE.mask() != 0;
         let xcr0 = match host_xcr0 & xsave::SWITCHABLE {
-            x if host_xsave && x & xsave::SSE != 0 && xsave::valid_xcr0(x, x) => x,
+            x if host_xsave && x & xcr0::SSE != 0 && xsave::valid_xcr0(x, x) => x,
             _ => 0,
         };
         let max_basic = host_max_basic.min(if xcr0 != 0 { shown::MAX_BASIC } else { shown::MAX_BASIC_WITHOUT_XSAVE });
@@ -89,10 +90,10 @@ impl CpuModel {
         let mut m = CpuModel { entries: ArrayVec::new(), max_basic, max_ext, xcr0, layout, hypercall_version };
         let in_range = |leaf: u32| leaf <= max_basic || (EXT_BASE..=max_ext).contains(&leaf);
         let needs_met = |n: Needs| match n {
-            Needs::Host => true,
+            Needs::Host | Needs::Vmm => true,
             Needs::Xsave => xcr0 != 0,
-            Needs::Avx => xcr0 & xsave::AVX != 0,
-            Needs::Avx512 => xcr0 & xsave::AVX512 == xsave::AVX512,
+            Needs::Avx => xcr0 & xcr0::AVX != 0,
+            Needs::Avx512 => xcr0 & xcr0::AVX512 == xcr0::AVX512,
         };
         let keys = shown::FEATURES.iter().map(|f| (f.leaf, f.sub)).chain(shown::FIELDS.iter().map(|f| (f.leaf, 0)));
         for (leaf, sub) in keys.chain([(0xD, 0)]) {
@@ -102,7 +103,8 @@ impl CpuModel {
             let h = host(leaf, sub);
             let mut r = CpuidResult::default();
             for f in shown::FEATURES.iter().filter(|f| f.leaf == leaf && f.sub == sub && needs_met(f.needs)) {
-                *r.reg_mut(f.reg) |= h.reg(f.reg) & f.mask();
+                let have = if f.needs == Needs::Vmm { f.mask() } else { h.reg(f.reg) };
+                *r.reg_mut(f.reg) |= have & f.mask();
             }
             for f in shown::FIELDS.iter().filter(|f| f.leaf == leaf && sub == 0) {
                 *r.reg_mut(f.reg) |= h.reg(f.reg) & f.mask;
@@ -184,7 +186,7 @@ impl CpuModel {
         match (leaf, sub) {
             (1, _) => {
                 r.ebx |= g.index << 24;
-                if self.xcr0 != 0 && g.cr4 & CR4_OSXSAVE != 0 {
+                if self.xcr0 != 0 && g.cr4 & cr4::OSXSAVE != 0 {
                     r.ecx |= shown::OSXSAVE.mask();
                 }
             }

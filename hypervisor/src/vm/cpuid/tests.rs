@@ -1,4 +1,4 @@
-use super::shown::{self, Reg, FEATURES, FIELDS};
+use super::shown::{self, Feature, Needs, Reg, FEATURES, FIELDS};
 use super::*;
 use std::collections::BTreeMap;
 
@@ -48,7 +48,7 @@ impl Dump {
 }
 
 fn view(xcr0: u64, osxsave: bool) -> GuestView {
-    GuestView { index: 0, cr4: if osxsave { CR4_OSXSAVE } else { 0 }, xcr0 }
+    GuestView { index: 0, cr4: if osxsave { cr4::OSXSAVE } else { 0 }, xcr0 }
 }
 
 /// The declared mask of (leaf, sub, register): features and fields.
@@ -112,7 +112,7 @@ fn the_declared_leaves_fit_the_model() {
 }
 
 #[test]
-fn a_host_without_features_shows_only_the_hypervisor() {
+fn a_host_without_features_shows_only_the_hypervisor_and_the_emulated_apic() {
     let bare = |leaf, _| match leaf {
         0 => CpuidResult { eax: 0xD, ..Default::default() },
         EXT_BASE => CpuidResult { eax: 0x8000_0008, ..Default::default() },
@@ -120,9 +120,11 @@ fn a_host_without_features_shows_only_the_hypervisor() {
     };
     let m = CpuModel::new(&bare, 0, 1);
     let r = m.answer(1, 0, &view(0, true));
-    assert_eq!(r, CpuidResult { ebx: 1 << 16, ecx: shown::HYPERVISOR.mask(), ..Default::default() });
+    let ecx = shown::HYPERVISOR.mask() | shown::TSC_DEADLINE.mask();
+    assert_eq!(r, CpuidResult { ebx: 1 << 16, ecx, edx: shown::APIC.mask(), ..Default::default() });
     assert_eq!(m.answer(0, 0, &view(0, false)).eax, 7);
-    assert_eq!(m.answer(0x8000_0001, 0, &view(0, false)), CpuidResult::default());
+    let apic = CpuidResult { edx: shown::APIC.mask(), ..Default::default() };
+    assert_eq!(m.answer(0x8000_0001, 0, &view(0, false)), apic);
     let nothing = CpuModel::new(&|_, _| CpuidResult::default(), 0, 1);
     assert_eq!(nothing.answer(1, 0, &view(0, false)), CpuidResult::default(), "beyond the host's highest leaf");
 }
@@ -131,10 +133,10 @@ fn a_host_without_features_shows_only_the_hypervisor() {
 fn avx_and_avx512_follow_the_switched_components() {
     let avx2 = FEATURES.iter().find(|f| f.name == "avx2").copied().unwrap();
     let avx512f = FEATURES.iter().find(|f| f.name == "avx512f").copied().unwrap();
-    let only_sse = CpuModel::new(&all_ones, xsave::X87 | xsave::SSE, 1);
+    let only_sse = CpuModel::new(&all_ones, xcr0::X87 | xcr0::SSE, 1);
     assert!(only_sse.shows(shown::XSAVE) && !only_sse.shows(avx2) && !only_sse.shows(avx512f));
     assert_eq!(only_sse.answer(0xD, 0, &view(3, true)).eax, 3);
-    let avx = CpuModel::new(&all_ones, xsave::X87 | xsave::SSE | xsave::AVX, 1);
+    let avx = CpuModel::new(&all_ones, xcr0::X87 | xcr0::SSE | xcr0::AVX, 1);
     assert!(avx.shows(avx2) && !avx.shows(avx512f));
     let none = CpuModel::new(&all_ones, 0, 1);
     assert!(!none.shows(shown::XSAVE) && !none.shows(avx2) && !none.shows(shown::OSXSAVE));
@@ -142,7 +144,7 @@ fn avx_and_avx512_follow_the_switched_components() {
     assert_eq!(none.answer(0xD, 0, &view(0, false)), CpuidResult::default());
     assert_eq!(none.xcr0_supported(), 0);
     // A host XCR0 that is not a valid one is not used at all.
-    assert_eq!(CpuModel::new(&all_ones, xsave::X87 | xsave::AVX, 1).xcr0_supported(), 0);
+    assert_eq!(CpuModel::new(&all_ones, xcr0::X87 | xcr0::AVX, 1).xcr0_supported(), 0);
 }
 
 #[test]
@@ -183,27 +185,34 @@ fn check_sane(name: &str, d: &Dump, m: &CpuModel) {
         ("VMX", 1, Reg::Ecx, 5),
         ("PCID", 1, Reg::Ecx, 17),
         ("x2APIC", 1, Reg::Ecx, 21),
-        ("TSC deadline", 1, Reg::Ecx, 24),
         ("MCE", 1, Reg::Edx, 7),
-        ("APIC", 1, Reg::Edx, 9),
         ("MTRR", 1, Reg::Edx, 12),
         ("MCA", 1, Reg::Edx, 14),
         ("HTT", 1, Reg::Edx, 28),
         ("PKU", 7, Reg::Ecx, 3),
         ("LA57", 7, Reg::Ecx, 16),
         ("SVM", 0x8000_0001, Reg::Ecx, 2),
+        ("ExtApicSpace", 0x8000_0001, Reg::Ecx, 3),
         ("OSVW", 0x8000_0001, Reg::Ecx, 9),
         ("perfctr_core", 0x8000_0001, Reg::Ecx, 23),
         ("MONITORX", 0x8000_0001, Reg::Ecx, 29),
     ] {
         assert_eq!(a(leaf, 0).reg(reg) & (1 << bit), 0, "{name}: {what} must be hidden");
     }
+    for leaf in [1, 0x8000_0001] {
+        assert_ne!(
+            a(leaf, 0).edx & (1 << 9),
+            0,
+            "{name}: APIC in leaf {leaf:#x} must be shown (the VMM emulates an xAPIC)"
+        );
+    }
     assert_eq!(a(0x8000_000A, 0), CpuidResult::default(), "{name}: the SVM leaf is hidden");
     assert_eq!(a(4, 0), CpuidResult::default(), "{name}: leaf 4 is hidden");
     assert!(a(0, 0).eax <= d.cpuid(0, 0).eax && a(0x8000_0000, 0).eax <= d.cpuid(0x8000_0000, 0).eax);
-    // Every bit shown is one the host has (OSXSAVE and the hypervisor bit
-    // aside), in every declared leaf.
-    for f in FEATURES.iter().filter(|f| m.shows(**f) && **f != shown::OSXSAVE && **f != shown::HYPERVISOR) {
+    // Every bit shown is one the host has (OSXSAVE, the hypervisor bit and
+    // what the VMM emulates aside), in every declared leaf.
+    let computed = |f: &Feature| *f == shown::OSXSAVE || *f == shown::HYPERVISOR || f.needs == Needs::Vmm;
+    for f in FEATURES.iter().filter(|f| m.shows(**f) && !computed(f)) {
         assert_ne!(d.cpuid(f.leaf, f.sub).reg(f.reg) & f.mask(), 0, "{name}: {} shown but the host lacks it", f.name);
     }
     // Leaf 0xD agrees with what the guest may put in XCR0.
@@ -211,7 +220,7 @@ fn check_sane(name: &str, d: &Dump, m: &CpuModel) {
     assert_eq!(u64::from(a(0xD, 0).eax) | (u64::from(a(0xD, 0).edx) << 32), x, "{name}: leaf 0xD.0");
     assert_eq!(m.shows(shown::XSAVE), x != 0, "{name}: XSAVE shown iff extended state is switched");
     let avx = FEATURES.iter().find(|f| f.name == "avx").copied().unwrap();
-    assert_eq!(m.shows(avx), x & xsave::AVX != 0, "{name}: AVX shown iff XCR0 may enable it");
+    assert_eq!(m.shows(avx), x & xcr0::AVX != 0, "{name}: AVX shown iff XCR0 may enable it");
     for i in 2..64 {
         let sub = a(0xD, i);
         if x & (1 << i) != 0 {

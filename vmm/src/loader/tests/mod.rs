@@ -1,6 +1,7 @@
 //! Host tests of the loaders against synthetic images (and the real Debian
 //! kernel when `guest-images/out` has been built).
 
+mod acpi;
 mod bzimage;
 mod bzimage_model;
 mod detect;
