@@ -5,6 +5,7 @@
 use super::*;
 use crate::proptest_cases::cases;
 use guest_x86::mem::VecMemory;
+use guest_x86::regs::{cr0, cr4, efer};
 use proptest::prelude::*;
 
 const RAM: usize = 0x20_0000;
@@ -61,10 +62,10 @@ impl Machine {
             mem.write_u64(PML4 + 0x3000 + i as u64 * 8, frame | flags).unwrap();
         }
         let paging = PagingState {
-            cr0: (1 << 31) | 1 | if self.wp { 1 << 16 } else { 0 },
+            cr0: cr0::PG | cr0::PE | if self.wp { cr0::WP } else { 0 },
             cr3: PML4,
-            cr4: 1 << 5,
-            efer: (1 << 10) | (1 << 8) | if self.nxe { 1 << 11 } else { 0 },
+            cr4: cr4::PAE,
+            efer: efer::LMA | efer::LME | if self.nxe { efer::NXE } else { 0 },
             phys_addr_bits: 40,
             gbpages: false,
         };

@@ -6,10 +6,10 @@
 //! §5.3, §5.6, §8.4.2), or #GP for a non-canonical address. [`walk_and_mark`]
 //! must give the same answer and change nothing but accessed and dirty bits.
 use crate::decode::walk::{
-    walk, walk_and_mark, AccessKind, AccessOp, PageFault, PagingState, PfErrorCode, Translation, WalkError, CR0_PE,
-    CR0_PG, CR0_WP, CR4_PAE, CR4_SMEP, EFER_LMA, EFER_NXE,
+    walk, walk_and_mark, AccessKind, AccessOp, PageFault, PagingState, PfErrorCode, Translation, WalkError,
 };
 use crate::mem::{GuestMemory, VecMemory};
+use crate::regs::{cr0, cr4, efer};
 use proptest::prelude::*;
 
 use super::cases;
@@ -108,8 +108,8 @@ fn model(root: &Node, cpu: &PagingState, gva: u64, access: AccessKind) -> Result
     if top != 0 && top != -1 {
         return Err(WalkError::NonCanonical { gva });
     }
-    let nxe = cpu.efer & EFER_NXE != 0;
-    let smep = cpu.cr4 & CR4_SMEP != 0;
+    let nxe = cpu.efer & efer::NXE != 0;
+    let smep = cpu.cr4 & cr4::SMEP != 0;
     let mut code = PfErrorCode::empty();
     code.set(PfErrorCode::WRITE, access.op == AccessOp::Write);
     code.set(PfErrorCode::USER, access.user);
@@ -138,7 +138,7 @@ fn model(root: &Node, cpu: &PagingState, gva: u64, access: AccessKind) -> Result
             let allowed = match access.op {
                 _ if access.user && !user => false,
                 AccessOp::Read => true,
-                AccessOp::Write => write || (!access.user && cpu.cr0 & CR0_WP == 0),
+                AccessOp::Write => write || (!access.user && cpu.cr0 & cr0::WP == 0),
                 // NX with EFER.NXE, or SMEP on a supervisor fetch from a user page.
                 AccessOp::Fetch => !(nx && nxe || smep && !access.user && user),
             };
@@ -179,10 +179,10 @@ fn long_mode(root: u64) -> impl Strategy<Value = PagingState> {
     (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(move |(wp, nxe, smep, gbpages)| {
         let on = |b: bool, v: u64| if b { v } else { 0 };
         PagingState {
-            cr0: CR0_PE | CR0_PG | on(wp, CR0_WP),
+            cr0: cr0::PE | cr0::PG | on(wp, cr0::WP),
             cr3: root,
-            cr4: CR4_PAE | on(smep, CR4_SMEP),
-            efer: EFER_LMA | (1 << 8) | on(nxe, EFER_NXE),
+            cr4: cr4::PAE | on(smep, cr4::SMEP),
+            efer: efer::LMA | efer::LME | on(nxe, efer::NXE),
             phys_addr_bits: PHYS_BITS,
             gbpages,
         }
