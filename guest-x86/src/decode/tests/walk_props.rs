@@ -1,10 +1,11 @@
-//! The long-mode page walker against a model: random paging trees (4 KiB,
-//! 2 MiB and 1 GiB leaves, each entry with random P, R/W, U/S, NX and
-//! reserved bits) are written into guest memory, and [`walk`] must give
-//! what the tree itself says for any address and access: the page and its
-//! offset, or the #PF error code the APM's rules give (AMD APM vol. 2
-//! §5.3, §5.6, §8.4.2), or #GP for a non-canonical address. [`walk_and_mark`]
-//! must give the same answer and change nothing but accessed and dirty bits.
+//! The page walker against a model, in each paging mode: random paging
+//! trees (every page size the mode has, each entry with random P, R/W,
+//! U/S, NX and reserved bits) are written into guest memory, and [`walk`]
+//! must give what the tree itself says for any address and access: the
+//! page and its offset, or the #PF error code the APM's rules give (AMD APM
+//! vol. 2 §5.2–5.3, §5.6, §8.4.2), or #GP for a non-canonical address.
+//! [`walk_and_mark`] must give the same answer and change nothing but
+//! accessed and dirty bits.
 use crate::decode::walk::{
     walk, walk_and_mark, AccessKind, AccessOp, PageFault, PagingState, PfErrorCode, Translation, WalkError,
 };
@@ -14,10 +15,87 @@ use proptest::prelude::*;
 
 use super::cases;
 
-/// A reserved bit of every long-mode entry when the guest has 40 physical
-/// address bits.
-const RESERVED_BIT: u64 = 1 << 51;
+/// The guest's physical-address width in every test here.
 const PHYS_BITS: u8 = 40;
+const PS: u64 = 1 << 7;
+const NX: u64 = 1 << 63;
+
+/// The paging modes, by their tables' shapes (the table in walk.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Two levels of 4-byte entries; 4 MiB pages with CR4.PSE (always on here).
+    Bits32,
+    /// A four-entry PDPT without rights, then two levels; 2 MiB pages.
+    Pae,
+    /// Four levels; 2 MiB and 1 GiB pages.
+    Long4,
+}
+
+impl Mode {
+    fn levels(self) -> u32 {
+        match self {
+            Mode::Bits32 => 2,
+            Mode::Pae => 3,
+            Mode::Long4 => 4,
+        }
+    }
+
+    /// Position of level `depth`'s index (0 = the root table).
+    fn shift(self, depth: u32) -> u32 {
+        match self {
+            Mode::Bits32 => 22 - 10 * depth,
+            Mode::Pae => 30 - 9 * depth,
+            Mode::Long4 => 39 - 9 * depth,
+        }
+    }
+
+    fn index_mask(self, depth: u32) -> u64 {
+        match (self, depth) {
+            (Mode::Bits32, _) => 1023,
+            (Mode::Pae, 0) => 3,
+            _ => 511,
+        }
+    }
+
+    fn entry_bytes(self) -> u64 {
+        if self == Mode::Bits32 {
+            4
+        } else {
+            8
+        }
+    }
+
+    /// Whether an entry at `depth` may map a page: the last level, or a
+    /// large page.
+    fn may_be_leaf(self, depth: u32) -> bool {
+        depth + 1 == self.levels() || matches!((self, depth), (Mode::Bits32, 0) | (Mode::Pae, 1) | (Mode::Long4, 1 | 2))
+    }
+
+    /// PAE's PDPTEs carry no R/W, U/S or NX: those bits are reserved there.
+    fn has_rights(self, depth: u32) -> bool {
+        !(self == Mode::Pae && depth == 0)
+    }
+
+    /// A bit that is reserved in an entry at `depth` of this mode (for a
+    /// 4 MiB page, bit 21; 32-bit page tables and directories have none).
+    fn reserved_bit(self, depth: u32, leaf: bool) -> Option<u64> {
+        match self {
+            Mode::Bits32 if depth == 0 && leaf => Some(1 << 21),
+            Mode::Bits32 => None,
+            // Bits 51:40 with 40 physical-address bits.
+            Mode::Pae | Mode::Long4 => Some(1 << 51),
+        }
+    }
+
+    /// The highest physical address a leaf's frame may have.
+    fn frame_limit(self) -> u64 {
+        if self == Mode::Bits32 {
+            1 << 32
+        } else {
+            1 << PHYS_BITS
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Flags {
@@ -30,7 +108,7 @@ struct Flags {
 
 #[derive(Debug, Clone)]
 enum Node {
-    /// A page at a 4 KiB, 2 MiB or 1 GiB aligned frame.
+    /// A page at a frame aligned to its size.
     Leaf { frame: u64 },
     /// A table: its entries by index; the others are zero.
     Table(Vec<(u64, Entry)>),
@@ -42,84 +120,106 @@ struct Entry {
     node: Node,
 }
 
-fn flags() -> impl Strategy<Value = Flags> {
+/// Random flags for an entry at `depth`, within what the mode can encode.
+fn flags(mode: Mode, depth: u32, leaf: bool) -> impl Strategy<Value = Flags> {
+    let rights = mode.has_rights(depth);
+    let has_nx = mode != Mode::Bits32 && rights;
+    let has_reserved = mode.reserved_bit(depth, leaf).is_some();
     (prop::bool::weighted(0.9), prop::bool::weighted(0.7), prop::bool::weighted(0.7), prop::bool::weighted(0.3))
-        .prop_flat_map(|(present, write, user, nx)| {
-            prop::bool::weighted(0.05).prop_map(move |reserved| Flags { present, write, user, nx, reserved })
+        .prop_flat_map(move |(present, write, user, nx)| {
+            prop::bool::weighted(0.05).prop_map(move |reserved| Flags {
+                present,
+                write: write && rights,
+                user: user && rights,
+                nx: nx && has_nx,
+                reserved: reserved && has_reserved,
+            })
         })
 }
 
-/// Indices the trees use: both ends, so that high-half addresses appear.
-fn index() -> impl Strategy<Value = u64> {
-    prop::sample::select(vec![0u64, 1, 2, 255, 256, 511])
+/// Indices the trees use: both ends of each table, so that high-half
+/// (long mode) and high 32-bit addresses appear.
+fn index(mode: Mode, depth: u32) -> impl Strategy<Value = u64> {
+    let last = mode.index_mask(depth);
+    prop::sample::select(vec![0, 1, 2, last / 2, last / 2 + 1, last]).prop_map(move |i| i & last)
 }
 
-/// Shift of the address bits that index level `depth` (0 = PML4).
-fn shift(depth: u32) -> u32 {
-    39 - 9 * depth
-}
-
-/// An entry of level `depth`: the PML4 points at tables only, the PT holds
-/// 4 KiB pages, the levels between either.
-fn entry(depth: u32) -> BoxedStrategy<Entry> {
-    let page = 1u64 << shift(depth);
-    let leaf = (0u64..(1 << (PHYS_BITS as u32 - shift(depth)))).prop_map(move |n| Node::Leaf { frame: n * page });
-    let node = match depth {
-        3 => leaf.boxed(),
-        0 => table(depth + 1).boxed(),
-        _ => prop_oneof![leaf, table(depth + 1)].boxed(),
+/// An entry at `depth`: the long-mode PML4 and the PAE PDPT point at
+/// tables only, the last level holds 4 KiB pages, the others either.
+fn entry(mode: Mode, depth: u32) -> BoxedStrategy<Entry> {
+    let page = 1u64 << mode.shift(depth);
+    let leaf = (0..mode.frame_limit() / page).prop_map(move |n| Node::Leaf { frame: n * page });
+    let is_last = depth + 1 == mode.levels();
+    let node = match (is_last, mode.may_be_leaf(depth)) {
+        (true, _) => leaf.boxed(),
+        (false, false) => table(mode, depth + 1).boxed(),
+        (false, true) => prop_oneof![leaf, table(mode, depth + 1)].boxed(),
     };
-    (flags(), node).prop_map(|(flags, node)| Entry { flags, node }).boxed()
+    node.prop_flat_map(move |node| {
+        let leaf = matches!(node, Node::Leaf { .. });
+        flags(mode, depth, leaf).prop_map(move |flags| Entry { flags, node: node.clone() })
+    })
+    .boxed()
 }
 
-fn table(depth: u32) -> BoxedStrategy<Node> {
-    prop::collection::vec((index(), entry(depth)), 0..3).prop_map(Node::Table).boxed()
+fn table(mode: Mode, depth: u32) -> BoxedStrategy<Node> {
+    prop::collection::vec((index(mode, depth), entry(mode, depth)), 0..3).prop_map(Node::Table).boxed()
 }
 
 /// Writes the table `node` of level `depth` into `mem`, one fresh page per
 /// table from `*next`; returns its address.
-fn build(mem: &mut VecMemory, node: &Node, depth: u32, next: &mut u64) -> u64 {
+fn build(mem: &mut VecMemory, mode: Mode, node: &Node, depth: u32, next: &mut u64) -> u64 {
     let Node::Table(entries) = node else { unreachable!("a table level holds a table") };
     let at = *next;
     *next += 0x1000;
     for (index, e) in entries {
+        let leaf = matches!(e.node, Node::Leaf { .. });
         let target = match &e.node {
-            // Every leaf above the PT is a large page: PS.
-            Node::Leaf { frame } if depth < 3 => frame | 1 << 7,
+            // Every leaf above the last level is a large page: PS.
+            Node::Leaf { frame } if depth + 1 < mode.levels() => frame | PS,
             Node::Leaf { frame } => *frame,
-            table => build(mem, table, depth + 1, next),
+            table => build(mem, mode, table, depth + 1, next),
         };
         let f = e.flags;
         let bit = |on: bool, b: u64| if on { b } else { 0 };
-        let word = target
-            | bit(f.present, 1)
-            | bit(f.write, 2)
-            | bit(f.user, 4)
-            | bit(f.nx, 1 << 63)
-            | bit(f.reserved, RESERVED_BIT);
-        mem.write_u64(at + index * 8, word).unwrap();
+        let reserved = mode.reserved_bit(depth, leaf).unwrap_or(0);
+        let word =
+            target | bit(f.present, 1) | bit(f.write, 2) | bit(f.user, 4) | bit(f.nx, NX) | bit(f.reserved, reserved);
+        let gpa = at + index * mode.entry_bytes();
+        match mode {
+            Mode::Bits32 => mem.write_u32(gpa, word as u32).unwrap(),
+            _ => mem.write_u64(gpa, word).unwrap(),
+        }
     }
     at
 }
 
 /// The walk the tree itself gives, by the APM's rules.
-fn model(root: &Node, cpu: &PagingState, gva: u64, access: AccessKind) -> Result<Translation, WalkError> {
-    let top = (gva as i64) >> 47;
-    if top != 0 && top != -1 {
-        return Err(WalkError::NonCanonical { gva });
-    }
+fn model(mode: Mode, root: &Node, cpu: &PagingState, gva: u64, access: AccessKind) -> Result<Translation, WalkError> {
+    let gva = if mode == Mode::Long4 {
+        let top = (gva as i64) >> 47;
+        if top != 0 && top != -1 {
+            return Err(WalkError::NonCanonical { gva });
+        }
+        gva
+    } else {
+        // Linear addresses outside long mode are 32 bits wide.
+        gva & 0xFFFF_FFFF
+    };
     let nxe = cpu.efer & efer::NXE != 0;
     let smep = cpu.cr4 & cr4::SMEP != 0;
+    // The I/D bit: fetches report it where NX is in force (PAE tables) or SMEP.
+    let nx_in_force = mode != Mode::Bits32 && nxe;
     let mut code = PfErrorCode::empty();
     code.set(PfErrorCode::WRITE, access.op == AccessOp::Write);
     code.set(PfErrorCode::USER, access.user);
-    code.set(PfErrorCode::FETCH, access.op == AccessOp::Fetch && (nxe || smep));
+    code.set(PfErrorCode::FETCH, access.op == AccessOp::Fetch && (nx_in_force || smep));
     let fault = |extra: PfErrorCode| Err(WalkError::PageFault(PageFault { error_code: code | extra, addr: gva }));
     let (mut write, mut user, mut nx) = (true, true, false);
     let mut node = root;
-    for depth in 0..4 {
+    for depth in 0..mode.levels() {
         let Node::Table(entries) = node else { unreachable!("a table level holds a table") };
-        let index = (gva >> shift(depth)) & 511;
+        let index = (gva >> mode.shift(depth)) & mode.index_mask(depth);
         // The last entry written at an index is the one in memory.
         let Some((_, e)) = entries.iter().rev().find(|(i, _)| *i == index) else {
             return fault(PfErrorCode::empty());
@@ -127,13 +227,16 @@ fn model(root: &Node, cpu: &PagingState, gva: u64, access: AccessKind) -> Result
         if !e.flags.present {
             return fault(PfErrorCode::empty());
         }
-        let gig_without_gbpages = depth == 1 && matches!(e.node, Node::Leaf { .. }) && !cpu.gbpages;
+        let leaf = matches!(e.node, Node::Leaf { .. });
+        let gig_without_gbpages = mode == Mode::Long4 && depth == 1 && leaf && !cpu.gbpages;
         if e.flags.reserved || (e.flags.nx && !nxe) || gig_without_gbpages {
             return fault(PfErrorCode::PRESENT | PfErrorCode::RSVD);
         }
-        write &= e.flags.write;
-        user &= e.flags.user;
-        nx |= e.flags.nx;
+        if mode.has_rights(depth) {
+            write &= e.flags.write;
+            user &= e.flags.user;
+            nx |= e.flags.nx;
+        }
         if let Node::Leaf { frame } = e.node {
             let allowed = match access.op {
                 _ if access.user && !user => false,
@@ -145,28 +248,31 @@ fn model(root: &Node, cpu: &PagingState, gva: u64, access: AccessKind) -> Result
             if !allowed {
                 return fault(PfErrorCode::PRESENT);
             }
-            let page_size = 1u64 << shift(depth);
+            let page_size = 1u64 << mode.shift(depth);
             return Ok(Translation { gpa: frame | (gva & (page_size - 1)), page_size });
         }
         node = &e.node;
     }
-    unreachable!("the PT holds leaves only")
+    unreachable!("the last level holds leaves only")
 }
 
 /// An address that follows the tree: at each level the index of the entry
-/// `picks` selects, the other bits of `bits` below bit 48; sign-extended to
-/// a canonical address.
-fn address_in(root: &Node, picks: [usize; 4], bits: u64) -> u64 {
-    let mut gva = bits & ((1 << 48) - 1);
+/// `picks` selects, the other bits from `bits`; in long mode sign-extended
+/// from bit 47 to a canonical address, otherwise 32 bits.
+fn address_in(mode: Mode, root: &Node, picks: [usize; 4], bits: u64) -> u64 {
+    let mut gva = bits;
     let mut node = root;
-    for (depth, pick) in picks.into_iter().enumerate() {
+    for (depth, pick) in (0..mode.levels()).zip(picks) {
         let Node::Table(entries) = node else { break };
         let Some((index, e)) = entries.get(pick % entries.len().max(1)) else { break };
-        let at = shift(depth as u32);
-        gva = (gva & !(511 << at)) | index << at;
+        let at = mode.shift(depth);
+        gva = (gva & !(mode.index_mask(depth) << at)) | index << at;
         node = &e.node;
     }
-    ((gva << 16) as i64 >> 16) as u64
+    match mode {
+        Mode::Long4 => ((gva << 16) as i64 >> 16) as u64,
+        _ => gva & 0xFFFF_FFFF,
+    }
 }
 
 fn access() -> impl Strategy<Value = AccessKind> {
@@ -174,19 +280,31 @@ fn access() -> impl Strategy<Value = AccessKind> {
     (op, any::<bool>()).prop_map(|(op, user)| AccessKind { op, user })
 }
 
-/// Long mode with CR0.WP, EFER.NXE, CR4.SMEP and 1 GiB pages each on or off.
-fn long_mode(root: u64) -> impl Strategy<Value = PagingState> {
+/// The mode's registers with CR0.WP, EFER.NXE, CR4.SMEP and 1 GiB pages
+/// each on or off.
+fn registers(mode: Mode, root: u64) -> impl Strategy<Value = PagingState> {
     (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(move |(wp, nxe, smep, gbpages)| {
         let on = |b: bool, v: u64| if b { v } else { 0 };
+        let (paging_cr4, long) = match mode {
+            Mode::Bits32 => (cr4::PSE, 0),
+            Mode::Pae => (cr4::PAE, 0),
+            Mode::Long4 => (cr4::PAE, efer::LMA | efer::LME),
+        };
         PagingState {
             cr0: cr0::PE | cr0::PG | on(wp, cr0::WP),
             cr3: root,
-            cr4: cr4::PAE | on(smep, cr4::SMEP),
-            efer: efer::LMA | efer::LME | on(nxe, efer::NXE),
+            cr4: paging_cr4 | on(smep, cr4::SMEP),
+            efer: long | on(nxe, efer::NXE),
             phys_addr_bits: PHYS_BITS,
             gbpages,
         }
     })
+}
+
+/// A mode, a tree for it and its registers.
+fn machine() -> impl Strategy<Value = (Mode, Node, PagingState)> {
+    prop_oneof![Just(Mode::Bits32), Just(Mode::Pae), Just(Mode::Long4)]
+        .prop_flat_map(|mode| (Just(mode), table(mode, 0), registers(mode, ROOT)))
 }
 
 /// Room for every table a tree can have: 1 + 3 + 9 + 27 pages.
@@ -197,20 +315,20 @@ proptest! {
     #![proptest_config(cases(256))]
 
     #[test]
-    fn long_mode_walk_agrees_with_the_tree_it_reads(
-        root in table(0),
-        cpu in long_mode(ROOT),
-        addresses in prop::collection::vec((prop::array::uniform4(any::<usize>()), any::<u64>(), prop::bool::weighted(0.1)), 1..16),
+    fn walk_agrees_with_the_tree_it_reads_in_every_mode(
+        (mode, root, cpu) in machine(),
+        addresses in prop::collection::vec(
+            (prop::array::uniform4(any::<usize>()), any::<u64>(), prop::bool::weighted(0.1)), 1..16),
         access in access(),
     ) {
         let mut mem = VecMemory::new(TABLE_RAM + 0x1000);
-        build(&mut mem, &root, 0, &mut ROOT.clone());
+        build(&mut mem, mode, &root, 0, &mut ROOT.clone());
         for (picks, bits, raw) in addresses {
             // Mostly addresses the tree maps, sometimes any (non-canonical) one.
-            let gva = if raw { bits } else { address_in(&root, picks, bits) };
-            let expected = model(&root, &cpu, gva, access);
+            let gva = if raw { bits } else { address_in(mode, &root, picks, bits) };
+            let expected = model(mode, &root, &cpu, gva, access);
             let seen = walk(&mem, &cpu, gva, access);
-            prop_assert_eq!(seen, expected, "gva {:#x}, {:?}", gva, access);
+            prop_assert_eq!(seen, expected, "{:?} gva {:#x}, {:?}", mode, gva, access);
             // The marking walk answers the same, and its marks change no answer.
             let before = mem.0.clone();
             prop_assert_eq!(walk_and_mark(&mut mem, &cpu, gva, access), expected);
