@@ -23,6 +23,12 @@ pub enum VmExit {
     },
     /// A nested page fault: MMIO, or an access outside the VM's memory.
     Npf(NestedPageFault),
+    /// A nested page fault taken while the CPU delivered event `vector`
+    /// (EXITINTINFO valid): its IDT, stack or TSS lies outside RAM.
+    NpfInDelivery {
+        gpa: u64,
+        vector: u8,
+    },
     /// An intercepted guest exception.
     Exception(ExceptionExit),
     /// A triple fault (shutdown): the guest cannot go on.
@@ -65,7 +71,12 @@ impl VmExit {
             ExitCode::Hlt => VmExit::Hlt,
             ExitCode::CrWrite(cr) => VmExit::CrWrite { cr, info: CrAccessInfo::from_exitinfo1(raw.info1) },
             ExitCode::Vmmcall => VmExit::Vmmcall,
-            ExitCode::Npf => VmExit::Npf(NestedPageFault::from_exitinfo(raw.info1, raw.info2)),
+            ExitCode::Npf => match vmcb::EventInj::from_exit_int_info(raw.int_info) {
+                // The CPU was delivering an event: the fault belongs to
+                // the delivery, not to the instruction at RIP.
+                Some(ev) => VmExit::NpfInDelivery { gpa: raw.info2, vector: ev.vector() },
+                None => VmExit::Npf(NestedPageFault::from_exitinfo(raw.info1, raw.info2)),
+            },
             ExitCode::Exception(v) => VmExit::Exception(ExceptionExit::from_exitinfo(v, raw.info1, raw.info2)),
             ExitCode::Shutdown => VmExit::Shutdown,
             ExitCode::Intr => VmExit::Intr,
@@ -96,7 +107,7 @@ impl VmExit {
             VmExit::Msr(_) => ExitReason::Msr,
             VmExit::Hlt => ExitReason::Hlt,
             VmExit::Vmmcall => ExitReason::Vmmcall,
-            VmExit::Npf(_) => ExitReason::Npf,
+            VmExit::Npf(_) | VmExit::NpfInDelivery { .. } => ExitReason::Npf,
             VmExit::Exception(_) => ExitReason::Exception,
             VmExit::Shutdown => ExitReason::Shutdown,
             VmExit::Intr => ExitReason::Intr,
@@ -217,6 +228,15 @@ mod tests {
             }
             other => panic!("expected NPF, saw {other:?}"),
         }
+    }
+
+    #[test]
+    fn npf_during_event_delivery_names_the_event_not_the_instruction() {
+        // EXITINTINFO: valid, an exception (type 3), vector 14.
+        let int_info = (1 << 31) | (3 << 8) | 14;
+        let raw = RawExit { code: 0x400, info1: 0b100, info2: 0xFEC0_0000, int_info };
+        assert_eq!(VmExit::decode(&raw), VmExit::NpfInDelivery { gpa: 0xFEC0_0000, vector: 14 });
+        assert_eq!(VmExit::decode(&raw).reason(), ExitReason::Npf);
     }
 
     #[test]

@@ -45,6 +45,15 @@ pub enum Stop {
         rip: u64,
         write: bool,
     },
+    /// A nested page fault while the CPU delivered event `vector`: the
+    /// guest's IDT, stack or TSS lies outside RAM. KVM stops such a guest
+    /// too (KVM_INTERNAL_ERROR_DELIVERY_EV): a delivery through device
+    /// memory cannot be emulated as an instruction.
+    DeliveryFault {
+        gpa: u64,
+        vector: u8,
+        rip: u64,
+    },
     /// An instruction the VMM had to emulate and could not.
     Unemulated {
         rip: u64,
@@ -78,6 +87,11 @@ impl core::fmt::Display for Stop {
                 f,
                 "{} of guest-physical {gpa:#x}, which is neither RAM nor a device, at RIP {rip:#x}",
                 if write { "write" } else { "read" }
+            ),
+            Stop::DeliveryFault { gpa, vector, rip } => write!(
+                f,
+                "delivering vector {vector} touched guest-physical {gpa:#x}, which is not RAM \
+                 (an IDT, stack or TSS in device memory), at RIP {rip:#x}"
             ),
             Stop::Unemulated { rip, what } => write!(f, "cannot emulate at RIP {rip:#x}: {what}"),
             Stop::InvalidState { rip, why: Some(e) } => write!(f, "illegal guest state for VMRUN at RIP {rip:#x}: {e}"),
@@ -397,6 +411,9 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 }
             },
             VmExit::Npf(f) => self.handle_npf(f.gpa, f.is_write())?,
+            VmExit::NpfInDelivery { gpa, vector } => {
+                return Err(Stop::DeliveryFault { gpa, vector, rip: self.reg(Reg::Rip)? })
+            }
             VmExit::CrWrite { cr, info } => self.handle_cr_write(cr, info)?,
             VmExit::Exception(e) => {
                 if e.vector == VEC_BP {
@@ -578,6 +595,8 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             // Hidden by CPUID (MONITOR, MONITORX, RDPRU): the guest gets
             // what a CPU without them gives.
             C::Monitor | C::Mwait | C::MwaitConditional | C::Rdpru => self.inject(EventInj::exception(VEC_UD)),
+            // The guest is never in SMM: RSM is #UD, as on the CPU.
+            C::Rsm => self.inject(EventInj::exception(VEC_UD)),
             // No performance counters are virtualised: RDPMC faults, as
             // under KVM without a PMU.
             C::Rdpmc => self.inject(EventInj::exception_with_error(VEC_GP, 0)),

@@ -124,7 +124,7 @@ fn an_event_cut_short_by_an_exit_is_delivered_again_at_the_next_entry() {
     let pf = EventInj::exception_with_error(14, 2);
     sim::script([ScriptedExit::new(ExitCode::Npf.to_raw()).int_info(pf.to_raw()), hlt()]);
     let first = r.v[0].run(&mut r.cpu, &r.vm);
-    assert!(matches!(first, VmExit::Npf(_)), "expected the scripted NPF, saw {first:?}");
+    assert!(matches!(first, VmExit::NpfInDelivery { vector: 14, .. }), "expected the scripted NPF, saw {first:?}");
     assert_eq!(r.v[0].run(&mut r.cpu, &r.vm), VmExit::Hlt);
     let runs = sim::vmruns();
     assert_eq!((runs[0].event_inj, runs[1].event_inj), (EventInj::NONE, pf), "{runs:?}");

@@ -99,3 +99,28 @@ fn guest_exceptions_and_svm_instructions_are_reflected_into_the_guest() {
     assert!(calls.contains(&Call::SetReg(Reg::Cr2, 0xDEAD_0000)), "CR2 for the #PF: {calls:?}");
     assert_eq!(sys.get(Reg::Rip), CODE, "faults do not move RIP");
 }
+
+#[test]
+fn rsm_outside_smm_is_an_invalid_opcode() {
+    let sys = protected_mode();
+    let mut lp = vcpu_loop(&sys);
+    sys.script([VmExit::Other(ExitCode::Rsm)]);
+    step_ok(&mut lp);
+    let calls = sys.take_calls();
+    assert!(calls.contains(&Call::Inject(EventInj::exception(6))), "RSM must raise #UD: {calls:?}");
+    assert_eq!(sys.get(Reg::Rip), CODE, "a fault does not move RIP");
+}
+
+#[test]
+fn a_nested_page_fault_during_event_delivery_stops_naming_the_event_not_the_instruction() {
+    let sys = protected_mode();
+    let mut lp = vcpu_loop(&sys);
+    // The instruction at RIP is an ordinary MMIO load of the info device:
+    // emulating it would be wrong, since the fault came from delivering #PF.
+    sys.poke(CODE, &[0x8B, 0x03]);
+    sys.script([VmExit::NpfInDelivery { gpa: vmm::hvdev::MMIO_BASE, vector: 14 }]);
+    let seen = lp.step();
+    assert_eq!(seen, Err(Stop::DeliveryFault { gpa: vmm::hvdev::MMIO_BASE, vector: 14, rip: CODE }));
+    let text = seen.unwrap_err().to_string();
+    assert!(text.contains("delivering vector 14"), "the stop names the event: {text:?}");
+}
