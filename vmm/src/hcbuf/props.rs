@@ -51,7 +51,7 @@ fn machine() -> impl Strategy<Value = Machine> {
 }
 
 impl Machine {
-    fn build(&self, user: bool) -> (VecMemory, Caller) {
+    fn build(&self, user: bool) -> (VecMemory, Rights) {
         let mut mem = VecMemory::new(RAM);
         for (level, flags) in self.upper.iter().enumerate() {
             let table = PML4 + level as u64 * 0x1000;
@@ -69,17 +69,17 @@ impl Machine {
             phys_addr_bits: 40,
             gbpages: false,
         };
-        (mem, Caller { paging, user })
+        (mem, Rights { paging, user })
     }
 }
 
 /// Each byte's guest-physical address, walking (and marking) once per
 /// byte in order; the first byte that cannot be reached gives the refusal.
-fn model(mem: &mut VecMemory, caller: &Caller, lin: u64, len: usize, write: bool) -> Result<Vec<u64>, Refusal> {
-    let access = if write { AccessKind::write(caller.user) } else { AccessKind::read(caller.user) };
+fn model(mem: &mut VecMemory, rights: &Rights, lin: u64, len: usize, write: bool) -> Result<Vec<u64>, Refusal> {
+    let access = if write { AccessKind::write(rights.user) } else { AccessKind::read(rights.user) };
     let mut gpas = Vec::with_capacity(len);
     for i in 0..len as u64 {
-        let gpa = match walk_and_mark(mem, &caller.paging, lin.wrapping_add(i), access) {
+        let gpa = match walk_and_mark(mem, &rights.paging, lin.wrapping_add(i), access) {
             Ok(t) => t.gpa,
             Err(WalkError::PageFault(pf)) => return Err(Refusal::Fault(GuestFault::Page(pf))),
             Err(WalkError::NonCanonical { .. }) => return Err(Refusal::Fault(GuestFault::GeneralProtection)),
@@ -118,10 +118,10 @@ proptest! {
     fn translate_agrees_with_walking_each_byte(
         m in machine(), user in any::<bool>(), lin in linear(), len in length(), write in any::<bool>(),
     ) {
-        let (mut mem, caller) = m.build(user);
+        let (mut mem, rights) = m.build(user);
         let mut model_mem = VecMemory(mem.0.clone());
-        let expected = model(&mut model_mem, &caller, lin, len, write);
-        let seen = translate(&mut mem, &caller, lin, len, write);
+        let expected = model(&mut model_mem, &rights, lin, len, write);
+        let seen = translate(&mut mem, &rights, lin, len, write);
         prop_assert_eq!(seen.map(|s| bytes_of(&s)), expected.clone(), "lin {:#x} len {}", lin, len);
         // A refused buffer still marked the pages before the refused one,
         // as the caller's own access would have.
@@ -132,8 +132,8 @@ proptest! {
     fn a_translated_buffer_writes_and_reads_the_bytes_it_names(
         m in machine(), lin in linear(), data in prop::collection::vec(any::<u8>(), 0..=MAX_BUF),
     ) {
-        let (mut mem, caller) = m.build(false);
-        let Ok(span) = translate(&mut mem, &caller, lin, data.len(), true) else { return Ok(()) };
+        let (mut mem, rights) = m.build(false);
+        let Ok(span) = translate(&mut mem, &rights, lin, data.len(), true) else { return Ok(()) };
         let gpas = bytes_of(&span);
         prop_assert_eq!(gpas.len(), data.len());
         let mut expected = mem.0.clone();
@@ -156,8 +156,8 @@ proptest! {
         user in any::<bool>(), lin in any::<u64>(), len in length(), write in any::<bool>(),
     ) {
         let mut mem = VecMemory(ram.iter().flat_map(|w| w.to_le_bytes()).collect());
-        let caller = Caller { paging: PagingState { cr0, cr3, cr4, efer, phys_addr_bits, gbpages }, user };
-        if let Ok(span) = translate(&mut mem, &caller, lin, len, write) {
+        let rights = Rights { paging: PagingState { cr0, cr3, cr4, efer, phys_addr_bits, gbpages }, user };
+        if let Ok(span) = translate(&mut mem, &rights, lin, len, write) {
             prop_assert_eq!(span.len(), len);
             for &(gpa, n) in &span.pieces[..span.count] {
                 prop_assert!(gpa + n as u64 <= mem.size(), "piece {gpa:#x}+{n} outside RAM");
