@@ -2,6 +2,7 @@
 //! kernel when `guest-images/out` has been built).
 
 mod acpi;
+mod aout_model;
 mod bzimage;
 mod bzimage_model;
 mod detect;
