@@ -124,6 +124,9 @@ pub fn translate(
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use guest_x86::decode::PfErrorCode;
