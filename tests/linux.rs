@@ -101,7 +101,7 @@ fn apic_ioapic_and_acpi_in_use(on: Svm, s: &mut Session) {
     let secs = |n| on.patience(Duration::from_secs(n));
     let mut run = |cmd: &str| {
         s.send(&format!("{cmd}\n"));
-        s.expect("# ", secs(120))
+        guest_text(&s.expect("# ", secs(120)))
     };
     let out = run("dmesg | grep -E 'ACPI|APIC'");
     for line in [

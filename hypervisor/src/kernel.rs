@@ -60,6 +60,7 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
         // The vm layer assumes 0 here and loads guests' values as needed.
         arch::cpu::write_tsc_aux(0);
     }
+    let host_debug = HostDebug::read();
     crate::syscall::cpu_init(
         0,
         crate::vm::SvmCaps {
@@ -69,6 +70,7 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
             flush_by_asid: features.flush_by_asid,
             tsc_aux: features.tsc_aux,
         },
+        host_debug.dr0_3,
     );
     let spread = arch::lapic::calibration_spread();
     info!(
@@ -95,8 +97,35 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
     }
 
     run_guests(&boot, &opts);
+    host_debug.check_unchanged();
     qemu::exit(qemu::ExitStatus::Success);
     arch::cpu::halt_forever()
+}
+
+/// The host's own debug registers: the guests' must never show through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HostDebug {
+    dr0_3: [u64; 4],
+    dr7: u64,
+}
+
+impl HostDebug {
+    fn read() -> HostDebug {
+        HostDebug { dr0_3: arch::debugreg::read_dr0_3(), dr7: arch::debugreg::read_dr7() }
+    }
+
+    /// Logs whether DR0-DR3 and DR7 still hold what they held at boot.
+    fn check_unchanged(&self) {
+        let now = HostDebug::read();
+        if now == *self {
+            info!("host debug registers: DR0-DR3 {:x?} and DR7 {:#x} as at boot", now.dr0_3, now.dr7);
+        } else {
+            error!(
+                "host debug registers changed: DR0-DR3 {:x?} DR7 {:#x}, at boot {:x?} {:#x}",
+                now.dr0_3, now.dr7, self.dr0_3, self.dr7
+            );
+        }
+    }
 }
 
 /// What must never be handed out: the first MiB (BIOS data, the loader's

@@ -22,11 +22,16 @@ static SETUP: Once = Once::new();
 pub const TEST_CAPS: SvmCaps =
     SvmCaps { asids: 16, nrips: true, vmcb_clean: false, flush_by_asid: false, tsc_aux: false };
 
+/// The host's DR0–DR3 in host tests: not the RESET zeros, so that a guest
+/// finding them, or the host not getting them back, shows.
+pub const HOST_DR: [u64; 4] = [0x11, 0x22, 0x33, 0x44];
+
 /// Exclusive use of the kernel's global instances for one test: mm over
 /// the simulated RAM (minus low memory and its first 4 MiB, as if the image
 /// were there), arch's frame allocator, the root process, and CPU 0
 /// registered afresh with the vm layer. The calling thread's simulated
-/// machine (clock, timer, script, console) starts from zero.
+/// machine (clock, timer, script, console) starts from zero, and its
+/// DR0–DR3 hold [`HOST_DR`].
 pub fn kernel() -> MutexGuard<'static, ()> {
     let guard = KERNEL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     SETUP.call_once(|| {
@@ -37,7 +42,8 @@ pub fn kernel() -> MutexGuard<'static, ()> {
         proc::init().expect("proc::init");
     });
     sim::reset();
-    syscall::cpu_init(0, TEST_CAPS);
+    sim::set_dr0_3(HOST_DR);
+    syscall::cpu_init(0, TEST_CAPS, HOST_DR);
     guard
 }
 

@@ -37,6 +37,10 @@
  *       when check 3 saw the Certivisor signature.            tags cr4 certivisor, cr4 pke, cr4 osxsave, cr4 kept
  * then "PASS guest64" and a reset request (0x06 -> port 0xCF9).
  *
+ * Other modes, chosen by the multiboot command line after check 2 (no exit
+ * before the choice): mode=dr-keep and mode=dr-other, two VMs checking that
+ * their debug registers are their own (debugregs.inc).
+ *
  * Exit accounting (see README.md): every IN/OUT is one IOIO exit; prints
  * are one OUT per byte (puts), never a string instruction.
  *
@@ -114,6 +118,7 @@ _start:
         cld
         mov     $stack_top, %esp
         mov     %eax, mb_magic
+        mov     %ebx, mb_info
 
         lgdt    gdt_desc
         ljmp    $CODE32_SEL, $1f
@@ -167,6 +172,19 @@ long_entry:
         /* --- 2. multiboot magic ----------------------------------------- */
         cmpl    $0x2BADB002, mb_magic(%rip)
         CHECK   je, "mb magic"
+
+        /* --- the mode, from the multiboot command line (no exits) ------- */
+        mov     mb_info(%rip), %ebx
+        testl   $4, (%rbx)              /* flags bit 2: cmdline present */
+        jz      1f
+        mov     16(%rbx), %esi          /* cmdline (physical address) */
+        mov     $k_dr_keep, %edi
+        call    contains
+        jnz     mode_dr_keep
+        mov     $k_dr_other, %edi
+        call    contains
+        jnz     mode_dr_other
+1:
 
         /* --- 3. CPUID ---------------------------------------------------- */
         mov     $1, %eax
@@ -620,6 +638,33 @@ puthex8:
         out     %al, $DBG
         ret
 
+/* contains: ZF=0 (EAX=1) if the NUL-terminated string at RDI occurs in the
+ * NUL-terminated string at RSI, else ZF=1 (EAX=0). Keeps RSI, RDI. */
+contains:
+        push    %rsi
+        push    %rcx
+1:      xor     %ecx, %ecx
+2:      mov     (%rdi,%rcx), %al
+        test    %al, %al
+        jz      4f                      /* whole needle matched */
+        cmp     (%rsi,%rcx), %al
+        jne     3f
+        inc     %ecx
+        jmp     2b
+3:      cmpb    $0, (%rsi)
+        je      5f                      /* end of haystack */
+        inc     %rsi
+        jmp     1b
+4:      mov     $1, %eax
+        jmp     6f
+5:      xor     %eax, %eax
+6:      pop     %rcx
+        pop     %rsi
+        test    %eax, %eax
+        ret
+
+        .include "debugregs.inc"
+
 /* 256 stubs, 16 bytes apart: push the vector number, go to unexpected. */
         .balign 16
 vec_stubs:
@@ -689,6 +734,7 @@ pd3:                                    /* only 0xFEA0_0000 (index 501), */
         .fill   10, 8, 0
 
 mb_magic:   .long 0
+mb_info:    .long 0
 irq0_count: .long 0
 bp_count:   .long 0
 ud_count:   .long 0

@@ -77,6 +77,23 @@ impl Outcome {
         self
     }
 
+    /// Panics, showing the whole serial log, unless `needles` occur in this
+    /// order (each searched for after the end of the one before).
+    pub fn assert_in_order(&self, needles: &[&str]) -> &Self {
+        let mut from = 0;
+        for (i, needle) in needles.iter().enumerate() {
+            match self.serial[from..].find(needle) {
+                Some(at) => from += at + needle.len(),
+                None => panic!(
+                    "expected {needle:?} after {:?}; serial log:\n{}",
+                    needles[..i].last().copied().unwrap_or("the start"),
+                    self.serial
+                ),
+            }
+        }
+        self
+    }
+
     /// The `key=value` words after `prefix` on the first line that has it
     /// (`vm0: exits: io=46 cpuid=3` gives `[("io", "46"), ("cpuid", "3")]`
     /// for the prefix `vm0: exits: `). Panics, showing the serial log, if
@@ -376,6 +393,19 @@ mod tests {
     fn exit_counts_are_read_per_kind() {
         let out = Outcome { status: None, serial: "vm0: exits: io=46 cpuid=3 hlt=1\n".into() };
         out.assert_exit_counts("vm0", &[("cpuid", 3), ("io", 46), ("npf", 0)]);
+    }
+
+    #[test]
+    fn lines_in_order_pass() {
+        let out = Outcome { status: None, serial: "vm0: set\nvm1: set\nvm0: kept\n".into() };
+        out.assert_in_order(&["vm0: set", "vm1: set", "vm0: kept"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "expected \"vm1: set\" after \"vm0: kept\"")]
+    fn a_line_out_of_order_is_named_with_the_one_it_should_follow() {
+        let out = Outcome { status: None, serial: "vm0: set\nvm1: set\nvm0: kept\n".into() };
+        out.assert_in_order(&["vm0: set", "vm0: kept", "vm1: set"]);
     }
 
     #[test]

@@ -461,6 +461,9 @@ impl TaskSwitchInfo {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -44,7 +44,7 @@ pub enum Refusal {
 /// Who is calling: the paging state and privilege the buffers are
 /// translated with.
 #[derive(Debug, Clone, Copy)]
-pub struct Caller {
+pub struct Rights {
     pub paging: PagingState,
     /// CPL 3: every page must be a user page.
     pub user: bool,
@@ -92,24 +92,24 @@ impl Span {
 }
 
 /// Translates `len` bytes at linear address `lin` for a read (or a write)
-/// by `caller`, setting the accessed (and dirty) bits the caller's own
+/// with `rights`, setting the accessed (and dirty) bits the caller's own
 /// access would set. `len` is at most [`MAX_BUF`]; the caller checks it
 /// first and answers -E2BIG.
 pub fn translate(
     mem: &mut impl GuestMemory,
-    caller: &Caller,
+    rights: &Rights,
     lin: u64,
     len: usize,
     write: bool,
 ) -> Result<Span, Refusal> {
     debug_assert!(len <= MAX_BUF, "buffer of {len} bytes");
-    let access = if write { AccessKind::write(caller.user) } else { AccessKind::read(caller.user) };
+    let access = if write { AccessKind::write(rights.user) } else { AccessKind::read(rights.user) };
     let mut span = Span { pieces: [(0, 0); 2], count: 0 };
     let mut done = 0usize;
     while done < len.min(MAX_BUF) {
         let at = lin.wrapping_add(done as u64);
         let n = ((PAGE - at % PAGE) as usize).min(len - done);
-        let gpa = match walk_and_mark(mem, &caller.paging, at, access) {
+        let gpa = match walk_and_mark(mem, &rights.paging, at, access) {
             Ok(t) => t.gpa,
             Err(WalkError::PageFault(pf)) => return Err(Refusal::Fault(GuestFault::Page(pf))),
             Err(WalkError::NonCanonical { .. }) => return Err(Refusal::Fault(GuestFault::GeneralProtection)),
@@ -122,6 +122,9 @@ pub fn translate(
     }
     Ok(span)
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {
@@ -137,7 +140,7 @@ mod tests {
     /// Long-mode tables: linear page `i` (for i in 0..4) at 0x40_0000 maps
     /// frame 0x10_0000 + i * 0x3000 (not contiguous), with the leaf flags
     /// given; linear 0x40_4000 is not mapped.
-    fn machine(leaf: [u64; 4]) -> (VecMemory, Caller) {
+    fn machine(leaf: [u64; 4]) -> (VecMemory, Rights) {
         let mut mem = VecMemory::new(0x20_0000);
         mem.write_u64(0x1000, 0x2000 | P | RW | US).unwrap();
         mem.write_u64(0x2000, 0x3000 | P | RW | US).unwrap();
@@ -153,7 +156,7 @@ mod tests {
             phys_addr_bits: 40,
             gbpages: false,
         };
-        (mem, Caller { paging, user: true })
+        (mem, Rights { paging, user: true })
     }
 
     const USER_RW: [u64; 4] = [P | RW | US; 4];
@@ -178,7 +181,7 @@ mod tests {
         let code = PfErrorCode::PRESENT | PfErrorCode::USER;
         assert_eq!(got, Err(Refusal::Fault(GuestFault::Page(PageFault { error_code: code, addr: 0x40_1000 }))));
         // The same buffer from the guest kernel is fine.
-        let kernel = Caller { user: false, ..caller };
+        let kernel = Rights { user: false, ..caller };
         assert!(translate(&mut mem, &kernel, 0x40_0800, 0x1000, false).is_ok());
     }
 
@@ -227,10 +230,10 @@ mod tests {
     fn without_paging_the_linear_address_is_the_physical_one() {
         let mut mem = VecMemory::new(0x1_0000);
         let paging = PagingState { cr0: 1, cr3: 0, cr4: 0, efer: 0, phys_addr_bits: 40, gbpages: false };
-        let caller = Caller { paging, user: false };
-        let span = translate(&mut mem, &caller, 0x8000, 3, true).unwrap();
+        let rights = Rights { paging, user: false };
+        let span = translate(&mut mem, &rights, 0x8000, 3, true).unwrap();
         span.write(&mut mem, b"xyz").unwrap();
         assert_eq!(&mem.0[0x8000..0x8003], b"xyz");
-        assert_eq!(translate(&mut mem, &caller, 0xFFFF, 2, false), Err(Refusal::NotRam));
+        assert_eq!(translate(&mut mem, &rights, 0xFFFF, 2, false), Err(Refusal::NotRam));
     }
 }

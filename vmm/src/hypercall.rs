@@ -7,7 +7,7 @@
 //! caller could not use itself gets the fault it would have taken, and one
 //! that leads outside RAM gets -EFAULT, never a fault in the host. In 16-
 //! and 32-bit code only the low 32 bits of each register count.
-use super::hcbuf::{self, Caller, GuestFault, Refusal, Span, MAX_BUF};
+use super::hcbuf::{self, GuestFault, Refusal, Rights, Span, MAX_BUF};
 use super::vcpu::{Stop, VcpuLoop};
 use sysabi::stats::BUCKETS;
 use sysabi::{CpuUsage, ExitReason, ExitStats, Reg, Sys, SysError, VcpuInfo};
@@ -148,13 +148,13 @@ fn serve<S: Sys>(v: &mut VcpuLoop<'_, S>) -> Result<i64, Early> {
         return Err(fail(EPERM));
     }
     let (a1, a2, a3) = (arg(Reg::Rbx)?, arg(Reg::Rcx)?, arg(Reg::Rdx)?);
-    let caller = Caller { paging: v.paging()?, user: cpl == 3 };
+    let rights = Rights { paging: v.paging()?, user: cpl == 3 };
     // A buffer of `len` bytes at `lin`; longer than `max`: -E2BIG.
     let buffer = |v: &mut VcpuLoop<'_, S>, lin: u64, len: u64, max: usize, write: bool| -> Result<Span, Early> {
         if len > max as u64 {
             return Err(fail(E2BIG));
         }
-        Ok(hcbuf::translate(&mut v.mem, &caller, lin, len as usize, write)?)
+        Ok(hcbuf::translate(&mut v.mem, &rights, lin, len as usize, write)?)
     };
     // Writes a reply of `data.len()` bytes into the caller's `len` bytes at `lin`.
     let reply = |v: &mut VcpuLoop<'_, S>, lin: u64, len: u64, data: &[u8]| -> Result<i64, Early> {

@@ -18,3 +18,6 @@ pub mod launch;
 pub mod loader;
 pub mod msr;
 pub mod vcpu;
+
+#[cfg(test)]
+mod proptest_cases;

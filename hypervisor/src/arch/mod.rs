@@ -10,6 +10,7 @@ pub mod acpi;
 mod claims;
 pub mod context;
 pub mod cpu;
+pub mod debugreg;
 pub mod frames;
 pub mod gdt;
 pub mod idt;

@@ -128,6 +128,20 @@ pub fn image_range() -> (u64, u64) {
     (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__image_end) as u64)
 }
 
+/// The multiboot2 structure at the start of a host buffer, for host tests
+/// of what the kernel makes of it. Its size field is first clamped to the
+/// buffer, which is what lets the crate read it soundly.
+#[cfg(test)]
+pub fn multiboot2_from_buffer(buf: &mut [u64]) -> Option<multiboot2::BootInformation<'_>> {
+    let len = u32::try_from(buf.len() * 8).ok()?;
+    let first = buf.first_mut()?;
+    let total = (*first as u32).min(len);
+    *first = (*first & !0xFFFF_FFFF) | u64::from(total);
+    // SAFETY: the buffer is 8-byte aligned (u64s), readable for `len` bytes, and its size field (the low half of the
+    // first word, little-endian) is at most `len`; the exclusive borrow keeps it unchanged while the result lives.
+    unsafe { multiboot2::BootInformation::load(buf.as_ptr().cast()) }.ok()
+}
+
 /// A run of physical frames this kernel owns exclusively: the proof of
 /// ownership that lets the layers above touch physical memory safely.
 ///

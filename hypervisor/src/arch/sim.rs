@@ -92,6 +92,8 @@ pub struct VmrunSeen {
     pub n_cr3: u64,
     pub nested_paging: bool,
     pub at_ns: u64,
+    /// DR0–DR3 at VMRUN: what the guest finds there.
+    pub dr0_3: [u64; 4],
 }
 
 #[derive(Default)]
@@ -103,6 +105,7 @@ struct Machine {
     timer_interrupts: u64,
     console_out: Vec<u8>,
     console_in: VecDeque<u8>,
+    dr0_3: [u64; 4],
 }
 
 thread_local! {
@@ -159,6 +162,7 @@ pub(super) fn world_switch(regs: &mut GuestRegs, vmcb: &mut GuestVmcb) {
         n_cr3: vmcb.control.n_cr3(),
         nested_paging: vmcb.control.nested_paging_enabled(),
         at_ns: with(|m| m.now_ns),
+        dr0_3: dr0_3(),
     };
     vmcb.control.set_event_injection(EventInj::NONE);
     if let Some(f) = exit.guest {
@@ -231,4 +235,14 @@ pub fn console_output() -> Vec<u8> {
 /// Bytes for the console to read, as if typed.
 pub fn type_on_console(bytes: &[u8]) {
     with(|m| m.console_in.extend(bytes));
+}
+
+/// The CPU's DR0–DR3.
+pub fn dr0_3() -> [u64; 4] {
+    with(|m| m.dr0_3)
+}
+
+/// Writes DR0–DR3: the host, or a scripted guest's MOV to them.
+pub fn set_dr0_3(dr: [u64; 4]) {
+    with(|m| m.dr0_3 = dr);
 }

@@ -13,6 +13,12 @@ use arrayvec::{ArrayString, ArrayVec};
 pub const MAX_REGIONS: usize = 64;
 pub const MAX_MODULES: usize = 16;
 pub const MAX_CMDLINE: usize = 1024;
+/// Room for every problem the parsers can report at once, so none is lost:
+/// three per module line and three for the hypervisor's (too long, not
+/// UTF-8, unterminated), too many modules, too many regions, one malformed
+/// multiboot2 tag and the three parts of a v1 structure that can be
+/// unreadable.
+pub const MAX_PROBLEMS: usize = 3 * MAX_MODULES + 3 + 3 + 3;
 
 /// How a range of physical memory may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,12 +64,18 @@ pub enum BootProblem {
     CmdlineTooLong { module: Option<usize> },
     /// A command line with a byte that is not UTF-8 at `offset`.
     NotUtf8 { module: Option<usize>, offset: usize },
+    /// A multiboot2 command line whose tag ends before its NUL: the line
+    /// may have been cut.
+    Unterminated { module: Option<usize> },
     /// More modules than [`MAX_MODULES`]: the first ones are kept.
     TooManyModules { given: usize },
     /// More memory-map entries than [`MAX_REGIONS`]: the first are kept.
     TooManyRegions { given: usize },
     /// Part of the boot information could not be read.
     Unreadable { what: &'static str },
+    /// A multiboot2 tag (the first such) whose size does not fit its type;
+    /// every such tag is skipped.
+    MalformedTag { typ: u32, size: u32 },
 }
 
 impl core::fmt::Display for BootProblem {
@@ -83,6 +95,11 @@ impl core::fmt::Display for BootProblem {
                 write!(f, " has a byte that is not UTF-8 at offset {offset}")?;
                 f.write_str(if module.is_some() { "; its VM is refused" } else { "; it is read as '?'" })
             }
+            BootProblem::Unterminated { module } => {
+                line(f, module)?;
+                f.write_str(" ends with its tag, not with a NUL, and may be cut")?;
+                f.write_str(if module.is_some() { "; its VM is refused" } else { "; it is used as far as it goes" })
+            }
             BootProblem::TooManyModules { given } => write!(
                 f,
                 "{given} modules given, the hypervisor takes {MAX_MODULES}: modules {MAX_MODULES} to {} are ignored",
@@ -92,6 +109,9 @@ impl core::fmt::Display for BootProblem {
                 write!(f, "{given} memory-map entries given, only the first {MAX_REGIONS} are used")
             }
             BootProblem::Unreadable { what } => write!(f, "{what} could not be read"),
+            BootProblem::MalformedTag { typ, size } => {
+                write!(f, "a multiboot2 tag of type {typ} has size {size}, which does not fit its type; it is ignored")
+            }
         }
     }
 }
@@ -123,7 +143,7 @@ pub struct BootInfo {
     /// Where the loader's own information structure lies (`[start, end)`).
     pub info_range: (u64, u64),
     /// Anything that did not fit or did not parse, for the log.
-    pub problems: ArrayVec<BootProblem, 8>,
+    pub problems: ArrayVec<BootProblem, MAX_PROBLEMS>,
 }
 
 impl BootInfo {
@@ -139,8 +159,9 @@ impl BootInfo {
         }
     }
 
-    /// Notes a problem (a full list keeps the first ones; the last entry
-    /// is then the most recent kind seen).
+    /// Notes a problem once. The list holds all the parsers can report
+    /// ([`MAX_PROBLEMS`]); were it ever full, the last entry would become
+    /// the most recent problem.
     pub fn report(&mut self, p: BootProblem) {
         if self.problems.contains(&p) {
             return;
@@ -161,6 +182,9 @@ impl BootInfo {
         if let Some(offset) = text.bad_utf8 {
             self.report(BootProblem::NotUtf8 { module: None, offset });
         }
+        if text.unterminated {
+            self.report(BootProblem::Unterminated { module: None });
+        }
     }
 
     pub fn push_region(&mut self, r: MemRegion, given: usize) {
@@ -172,7 +196,7 @@ impl BootInfo {
     /// Adds module number `index` (of `given`), with its command line.
     pub fn push_module(&mut self, start: u64, end: u64, text: &CmdlineText, given: usize) {
         let index = self.modules.len();
-        let m = Module { start, end, cmdline: text.text, cmdline_whole: !text.too_long && text.bad_utf8.is_none() };
+        let m = Module { start, end, cmdline: text.text, cmdline_whole: text.is_whole() };
         if self.modules.try_push(m).is_err() {
             self.report(BootProblem::TooManyModules { given });
             return;
@@ -182,6 +206,9 @@ impl BootInfo {
         }
         if let Some(offset) = text.bad_utf8 {
             self.report(BootProblem::NotUtf8 { module: Some(index), offset });
+        }
+        if text.unterminated {
+            self.report(BootProblem::Unterminated { module: Some(index) });
         }
     }
 
@@ -199,9 +226,16 @@ pub struct CmdlineText {
     pub too_long: bool,
     /// The offset of the first byte that is not UTF-8, read as `?`.
     pub bad_utf8: Option<usize>,
+    /// The line ran to the end of what held it without a NUL.
+    pub unterminated: bool,
 }
 
 impl CmdlineText {
+    /// The line is exactly what the loader gave: not cut, all UTF-8.
+    pub fn is_whole(&self) -> bool {
+        !self.too_long && self.bad_utf8.is_none() && !self.unterminated
+    }
+
     /// Reads `bytes` (up to its first NUL), each byte that is not UTF-8
     /// becoming `?`.
     pub fn from_bytes(bytes: &[u8]) -> CmdlineText {

@@ -41,13 +41,19 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 
 /// Reads the NUL-terminated command line at `pa`: at most
 /// [`MAX_CMDLINE`](super::MAX_CMDLINE) bytes (a longer one is marked
-/// `too_long`), bytes that are not UTF-8 read as `?`.
+/// `too_long`), bytes that are not UTF-8 read as `?`; a line that runs into
+/// unreadable memory before its NUL is marked `unterminated`.
 fn c_string(mem: &impl PhysRead, pa: u64) -> CmdlineText {
     let mut buf = [0u8; super::MAX_CMDLINE];
     // Byte-wise up to the NUL: a string may end right before unreadable memory.
     let mut len = 0;
     let mut b = [0u8];
-    while len < buf.len() && mem.read(pa + len as u64, &mut b) && b[0] != 0 {
+    let mut readable = true;
+    while len < buf.len() {
+        readable = mem.read(pa + len as u64, &mut b);
+        if !readable || b[0] == 0 {
+            break;
+        }
         buf[len] = b[0];
         len += 1;
     }
@@ -55,17 +61,17 @@ fn c_string(mem: &impl PhysRead, pa: u64) -> CmdlineText {
     if len == buf.len() && mem.read(pa + len as u64, &mut b) && b[0] != 0 {
         text.too_long = true;
     }
+    text.unterminated = !readable;
     text
 }
 
-/// What the multiboot2 crate gives for a string: the text, or, when it is
-/// not UTF-8, nothing but where the first bad byte is.
-fn v2_string(s: Result<&str, multiboot2::StringError>) -> CmdlineText {
-    match s {
-        Ok(s) => CmdlineText::from_text(s),
-        Err(multiboot2::StringError::Utf8(e)) => CmdlineText { bad_utf8: Some(e.valid_up_to()), ..Default::default() },
-        Err(_) => CmdlineText::default(),
-    }
+/// A multiboot2 string, the bytes of its tag after the fixed fields: read
+/// as v1's lines are, and marked `unterminated` when the tag ends before
+/// its NUL.
+fn v2_line(bytes: &[u8]) -> CmdlineText {
+    let mut text = CmdlineText::from_bytes(bytes);
+    text.unterminated = !bytes.contains(&0);
+    text
 }
 
 fn mb1_kind(t: u32) -> MemKind {
@@ -94,16 +100,24 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
     if flags & (1 << 3) != 0 {
         let count = u32_at(&hdr, 20);
         let addr = u64::from(u32_at(&hdr, 24));
-        for i in 0..u64::from(count) {
+        // Entries past the ones kept are neither read nor reserved: the
+        // loop is bounded by the table size, not by the loader's count.
+        let taken = u64::from(count).min(super::MAX_MODULES as u64);
+        let mut read = 0;
+        while read < taken {
             let mut m = [0u8; 16];
-            if !mem.read(addr + i * 16, &mut m) {
+            if !mem.read(addr + read * 16, &mut m) {
                 info.report(BootProblem::Unreadable { what: "the module list" });
                 break;
             }
             let text = c_string(mem, u64::from(u32_at(&m, 8)));
             info.push_module(u64::from(u32_at(&m, 0)), u64::from(u32_at(&m, 4)), &text, count as usize);
+            read += 1;
         }
-        end = end.max(addr + u64::from(count) * 16);
+        if u64::from(count) > taken {
+            info.report(BootProblem::TooManyModules { given: count as usize });
+        }
+        end = end.max(addr + read * 16);
     }
     if flags & (1 << 6) != 0 {
         let len = u64::from(u32_at(&hdr, 44));
@@ -112,13 +126,22 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
         let mut off = 0;
         let given = (len / 24) as usize;
         while off + 4 <= len {
+            if info.regions.is_full() {
+                info.report(BootProblem::TooManyRegions { given });
+                break;
+            }
+            // Every entry has at least 24 bytes, all inside the map.
             let mut e = [0u8; 24];
+            if off + 24 > len {
+                info.report(BootProblem::Unreadable { what: "a memory-map entry" });
+                break;
+            }
             if !mem.read(addr + off, &mut e) {
                 info.report(BootProblem::Unreadable { what: "the memory map" });
                 break;
             }
             let size = u64::from(u32_at(&e, 0));
-            if size < 20 {
+            if size < 20 || off + 4 + size > len {
                 info.report(BootProblem::Unreadable { what: "a memory-map entry" });
                 break;
             }
@@ -126,7 +149,7 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
             info.push_region(r, given);
             off += size + 4;
         }
-        end = end.max(addr + len);
+        end = end.max(addr + off);
     } else if flags & (1 << 0) != 0 {
         // Only mem_lower/mem_upper (KiB): conventional and extended memory.
         info.push_region(MemRegion { start: 0, len: u64::from(u32_at(&hdr, 4)) * 1024, kind: MemKind::Usable }, 2);
@@ -139,32 +162,71 @@ pub fn parse_v1(mem: &impl PhysRead, mbi: u64) -> Result<BootInfo, BootInfoError
     Ok(info)
 }
 
-/// Converts the multiboot2 crate's view into [`BootInfo`].
-pub fn from_v2(mbi: &multiboot2::BootInformation<'_>) -> BootInfo {
-    let mut info = BootInfo::new(Loader::Multiboot2);
-    if let Some(t) = mbi.command_line_tag() {
-        info.set_cmdline(&v2_string(t.cmdline()));
+type V2Tag = multiboot2::DynSizedStructure<multiboot2::TagHeader>;
+
+/// Whether a multiboot2 tag's size fits the type the kernel reads it as.
+/// The crate's typed views assert this (a panic, which stops the CPU at
+/// boot), so each tag is checked here before it is cast: a module or
+/// command line needs its fixed fields, a memory map whole 24-byte entries
+/// of the size it declares, an RSDP tag its table (the crate's typed RSDP
+/// views are 32 and 48 bytes, tag sizes rounded up to 8).
+fn v2_tag_fits(tag: &V2Tag) -> bool {
+    use multiboot2::{MaybeDynSized, TagType};
+    let size = tag.header().size as usize;
+    let fixed = |min: usize, view: usize| size >= min && size.next_multiple_of(8) == view;
+    match TagType::from(tag.header().typ) {
+        TagType::Module => size >= multiboot2::ModuleTag::BASE_SIZE,
+        TagType::Mmap => {
+            let base = multiboot2::MemoryMapTag::BASE_SIZE;
+            let entry = size_of::<multiboot2::MemoryArea>();
+            size >= base
+                && (size - base).is_multiple_of(entry)
+                && tag.payload().get(..4) == Some(&(entry as u32).to_le_bytes()[..])
+        }
+        TagType::AcpiV1 => fixed(multiboot2::RsdpV1Tag::BASE_SIZE, size_of::<multiboot2::RsdpV1Tag>()),
+        TagType::AcpiV2 => fixed(multiboot2::RsdpV2Tag::BASE_SIZE, size_of::<multiboot2::RsdpV2Tag>()),
+        _ => true,
     }
-    if let Some(map) = mbi.memory_map_tag() {
-        let given = map.memory_areas().len();
-        for a in map.memory_areas() {
+}
+
+/// Converts the multiboot2 crate's view into [`BootInfo`]: the first
+/// command line and memory map, every module, the RSDP (version 2 before
+/// 1). A tag whose size does not fit its type is reported and skipped.
+/// Lines and module addresses are read from the tags' bytes (the crate's
+/// string accessors give nothing for a line without its NUL).
+pub fn from_v2(mbi: &multiboot2::BootInformation<'_>) -> BootInfo {
+    use multiboot2::TagType;
+    let mut info = BootInfo::new(Loader::Multiboot2);
+    if let Some(bad) = mbi.tags().find(|t| !v2_tag_fits(t)) {
+        info.report(BootProblem::MalformedTag { typ: bad.header().typ.get(), size: bad.header().size });
+    }
+    let of = |typ: TagType| mbi.tags().filter(move |t| t.header().typ == typ && v2_tag_fits(t));
+    if let Some(t) = of(TagType::Cmdline).next() {
+        info.set_cmdline(&v2_line(t.payload()));
+    }
+    if let Some(t) = of(TagType::Mmap).next() {
+        let areas = t.cast::<multiboot2::MemoryMapTag>().memory_areas();
+        for a in areas {
             let kind = mb1_kind(u32::from(a.typ()));
-            info.push_region(MemRegion { start: a.start_address(), len: a.size(), kind }, given);
+            info.push_region(MemRegion { start: a.start_address(), len: a.size(), kind }, areas.len());
         }
     }
-    let given = mbi.module_tags().count();
-    for m in mbi.module_tags() {
-        let text = v2_string(m.cmdline());
-        info.push_module(u64::from(m.start_address()), u64::from(m.end_address()), &text, given);
+    let given = of(TagType::Module).count();
+    for t in of(TagType::Module) {
+        // mod_start, mod_end, then the line (the tag fits: 8 bytes or more).
+        let (fields, line) = t.payload().split_at(8);
+        let text = v2_line(line);
+        info.push_module(u64::from(u32_at(fields, 0)), u64::from(u32_at(fields, 4)), &text, given);
     }
-    if let Some(t) = mbi.rsdp_v2_tag() {
-        info.rsdp = Some(t as *const _ as u64 + 8);
-    } else if let Some(t) = mbi.rsdp_v1_tag() {
-        info.rsdp = Some(t as *const _ as u64 + 8);
+    if let Some(t) = of(TagType::AcpiV2).next().or_else(|| of(TagType::AcpiV1).next()) {
+        info.rsdp = Some(t.header() as *const _ as u64 + 8);
     }
     info.info_range = (mbi.start_address() as u64, mbi.end_address() as u64);
     info
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {
@@ -344,11 +406,14 @@ mod tests {
     }
 
     #[test]
-    fn v2_strings_carry_the_same_verdicts() {
-        assert_eq!(v2_string(Ok("quiet")).text.as_str(), "quiet");
-        assert!(v2_string(Ok(&"y".repeat(crate::boot::MAX_CMDLINE + 1))).too_long);
-        let bytes = vec![b'a', b'b', 0xFF, b'c'];
-        let bad = core::str::from_utf8(&bytes).unwrap_err();
-        assert_eq!(v2_string(Err(multiboot2::StringError::Utf8(bad))).bad_utf8, Some(2));
+    fn v2_lines_carry_the_same_verdicts_as_v1() {
+        assert_eq!(v2_line(b"quiet\0\0\0").text.as_str(), "quiet");
+        assert!(v2_line(b"quiet\0").is_whole());
+        let long = [vec![b'y'; crate::boot::MAX_CMDLINE + 1], vec![0]].concat();
+        assert!(v2_line(&long).too_long);
+        let bad = v2_line(b"ab\xffc\0");
+        assert_eq!((bad.text.as_str(), bad.bad_utf8), ("ab?c", Some(2)));
+        let cut = v2_line(b"root=/dev/vd");
+        assert_eq!((cut.text.as_str(), cut.unterminated, cut.is_whole()), ("root=/dev/vd", true, false));
     }
 }

@@ -26,7 +26,10 @@ impl FrameSpec {
             .map(|n| n * FRAME_SIZE)
             .filter(|&a| {
                 let b = a + FRAME_SIZE;
-                usable.iter().any(|u| u.start <= a && b <= u.end) && !reserved.iter().any(|r| r.start < b && a < r.end)
+                // An empty or inverted range (start >= end, from a broken
+                // memory map) covers nothing, usable or reserved.
+                usable.iter().any(|u| u.start <= a && b <= u.end)
+                    && !reserved.iter().any(|r| r.start < r.end && r.start < b && a < r.end)
             })
             .map(Frame::containing)
             .collect();

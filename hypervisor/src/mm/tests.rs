@@ -435,3 +435,18 @@ fn bad_input_gives_errors_not_panics() {
     assert_eq!(mm.free(ContainerId::ROOT, far), Err(MmError::NotOwner), "free of a frame beyond the table");
     assert_eq!(mm.alloc(ContainerId::ROOT), Err(MmError::OutOfQuota), "alloc with no memory at all");
 }
+
+/// Found by `containers_refine_container_spec`: a reserved range whose end
+/// lies below its start (a broken memory map) covers nothing, in the table
+/// and in the spec alike.
+#[test]
+fn an_inverted_reserved_range_reserves_nothing_in_table_and_spec() {
+    let usable = [PhysRange::new(0, CAP * FRAME_SIZE)];
+    let reserved = [PhysRange { start: 53352, end: 53249 }];
+    let mut t = Box::new(FrameTable::<W>::new());
+    let report = t.init(&usable, &reserved);
+    let spec = FrameSpec::from_map(&usable, &reserved, CAP);
+    assert_eq!(report.managed_frames, CAP, "the table manages every frame");
+    assert_eq!(spec.managed.len() as u64, CAP, "the spec agrees");
+    assert_eq!(frame_abstraction(&t), spec);
+}

@@ -84,9 +84,10 @@ pub(super) struct PerCpu {
 pub(super) static CPUS: [Lock<Option<PerCpu>>; crate::arch::gdt::MAX_CPUS] =
     [const { Lock::new(None) }; crate::arch::gdt::MAX_CPUS];
 
-/// Registers this CPU with the vm layer (called once per CPU at boot).
-pub fn cpu_init(cpu: usize, caps: crate::vm::SvmCaps) {
-    let vm = CpuVm::new(cpu, caps, crate::vm::host_state_limits());
+/// Registers this CPU with the vm layer (called once per CPU at boot), with
+/// what its DR0-DR3 hold.
+pub fn cpu_init(cpu: usize, caps: crate::vm::SvmCaps, host_dr: [u64; 4]) {
+    let vm = CpuVm::new(cpu, caps, crate::vm::host_state_limits(), host_dr);
     *CPUS[cpu].lock() = Some(PerCpu { vm, time: CpuTime::new() });
 }
 
@@ -353,6 +354,11 @@ fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_
             VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &mut obj.code_page, ram, nrips),
             // The host has taken its interrupt; the clock says what it meant.
             VmExit::Intr => true,
+            // The guest gets its DR0-DR3 and the MOV runs again, on the CPU.
+            VmExit::Other(code) if crate::vm::debug::is_access(code) => {
+                obj.vcpu.give_debug_registers();
+                true
+            }
             _ => false,
         };
         if !handled {

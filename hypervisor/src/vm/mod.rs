@@ -20,11 +20,13 @@
 //!   survives, on hardware that caches them);
 //! - the VMCB clean bits claim only fields unchanged since this vCPU's last
 //!   VMRUN on this CPU;
-//! - the guest's GPRs, extended state (x87, SSE, AVX...), XCR0 and TSC_AUX
-//!   are the guest's alone.
+//! - the guest's GPRs, extended state (x87, SSE, AVX...), XCR0, TSC_AUX
+//!   and debug registers are the guest's alone (`docs/virtual-cpu.md` has
+//!   the table of who switches what).
 pub mod asid;
 pub mod cpuid;
 pub mod cr;
+pub mod debug;
 pub mod events;
 #[cfg(test)]
 mod tests;
@@ -104,11 +106,22 @@ pub struct CpuVm {
     /// What this CPU's TSC_AUX MSR holds: VMRUN does not switch it, so it
     /// is loaded only when the next guest's value differs.
     tsc_aux: u32,
+    /// The host's DR0–DR3, put back after a guest ran with its own.
+    host_dr: [u64; 4],
 }
 
 impl CpuVm {
-    pub fn new(cpu: usize, caps: SvmCaps, limits: StateLimits) -> Self {
-        CpuVm { cpu, caps, asids: AsidAllocator::new(cpu, caps.asids), limits, virq_reliable: true, tsc_aux: 0 }
+    /// `host_dr`: what DR0–DR3 hold when the CPU registers.
+    pub fn new(cpu: usize, caps: SvmCaps, limits: StateLimits, host_dr: [u64; 4]) -> Self {
+        CpuVm {
+            cpu,
+            caps,
+            asids: AsidAllocator::new(cpu, caps.asids),
+            limits,
+            virq_reliable: true,
+            tsc_aux: 0,
+            host_dr,
+        }
     }
 
     /// Puts `value` in this CPU's TSC_AUX for the guest about to run. The
@@ -154,6 +167,8 @@ pub struct Vcpu {
     xcr0_supported: u64,
     /// The guest's TSC_AUX, loaded into the MSR before VMRUN.
     tsc_aux: u32,
+    /// The guest's DR0–DR3 (DR6 and DR7 are in the VMCB).
+    debug: debug::GuestDebug,
 }
 
 /// What an intercept setup for a fresh vCPU traps: everything the VMM must
@@ -163,6 +178,10 @@ fn default_intercepts(vmcb: &mut Vmcb) {
     c.set_exception_intercepts(ExceptionIntercepts::MC);
     // CR4 writes are checked against the guest's CPUID (vm::cr).
     c.set_cr_write_intercepts(CrSet::CR4);
+    // Until the guest touches DR0-DR3, they are not loaded (vm::debug).
+    let (dr_reads, dr_writes) = debug::GuestDebug::new().intercepts();
+    c.set_dr_read_intercepts(dr_reads);
+    c.set_dr_write_intercepts(dr_writes);
     c.set_misc1_intercepts(
         InterceptMisc1::INTR
             | InterceptMisc1::NMI
@@ -220,8 +239,8 @@ impl Vcpu {
         s.rip = 0xFFF0;
         s.rflags = rflags::FIXED;
         s.cr0 = cr0::CD | cr0::NW | cr0::ET;
-        s.dr6 = 0xFFFF_0FF0;
-        s.dr7 = 0x400;
+        s.dr6 = debug::DR6_RESET;
+        s.dr7 = debug::DR7_RESET;
         s.efer = efer::SVME;
         s.g_pat = PAT_DEFAULT;
         Ok(Vcpu {
@@ -241,6 +260,7 @@ impl Vcpu {
             cr4_allowed: cr::cr4_allowed(&vm.cpuid),
             xcr0_supported: vm.cpuid.xcr0_supported(),
             tsc_aux: 0,
+            debug: debug::GuestDebug::new(),
         })
     }
 
@@ -275,6 +295,7 @@ impl Vcpu {
         }
 
         cpu.load_tsc_aux(self.tsc_aux);
+        let guest_dr = self.debug.before_run();
         let entered_at = crate::arch::cpu::rdtsc();
         if let Some((reason, at)) = self.open_exit.take() {
             self.stats.record_time(reason, entered_at.wrapping_sub(at));
@@ -282,6 +303,9 @@ impl Vcpu {
         crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &mut self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
         self.guest_cycles = self.guest_cycles.wrapping_add(exited_at.wrapping_sub(entered_at));
+        if guest_dr && self.debug.after_run(&cpu.host_dr, self.vmcb.save.dr7) {
+            self.set_dr_intercepts();
+        }
 
         self.last_cpu = Some(cpu.cpu);
         self.dirty = CleanBits::empty();
@@ -357,6 +381,26 @@ impl Vcpu {
             NextRipSource::IoExitInfo => self.paths.io_exitinfo += 1,
             NextRipSource::Decoded => self.paths.decoded += 1,
         }
+    }
+
+    /// The guest's intercepted MOV from or to a debug register (an exit
+    /// that [`debug::is_access`] names): its DR0–DR3 are loaded from the
+    /// next VMRUN on and the intercepts dropped, so that the MOV, not
+    /// completed, runs again on the CPU. Answering here, not in `run`,
+    /// keeps the test off every other exit.
+    pub fn give_debug_registers(&mut self) {
+        if self.debug.accessed() {
+            self.set_dr_intercepts();
+        }
+    }
+
+    /// Intercepts the debug registers as [`debug::GuestDebug`] says.
+    fn set_dr_intercepts(&mut self) {
+        let (reads, writes) = self.debug.intercepts();
+        let c = &mut self.vmcb.control;
+        c.set_dr_read_intercepts(reads);
+        c.set_dr_write_intercepts(writes);
+        self.dirty |= CleanBits::INTERCEPTS;
     }
 
     /// Makes the next `run` flush this vCPU's TLB entries: the guest changed
@@ -473,6 +517,9 @@ impl Vcpu {
             Reg::Dr7 => {
                 s.dr7 = v;
                 self.dirty |= CleanBits::DRX;
+                if self.debug.dr7_written(v) {
+                    self.set_dr_intercepts();
+                }
             }
             Reg::Pat => {
                 s.g_pat = v;

@@ -4,8 +4,8 @@
 //! run `Vcpu::run` over the scripted world switch of `arch::sim`.
 use super::*;
 use crate::arch::sim::{self, ScriptedExit};
-use crate::testkit::{kernel, Process, TEST_CAPS};
-use vmcb::ExitCode;
+use crate::testkit::{kernel, Process, HOST_DR, TEST_CAPS};
+use vmcb::{DrSet, ExitCode};
 
 /// A VM with `n` vCPUs and CPU 0 with `caps`, over frames of a process of
 /// its own. Dropping it gives the vCPUs back to the VM, then ends the
@@ -26,7 +26,7 @@ fn rig(n: usize, caps: SvmCaps) -> Rig {
     };
     let mut vm = Vm::new(p.pool(), cpuid::CpuModel::new(&host, 0, hvabi::ABI_VERSION)).expect("a VM");
     let v = (0..n).map(|_| Vcpu::new(&mut vm, p.pool()).expect("a vCPU")).collect();
-    Rig { vm, v, cpu: CpuVm::new(0, caps, host_state_limits()), _p: p }
+    Rig { vm, v, cpu: CpuVm::new(0, caps, host_state_limits(), HOST_DR), _p: p }
 }
 
 impl Drop for Rig {
@@ -197,4 +197,61 @@ fn exits_are_counted_and_timed_by_reason() {
     assert_eq!((c.count, h.count), (1, 2));
     assert_eq!((c.timed, h.timed), (1, 1), "an exit is timed when the next entry closes it");
     assert_eq!(r.v[0].last_exit().map(|e| e.0), Some(VmExit::Hlt));
+}
+
+/// A scripted exit after which the guest left `dr` in DR0–DR3 and `dr7`
+/// in DR7 (a guest that MOVs to them while they are not intercepted).
+fn hlt_leaving_drs(dr: [u64; 4], dr7: u64) -> ScriptedExit {
+    hlt().guest(move |vmcb, _| {
+        sim::set_dr0_3(dr);
+        vmcb.save.dr7 = dr7;
+    })
+}
+
+#[test]
+fn two_vcpus_find_only_their_own_dr0_3_and_the_host_gets_its_own_back() {
+    const SET: [u64; 4] = [0x1000, 0x2000, 0x3000, 0x4000];
+    const OTHER: [u64; 4] = [0xA, 0xB, 0xC, 0xD];
+    const ARMED: u64 = debug::DR7_RESET | 0x2;
+    let _k = kernel();
+    let mut r = rig(2, TEST_CAPS);
+    let Rig { vm, v, cpu, .. } = &mut r;
+    let (a, b) = v.split_at_mut(1);
+    let (a, b) = (&mut a[0], &mut b[0]);
+    let intercepted = |v: &Vcpu| (v.vmcb.control.dr_read_intercepts(), v.vmcb.control.dr_write_intercepts());
+    assert_eq!(intercepted(a), (debug::READS_INTERCEPTED, debug::WRITES_INTERCEPTED));
+
+    // a writes DR0 (intercepted), gets its registers, writes and arms them.
+    sim::script([ScriptedExit::new(ExitCode::DrWrite(0).to_raw())]);
+    assert_eq!(a.run(cpu, vm), VmExit::Other(ExitCode::DrWrite(0)));
+    a.give_debug_registers();
+    assert_eq!(intercepted(a), (DrSet::empty(), DrSet::empty()), "the MOV runs again on the CPU");
+    sim::script([hlt_leaving_drs(SET, ARMED)]);
+    assert_eq!(a.run(cpu, vm), VmExit::Hlt);
+    assert_eq!(sim::vmruns().last().unwrap().dr0_3, [0; 4], "a found its RESET values");
+    assert_eq!(sim::dr0_3(), HOST_DR, "the host's registers after a's exit");
+
+    // b, intercepted, runs with nothing loaded; its first access gets it its own zeros.
+    sim::script([ScriptedExit::new(ExitCode::DrRead(1).to_raw())]);
+    assert_eq!(b.run(cpu, vm), VmExit::Other(ExitCode::DrRead(1)));
+    b.give_debug_registers();
+    sim::script([hlt_leaving_drs(OTHER, debug::DR7_RESET)]);
+    b.run(cpu, vm);
+    assert_eq!(sim::vmruns().last().unwrap().dr0_3, [0; 4], "b found its RESET values, not a's");
+    assert_eq!(intercepted(b), (debug::READS_INTERCEPTED, debug::WRITES_INTERCEPTED), "b armed nothing");
+    assert_eq!(sim::dr0_3(), HOST_DR);
+
+    // a's breakpoints are armed: loaded at once, its own, until it disarms them.
+    assert_eq!(run_hlts(a, cpu, vm, 1)[0].dr0_3, SET, "a's registers, armed");
+    assert_eq!(intercepted(a), (DrSet::empty(), DrSet::empty()), "still armed: still loaded");
+    sim::script([hlt_leaving_drs(SET, debug::DR7_RESET)]);
+    a.run(cpu, vm);
+    assert_eq!(intercepted(a), (debug::READS_INTERCEPTED, debug::WRITES_INTERCEPTED), "disarmed: intercepted again");
+
+    // b's next access finds what b left, not a's.
+    sim::script([ScriptedExit::new(ExitCode::DrRead(2).to_raw())]);
+    b.run(cpu, vm);
+    b.give_debug_registers();
+    assert_eq!(run_hlts(b, cpu, vm, 1)[0].dr0_3, OTHER, "b's own values");
+    assert_eq!(sim::dr0_3(), HOST_DR);
 }

@@ -8,6 +8,8 @@ use sysabi::{CpuUsage, NextRipSource, Reg};
 use vmm::hypercall::{ABI_VERSION, STATS_RECORDS_SIZE, STATS_SIZE};
 use vmm::vcpu::Stop;
 
+mod props;
+
 const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];
 /// A guest buffer inside RAM.
 const BUF: u64 = 0x8000;

@@ -5,11 +5,20 @@
 mod emulate;
 mod fetch;
 mod insn;
+mod mov_model;
 mod objdump_lengths;
 mod props;
 mod walk;
+mod walk_props;
 
 use super::emulate::GprAccess;
+
+/// The case count of the property tests: `n`, or `PROPTEST_CASES` when
+/// set (the long run).
+fn cases(n: u32) -> proptest::prelude::ProptestConfig {
+    let n = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n);
+    proptest::prelude::ProptestConfig::with_cases(n)
+}
 
 /// Sixteen GPRs and RFLAGS, standing in for a vCPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

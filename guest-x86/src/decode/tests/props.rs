@@ -1,6 +1,6 @@
 //! Property tests: hostile bytes and tables never panic the decode path.
 
-use super::FakeRegs;
+use super::{cases, FakeRegs};
 use crate::decode::emulate::emulate_mmio;
 use crate::decode::fetch::fetch;
 use crate::decode::insn::{decode, CpuMode, DecodeError, InsnKind, MAX_INSN_LEN};
@@ -27,7 +27,7 @@ fn insn_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(10_000))]
+    #![proptest_config(cases(10_000))]
 
     #[test]
     fn decode_never_panics_and_len_fits(bytes in insn_bytes(), mode in mode()) {
@@ -46,7 +46,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(5_000))]
+    #![proptest_config(cases(5_000))]
 
     #[test]
     fn emulating_any_decoded_memory_insn_never_panics(
@@ -70,7 +70,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2_000))]
+    #![proptest_config(cases(2_000))]
 
     #[test]
     fn walking_random_tables_never_panics(

@@ -168,6 +168,20 @@ fn run_answers_cpuid_and_ping_itself_and_returns_the_next_exit() {
 }
 
 #[test]
+fn run_answers_a_debug_register_access_itself_and_the_mov_runs_again() {
+    let _k = kernel();
+    let w = two_vms();
+    let (a, v) = (w.a.caller(), w.vcpu_a);
+    sim::script([exit(ExitCode::DrWrite(7)), exit(ExitCode::Hlt).guest(|_, _| sim::set_dr0_3([1, 2, 3, 4]))]);
+    assert_eq!(sys_run(a, v, NEVER), Ok(VmExit::Hlt), "the DR exit did not come back to the VMM");
+    let runs = sim::vmruns();
+    let rips: Vec<u64> = runs.iter().map(|r| r.rip).collect();
+    assert_eq!(rips, [0xFFF0, 0xFFF0], "the intercepted MOV was not completed but entered again");
+    assert_eq!(runs[1].dr0_3, [0; 4], "the guest's RESET DR0-DR3 loaded for the second entry");
+    assert_eq!(sim::dr0_3(), crate::testkit::HOST_DR, "the host's back after the exit");
+}
+
+#[test]
 fn run_returns_intr_at_the_callers_deadline_and_arms_the_timer_for_it() {
     let _k = kernel();
     let w = two_vms();

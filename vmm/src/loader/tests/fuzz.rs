@@ -1,6 +1,7 @@
 //! Property tests: arbitrary, truncated or corrupted images never make a
 //! loader panic, and a truncated image is always refused.
 
+use crate::proptest_cases::cases;
 use proptest::prelude::*;
 
 use super::images::{bzimage, mb_aout, mb_elf, pvh_vmlinux, BzOpts};
@@ -44,7 +45,7 @@ fn valid_images_load_with_their_own_loader() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(cases(300))]
 
     #[test]
     fn random_bytes_never_panic(image in proptest::collection::vec(any::<u8>(), 0..0x3000)) {

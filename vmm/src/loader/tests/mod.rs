@@ -2,8 +2,11 @@
 //! kernel when `guest-images/out` has been built).
 
 mod acpi;
+mod aout_model;
 mod bzimage;
+mod bzimage_model;
 mod detect;
+mod elf_model;
 mod errors;
 mod fuzz;
 mod images;
