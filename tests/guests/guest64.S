@@ -39,7 +39,9 @@
  *
  * Other modes, chosen by the multiboot command line after check 2 (no exit
  * before the choice): mode=dr-keep and mode=dr-other, two VMs checking that
- * their debug registers are their own (debugregs.inc).
+ * their debug registers are their own (debugregs.inc); mode=ni-observe and
+ * mode=ni-secret-a / ni-secret-b, the noninterference pair
+ * (noninterference.inc).
  *
  * Exit accounting (see README.md): every IN/OUT is one IOIO exit; prints
  * are one OUT per byte (puts), never a string instruction.
@@ -184,6 +186,12 @@ long_entry:
         mov     $k_dr_other, %edi
         call    contains
         jnz     mode_dr_other
+        mov     $k_ni_observe, %edi
+        call    contains
+        jnz     mode_ni_observe
+        mov     $k_ni_secret, %edi
+        call    contains
+        jnz     mode_ni_secret          /* RSI: the command line */
 1:
 
         /* --- 3. CPUID ---------------------------------------------------- */
@@ -664,6 +672,7 @@ contains:
         ret
 
         .include "debugregs.inc"
+        .include "noninterference.inc"
 
 /* 256 stubs, 16 bytes apart: push the vector number, go to unexpected. */
         .balign 16
