@@ -241,6 +241,46 @@ fn two_vms_keep_their_own_debug_registers_on_qemu() {
     two_vms_keep_their_own_debug_registers(QEMU64);
 }
 
+/// Hypercall fuzzing: guest64 `mode=hcfuzz` makes 100,000 random calls
+/// with random registers from CPL 0 and 100,000 from CPL 3
+/// (tests/guests/hcfuzz.inc). Every outcome must be a documented result,
+/// errno or the caller's own fault, the VM still answers afterwards, and
+/// the VM beside it runs its whole check list undisturbed.
+/// `scripts/hcfuzz` runs ten million of each.
+#[test]
+fn random_hypercalls_from_cpl0_and_cpl3_get_documented_outcomes_and_harm_no_one() {
+    let g = guest("guest64.elf");
+    let out = boot(QEMU64, &[(&g, "mode=hcfuzz hv.mem=32M"), (&g, "hv.mem=32M")]);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_lacks("FAIL")
+        .assert_contains("vm0: PASS guest64 hcfuzz")
+        .assert_contains("vm1: PASS guest64\n");
+    let count = |cpl: &str, what: &str| -> u64 {
+        let key = format!(" {what} ");
+        out.serial
+            .lines()
+            .filter(|l| l.contains(&format!("vm0: hcfuzz: {cpl} ")))
+            .find_map(|l| l.split(&key).nth(1))
+            .and_then(|r| u64::from_str_radix(&r[..16.min(r.len())], 16).ok())
+            .unwrap_or_else(|| panic!("no {what} count for {cpl}:\n{}", out.serial))
+    };
+    for l in out.serial.lines().filter(|l| l.contains("vm0: hcfuzz: ")) {
+        eprintln!("{l}");
+    }
+    for cpl in ["cpl0", "cpl3"] {
+        let calls = count(cpl, "calls");
+        assert_eq!(calls, 100_000, "{cpl}: calls made");
+        let kinds = ["ok", "pf", "gp", "eperm", "enoent", "e2big", "eagain", "efault", "einval", "enosys"];
+        let total: u64 = kinds.iter().map(|k| count(cpl, k)).sum();
+        assert_eq!(total, calls, "{cpl}: every call has exactly one outcome");
+        for k in ["ok", "pf", "gp", "e2big", "enosys"] {
+            assert!(count(cpl, k) > 0, "{cpl}: the fuzzer never reached outcome {k}");
+        }
+    }
+    assert!(count("cpl0", "efault") > 0, "CPL 0 named non-RAM memory (the MMIO page) and got -EFAULT");
+    assert!(count("cpl3", "eperm") > 0, "CPL 3 tried STATS_RESET or POWEROFF and got -EPERM");
+}
+
 /// Noninterference: VM A (`mode=ni-observe`) looks at everything it shares
 /// with VM B: its TSC across rounds in which B runs, DR0-DR3, INFO and
 /// STATS, the channel from B. VM B holds a 256-bit secret in its DRs,
