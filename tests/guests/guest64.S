@@ -39,7 +39,10 @@
  *
  * Other modes, chosen by the multiboot command line after check 2 (no exit
  * before the choice): mode=dr-keep and mode=dr-other, two VMs checking that
- * their debug registers are their own (debugregs.inc).
+ * their debug registers are their own (debugregs.inc); mode=ni-observe and
+ * mode=ni-secret-a / ni-secret-b, the noninterference pair
+ * (noninterference.inc); mode=hcfuzz and mode=hcfuzz-10m, random hypercalls
+ * from CPL 0 and CPL 3 (hcfuzz.inc).
  *
  * Exit accounting (see README.md): every IN/OUT is one IOIO exit; prints
  * are one OUT per byte (puts), never a string instruction.
@@ -184,6 +187,15 @@ long_entry:
         mov     $k_dr_other, %edi
         call    contains
         jnz     mode_dr_other
+        mov     $k_ni_observe, %edi
+        call    contains
+        jnz     mode_ni_observe
+        mov     $k_ni_secret, %edi
+        call    contains
+        jnz     mode_ni_secret          /* RSI: the command line */
+        mov     $k_hcfuzz, %edi
+        call    contains
+        jnz     mode_hcfuzz
 1:
 
         /* --- 3. CPUID ---------------------------------------------------- */
@@ -664,6 +676,8 @@ contains:
         ret
 
         .include "debugregs.inc"
+        .include "noninterference.inc"
+        .include "hcfuzz.inc"
 
 /* 256 stubs, 16 bytes apart: push the vector number, go to unexpected. */
         .balign 16
@@ -700,6 +714,9 @@ gdt:    .quad   0                       /* null */
         .quad   0x00CF9A000000FFFF      /* 0x08: code, 32-bit, base 0, 4 GiB */
         .quad   0x00CF92000000FFFF      /* 0x10: data, base 0, 4 GiB */
         .quad   0x00AF9A000000FFFF      /* 0x18: code, 64-bit (L=1, D=0) */
+        .quad   0x00CFF2000000FFFF      /* 0x20: user data (DPL 3), hcfuzz */
+        .quad   0x00AFFA000000FFFF      /* 0x28: user code, 64-bit (DPL 3), hcfuzz */
+gdt_tss:.quad   0, 0                    /* 0x30: hcfuzz's TSS, filled at run time */
 gdt_end:
         .balign 4
         .word   0
