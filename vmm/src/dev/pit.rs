@@ -270,6 +270,40 @@ impl Counter {
         Some(start.saturating_add(at))
     }
 
+    /// The first tick after `tick` at which OUT may change level or a
+    /// pending count takes over; `None` if neither happens without further
+    /// programming. Until then a poll of OUT sees nothing new.
+    fn next_change(&self, tick: u64) -> Option<u64> {
+        let Run::Running { start: first } = self.run else {
+            return None;
+        };
+        let boundary = self.pending.map(|(b, _)| b).filter(|&b| b > tick);
+        if tick < first {
+            return Some(boundary.map_or(first, |b| b.min(first)));
+        }
+        let (start, count) = self.effective(first, tick);
+        let n = self.period(count);
+        let e = tick - start;
+        let r = e % n;
+        let at = match self.mode {
+            0 | 1 => (e < n).then_some(n),
+            // Low for the last clock of each period.
+            2 => Some(if r < n - 1 { e - r + n - 1 } else { e + 1 }),
+            // Low for the second half of each period.
+            3 => {
+                let h = n.div_ceil(2);
+                Some(if r < h { e - r + h } else { e - r + n })
+            }
+            // A one-clock strobe at terminal count.
+            _ => (e <= n).then_some(if e < n { n } else { n + 1 }),
+        };
+        let change = at.map(|at| start.saturating_add(at));
+        match (change, boundary) {
+            (Some(c), Some(b)) => Some(c.min(b)),
+            (c, b) => c.or(b),
+        }
+    }
+
     /// Loads the count register into the counting element, starting it on
     /// the next clock if the gate allows.
     fn start_counting(&mut self, tick: u64) {
@@ -462,6 +496,11 @@ pub struct Pit {
     counters: [Counter; 3],
     /// The tick up to which IRQ 0 edges have been reported.
     irq0_polled: u64,
+    /// Before this guest time OUT0 neither rises nor changes level: a poll
+    /// answers from `irq0_level` without the divisions (a poll comes with
+    /// every exit). 0 after any access, which may reprogram counter 0.
+    irq0_quiet_until_ns: u64,
+    irq0_level: bool,
 }
 
 impl Default for Pit {
@@ -482,11 +521,14 @@ impl Pit {
                 Counter::new(0, Access::Word, 0, false, false),
             ],
             irq0_polled: 0,
+            irq0_quiet_until_ns: 0,
+            irq0_level: false,
         }
     }
 
     /// Reads port `PIT_BASE + offset` (offset 0–3) at guest time `now_ns`.
     pub fn read(&mut self, offset: u16, now_ns: u64) -> u8 {
+        self.irq0_quiet_until_ns = 0;
         let tick = ticks_at(now_ns, PIT_HZ);
         match offset {
             0..=2 => self.counters[usize::from(offset)].read(tick),
@@ -497,6 +539,7 @@ impl Pit {
 
     /// Writes port `PIT_BASE + offset` (offset 0–3) at guest time `now_ns`.
     pub fn write(&mut self, offset: u16, value: u8, now_ns: u64) {
+        self.irq0_quiet_until_ns = 0;
         let tick = ticks_at(now_ns, PIT_HZ);
         match offset {
             0..=2 => self.counters[usize::from(offset)].write_count(value, tick),
@@ -525,6 +568,18 @@ impl Pit {
 
     /// Reports whether OUT0 rose since the previous poll, and its level now.
     pub fn poll_irq0(&mut self, now_ns: u64) -> Irq0 {
+        if now_ns < self.irq0_quiet_until_ns {
+            return Irq0 { rose: false, level: self.irq0_level };
+        }
+        let irq0 = self.poll_irq0_exact(now_ns);
+        let tick = ticks_at(now_ns, PIT_HZ);
+        self.irq0_level = irq0.level;
+        self.irq0_quiet_until_ns = self.counters[0].next_change(tick).map_or(u64::MAX, |t| time_of_tick(t, PIT_HZ));
+        irq0
+    }
+
+    /// [`Pit::poll_irq0`] worked out from the counter, without the shortcut.
+    fn poll_irq0_exact(&mut self, now_ns: u64) -> Irq0 {
         let tick = ticks_at(now_ns, PIT_HZ);
         let counter = &mut self.counters[0];
         let rose = counter.rises_between(self.irq0_polled, tick);
@@ -834,5 +889,68 @@ mod tests {
         let mut pit = Pit::new();
         assert_eq!(pit.next_irq0_ns(0), Some(at(65536)));
         assert!(pit.poll_irq0(at(70_000)).rose);
+    }
+
+    /// An access to the PIT between polls.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Counter 0: mode, BCD, a two-byte count.
+        Program { mode: u8, bcd: bool, count: u16 },
+        /// Counter 0's count alone (a reload, pending until the period ends in modes 2 and 3).
+        Count(u16),
+        /// A latch and a read of counter 0.
+        Read,
+        /// Guest time passes (ns), then both poll.
+        Wait(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            1 => (0u8..6, any::<bool>(), 0u16..40).prop_map(|(mode, bcd, count)| Op::Program { mode, bcd, count }),
+            1 => (0u16..40).prop_map(Op::Count),
+            1 => Just(Op::Read),
+            8 => (0u64..60_000).prop_map(Op::Wait),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+        /// The shortcut answers exactly what the counter does: a PIT that
+        /// polls with it and one that always works it out agree on every
+        /// edge and level, whatever the mode, count and timing.
+        #[test]
+        fn polling_with_the_quiet_shortcut_matches_polling_exactly(ops in proptest::collection::vec(op(), 1..80)) {
+            let (mut fast, mut exact) = (Pit::new(), Pit::new());
+            let mut now = 0u64;
+            for op in ops {
+                match op {
+                    Op::Program { mode, bcd, count } => {
+                        let control = (mode << 1) | 0x30 | u8::from(bcd);
+                        for pit in [&mut fast, &mut exact] {
+                            pit.write(CONTROL, control, now);
+                            pit.write(CH0, count as u8, now);
+                            pit.write(CH0, (count >> 8) as u8, now);
+                        }
+                    }
+                    Op::Count(count) => {
+                        for pit in [&mut fast, &mut exact] {
+                            pit.write(CH0, count as u8, now);
+                            pit.write(CH0, (count >> 8) as u8, now);
+                        }
+                    }
+                    Op::Read => {
+                        let f = (fast.write(CONTROL, 0, now), fast.read(CH0, now), fast.read(CH0, now));
+                        let e = (exact.write(CONTROL, 0, now), exact.read(CH0, now), exact.read(CH0, now));
+                        proptest::prop_assert_eq!(f, e);
+                    }
+                    Op::Wait(ns) => {
+                        now += ns;
+                        let (f, e) = (fast.poll_irq0(now), exact.poll_irq0_exact(now));
+                        proptest::prop_assert_eq!((f.rose, f.level), (e.rose, e.level), "at {} ns", now);
+                    }
+                }
+            }
+        }
     }
 }
