@@ -241,6 +241,23 @@ fn two_vms_keep_their_own_debug_registers_on_qemu() {
     two_vms_keep_their_own_debug_registers(QEMU64);
 }
 
+/// A hostile guest (guest64 `mode=hostile`) runs every SVM instruction,
+/// touches the host's SVM MSRs and writes the ports the host uses (QEMU's
+/// debug-exit port among them, which would end the whole run): each gets
+/// the documented outcome (#UD, #GP(0), the guest's own devices), and the
+/// VM beside it runs its whole check list undisturbed.
+#[test]
+fn a_hostile_guest_gets_the_documented_outcomes_and_the_vm_beside_it_passes() {
+    let g = guest("guest64.elf");
+    let out = boot(QEMU64, &[(&g, "mode=hostile hv.mem=32M"), (&g, "hv.mem=32M")]);
+    out.assert_status(EXIT_SUCCESS)
+        .assert_lacks("FAIL")
+        .assert_contains("vm0: PASS guest64 hostile")
+        .assert_contains("vm0: stopped cleanly")
+        .assert_contains("vm1: PASS guest64\n")
+        .assert_contains("vm1: stopped cleanly");
+}
+
 /// Hypercall fuzzing: guest64 `mode=hcfuzz` makes 100,000 random calls
 /// with random registers from CPL 0 and 100,000 from CPL 3
 /// (tests/guests/hcfuzz.inc). Every outcome must be a documented result,

@@ -42,7 +42,8 @@
  * their debug registers are their own (debugregs.inc); mode=ni-observe and
  * mode=ni-secret-a / ni-secret-b, the noninterference pair
  * (noninterference.inc); mode=hcfuzz and mode=hcfuzz-10m, random hypercalls
- * from CPL 0 and CPL 3 (hcfuzz.inc).
+ * from CPL 0 and CPL 3 (hcfuzz.inc); mode=hostile, what a guest must not
+ * do to the host (hostile.inc).
  *
  * Exit accounting (see README.md): every IN/OUT is one IOIO exit; prints
  * are one OUT per byte (puts), never a string instruction.
@@ -196,6 +197,9 @@ long_entry:
         mov     $k_hcfuzz, %edi
         call    contains
         jnz     mode_hcfuzz
+        mov     $k_hostile, %edi
+        call    contains
+        jnz     mode_hostile
 1:
 
         /* --- 3. CPUID ---------------------------------------------------- */
@@ -678,6 +682,7 @@ contains:
         .include "debugregs.inc"
         .include "noninterference.inc"
         .include "hcfuzz.inc"
+        .include "hostile.inc"
 
 /* 256 stubs, 16 bytes apart: push the vector number, go to unexpected. */
         .balign 16
