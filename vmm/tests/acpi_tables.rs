@@ -21,6 +21,8 @@ struct RamHandler {
 }
 
 impl AcpiHandler for RamHandler {
+    // SAFETY: the trait's contract: the crate asks only for ranges it
+    // found through the RSDP; each is checked against the buffer here.
     unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
         assert!(physical_address + size <= self.len, "table at {physical_address:#x}+{size:#x} outside RAM");
         // SAFETY: the range was checked to lie inside the buffer, which

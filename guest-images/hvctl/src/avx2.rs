@@ -42,7 +42,7 @@ pub fn unusable_because(max_leaf: u32, leaf1_ecx: u32, leaf7_ebx: u32, xcr0: Opt
 /// XCR0, read with XGETBV. Only call when CPUID shows OSXSAVE.
 fn xgetbv0() -> u64 {
     let (lo, hi): (u32, u32);
-    // Safety: with CR4.OSXSAVE set (CPUID.1:ECX.OSXSAVE), XGETBV with ECX=0
+    // SAFETY: with CR4.OSXSAVE set (CPUID.1:ECX.OSXSAVE), XGETBV with ECX=0
     // reads XCR0 and writes only EDX:EAX.
     unsafe { asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
     (u64::from(hi) << 32) | u64::from(lo)
@@ -64,7 +64,7 @@ unsafe fn dot_avx2(a: &[i32], b: &[i32]) -> i64 {
     let mut acc = _mm256_setzero_si256();
     let mut i = 0;
     while i < n {
-        // Safety: i + 8 <= n <= len of both slices; loadu allows any alignment.
+        // SAFETY: i + 8 <= n <= len of both slices; loadu allows any alignment.
         let (x, y) = unsafe {
             (
                 _mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i),
@@ -77,7 +77,7 @@ unsafe fn dot_avx2(a: &[i32], b: &[i32]) -> i64 {
         i += 8;
     }
     let mut lanes = [0i64; 4];
-    // Safety: `lanes` is 32 bytes; storeu allows any alignment.
+    // SAFETY: `lanes` is 32 bytes; storeu allows any alignment.
     unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc) };
     lanes.iter().sum::<i64>() + dot_scalar(&a[n..], &b[n..])
 }
@@ -106,7 +106,7 @@ pub fn pattern(round: u64) -> YmmFile {
 /// must have I/O permission for port 0xE9.
 #[target_feature(enable = "avx2")]
 unsafe fn exits_with_ymm_loaded(_hv: &Hypervisor, input: &YmmFile, output: &mut YmmFile) {
-    // Safety: the caller guarantees the preconditions; the block reads
+    // SAFETY: the caller guarantees the preconditions; the block reads
     // `input`, writes `output`, and declares every register it changes.
     unsafe {
         asm!(
@@ -188,7 +188,7 @@ pub fn run(hv: &Hypervisor, rounds: usize) -> Result<i32, String> {
 
     let a: Vec<i32> = (0..1003).map(|i| (i * 7919 % 20011) - 10000).collect();
     let b: Vec<i32> = (0..1003).map(|i| (i * 104_729 % 30011) - 15000).collect();
-    // Safety: unusable_because() found AVX2 usable.
+    // SAFETY: unusable_because() found AVX2 usable.
     let (vector, scalar) = (unsafe { dot_avx2(&a, &b) }, dot_scalar(&a, &b));
     if vector != scalar {
         return Err(format!("avx2: dot product {vector} with AVX2, {scalar} without"));
@@ -199,7 +199,7 @@ pub fn run(hv: &Hypervisor, rounds: usize) -> Result<i32, String> {
     for round in 0..rounds as u64 {
         let want = pattern(round);
         let mut seen = [[0u64; 4]; 16];
-        // Safety: AVX is usable (checked above), `hv` proves VMMCALL is
+        // SAFETY: AVX is usable (checked above), `hv` proves VMMCALL is
         // defined, and allow_port gave us port 0xE9.
         unsafe { exits_with_ymm_loaded(hv, &want, &mut seen) };
         if let Some((r, w, s)) = first_difference(&want, &seen) {
@@ -256,7 +256,7 @@ mod tests {
         let a: Vec<i32> = (0..37).map(|i| i * 1000 - 20000).collect();
         let b: Vec<i32> = (0..37).map(|i| 31 - i * 3).collect();
         if std::is_x86_feature_detected!("avx2") {
-            // Safety: checked just above.
+            // SAFETY: checked just above.
             assert_eq!(unsafe { dot_avx2(&a, &b) }, dot_scalar(&a, &b));
         }
         assert_eq!(dot_scalar(&[1, 2, 3], &[4, 5, 6]), 32);

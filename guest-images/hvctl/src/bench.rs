@@ -37,7 +37,7 @@ fn prepare(kind: BenchKind, hv: &Hypervisor) -> Result<Probe, String> {
         }
         BenchKind::Mmio => {
             let page = MmioPage::map(phys::MMIO_INFO_BASE).map_err(|e| e.to_string())?;
-            // Safety: reg32 points into the page just mapped.
+            // SAFETY: reg32 points into the page just mapped.
             let magic = unsafe { hv::mmio_read32(page.reg32(phys::MMIO_MAGIC)) };
             if magic != phys::MMIO_MAGIC_VALUE {
                 return Err(format!(
@@ -57,7 +57,7 @@ fn sample(probe: &Probe, hv: &Hypervisor) -> u64 {
         Probe::Vmmcall => hv::time_vmmcall_ping(hv),
         Probe::Cpuid => hv::time_cpuid(),
         Probe::Io => hv::time_io_e9(),
-        // Safety: reg32 points into the mapped device page.
+        // SAFETY: reg32 points into the mapped device page.
         Probe::Mmio(page) => unsafe { hv::time_mmio_read32(page.reg32(phys::MMIO_MAGIC)) },
         Probe::Rdtsc => hv::time_rdtsc_pair(),
     }

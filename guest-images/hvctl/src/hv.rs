@@ -11,7 +11,7 @@ use core::arch::asm;
 /// CPUID with a subleaf; returns EAX, EBX, ECX, EDX.
 pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     let (a, b, c, d): (u32, u32, u32, u32);
-    // Safety: CPUID is available on every x86-64 CPU, reads no memory and
+    // SAFETY: CPUID is available on every x86-64 CPU, reads no memory and
     // writes only the named registers. RBX cannot be an asm operand (LLVM
     // reserves it), so it is saved in a scratch register and swapped back.
     unsafe {
@@ -79,7 +79,7 @@ impl Hypervisor {
     /// returns RAX as a signed result (negative errno on error).
     pub fn call(&self, nr: u64, args: [u64; 4]) -> i64 {
         let ret: u64;
-        // Safety: `self` proves CPUID showed the Certivisor signature, whose
+        // SAFETY: `self` proves CPUID showed the Certivisor signature, whose
         // ABI defines VMMCALL. RBX is reserved by LLVM, so the first
         // argument travels in a scratch register and is swapped into RBX
         // around the call (and the caller's RBX back). The ABI preserves
@@ -113,7 +113,7 @@ impl Hypervisor {
 /// the port (ioperm), or the kernel sends SIGSEGV.
 pub fn inb(port: u16) -> u8 {
     let v: u8;
-    // Safety: a port read touches no memory of this program; without
+    // SAFETY: a port read touches no memory of this program; without
     // permission it faults (#GP → SIGSEGV), which is not undefined behaviour.
     unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nostack, nomem, preserves_flags)) };
     v
@@ -126,7 +126,7 @@ pub fn inb(port: u16) -> u8 {
 /// `p` must be valid for a 4-byte read.
 pub unsafe fn mmio_read32(p: *const u32) -> u32 {
     let v: u32;
-    // Safety: the caller guarantees `p` is readable.
+    // SAFETY: the caller guarantees `p` is readable.
     unsafe {
         asm!("mov {v:e}, dword ptr [{p}]", p = in(reg) p, v = out(reg) v, options(nostack, readonly, preserves_flags))
     };
@@ -153,7 +153,7 @@ pub unsafe fn mmio_read32(p: *const u32) -> u32 {
 /// One VMMCALL PING round trip, in TSC cycles.
 pub fn time_vmmcall_ping(_hv: &Hypervisor) -> u64 {
     let (t0, t1): (u64, u64);
-    // Safety: `_hv` proves VMMCALL is defined. PING reads only RAX and
+    // SAFETY: `_hv` proves VMMCALL is defined. PING reads only RAX and
     // returns in RAX; RBX is saved and restored outside the timed window in
     // case a broken hypervisor changes it.
     unsafe {
@@ -179,7 +179,7 @@ pub fn time_vmmcall_ping(_hv: &Hypervisor) -> u64 {
 /// One CPUID leaf 0x4000_0000 round trip (always intercepted).
 pub fn time_cpuid() -> u64 {
     let (t0, t1): (u64, u64);
-    // Safety: CPUID writes only EAX..EDX; RBX is saved and restored.
+    // SAFETY: CPUID writes only EAX..EDX; RBX is saved and restored.
     unsafe {
         asm!(
             "mov {save}, rbx",
@@ -203,7 +203,7 @@ pub fn time_cpuid() -> u64 {
 /// One `in al, 0xE9` round trip. Needs ioperm for port 0xE9.
 pub fn time_io_e9() -> u64 {
     let (t0, t1): (u64, u64);
-    // Safety: a port read changes only AL; without permission it faults
+    // SAFETY: a port read changes only AL; without permission it faults
     // with SIGSEGV, not undefined behaviour.
     unsafe {
         asm!(
@@ -226,7 +226,7 @@ pub fn time_io_e9() -> u64 {
 /// `p` must be valid for a 4-byte read.
 pub unsafe fn time_mmio_read32(p: *const u32) -> u64 {
     let (t0, t1): (u64, u64);
-    // Safety: the caller guarantees `p` is readable.
+    // SAFETY: the caller guarantees `p` is readable.
     unsafe {
         asm!(
             "lfence", "rdtsc", "lfence",
@@ -248,7 +248,7 @@ pub unsafe fn time_mmio_read32(p: *const u32) -> u64 {
 /// measurement includes.
 pub fn time_rdtsc_pair() -> u64 {
     let (t0, t1): (u64, u64);
-    // Safety: RDTSC writes only EDX:EAX (user-mode RDTSC is enabled on
+    // SAFETY: RDTSC writes only EDX:EAX (user-mode RDTSC is enabled on
     // Linux unless a seccomp/prctl policy turned it off, which faults).
     unsafe {
         asm!(

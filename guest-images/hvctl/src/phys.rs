@@ -46,7 +46,7 @@ impl MmioPage {
             .custom_flags(O_SYNC)
             .open("/dev/mem")
             .map_err(|e| io::Error::new(e.kind(), format!("/dev/mem: {e}")))?;
-        // Safety: a shared mapping of a device page through /dev/mem; the
+        // SAFETY: a shared mapping of a device page through /dev/mem; the
         // result is checked. The mapping outlives the fd (mmap keeps its own
         // reference).
         let p = unsafe {
@@ -62,21 +62,21 @@ impl MmioPage {
     /// A pointer to the 32-bit register at `offset`.
     pub fn reg32(&self, offset: usize) -> *const u32 {
         assert!(offset + 4 <= PAGE_SIZE && offset.is_multiple_of(4));
-        // Safety (for the caller's reads): inside the mapped page, aligned.
+        // SAFETY (for the caller's reads): inside the mapped page, aligned.
         self.ptr.wrapping_add(offset).cast()
     }
 }
 
 impl Drop for MmioPage {
     fn drop(&mut self) {
-        // Safety: our own mapping.
+        // SAFETY: our own mapping.
         unsafe { munmap(self.ptr.cast(), PAGE_SIZE) };
     }
 }
 
 /// Allows this process `in`/`out` on one port (root only).
 pub fn allow_port(port: u16) -> io::Result<()> {
-    // Safety: ioperm changes only this process's I/O bitmap.
+    // SAFETY: ioperm changes only this process's I/O bitmap.
     if unsafe { ioperm(c_ulong::from(port), 1, 1) } != 0 {
         let e = io::Error::last_os_error();
         return Err(io::Error::new(e.kind(), format!("ioperm({port:#x}): {e}")));

@@ -81,9 +81,9 @@ fn find_rsdp_in_bios_areas() -> Option<u64> {
 /// Reads the MADT. `rsdp` is the loader's copy if it passed one; otherwise
 /// the BIOS areas are searched.
 pub fn discover(rsdp: Option<u64>) -> Result<Platform, acpi::AcpiError> {
+    let addr = rsdp.or_else(find_rsdp_in_bios_areas).ok_or(acpi::AcpiError::NoValidRsdp)?;
     // SAFETY: the crate reads tables only through `IdentityHandler`, which maps only shared memory inside the
     // identity map (or stops); it validates signatures and checksums before trusting a table.
-    let addr = rsdp.or_else(find_rsdp_in_bios_areas).ok_or(acpi::AcpiError::NoValidRsdp)?;
     let tables = unsafe { AcpiTables::from_rsdp(IdentityHandler, addr as usize)? };
     let madt = tables.find_table::<Madt>()?;
     let mut p = Platform { rsdp: 0, lapic_addr: u64::from(madt.get().local_apic_address), ..Default::default() };
