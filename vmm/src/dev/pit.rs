@@ -571,16 +571,16 @@ impl Pit {
         if now_ns < self.irq0_quiet_until_ns {
             return Irq0 { rose: false, level: self.irq0_level };
         }
-        let irq0 = self.poll_irq0_exact(now_ns);
         let tick = ticks_at(now_ns, PIT_HZ);
+        let irq0 = self.poll_irq0_at(tick);
         self.irq0_level = irq0.level;
         self.irq0_quiet_until_ns = self.counters[0].next_change(tick).map_or(u64::MAX, |t| time_of_tick(t, PIT_HZ));
         irq0
     }
 
-    /// [`Pit::poll_irq0`] worked out from the counter, without the shortcut.
-    fn poll_irq0_exact(&mut self, now_ns: u64) -> Irq0 {
-        let tick = ticks_at(now_ns, PIT_HZ);
+    /// [`Pit::poll_irq0`] worked out from the counter at PIT clock `tick`,
+    /// without the shortcut.
+    fn poll_irq0_at(&mut self, tick: u64) -> Irq0 {
         let counter = &mut self.counters[0];
         let rose = counter.rises_between(self.irq0_polled, tick);
         counter.settle(tick);
@@ -946,7 +946,7 @@ mod tests {
                     }
                     Op::Wait(ns) => {
                         now += ns;
-                        let (f, e) = (fast.poll_irq0(now), exact.poll_irq0_exact(now));
+                        let (f, e) = (fast.poll_irq0(now), exact.poll_irq0_at(ticks_at(now, PIT_HZ)));
                         proptest::prop_assert_eq!((f.rose, f.level), (e.rose, e.level), "at {} ns", now);
                     }
                 }
