@@ -99,10 +99,7 @@ fn avx2_in_the_linux_guest(on: Svm, s: &mut Session, avx2: bool) {
 /// and no complaint about any of it in the kernel log.
 fn apic_ioapic_and_acpi_in_use(on: Svm, s: &mut Session) {
     let secs = |n| on.patience(Duration::from_secs(n));
-    let mut run = |cmd: &str| {
-        s.send(&format!("{cmd}\n"));
-        guest_text(&s.expect("# ", secs(120)))
-    };
+    let mut run = |cmd: &str| run_within(s, cmd, secs(120));
     let out = run("dmesg | grep -E 'ACPI|APIC'");
     for line in [
         "ACPI: RSDP",
@@ -165,8 +162,13 @@ fn kernel_image() -> std::path::PathBuf {
 
 /// Runs `cmd` in the guest shell and returns what it printed.
 fn run(s: &mut Session, cmd: &str) -> String {
+    run_within(s, cmd, Duration::from_secs(120))
+}
+
+/// [`run`], waiting up to `timeout` for the next prompt.
+fn run_within(s: &mut Session, cmd: &str, timeout: Duration) -> String {
     s.send(&format!("{cmd}\n"));
-    guest_text(&s.expect("# ", Duration::from_secs(120)))
+    guest_text(&s.expect("# ", timeout))
 }
 
 #[test]
