@@ -22,4 +22,5 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
     println!("cargo:rerun-if-changed={}", script.display());
     println!("cargo:rerun-if-changed=src/arch/boot.S");
+    println!("cargo:rerun-if-changed=src/arch/ap_boot.S");
 }

@@ -75,3 +75,32 @@ fn boot_stack_overflow_faults_on_its_guard_page() {
     let cr2 = u64::from_str_radix(&cr2[..16], 16).unwrap();
     assert!((guard..guard + 4096).contains(&cr2), "cr2 {cr2:#x} outside the guard page {guard:#x}:\n{}", out.serial);
 }
+
+/// The application processors: each starts through INIT-SIPI-SIPI, sets
+/// itself up and runs the layer self-test on itself, then halts while the
+/// guest runs on the boot CPU.
+fn aps_start_and_the_guest_still_runs(out: Outcome, cpus: usize) {
+    out.assert_status(EXIT_SUCCESS).assert_contains(&format!("acpi: cpus={cpus} "));
+    for cpu in 1..cpus {
+        out.assert_contains(&format!("cpu{cpu}: selftest: ok threads=4 "))
+            .assert_contains(&format!("smp: cpu{cpu} (apic id {cpu}) up"));
+    }
+    out.assert_contains(&format!("smp: {cpus} of {cpus} CPUs up; guests run on cpu0, the others halt"))
+        .assert_contains("vm0: PASS guest64")
+        .assert_contains("vm0: stopped cleanly")
+        .assert_lacks("FAIL");
+}
+
+#[test]
+fn four_cpus_start_and_each_passes_the_layer_self_test() {
+    let g = test_guests().join("guest64.elf");
+    let out = Qemu::new().cpu(SVM_NPT).smp(4).icount().kernel(&kernel(), "log=info").modules(&[(&g, "")]).run();
+    aps_start_and_the_guest_still_runs(out, 4);
+}
+
+#[test]
+fn two_cpus_start_on_bochs_ryzen() {
+    let g = test_guests().join("guest64.elf");
+    let out = Bochs::new("ryzen").cpus(2).kernel(&kernel(), "log=info").modules(&[(&g, "")]).run();
+    aps_start_and_the_guest_still_runs(out, 2);
+}

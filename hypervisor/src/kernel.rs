@@ -8,6 +8,7 @@ use crate::proc;
 use crate::sync::Lock;
 use crate::thread;
 use arrayvec::{ArrayString, ArrayVec};
+use core::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use log::{error, info, warn};
 
 pub const BANNER: &str = concat!("Certivisor ", env!("CARGO_PKG_VERSION"), ": AMD SVM hypervisor");
@@ -87,6 +88,7 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
             for (id, addr, gsi) in &p.ioapics {
                 info!("acpi: ioapic id={id} at {addr:#x} gsi-base={gsi}");
             }
+            start_aps(&p.cpus, &boot, &ApSetup { tsc_aux: features.tsc_aux, selftest: opts.selftest });
         }
         Err(e) => warn!("acpi: no usable tables ({e:?}); assuming one CPU"),
     }
@@ -99,6 +101,100 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
     run_guests(&boot, &opts);
     host_debug.check_unchanged();
     qemu::exit(qemu::ExitStatus::Success);
+    arch::cpu::halt_forever()
+}
+
+/// What the application processors need to know of the boot CPU's set-up.
+#[derive(Debug, Clone, Copy)]
+struct ApSetup {
+    tsc_aux: bool,
+    selftest: bool,
+}
+
+static AP_SETUP: spin::Once<ApSetup> = spin::Once::new();
+/// The index of the AP that last finished its set-up (0: none yet).
+static AP_FINISHED: AtomicUsize = AtomicUsize::new(0);
+/// How long the boot CPU waits for an AP's set-up and self-test.
+const AP_SETUP_TIMEOUT_NS: u64 = 10_000_000_000;
+
+/// Starts every CPU the MADT lists besides this one, one at a time: each
+/// sets itself up as the boot CPU did (descriptor tables, XCR0, local
+/// APIC, SVM with its own host save area), runs the layer self-test on
+/// itself, and halts. The guests run on the boot CPU.
+fn start_aps(apic_ids: &[u32], boot: &BootInfo, setup: &ApSetup) {
+    let me = arch::lapic::id();
+    let others = apic_ids.iter().copied().filter(|&id| id != me);
+    if apic_ids.len() <= 1 {
+        return;
+    }
+    let Some(page) = trampoline_page(boot) else {
+        warn!("smp: no free page below 640 KiB for the start-up code; running on one CPU");
+        return;
+    };
+    AP_SETUP.call_once(|| *setup);
+    let mut up = 1;
+    for (i, apic_id) in others.enumerate() {
+        let cpu = i + 1;
+        if cpu >= arch::gdt::MAX_CPUS {
+            warn!("smp: {} CPUs listed; using the first {}", apic_ids.len(), arch::gdt::MAX_CPUS);
+            break;
+        }
+        if let Err(e) = arch::smp::start_ap(cpu, apic_id, page, ap_main) {
+            error!("smp: cpu{cpu}: {e}");
+            continue;
+        }
+        let deadline = arch::lapic::now_ns() + AP_SETUP_TIMEOUT_NS;
+        while AP_FINISHED.load(SeqCst) != cpu && arch::lapic::now_ns() < deadline {
+            core::hint::spin_loop();
+        }
+        if AP_FINISHED.load(SeqCst) == cpu {
+            up += 1;
+            info!("smp: cpu{cpu} (apic id {apic_id}) up");
+        } else {
+            error!("smp: cpu{cpu} (apic id {apic_id}) started but did not finish its set-up");
+        }
+    }
+    info!("smp: {up} of {} CPUs up; guests run on cpu0, the others halt", apic_ids.len());
+}
+
+/// A page for the APs' start-up code: usable in the memory map, below
+/// 640 KiB, and clear of the boot information and the modules.
+fn trampoline_page(boot: &BootInfo) -> Option<u64> {
+    let page_size = arch::phys::PAGE;
+    let usable = |p: u64| {
+        boot.regions.iter().any(|r| r.kind == crate::boot::MemKind::Usable && r.start <= p && p + page_size <= r.end())
+    };
+    let overlaps = |p: u64, (s, e): (u64, u64)| p < e && s < p + page_size;
+    (8..0xA0).chain(1..8).map(|n| n * page_size).find(|&p| {
+        arch::smp::valid_trampoline_page(p, 0)
+            && usable(p)
+            && !overlaps(p, boot.info_range)
+            && !boot.modules.iter().any(|m| overlaps(p, (m.start, m.end)))
+    })
+}
+
+/// An AP's path after the start-up code: the boot CPU's set-up for this
+/// CPU, the self-test, then halt.
+fn ap_main(cpu: usize) -> ! {
+    let setup = AP_SETUP.get().copied().unwrap_or(ApSetup { tsc_aux: false, selftest: false });
+    arch::xsave::init_ap();
+    arch::lapic::init(false);
+    arch::svm::enable(cpu);
+    if setup.tsc_aux {
+        arch::cpu::write_tsc_aux(0);
+    }
+    if setup.selftest {
+        let report = crate::selftest::run(thread::CpuId(cpu));
+        if report.pass {
+            info!("cpu{cpu}: {report}");
+        } else {
+            error!("cpu{cpu}: {report}");
+        }
+        if let Err(e) = thread::global().detach_current() {
+            error!("cpu{cpu}: leaving the scheduler: {e}");
+        }
+    }
+    AP_FINISHED.store(cpu, SeqCst);
     arch::cpu::halt_forever()
 }
 
@@ -168,7 +264,7 @@ fn init_layers(boot: &BootInfo, opts: &Options, features: &Features) {
         arch::fatal(format_args!("proc: {e:?}"));
     }
     if opts.selftest {
-        let report = crate::selftest::run();
+        let report = crate::selftest::run(thread::CpuId(0));
         if report.pass {
             info!("{report}");
         } else {

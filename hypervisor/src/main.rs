@@ -10,6 +10,7 @@
 mod rt;
 
 core::arch::global_asm!(include_str!("arch/boot.S"), options(att_syntax));
+core::arch::global_asm!(include_str!("arch/ap_boot.S"), options(att_syntax));
 
 /// Called by `boot.S` in long mode with the loader's magic and information
 /// address.

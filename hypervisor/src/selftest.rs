@@ -153,12 +153,13 @@ fn worker(w: usize) {
 }
 
 /// Initialises what the self-test needs and is not up yet: the calling
-/// (boot) flow becomes thread 0 of CPU 0, and the root process exists.
-fn prerequisites() -> Result<(), &'static str> {
+/// (boot) flow becomes the current thread of `cpu`, and the root process
+/// exists.
+fn prerequisites(cpu: CpuId) -> Result<(), &'static str> {
     if !mm::is_initialised() {
         return Err("mm::init has not run");
     }
-    if !thread::is_initialised(CpuId(0)) && thread::init(CpuId(0)).is_err() {
+    if !thread::is_initialised(cpu) && thread::init(cpu).is_err() {
         return Err("thread::init failed");
     }
     match proc::init() {
@@ -201,8 +202,8 @@ fn wait_for(done: impl Fn() -> bool) -> bool {
     done()
 }
 
-fn run_checks(report: &mut SelfTestReport) -> Result<(), &'static str> {
-    prerequisites()?;
+fn run_checks(cpu: CpuId, report: &mut SelfTestReport) -> Result<(), &'static str> {
+    prerequisites(cpu)?;
     let s = &SHARED;
     *s.counter.lock() = 0;
     *s.gate.lock() = false;
@@ -279,11 +280,13 @@ fn gate_sleepers() -> usize {
     thread::global().scheduler().sleepers().filter(|&(_, c)| c == chan).count()
 }
 
-/// Runs the self-test on the kernel's layers. Needs `mm::init` first;
-/// initialises the thread layer for CPU 0 (the caller becomes thread 0)
-/// and the root process if that has not been done. Never panics on a
-/// failed check: the report says what failed.
-pub fn run() -> SelfTestReport {
+/// Runs the self-test on the kernel's layers, on `cpu`, the CPU the
+/// caller runs on: its workers run there while no other CPU schedules
+/// threads. Needs `mm::init` first; initialises the thread layer for `cpu`
+/// (the caller becomes its current thread) and the root process if that
+/// has not been done. Never panics on a failed check: the report says
+/// what failed.
+pub fn run(cpu: CpuId) -> SelfTestReport {
     let mut report = SelfTestReport {
         pass: false,
         failure: None,
@@ -294,7 +297,7 @@ pub fn run() -> SelfTestReport {
         messages: 0,
         frames: 0,
     };
-    match run_checks(&mut report) {
+    match run_checks(cpu, &mut report) {
         Ok(()) => report.pass = true,
         Err(why) => report.failure = Some(why),
     }
@@ -310,14 +313,14 @@ mod tests {
     fn selftest_passes_on_the_host_with_the_kernel_instances() {
         let _kernel = crate::testkit::kernel();
         let before = thread::global().scheduler().live_threads();
-        let report = run();
+        let report = run(CpuId(0));
         let line = report.to_string();
         println!("{line}");
         assert!(report.pass, "expected a passing report, saw: {line}");
         assert!(line.starts_with("selftest: ok threads=4 "), "summary line: {line}");
         assert_eq!(report.messages, THREADS * MESSAGES_PER_THREAD, "messages");
         assert_eq!(thread::global().scheduler().live_threads(), before + 1, "only the boot thread is left");
-        let again = run();
+        let again = run(CpuId(0));
         assert!(again.pass, "a second run passes too: {again}");
         assert_eq!(SHARED.child.load(SeqCst), 1, "the second run's child got the first one's pid");
         thread::global().detach_current().expect("detach the test flow");

@@ -24,13 +24,26 @@ pub struct Bochs {
     model: String,
     kernel: Option<(PathBuf, String)>,
     modules: Vec<(PathBuf, String)>,
+    cpus: u32,
     timeout: Duration,
 }
 
 impl Bochs {
     /// The machine of scripts/bochsrc.template with `cpu: model=<model>`.
     pub fn new(model: &str) -> Bochs {
-        Bochs { model: model.to_string(), kernel: None, modules: Vec::new(), timeout: Duration::from_secs(300) }
+        Bochs {
+            model: model.to_string(),
+            kernel: None,
+            modules: Vec::new(),
+            cpus: 1,
+            timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// `n` CPUs of the model (1 without it).
+    pub fn cpus(mut self, n: u32) -> Self {
+        self.cpus = n;
+        self
     }
 
     /// The hypervisor image and its command line; GRUB boots it through
@@ -67,7 +80,7 @@ impl Bochs {
 
         let listener = TcpListener::bind("127.0.0.1:0").expect("cannot listen for Bochs's COM1");
         let port = listener.local_addr().unwrap().port();
-        std::fs::write(scratch.join("bochsrc"), bochsrc(&self.model, port)).unwrap();
+        std::fs::write(scratch.join("bochsrc"), bochsrc(&self.model, self.cpus, port)).unwrap();
         std::fs::write(scratch.join("cont"), "c\n").unwrap();
         let out = std::fs::File::create(scratch.join("bochs.out")).unwrap();
         let child = Command::new("bochs")
@@ -84,10 +97,12 @@ impl Bochs {
     }
 }
 
-/// scripts/bochsrc.template for `model`, COM1 connecting to `port`.
-fn bochsrc(model: &str, port: u16) -> String {
+/// scripts/bochsrc.template for `cpus` CPUs of `model`, COM1 connecting
+/// to `port`.
+fn bochsrc(model: &str, cpus: u32, port: u16) -> String {
     TEMPLATE
         .replace("@MODEL@", model)
+        .replace("@CPUS@", &cpus.to_string())
         .replace("@ISO@", "hypervisor.iso")
         .replace("@SERIAL_MODE@", "socket-client")
         .replace("@SERIAL_PORT@", &port.to_string())

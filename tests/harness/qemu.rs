@@ -32,6 +32,12 @@ impl Qemu {
         self
     }
 
+    /// `n` host CPUs (QEMU's `-smp`; 1 without it).
+    pub fn smp(mut self, n: u32) -> Self {
+        self.cmd.args(["-smp", &n.to_string()]);
+        self
+    }
+
     /// Boot `kernel` through multiboot v1 (QEMU's `-kernel`).
     pub fn kernel(mut self, kernel: &Path, cmdline: &str) -> Self {
         self.cmd.arg("-kernel").arg(kernel).arg("-append").arg(cmdline);

@@ -14,6 +14,7 @@ pub const TIMER_VECTOR: u8 = 0x20;
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
 const LAPIC_BASE: u64 = 0xFEE0_0000;
+const REG_ID: u64 = 0x20;
 const REG_EOI: u64 = 0xB0;
 const REG_SVR: u64 = 0xF0;
 const REG_LVT_TIMER: u64 = 0x320;
@@ -21,6 +22,16 @@ const REG_TIMER_INITIAL: u64 = 0x380;
 const REG_TIMER_CURRENT: u64 = 0x390;
 const REG_TIMER_DIVIDE: u64 = 0x3E0;
 const LVT_MASKED: u32 = 1 << 16;
+const REG_ICR_LOW: u64 = 0x300;
+const REG_ICR_HIGH: u64 = 0x310;
+/// ICR: delivery status (send pending).
+const ICR_PENDING: u32 = 1 << 12;
+/// ICR delivery modes with the level bits (Intel SDM vol. 3, 11.6.1; AMD
+/// APM vol. 2, 16.5): INIT asserted and de-asserted (level-triggered), and
+/// startup.
+const ICR_INIT_ASSERT: u32 = 0xC500;
+const ICR_INIT_DEASSERT: u32 = 0x8500;
+const ICR_STARTUP: u32 = 0x4600;
 
 fn read(reg: u64) -> u32 {
     // SAFETY: the LAPIC page is identity-mapped uncached by boot.S; reading
@@ -30,8 +41,36 @@ fn read(reg: u64) -> u32 {
 
 fn write(reg: u64, v: u32) {
     // SAFETY: as for `read`; the registers written here are the timer's, the
-    // EOI and the SVR, which only this module drives.
+    // EOI, the SVR and the ICR, which only this module drives.
     unsafe { core::ptr::write_volatile((LAPIC_BASE + reg) as *mut u32, v) }
+}
+
+/// This CPU's local APIC id.
+pub fn id() -> u32 {
+    read(REG_ID) >> 24
+}
+
+/// Sends an IPI with ICR value `low` to the CPU with APIC id `apic_id`,
+/// then waits until the local APIC has sent it.
+fn send_ipi(apic_id: u32, low: u32) {
+    write(REG_ICR_HIGH, apic_id << 24);
+    write(REG_ICR_LOW, low);
+    while read(REG_ICR_LOW) & ICR_PENDING != 0 {
+        core::hint::spin_loop();
+    }
+}
+
+/// INIT (asserted, then de-asserted for the CPUs that need it): the CPU
+/// `apic_id` resets and waits for a startup IPI.
+pub fn send_init(apic_id: u32) {
+    send_ipi(apic_id, ICR_INIT_ASSERT);
+    send_ipi(apic_id, ICR_INIT_DEASSERT);
+}
+
+/// A startup IPI: a CPU waiting after INIT starts in real mode at
+/// `vector << 12`.
+pub fn send_startup(apic_id: u32, vector: u8) {
+    send_ipi(apic_id, ICR_STARTUP | u32::from(vector));
 }
 
 /// TSC ticks per second, measured at boot.

@@ -22,6 +22,7 @@ pub mod qemu;
 pub mod serial;
 #[cfg(test)]
 pub mod sim;
+pub mod smp;
 pub mod svm;
 pub mod vmspace;
 pub mod xsave;

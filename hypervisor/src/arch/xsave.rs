@@ -122,6 +122,15 @@ pub fn init() -> u64 {
     xcr0
 }
 
+/// An application processor's XCR0: the one [`init`] chose on the boot
+/// CPU (the CPUs are alike), written where CR4.OSXSAVE is set.
+pub fn init_ap() {
+    let xcr0 = host_xcr0();
+    if xcr0 != 0 && super::cpu::read_cr4() & guest_x86::regs::cr4::OSXSAVE != 0 {
+        xsetbv(xcr0);
+    }
+}
+
 /// Bytes of this CPU's save area the host's XCR0 uses.
 pub fn host_area_size() -> u32 {
     area_size(host_xcr0(), host_layout)
