@@ -77,30 +77,38 @@ fn boot_stack_overflow_faults_on_its_guard_page() {
 }
 
 /// The application processors: each starts through INIT-SIPI-SIPI, sets
-/// itself up and runs the layer self-test on itself, then halts while the
-/// guest runs on the boot CPU.
-fn aps_start_and_the_guest_still_runs(out: Outcome, cpus: usize) {
+/// itself up, runs the layer self-test on itself and then schedules the
+/// VMs placed on it; `vms` guest64 VMs run, VM n on CPU n.
+fn aps_start_and_run_a_vm_each(out: &Outcome, cpus: usize) {
     out.assert_status(EXIT_SUCCESS).assert_contains(&format!("acpi: cpus={cpus} "));
     for cpu in 1..cpus {
         out.assert_contains(&format!("cpu{cpu}: selftest: ok threads=4 "))
             .assert_contains(&format!("smp: cpu{cpu} (apic id {cpu}) up"));
     }
-    out.assert_contains(&format!("smp: {cpus} of {cpus} CPUs up; guests run on cpu0, the others halt"))
-        .assert_contains("vm0: PASS guest64")
-        .assert_contains("vm0: stopped cleanly")
-        .assert_lacks("FAIL");
+    out.assert_contains(&format!("smp: {cpus} of {cpus} CPUs up")).assert_lacks("FAIL");
+    for vm in 0..cpus {
+        out.assert_contains(&format!("vm{vm}: starting on cpu{vm} "))
+            .assert_contains(&format!("vm{vm}: PASS guest64"))
+            .assert_contains(&format!("vm{vm}: stopped cleanly"));
+    }
 }
 
 #[test]
-fn four_cpus_start_and_each_passes_the_layer_self_test() {
+fn four_cpus_start_and_each_runs_a_vm_of_its_own() {
+    // Four VMs placed by load (the CPU with the fewest VM threads, the
+    // lowest index first), and a fifth pinned to a CPU that is not there.
     let g = test_guests().join("guest64.elf");
-    let out = Qemu::new().cpu(SVM_NPT).smp(4).icount().kernel(&kernel(), "log=info").modules(&[(&g, "")]).run();
-    aps_start_and_the_guest_still_runs(out, 4);
+    let m = "hv.mem=64M";
+    let modules = [(&*g, m), (&*g, m), (&*g, m), (&*g, m), (&*g, "hv.mem=64M hv.cpu=6")];
+    let out = Qemu::new().cpu(SVM_NPT).smp(4).icount().kernel(&kernel(), "log=info").modules(&modules).run();
+    aps_start_and_run_a_vm_each(&out, 4);
+    out.assert_contains("vm4: hv.cpu=6 names a CPU that is not running; not started");
 }
 
 #[test]
-fn two_cpus_start_on_bochs_ryzen() {
+fn two_vms_pinned_to_two_cpus_run_on_bochs_ryzen() {
     let g = test_guests().join("guest64.elf");
-    let out = Bochs::new("ryzen").cpus(2).kernel(&kernel(), "log=info").modules(&[(&g, "")]).run();
-    aps_start_and_the_guest_still_runs(out, 2);
+    let modules = [(&*g, "hv.cpu=0"), (&*g, "hv.cpu=1")];
+    let out = Bochs::new("ryzen").cpus(2).kernel(&kernel(), "log=info").modules(&modules).run();
+    aps_start_and_run_a_vm_each(&out, 2);
 }

@@ -62,17 +62,14 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
         arch::cpu::write_tsc_aux(0);
     }
     let host_debug = HostDebug::read();
-    crate::syscall::cpu_init(
-        0,
-        crate::vm::SvmCaps {
-            asids: features.asids,
-            nrips: features.nrips,
-            vmcb_clean: features.vmcb_clean,
-            flush_by_asid: features.flush_by_asid,
-            tsc_aux: features.tsc_aux,
-        },
-        host_debug.dr0_3,
-    );
+    let caps = crate::vm::SvmCaps {
+        asids: features.asids,
+        nrips: features.nrips,
+        vmcb_clean: features.vmcb_clean,
+        flush_by_asid: features.flush_by_asid,
+        tsc_aux: features.tsc_aux,
+    };
+    crate::syscall::cpu_init(0, caps, host_debug.dr0_3);
     let spread = arch::lapic::calibration_spread();
     info!(
         "timer: tsc {} MHz (median of 3 rounds, spread {}.{:02}%)",
@@ -88,7 +85,7 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
             for (id, addr, gsi) in &p.ioapics {
                 info!("acpi: ioapic id={id} at {addr:#x} gsi-base={gsi}");
             }
-            start_aps(&p.cpus, &boot, &ApSetup { tsc_aux: features.tsc_aux, selftest: opts.selftest });
+            start_aps(&p.cpus, &boot, &ApSetup { caps, host_dr: host_debug.dr0_3, selftest: opts.selftest });
         }
         Err(e) => warn!("acpi: no usable tables ({e:?}); assuming one CPU"),
     }
@@ -107,7 +104,9 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
 /// What the application processors need to know of the boot CPU's set-up.
 #[derive(Debug, Clone, Copy)]
 struct ApSetup {
-    tsc_aux: bool,
+    caps: crate::vm::SvmCaps,
+    /// DR0-DR3 as the boot CPU found them.
+    host_dr: [u64; 4],
     selftest: bool,
 }
 
@@ -119,8 +118,8 @@ const AP_SETUP_TIMEOUT_NS: u64 = 10_000_000_000;
 
 /// Starts every CPU the MADT lists besides this one, one at a time: each
 /// sets itself up as the boot CPU did (descriptor tables, XCR0, local
-/// APIC, SVM with its own host save area), runs the layer self-test on
-/// itself, and halts. The guests run on the boot CPU.
+/// APIC, SVM with its own host save area and ASIDs), runs the layer
+/// self-test on itself, and then schedules threads: the VMs placed on it.
 fn start_aps(apic_ids: &[u32], boot: &BootInfo, setup: &ApSetup) {
     let me = arch::lapic::id();
     let others = apic_ids.iter().copied().filter(|&id| id != me);
@@ -154,7 +153,7 @@ fn start_aps(apic_ids: &[u32], boot: &BootInfo, setup: &ApSetup) {
             error!("smp: cpu{cpu} (apic id {apic_id}) started but did not finish its set-up");
         }
     }
-    info!("smp: {up} of {} CPUs up; guests run on cpu0, the others halt", apic_ids.len());
+    info!("smp: {up} of {} CPUs up", apic_ids.len());
 }
 
 /// A page for the APs' start-up code: usable in the memory map, below
@@ -174,28 +173,34 @@ fn trampoline_page(boot: &BootInfo) -> Option<u64> {
 }
 
 /// An AP's path after the start-up code: the boot CPU's set-up for this
-/// CPU, the self-test, then halt.
+/// CPU, the self-test, then the CPU's idle thread for good.
 fn ap_main(cpu: usize) -> ! {
-    let setup = AP_SETUP.get().copied().unwrap_or(ApSetup { tsc_aux: false, selftest: false });
+    let Some(setup) = AP_SETUP.get().copied() else { arch::cpu::halt_forever() };
     arch::xsave::init_ap();
     arch::lapic::init(false);
     arch::svm::enable(cpu);
-    if setup.tsc_aux {
+    if setup.caps.tsc_aux {
         arch::cpu::write_tsc_aux(0);
     }
+    crate::syscall::cpu_init(cpu, setup.caps, setup.host_dr);
+    let id = thread::CpuId(cpu);
     if setup.selftest {
-        let report = crate::selftest::run(thread::CpuId(cpu));
+        let report = crate::selftest::run(id);
         if report.pass {
             info!("cpu{cpu}: {report}");
         } else {
             error!("cpu{cpu}: {report}");
         }
-        if let Err(e) = thread::global().detach_current() {
-            error!("cpu{cpu}: leaving the scheduler: {e}");
+    }
+    if !thread::is_initialised(id) {
+        if let Err(e) = thread::init(id) {
+            error!("cpu{cpu}: cannot schedule threads: {e}");
+            arch::cpu::halt_forever();
         }
     }
     AP_FINISHED.store(cpu, SeqCst);
-    arch::cpu::halt_forever()
+    let e = thread::run_as_idle();
+    arch::fatal(format_args!("cpu{cpu}: idle thread stopped: {e}"))
 }
 
 /// The host's own debug registers: the guests' must never show through.
@@ -257,7 +262,9 @@ fn init_layers(boot: &BootInfo, opts: &Options, features: &Features) {
     }
     info!("paging: host page tables active, stack guard page at {:#x}", arch::paging::stack_guard_page());
     thread::set_cpu_id_source(|| thread::CpuId(arch::cpu::current()));
-    if let Err(e) = thread::init(thread::CpuId(0)) {
+    arch::smp::record_boot_cpu(arch::lapic::id());
+    thread::set_kick(|cpu| arch::smp::kick(cpu.0));
+    if let Err(e) = thread::init(thread::CpuId(0)).and_then(|_| thread::spawn_idle(thread::CpuId(0))) {
         arch::fatal(format_args!("thread: {e}"));
     }
     if let Err(e) = proc::init() {
@@ -316,7 +323,7 @@ fn vm_thread(index: usize) {
         raw16,
         debug_exit,
     };
-    info!("{name}: starting with {} MiB, command line \"{}\"", mem >> 20, cmdline);
+    info!("{name}: starting on cpu{} with {} MiB, command line \"{}\"", arch::cpu::current(), mem >> 20, cmdline);
     match run_guest(&crate::syscall::Kernel, grants, &cfg, 0) {
         Ok(out) => {
             if out.stop.is_clean() {
@@ -389,8 +396,16 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
             jobs.push(job);
             jobs.len() - 1
         };
-        if let Err(e) = proc::spawn(pid, vm_thread, index) {
-            error!("{name}: no thread for it ({e:?}); skipped");
+        let online = thread::global().scheduler().online();
+        let started = match plan.cpu {
+            Some(c) if online & (1 << c) == 0 => {
+                error!("{name}: hv.cpu={c} names a CPU that is not running; not started");
+                false
+            }
+            Some(c) => spawn_vm_thread(&name, pid, index, thread::Placement::Cpu(thread::CpuId(c))),
+            None => spawn_vm_thread(&name, pid, index, thread::Placement::LeastLoaded),
+        };
+        if !started {
             JOBS.lock()[index].done = true;
         }
     }
@@ -414,6 +429,18 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
         }
     }
     info!("all guests have stopped");
+}
+
+/// Starts VM `index`'s thread in its process `pid`, on the CPU
+/// `placement` names; false (and logged) if it cannot.
+fn spawn_vm_thread(name: &str, pid: proc::Pid, index: usize, placement: thread::Placement) -> bool {
+    match proc::spawn_on(pid, vm_thread, index, placement) {
+        Ok(_) => true,
+        Err(e) => {
+            error!("{name}: no thread for it ({e:?}); skipped");
+            false
+        }
+    }
 }
 
 /// Gives back a finished VM's process: its pid, its quota and anything it

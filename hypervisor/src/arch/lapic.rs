@@ -12,6 +12,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 pub const TIMER_VECTOR: u8 = 0x20;
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
+/// The IPI that makes a CPU look at its ready queue: taken like the timer
+/// (it ends a HLT or a guest's run) and otherwise only acknowledged.
+pub const KICK_VECTOR: u8 = 0x21;
 
 const LAPIC_BASE: u64 = 0xFEE0_0000;
 const REG_ID: u64 = 0x20;
@@ -32,6 +35,8 @@ const ICR_PENDING: u32 = 1 << 12;
 const ICR_INIT_ASSERT: u32 = 0xC500;
 const ICR_INIT_DEASSERT: u32 = 0x8500;
 const ICR_STARTUP: u32 = 0x4600;
+/// Fixed delivery, edge-triggered (the vector in bits 7:0).
+const ICR_FIXED: u32 = 0x4000;
 
 fn read(reg: u64) -> u32 {
     // SAFETY: the LAPIC page is identity-mapped uncached by boot.S; reading
@@ -65,6 +70,11 @@ fn send_ipi(apic_id: u32, low: u32) {
 pub fn send_init(apic_id: u32) {
     send_ipi(apic_id, ICR_INIT_ASSERT);
     send_ipi(apic_id, ICR_INIT_DEASSERT);
+}
+
+/// A fixed interrupt with `vector` to the CPU with APIC id `apic_id`.
+pub fn send_fixed(apic_id: u32, vector: u8) {
+    send_ipi(apic_id, ICR_FIXED | u32::from(vector));
 }
 
 /// A startup IPI: a CPU waiting after INIT starts in real mode at

@@ -11,6 +11,32 @@
 //! GDT, TSS and IDT, says it arrived, and runs the kernel's AP code.
 use super::gdt::MAX_CPUS;
 use super::phys::PAGE;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// Each CPU's local APIC id + 1, by CPU index (0: not started).
+static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
+/// Records that CPU `cpu` has local APIC id `apic_id` (the boot CPU's at
+/// boot, each AP's when it starts).
+fn record(cpu: usize, apic_id: u32) {
+    if let Some(slot) = APIC_IDS.get(cpu) {
+        slot.store(apic_id + 1, Ordering::SeqCst);
+    }
+}
+
+/// Records the boot CPU's APIC id: CPU 0.
+pub fn record_boot_cpu(apic_id: u32) {
+    record(0, apic_id);
+}
+
+/// Makes CPU `cpu` look at its ready queue: an IPI that ends its HLT (or
+/// its guest's run). Nothing for a CPU that was never started.
+pub fn kick(cpu: usize) {
+    let id = APIC_IDS.get(cpu).map_or(0, |s| s.load(Ordering::SeqCst));
+    if id != 0 {
+        super::lapic::send_fixed(id - 1, super::lapic::KICK_VECTOR);
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartError {
@@ -51,7 +77,7 @@ pub fn valid_trampoline_page(page: u64, trampoline_len: u64) -> bool {
 mod hw {
     use super::*;
     use crate::arch::{cpu, lapic};
-    use core::sync::atomic::{AtomicUsize, Ordering};
+    use core::sync::atomic::AtomicUsize;
 
     /// Bytes of stack each AP runs its boot flow on.
     const AP_STACK_SIZE: usize = 64 * 1024;
@@ -170,6 +196,7 @@ mod hw {
             return Err(StartError::PageTablesTooHigh(cr3));
         }
         AP_MAIN.call_once(|| main);
+        record(cpu_index, apic_id);
         install(page, cpu_index, cr3);
         ARRIVED.store(0, Ordering::SeqCst);
         let t0 = lapic::now_ns();

@@ -8,7 +8,8 @@
 //!
 //! VM options: `hv.mem=SIZE` (RAM, default from `mem=`), `hv.format=raw16`
 //! (a flat real-mode binary entered at 0000:7C00), `hv.debug-exit=on`
-//! (pass port 0xF4 through).
+//! (pass port 0xF4 through), `hv.cpu=N` (run on host CPU N; by default the
+//! CPU with the fewest threads).
 use super::cmdline::{parse_size, Options, Problems, MAX_GUEST_MEM, MIN_GUEST_MEM};
 use super::{bounded, Module, MAX_CMDLINE, MAX_MODULES};
 use arrayvec::{ArrayString, ArrayVec};
@@ -26,6 +27,8 @@ pub struct GuestPlan {
     pub mem: u64,
     pub raw16: bool,
     pub debug_exit: bool,
+    /// The host CPU the VM is pinned to (`hv.cpu=N`).
+    pub cpu: Option<usize>,
 }
 
 /// Plans the VMs, at most `max_vms` (each kernel past them is refused and
@@ -57,6 +60,7 @@ pub fn plan(
             mem: opts.guest_mem,
             raw16: false,
             debug_exit: opts.debug_exit_passthrough,
+            cpu: None,
         };
         let mut guest_words = 0;
         let mut too_long = false;
@@ -70,6 +74,10 @@ pub fn plan(
                     Some(("format", "raw16")) => p.raw16 = true,
                     Some(("debug-exit", "on")) => p.debug_exit = true,
                     Some(("debug-exit", "off")) => p.debug_exit = false,
+                    Some(("cpu", v)) => match v.parse::<usize>() {
+                        Ok(c) if c < crate::thread::MAX_CPUS => p.cpu = Some(c),
+                        _ => report(w, "hv.cpu must be a host CPU index below 8; ignored"),
+                    },
                     _ => report(w, "unknown VM option; ignored"),
                 }
             } else {
@@ -127,6 +135,16 @@ mod tests {
         assert_eq!(plans.len(), 2);
         assert_eq!(plans[0].cmdline.as_str(), "mode=npf");
         assert!(plans[1].debug_exit);
+    }
+
+    #[test]
+    fn hv_cpu_pins_a_vm_and_an_index_past_the_cpu_tables_is_reported() {
+        let mods = [module("a.elf hv.cpu=1"), module("b.elf hv.cpu=8"), module("c.elf hv.cpu=one")];
+        let (plans, problems) = plan(&mods, &Options::default(), 8, |_| true);
+        let cpus: Vec<_> = plans.iter().map(|p| p.cpu).collect();
+        assert_eq!(cpus, [Some(1), None, None], "pinned CPUs");
+        let words: Vec<_> = problems.iter().map(|p| p.word.as_str()).collect();
+        assert_eq!(words, ["hv.cpu=8", "hv.cpu=one"], "reported options");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! scheduler (and process table, then mm, in `proc_create`).
 use super::{ChanId, Pid, ProcError, ProcTable};
 use crate::sync::Lock;
-use crate::thread::{Threads, Tid};
+use crate::thread::{Placement, Threads, Tid};
 
 /// `try_send`, then wake receivers sleeping on the channel.
 pub fn try_send_on(
@@ -88,17 +88,19 @@ pub fn recv_on(
     }
 }
 
-/// Starts a thread of process `pid` (the thread's owner tag is the pid).
+/// Starts a thread of process `pid` (the thread's owner tag is the pid) on
+/// the CPU `placement` names.
 pub fn spawn_in(
     procs: &Lock<ProcTable>,
     threads: &'static Threads,
     pid: Pid,
     entry: fn(usize),
     arg: usize,
+    placement: Placement,
 ) -> Result<Tid, ProcError> {
     let t = procs.lock();
     if !t.exists(pid) {
         return Err(ProcError::NoSuchProcess);
     }
-    threads.spawn_owned(entry, arg, pid.index() as u32).map_err(ProcError::Thread)
+    threads.spawn_on(entry, arg, pid.index() as u32, placement).map_err(ProcError::Thread)
 }

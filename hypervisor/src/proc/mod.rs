@@ -185,7 +185,13 @@ pub fn thread_count(pid: Pid) -> usize {
     thread::global().scheduler().count_owned(pid.index() as u32)
 }
 
-/// Starts a thread of process `pid` running `entry(arg)`.
+/// Starts a thread of process `pid` running `entry(arg)` on the caller's
+/// CPU.
 pub fn spawn(pid: Pid, entry: fn(usize), arg: usize) -> Result<Tid, ProcError> {
-    spawn_in(&PROCS, thread::global(), pid, entry, arg)
+    spawn_on(pid, entry, arg, thread::Placement::Caller)
+}
+
+/// [`spawn`] on the CPU `placement` names.
+pub fn spawn_on(pid: Pid, entry: fn(usize), arg: usize, placement: thread::Placement) -> Result<Tid, ProcError> {
+    spawn_in(&PROCS, thread::global(), pid, entry, arg, placement)
 }

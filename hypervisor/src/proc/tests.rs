@@ -237,7 +237,7 @@ fn blocking_send_and_recv_pass_messages_in_order_through_a_small_channel() {
     let r = recv_on(&PT, &TH, c, Pid::ROOT, &mut buf);
     assert_eq!(r, Err(ProcError::Thread(ThreadError::NothingToRun)), "blocking recv with nobody to send");
 
-    let p = spawn_in(&PT, &TH, child, producer, c.index()).unwrap();
+    let p = spawn_in(&PT, &TH, child, producer, c.index(), crate::thread::Placement::Caller).unwrap();
     assert_eq!(TH.owner(p), Some(child.index() as u32), "the thread belongs to the child process");
     TH.yield_now().unwrap();
     // The producer filled the channel and sleeps until there is space.

@@ -15,9 +15,12 @@
 //!    protocol around a switch.
 //!
 //! Scheduling is cooperative: a thread runs until it yields, sleeps or
-//! exits. Nothing assumes one CPU: the current thread is kept per CPU,
-//! there is one ready queue shared by all CPUs, and a context cannot be
-//! resumed by another CPU before it is saved.
+//! exits. Each CPU has its own ready queue and, once it schedules for
+//! good, an idle thread that halts it when nothing is ready. A thread
+//! belongs to one CPU from its spawn ([`Placement`]) and never moves; a
+//! CPU that makes a thread ready on another CPU kicks it ([`set_kick`]).
+//! One lock covers all the queues: a switch touches the scheduler once,
+//! briefly, and the CPUs rarely meet there (docs/layers.md).
 //!
 //! Relies on: sync ([`Lock`](crate::sync::Lock)) and arch's context switch.
 pub mod queue;
@@ -28,7 +31,7 @@ pub mod spec;
 mod tests;
 mod threads;
 
-pub use sched::{bucket, Scheduler, Switch, ThreadState};
+pub use sched::{bucket, CpuSet, Scheduler, Switch, ThreadState};
 pub use threads::Threads;
 
 use crate::arch::context::ContextError;
@@ -105,8 +108,34 @@ impl fmt::Display for ThreadError {
     }
 }
 
+/// Which CPU a new thread belongs to (for its whole life).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The CPU of the thread that spawns it.
+    Caller,
+    /// This CPU (pinned by the caller).
+    Cpu(CpuId),
+    /// The online CPU with the fewest threads (other than idle threads).
+    LeastLoaded,
+}
+
 static THREADS: Threads = Threads::new();
 static CPU_ID_SOURCE: spin::Once<fn() -> CpuId> = spin::Once::new();
+static KICK: spin::Once<fn(CpuId)> = spin::Once::new();
+
+/// Installs the function that makes another CPU look at its ready queue
+/// (an IPI that ends its HLT). Until then nothing is kicked, which is
+/// right while only the boot CPU schedules.
+pub fn set_kick(f: fn(CpuId)) {
+    KICK.call_once(|| f);
+}
+
+/// Kicks every CPU of `cpus` but `me`.
+fn kick(cpus: CpuSet, me: CpuId) {
+    if let Some(f) = KICK.get() {
+        (0..MAX_CPUS).filter(|&c| cpus & (1 << c) != 0 && c != me.0).for_each(|c| f(CpuId(c)));
+    }
+}
 
 /// The kernel's thread pool.
 pub fn global() -> &'static Threads {
@@ -143,6 +172,22 @@ pub fn is_initialised(cpu: CpuId) -> bool {
 /// [`Threads::spawn`] on the kernel's pool.
 pub fn spawn(entry: fn(usize), arg: usize) -> Result<Tid, ThreadError> {
     THREADS.spawn(entry, arg)
+}
+
+/// [`Threads::spawn_on`] on the kernel's pool, owned by `owner`.
+pub fn spawn_on(entry: fn(usize), arg: usize, owner: u32, placement: Placement) -> Result<Tid, ThreadError> {
+    THREADS.spawn_on(entry, arg, owner, placement)
+}
+
+/// [`Threads::spawn_idle`] on the kernel's pool.
+pub fn spawn_idle(cpu: CpuId) -> Result<Tid, ThreadError> {
+    THREADS.spawn_idle(cpu)
+}
+
+/// [`Threads::run_as_idle`] on the kernel's pool: the caller becomes its
+/// CPU's idle thread. Returns only on error.
+pub fn run_as_idle() -> ThreadError {
+    THREADS.run_as_idle()
 }
 
 /// [`Threads::yield_now`] on the kernel's pool.

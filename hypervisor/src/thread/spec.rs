@@ -55,23 +55,28 @@ pub enum SpecState {
     Ready,
     Running(CpuId),
     Sleeping(Chan),
+    /// An idle thread that is not running.
+    Idle,
 }
 
-/// The scheduler: current thread per CPU, the ready queue, the sleepers of
-/// each channel in sleep order, and the state and owner of live threads.
+/// The scheduler: per CPU the current thread, the ready queue and the idle
+/// thread; the sleepers of each channel in sleep order; and the state,
+/// owner and CPU of live threads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchedSpec {
     pub current: Vec<Option<Tid>>,
-    pub ready: VecDeque<Tid>,
+    pub ready: Vec<VecDeque<Tid>>,
+    pub idle: Vec<Option<Tid>>,
     pub sleepers: BTreeMap<Chan, VecDeque<Tid>>,
-    pub threads: BTreeMap<Tid, (SpecState, u32)>,
+    pub threads: BTreeMap<Tid, (SpecState, u32, CpuId)>,
 }
 
 impl Default for SchedSpec {
     fn default() -> Self {
         SchedSpec {
             current: vec![None; MAX_CPUS],
-            ready: VecDeque::new(),
+            ready: vec![VecDeque::new(); MAX_CPUS],
+            idle: vec![None; MAX_CPUS],
             sleepers: BTreeMap::new(),
             threads: BTreeMap::new(),
         }
@@ -82,6 +87,10 @@ impl SchedSpec {
     /// The lowest unused thread id.
     fn fresh(&self) -> Result<Tid, ThreadError> {
         (0..MAX_THREADS).map(Tid::from_index).find(|t| !self.threads.contains_key(t)).ok_or(ThreadError::NoFreeThread)
+    }
+
+    fn set_state(&mut self, t: Tid, st: SpecState) {
+        self.threads.get_mut(&t).unwrap().0 = st;
     }
 
     pub fn current(&self, cpu: CpuId) -> Result<Tid, ThreadError> {
@@ -95,7 +104,7 @@ impl SchedSpec {
             Some(None) => {}
         }
         let t = self.fresh()?;
-        self.threads.insert(t, (SpecState::Running(cpu), owner));
+        self.threads.insert(t, (SpecState::Running(cpu), owner, cpu));
         self.current[cpu.0] = Some(t);
         Ok(t)
     }
@@ -104,61 +113,102 @@ impl SchedSpec {
         let t = self.current(cpu)?;
         self.threads.remove(&t);
         self.current[cpu.0] = None;
+        if self.idle[cpu.0] == Some(t) {
+            self.idle[cpu.0] = None;
+        }
         Ok(t)
     }
 
-    pub fn spawn(&mut self, owner: u32) -> Result<Tid, ThreadError> {
+    pub fn spawn(&mut self, owner: u32, cpu: CpuId) -> Result<Tid, ThreadError> {
+        if cpu.0 >= MAX_CPUS {
+            return Err(ThreadError::BadCpu);
+        }
         let t = self.fresh()?;
-        self.threads.insert(t, (SpecState::Ready, owner));
-        self.ready.push_back(t);
+        self.threads.insert(t, (SpecState::Ready, owner, cpu));
+        self.ready[cpu.0].push_back(t);
         Ok(t)
     }
 
-    /// Runs the first ready thread on `cpu` (the caller checked there is one).
-    fn run_next(&mut self, cpu: CpuId) -> Tid {
-        let to = self.ready.pop_front().unwrap();
-        self.threads.get_mut(&to).unwrap().0 = SpecState::Running(cpu);
+    pub fn spawn_idle(&mut self, cpu: CpuId) -> Result<Tid, ThreadError> {
+        match self.idle.get(cpu.0) {
+            None => return Err(ThreadError::BadCpu),
+            Some(Some(_)) => return Err(ThreadError::CpuBusy),
+            Some(None) => {}
+        }
+        let t = self.fresh()?;
+        self.threads.insert(t, (SpecState::Idle, 0, cpu));
+        self.idle[cpu.0] = Some(t);
+        Ok(t)
+    }
+
+    pub fn become_idle(&mut self, cpu: CpuId) -> Result<Tid, ThreadError> {
+        let t = self.current(cpu)?;
+        if self.idle[cpu.0].is_some() {
+            return Err(ThreadError::CpuBusy);
+        }
+        self.idle[cpu.0] = Some(t);
+        Ok(t)
+    }
+
+    /// The next thread for `cpu`: its first ready thread, else its idle
+    /// thread if that is not running.
+    fn next(&self, cpu: CpuId) -> Option<Tid> {
+        self.ready[cpu.0].front().copied().or_else(|| self.idle[cpu.0].filter(|t| self.threads[t].0 == SpecState::Idle))
+    }
+
+    fn run(&mut self, cpu: CpuId, to: Tid) {
+        if self.ready[cpu.0].front() == Some(&to) {
+            self.ready[cpu.0].pop_front();
+        }
+        self.set_state(to, SpecState::Running(cpu));
         self.current[cpu.0] = Some(to);
-        to
     }
 
     pub fn yield_now(&mut self, cpu: CpuId) -> Result<Option<(Tid, Tid)>, ThreadError> {
         let from = self.current(cpu)?;
-        if self.ready.is_empty() {
-            return Ok(None);
+        let Some(&to) = self.ready[cpu.0].front() else { return Ok(None) };
+        self.run(cpu, to);
+        let home = self.threads[&from].2;
+        if self.idle[home.0] == Some(from) {
+            self.set_state(from, SpecState::Idle);
+        } else {
+            self.set_state(from, SpecState::Ready);
+            self.ready[home.0].push_back(from);
         }
-        let to = self.run_next(cpu);
-        self.threads.get_mut(&from).unwrap().0 = SpecState::Ready;
-        self.ready.push_back(from);
         Ok(Some((from, to)))
     }
 
     pub fn sleep(&mut self, cpu: CpuId, chan: Chan) -> Result<(Tid, Tid), ThreadError> {
         let from = self.current(cpu)?;
-        if self.ready.is_empty() {
+        if self.idle[cpu.0] == Some(from) {
             return Err(ThreadError::NothingToRun);
         }
-        let to = self.run_next(cpu);
-        self.threads.get_mut(&from).unwrap().0 = SpecState::Sleeping(chan);
+        let to = self.next(cpu).ok_or(ThreadError::NothingToRun)?;
+        self.run(cpu, to);
+        self.set_state(from, SpecState::Sleeping(chan));
         self.sleepers.entry(chan).or_default().push_back(from);
         Ok((from, to))
     }
 
-    pub fn wakeup(&mut self, chan: Chan) -> usize {
+    pub fn wakeup(&mut self, chan: Chan) -> (usize, u32) {
         let woken = self.sleepers.remove(&chan).unwrap_or_default();
+        let mut cpus = 0;
         for &t in &woken {
-            self.threads.get_mut(&t).unwrap().0 = SpecState::Ready;
-            self.ready.push_back(t);
+            let cpu = self.threads[&t].2;
+            self.set_state(t, SpecState::Ready);
+            self.ready[cpu.0].push_back(t);
+            cpus |= 1 << cpu.0;
         }
-        woken.len()
+        (woken.len(), cpus)
     }
 
     pub fn exit(&mut self, cpu: CpuId) -> Result<(Tid, Tid), ThreadError> {
         let from = self.current(cpu)?;
-        if self.ready.is_empty() {
+        if self.idle[cpu.0] == Some(from) {
             return Err(ThreadError::NothingToRun);
         }
-        let to = self.run_next(cpu);
+        let to = self.next(cpu).ok_or(ThreadError::NothingToRun)?;
+        self.run(cpu, to);
         self.threads.remove(&from);
         Ok((from, to))
     }

@@ -111,7 +111,9 @@ fn chans() -> Vec<Chan> {
 enum SOp {
     Attach(usize),
     Detach(usize),
-    Spawn(u32),
+    Spawn(u32, usize),
+    SpawnIdle(usize),
+    BecomeIdle(usize),
     Yield(usize),
     Sleep(usize, Chan),
     Wakeup(Chan),
@@ -123,7 +125,7 @@ enum SOut {
     Tid(Result<Tid, ThreadError>),
     Yield(Result<Option<(Tid, Tid)>, ThreadError>),
     Switch(Result<(Tid, Tid), ThreadError>),
-    Woken(usize),
+    Woken((usize, u32)),
 }
 
 #[derive(Debug, Clone)]
@@ -149,7 +151,9 @@ impl ReferenceStateMachine for SRef {
         prop_oneof![
             1 => cpu.clone().prop_map(SOp::Attach),
             1 => cpu.clone().prop_map(SOp::Detach),
-            4 => (0..3u32).prop_map(SOp::Spawn),
+            4 => ((0..3u32), cpu.clone()).prop_map(|(o, c)| SOp::Spawn(o, c)),
+            1 => cpu.clone().prop_map(SOp::SpawnIdle),
+            1 => cpu.clone().prop_map(SOp::BecomeIdle),
             4 => cpu.clone().prop_map(SOp::Yield),
             3 => (cpu.clone(), chan.clone()).prop_map(|(c, ch)| SOp::Sleep(c, ch)),
             3 => chan.prop_map(SOp::Wakeup),
@@ -163,7 +167,9 @@ impl ReferenceStateMachine for SRef {
         m.last = Some(match *op {
             SOp::Attach(c) => SOut::Tid(s.attach(CpuId(c), 9)),
             SOp::Detach(c) => SOut::Tid(s.detach(CpuId(c))),
-            SOp::Spawn(o) => SOut::Tid(s.spawn(o)),
+            SOp::Spawn(o, c) => SOut::Tid(s.spawn(o, CpuId(c))),
+            SOp::SpawnIdle(c) => SOut::Tid(s.spawn_idle(CpuId(c))),
+            SOp::BecomeIdle(c) => SOut::Tid(s.become_idle(CpuId(c))),
             SOp::Yield(c) => SOut::Yield(s.yield_now(CpuId(c))),
             SOp::Sleep(c, ch) => SOut::Switch(s.sleep(CpuId(c), ch)),
             SOp::Wakeup(ch) => SOut::Woken(s.wakeup(ch)),
@@ -178,7 +184,8 @@ fn nop(_: usize) {}
 fn sched_abstraction(s: &Scheduler) -> SchedSpec {
     let mut a = SchedSpec {
         current: (0..MAX_CPUS).map(|c| s.current(CpuId(c)).ok()).collect(),
-        ready: s.ready().collect(),
+        ready: (0..MAX_CPUS).map(|c| s.ready(CpuId(c)).collect()).collect(),
+        idle: (0..MAX_CPUS).map(|c| s.idle(CpuId(c))).collect(),
         ..SchedSpec::default()
     };
     let mut sleepers: BTreeMap<Chan, VecDeque<Tid>> = BTreeMap::new();
@@ -193,8 +200,10 @@ fn sched_abstraction(s: &Scheduler) -> SchedSpec {
             ThreadState::Ready => SpecState::Ready,
             ThreadState::Running(c) => SpecState::Running(c),
             ThreadState::Sleeping(ch) => SpecState::Sleeping(ch),
+            ThreadState::Idle => SpecState::Idle,
         };
-        a.threads.insert(t, (st, s.owner(t).expect("live thread has an owner")));
+        let owner = s.owner(t).expect("live thread has an owner");
+        a.threads.insert(t, (st, owner, s.cpu_of(t).expect("live thread has a CPU")));
     }
     a
 }
@@ -213,7 +222,9 @@ impl StateMachineTest for SchedRefinement {
         let seen = match op {
             SOp::Attach(c) => SOut::Tid(s.attach(CpuId(c), 9)),
             SOp::Detach(c) => SOut::Tid(s.detach(CpuId(c))),
-            SOp::Spawn(o) => SOut::Tid(s.spawn(nop, 0, o)),
+            SOp::Spawn(o, c) => SOut::Tid(s.spawn(nop, 0, o, CpuId(c))),
+            SOp::SpawnIdle(c) => SOut::Tid(s.spawn_idle(CpuId(c))),
+            SOp::BecomeIdle(c) => SOut::Tid(s.become_idle(CpuId(c))),
             SOp::Yield(c) => SOut::Yield(s.yield_now(CpuId(c))),
             SOp::Sleep(c, ch) => SOut::Switch(s.sleep(CpuId(c), ch)),
             SOp::Wakeup(ch) => SOut::Woken(s.wakeup(ch)),
@@ -239,6 +250,23 @@ prop_state_machine! {
     fn linked_queues_refine_queue_spec(sequential 1..60 => QueueRefinement);
     #[test]
     fn scheduler_refines_scheduler_spec(sequential 1..80 => SchedRefinement);
+}
+
+#[test]
+fn new_threads_go_to_the_online_cpu_with_the_fewest_process_threads() {
+    let mut s = Box::new(Scheduler::new());
+    assert_eq!(s.least_loaded(), CpuId(0), "no CPU online");
+    s.attach(CpuId(0), 0).unwrap();
+    s.attach(CpuId(2), 0).unwrap();
+    s.become_idle(CpuId(2)).unwrap();
+    assert_eq!(s.online(), 0b101, "CPUs with a current or idle thread");
+    assert_eq!(s.least_loaded(), CpuId(0), "the kernel's own threads do not count: the lowest index wins");
+    s.spawn(nop, 0, 5, CpuId(0)).unwrap();
+    assert_eq!(s.least_loaded(), CpuId(2), "CPU 0 runs a process thread, CPU 2 none");
+    s.spawn(nop, 0, 6, CpuId(2)).unwrap();
+    assert_eq!(s.least_loaded(), CpuId(0), "one each: the lowest index");
+    s.spawn(nop, 0, 7, CpuId(0)).unwrap();
+    assert_eq!(s.least_loaded(), CpuId(2), "two on CPU 0, one on CPU 2");
 }
 
 #[test]

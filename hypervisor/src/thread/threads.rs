@@ -20,7 +20,7 @@
 //! sleep: the lost-wakeup race is closed. Lock order: condition lock, then
 //! the scheduler lock.
 use super::sched::{Scheduler, ThreadState};
-use super::{Chan, CpuId, ThreadError, Tid, MAX_CPUS, MAX_THREADS};
+use super::{kick, Chan, CpuId, Placement, ThreadError, Tid, MAX_CPUS, MAX_THREADS};
 use crate::arch::context::Context;
 use crate::sync::{Lock, LockGuard};
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -43,14 +43,30 @@ impl Default for Threads {
     }
 }
 
-/// First code of every spawned thread, on its own stack.
+/// First code of every spawned thread, on its own stack: its entry, or
+/// the idle loop for an idle thread (which has none).
 fn thread_main(threads: &'static Threads, tid: usize) -> ! {
     let entry = threads.sched.lock().entry(Tid(tid as u16));
-    if let Some((entry, arg)) = entry {
-        entry(arg);
+    let e = match entry {
+        Some((entry, arg)) => {
+            entry(arg);
+            threads.exit()
+        }
+        None => idle_loop(threads),
+    };
+    panic!("thread {tid} could not go on: {e:?}");
+}
+
+/// A CPU's idle thread: runs what is ready on the CPU, and halts until the
+/// next interrupt when nothing is. Returns only on error.
+fn idle_loop(threads: &Threads) -> ThreadError {
+    loop {
+        match threads.yield_to_others() {
+            Ok(true) => {}
+            Ok(false) => crate::arch::cpu::wait_for_interrupt(),
+            Err(e) => return e,
+        }
     }
-    let e = threads.exit();
-    panic!("thread {tid} could not exit: {e:?}");
 }
 
 impl Threads {
@@ -130,18 +146,65 @@ impl Threads {
         Ok(detached)
     }
 
-    /// Starts a thread running `entry(arg)`; it is ready at once and runs
-    /// when scheduled. When `entry` returns the thread exits.
+    /// Starts a thread running `entry(arg)` on the caller's CPU; it is
+    /// ready at once and runs when scheduled. When `entry` returns the
+    /// thread exits.
     pub fn spawn(&'static self, entry: fn(usize), arg: usize) -> Result<Tid, ThreadError> {
         self.spawn_owned(entry, arg, 0)
     }
 
     /// [`spawn`](Self::spawn) with an owner tag (the proc layer's pid).
     pub fn spawn_owned(&'static self, entry: fn(usize), arg: usize, owner: u32) -> Result<Tid, ThreadError> {
+        self.spawn_on(entry, arg, owner, Placement::Caller)
+    }
+
+    /// [`spawn_owned`](Self::spawn_owned) on the CPU `placement` names.
+    pub fn spawn_on(
+        &'static self,
+        entry: fn(usize),
+        arg: usize,
+        owner: u32,
+        placement: Placement,
+    ) -> Result<Tid, ThreadError> {
         let mut s = self.sched.lock();
-        let tid = s.spawn(entry, arg, owner)?;
+        let cpu = match placement {
+            Placement::Caller => self.cpu_of_caller(&s),
+            Placement::Cpu(c) => c,
+            Placement::LeastLoaded => s.least_loaded(),
+        };
+        let tid = s.spawn(entry, arg, owner, cpu)?;
         // Still under the lock: no CPU can pick the thread before its
         // context is ready.
+        if let Err(e) = self.contexts[tid.index()].prepare(thread_main, self, tid.index()) {
+            s.unspawn(tid);
+            return Err(ThreadError::Context(e));
+        }
+        let me = self.cpu_of_caller(&s);
+        drop(s);
+        kick(1 << cpu.0, me);
+        Ok(tid)
+    }
+
+    /// Makes the calling flow, the current thread of its CPU, that CPU's
+    /// idle thread, and runs the idle loop for good: whatever is ready on
+    /// the CPU runs, and when nothing is, the CPU halts until an interrupt
+    /// (its timer, or a kick from a CPU that made a thread ready here).
+    pub fn run_as_idle(&self) -> ThreadError {
+        {
+            let mut s = self.sched.lock();
+            let cpu = self.cpu_of_caller(&s);
+            if let Err(e) = s.become_idle(cpu) {
+                return e;
+            }
+        }
+        idle_loop(self)
+    }
+
+    /// Gives `cpu` an idle thread, which runs whenever nothing else is
+    /// ready there (see [`run_as_idle`](Self::run_as_idle)).
+    pub fn spawn_idle(&'static self, cpu: CpuId) -> Result<Tid, ThreadError> {
+        let mut s = self.sched.lock();
+        let tid = s.spawn_idle(cpu)?;
         if let Err(e) = self.contexts[tid.index()].prepare(thread_main, self, tid.index()) {
             s.unspawn(tid);
             return Err(ThreadError::Context(e));
@@ -198,9 +261,16 @@ impl Threads {
             .map_err(|e| panic!("scheduler and contexts disagree: cannot resume ready thread {to}: {e:?}"))
     }
 
-    /// Makes all threads sleeping on `chan` ready; returns how many.
+    /// Makes all threads sleeping on `chan` ready; returns how many. Each
+    /// other CPU that got one is kicked, in case it halts.
     pub fn wakeup(&self, chan: Chan) -> usize {
-        self.sched.lock().wakeup(chan)
+        let (woken, cpus, me) = {
+            let mut s = self.sched.lock();
+            let (woken, cpus) = s.wakeup(chan);
+            (woken, cpus, self.cpu_of_caller(&s))
+        };
+        kick(cpus, me);
+        woken
     }
 
     /// Ends the calling thread. Returns only on error (the caller is not a
