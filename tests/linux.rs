@@ -232,16 +232,17 @@ fn hvctl_talks_to_the_hypervisor_from_the_linux_guest() {
     s.expect("vm0: stopped cleanly", Duration::from_secs(60));
 }
 
-/// Two Linux VMs on one serial console: typed input goes to the VM with
-/// the focus only, Ctrl-] N moves the focus, every guest line carries its
-/// VM's prefix, and a guest's escape sequences and forged log lines reach
-/// the terminal harmless.
+/// Two Linux VMs, each on a host CPU of its own, on one serial console:
+/// typed input goes to the VM with the focus only, Ctrl-] N moves the
+/// focus, every guest line carries its VM's prefix, and a guest's escape
+/// sequences and forged log lines reach the terminal harmless.
 #[test]
 fn two_linux_vms_share_the_console_with_input_to_one_and_prefixed_sanitised_output() {
     let img = linux_images();
     let vm = (img.vmlinux.as_path(), img.cmdline.as_str());
     let mut s = Qemu::new()
         .cpu("qemu64,+svm,+npt")
+        .smp(2)
         .kernel(&kernel_image(), "log=info")
         .modules(&[vm, (img.initramfs.as_path(), ""), vm, (img.initramfs.as_path(), "")])
         .spawn();
@@ -251,6 +252,9 @@ fn two_linux_vms_share_the_console_with_input_to_one_and_prefixed_sanitised_outp
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_secs(2)); // both shells print their prompt
+    for n in 0..2 {
+        assert!(s.output().contains(&format!("vm{n}: starting on cpu{n} ")), "vm{n} on cpu{n}:\n{}", s.output());
+    }
 
     s.send("echo typed-$((6*7))-here\n");
     s.expect("vm0| typed-42-here", Duration::from_secs(60));

@@ -39,8 +39,9 @@ use core::fmt;
 
 /// Thread control blocks in the pool, i.e. threads at once (all CPUs).
 pub const MAX_THREADS: usize = 32;
-/// CPUs the per-CPU tables have room for.
-pub const MAX_CPUS: usize = 8;
+/// CPUs the per-CPU tables have room for: arch's (descriptor tables,
+/// stacks), the one constant every layer uses.
+pub const MAX_CPUS: usize = crate::arch::gdt::MAX_CPUS;
 /// Sleep queues; channels are hashed onto them.
 pub const SLEEP_BUCKETS: usize = 16;
 /// Each thread's stack.
