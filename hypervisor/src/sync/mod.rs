@@ -28,6 +28,8 @@ mod loom_tests;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+pub(crate) use atomics::LoomAtomics;
 pub use atomics::{Atomics, CoreAtomics};
 pub use lock::{Lock, LockGuard};
 pub use ticket::{NotHolder, Ticket, TicketLock};

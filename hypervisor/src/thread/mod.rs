@@ -23,6 +23,8 @@
 //! briefly, and the CPUs rarely meet there (docs/layers.md).
 //!
 //! Relies on: sync ([`Lock`](crate::sync::Lock)) and arch's context switch.
+#[cfg(test)]
+mod loom_tests;
 pub mod queue;
 mod sched;
 #[cfg(test)]
