@@ -371,3 +371,107 @@ fn linux_uses_the_acpi_tables_the_local_apic_timer_and_the_ioapic_under_icount()
     s.send("poweroff -f\n");
     s.expect("vm0: stopped cleanly: the guest powered off", Duration::from_secs(60));
 }
+
+/// Boots the Linux guest with its root file system on the virtio-blk disk
+/// of `guest-images/build-rootdisk`, as `scripts/run --disk` does: the
+/// disk module (`NAME hv.disk=rw`) after the initramfs, `root=/dev/vda rw`
+/// and `extra` on the guest's command line. Returns at the disk's shell.
+fn boot_from_the_root_disk(extra: &str) -> Session {
+    let img = linux_images();
+    let disk = linux_root_disk();
+    let cmdline = format!("{} root=/dev/vda rw {extra}", img.cmdline);
+    let mut s = Qemu::new()
+        .cpu("qemu64,+svm,+npt")
+        .kernel(&kernel_image(), "log=info")
+        .modules(&[(&img.vmlinux, &cmdline), (&img.initramfs, ""), (&disk, "hv.disk=rw")])
+        .spawn();
+    s.fail_on("Kernel panic");
+    s.fail_on("certivisor: staying in the initramfs");
+    let boot = guest_text(&s.expect(READY, Duration::from_secs(300)));
+    assert!(
+        boot.contains("certivisor: root /dev/vda (ext4, rw) mounted, switching to its /sbin/init"),
+        "the initramfs should mount /dev/vda and switch to it:\n{boot}"
+    );
+    s.expect("# ", Duration::from_secs(60));
+    s
+}
+
+/// Sectors read from /dev/vda so far (the third field of its sysfs stat).
+fn vda_sectors_read(s: &mut Session) -> u64 {
+    let out = run(s, "cat /sys/block/vda/stat");
+    out.lines()
+        .find_map(|l| l.split_whitespace().nth(2).and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no sector count in /sys/block/vda/stat:\n{out}"))
+}
+
+#[test]
+fn linux_boots_from_the_virtio_root_disk_and_reads_back_what_it_wrote_after_dropping_caches() {
+    let mut s = boot_from_the_root_disk("");
+    let out = run(&mut s, "mount; test -e /etc/certivisor-rootdisk && echo on-the-root-disk");
+    assert!(
+        out.lines().any(|l| l.starts_with("/dev/vda on / type ext4 (rw")),
+        "expected / to be /dev/vda, ext4, read-write:\n{out}"
+    );
+    assert!(out.contains("on-the-root-disk"), "expected the disk's /etc/certivisor-rootdisk:\n{out}");
+
+    // 4 MiB of random bytes, written through to the disk, then read back
+    // from it: after drop_caches the page cache holds none of it, so the
+    // whole file comes from the device again.
+    let out = run(
+        &mut s,
+        "dd if=/dev/urandom of=/root/data bs=64k count=64 2>/dev/null; sha256sum /root/data >/root/data.sum; \
+         sync; echo 3 >/proc/sys/vm/drop_caches; echo status=$?",
+    );
+    assert!(out.contains("status=0"), "writing, syncing and dropping the caches:\n{out}");
+    let before = vda_sectors_read(&mut s);
+    let out = run(&mut s, "sha256sum -c /root/data.sum; echo status=$?");
+    assert!(out.contains("/root/data: OK") && out.contains("status=0"), "the checksum of the file read back:\n{out}");
+    let read = vda_sectors_read(&mut s) - before;
+    assert!(read >= 8192, "reading the 4 MiB file back should read >= 8192 sectors from /dev/vda, read {read}");
+
+    s.send("poweroff\n");
+    s.expect("vm0: stopped cleanly: the guest powered off", Duration::from_secs(120));
+}
+
+#[test]
+fn linux_root_disk_passes_e2fsck_after_a_clean_poweroff() {
+    let mut s = boot_from_the_root_disk("certivisor.shutdown-fsck=1");
+    // Use the file system first: files made, renamed, some deleted.
+    let out = run(
+        &mut s,
+        "mkdir -p /root/t && for i in $(seq 1 40); do dd if=/dev/urandom of=/root/t/f$i bs=1k count=$i 2>/dev/null; \
+         done && mv /root/t/f1 /root/t/first && rm /root/t/f2* /root/t/f3* && ls /root/t | wc -l",
+    );
+    assert!(out.lines().any(|l| l.trim() == "18"), "expected 18 files left in /root/t:\n{out}");
+    // `poweroff` (not -f): the disk's init stops every process, syncs,
+    // remounts / read-only and, with certivisor.shutdown-fsck=1, runs
+    // `e2fsck -fn /dev/vda` before powering off.
+    s.send("poweroff\n");
+    let out = guest_text(&s.expect("vm0: stopped cleanly: the guest powered off", Duration::from_secs(180)));
+    assert!(out.contains("certivisor: / remounted read-only"), "the shutdown should remount / read-only:\n{out}");
+    assert!(
+        out.contains("certivisor: e2fsck -fn /dev/vda after the shutdown: status 0"),
+        "e2fsck of the root disk after the clean shutdown should exit 0:\n{out}"
+    );
+}
+
+#[test]
+fn linux_without_its_root_disk_says_so_and_stays_in_the_initramfs_shell() {
+    let img = linux_images();
+    let cmdline = format!("{} root=/dev/vda rw rootwait=2", img.cmdline);
+    let mut s = Qemu::new()
+        .cpu("qemu64,+svm,+npt")
+        .kernel(&kernel_image(), "log=info")
+        .modules(&[(&img.vmlinux, &cmdline), (&img.initramfs, "")])
+        .spawn();
+    s.fail_on("Kernel panic");
+    let boot = guest_text(&s.expect(READY, Duration::from_secs(300)));
+    for line in ["certivisor: root disk /dev/vda did not appear within 2s", "certivisor: staying in the initramfs"] {
+        assert!(boot.contains(line), "expected {line:?} before the marker:\n{boot}");
+    }
+    s.expect("# ", Duration::from_secs(60));
+    let out = run(&mut s, "echo $((6*7)); test -e /init && echo in-the-initramfs");
+    assert!(out.contains("42") && out.contains("in-the-initramfs"), "the initramfs shell:\n{out}");
+    s.send("reboot -f\n");
+    s.expect("vm0: stopped cleanly", Duration::from_secs(60));
+}

@@ -108,6 +108,17 @@ pub struct LinuxImages {
     pub release: String,
 }
 
+/// The ext4 root disk of the Linux guest, built (or reused from the cache)
+/// by `guest-images/build-rootdisk` once per process. That script runs
+/// `guest-images/build` again, after [`linux_images`] has, so that it finds
+/// everything up to date and rewrites nothing that other tests are reading.
+pub fn linux_root_disk() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    linux_images();
+    BUILT.get_or_init(|| run_checked(&mut Command::new(root().join("guest-images/build-rootdisk"))));
+    root().join("guest-images/out/rootdisk.ext4")
+}
+
 /// Builds (or reuses the cached) Linux guest images once per process.
 pub fn linux_images() -> LinuxImages {
     static BUILT: OnceLock<()> = OnceLock::new();
