@@ -383,7 +383,7 @@ fn boot_from_the_root_disk(extra: &str) -> Session {
     let mut s = Qemu::new()
         .cpu("qemu64,+svm,+npt")
         .kernel(&kernel_image(), "log=info")
-        .modules(&[(&img.vmlinux, &cmdline), (&img.initramfs, ""), (&disk, "hv.disk=rw")])
+        .modules(&[(&img.vmlinux, &cmdline), (&disk.initramfs, ""), (&disk.image, "hv.disk=rw")])
         .spawn();
     s.fail_on("Kernel panic");
     s.fail_on("certivisor: staying in the initramfs");
@@ -462,7 +462,7 @@ fn linux_without_its_root_disk_says_so_and_stays_in_the_initramfs_shell() {
     let mut s = Qemu::new()
         .cpu("qemu64,+svm,+npt")
         .kernel(&kernel_image(), "log=info")
-        .modules(&[(&img.vmlinux, &cmdline), (&img.initramfs, "")])
+        .modules(&[(&img.vmlinux, &cmdline), (&linux_root_disk().initramfs, "")])
         .spawn();
     s.fail_on("Kernel panic");
     let boot = guest_text(&s.expect(READY, Duration::from_secs(300)));
