@@ -253,7 +253,6 @@ proptest::proptest! {
         offer(&mut mem, 0, 0, &chain);
         let result = serve(&mut d, &mut q, &mut mem);
         let changed: Vec<usize> = (0..16).filter(|&s| d.bytes()[s * 512..(s + 1) * 512] != original[s * 512..(s + 1) * 512]).collect();
-        drop(d);
         if read_only {
             proptest::prop_assert!(changed.is_empty(), "the read-only disk changed: sectors {changed:?}");
         }
