@@ -241,3 +241,22 @@ pub fn run_guest<S: Sys>(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::console_is_hvc0;
+
+    #[test]
+    fn input_goes_to_hvc0_only_when_the_last_console_is_hvc0() {
+        for (cmdline, expected) in [
+            ("console=ttyS0 quiet", false),
+            ("console=hvc0", true),
+            ("console=ttyS0 console=hvc0", true),
+            ("console=hvc0 console=ttyS0,115200", false),
+            ("quiet", false),
+            ("xconsole=hvc0", false),
+        ] {
+            assert_eq!(console_is_hvc0(cmdline), expected, "{cmdline:?}");
+        }
+    }
+}
