@@ -108,6 +108,25 @@ pub struct LinuxImages {
     pub release: String,
 }
 
+/// The ext4 root disk of the Linux guest and the initramfs that mounts it.
+pub struct RootDisk {
+    pub image: PathBuf,
+    /// `initramfs.cpio` with the modules `/init` loads for `root=`.
+    pub initramfs: PathBuf,
+}
+
+/// Builds (or reuses the cached) root disk with `guest-images/build-rootdisk`
+/// once per process. That script runs `guest-images/build` again, after
+/// [`linux_images`] has, so that it finds everything up to date and
+/// rewrites nothing that other tests are reading.
+pub fn linux_root_disk() -> RootDisk {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    linux_images();
+    BUILT.get_or_init(|| run_checked(&mut Command::new(root().join("guest-images/build-rootdisk"))));
+    let out = root().join("guest-images/out");
+    RootDisk { image: out.join("rootdisk.ext4"), initramfs: out.join("initramfs-rootdisk.cpio") }
+}
+
 /// Builds (or reuses the cached) Linux guest images once per process.
 pub fn linux_images() -> LinuxImages {
     static BUILT: OnceLock<()> = OnceLock::new();
