@@ -248,8 +248,6 @@ fn calibration_round() -> Option<Estimate> {
 /// disturbed beyond its own error bound (an emulator descheduled, an SMI)
 /// does not decide.
 fn calibrate() -> (u64, u64, u64) {
-    write(REG_TIMER_DIVIDE, 0b1011); // divide by 1
-    write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
     let mut rounds = [Estimate { tsc_hz: 0, lapic_hz: 0, error_ppm: 0 }; CALIBRATION_ROUNDS];
     let mut n = 0;
     for _ in 0..CALIBRATION_ROUNDS {
@@ -285,6 +283,9 @@ pub fn init(boot_cpu: bool) {
     }
     write(REG_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
     write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    // Every CPU counts at the rate the boot CPU measured: its bus clock
+    // divided by 1 (the register's reset value divides by 2).
+    write(REG_TIMER_DIVIDE, 0b1011);
     if boot_cpu {
         let (tsc, lapic, spread) = calibrate();
         TSC_HZ.store(tsc, Ordering::Relaxed);
