@@ -1,7 +1,8 @@
 //! A posted interrupt the guest has not taken yet follows its controller:
 //! the vector the guest takes is the one the controller would give when the
 //! guest takes it (the INTA cycle of a PC), never one from before the guest
-//! re-initialised or masked it, and a higher-priority request overtakes it.
+//! re-initialised or masked it (or raised its TPR above), and a
+//! higher-priority request overtakes it.
 use crate::fake::{Call, FakeSys};
 use crate::hlt_irq::program_pic_and_pit_at;
 use crate::*;
@@ -116,4 +117,45 @@ fn a_higher_priority_request_overtakes_a_posted_vector_the_guest_has_not_taken()
         Call::Inject(EventInj::external_interrupt(GUEST_BASE)),
     ];
     assert_eq!(interrupt_calls(&sys), expected, "IRQ 0 goes ahead of IRQ 4, as at an INTA cycle");
+}
+
+/// The guest (or the test for it) writes `value` to the device register at
+/// `gpa`.
+fn mmio_write(lp: &mut VcpuLoop<'_, FakeSys>, gpa: u64, value: u32, now: u64) {
+    let device = lp.board.mmio_device(gpa).expect("a device is wired there");
+    lp.board.mmio_write(device, gpa, 4, u64::from(value), now);
+}
+
+#[test]
+fn raising_the_tpr_above_a_posted_local_apic_vector_withdraws_it_until_the_tpr_drops() {
+    const LAPIC: u64 = 0xFEE0_0000;
+    const IOAPIC: u64 = 0xFEC0_0000;
+    const VECTOR: u8 = 0x30;
+    let sys = protected_mode();
+    sys.put(Reg::Rflags, 0x2);
+    let mut lp = vcpu_loop(&sys);
+    let now = sys.state().now_ns;
+    // The 8259 masked; the PIT's IRQ 0 reaches the local APIC through I/O
+    // APIC pin 2 as vector 0x30 (edge, fixed, APIC ID 0).
+    program_pic_and_pit_at(&mut lp, now, GUEST_BASE, 0xFF);
+    mmio_write(&mut lp, LAPIC + 0xF0, 0x1FF, now);
+    mmio_write(&mut lp, LAPIC + 0x350, 1 << 16, now);
+    for (index, value) in [(0x14, u32::from(VECTOR)), (0x15, 0)] {
+        mmio_write(&mut lp, IOAPIC, index, now);
+        mmio_write(&mut lp, IOAPIC + 0x10, value, now);
+    }
+    sys.state().run_ns = TICK_RUN_NS;
+    sys.script([VmExit::Intr, VmExit::Intr, VmExit::Intr, VmExit::Intr]);
+    step_ok(&mut lp);
+    sys.state().run_ns = SHORT_RUN_NS;
+    step_ok(&mut lp);
+    assert_eq!(interrupt_calls(&sys), [Call::Inject(EventInj::external_interrupt(VECTOR))]);
+    // The guest raises its TPR to class 4 before it takes vector 0x30.
+    let now = sys.state().now_ns;
+    mmio_write(&mut lp, LAPIC + 0x80, 0x40, now);
+    step_ok(&mut lp);
+    assert_eq!(interrupt_calls(&sys), [Call::Withdraw], "class 3 is below the TPR's class 4");
+    mmio_write(&mut lp, LAPIC + 0x80, 0, now);
+    step_ok(&mut lp);
+    assert_eq!(interrupt_calls(&sys), [Call::Inject(EventInj::external_interrupt(VECTOR))], "still in the IRR");
 }
