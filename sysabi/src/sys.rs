@@ -58,6 +58,9 @@ pub trait Sys {
     fn inject(&self, vcpu: VcpuHandle, ev: EventInj) -> SysResult<()>;
     /// A posted external interrupt has not been taken yet.
     fn interrupt_pending(&self, vcpu: VcpuHandle) -> SysResult<bool>;
+    /// Takes back the posted external interrupt the guest has not taken
+    /// yet and returns its vector (`None` if none is posted).
+    fn withdraw_interrupt(&self, vcpu: VcpuHandle) -> SysResult<Option<u8>>;
     /// Traps (or stops trapping) guest exception `vector` (0..32).
     fn set_exception_intercept(&self, vcpu: VcpuHandle, vector: u8, intercept: bool) -> SysResult<()>;
     fn reg(&self, vcpu: VcpuHandle, r: Reg) -> SysResult<u64>;

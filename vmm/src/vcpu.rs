@@ -170,6 +170,10 @@ pub struct VcpuLoop<'a, S: Sys> {
     pub msrs: msr::GuestMsrs,
     /// What the vCPU's CPUID tells the guest about its page tables.
     pub walk_limits: WalkLimits,
+    /// The vector posted to the vCPU (V_IRQ) that the guest had not taken
+    /// at the last exit. Its controller takes it into service only once the
+    /// guest has taken it ([`VcpuLoop::note_taken_interrupt`]).
+    pub posted: Option<u8>,
 }
 
 /// The instruction at the guest's RIP, where it is, and the RIP after it.
@@ -234,6 +238,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             now_ns: sys.now_ns(grants.clock)?,
             msrs: msr::GuestMsrs::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
             walk_limits: WalkLimits::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
+            posted: None,
         })
     }
 
@@ -396,9 +401,14 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         }
     }
 
-    /// Posts the highest pending interrupt to the vCPU if none is posted
-    /// yet. The CPU delivers it when the guest can take it (V_IRQ), so the
-    /// VMM need not watch the guest's RFLAGS.IF or interrupt shadow.
+    /// Keeps the vCPU's posted interrupt equal to the vector the board would
+    /// give at an interrupt acknowledge now: a posted vector the board no
+    /// longer asks for (the guest re-initialised or masked its controller,
+    /// raised its TPR, or a higher-priority request came) is withdrawn, and
+    /// the board's vector is posted. Nothing is taken into service here: the
+    /// CPU delivers the posted vector when the guest can take it (V_IRQ), and
+    /// [`note_taken_interrupt`](Self::note_taken_interrupt) acknowledges it
+    /// at the next exit, the way the INTA cycle fixes the vector on a PC.
     fn deliver_interrupts(&mut self) -> Result<(), Stop> {
         self.board.update(self.now());
         let events = self.board.take_apic_events();
@@ -407,11 +417,40 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             // SMIs are not delivered.
             self.guest_line(Level::Debug, format_args!("local APIC events dropped: {events:?}"));
         }
-        if self.board.pending_vector().is_none() || self.sys.interrupt_pending(self.vcpu)? {
+        let wanted = self.board.pending_vector();
+        if let Some(posted) = self.posted {
+            if wanted == Some(posted) {
+                return Ok(());
+            }
+            let withdrawn = self.sys.withdraw_interrupt(self.vcpu)?;
+            self.posted = None;
+            if withdrawn != Some(posted) {
+                // The last exit saw it pending, and the guest has not run since.
+                self.guest_line(Level::Debug, format_args!("withdrew {withdrawn:?}, posted {posted:#04x}"));
+            }
+        }
+        if let Some(v) = wanted {
+            self.inject(EventInj::external_interrupt(v))?;
+            self.posted = Some(v);
+        }
+        Ok(())
+    }
+
+    /// After an exit: if the guest took the posted interrupt during the run
+    /// (the CPU cleared V_IRQ), its controller takes it into service now,
+    /// before the exit's device accesses can see the controller.
+    fn note_taken_interrupt(&mut self) -> Result<(), Stop> {
+        let Some(posted) = self.posted else {
+            return Ok(());
+        };
+        if self.sys.interrupt_pending(self.vcpu)? {
             return Ok(());
         }
-        if let Some(v) = self.board.acknowledge() {
-            self.inject(EventInj::external_interrupt(v))?;
+        self.posted = None;
+        // The board has not changed since the vector was posted.
+        let acknowledged = self.board.acknowledge();
+        if acknowledged != Some(posted) {
+            self.guest_line(Level::Debug, format_args!("took {posted:#04x}, acknowledged {acknowledged:?}"));
         }
         Ok(())
     }
@@ -424,6 +463,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         // the guest gets it even if it never exits by itself.
         let deadline = self.board.next_deadline_ns(self.now()).unwrap_or(NEVER);
         let exit = self.sys.run(self.vcpu, deadline)?;
+        self.note_taken_interrupt()?;
         self.now_ns = self.sys.now_ns(self.grants.clock)?;
         match exit {
             VmExit::Io { io, next_rip } => self.handle_io(io, next_rip)?,
@@ -508,7 +548,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             self.pump_console();
             let now = self.now();
             self.board.update(now);
-            if self.board.pending_vector().is_some() || self.sys.interrupt_pending(self.vcpu)? {
+            if self.board.pending_vector().is_some() || self.posted.is_some() {
                 return Ok(());
             }
             let deadline = self.board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);

@@ -50,6 +50,9 @@ impl Sys for Kernel {
     fn interrupt_pending(&self, vcpu: VcpuHandle) -> SysResult<bool> {
         sys_check_pending_interrupt(Caller::current()?, vcpu)
     }
+    fn withdraw_interrupt(&self, vcpu: VcpuHandle) -> SysResult<Option<u8>> {
+        sys_withdraw_interrupt(Caller::current()?, vcpu)
+    }
     fn set_exception_intercept(&self, vcpu: VcpuHandle, vector: u8, intercept: bool) -> SysResult<()> {
         sys_set_exception_intercept(Caller::current()?, vcpu, vector, intercept)
     }

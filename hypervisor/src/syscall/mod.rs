@@ -14,7 +14,7 @@
 //! | [`sys_npt_map`] | guest RAM: frames from the caller's container, mapped with the largest pages that fit |
 //! | [`sys_guest_read`], [`sys_guest_write`] | copy to and from guest RAM by guest-physical address |
 //! | [`sys_run`] | enter the guest until an exit or the caller's deadline; the fast path; the time slice |
-//! | [`sys_inject`], [`sys_check_pending_interrupt`] | event injection (external interrupts through V_IRQ, which waits for the guest's interrupt window itself) |
+//! | [`sys_inject`], [`sys_check_pending_interrupt`], [`sys_withdraw_interrupt`] | event injection (external interrupts through V_IRQ, which waits for the guest's interrupt window itself; a posted one not yet taken can be taken back) |
 //! | [`sys_complete_instruction`], [`sys_get_next_rip`] | finishing an intercepted instruction (RIP, interrupt shadow, single-step) |
 //! | [`sys_reg_get`], [`sys_reg_set`], [`sys_seg_get`], [`sys_seg_set`] | guest registers |
 //! | [`sys_set_io_intercept`], [`sys_set_exception_intercept`] | what traps |

@@ -398,6 +398,13 @@ pub fn sys_check_pending_interrupt(caller: Caller, vcpu: VcpuHandle) -> SysResul
     with_vcpu(caller, vcpu, |v| v.interrupt_posted())
 }
 
+/// Takes back the posted external interrupt the guest has not taken yet
+/// (its interrupt controller no longer asks for it) and returns its vector,
+/// or `None` if none is posted.
+pub fn sys_withdraw_interrupt(caller: Caller, vcpu: VcpuHandle) -> SysResult<Option<u8>> {
+    with_vcpu(caller, vcpu, |v| v.withdraw_interrupt())
+}
+
 pub fn sys_set_exception_intercept(caller: Caller, vcpu: VcpuHandle, vector: u8, on: bool) -> SysResult<()> {
     if vector >= 32 {
         return Err(SysError::BadArgument);

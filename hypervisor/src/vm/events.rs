@@ -55,6 +55,20 @@ pub fn interrupt_posted(vmcb: &Vmcb) -> bool {
     vmcb.control.interrupt_control().v_irq()
 }
 
+/// Takes back the posted interrupt the guest has not taken yet and returns
+/// its vector, or `None` if none is posted. After an exit a posted
+/// interrupt is always in V_IRQ: `Vcpu::run` empties EVENTINJ at every exit
+/// and queues an interrupted delivery as V_IRQ again ([`redeliver`]).
+pub fn withdraw_interrupt(vmcb: &mut Vmcb) -> Option<(u8, CleanBits)> {
+    if !interrupt_posted(vmcb) {
+        return None;
+    }
+    let c = &mut vmcb.control;
+    let ic = c.interrupt_control();
+    c.set_interrupt_control(ic.with_v_irq(false));
+    Some((ic.v_intr_vector(), CleanBits::TPR))
+}
+
 /// The guest takes an external interrupt before its next instruction:
 /// RFLAGS.IF is set, no interrupt shadow, and no event queued ahead of it.
 pub fn window_open(vmcb: &Vmcb) -> bool {
@@ -179,6 +193,18 @@ mod tests {
         v.control.set_interrupt_control(ic.with_v_irq(false));
         assert!(!interrupt_posted(&v));
         assert!(post_interrupt(&mut v, 0x31).is_some());
+    }
+
+    #[test]
+    fn a_withdrawn_interrupt_is_no_longer_posted_and_names_its_vector() {
+        let mut v = Vmcb::default();
+        assert_eq!(withdraw_interrupt(&mut v), None, "nothing posted");
+        post_interrupt(&mut v, 0x08);
+        assert_eq!(withdraw_interrupt(&mut v), Some((0x08, CleanBits::TPR)), "V_IRQ is in the TPR clean-bit group");
+        assert!(!interrupt_posted(&v));
+        assert_eq!(withdraw_interrupt(&mut v), None, "withdrawn once");
+        assert_eq!(post_interrupt(&mut v, 0x20), Some(CleanBits::TPR), "the slot is free again");
+        assert_eq!(v.control.interrupt_control().v_intr_vector(), 0x20);
     }
 
     #[test]

@@ -597,6 +597,14 @@ impl Vcpu {
         events::interrupt_posted(&self.vmcb)
     }
 
+    /// Takes back the posted external interrupt the guest has not taken yet
+    /// and returns its vector (`None` if none is posted).
+    pub fn withdraw_interrupt(&mut self) -> Option<u8> {
+        let (vector, dirty) = events::withdraw_interrupt(&mut self.vmcb)?;
+        self.dirty |= dirty;
+        Some(vector)
+    }
+
     /// Traps (or stops trapping) a guest exception vector.
     pub fn set_exception_intercept(&mut self, vector: u8, on: bool) {
         let c = &mut self.vmcb.control;

@@ -24,6 +24,7 @@ pub enum Call {
     Run { deadline_ns: u64 },
     Complete { next_rip: u64, from: NextRipSource },
     Inject(EventInj),
+    Withdraw,
     SetReg(Reg, u64),
     IdleUntil(u64),
     Yield,
@@ -222,6 +223,11 @@ impl Sys for FakeSys {
 
     fn interrupt_pending(&self, _vcpu: VcpuHandle) -> SysResult<bool> {
         Ok(self.0.borrow().posted.is_some())
+    }
+
+    fn withdraw_interrupt(&self, _vcpu: VcpuHandle) -> SysResult<Option<u8>> {
+        self.record(Call::Withdraw);
+        Ok(self.state().posted.take())
     }
 
     fn set_exception_intercept(&self, _vcpu: VcpuHandle, _vector: u8, _intercept: bool) -> SysResult<()> {

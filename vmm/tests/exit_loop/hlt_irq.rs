@@ -16,13 +16,19 @@ const PIT_1MS: u16 = 1193;
 /// Linux's PIC initialisation (vectors 0x20/0x28) with `master_mask`, and
 /// the PIT's counter 0 at 1 kHz (mode 2), as the guest would program them.
 fn program_pic_and_pit(lp: &mut VcpuLoop<'_, FakeSys>, now: u64, master_mask: u8) {
+    program_pic_and_pit_at(lp, now, VECTOR_BASE, master_mask);
+}
+
+/// The PIC pair initialised with the master's vectors at `base` (the
+/// slave's 8 above) and `master_mask`, and the PIT's counter 0 at 1 kHz.
+pub fn program_pic_and_pit_at(lp: &mut VcpuLoop<'_, FakeSys>, now: u64, base: u8, master_mask: u8) {
     for (port, value) in [
         (0x20, 0x11u8),
-        (0x21, VECTOR_BASE),
+        (0x21, base),
         (0x21, 0x04),
         (0x21, 0x01),
         (0xA0, 0x11),
-        (0xA1, VECTOR_BASE + 8),
+        (0xA1, base + 8),
         (0xA1, 0x02),
         (0xA1, 0x01),
         (0x21, master_mask),
@@ -80,26 +86,25 @@ fn hlt_sleeps_until_the_pit_deadline_and_the_tick_is_injected_before_the_next_ru
 }
 
 #[test]
-fn pit_tick_is_injected_only_when_no_interrupt_is_posted_yet() {
+fn pit_tick_is_posted_once_and_taken_into_service_only_when_the_guest_takes_it() {
     let sys = protected_mode();
     let mut lp = vcpu_loop(&sys);
     let now = sys.state().now_ns;
     program_pic_and_pit(&mut lp, now, 0xFE);
-    // Every run lasts 2 ms: the PIT's period passes in the first one.
+    // Every run lasts 2 ms: the PIT's period passes in each.
     sys.state().run_ns = 2_000_000;
-    // An interrupt posted earlier that the guest has not taken yet.
-    sys.state().posted = Some(0x41);
-    sys.script([VmExit::Intr, VmExit::Intr, VmExit::Intr]);
+    sys.script([VmExit::Intr, VmExit::Intr, VmExit::Intr, VmExit::Intr]);
     step_ok(&mut lp);
     step_ok(&mut lp);
-    let calls = sys.take_calls();
-    assert!(!calls.iter().any(|c| matches!(c, Call::Inject(_))), "nothing may be injected over 0x41: {calls:?}");
-    assert_eq!(lp.board.pending_vector(), Some(VECTOR_BASE), "the tick waits in the PIC");
-    // The guest takes 0x41.
+    step_ok(&mut lp);
+    let seen: Vec<_> = sys.take_calls().into_iter().filter(|c| matches!(c, Call::Inject(_) | Call::Withdraw)).collect();
+    assert_eq!(seen, [Call::Inject(EventInj::external_interrupt(VECTOR_BASE))], "one post, nothing more");
+    assert_eq!(lp.board.pending_vector(), Some(VECTOR_BASE), "the tick waits in the PIC's IRR, not taken");
+    // The guest takes it during the next run.
     sys.state().posted = None;
     step_ok(&mut lp);
-    let seen: Vec<_> = sys.take_calls().into_iter().filter(|c| matches!(c, Call::Inject(_))).collect();
-    assert_eq!(seen, [Call::Inject(EventInj::external_interrupt(VECTOR_BASE))]);
+    let seen: Vec<_> = sys.take_calls().into_iter().filter(|c| matches!(c, Call::Inject(_) | Call::Withdraw)).collect();
+    assert_eq!(seen, [], "IRQ 0 is in service: the next ticks wait for its EOI");
     assert_eq!(lp.board.pending_vector(), None, "the tick is in service now");
 }
 

@@ -5,11 +5,12 @@
 mod fake;
 
 mod cpuid_msr;
-mod hlt_irq;
+pub mod hlt_irq;
 mod hypercall;
 mod io;
 mod launch;
 mod npf;
+mod posted_irq;
 mod stops;
 
 use fake::{FakeSys, GRANTS, VCPU, VM};

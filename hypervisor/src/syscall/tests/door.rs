@@ -25,6 +25,7 @@ fn door_calls(vm: VmHandle, v: VcpuHandle, g: sysabi::Grants) -> Vec<(&'static s
         ("complete_instruction", k.complete_instruction(v, 0, NextRipSource::Decoded)),
         ("inject", k.inject(v, EventInj::exception(6))),
         ("interrupt_pending", k.interrupt_pending(v).map(drop)),
+        ("withdraw_interrupt", k.withdraw_interrupt(v).map(drop)),
         ("set_exception_intercept", k.set_exception_intercept(v, 6, true)),
         ("reg", k.reg(v, Reg::Rax).map(drop)),
         ("set_reg", k.set_reg(v, Reg::Rax, 1)),

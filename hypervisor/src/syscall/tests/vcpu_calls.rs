@@ -13,6 +13,7 @@ const VCPU_CALLS: &[NamedCall<VcpuHandle>] = &[
     ("complete_instruction", |c, v| sys_complete_instruction(c, v, 0xFFF2, NextRipSource::Decoded)),
     ("inject", |c, v| sys_inject(c, v, EventInj::exception(6))),
     ("interrupt_pending", |c, v| sys_check_pending_interrupt(c, v).map(drop)),
+    ("withdraw_interrupt", |c, v| sys_withdraw_interrupt(c, v).map(drop)),
     ("set_exception_intercept", |c, v| sys_set_exception_intercept(c, v, 14, true)),
     ("reg", |c, v| sys_reg_get(c, v, Reg::Rbx).map(drop)),
     ("set_reg", |c, v| sys_reg_set(c, v, Reg::Rbx, 7)),
@@ -97,6 +98,20 @@ fn inject_refuses_malformed_events_and_a_full_slot() {
     assert_eq!(sys_inject(a, v, EventInj::external_interrupt(0x31)), Err(SysError::Busy), "a second one");
     assert_eq!(sys_inject(a, v, EventInj::exception(13)), Ok(()), "exceptions use EVENTINJ, which is free");
     assert_eq!(sys_inject(a, v, EventInj::exception(6)), Err(SysError::Busy), "EVENTINJ holds #GP already");
+}
+
+#[test]
+fn withdraw_interrupt_takes_back_the_posted_vector_and_leaves_eventinj_alone() {
+    let _k = kernel();
+    let w = two_vms();
+    let (a, v) = (w.a.caller(), w.vcpu_a);
+    assert_eq!(sys_withdraw_interrupt(a, v), Ok(None), "nothing posted yet");
+    sys_inject(a, v, EventInj::external_interrupt(0x08)).unwrap();
+    sys_inject(a, v, EventInj::exception(13)).unwrap();
+    assert_eq!(sys_withdraw_interrupt(a, v), Ok(Some(0x08)));
+    assert_eq!(sys_check_pending_interrupt(a, v), Ok(false), "the vector is gone");
+    assert_eq!(sys_inject(a, v, EventInj::exception(6)), Err(SysError::Busy), "the #GP stays queued");
+    assert_eq!(sys_inject(a, v, EventInj::external_interrupt(0x20)), Ok(()), "the slot is free for another");
 }
 
 #[test]
