@@ -18,6 +18,7 @@ pub mod launch;
 pub mod loader;
 pub mod msr;
 pub mod vcpu;
+pub mod virtio;
 
 #[cfg(test)]
 mod proptest_cases;

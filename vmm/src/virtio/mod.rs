@@ -1,0 +1,22 @@
+//! virtio 1.x devices (modern, non-legacy) on the virtio-mmio transport.
+//!
+//! - [`chain`]: the descriptor-chain walker, pure and host-tested against
+//!   hostile tables;
+//! - [`queue`]: a split virtqueue (available and used rings, event index);
+//! - [`device`]: the [`VirtioDevice`] trait a device model implements;
+//! - [`mmio`]: the register window, status state machine and interrupt of
+//!   one device ([`MmioTransport`]).
+//!
+//! docs/virtio.md says why virtio-mmio described by the ACPI DSDT, and how
+//! a new device plugs in.
+pub mod chain;
+pub mod device;
+pub mod mmio;
+pub mod queue;
+#[cfg(test)]
+mod tests;
+
+pub use chain::{DescChain, Segment};
+pub use device::{VirtioDevice, MAX_QUEUES};
+pub use mmio::MmioTransport;
+pub use queue::{QueueError, Virtqueue};
