@@ -12,6 +12,7 @@
 pub mod chain;
 pub mod device;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 #[cfg(test)]
 mod tests;
