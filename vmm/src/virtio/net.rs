@@ -23,7 +23,7 @@ use super::queue::{QueueError, Virtqueue};
 use arrayvec::ArrayVec;
 use guest_x86::mem::GuestMemory;
 use sysabi::net::{GuestSpan, MacAddr, MAX_FRAME, MAX_SPANS};
-use sysabi::SysResult;
+use sysabi::{NetHandle, Sys, SysResult, VmHandle};
 
 /// The receive queue.
 pub const RX: usize = 0;
@@ -44,6 +44,24 @@ pub trait NetPort {
     fn send(&mut self, mem: &dyn GuestMemory, frame: &[GuestSpan]) -> SysResult<()>;
     /// Writes the next frame for the VM into `into`: its length, or `None`.
     fn recv(&mut self, mem: &mut dyn GuestMemory, into: &[GuestSpan]) -> SysResult<Option<usize>>;
+}
+
+/// The VM's port through the kernel's calls: the kernel copies the frames
+/// between guest RAM and the switch itself, so `mem` is not used.
+pub struct SwitchPort<'a, S: Sys> {
+    pub sys: &'a S,
+    pub port: NetHandle,
+    pub vm: VmHandle,
+}
+
+impl<S: Sys> NetPort for SwitchPort<'_, S> {
+    fn send(&mut self, _mem: &dyn GuestMemory, frame: &[GuestSpan]) -> SysResult<()> {
+        self.sys.net_send(self.port, self.vm, frame)
+    }
+
+    fn recv(&mut self, _mem: &mut dyn GuestMemory, into: &[GuestSpan]) -> SysResult<Option<usize>> {
+        self.sys.net_recv(self.port, self.vm, into)
+    }
 }
 
 /// What the device dropped on its side of the switch.
