@@ -79,34 +79,47 @@ pub struct VirtioNet {
     /// The driver notified the transmit queue.
     tx_kicked: bool,
     /// A receive chain taken from the queue while no frame was waiting.
-    rx_chain: Option<DescChain>,
+    rx_chain: Option<RxChain>,
     pub stats: NicStats,
 }
 
-/// The spans of `segments` after their first `skip` bytes, at most
-/// [`MAX_SPANS`]; `None` if there are more.
-fn spans_after(segments: &[Segment], skip: usize) -> Option<ArrayVec<GuestSpan, MAX_SPANS>> {
-    let mut spans = ArrayVec::new();
-    let mut skip = skip as u64;
-    for s in segments {
-        let cut = skip.min(u64::from(s.len));
-        skip -= cut;
-        if cut < u64::from(s.len) {
-            spans.try_push(GuestSpan { gpa: s.addr + cut, len: s.len - cut as u32 }).ok()?;
-        }
-    }
-    Some(spans)
+/// A receive chain, as the device keeps it until a frame comes: where its
+/// header goes and where the frame goes. (Not the walked chain itself: the
+/// board and its devices live on a VMM thread's stack, and a walked chain
+/// has room for 256 buffers.)
+#[derive(Debug)]
+struct RxChain {
+    head: u16,
+    header: ArrayVec<GuestSpan, HDR_LEN>,
+    frame: ArrayVec<GuestSpan, MAX_SPANS>,
 }
 
-/// Writes `bytes` at the start of `segments`, in order.
-fn write_across(mem: &mut dyn GuestMemory, segments: &[Segment], bytes: &[u8]) -> Result<(), QueueError> {
-    let mut at = 0;
-    for s in segments {
-        let n = (s.len as usize).min(bytes.len() - at);
-        mem.write(s.addr, &bytes[at..at + n]).map_err(|_| QueueError::Device("receive header outside RAM"))?;
-        at += n;
+impl RxChain {
+    /// `chain`'s writable buffers split into the header's and the frame's,
+    /// if they hold a whole header and at least [`MAX_FRAME`] bytes after
+    /// it in at most [`MAX_SPANS`] pieces.
+    fn of(chain: &DescChain) -> Option<RxChain> {
+        let header = spans(chain.writable(), 0, HDR_LEN)?;
+        let frame = spans(chain.writable(), HDR_LEN, usize::MAX)?;
+        let bytes = |s: &[GuestSpan]| s.iter().map(|s| s.len as usize).sum::<usize>();
+        let whole = bytes(&header) == HDR_LEN && bytes(&frame) >= MAX_FRAME;
+        whole.then_some(RxChain { head: chain.head, header, frame })
     }
-    Ok(())
+}
+
+/// The spans of `segments` that cover their bytes `from..from + len` (or
+/// up to their end), in order; `None` if that takes more than `N`.
+fn spans<const N: usize>(segments: &[Segment], from: usize, len: usize) -> Option<ArrayVec<GuestSpan, N>> {
+    let mut out = ArrayVec::new();
+    let (mut at, end) = (0usize, from.saturating_add(len));
+    for s in segments {
+        let (lo, hi) = (at.max(from), (at + s.len as usize).min(end));
+        if lo < hi {
+            out.try_push(GuestSpan { gpa: s.addr + (lo - at) as u64, len: (hi - lo) as u32 }).ok()?;
+        }
+        at += s.len as usize;
+    }
+    Some(out)
 }
 
 impl VirtioNet {
@@ -136,7 +149,7 @@ impl VirtioNet {
         port: &mut impl NetPort,
     ) -> Result<(), QueueError> {
         while let Some(chain) = q.pop(mem)? {
-            let sent = spans_after(chain.readable(), HDR_LEN).map(|spans| port.send(mem, &spans));
+            let sent = spans::<MAX_SPANS>(chain.readable(), HDR_LEN, usize::MAX).map(|s| port.send(mem, &s));
             if !matches!(sent, Some(Ok(()))) {
                 self.stats.tx_refused += 1;
             }
@@ -155,31 +168,35 @@ impl VirtioNet {
             return Ok(());
         }
         loop {
-            let chain = match self.rx_chain.take() {
-                Some(c) => c,
-                None => match q.pop(mem)? {
-                    Some(c) => c,
-                    None => return Ok(()),
-                },
+            let rx = match self.rx_chain.take() {
+                Some(rx) => rx,
+                None => {
+                    let Some(chain) = q.pop(mem)? else { return Ok(()) };
+                    let Some(rx) = RxChain::of(&chain) else {
+                        self.stats.rx_short_chains += 1;
+                        q.push_used(mem, chain.head, 0)?;
+                        continue;
+                    };
+                    rx
+                }
             };
-            let spans = spans_after(chain.writable(), HDR_LEN)
-                .filter(|s| s.iter().map(|s| s.len as usize).sum::<usize>() >= MAX_FRAME);
-            let Some(spans) = spans else {
-                self.stats.rx_short_chains += 1;
-                q.push_used(mem, chain.head, 0)?;
-                continue;
-            };
-            match port.recv(mem, &spans) {
+            match port.recv(mem, &rx.frame) {
                 Ok(Some(len)) => {
+                    // All zero (no offload) but num_buffers, which is 1.
                     let mut hdr = [0u8; HDR_LEN];
-                    hdr[10..].copy_from_slice(&1u16.to_le_bytes()); // num_buffers
-                    write_across(mem, chain.writable(), &hdr)?;
-                    q.push_used(mem, chain.head, (HDR_LEN + len) as u32)?;
+                    hdr[10..].copy_from_slice(&1u16.to_le_bytes());
+                    let mut at = 0;
+                    for s in &rx.header {
+                        let piece = &hdr[at..at + s.len as usize];
+                        mem.write(s.gpa, piece).map_err(|_| QueueError::Device("receive header outside RAM"))?;
+                        at += piece.len();
+                    }
+                    q.push_used(mem, rx.head, (HDR_LEN + len) as u32)?;
                 }
                 // Nothing waiting (or the kernel would not take the spans
                 // now): keep the chain for the next look.
                 Ok(None) | Err(_) => {
-                    self.rx_chain = Some(chain);
+                    self.rx_chain = Some(rx);
                     return Ok(());
                 }
             }

@@ -211,3 +211,11 @@ fn a_reset_forgets_the_waiting_receive_chain_and_the_notification() {
     r.dev.reset();
     assert!(r.dev.rx_chain.is_none() && !r.dev.tx_kicked);
 }
+
+#[test]
+fn the_device_is_small_enough_for_a_board_on_a_vmm_threads_stack() {
+    // The board, its eight virtio slots among its devices, lives on the
+    // VMM thread's stack of 32 KiB (a walked chain alone is 4 KiB).
+    let size = core::mem::size_of::<VirtioNet>();
+    assert!(size <= 1024, "VirtioNet takes {size} bytes");
+}
