@@ -187,6 +187,9 @@ struct Job {
     mem: u64,
     raw16: bool,
     debug_exit: bool,
+    virtio_console: bool,
+    /// The VM's disks, taken by its thread when it starts.
+    disks: vmm::launch::Disks<'static>,
     /// The VM's process and the console, clock and share of the CPU it
     /// holds.
     pid: proc::Pid,
@@ -205,10 +208,23 @@ const VM_OVERHEAD_FRAMES: u64 = 1024;
 /// A VM's thread: runs the guest to its end, reports, and exits.
 fn vm_thread(index: usize) {
     use vmm::launch::{run_guest, GuestConfig};
-    let (name, image, initrd, initrd_cmdline, cmdline, mem, raw16, debug_exit, grants) = {
-        let jobs = JOBS.lock();
-        let j = &jobs[index];
-        (j.name, j.image, j.initrd, j.initrd_cmdline, j.cmdline, j.mem, j.raw16, j.debug_exit, j.grants)
+    let (name, image, initrd, initrd_cmdline, cmdline, mem, raw16, debug_exit, virtio_console, grants, disks) = {
+        let mut jobs = JOBS.lock();
+        let j = &mut jobs[index];
+        let disks = core::mem::take(&mut j.disks);
+        (
+            j.name,
+            j.image,
+            j.initrd,
+            j.initrd_cmdline,
+            j.cmdline,
+            j.mem,
+            j.raw16,
+            j.debug_exit,
+            j.virtio_console,
+            j.grants,
+            disks,
+        )
     };
     let cfg = GuestConfig {
         name: &name,
@@ -219,9 +235,10 @@ fn vm_thread(index: usize) {
         mem,
         raw16,
         debug_exit,
+        virtio_console,
     };
     info!("{name}: starting with {} MiB, command line \"{}\"", mem >> 20, cmdline);
-    match run_guest(&crate::syscall::Kernel, grants, &cfg, 0) {
+    match run_guest(&crate::syscall::Kernel, grants, &cfg, disks, 0) {
         Ok(out) => {
             if out.stop.is_clean() {
                 info!("{name}: stopped cleanly: {}", out.stop);
@@ -276,6 +293,8 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
             }
         };
         let job = Job {
+            disks: vm_disks(&name, boot, plan),
+            virtio_console: plan.virtio_console,
             name,
             image,
             initrd: plan.initrd.and_then(module_bytes),
@@ -318,6 +337,39 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
         }
     }
     info!("all guests have stopped");
+}
+
+/// The disk modules of `plan`: a writable one becomes the VM's own memory
+/// (`phys::boot_module_owned`), a read-only one a shared range. A module
+/// that cannot be had so is left out, and said.
+fn vm_disks(name: &str, boot: &BootInfo, plan: &crate::boot::guests::GuestPlan) -> vmm::launch::Disks<'static> {
+    use vmm::virtio::blk::Image;
+    let mut disks = vmm::launch::Disks::new();
+    for d in &plan.disks {
+        let m = &boot.modules[d.module];
+        let image = if d.writable {
+            phys::boot_module_owned(m.start, m.end).map(Image::ReadWrite)
+        } else {
+            phys::boot_module(m.start, m.end).map(Image::ReadOnly)
+        };
+        match image {
+            Some(image) => {
+                info!(
+                    "{name}: disk vd{} from module {} ({} KiB, {})",
+                    (b'a' + disks.len() as u8) as char,
+                    d.module,
+                    (m.end - m.start) >> 10,
+                    if d.writable { "rw" } else { "ro" }
+                );
+                disks.push(image);
+            }
+            None => error!(
+                "{name}: module {} cannot be a disk (not page-aligned, shared or outside memory); left out",
+                d.module
+            ),
+        }
+    }
+    disks
 }
 
 /// Gives back a finished VM's process: its pid, its quota and anything it

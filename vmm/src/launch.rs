@@ -5,6 +5,10 @@ use super::dev::{Board, BoardConfig, UnassignedPort};
 use super::guestmem::VmMemory;
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
 use super::vcpu::{Stop, VcpuLoop};
+use crate::virtio::blk::{Blk, Image};
+use crate::virtio::console::Console;
+use crate::virtio::slots::{Model, VirtioBus};
+use arrayvec::{ArrayString, ArrayVec};
 use guest_x86::mem::GuestMemory;
 use sysabi::{CpuUsage, ExitStats, Grants, PathStats, Reg, SegReg, Sys, SysError, SysResult, VcpuHandle, VmHandle};
 use vmcb::Segment;
@@ -28,7 +32,15 @@ pub struct GuestConfig<'a> {
     pub raw16: bool,
     /// Pass port 0xF4 (QEMU's debug-exit device) through to the guest.
     pub debug_exit: bool,
+    /// Give the VM a virtio console (`hv.virtio-console=on`).
+    pub virtio_console: bool,
 }
+
+/// Most disks a VM has (one virtio slot each).
+pub const MAX_DISKS: usize = crate::virtio::slots::SLOTS - 1;
+
+/// A VM's disks, in the order the guest sees them (/dev/vda first).
+pub type Disks<'a> = ArrayVec<Image<'a>, MAX_DISKS>;
 
 /// Why a VM could not be started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +115,7 @@ fn load<S: Sys>(
     vm: VmHandle,
     vcpu: VcpuHandle,
     cfg: &GuestConfig<'_>,
+    virtio_slots: u8,
 ) -> Result<(), LaunchError> {
     let mut mem = VmMemory { sys, vm, size: cfg.mem };
     if cfg.raw16 {
@@ -130,7 +143,7 @@ fn load<S: Sys>(
     log::info!("{}: {:?} image, entry {:#x} in {:?}", cfg.name, kind, entry.rip, entry.mode);
     // The ACPI tables describe the board: one vCPU, its local APIC, the
     // I/O APIC, the PM block.
-    let acpi = loader::AcpiConfig { vcpus: 1, ioapic_id: IOAPIC_ID };
+    let acpi = loader::AcpiConfig { vcpus: 1, ioapic_id: IOAPIC_ID, virtio_slots };
     let rsdp = loader::write_acpi_tables(&mut mem, &layout, &acpi).map_err(LaunchError::Load)?;
     loader::set_acpi_rsdp(&mut mem, kind, rsdp).map_err(LaunchError::Load)?;
     apply_entry(sys, vcpu, &entry)?;
@@ -158,6 +171,32 @@ impl core::fmt::Display for PortCounts<'_> {
     }
 }
 
+/// The VM's virtio devices: its disks in slots 0.., then its console if
+/// it asked for one.
+fn virtio_devices<'a>(cfg: &GuestConfig<'a>, disks: Disks<'a>) -> VirtioBus<'a> {
+    let mut bus = VirtioBus::new(cfg.name, cfg.mem);
+    for (n, image) in disks.into_iter().enumerate() {
+        let mut serial = ArrayString::<20>::new();
+        let _ = core::fmt::write(&mut serial, format_args!("{}-disk{n}", cfg.name));
+        // MAX_DISKS leaves a slot for the console: every disk fits.
+        let _ = bus.add(Model::Blk(Blk::new(image, &serial)));
+    }
+    if cfg.virtio_console {
+        let _ = bus.add(Model::Console(Console::new()));
+    }
+    bus
+}
+
+/// The guest kernel's console (the last `console=` on its command line,
+/// which Linux makes /dev/console) is the virtio console.
+fn console_is_hvc0(cmdline: &str) -> bool {
+    cmdline
+        .split_ascii_whitespace()
+        .rev()
+        .find_map(|w| w.strip_prefix("console="))
+        .is_some_and(|c| c.starts_with("hvc0"))
+}
+
 /// Creates the VM, loads the guest, runs it until it stops, and frees the
 /// VM again. A guest that cannot be loaded gets an error naming why; the
 /// hypervisor and other VMs are not affected either way.
@@ -165,6 +204,7 @@ pub fn run_guest<S: Sys>(
     sys: &S,
     grants: Grants,
     cfg: &GuestConfig<'_>,
+    disks: Disks<'_>,
     epoch_seconds: u64,
 ) -> Result<Outcome, LaunchError> {
     let vm = sys.vm_create()?;
@@ -182,10 +222,13 @@ pub fn run_guest<S: Sys>(
         // delivers the #BP intercept; real CPUs do.)
         sys.set_exception_intercept(vcpu, 3, true)?;
         sys.set_exception_intercept(vcpu, 6, true)?;
-        load(sys, grants, vm, vcpu, cfg)?;
-        let board = Board::new(BoardConfig { rtc_epoch_seconds: epoch_seconds, ram_size: cfg.mem }, cfg.name)
-            .map_err(LaunchError::Board)?;
+        let virtio = virtio_devices(cfg, disks);
+        load(sys, grants, vm, vcpu, cfg, virtio.len() as u8)?;
+        let has_console = virtio.has_console();
+        let board_config = BoardConfig { rtc_epoch_seconds: epoch_seconds, ram_size: cfg.mem };
+        let board = Board::with_virtio(board_config, cfg.name, virtio).map_err(LaunchError::Board)?;
         let mut lp = VcpuLoop::new(cfg.name, sys, grants, (vm, vcpu), cfg.mem, board)?;
+        lp.input_to_virtio = has_console && console_is_hvc0(cfg.cmdline);
         // The guest's TSC runs without offset: this is its clock at entry.
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys.guest_tsc(grants.clock)?);
         let stop = lp.run();
@@ -197,4 +240,23 @@ pub fn run_guest<S: Sys>(
         log::error!("{}: could not free the VM: {e}", cfg.name);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_is_hvc0;
+
+    #[test]
+    fn input_goes_to_hvc0_only_when_the_last_console_is_hvc0() {
+        for (cmdline, expected) in [
+            ("console=ttyS0 quiet", false),
+            ("console=hvc0", true),
+            ("console=ttyS0 console=hvc0", true),
+            ("console=hvc0 console=ttyS0,115200", false),
+            ("quiet", false),
+            ("xconsole=hvc0", false),
+        ] {
+            assert_eq!(console_is_hvc0(cmdline), expected, "{cmdline:?}");
+        }
+    }
 }

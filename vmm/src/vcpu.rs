@@ -157,8 +157,11 @@ pub struct VcpuLoop<'a, S: Sys> {
     pub board: Board<'a>,
     /// Lines from the console-write hypercall.
     pub hc_console: DebugConsole,
-    /// A byte typed on the host console that the guest UART could not take.
+    /// A byte typed on the host console that the guest could not take.
     pub held_input: Option<u8>,
+    /// Typed input goes to the virtio console (hvc0) instead of the UART:
+    /// the VM has one and its kernel's console is hvc0 (`launch`).
+    pub input_to_virtio: bool,
     /// The guest time from which a running vCPU asks for typed input again.
     pub next_input_poll_ns: u64,
     /// Guest time of the current exit, read once when it happened.
@@ -226,6 +229,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             board,
             hc_console: DebugConsole::new(),
             held_input: None,
+            input_to_virtio: false,
             next_input_poll_ns: 0,
             now_ns: sys.now_ns(grants.clock)?,
             msrs: msr::GuestMsrs::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
@@ -357,10 +361,15 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             self.next_input_poll_ns = self.now_ns.saturating_add(INPUT_POLL_NS);
             self.receive_input();
         }
+        let (sys, console) = (self.sys, self.grants.console);
         if self.board.has_output() {
-            let (sys, console) = (self.sys, self.grants.console);
             self.board.drain_output(|b| {
                 let _ = sys.console_write(console, &[b]);
+            });
+        }
+        if self.board.has_virtio_console_output() {
+            self.board.drain_virtio_console(&mut self.mem, |bytes| {
+                let _ = sys.console_write(console, bytes);
             });
         }
     }
@@ -370,6 +379,15 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         // A byte the UART had no room for waits here: the host port has
         // given it up already.
         let (sys, console) = (self.sys, self.grants.console);
+        if self.input_to_virtio {
+            // Nothing is read from the host while the driver is not up.
+            let mut first = self.held_input.take();
+            let held = self.board.virtio_console_receive(&mut self.mem, || {
+                first.take().or_else(|| sys.console_read(console).ok().flatten())
+            });
+            self.held_input = held.or(first);
+            return;
+        }
         while let Some(b) = self.held_input.take().or_else(|| sys.console_read(console).ok().flatten()) {
             if !self.board.uart_receive(b) {
                 self.held_input = Some(b);
@@ -619,6 +637,10 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 0
             }
         });
+        // A virtio queue notification is served in the exit that made it.
+        if self.board.virtio_pending() {
+            self.board.serve_virtio(&mut self.mem);
+        }
         self.complete(at.next_rip, NextRipSource::Decoded)
     }
 

@@ -38,7 +38,7 @@ impl AcpiHandler for RamHandler {
 fn tables_for(vcpus: u8) -> VecMemory {
     let layout = MemLayout::new(16 << 20);
     let mut mem = VecMemory::new(layout.ram_size as usize);
-    let rsdp = write_acpi_tables(&mut mem, &layout, &AcpiConfig { vcpus, ioapic_id: vcpus }).unwrap();
+    let rsdp = write_acpi_tables(&mut mem, &layout, &AcpiConfig { vcpus, ioapic_id: vcpus, virtio_slots: 0 }).unwrap();
     assert_eq!(rsdp, 0xF_0000);
     mem
 }

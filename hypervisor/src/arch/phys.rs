@@ -118,6 +118,23 @@ pub fn boot_module(start: u64, end: u64) -> Option<&'static [u8]> {
     shared_slice(start, end)
 }
 
+/// The bytes of a boot module, `[start, end)`, for one owner to read and
+/// write for the kernel's life (a VM's writable disk): its frames become
+/// owned and stay so. None if the module does not start on a page, lies
+/// outside the identity map or in the image, is empty, or any of its
+/// frames is shared or owned already (a module is given out once).
+pub fn boot_module_owned(start: u64, end: u64) -> Option<&'static mut [u8]> {
+    let len = end.checked_sub(start)?;
+    // The module's last frame is its own too: the loader starts each module on a page.
+    let frames = end.div_ceil(PAGE).checked_mul(PAGE)?.checked_sub(start)?;
+    if start == 0 || !super::claims::map().claim(start, frames) {
+        return None;
+    }
+    // SAFETY: `[start, start + frames)` is below the limit and now owned by this slice alone (claimed above and never
+    // released): no run, shared range, page table or other slice reaches those frames, so the exclusive borrow holds.
+    Some(unsafe { core::slice::from_raw_parts_mut(ptr(start), len as usize) })
+}
+
 unsafe extern "C" {
     static __image_start: u8;
     static __image_end: u8;

@@ -8,7 +8,13 @@
 //!
 //! VM options: `hv.mem=SIZE` (RAM, default from `mem=`), `hv.format=raw16`
 //! (a flat real-mode binary entered at 0000:7C00), `hv.debug-exit=on`
-//! (pass port 0xF4 through).
+//! (pass port 0xF4 through), `hv.virtio-console=on` (a virtio console,
+//! hvc0).
+//!
+//! A module whose line holds `hv.disk=rw` or `hv.disk=ro` is a disk of the
+//! VM of the kernel before it (after its initrd and earlier disks, if
+//! any): the first is /dev/vda, the next /dev/vdb, up to [`MAX_DISKS`]. It
+//! is never looked at as a kernel.
 use super::cmdline::{parse_size, Options, Problems, MAX_GUEST_MEM, MIN_GUEST_MEM};
 use super::{bounded, Module, MAX_CMDLINE, MAX_MODULES};
 use arrayvec::{ArrayString, ArrayVec};
@@ -26,6 +32,26 @@ pub struct GuestPlan {
     pub mem: u64,
     pub raw16: bool,
     pub debug_exit: bool,
+    pub virtio_console: bool,
+    /// The disk modules, in order, and whether each is writable.
+    pub disks: ArrayVec<Disk, MAX_DISKS>,
+}
+
+/// Disks per VM: the virtio slots less one for the console.
+pub use vmm::launch::MAX_DISKS;
+
+/// A disk module of a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disk {
+    /// Index of the module.
+    pub module: usize,
+    pub writable: bool,
+}
+
+/// `Some(writable)` if the module line's words after the name say
+/// `hv.disk=rw` or `hv.disk=ro` (the last such word wins).
+fn disk_option(cmdline: &str) -> Option<bool> {
+    cmdline.split_ascii_whitespace().skip(1).filter_map(|w| w.strip_prefix("hv.disk=")).last().map(|v| v == "rw")
 }
 
 /// Plans the VMs, at most `max_vms` (each kernel past them is refused and
@@ -49,6 +75,19 @@ pub fn plan(
             report(name, "module command line not taken whole; module refused");
             continue;
         }
+        if let Some(writable) = disk_option(&m.cmdline) {
+            let bad_value = !m.cmdline.split_ascii_whitespace().any(|w| w == "hv.disk=rw" || w == "hv.disk=ro");
+            match plans.last_mut() {
+                _ if bad_value => report(name, "hv.disk takes rw or ro; module ignored"),
+                None => report(name, "disk module before any kernel; ignored"),
+                Some(last) => {
+                    if last.disks.try_push(Disk { module: i, writable }).is_err() {
+                        report(name, "more disks than a VM takes; ignored");
+                    }
+                }
+            }
+            continue;
+        }
         let mut p = GuestPlan {
             kernel: i,
             initrd: None,
@@ -57,6 +96,8 @@ pub fn plan(
             mem: opts.guest_mem,
             raw16: false,
             debug_exit: opts.debug_exit_passthrough,
+            virtio_console: false,
+            disks: ArrayVec::new(),
         };
         let mut guest_words = 0;
         let mut too_long = false;
@@ -70,6 +111,8 @@ pub fn plan(
                     Some(("format", "raw16")) => p.raw16 = true,
                     Some(("debug-exit", "on")) => p.debug_exit = true,
                     Some(("debug-exit", "off")) => p.debug_exit = false,
+                    Some(("virtio-console", "on")) => p.virtio_console = true,
+                    Some(("virtio-console", "off")) => p.virtio_console = false,
                     _ => report(w, "unknown VM option; ignored"),
                 }
             } else {
@@ -90,7 +133,9 @@ pub fn plan(
             report(name, "more VMs than the hypervisor runs at once; VM refused");
         } else if p.raw16 || is_kernel(i) {
             let _ = plans.try_push(p);
-        } else if let Some(last) = plans.last_mut().filter(|l| l.initrd.is_none() && l.kernel + 1 == i) {
+        } else if let Some(last) =
+            plans.last_mut().filter(|l| l.initrd.is_none() && l.disks.is_empty() && l.kernel + 1 == i)
+        {
             last.initrd = Some(i);
             last.initrd_cmdline = bounded(m.cmdline.split_once(' ').map_or("", |(_, rest)| rest.trim()));
         } else {
@@ -127,6 +172,47 @@ mod tests {
         assert_eq!(plans.len(), 2);
         assert_eq!(plans[0].cmdline.as_str(), "mode=npf");
         assert!(plans[1].debug_exit);
+    }
+
+    #[test]
+    fn disk_modules_join_the_vm_before_them_in_order_and_are_never_probed_as_kernels() {
+        let mods = [
+            module("k1 hv.virtio-console=on"),
+            module("initrd"),
+            module("root.img hv.disk=rw"),
+            module("data.img hv.disk=ro"),
+            module("k2"),
+            module("other.img hv.disk=ro"),
+        ];
+        let probed = std::cell::RefCell::new(Vec::new());
+        let (plans, problems) = plan(&mods, &Options::default(), 8, |i| {
+            probed.borrow_mut().push(i);
+            i == 0 || i == 4
+        });
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].initrd, Some(1));
+        assert!(plans[0].virtio_console);
+        let disks0: Vec<_> = plans[0].disks.iter().map(|d| (d.module, d.writable)).collect();
+        assert_eq!(disks0, [(2, true), (3, false)]);
+        assert_eq!(plans[1].disks.iter().map(|d| d.module).collect::<Vec<_>>(), [5]);
+        assert!(!plans[1].virtio_console);
+        assert!(!probed.borrow().iter().any(|i| [2, 3, 5].contains(i)), "disks probed: {:?}", probed.borrow());
+    }
+
+    #[test]
+    fn a_disk_before_any_kernel_or_with_a_bad_value_is_reported() {
+        let mods = [module("early.img hv.disk=rw"), module("k"), module("x.img hv.disk=maybe")];
+        let (plans, problems) = plan(&mods, &Options::default(), 8, |i| i == 1);
+        assert!(plans[0].disks.is_empty());
+        let seen: Vec<_> = problems.iter().map(|p| (p.word.as_str(), p.reason)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("early.img", "disk module before any kernel; ignored"),
+                ("x.img", "hv.disk takes rw or ro; module ignored")
+            ]
+        );
     }
 
     #[test]

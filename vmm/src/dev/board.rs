@@ -27,6 +27,8 @@ use super::uart::{Uart, COM1_IRQ, COM1_PORTS};
 use crate::bus::{BoardEvent, BusError, Buses, Ctx, Mapping, MmioBus, Range, UnassignedPort, Wiring};
 use crate::guestlog;
 use crate::hvdev::{DebugPort, InfoDevice, DEBUG_PORTS, INFO_MMIO};
+use crate::virtio::slots::VirtioBus;
+use guest_x86::mem::GuestMemory;
 
 /// What the board is built with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,10 +55,13 @@ pub struct Devices<'a> {
     pub info: InfoDevice,
     pub pm: AcpiPm,
     pub apics: Apics,
+    /// The virtio-mmio slots in use (`crate::virtio::slots`).
+    pub virtio: VirtioBus<'a>,
 }
 
 /// Where each device sits on the buses: one line per device.
-fn wire(w: &mut Wiring<'_, Devices<'_>>) -> Result<(), BusError> {
+/// `virtio` holds the windows of the virtio slots in use.
+fn wire(w: &mut Wiring<'_, Devices<'_>>, virtio: &[Range]) -> Result<(), BusError> {
     w.ports(&PIC_PORTS, |d| &mut d.pic)?;
     w.ports(&[PIT_PORTS, Range::port(PORT_NMI_STATUS_CONTROL)], |d| &mut d.timer)?;
     w.ports(&KBC_PORTS, |d| &mut d.kbc)?;
@@ -69,6 +74,9 @@ fn wire(w: &mut Wiring<'_, Devices<'_>>) -> Result<(), BusError> {
     w.ports(&[PM_RANGE], |d| &mut d.pm)?;
     w.mmio(&[INFO_MMIO], |d| &mut d.info)?;
     w.mmio(&APIC_PAGES, |d| &mut d.apics)?;
+    if !virtio.is_empty() {
+        w.mmio(virtio, |d| &mut d.virtio)?;
+    }
     Ok(())
 }
 
@@ -98,6 +106,13 @@ impl<'a> Board<'a> {
     /// 18.2 Hz, the UART idle, the RTC showing `config.rtc_epoch_seconds`.
     /// The debug console's lines are logged as `name`'s.
     pub fn new(config: BoardConfig, name: &'a str) -> Result<Self, BusError> {
+        Self::with_virtio(config, name, VirtioBus::new(name, config.ram_size))
+    }
+
+    /// A board as [`Board::new`] makes it, with the virtio devices of
+    /// `virtio` in their slots.
+    pub fn with_virtio(config: BoardConfig, name: &'a str, virtio: VirtioBus<'a>) -> Result<Self, BusError> {
+        let windows = virtio.windows();
         let mut devices = Devices {
             pic: DualPic::new(),
             timer: SystemTimer::new(),
@@ -111,9 +126,10 @@ impl<'a> Board<'a> {
             info: InfoDevice::default(),
             pm: AcpiPm::new(),
             apics: Apics::new(),
+            virtio,
         };
         let mut buses = Buses::new();
-        wire(&mut Wiring::new(&mut devices, &mut buses))?;
+        wire(&mut Wiring::new(&mut devices, &mut buses), &windows)?;
         Ok(Board { name, devices, buses, cx: Ctx::new(), timers_at: u64::MAX, controller_lines: 0, deadline: None })
     }
 
@@ -265,6 +281,47 @@ impl<'a> Board<'a> {
     pub fn drain_output(&mut self, sink: impl FnMut(u8)) {
         self.devices.uart.drain_output(sink);
         self.cx.set_irq(COM1_IRQ, self.devices.uart.irq_level());
+        self.sync();
+    }
+
+    /// A virtio queue was notified and waits for [`Board::serve_virtio`].
+    #[inline]
+    pub fn virtio_pending(&self) -> bool {
+        self.devices.virtio.has_pending()
+    }
+
+    /// Serves the virtio queues notified since the last call: the device
+    /// work of a QueueNotify write, done right after its exit.
+    pub fn serve_virtio(&mut self, mem: &mut dyn GuestMemory) {
+        self.devices.virtio.serve_pending(mem, &mut self.cx);
+        self.sync();
+    }
+
+    /// The VM has a virtio console.
+    pub fn has_virtio_console(&self) -> bool {
+        self.devices.virtio.has_console()
+    }
+
+    /// Offers typed bytes (from `next`) to the virtio console; returns the
+    /// one it had no room for.
+    pub fn virtio_console_receive(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        next: impl FnMut() -> Option<u8>,
+    ) -> Option<u8> {
+        let held = self.devices.virtio.console_receive(mem, &mut self.cx, next);
+        self.sync();
+        held
+    }
+
+    /// The guest sent virtio-console bytes not taken yet.
+    pub fn has_virtio_console_output(&self) -> bool {
+        self.devices.virtio.console_has_output()
+    }
+
+    /// Hands the virtio console's output to `sink`, oldest first.
+    pub fn drain_virtio_console(&mut self, mem: &mut dyn GuestMemory, sink: impl FnMut(&[u8])) {
+        self.devices.virtio.drain_console(mem, &mut self.cx, sink);
         self.sync();
     }
 

@@ -55,11 +55,18 @@ pub fn ioapic_pin(irq: u8) -> u8 {
     OVERRIDES.iter().find(|o| o.isa_irq == irq).map_or(irq, |o| o.gsi)
 }
 
+/// I/O APIC pins above the ISA IRQs that board lines reach directly: the
+/// virtio devices' (`crate::virtio::slots`), 16–23.
+pub const PCI_PINS: core::ops::Range<u8> = 16..24;
+
 /// Drives ISA IRQ `irq` to `level` on both controllers. Returns the
 /// message the I/O APIC sends, if any; the 8259 shows its request through
 /// [`DualPic::pending_vector`]. IRQ 2 is the 8259's cascade and is not an
-/// ISA line.
+/// ISA line. Lines 16–23 ([`PCI_PINS`]) are I/O APIC pins only.
 pub fn set_isa_irq(pic: &mut DualPic, ioapic: &mut Ioapic, irq: u8, level: bool) -> Option<InterruptMessage> {
+    if PCI_PINS.contains(&irq) {
+        return ioapic.set_irq(irq, level);
+    }
     if irq >= ISA_IRQS || irq == 2 {
         return None;
     }
@@ -176,13 +183,26 @@ mod tests {
     }
 
     #[test]
-    fn irq_2_and_lines_past_15_are_not_isa_lines() {
+    fn irq_2_and_lines_past_23_reach_nothing() {
         let mut pic = linux_pic();
         let mut io = Ioapic::new(1);
         program_pin(&mut io, 2, 0x30);
-        program_pin(&mut io, 16, 0x50);
         assert_eq!(set_isa_irq(&mut pic, &mut io, 2, true), None);
-        assert_eq!(set_isa_irq(&mut pic, &mut io, 16, true), None);
+        assert_eq!(set_isa_irq(&mut pic, &mut io, 24, true), None);
+        assert_eq!(set_isa_irq(&mut pic, &mut io, 31, true), None);
+        assert_eq!(pic.pending_vector(), None);
+    }
+
+    #[test]
+    fn lines_16_to_23_reach_their_io_apic_pin_and_not_the_8259() {
+        let mut pic = linux_pic();
+        let mut io = Ioapic::new(1);
+        for pin in PCI_PINS {
+            program_pin(&mut io, pin, 0x50 + u32::from(pin));
+            let sent = set_isa_irq(&mut pic, &mut io, pin, true);
+            assert_eq!(sent.map(|m| m.vector), Some(0x50 + pin), "pin {pin}");
+            set_isa_irq(&mut pic, &mut io, pin, false);
+        }
         assert_eq!(pic.pending_vector(), None);
     }
 }

@@ -41,7 +41,7 @@ pub mod lapic;
 pub mod pci;
 pub mod pic;
 pub mod pit;
-mod queue;
+pub(crate) mod queue;
 pub mod rtc;
 pub mod sysctl;
 pub mod systimer;

@@ -3,32 +3,32 @@
 
 /// A ring of at most `N` bytes, oldest first.
 #[derive(Clone, Debug)]
-pub(super) struct ByteQueue<const N: usize> {
+pub(crate) struct ByteQueue<const N: usize> {
     buf: [u8; N],
     head: usize,
     len: usize,
 }
 
 impl<const N: usize> ByteQueue<N> {
-    pub(super) const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self { buf: [0; N], head: 0, len: 0 }
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Room left, in bytes.
-    pub(super) fn free(&self) -> usize {
+    pub(crate) fn free(&self) -> usize {
         N - self.len
     }
 
     /// Appends `byte`; returns false (and drops nothing) if the ring is full.
-    pub(super) fn push(&mut self, byte: u8) -> bool {
+    pub(crate) fn push(&mut self, byte: u8) -> bool {
         if self.len == N {
             return false;
         }
@@ -38,7 +38,7 @@ impl<const N: usize> ByteQueue<N> {
     }
 
     /// Removes and returns the oldest byte.
-    pub(super) fn pop(&mut self) -> Option<u8> {
+    pub(crate) fn pop(&mut self) -> Option<u8> {
         if self.len == 0 {
             return None;
         }
@@ -48,7 +48,7 @@ impl<const N: usize> ByteQueue<N> {
         Some(byte)
     }
 
-    pub(super) fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.head = 0;
         self.len = 0;
     }

@@ -15,8 +15,10 @@
 //!   reset register (port 0xCF9, value 6, which `dev::sysctl` already treats
 //!   as a PIIX reset), the RTC century byte at CMOS 0x32, and
 //!   IAPC_BOOT_ARCH saying legacy devices and an 8042 exist and no VGA.
-//! - **DSDT:** only `Name (\_S5, Package () { 5, 5, 0, 0 })`, the sleep
-//!   type Linux writes to PM1a_CNT to power off.
+//! - **DSDT:** `Name (\_S5, Package () { 5, 5, 0, 0 })`, the sleep
+//!   type Linux writes to PM1a_CNT to power off, and, for each virtio slot
+//!   in use, a `LNRO0005` device under `\_SB` with its window and GSI
+//!   (docs/virtio.md).
 //! - **FACS:** empty, as the FADT of a non-hardware-reduced platform needs
 //!   one.
 //!
@@ -55,6 +57,9 @@ pub struct AcpiConfig {
     pub vcpus: u8,
     /// The I/O APIC's ID (its ID register must say the same).
     pub ioapic_id: u8,
+    /// virtio-mmio slots in use, `0..virtio_slots` (`crate::virtio::slots`);
+    /// the DSDT lists exactly these.
+    pub virtio_slots: u8,
 }
 
 /// Writes the ACPI tables into the BIOS area of guest memory and returns
@@ -68,10 +73,13 @@ pub fn write_acpi_tables<M: GuestMemory + ?Sized>(
     if !(1..=MAX_VCPUS).contains(&config.vcpus) {
         return Err(LoadError::BadVcpuCount { count: config.vcpus, max: MAX_VCPUS });
     }
-    let plan = Plan::new(config.vcpus);
+    if usize::from(config.virtio_slots) > crate::virtio::slots::SLOTS {
+        return Err(LoadError::BadVirtioSlots { count: config.virtio_slots });
+    }
+    let plan = Plan::new(config.vcpus, config.virtio_slots);
     mem.zero(ACPI_AREA_START, ACPI_AREA_END - ACPI_AREA_START)?;
     tables::write_facs(mem, plan.facs)?;
-    tables::write_dsdt(mem, plan.dsdt)?;
+    tables::write_dsdt(mem, plan.dsdt, config.virtio_slots)?;
     tables::write_fadt(mem, &plan)?;
     tables::write_madt(mem, plan.madt, config)?;
     tables::write_xsdt(mem, &plan)?;

@@ -22,6 +22,9 @@ pub enum LoadError {
     /// The ACPI tables were asked to describe no vCPU or more than they
     /// can.
     BadVcpuCount { count: u8, max: u8 },
+    /// The ACPI tables were asked to describe more virtio slots than the
+    /// board has.
+    BadVirtioSlots { count: u8 },
 
     // --- Any image ---
     /// [`detect`](super::detect) recognised none of the supported formats.
@@ -122,6 +125,9 @@ impl fmt::Display for LoadError {
             }
             BadVcpuCount { count, max } => {
                 write!(f, "ACPI tables for {count} vCPUs: between 1 and {max} are supported")
+            }
+            BadVirtioSlots { count } => {
+                write!(f, "ACPI tables for {count} virtio slots: at most {} exist", crate::virtio::slots::SLOTS)
             }
             UnknownImageFormat => {
                 f.write_str("unknown image format: not a bzImage, an ELF with a PVH note, or a multiboot kernel")

@@ -152,3 +152,55 @@ pub fn walk<M: GuestMemory + ?Sized>(mem: &M, table: u64, size: u16, head: u16) 
     }
     Err(ChainError::TooLong { size })
 }
+
+impl DescChain {
+    /// Copies the chain's device-readable bytes from byte `offset` on into
+    /// `buf`; returns how many there were (fewer than `buf.len()` at the
+    /// end of the readable part). `Err` only if RAM refused a copy.
+    pub fn read_at<M: GuestMemory + ?Sized>(&self, mem: &M, offset: u64, buf: &mut [u8]) -> Result<usize, Segment> {
+        let mut done = 0usize;
+        for_each_piece(self.readable(), offset, buf.len(), |s, at, n| {
+            mem.read(s.addr + at, &mut buf[done..done + n]).map_err(|_| s)?;
+            done += n;
+            Ok(())
+        })?;
+        Ok(done)
+    }
+
+    /// Copies `data` into the chain's device-writable bytes from byte
+    /// `offset` on; returns how many fitted.
+    pub fn write_at<M: GuestMemory + ?Sized>(&self, mem: &mut M, offset: u64, data: &[u8]) -> Result<usize, Segment> {
+        let mut done = 0usize;
+        for_each_piece(self.writable(), offset, data.len(), |s, at, n| {
+            mem.write(s.addr + at, &data[done..done + n]).map_err(|_| s)?;
+            done += n;
+            Ok(())
+        })?;
+        Ok(done)
+    }
+}
+
+/// Calls `f(segment, offset in it, bytes)` for the pieces of `segments`
+/// that hold the `len` bytes starting `offset` bytes into them, in order.
+pub fn for_each_piece(
+    segments: &[Segment],
+    mut offset: u64,
+    mut len: usize,
+    mut f: impl FnMut(Segment, u64, usize) -> Result<(), Segment>,
+) -> Result<(), Segment> {
+    for &s in segments {
+        if len == 0 {
+            break;
+        }
+        let seg_len = u64::from(s.len);
+        if offset >= seg_len {
+            offset -= seg_len;
+            continue;
+        }
+        let n = (seg_len - offset).min(len as u64) as usize;
+        f(s, offset, n)?;
+        len -= n;
+        offset = 0;
+    }
+    Ok(())
+}

@@ -9,11 +9,16 @@
 //!
 //! docs/virtio.md says why virtio-mmio described by the ACPI DSDT, and how
 //! a new device plugs in.
+pub mod blk;
 pub mod chain;
+pub mod console;
 pub mod device;
+#[cfg(test)]
+mod device_tests;
 pub mod mmio;
 pub mod net;
 pub mod queue;
+pub mod slots;
 #[cfg(test)]
 mod tests;
 

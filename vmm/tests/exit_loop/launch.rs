@@ -35,6 +35,7 @@ fn raw_guest<'a>(name: &'a str, image: &'a [u8]) -> GuestConfig<'a> {
         mem: RAM as u64,
         raw16: true,
         debug_exit: false,
+        virtio_console: false,
     }
 }
 
@@ -46,7 +47,7 @@ fn run_guest_loads_a_raw_image_runs_it_and_reports_unassigned_ports() {
     let image = [0xE4, 0x2E, 0xF4]; // in al, 0x2e; hlt
     sys.script([io_exit(0x2E, 1, In, RAW16_LOAD + 2), io_exit(0x4E, 2, In, RAW16_LOAD + 2), VmExit::Shutdown]);
     let cfg = raw_guest("raw", &image);
-    let out = run_guest(&sys, GRANTS, &cfg, 0).expect("a raw image that fits is started");
+    let out = run_guest(&sys, GRANTS, &cfg, Default::default(), 0).expect("a raw image that fits is started");
     assert_eq!(out.stop, Stop::TripleFault { rip: RAW16_LOAD + 2 });
     assert_eq!(sys.peek(RAW16_LOAD, 3), image, "the image at 0000:7C00");
     assert_eq!(out.stats.get(sysabi::ExitReason::Io).count, 2);
@@ -68,7 +69,7 @@ fn a_flood_of_refused_msrs_logs_a_burst_and_the_count_of_the_rest_at_stop() {
     sys.script((0..floods).map(|_| VmExit::Msr(vmcb::MsrExitKind::Rdmsr)).chain([VmExit::Shutdown]));
     let image = [0x0F, 0x32]; // rdmsr
     let cfg = raw_guest("msrflood", &image);
-    let out = run_guest(&sys, GRANTS, &cfg, 0).expect("a raw image that fits is started");
+    let out = run_guest(&sys, GRANTS, &cfg, Default::default(), 0).expect("a raw image that fits is started");
     assert_eq!(out.stop, Stop::TripleFault { rip: RAW16_LOAD });
     let lines = LINES.lock().unwrap().clone();
     let refused = lines.iter().filter(|l| l.as_str() == "msrflood: rdmsr 0xc001dead refused (#GP)").count() as u64;

@@ -6,6 +6,7 @@ use super::{AcpiConfig, MAX_VCPUS};
 use crate::dev::acpi_pm::{PM1A_CNT_BLK, PM1A_EVT_BLK, PM1_CNT_LEN, PM1_EVT_LEN, SCI_IRQ, SLP_TYP_S5};
 use crate::dev::sysctl::PORT_RESET_CONTROL;
 use crate::dev::{ioapic, isa_irq, lapic};
+use crate::virtio::slots;
 use guest_x86::mem::GuestMemory;
 
 /// The system description table header.
@@ -101,7 +102,63 @@ pub const DSDT_AML: [u8; 17] = {
         0, // SLP_TYPa, SLP_TYPb, reserved
     ]
 };
-const DSDT_LEN: u64 = HEADER_LEN + DSDT_AML.len() as u64;
+
+/// Bytes of one virtio-mmio device in the DSDT ([`virtio_device_aml`]).
+pub const VIRTIO_DEVICE_AML_LEN: usize = 61;
+/// Bytes of `Scope (\_SB)`'s opcode, two-byte PkgLength and name.
+const SB_SCOPE_HEAD: usize = 1 + 2 + 5;
+
+/// Bytes of the DSDT with `virtio` virtio-mmio devices.
+pub const fn dsdt_len(virtio: u8) -> u64 {
+    let devices = if virtio == 0 { 0 } else { SB_SCOPE_HEAD + VIRTIO_DEVICE_AML_LEN * virtio as usize };
+    HEADER_LEN + DSDT_AML.len() as u64 + devices as u64
+}
+
+/// The AML of virtio slot `slot`, for Linux's `virtio_mmio` driver (which
+/// matches `LNRO0005` in its ACPI table):
+///
+/// ```text
+/// Device (VIOn) {
+///     Name (_HID, "LNRO0005")
+///     Name (_UID, n)
+///     Name (_CRS, ResourceTemplate () {
+///         Memory32Fixed (ReadWrite, window base, 0x1000)
+///         Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive) { GSI }
+///     })
+/// }
+/// ```
+pub fn virtio_device_aml(slot: u8, base: u32, gsi: u32) -> [u8; VIRTIO_DEVICE_AML_LEN] {
+    const NAME_OP: u8 = 0x08;
+    const STRING_PREFIX: u8 = 0x0D;
+    const BYTE_PREFIX: u8 = 0x0A;
+    const BUFFER_OP: u8 = 0x11;
+    const MEMORY32_FIXED: u8 = 0x86;
+    const EXTENDED_IRQ: u8 = 0x89;
+    const END_TAG: u8 = 0x79;
+    /// Consumer, level-triggered, active-high, exclusive.
+    const IRQ_FLAGS: u8 = 0x01;
+    const READ_WRITE: u8 = 0x01;
+    let mut a = [0u8; VIRTIO_DEVICE_AML_LEN];
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| {
+        a[n..n + bytes.len()].copy_from_slice(bytes);
+        n += bytes.len();
+    };
+    // DeviceOp, PkgLength (itself and the 58 bytes after it), NameSeg.
+    put(&[0x5B, 0x82, 59, b'V', b'I', b'O', b'0' + slot]);
+    put(&[NAME_OP, b'_', b'H', b'I', b'D', STRING_PREFIX]);
+    put(b"LNRO0005\0");
+    put(&[NAME_OP, b'_', b'U', b'I', b'D', BYTE_PREFIX, slot]);
+    // Buffer: PkgLength 26 (itself, the size's 2 bytes, 23 bytes of data).
+    put(&[NAME_OP, b'_', b'C', b'R', b'S', BUFFER_OP, 26, BYTE_PREFIX, 23]);
+    put(&[MEMORY32_FIXED, 9, 0, READ_WRITE]);
+    put(&base.to_le_bytes());
+    put(&(crate::virtio::mmio::WINDOW as u32).to_le_bytes());
+    put(&[EXTENDED_IRQ, 6, 0, IRQ_FLAGS, 1]);
+    put(&gsi.to_le_bytes());
+    put(&[END_TAG, 0]);
+    a
+}
 
 /// MADT length for `vcpus` processors.
 pub const fn madt_len(vcpus: u8) -> u64 {
@@ -132,18 +189,18 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub const fn new(vcpus: u8) -> Self {
+    pub const fn new(vcpus: u8, virtio: u8) -> Self {
         let rsdp = ACPI_AREA_START;
         let facs = align_up(rsdp + RSDP_LEN, 64);
         let dsdt = align_up(facs + FACS_LEN, 16);
-        let fadt = align_up(dsdt + DSDT_LEN, 16);
+        let fadt = align_up(dsdt + dsdt_len(virtio), 16);
         let madt = align_up(fadt + FADT_LEN, 16);
         let xsdt = align_up(madt + madt_len(vcpus), 16);
         Plan { rsdp, facs, dsdt, fadt, madt, xsdt, end: xsdt + XSDT_LEN }
     }
 }
 
-const _: () = assert!(Plan::new(MAX_VCPUS).end <= ACPI_AREA_END, "the tables fit the BIOS area");
+const _: () = assert!(Plan::new(MAX_VCPUS, slots::SLOTS as u8).end <= ACPI_AREA_END, "the tables fit the BIOS area");
 
 /// A table being written into guest memory, its length and checksum
 /// filled in by [`Table::finish`].
@@ -249,9 +306,21 @@ pub fn write_facs<M: GuestMemory + ?Sized>(mem: &mut M, at: u64) -> Result<(), L
     Ok(())
 }
 
-pub fn write_dsdt<M: GuestMemory + ?Sized>(mem: &mut M, at: u64) -> Result<(), LoadError> {
+/// The DSDT: `\_S5`, then, if there are virtio slots in use, `Scope
+/// (\_SB)` with one device per slot, slots `0..virtio`.
+pub fn write_dsdt<M: GuestMemory + ?Sized>(mem: &mut M, at: u64, virtio: u8) -> Result<(), LoadError> {
     let mut t = Table::sdt(mem, at, b"DSDT", DSDT_REVISION)?;
     t.put(&DSDT_AML)?;
+    if virtio > 0 {
+        const SCOPE_OP: u8 = 0x10;
+        // PkgLength in two bytes: the low nibble in the first, the rest in the second.
+        let len = (SB_SCOPE_HEAD - 1 + VIRTIO_DEVICE_AML_LEN * usize::from(virtio)) as u16;
+        t.put(&[SCOPE_OP, 0x40 | (len & 0x0F) as u8, (len >> 4) as u8, b'\\', b'_', b'S', b'B', b'_'])?;
+        for slot in 0..usize::from(virtio) {
+            let aml = virtio_device_aml(slot as u8, slots::window(slot).base as u32, u32::from(slots::gsi(slot)));
+            t.put(&aml)?;
+        }
+    }
     t.finish()
 }
 

@@ -7,13 +7,13 @@ use crate::loader::layout::{e820_map, E820Type};
 use crate::loader::testutil::{bytes, u32_at, u64_at};
 use guest_x86::mem::VecMemory;
 
-const CONFIG: AcpiConfig = AcpiConfig { vcpus: 4, ioapic_id: 4 };
+const CONFIG: AcpiConfig = AcpiConfig { vcpus: 4, ioapic_id: 4, virtio_slots: 0 };
 
 fn written(config: &AcpiConfig) -> (VecMemory, Plan) {
     let layout = MemLayout::new(16 << 20);
     let mut mem = VecMemory::new(layout.ram_size as usize);
     let rsdp = write_acpi_tables(&mut mem, &layout, config).expect("tables written");
-    let plan = Plan::new(config.vcpus);
+    let plan = Plan::new(config.vcpus, config.virtio_slots);
     assert_eq!(rsdp, plan.rsdp);
     (mem, plan)
 }
@@ -89,7 +89,7 @@ fn dsdt_aml_names_s5_with_the_sleep_type_the_pm_block_powers_off_on() {
 #[test]
 fn tables_for_1_to_64_vcpus_lie_in_reserved_memory_below_1_mib() {
     for vcpus in [1, 2, 16, MAX_VCPUS] {
-        let (_, plan) = written(&AcpiConfig { vcpus, ioapic_id: 0 });
+        let (_, plan) = written(&AcpiConfig { vcpus, ioapic_id: 0, virtio_slots: 0 });
         assert!(plan.end <= 0x10_0000, "{vcpus} vCPUs: tables end at {:#x}", plan.end);
         let (map, n) = e820_map(&MemLayout::default());
         let reserved =
@@ -100,7 +100,7 @@ fn tables_for_1_to_64_vcpus_lie_in_reserved_memory_below_1_mib() {
 
 #[test]
 fn madt_for_n_vcpus_has_n_local_apics_with_ids_0_to_n() {
-    let (mem, plan) = written(&AcpiConfig { vcpus: 3, ioapic_id: 3 });
+    let (mem, plan) = written(&AcpiConfig { vcpus: 3, ioapic_id: 3, virtio_slots: 0 });
     let first = plan.madt + HEADER_LEN + 8;
     for cpu in 0..3u64 {
         let entry = bytes(&mem, first + 8 * cpu, 8);
@@ -115,7 +115,7 @@ fn no_vcpu_or_more_than_64_are_refused() {
     let mut mem = VecMemory::new(layout.ram_size as usize);
     for vcpus in [0, MAX_VCPUS + 1] {
         assert_eq!(
-            write_acpi_tables(&mut mem, &layout, &AcpiConfig { vcpus, ioapic_id: 0 }),
+            write_acpi_tables(&mut mem, &layout, &AcpiConfig { vcpus, ioapic_id: 0, virtio_slots: 0 }),
             Err(LoadError::BadVcpuCount { count: vcpus, max: MAX_VCPUS })
         );
     }
@@ -134,8 +134,62 @@ fn memory_smaller_than_the_layout_is_refused() {
 fn rewriting_the_tables_for_fewer_vcpus_leaves_no_stale_bytes() {
     let layout = MemLayout::new(16 << 20);
     let mut mem = VecMemory::new(layout.ram_size as usize);
-    write_acpi_tables(&mut mem, &layout, &AcpiConfig { vcpus: MAX_VCPUS, ioapic_id: 0 }).unwrap();
-    write_acpi_tables(&mut mem, &layout, &AcpiConfig { vcpus: 1, ioapic_id: 0 }).unwrap();
-    let plan = Plan::new(1);
+    write_acpi_tables(&mut mem, &layout, &AcpiConfig { vcpus: MAX_VCPUS, ioapic_id: 0, virtio_slots: 0 }).unwrap();
+    write_acpi_tables(&mut mem, &layout, &AcpiConfig { vcpus: 1, ioapic_id: 0, virtio_slots: 0 }).unwrap();
+    let plan = Plan::new(1, 0);
     assert!(bytes(&mem, plan.end, (0x10_0000 - plan.end) as usize).iter().all(|&b| b == 0));
+}
+
+#[test]
+fn dsdt_lists_exactly_the_virtio_slots_in_use_with_a_right_checksum() {
+    for slots in [0u8, 1, 3, 8] {
+        let (mem, plan) = written(&AcpiConfig { virtio_slots: slots, ..CONFIG });
+        let len = dsdt_len(slots);
+        assert_eq!(u64::from(u32_at(&mem, plan.dsdt + 4)), len, "{slots} slots: DSDT length");
+        assert_eq!(sum(&mem, plan.dsdt, len), 0, "{slots} slots: DSDT checksum");
+        assert!(plan.fadt >= plan.dsdt + len, "the FADT follows the DSDT");
+        let aml = bytes(&mem, plan.dsdt + HEADER_LEN, (len - HEADER_LEN) as usize);
+        let hids = aml.windows(8).filter(|w| w == b"LNRO0005").count();
+        assert_eq!(hids, usize::from(slots), "{slots} slots: LNRO0005 devices");
+        if slots == 0 {
+            assert_eq!(aml, DSDT_AML, "no virtio: only \\_S5");
+        }
+    }
+}
+
+#[test]
+fn dsdt_scope_and_device_package_lengths_cover_their_bytes() {
+    let (mem, plan) = written(&AcpiConfig { virtio_slots: 2, ..CONFIG });
+    let scope = plan.dsdt + HEADER_LEN + DSDT_AML.len() as u64;
+    let aml = bytes(&mem, scope, (dsdt_len(2) - HEADER_LEN) as usize - DSDT_AML.len());
+    assert_eq!(aml[0], 0x10, "ScopeOp");
+    let pkg = usize::from(aml[1] & 0x0F) | (usize::from(aml[2]) << 4);
+    assert_eq!((aml[1] >> 6, pkg), (1, aml.len() - 1), "two-byte PkgLength: all after the opcode");
+    assert_eq!(&aml[3..8], b"\\_SB_");
+    let first = &aml[8..8 + VIRTIO_DEVICE_AML_LEN];
+    assert_eq!(&first[..2], [0x5B, 0x82], "DeviceOp");
+    assert_eq!(usize::from(first[2]), VIRTIO_DEVICE_AML_LEN - 2, "device PkgLength");
+    assert_eq!(&first[3..7], b"VIO0");
+    assert_eq!(&aml[8 + VIRTIO_DEVICE_AML_LEN + 3..8 + VIRTIO_DEVICE_AML_LEN + 7], b"VIO1");
+}
+
+#[test]
+fn a_virtio_device_crs_holds_its_window_and_a_level_high_gsi() {
+    let aml = virtio_device_aml(3, 0xFEB0_3000, 19);
+    let crs = &aml[VIRTIO_DEVICE_AML_LEN - 23..];
+    assert_eq!(&crs[..4], [0x86, 9, 0, 1], "Memory32Fixed, read-write");
+    assert_eq!(u32::from_le_bytes(crs[4..8].try_into().unwrap()), 0xFEB0_3000);
+    assert_eq!(u32::from_le_bytes(crs[8..12].try_into().unwrap()), 0x1000);
+    assert_eq!(&crs[12..17], [0x89, 6, 0, 0x01, 1], "Extended Interrupt: consumer, level, high, exclusive, one");
+    assert_eq!(u32::from_le_bytes(crs[17..21].try_into().unwrap()), 19);
+    assert_eq!(&crs[21..], [0x79, 0], "end tag");
+    assert_eq!(aml[VIRTIO_DEVICE_AML_LEN - 23 - 4..VIRTIO_DEVICE_AML_LEN - 23], [0x11, 26, 0x0A, 23]);
+}
+
+#[test]
+fn more_virtio_slots_than_the_board_has_are_refused() {
+    let layout = MemLayout::new(16 << 20);
+    let mut mem = VecMemory::new(layout.ram_size as usize);
+    let config = AcpiConfig { virtio_slots: 9, ..CONFIG };
+    assert_eq!(write_acpi_tables(&mut mem, &layout, &config), Err(LoadError::BadVirtioSlots { count: 9 }));
 }

@@ -12,7 +12,7 @@ fn loaded(image: &[u8]) -> (VecMemory, ImageKind) {
     let layout = MemLayout::new(64 << 20);
     let mut mem = VecMemory::new(layout.ram_size as usize);
     let (kind, _) = load(&mut mem, &layout, image, None, b"console=ttyS0").expect("image loads");
-    let rsdp = write_acpi_tables(&mut mem, &layout, &AcpiConfig { vcpus: 2, ioapic_id: 2 }).unwrap();
+    let rsdp = write_acpi_tables(&mut mem, &layout, &AcpiConfig { vcpus: 2, ioapic_id: 2, virtio_slots: 0 }).unwrap();
     set_acpi_rsdp(&mut mem, kind, rsdp).unwrap();
     (mem, kind)
 }
