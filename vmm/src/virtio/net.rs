@@ -36,6 +36,10 @@ pub const HDR_LEN: usize = 12;
 /// The smallest receive chain used: a header and the longest frame (the
 /// 1526 bytes of §5.1.6.3.1 without VLAN tags). Linux posts 12 + 1518.
 pub const RX_CHAIN_MIN: usize = HDR_LEN + MAX_FRAME;
+/// The most buffers a receive chain's header may lie in, and its frame.
+/// Linux puts both in one buffer.
+const RX_HEADER_PIECES: usize = 2;
+const RX_FRAME_PIECES: usize = 4;
 const QUEUE_SIZES: &[u16] = &[256, 256];
 
 /// The VM's port on the switch, as the device uses it.
@@ -70,8 +74,9 @@ pub struct NicStats {
     /// Transmit chains the switch refused (shorter than an Ethernet
     /// header, longer than 1514 bytes, more than 16 buffers): used, not sent.
     pub tx_refused: u64,
-    /// Receive chains too short for a whole frame: used empty.
-    pub rx_short_chains: u64,
+    /// Receive chains too short for a whole frame, or in more pieces than
+    /// the device keeps (2 for the header, 4 for the frame): used empty.
+    pub rx_unusable_chains: u64,
 }
 
 pub struct VirtioNet {
@@ -90,14 +95,14 @@ pub struct VirtioNet {
 #[derive(Debug)]
 struct RxChain {
     head: u16,
-    header: ArrayVec<GuestSpan, HDR_LEN>,
-    frame: ArrayVec<GuestSpan, MAX_SPANS>,
+    header: ArrayVec<GuestSpan, RX_HEADER_PIECES>,
+    frame: ArrayVec<GuestSpan, RX_FRAME_PIECES>,
 }
 
 impl RxChain {
     /// `chain`'s writable buffers split into the header's and the frame's,
     /// if they hold a whole header and at least [`MAX_FRAME`] bytes after
-    /// it in at most [`MAX_SPANS`] pieces.
+    /// it, in few enough pieces.
     fn of(chain: &DescChain) -> Option<RxChain> {
         let header = spans(chain.writable(), 0, HDR_LEN)?;
         let frame = spans(chain.writable(), HDR_LEN, usize::MAX)?;
@@ -173,7 +178,7 @@ impl VirtioNet {
                 None => {
                     let Some(chain) = q.pop(mem)? else { return Ok(()) };
                     let Some(rx) = RxChain::of(&chain) else {
-                        self.stats.rx_short_chains += 1;
+                        self.stats.rx_unusable_chains += 1;
                         q.push_used(mem, chain.head, 0)?;
                         continue;
                     };
