@@ -216,7 +216,7 @@ impl VirtioDevice for Blk<'_> {
             let at = chain.writable_len() - 1;
             chain.write_at(mem, at, &[status]).map_err(|_| QueueError::Device("status byte not writable"))?;
             // The used length counts the status byte too (§5.2.6).
-            q.push_used(mem, chain.head, (written + 1) as u32)?;
+            q.push_used(mem, chain.head, u32::try_from(written + 1).unwrap_or(u32::MAX))?;
         }
         Ok(())
     }

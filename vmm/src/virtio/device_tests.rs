@@ -217,3 +217,50 @@ fn console_input_past_its_buffer_is_refused_not_lost_silently() {
     let taken = (0..1000).filter(|&i| c.receive(i as u8)).count();
     assert_eq!(taken, super::console::INPUT_BUFFER);
 }
+
+proptest::proptest! {
+    #![proptest_config(crate::proptest_cases::cases(256))]
+
+    /// Random requests (any type and sector, buffers of any size, in any
+    /// mix of directions) on a read-only and a writable disk: never a
+    /// panic; each completes with a status inside its chain or is a queue
+    /// error; the read-only disk never changes, and a write changes only
+    /// the sectors it names.
+    #[test]
+    fn blk_random_requests_never_panic_and_touch_only_their_sectors(
+        kind in proptest::prop_oneof![0u32..10, proptest::prelude::any::<u32>()],
+        sector in proptest::prop_oneof![0u64..20, proptest::prelude::any::<u64>()],
+        buffers in proptest::collection::vec((0u32..3000, proptest::prelude::any::<bool>()), 0..6),
+        read_only in proptest::prelude::any::<bool>(),
+    ) {
+        let original = pattern(16 * 512);
+        let mut image = original.clone();
+        let ro_image = original.clone();
+        let mut d = if read_only {
+            Blk::new(Image::ReadOnly(&ro_image), "p")
+        } else {
+            Blk::new(Image::ReadWrite(&mut image), "p")
+        };
+        let (mut q, mut mem) = (queue(), VecMemory::new(RAM));
+        mem.write(DATA, &pattern(0x8000)).unwrap();
+        header(&mut mem, kind, sector);
+        let mut chain = vec![(HEADER, 16, false)];
+        let mut at = DATA;
+        for &(len, writable) in &buffers {
+            chain.push((at, len, writable));
+            at += u64::from(len);
+        }
+        offer(&mut mem, 0, 0, &chain);
+        let result = serve(&mut d, &mut q, &mut mem);
+        let changed: Vec<usize> = (0..16).filter(|&s| d.bytes()[s * 512..(s + 1) * 512] != original[s * 512..(s + 1) * 512]).collect();
+        if read_only {
+            proptest::prop_assert!(changed.is_empty(), "the read-only disk changed: sectors {changed:?}");
+        }
+        if result.is_ok() {
+            proptest::prop_assert_eq!(q.next_used(), 1);
+        }
+        for s in changed {
+            proptest::prop_assert!(kind == blk::req::OUT && (s as u64) >= sector, "sector {s} changed by a request of type {kind} at {sector}");
+        }
+    }
+}
