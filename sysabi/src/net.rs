@@ -53,6 +53,21 @@ impl NetStats {
         NetStats { tx_frames: 0, tx_no_port: 0, tx_spoofed: 0, rx_frames: 0, rx_dropped_full: 0, rx_dropped_share: 0 };
 }
 
+impl core::fmt::Display for NetStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "sent={} (dropped: no port {}, spoofed {}) received={} (dropped: queue full {}, sender's share {})",
+            self.tx_frames,
+            self.tx_no_port,
+            self.tx_spoofed,
+            self.rx_frames,
+            self.rx_dropped_full,
+            self.rx_dropped_share
+        )
+    }
+}
+
 /// A port's address and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetPortInfo {

@@ -243,6 +243,9 @@ pub fn run_guest<S: Sys>(
         let stop = lp.run();
         report_unassigned(cfg.name, &lp.board);
         lp.board.report_suppressed_log_lines();
+        if let Ok(port) = sys.net_info(grants.net) {
+            log::info!("{}: network: {}", cfg.name, port.stats);
+        }
         Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)?, cpu: sys.cpu_usage(grants.sched)? })
     })();
     if let Err(e) = sys.vm_destroy(vm) {
