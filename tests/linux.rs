@@ -530,6 +530,16 @@ fn two_linux_vms_ping_each_other_and_move_a_file_over_tcp_through_the_switch() {
     s.send("poweroff -f\n");
     s.expect("vm0: stopped cleanly", Duration::from_secs(60));
     assert_eq!(s.wait(Duration::from_secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
+    // Each VM's port counters, logged when it stopped.
+    let out = s.output();
+    let counters = |n: u32| {
+        let key = format!("vm{n}: network: ");
+        out.lines().find_map(|l| l.split_once(&key).map(|(_, c)| c.to_string())).unwrap_or_default()
+    };
+    println!("vm0: {}\nvm1: {}", counters(0), counters(1));
+    let received: u64 =
+        counters(1).split("received=").nth(1).and_then(|r| r.split(' ').next()?.parse().ok()).unwrap_or(0);
+    assert!(received >= 307_200 / 1448, "vm1's port took at least the file's segments: {}", counters(1));
 }
 
 /// What follows `key` on its line, once it comes.
