@@ -35,4 +35,6 @@ pub struct Grants {
     pub console: ConsoleHandle,
     pub clock: ClockHandle,
     pub sched: SchedHandle,
+    /// A port of the switch between VMs (see [`crate::net`]).
+    pub net: crate::net::NetHandle,
 }

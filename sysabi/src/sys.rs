@@ -9,6 +9,7 @@ use crate::cpuid::CpuidResult;
 use crate::error::{GuestFault, SysResult};
 use crate::exit::VmExit;
 use crate::handles::{ClockHandle, ConsoleHandle, SchedHandle, VcpuHandle, VmHandle};
+use crate::net::{GuestSpan, NetHandle, NetPortInfo};
 use crate::regs::{NextRipSource, Reg, SegReg};
 use crate::stats::{CpuUsage, ExitStats, PathStats};
 use vmcb::{EventInj, Segment};
@@ -106,4 +107,17 @@ pub trait Sys {
     fn chan_send(&self, peer: u32, msg: &[u8]) -> SysResult<()>;
     /// Takes the next message from the process that owns VM `peer`.
     fn chan_recv(&self, peer: u32, buf: &mut [u8]) -> SysResult<usize>;
+
+    /// The port's MAC address and counters.
+    fn net_info(&self, port: NetHandle) -> SysResult<NetPortInfo>;
+    /// Sends the frame gathered from `frame` (guest RAM of `vm`, at most
+    /// [`crate::net::MAX_SPANS`] spans, [`crate::net::MIN_FRAME`] to
+    /// [`crate::net::MAX_FRAME`] bytes in all) through the switch; never
+    /// blocks. A frame the switch drops (no such destination, a full queue)
+    /// is counted in [`crate::NetStats`], not refused.
+    fn net_send(&self, port: NetHandle, vm: VmHandle, frame: &[GuestSpan]) -> SysResult<()>;
+    /// Scatters the next frame queued for the port into `into` (guest RAM of
+    /// `vm`) and gives its length; `None` if no frame is waiting. If it
+    /// does not fit or a span is not RAM, the frame stays queued.
+    fn net_recv(&self, port: NetHandle, vm: VmHandle, into: &[GuestSpan]) -> SysResult<Option<usize>>;
 }

@@ -7,10 +7,13 @@ use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
 use super::vcpu::{Stop, VcpuLoop};
 use crate::virtio::blk::{Blk, Image};
 use crate::virtio::console::Console;
+use crate::virtio::net::VirtioNet;
 use crate::virtio::slots::{Model, VirtioBus};
 use arrayvec::{ArrayString, ArrayVec};
 use guest_x86::mem::GuestMemory;
-use sysabi::{CpuUsage, ExitStats, Grants, PathStats, Reg, SegReg, Sys, SysError, SysResult, VcpuHandle, VmHandle};
+use sysabi::{
+    CpuUsage, ExitStats, Grants, MacAddr, PathStats, Reg, SegReg, Sys, SysError, SysResult, VcpuHandle, VmHandle,
+};
 use vmcb::Segment;
 
 /// Where a raw 16-bit guest is loaded and entered (0000:7C00, like a boot
@@ -36,8 +39,9 @@ pub struct GuestConfig<'a> {
     pub virtio_console: bool,
 }
 
-/// Most disks a VM has (one virtio slot each).
-pub const MAX_DISKS: usize = crate::virtio::slots::SLOTS - 1;
+/// Most disks a VM has (one virtio slot each; the console and the NIC
+/// take one each).
+pub const MAX_DISKS: usize = crate::virtio::slots::SLOTS - 2;
 
 /// A VM's disks, in the order the guest sees them (/dev/vda first).
 pub type Disks<'a> = ArrayVec<Image<'a>, MAX_DISKS>;
@@ -172,17 +176,20 @@ impl core::fmt::Display for PortCounts<'_> {
 }
 
 /// The VM's virtio devices: its disks in slots 0.., then its console if
-/// it asked for one.
-fn virtio_devices<'a>(cfg: &GuestConfig<'a>, disks: Disks<'a>) -> VirtioBus<'a> {
+/// it asked for one, then its NIC on the switch port with address `mac`.
+fn virtio_devices<'a>(cfg: &GuestConfig<'a>, disks: Disks<'a>, mac: Option<MacAddr>) -> VirtioBus<'a> {
     let mut bus = VirtioBus::new(cfg.name, cfg.mem);
     for (n, image) in disks.into_iter().enumerate() {
         let mut serial = ArrayString::<20>::new();
         let _ = core::fmt::write(&mut serial, format_args!("{}-disk{n}", cfg.name));
-        // MAX_DISKS leaves a slot for the console: every disk fits.
+        // MAX_DISKS leaves slots for the console and the NIC: every disk fits.
         let _ = bus.add(Model::Blk(Blk::new(image, &serial)));
     }
     if cfg.virtio_console {
         let _ = bus.add(Model::Console(Console::new()));
+    }
+    if let Some(mac) = mac {
+        let _ = bus.add(Model::Net(VirtioNet::new(mac)));
     }
     bus
 }
@@ -222,7 +229,9 @@ pub fn run_guest<S: Sys>(
         // delivers the #BP intercept; real CPUs do.)
         sys.set_exception_intercept(vcpu, 3, true)?;
         sys.set_exception_intercept(vcpu, 6, true)?;
-        let virtio = virtio_devices(cfg, disks);
+        // Every VM's process has a switch port (`Grants::net`): it becomes the NIC.
+        let mac = sys.net_info(grants.net).ok().map(|port| port.mac);
+        let virtio = virtio_devices(cfg, disks, mac);
         load(sys, grants, vm, vcpu, cfg, virtio.len() as u8)?;
         let has_console = virtio.has_console();
         let board_config = BoardConfig { rtc_epoch_seconds: epoch_seconds, ram_size: cfg.mem };
@@ -234,6 +243,9 @@ pub fn run_guest<S: Sys>(
         let stop = lp.run();
         report_unassigned(cfg.name, &lp.board);
         lp.board.report_suppressed_log_lines();
+        if let Ok(port) = sys.net_info(grants.net) {
+            log::info!("{}: network: {}", cfg.name, port.stats);
+        }
         Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)?, cpu: sys.cpu_usage(grants.sched)? })
     })();
     if let Err(e) = sys.vm_destroy(vm) {

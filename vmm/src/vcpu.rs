@@ -10,6 +10,7 @@ use super::hcbuf::GuestFault;
 use super::hvdev::DebugConsole;
 use super::hypercall::Reply;
 use super::msr::{self, MsrAction};
+use crate::virtio::net::SwitchPort;
 use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
 use log::Level;
 use sysabi::{Grants, NextRipSource, Reg, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
@@ -379,6 +380,15 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         }
     }
 
+    /// Moves frames between the virtio NIC and the VM's switch port: after
+    /// every exit and at every wake-up of a halted vCPU. On one host CPU a
+    /// frame for this VM is queued while another VM's thread runs, so it
+    /// is here at the next exit or wake-up (docs/network.md).
+    fn pump_net(&mut self) {
+        let mut port = SwitchPort { sys: self.sys, port: self.grants.net, vm: self.vm };
+        self.board.pump_net(&mut self.mem, &mut port);
+    }
+
     /// Hands typed bytes to the guest UART while it has room.
     fn receive_input(&mut self) {
         // A byte the UART had no room for waits here: the host port has
@@ -531,6 +541,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         }
         self.board.report_lifted_log_limit(self.now_ns);
         self.pump_console();
+        self.pump_net();
         if let Some(ev) = self.board.take_event() {
             return Err(match ev {
                 BoardEvent::Reset => Stop::Reset,
@@ -546,6 +557,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             self.now_ns = self.sys.now_ns(self.grants.clock)?;
             self.next_input_poll_ns = self.now_ns;
             self.pump_console();
+            self.pump_net();
             let now = self.now();
             self.board.update(now);
             if self.board.pending_vector().is_some() || self.posted.is_some() {

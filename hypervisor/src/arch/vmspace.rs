@@ -177,6 +177,15 @@ impl GuestMemory for VmSpace {
         Ok(())
     }
 
+    /// Every byte of the range is RAM: a hole between chunks is not.
+    fn check_range(&self, gpa: u64, len: u64) -> Result<(), MemError> {
+        if self.covers(gpa, len) {
+            Ok(())
+        } else {
+            Err(MemError::OutOfRange { gpa, len })
+        }
+    }
+
     /// Writes all of `data` or, when part of the range is not RAM, nothing.
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
         if !self.covers(gpa, data.len() as u64) {

@@ -3,7 +3,10 @@
 //! ([`Caller::current`]) and passes that to the call; nothing the caller
 //! says about itself is believed.
 use super::*;
-use sysabi::{ClockHandle, ConsoleHandle, CpuUsage, CpuidResult, ExitStats, PathStats, SchedHandle, Sys};
+use sysabi::{
+    ClockHandle, ConsoleHandle, CpuUsage, CpuidResult, ExitStats, GuestSpan, NetHandle, NetPortInfo, PathStats,
+    SchedHandle, Sys,
+};
 use vmcb::{EventInj, Segment};
 
 /// The kernel, as the VMM calls it.
@@ -118,5 +121,14 @@ impl Sys for Kernel {
     }
     fn chan_recv(&self, peer: u32, buf: &mut [u8]) -> SysResult<usize> {
         sys_chan_recv(Caller::current()?, peer, buf)
+    }
+    fn net_info(&self, port: NetHandle) -> SysResult<NetPortInfo> {
+        sys_net_info(Caller::current()?, port)
+    }
+    fn net_send(&self, port: NetHandle, vm: VmHandle, frame: &[GuestSpan]) -> SysResult<()> {
+        sys_net_send(Caller::current()?, port, vm, frame)
+    }
+    fn net_recv(&self, port: NetHandle, vm: VmHandle, into: &[GuestSpan]) -> SysResult<Option<usize>> {
+        sys_net_recv(Caller::current()?, port, vm, into)
     }
 }

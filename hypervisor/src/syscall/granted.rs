@@ -1,5 +1,6 @@
 //! The objects a process is granted when it is created, rather than
-//! creating them by calls: a console, a clock and a share of the CPU. Each
+//! creating them by calls: a console, a clock, a share of the CPU and a
+//! port of the switch between VMs (`net.rs`). Each
 //! call on them names the object by its handle, and the kernel checks that
 //! the calling process holds it.
 use super::account;
@@ -57,7 +58,8 @@ static CONSOLES: GrantTable = GrantTable::new();
 static CLOCKS: GrantTable = GrantTable::new();
 static SCHEDS: GrantTable = GrantTable::new();
 
-/// Grants a new process its console, clock and share of the CPU. The
+/// Grants a new process its console, clock, share of the CPU and switch
+/// port. The
 /// console shows the process's output as `name`'s (`console.rs`). On
 /// failure nothing stays granted.
 pub fn grant_process(pid: Pid, name: &str) -> SysResult<Grants> {
@@ -66,6 +68,7 @@ pub fn grant_process(pid: Pid, name: &str) -> SysResult<Grants> {
             console: ConsoleHandle(CONSOLES.grant(pid)?),
             clock: ClockHandle(CLOCKS.grant(pid)?),
             sched: SchedHandle(SCHEDS.grant(pid)?),
+            net: super::net::grant_port(pid)?,
         })
     })();
     match grants {
@@ -84,6 +87,7 @@ pub fn revoke_process(pid: Pid) {
     for table in [&CLOCKS, &SCHEDS] {
         table.revoke_all(pid, |_| ());
     }
+    super::net::revoke_ports(pid);
 }
 
 /// Nanoseconds since boot, from the TSC.

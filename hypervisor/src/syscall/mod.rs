@@ -25,8 +25,10 @@
 //! | [`sys_yield`], [`sys_idle_until`], [`sys_cpu_usage`] | the granted share of the CPU, and what the process used of it (`account`) |
 //! | [`sys_console_write`], [`sys_console_read`] | the granted console |
 //! | [`sys_chan_send`], [`sys_chan_recv`] | channels between VMs' processes |
+//! | [`sys_net_info`], [`sys_net_send`], [`sys_net_recv`] | the granted port of the switch between VMs (`switch`) |
 //!
-//! [`grant_process`] gives a new process its console, clock and CPU share;
+//! [`grant_process`] gives a new process its console, clock, CPU share and
+//! switch port;
 //! [`end_process`] takes back everything a process had (its VMs, grants,
 //! channels, pid and quota). Host tests of every call: `tests/`.
 mod account;
@@ -35,6 +37,8 @@ mod door;
 mod fast;
 mod granted;
 mod ipc;
+mod net;
+mod switch;
 #[cfg(test)]
 mod tests;
 pub mod time;
@@ -43,6 +47,7 @@ mod vmobj;
 pub use door::Kernel;
 pub use granted::*;
 pub use ipc::*;
+pub use net::*;
 pub use sysabi::{ExitReason, GuestFault, NextRipSource, Reg, SegReg, SysError, SysResult, VmExit};
 pub use time::NEVER;
 pub use vmobj::*;

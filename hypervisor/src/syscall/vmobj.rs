@@ -276,6 +276,44 @@ pub fn sys_guest_write(caller: Caller, vm: VmHandle, gpa: u64, data: &[u8]) -> S
     with_vm(caller, vm, |obj| obj.vm.ram_mut().write(gpa, data).map_err(|_| SysError::BadGuestAddress))
 }
 
+/// The pieces of `spans` that `len` bytes fill, in order: (gpa, offset in
+/// the bytes, length).
+fn pieces(spans: &[sysabi::GuestSpan], len: usize) -> impl Iterator<Item = (u64, usize, usize)> + '_ {
+    spans.iter().scan(0usize, move |at, s| {
+        let n = (s.len as usize).min(len - *at);
+        let piece = (s.gpa, *at, n);
+        *at += n;
+        Some(piece)
+    })
+}
+
+/// Copies the guest RAM that `spans` name into `buf`, which is as long as
+/// they are in all, under one lock of the VM's slot.
+pub(super) fn gather(caller: Caller, vm: VmHandle, spans: &[sysabi::GuestSpan], buf: &mut [u8]) -> SysResult<()> {
+    with_vm(caller, vm, |obj| {
+        for (gpa, at, n) in pieces(spans, buf.len()) {
+            obj.vm.ram().read(gpa, &mut buf[at..at + n]).map_err(|_| SysError::BadGuestAddress)?;
+        }
+        Ok(())
+    })
+}
+
+/// Copies `data` into the guest RAM that `spans` name, in order (they hold
+/// at least as much), under one lock of the VM's slot; nothing is written
+/// unless every piece is RAM.
+pub(super) fn scatter(caller: Caller, vm: VmHandle, spans: &[sysabi::GuestSpan], data: &[u8]) -> SysResult<()> {
+    with_vm(caller, vm, |obj| {
+        let ram = obj.vm.ram_mut();
+        for (gpa, _, n) in pieces(spans, data.len()) {
+            ram.check_range(gpa, n as u64).map_err(|_| SysError::BadGuestAddress)?;
+        }
+        for (gpa, at, n) in pieces(spans, data.len()) {
+            ram.write(gpa, &data[at..at + n]).map_err(|_| SysError::BadGuestAddress)?;
+        }
+        Ok(())
+    })
+}
+
 /// Bytes of guest RAM mapped in `vm`.
 pub fn sys_vm_ram(caller: Caller, vm: VmHandle) -> SysResult<u64> {
     with_vm(caller, vm, |obj| Ok(obj.vm.ram().ram_bytes()))

@@ -297,6 +297,15 @@ impl<'a> Board<'a> {
         self.sync();
     }
 
+    /// Moves frames between the virtio NIC and the VM's switch port
+    /// (`virtio::net`).
+    pub fn pump_net(&mut self, mem: &mut dyn GuestMemory, port: &mut impl crate::virtio::net::NetPort) {
+        if self.devices.virtio.has_net() {
+            self.devices.virtio.pump_net(mem, &mut self.cx, port);
+            self.sync();
+        }
+    }
+
     /// The VM has a virtio console.
     pub fn has_virtio_console(&self) -> bool {
         self.devices.virtio.has_console()

@@ -16,6 +16,7 @@ pub mod device;
 #[cfg(test)]
 mod device_tests;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 pub mod slots;
 #[cfg(test)]

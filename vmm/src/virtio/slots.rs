@@ -7,6 +7,7 @@ use super::blk::Blk;
 use super::console::{Console, RECEIVEQ, TRANSMITQ};
 use super::device::VirtioDevice;
 use super::mmio::{MmioTransport, WINDOW};
+use super::net::{NetPort, VirtioNet};
 use super::queue::{QueueError, Virtqueue};
 use crate::bus::{BusDevice, Ctx, Range};
 use arrayvec::ArrayVec;
@@ -33,6 +34,7 @@ pub const fn gsi(slot: usize) -> u8 {
 pub enum Model<'a> {
     Blk(Blk<'a>),
     Console(Console),
+    Net(VirtioNet),
 }
 
 impl Model<'_> {
@@ -40,6 +42,7 @@ impl Model<'_> {
         match self {
             Model::Blk(d) => d,
             Model::Console(d) => d,
+            Model::Net(d) => d,
         }
     }
 
@@ -47,6 +50,7 @@ impl Model<'_> {
         match self {
             Model::Blk(d) => d,
             Model::Console(d) => d,
+            Model::Net(d) => d,
         }
     }
 }
@@ -186,6 +190,24 @@ impl<'a> VirtioBus<'a> {
     /// waits: serve its receive queue if so.
     pub fn console_has_input(&self) -> bool {
         self.slots.iter().any(|t| matches!(&t.device, Model::Console(c) if c.input_len() > 0))
+    }
+
+    /// Moves frames between the NIC and the VM's switch port: the
+    /// transmit queue if the driver notified it, then frames waiting for
+    /// receive buffers; the interrupt follows as the driver wants it.
+    pub fn pump_net(&mut self, mem: &mut dyn GuestMemory, cx: &mut Ctx, port: &mut impl NetPort) {
+        let vm = self.vm;
+        for t in self.slots.iter_mut().filter(|t| matches!(t.device, Model::Net(_))) {
+            t.run(super::net::RX, mem, cx, vm, |dev, _, queues, mem| match dev {
+                Model::Net(n) => n.pump(queues, mem, port),
+                _ => Ok(()),
+            });
+        }
+    }
+
+    /// The VM has a virtio NIC.
+    pub fn has_net(&self) -> bool {
+        self.slots.iter().any(|t| matches!(t.device, Model::Net(_)))
     }
 
     /// The guest sent console output not yet taken.

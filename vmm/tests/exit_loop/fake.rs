@@ -4,14 +4,18 @@
 use std::cell::{RefCell, RefMut};
 use std::collections::{HashMap, VecDeque};
 use sysabi::{
-    ClockHandle, ConsoleHandle, CpuUsage, CpuidResult, ExitStats, Grants, GuestFault, NextRipSource, PathStats, Reg,
-    SchedHandle, SegReg, Sys, SysError, SysResult, VcpuHandle, VcpuInfo, VmExit, VmHandle,
+    ClockHandle, ConsoleHandle, CpuUsage, CpuidResult, ExitStats, Grants, GuestFault, GuestSpan, MacAddr, NetHandle,
+    NetPortInfo, NetStats, NextRipSource, PathStats, Reg, SchedHandle, SegReg, Sys, SysError, SysResult, VcpuHandle,
+    VcpuInfo, VmExit, VmHandle,
 };
 use vmcb::{EventInj, Segment};
 
 pub const VM: VmHandle = VmHandle(3);
 pub const VCPU: VcpuHandle = VcpuHandle(5);
-pub const GRANTS: Grants = Grants { console: ConsoleHandle(1), clock: ClockHandle(2), sched: SchedHandle(4) };
+pub const GRANTS: Grants =
+    Grants { console: ConsoleHandle(1), clock: ClockHandle(2), sched: SchedHandle(4), net: NetHandle(6) };
+/// The MAC address of the VM's switch port.
+pub const MAC: MacAddr = [0x52, 0x54, 0x00, 0x12, 0x34, 0x07];
 /// The VM's id, as INFO reports it and channels name it.
 pub const VM_ID: u32 = 0;
 pub const TSC_HZ: u64 = 2_000_000_000;
@@ -21,17 +25,30 @@ pub const CHANNEL_DEPTH: usize = 8;
 /// A call the VMM made that changes something, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
-    Run { deadline_ns: u64 },
-    Complete { next_rip: u64, from: NextRipSource },
+    Run {
+        deadline_ns: u64,
+    },
+    Complete {
+        next_rip: u64,
+        from: NextRipSource,
+    },
     Inject(EventInj),
     Withdraw,
     SetReg(Reg, u64),
     IdleUntil(u64),
     Yield,
     ResetStats,
-    ChanSend { peer: u32, msg: Vec<u8> },
+    ChanSend {
+        peer: u32,
+        msg: Vec<u8>,
+    },
+    /// A frame sent through the switch port, as gathered from guest RAM.
+    NetSend(Vec<u8>),
     WriteCr4(u64),
-    Xsetbv { index: u32, value: u64 },
+    Xsetbv {
+        index: u32,
+        value: u64,
+    },
 }
 
 /// The kernel's side of one vCPU.
@@ -54,6 +71,8 @@ pub struct State {
     pub console_out: Vec<u8>,
     /// Messages this VM sent to itself (the loopback channel).
     pub loopback: VecDeque<Vec<u8>>,
+    /// Frames waiting at the VM's switch port.
+    pub net_in: VecDeque<Vec<u8>>,
     /// What `yield_now` answers: another thread was ready.
     pub others_ready: bool,
     /// Guest time that passes in `yield_now` when another thread ran.
@@ -91,6 +110,7 @@ impl FakeSys {
             console_in: VecDeque::new(),
             console_out: Vec::new(),
             loopback: VecDeque::new(),
+            net_in: VecDeque::new(),
             others_ready: false,
             yield_ns: 0,
             stats: ExitStats::new(),
@@ -361,5 +381,38 @@ impl Sys for FakeSys {
         buf[..n].copy_from_slice(msg);
         s.loopback.pop_front();
         Ok(n)
+    }
+
+    fn net_info(&self, port: NetHandle) -> SysResult<NetPortInfo> {
+        assert_eq!(port, GRANTS.net);
+        Ok(NetPortInfo { mac: MAC, stats: NetStats::default() })
+    }
+
+    fn net_send(&self, port: NetHandle, vm: VmHandle, frame: &[GuestSpan]) -> SysResult<()> {
+        assert_eq!(port, GRANTS.net);
+        let mut bytes = Vec::new();
+        for span in frame {
+            let mut piece = vec![0; span.len as usize];
+            self.guest_read(vm, span.gpa, &mut piece)?;
+            bytes.extend_from_slice(&piece);
+        }
+        self.record(Call::NetSend(bytes));
+        Ok(())
+    }
+
+    fn net_recv(&self, port: NetHandle, vm: VmHandle, into: &[GuestSpan]) -> SysResult<Option<usize>> {
+        assert_eq!(port, GRANTS.net);
+        let Some(frame) = self.state().net_in.front().cloned() else { return Ok(None) };
+        if frame.len() > into.iter().map(|s| s.len as usize).sum() {
+            return Err(SysError::TooBig);
+        }
+        let mut at = 0;
+        for span in into {
+            let n = (span.len as usize).min(frame.len() - at);
+            self.guest_write(vm, span.gpa, &frame[at..at + n])?;
+            at += n;
+        }
+        self.state().net_in.pop_front();
+        Ok(Some(frame.len()))
     }
 }

@@ -1,7 +1,7 @@
 //! The calls on the objects a process is granted: its console, clock and
 //! share of the CPU.
 use super::*;
-use sysabi::{ClockHandle, ConsoleHandle, Grants, SchedHandle};
+use sysabi::{ClockHandle, ConsoleHandle, Grants, NetHandle, SchedHandle};
 
 /// Every call on a granted object, each on the object of its kind in
 /// `Grants`. Each succeeds for the process it was granted to.
@@ -54,7 +54,8 @@ fn every_granted_call_refuses_a_handle_never_granted() {
     let _k = kernel();
     let a = Process::new(QUOTA);
     for h in [crate::proc::MAX_PROCS as u16, u16::MAX] {
-        let never = Grants { console: ConsoleHandle(h), clock: ClockHandle(h), sched: SchedHandle(h) };
+        let never =
+            Grants { console: ConsoleHandle(h), clock: ClockHandle(h), sched: SchedHandle(h), net: NetHandle(h) };
         let wrong = unexpected(GRANTED_CALLS, a.caller(), never, Err(SysError::NoSuchObject));
         assert!(wrong.is_empty(), "handle {h}: {wrong:#?}");
     }

@@ -12,6 +12,7 @@ use crate::testkit::{kernel, Process};
 mod door;
 mod granted_calls;
 mod ipc_calls;
+mod net_calls;
 mod vcpu_calls;
 mod vm_calls;
 
