@@ -39,7 +39,8 @@ use crate::arch::phys::PhysRun;
 use crate::arch::svm::GuestRegs;
 use crate::arch::vmspace::{GuestVmcb, MapError, VmSpace};
 use asid::{AsidAllocator, AsidTag, TlbAction};
-use guest_x86::regs::{cr0, cr4, efer, rflags};
+use guest_x86::decode::WalkLimits;
+use guest_x86::regs::{cr0, cr4, efer, rflags, xcr0};
 use vmcb::{
     CleanBits, CrSet, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Segment, StateLimits,
     TlbControl, Vmcb,
@@ -616,13 +617,22 @@ pub struct Vm {
     pub npt_generation: u64,
     /// The virtual CPU its vCPUs' CPUID describes.
     pub cpuid: cpuid::CpuModel,
+    /// What that CPUID tells the guest about its page tables, for the
+    /// kernel's walks of them.
+    pub walk_limits: WalkLimits,
 }
 
 impl Vm {
     /// A VM with frames from `pool`, no RAM, every I/O port and every MSR
     /// but those the world switch swaps intercepted, and CPU model `cpuid`.
     pub fn new(pool: PoolId, cpuid: cpuid::CpuModel) -> Result<Vm, FrameError> {
-        Ok(Vm { space: VmSpace::new(pool)?, npt_generation: 0, cpuid })
+        // Leaves 8000_0001h and 8000_0008h are the same for every vCPU and state.
+        let view = cpuid::GuestView { index: 0, cr4: 0, xcr0: xcr0::X87 };
+        let walk_limits = WalkLimits::from_cpuid(|leaf, sub| {
+            let r = cpuid.answer(leaf, sub, &view);
+            [r.eax, r.ebx, r.ecx, r.edx]
+        });
+        Ok(Vm { space: VmSpace::new(pool)?, npt_generation: 0, cpuid, walk_limits })
     }
 
     /// Takes back a vCPU of this VM and frees its VMCB.
