@@ -255,3 +255,15 @@ fn two_vcpus_find_only_their_own_dr0_3_and_the_host_gets_its_own_back() {
     assert_eq!(run_hlts(b, cpu, vm, 1)[0].dr0_3, OTHER, "b's own values");
     assert_eq!(sim::dr0_3(), HOST_DR);
 }
+
+#[test]
+fn a_vms_walk_limits_are_those_its_vcpus_cpuid_states() {
+    let _k = kernel();
+    let r = rig(1, TEST_CAPS);
+    let view = r.v[0].cpuid_view(0);
+    let seen = WalkLimits::from_cpuid(|leaf, sub| {
+        let c = r.vm.cpuid.answer(leaf, sub, &view);
+        [c.eax, c.ebx, c.ecx, c.edx]
+    });
+    assert_eq!(r.vm.walk_limits, seen, "the kernel's walks obey what CPUID tells the guest");
+}
