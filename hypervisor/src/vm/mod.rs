@@ -149,7 +149,6 @@ pub struct Vcpu {
     last_cpu: Option<usize>,
     /// The VM's NPT generation this vCPU's ASID is known clean for.
     npt_generation: u64,
-    last_exit: Option<(VmExit, RawExit)>,
     /// The reason and TSC of the last exit, until the next VMRUN closes its
     /// handling time.
     open_exit: Option<(ExitReason, u64)>,
@@ -251,7 +250,6 @@ impl Vcpu {
             dirty: CleanBits::all(),
             last_cpu: None,
             npt_generation: vm.npt_generation,
-            last_exit: None,
             open_exit: None,
             state_changed: true,
             flush_requested: false,
@@ -279,9 +277,7 @@ impl Vcpu {
         self.vmcb.control.set_clean_bits(clean);
         if self.state_changed {
             if let Err(e) = vmcb::check_vmrun_state(&self.vmcb, &cpu.limits) {
-                let exit = VmExit::Invalid(Some(e));
-                self.last_exit = Some((exit, RawExit::default()));
-                return exit;
+                return VmExit::Invalid(Some(e));
             }
             self.state_changed = false;
         }
@@ -328,9 +324,9 @@ impl Vcpu {
                 cpu.cpu
             );
         }
-        self.last_exit = Some((exit, raw));
-        self.stats.count(exit.reason());
-        self.open_exit = Some((exit.reason(), exited_at));
+        let reason = exit.reason();
+        self.stats.count(reason);
+        self.open_exit = Some((reason, exited_at));
         exit
     }
 
@@ -413,10 +409,6 @@ impl Vcpu {
     /// What CPUID answers depend on in this vCPU's state.
     pub fn cpuid_view(&self, index: u32) -> cpuid::GuestView {
         cpuid::GuestView { index, cr4: self.vmcb.save.cr4, xcr0: self.regs.xcr0() }
-    }
-
-    pub fn last_exit(&self) -> Option<&(VmExit, RawExit)> {
-        self.last_exit.as_ref()
     }
 
     /// The VMCB's next_rip: on a CPU with NRIPS, the address of the
