@@ -25,7 +25,7 @@ pub use error::{GuestFault, SysError, SysResult};
 pub use exit::{ExitReason, RawExit, VmExit};
 pub use handles::{ClockHandle, ConsoleHandle, Grants, SchedHandle, VcpuHandle, VmHandle};
 pub use net::{GuestSpan, MacAddr, NetHandle, NetPortInfo, NetStats};
-pub use regs::{NextRipSource, Reg, SegReg};
+pub use regs::{rax_after_in, NextRipSource, Reg, SegReg};
 pub use stats::{CpuUsage, ExitStats, PathStats, ReasonStats};
 pub use sys::{Sys, VcpuInfo};
 

@@ -61,6 +61,19 @@ pub enum SegReg {
     Tr,
 }
 
+/// RAX after an IN of `size` bytes (1, 2 or 4) read `value`: IN to EAX
+/// zero-extends into RAX; AL and AX keep the rest of RAX. `None` for
+/// another size.
+pub fn rax_after_in(rax: u64, size: u8, value: u32) -> Option<u64> {
+    let mask = match size {
+        1 => 0xFF,
+        2 => 0xFFFF,
+        4 => return Some(u64::from(value)),
+        _ => return None,
+    };
+    Some((rax & !mask) | (u64::from(value) & mask))
+}
+
 /// Where the address of the instruction after an intercepted one came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextRipSource {

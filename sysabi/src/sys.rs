@@ -6,11 +6,11 @@
 //! thread that makes the call (its process, and that process's memory
 //! container). Every object is named by a handle the caller must own.
 use crate::cpuid::CpuidResult;
-use crate::error::{GuestFault, SysResult};
+use crate::error::{GuestFault, SysError, SysResult};
 use crate::exit::VmExit;
 use crate::handles::{ClockHandle, ConsoleHandle, SchedHandle, VcpuHandle, VmHandle};
 use crate::net::{GuestSpan, NetHandle, NetPortInfo};
-use crate::regs::{NextRipSource, Reg, SegReg};
+use crate::regs::{rax_after_in, NextRipSource, Reg, SegReg};
 use crate::stats::{CpuUsage, ExitStats, PathStats};
 use vmcb::{EventInj, Segment};
 
@@ -54,6 +54,16 @@ pub trait Sys {
     /// The intercepted instruction is done: RIP moves on, the interrupt
     /// shadow ends, a single-stepping guest gets its #DB.
     fn complete_instruction(&self, vcpu: VcpuHandle, next_rip: u64, from: NextRipSource) -> SysResult<()>;
+    /// Completes an intercepted IN of `size` bytes (1, 2 or 4) that read
+    /// `value`: into RAX as the CPU would ([`rax_after_in`]), then the
+    /// guest resumes at `next_rip` (EXITINFO2). One call for the three a
+    /// port read needs; this default makes them one by one, the kernel
+    /// answers in one.
+    fn complete_in(&self, vcpu: VcpuHandle, size: u8, value: u32, next_rip: u64) -> SysResult<()> {
+        let rax = rax_after_in(self.reg(vcpu, Reg::Rax)?, size, value).ok_or(SysError::BadArgument)?;
+        self.set_reg(vcpu, Reg::Rax, rax)?;
+        self.complete_instruction(vcpu, next_rip, NextRipSource::IoExitInfo)
+    }
     /// Queues an event: an exception or NMI for the next entry, an
     /// external interrupt for when the guest can take it.
     fn inject(&self, vcpu: VcpuHandle, ev: EventInj) -> SysResult<()>;
@@ -65,6 +75,18 @@ pub trait Sys {
     /// Traps (or stops trapping) guest exception `vector` (0..32).
     fn set_exception_intercept(&self, vcpu: VcpuHandle, vector: u8, intercept: bool) -> SysResult<()>;
     fn reg(&self, vcpu: VcpuHandle, r: Reg) -> SysResult<u64>;
+    /// The registers `which` names, into `out` (as long as `which`): one
+    /// call for what an exit handler needs at once. This default makes one
+    /// [`Sys::reg`] call per register; the kernel answers in one.
+    fn regs(&self, vcpu: VcpuHandle, which: &[Reg], out: &mut [u64]) -> SysResult<()> {
+        if which.len() != out.len() {
+            return Err(SysError::BadArgument);
+        }
+        for (r, o) in which.iter().zip(out.iter_mut()) {
+            *o = self.reg(vcpu, *r)?;
+        }
+        Ok(())
+    }
     fn set_reg(&self, vcpu: VcpuHandle, r: Reg, value: u64) -> SysResult<()>;
     fn seg(&self, vcpu: VcpuHandle, r: SegReg) -> SysResult<Segment>;
     fn set_seg(&self, vcpu: VcpuHandle, r: SegReg, s: Segment) -> SysResult<()>;

@@ -11,7 +11,7 @@ use super::hvdev::DebugConsole;
 use super::hypercall::Reply;
 use super::msr::{self, MsrAction};
 use crate::virtio::net::SwitchPort;
-use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, MAX_INSN_LEN};
+use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, WalkLimits, MAX_INSN_LEN};
 use log::Level;
 use sysabi::{Grants, NextRipSource, Reg, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
@@ -193,25 +193,6 @@ fn rip_after(rip: u64, mode: CpuMode, len: u64) -> u64 {
     }
 }
 
-/// The page-table limits the guest was told through CPUID, which its walks
-/// obey: the physical-address width (leaf 8000_0008h EAX bits 7:0) and 1 GiB
-/// pages (leaf 8000_0001h EDX bit 26).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WalkLimits {
-    pub phys_addr_bits: u8,
-    pub gbpages: bool,
-}
-
-impl WalkLimits {
-    pub fn from_cpuid(cpuid: impl Fn(u32, u32) -> sysabi::CpuidResult) -> WalkLimits {
-        let max_ext = cpuid(0x8000_0000, 0).eax;
-        let bits = if max_ext >= 0x8000_0008 { cpuid(0x8000_0008, 0).eax as u8 } else { 0 };
-        let gbpages = max_ext >= 0x8000_0001 && cpuid(0x8000_0001, 0).edx & (1 << 26) != 0;
-        // Without leaf 8000_0008h the width is 36 bits with PAE (SDM vol. 3A §4.1.4).
-        WalkLimits { phys_addr_bits: if bits == 0 { 36 } else { bits }, gbpages }
-    }
-}
-
 impl<'a, S: Sys> VcpuLoop<'a, S> {
     /// The loop for `vcpu` of `vm`, whose RAM is `mem_size` bytes from
     /// guest-physical 0, driving `board`. Reads the clock and the vCPU's
@@ -238,7 +219,10 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             next_input_poll_ns: 0,
             now_ns: sys.now_ns(grants.clock)?,
             msrs: msr::GuestMsrs::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
-            walk_limits: WalkLimits::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
+            walk_limits: WalkLimits::from_cpuid(|leaf, sub| {
+                let r = sys.cpuid(vcpu, leaf, sub).unwrap_or_default();
+                [r.eax, r.ebx, r.ecx, r.edx]
+            }),
             posted: None,
         })
     }
@@ -294,26 +278,25 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
 
     /// The registers that steer the guest's page walks now.
     pub fn paging(&self) -> Result<PagingState, Stop> {
-        Ok(PagingState {
-            cr0: self.reg(Reg::Cr0)?,
-            cr3: self.reg(Reg::Cr3)?,
-            cr4: self.reg(Reg::Cr4)?,
-            efer: self.reg(Reg::Efer)?,
-            phys_addr_bits: self.walk_limits.phys_addr_bits,
-            gbpages: self.walk_limits.gbpages,
-        })
+        let mut r = [0; 4];
+        self.sys.regs(self.vcpu, &[Reg::Cr0, Reg::Cr3, Reg::Cr4, Reg::Efer], &mut r)?;
+        let [cr0, cr3, cr4, efer] = r;
+        Ok(self.walk_limits.paging(cr0, cr3, cr4, efer))
     }
 
-    /// Decodes the instruction at the guest's RIP. Each register it needs
-    /// is read once (a kernel call each): the paging registers serve the
-    /// mode too.
+    /// Decodes the instruction at the guest's RIP. The registers it needs
+    /// come in one kernel call, and CS in another; the paging registers
+    /// serve the mode too.
     fn decode_at_rip(&self) -> Result<DecodedAtRip, Stop> {
-        let paging = self.paging()?;
+        let mut r = [0; 7];
+        let which = [Reg::Cr0, Reg::Cr3, Reg::Cr4, Reg::Efer, Reg::Rflags, Reg::Rip, Reg::Cpl];
+        self.sys.regs(self.vcpu, &which, &mut r)?;
+        let [cr0, cr3, cr4, efer, rflags, rip, cpl] = r;
+        let paging = self.walk_limits.paging(cr0, cr3, cr4, efer);
         let cs = self.sys.seg(self.vcpu, SegReg::Cs)?;
         let a = cs.attributes();
-        let mode = CpuMode::from_state(paging.cr0, paging.efer, self.reg(Reg::Rflags)?, a.long(), a.default_big());
-        let rip = self.reg(Reg::Rip)?;
-        let user = self.reg(Reg::Cpl)? == 3;
+        let mode = CpuMode::from_state(cr0, efer, rflags, a.long(), a.default_big());
+        let user = cpl == 3;
         let mut buf = [0u8; MAX_INSN_LEN];
         let fetched = decode::fetch(&self.mem, &paging, mode, cs.base, rip, user, &mut buf)
             .map_err(|_| Stop::Unemulated { rip, what: "instruction fetch failed" })?;
@@ -585,14 +568,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             }
             IoDirection::In => {
                 let value = self.board.io_read(io.port, size, now);
-                let rax = self.reg(Reg::Rax)?;
-                // IN to EAX zero-extends into RAX; AL and AX keep the rest.
-                let new = if size == 4 {
-                    u64::from(value)
-                } else {
-                    (rax & !size_mask(size)) | (u64::from(value) & size_mask(size))
-                };
-                self.set_reg(Reg::Rax, new)?;
+                return Ok(self.sys.complete_in(self.vcpu, size, value, next_rip)?);
             }
         }
         self.complete(next_rip, NextRipSource::IoExitInfo)

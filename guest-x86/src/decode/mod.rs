@@ -55,7 +55,7 @@ pub mod walk;
 pub use emulate::{emulate_mmio, size_mask, Access, GprAccess};
 pub use fetch::{fetch, Fetched};
 pub use insn::{decode, CpuMode, DecodeError, Insn, InsnKind, MAX_INSN_LEN};
-pub use walk::{translate, walk_and_mark, AccessKind, PageFault, PagingState, PfErrorCode, WalkError};
+pub use walk::{translate, walk_and_mark, AccessKind, PageFault, PagingState, PfErrorCode, WalkError, WalkLimits};
 
 #[cfg(test)]
 mod tests;

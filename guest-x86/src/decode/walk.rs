@@ -52,6 +52,34 @@ pub struct PagingState {
     pub gbpages: bool,
 }
 
+/// What the guest was told about its page tables through CPUID, which its
+/// walks obey: the physical-address width (leaf 8000_0008h EAX bits 7:0)
+/// and 1 GiB pages (leaf 8000_0001h EDX bit 26). Fixed for a VM: worked out
+/// once from the CPUID its vCPUs see, and used by every walker of its
+/// tables (the kernel's fast path and the VMM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkLimits {
+    pub phys_addr_bits: u8,
+    pub gbpages: bool,
+}
+
+impl WalkLimits {
+    /// The limits a guest whose `cpuid(leaf, subleaf)` returns `[eax, ebx,
+    /// ecx, edx]` was told.
+    pub fn from_cpuid(cpuid: impl Fn(u32, u32) -> [u32; 4]) -> WalkLimits {
+        let [max_ext, ..] = cpuid(0x8000_0000, 0);
+        let bits = if max_ext >= 0x8000_0008 { cpuid(0x8000_0008, 0)[0] as u8 } else { 0 };
+        let gbpages = max_ext >= 0x8000_0001 && cpuid(0x8000_0001, 0)[3] & (1 << 26) != 0;
+        // Without leaf 8000_0008h the width is 36 bits with PAE (SDM vol. 3A §4.1.4).
+        WalkLimits { phys_addr_bits: if bits == 0 { 36 } else { bits }, gbpages }
+    }
+
+    /// The walk state for these control registers under these limits.
+    pub fn paging(self, cr0: u64, cr3: u64, cr4: u64, efer: u64) -> PagingState {
+        PagingState { cr0, cr3, cr4, efer, phys_addr_bits: self.phys_addr_bits, gbpages: self.gbpages }
+    }
+}
+
 impl PagingState {
     /// Which translation the registers select.
     pub fn mode(&self) -> Result<PagingMode, WalkError> {

@@ -221,6 +221,18 @@ impl PhysRun {
         true
     }
 
+    /// The `N` bytes at `offset`, read in place with one load where `N` is
+    /// a load's size (no call to memcpy); `None` if they are not all inside
+    /// the run.
+    pub fn read_array<const N: usize>(&self, offset: u64) -> Option<[u8; N]> {
+        if !self.contains(offset, N as u64) {
+            return None;
+        }
+        // SAFETY: the range is inside a run we own exclusively (checked); `[u8; N]` has no alignment and every bit
+        // pattern is valid.
+        Some(unsafe { core::ptr::read_unaligned(ptr(self.pa + offset) as *const [u8; N]) })
+    }
+
     /// Copies into the run; false if the range is outside it.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> bool {
         if !self.contains(offset, data.len() as u64) {

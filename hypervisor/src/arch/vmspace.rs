@@ -20,6 +20,7 @@ use vmcb::{Iopm, MsrAccess, Msrpm, Vmcb};
 
 /// Physically contiguous pieces of guest RAM a VM may have.
 pub const MAX_RAM_CHUNKS: usize = 64;
+const _: () = assert!(MAX_RAM_CHUNKS <= u8::MAX as usize + 1, "a chunk's index is kept in a u8");
 
 /// The MSRs the guest reaches without an exit: those whose guest values
 /// VMRUN/#VMEXIT or the world switch's VMLOAD/VMSAVE swap (APM vol. 2,
@@ -43,6 +44,18 @@ struct RamChunk {
     gpa: u64,
     run: PhysRun,
 }
+
+impl RamChunk {
+    fn holds(&self, gpa: u64) -> bool {
+        gpa.wrapping_sub(self.gpa) < self.run.len()
+    }
+}
+
+/// Which RAM chunk to look in first ([`VmSpace::read_array`]): only a
+/// hint, checked at each use, so any value is safe (chunks are never
+/// removed while the space lives).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkHint(u8);
 
 /// Why RAM could not be mapped. The run offered is given back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +128,21 @@ impl VmSpace {
     /// The chunk holding `gpa`.
     fn chunk(&self, gpa: u64) -> Option<&RamChunk> {
         self.ram.iter().find(|c| gpa >= c.gpa && gpa < c.gpa + c.run.len())
+    }
+
+    /// The `N` bytes at `gpa`, read in place, if they lie in one chunk of
+    /// RAM (a few bytes of code, for the fast path). The chunk `hint` names
+    /// is tried first, and `hint` then names the chunk that held them.
+    pub fn read_array<const N: usize>(&self, gpa: u64, hint: &mut ChunkHint) -> Option<[u8; N]> {
+        let c = match self.ram.get(usize::from(hint.0)) {
+            Some(c) if c.holds(gpa) => c,
+            _ => {
+                let (i, c) = self.ram.iter().enumerate().find(|(_, c)| c.holds(gpa))?;
+                *hint = ChunkHint(i as u8);
+                c
+            }
+        };
+        c.run.read_array(gpa - c.gpa)
     }
 
     /// Every byte of `[gpa, gpa + len)` is guest RAM.
@@ -194,7 +222,7 @@ impl GuestMemory for VmSpace {
         let mut done = 0usize;
         while done < data.len() {
             let at = gpa + done as u64;
-            let c = self.ram.iter_mut().find(|c| at >= c.gpa && at < c.gpa + c.run.len());
+            let c = self.ram.iter_mut().find(|c| c.holds(at));
             let Some(c) = c else { break };
             let n = ((c.gpa + c.run.len() - at) as usize).min(data.len() - done);
             c.run.write(at - c.gpa, &data[done..done + n]);
@@ -209,7 +237,7 @@ impl GuestMemory for VmSpace {
         }
         let mut at = gpa;
         while at < gpa + len {
-            let Some(c) = self.ram.iter_mut().find(|c| at >= c.gpa && at < c.gpa + c.run.len()) else { break };
+            let Some(c) = self.ram.iter_mut().find(|c| c.holds(at)) else { break };
             let n = (c.gpa + c.run.len() - at).min(gpa + len - at);
             c.run.zero(at - c.gpa, n);
             at += n;

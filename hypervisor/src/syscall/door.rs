@@ -47,6 +47,9 @@ impl Sys for Kernel {
     fn complete_instruction(&self, vcpu: VcpuHandle, next_rip: u64, from: NextRipSource) -> SysResult<()> {
         sys_complete_instruction(Caller::current()?, vcpu, next_rip, from)
     }
+    fn complete_in(&self, vcpu: VcpuHandle, size: u8, value: u32, next_rip: u64) -> SysResult<()> {
+        sys_complete_in(Caller::current()?, vcpu, size, value, next_rip)
+    }
     fn inject(&self, vcpu: VcpuHandle, ev: EventInj) -> SysResult<()> {
         sys_inject(Caller::current()?, vcpu, ev)
     }
@@ -61,6 +64,9 @@ impl Sys for Kernel {
     }
     fn reg(&self, vcpu: VcpuHandle, r: Reg) -> SysResult<u64> {
         sys_reg_get(Caller::current()?, vcpu, r)
+    }
+    fn regs(&self, vcpu: VcpuHandle, which: &[Reg], out: &mut [u64]) -> SysResult<()> {
+        sys_regs_get(Caller::current()?, vcpu, which, out)
     }
     fn set_reg(&self, vcpu: VcpuHandle, r: Reg, value: u64) -> SysResult<()> {
         sys_reg_set(Caller::current()?, vcpu, r, value)

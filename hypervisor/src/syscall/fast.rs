@@ -10,21 +10,36 @@
 //! once per code page and remembers the translation for (CR3, page); a
 //! remembered translation is used only when the bytes it leads to are the
 //! expected instruction, so a stale entry can at worst send the exit to
-//! the VMM's slow path.
+//! the VMM's slow path. The walk obeys the VM's [`WalkLimits`] (the
+//! physical-address width and 1 GiB pages its CPUID states), as the VMM's
+//! walks do. The bytes are read in place from the RAM chunk the last lookup
+//! found ([`VmSpace::read_array`]).
+//!
+//! [`WalkLimits`]: guest_x86::decode::WalkLimits
+//! [`VmSpace::read_array`]: crate::arch::vmspace::VmSpace::read_array
 use crate::arch::phys::PAGE;
+use crate::arch::vmspace::ChunkHint;
 use crate::vm::cpuid::{CpuModel, CpuidResult};
-use crate::vm::{NextRipSource, Reg, SegReg, Vcpu};
-use guest_x86::decode::{translate, AccessKind, PagingState};
-use guest_x86::mem::GuestMemory;
+use crate::vm::{NextRipSource, Reg, SegReg, Vcpu, Vm};
+use guest_x86::decode::{translate, AccessKind};
 use guest_x86::regs::{cr0, efer};
 
 const CPUID: [u8; 2] = [0x0F, 0xA2];
 const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];
 const PING: u64 = hvabi::nr::PING;
 
+/// What the fast path remembers of the guest's code between exits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CodeCache {
+    /// The last translation of a code page.
+    page: Option<CodePage>,
+    /// The RAM chunk that held the last instruction read.
+    chunk: ChunkHint,
+}
+
 /// A remembered translation of the guest's code page.
 #[derive(Debug, Clone, Copy)]
-pub struct CodePage {
+struct CodePage {
     cr3: u64,
     linear: u64,
     gpa: u64,
@@ -36,12 +51,12 @@ fn is_64bit(v: &Vcpu) -> bool {
 
 /// The RIP after the intercepted instruction, if it is `insn`, and where
 /// that came from.
-fn next_rip(
+fn next_rip<const N: usize>(
     v: &Vcpu,
-    cache: &mut Option<CodePage>,
-    ram: &impl GuestMemory,
+    cache: &mut CodeCache,
+    vm: &Vm,
     nrips: bool,
-    insn: &[u8],
+    insn: &[u8; N],
 ) -> Option<(u64, NextRipSource)> {
     if nrips {
         return Some((v.next_rip_raw(), NextRipSource::Nrips));
@@ -50,7 +65,7 @@ fn next_rip(
     let long = is_64bit(v);
     let linear = if long { rip } else { v.seg(SegReg::Cs).base.wrapping_add(rip) & 0xFFFF_FFFF };
     let offset = linear % PAGE;
-    if offset + insn.len() as u64 > PAGE {
+    if offset + N as u64 > PAGE {
         return None;
     }
     let page = linear - offset;
@@ -59,33 +74,24 @@ fn next_rip(
     let gpa_page = if cr0 & cr0::PG == 0 {
         page
     } else {
-        match *cache {
+        match cache.page {
             Some(c) if c.cr3 == cr3 && c.linear == page => c.gpa,
             _ => {
-                let paging = PagingState {
-                    cr0,
-                    cr3,
-                    cr4: v.reg(Reg::Cr4),
-                    efer: v.reg(Reg::Efer),
-                    phys_addr_bits: 40,
-                    gbpages: false,
-                };
+                let paging = vm.walk_limits.paging(cr0, cr3, v.reg(Reg::Cr4), v.reg(Reg::Efer));
                 let user = v.reg(Reg::Cpl) == 3;
-                let gpa = translate(ram, &paging, page, AccessKind::fetch(user)).ok()?;
-                *cache = Some(CodePage { cr3, linear: page, gpa });
+                let gpa = translate(vm.ram(), &paging, page, AccessKind::fetch(user)).ok()?;
+                cache.page = Some(CodePage { cr3, linear: page, gpa });
                 gpa
             }
         }
     };
-    let mut bytes = [0u8; 3];
-    let bytes = &mut bytes[..insn.len()];
-    ram.read(gpa_page + offset, bytes).ok()?;
+    let bytes: [u8; N] = vm.ram().read_array(gpa_page + offset, &mut cache.chunk)?;
     // Byte by byte: two or three compares, where a slice compare calls memcmp.
     if bytes.iter().zip(insn).any(|(seen, want)| seen != want) {
-        *cache = None;
+        cache.page = None;
         return None;
     }
-    let next = rip.wrapping_add(insn.len() as u64);
+    let next = rip.wrapping_add(N as u64);
     Some((if long { next } else { next & 0xFFFF_FFFF }, NextRipSource::Decoded))
 }
 
@@ -106,18 +112,11 @@ pub fn guest_cpuid(m: &CpuModel, v: &Vcpu, index: u16, leaf: u32, sub: u32) -> C
 }
 
 /// CPUID, answered from the VM's model.
-pub fn cpuid(
-    v: &mut Vcpu,
-    m: &CpuModel,
-    cache: &mut Option<CodePage>,
-    ram: &impl GuestMemory,
-    nrips: bool,
-    index: u16,
-) -> bool {
-    let Some((next, from)) = next_rip(v, cache, ram, nrips, &CPUID) else {
+pub fn cpuid(v: &mut Vcpu, vm: &Vm, cache: &mut CodeCache, nrips: bool, index: u16) -> bool {
+    let Some((next, from)) = next_rip(v, cache, vm, nrips, &CPUID) else {
         return false;
     };
-    let r = guest_cpuid(m, v, index, v.reg(Reg::Rax) as u32, v.reg(Reg::Rcx) as u32);
+    let r = guest_cpuid(&vm.cpuid, v, index, v.reg(Reg::Rax) as u32, v.reg(Reg::Rcx) as u32);
     v.set_reg(Reg::Rax, u64::from(r.eax));
     v.set_reg(Reg::Rbx, u64::from(r.ebx));
     v.set_reg(Reg::Rcx, u64::from(r.ecx));
@@ -127,12 +126,12 @@ pub fn cpuid(
 }
 
 /// The PING hypercall: RAX = 0, nothing else changes.
-pub fn ping(v: &mut Vcpu, cache: &mut Option<CodePage>, ram: &impl GuestMemory, nrips: bool) -> bool {
+pub fn ping(v: &mut Vcpu, vm: &Vm, cache: &mut CodeCache, nrips: bool) -> bool {
     let nr = if is_64bit(v) { v.reg(Reg::Rax) } else { v.reg(Reg::Rax) & 0xFFFF_FFFF };
     if nr != PING {
         return false;
     }
-    let Some((next, from)) = next_rip(v, cache, ram, nrips, &VMMCALL) else {
+    let Some((next, from)) = next_rip(v, cache, vm, nrips, &VMMCALL) else {
         return false;
     };
     v.set_reg(Reg::Rax, 0);

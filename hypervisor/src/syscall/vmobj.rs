@@ -67,7 +67,7 @@ struct VcpuObj {
     index: u16,
     vcpu: Vcpu,
     /// The fast path's one-entry translation of the guest's code page.
-    code_page: Option<fast::CodePage>,
+    code_page: fast::CodeCache,
     /// How long its slices ran over, owed from its next ones
     /// ([`CpuTime::entry`]).
     slice_debt_ns: u64,
@@ -178,7 +178,7 @@ pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
     }
     let index = vmobj.vcpus;
     vmobj.vcpus += 1;
-    *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: None, slice_debt_ns: 0 });
+    *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: fast::CodeCache::default(), slice_debt_ns: 0 });
     Ok(VcpuHandle(slot_index as u16))
 }
 
@@ -385,11 +385,10 @@ fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_
             }
         }
         let exit = obj.vcpu.run(&mut percpu.vm, &vmobj.vm);
-        let ram = vmobj.vm.ram();
         let nrips = percpu.vm.caps.nrips;
         let handled = match exit {
-            VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &vmobj.vm.cpuid, &mut obj.code_page, ram, nrips, obj.index),
-            VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &mut obj.code_page, ram, nrips),
+            VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &vmobj.vm, &mut obj.code_page, nrips, obj.index),
+            VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &vmobj.vm, &mut obj.code_page, nrips),
             // The host has taken its interrupt; the clock says what it meant.
             VmExit::Intr => true,
             // The guest gets its DR0-DR3 and the MOV runs again, on the CPU.
@@ -416,6 +415,18 @@ pub fn sys_get_next_rip(caller: Caller, vcpu: VcpuHandle) -> SysResult<Option<u6
 /// its interrupt shadow ends, and a single-stepping guest gets its #DB.
 pub fn sys_complete_instruction(caller: Caller, vcpu: VcpuHandle, next_rip: u64, from: NextRipSource) -> SysResult<()> {
     with_vcpu(caller, vcpu, |v| v.complete_instruction(next_rip, from))
+}
+
+/// An intercepted IN of `size` bytes (1, 2 or 4) read `value`: it goes into
+/// RAX as the CPU would put it there, and the instruction is complete
+/// (resuming at `next_rip`, EXITINFO2), under one lock of the vCPU.
+pub fn sys_complete_in(caller: Caller, vcpu: VcpuHandle, size: u8, value: u32, next_rip: u64) -> SysResult<()> {
+    with_vcpu(caller, vcpu, |v| {
+        let rax = sysabi::rax_after_in(v.reg(Reg::Rax), size, value).ok_or(SysError::BadArgument)?;
+        v.set_reg(Reg::Rax, rax);
+        v.complete_instruction(next_rip, NextRipSource::IoExitInfo);
+        Ok(())
+    })?
 }
 
 /// Queues an event for the next entry: an exception or NMI is delivered
@@ -452,6 +463,19 @@ pub fn sys_set_exception_intercept(caller: Caller, vcpu: VcpuHandle, vector: u8,
 
 pub fn sys_reg_get(caller: Caller, vcpu: VcpuHandle, r: Reg) -> SysResult<u64> {
     with_vcpu(caller, vcpu, |v| v.reg(r))
+}
+
+/// The registers `which` names, into `out` (as long as `which`), under one
+/// lock of the vCPU.
+pub fn sys_regs_get(caller: Caller, vcpu: VcpuHandle, which: &[Reg], out: &mut [u64]) -> SysResult<()> {
+    if which.len() != out.len() {
+        return Err(SysError::BadArgument);
+    }
+    with_vcpu(caller, vcpu, |v| {
+        for (r, o) in which.iter().zip(out.iter_mut()) {
+            *o = v.reg(*r);
+        }
+    })
 }
 
 pub fn sys_reg_set(caller: Caller, vcpu: VcpuHandle, r: Reg, value: u64) -> SysResult<()> {

@@ -39,7 +39,8 @@ use crate::arch::phys::PhysRun;
 use crate::arch::svm::GuestRegs;
 use crate::arch::vmspace::{GuestVmcb, MapError, VmSpace};
 use asid::{AsidAllocator, AsidTag, TlbAction};
-use guest_x86::regs::{cr0, cr4, efer, rflags};
+use guest_x86::decode::WalkLimits;
+use guest_x86::regs::{cr0, cr4, efer, rflags, xcr0};
 use vmcb::{
     CleanBits, CrSet, EventInj, ExceptionIntercepts, IntControl, InterceptMisc1, InterceptMisc2, Segment, StateLimits,
     TlbControl, Vmcb,
@@ -148,7 +149,6 @@ pub struct Vcpu {
     last_cpu: Option<usize>,
     /// The VM's NPT generation this vCPU's ASID is known clean for.
     npt_generation: u64,
-    last_exit: Option<(VmExit, RawExit)>,
     /// The reason and TSC of the last exit, until the next VMRUN closes its
     /// handling time.
     open_exit: Option<(ExitReason, u64)>,
@@ -250,7 +250,6 @@ impl Vcpu {
             dirty: CleanBits::all(),
             last_cpu: None,
             npt_generation: vm.npt_generation,
-            last_exit: None,
             open_exit: None,
             state_changed: true,
             flush_requested: false,
@@ -278,9 +277,7 @@ impl Vcpu {
         self.vmcb.control.set_clean_bits(clean);
         if self.state_changed {
             if let Err(e) = vmcb::check_vmrun_state(&self.vmcb, &cpu.limits) {
-                let exit = VmExit::Invalid(Some(e));
-                self.last_exit = Some((exit, RawExit::default()));
-                return exit;
+                return VmExit::Invalid(Some(e));
             }
             self.state_changed = false;
         }
@@ -327,9 +324,9 @@ impl Vcpu {
                 cpu.cpu
             );
         }
-        self.last_exit = Some((exit, raw));
-        self.stats.count(exit.reason());
-        self.open_exit = Some((exit.reason(), exited_at));
+        let reason = exit.reason();
+        self.stats.count(reason);
+        self.open_exit = Some((reason, exited_at));
         exit
     }
 
@@ -412,10 +409,6 @@ impl Vcpu {
     /// What CPUID answers depend on in this vCPU's state.
     pub fn cpuid_view(&self, index: u32) -> cpuid::GuestView {
         cpuid::GuestView { index, cr4: self.vmcb.save.cr4, xcr0: self.regs.xcr0() }
-    }
-
-    pub fn last_exit(&self) -> Option<&(VmExit, RawExit)> {
-        self.last_exit.as_ref()
     }
 
     /// The VMCB's next_rip: on a CPU with NRIPS, the address of the
@@ -624,13 +617,22 @@ pub struct Vm {
     pub npt_generation: u64,
     /// The virtual CPU its vCPUs' CPUID describes.
     pub cpuid: cpuid::CpuModel,
+    /// What that CPUID tells the guest about its page tables, for the
+    /// kernel's walks of them.
+    pub walk_limits: WalkLimits,
 }
 
 impl Vm {
     /// A VM with frames from `pool`, no RAM, every I/O port and every MSR
     /// but those the world switch swaps intercepted, and CPU model `cpuid`.
     pub fn new(pool: PoolId, cpuid: cpuid::CpuModel) -> Result<Vm, FrameError> {
-        Ok(Vm { space: VmSpace::new(pool)?, npt_generation: 0, cpuid })
+        // Leaves 8000_0001h and 8000_0008h are the same for every vCPU and state.
+        let view = cpuid::GuestView { index: 0, cr4: 0, xcr0: xcr0::X87 };
+        let walk_limits = WalkLimits::from_cpuid(|leaf, sub| {
+            let r = cpuid.answer(leaf, sub, &view);
+            [r.eax, r.ebx, r.ecx, r.edx]
+        });
+        Ok(Vm { space: VmSpace::new(pool)?, npt_generation: 0, cpuid, walk_limits })
     }
 
     /// Takes back a vCPU of this VM and frees its VMCB.

@@ -190,13 +190,11 @@ fn exits_are_counted_and_timed_by_reason() {
     let _k = kernel();
     let mut r = rig(1, TEST_CAPS);
     sim::script([ScriptedExit::new(ExitCode::Cpuid.to_raw()), hlt(), hlt()]);
-    for _ in 0..3 {
-        r.v[0].run(&mut r.cpu, &r.vm);
-    }
+    let exits: Vec<VmExit> = (0..3).map(|_| r.v[0].run(&mut r.cpu, &r.vm)).collect();
+    assert_eq!(exits, [VmExit::Cpuid, VmExit::Hlt, VmExit::Hlt], "each run returns its exit");
     let (c, h) = (r.v[0].stats.get(ExitReason::Cpuid), r.v[0].stats.get(ExitReason::Hlt));
     assert_eq!((c.count, h.count), (1, 2));
     assert_eq!((c.timed, h.timed), (1, 1), "an exit is timed when the next entry closes it");
-    assert_eq!(r.v[0].last_exit().map(|e| e.0), Some(VmExit::Hlt));
 }
 
 /// A scripted exit after which the guest left `dr` in DR0–DR3 and `dr7`
@@ -254,4 +252,16 @@ fn two_vcpus_find_only_their_own_dr0_3_and_the_host_gets_its_own_back() {
     b.give_debug_registers();
     assert_eq!(run_hlts(b, cpu, vm, 1)[0].dr0_3, OTHER, "b's own values");
     assert_eq!(sim::dr0_3(), HOST_DR);
+}
+
+#[test]
+fn a_vms_walk_limits_are_those_its_vcpus_cpuid_states() {
+    let _k = kernel();
+    let r = rig(1, TEST_CAPS);
+    let view = r.v[0].cpuid_view(0);
+    let seen = WalkLimits::from_cpuid(|leaf, sub| {
+        let c = r.vm.cpuid.answer(leaf, sub, &view);
+        [c.eax, c.ebx, c.ecx, c.edx]
+    });
+    assert_eq!(r.vm.walk_limits, seen, "the kernel's walks obey what CPUID tells the guest");
 }

@@ -1,7 +1,7 @@
 //! The page walker on hand-built tables, one group per paging mode.
 
 use crate::decode::walk::{
-    translate, walk, walk_and_mark, AccessKind, PageFault, PagingState, PfErrorCode, Translation, WalkError,
+    translate, walk, walk_and_mark, AccessKind, PageFault, PagingState, PfErrorCode, Translation, WalkError, WalkLimits,
 };
 use crate::mem::{GuestMemory, VecMemory};
 use crate::regs::{cr0, cr4, efer};
@@ -432,4 +432,42 @@ fn a_marked_32_bit_walk_sets_bits_in_4_byte_entries() {
     assert_eq!(mem.read_u32(0x1000 + 4).unwrap(), 0x2000 | (P | RW | A) as u32);
     assert_eq!(mem.read_u32(0x2000 + 4).unwrap(), 0x7000 | (P | RW | A | D) as u32);
     assert_eq!(mem.read_u32(0x2000 + 8).unwrap(), 0xDEAD_B000, "the next entry is untouched");
+}
+
+/// A CPUID that answers `max_ext` at 8000_0000h, `width` in 8000_0008h EAX
+/// and `edx` in 8000_0001h EDX.
+fn ext_cpuid(max_ext: u32, width: u32, edx: u32) -> impl Fn(u32, u32) -> [u32; 4] {
+    move |leaf, _| match leaf {
+        0x8000_0000 => [max_ext, 0, 0, 0],
+        0x8000_0001 if max_ext >= leaf => [0, 0, 0, edx],
+        0x8000_0008 if max_ext >= leaf => [width, 0, 0, 0],
+        _ => [0; 4],
+    }
+}
+
+#[test]
+fn walk_limits_come_from_the_width_and_the_1g_page_bit_the_guest_sees() {
+    let seen = WalkLimits::from_cpuid(ext_cpuid(0x8000_0008, 0x3028, 1 << 26));
+    assert_eq!(seen, WalkLimits { phys_addr_bits: 40, gbpages: true }, "width 40 (EAX 7:0), PDPE1GB set");
+    let seen = WalkLimits::from_cpuid(ext_cpuid(0x8000_0008, 0x30, 0));
+    assert_eq!(seen, WalkLimits { phys_addr_bits: 48, gbpages: false }, "no PDPE1GB");
+    let seen = WalkLimits::from_cpuid(ext_cpuid(0x8000_0001, 0x30, 1 << 26));
+    assert_eq!(seen, WalkLimits { phys_addr_bits: 36, gbpages: true }, "no leaf 8000_0008h: 36 bits");
+    let seen = WalkLimits::from_cpuid(ext_cpuid(0, 0x30, 1 << 26));
+    assert_eq!(seen, WalkLimits { phys_addr_bits: 36, gbpages: false }, "no extended leaves at all");
+}
+
+#[test]
+fn walk_limits_give_the_paging_state_their_width_and_1g_pages() {
+    let limits = WalkLimits { phys_addr_bits: 39, gbpages: true };
+    let seen = limits.paging(cr0::PG | cr0::PE, 0x1000, cr4::PAE, efer::LME | efer::LMA);
+    let expected = PagingState {
+        cr0: cr0::PG | cr0::PE,
+        cr3: 0x1000,
+        cr4: cr4::PAE,
+        efer: efer::LME | efer::LMA,
+        phys_addr_bits: 39,
+        gbpages: true,
+    };
+    assert_eq!(seen, expected);
 }

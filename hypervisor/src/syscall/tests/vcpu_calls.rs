@@ -11,11 +11,13 @@ const VCPU_CALLS: &[NamedCall<VcpuHandle>] = &[
     ("run", |c, v| sys_run(c, v, NEVER).map(drop)),
     ("next_rip", |c, v| sys_get_next_rip(c, v).map(drop)),
     ("complete_instruction", |c, v| sys_complete_instruction(c, v, 0xFFF2, NextRipSource::Decoded)),
+    ("complete_in", |c, v| sys_complete_in(c, v, 1, 0xE9, 0xFFF2)),
     ("inject", |c, v| sys_inject(c, v, EventInj::exception(6))),
     ("interrupt_pending", |c, v| sys_check_pending_interrupt(c, v).map(drop)),
     ("withdraw_interrupt", |c, v| sys_withdraw_interrupt(c, v).map(drop)),
     ("set_exception_intercept", |c, v| sys_set_exception_intercept(c, v, 14, true)),
     ("reg", |c, v| sys_reg_get(c, v, Reg::Rbx).map(drop)),
+    ("regs", |c, v| sys_regs_get(c, v, &[Reg::Rbx, Reg::Rip], &mut [0; 2])),
     ("set_reg", |c, v| sys_reg_set(c, v, Reg::Rbx, 7)),
     ("seg", |c, v| sys_seg_get(c, v, SegReg::Ds).map(drop)),
     ("set_seg", |c, v| sys_seg_set(c, v, SegReg::Ds, Segment::real_mode(0x100))),
@@ -112,6 +114,43 @@ fn withdraw_interrupt_takes_back_the_posted_vector_and_leaves_eventinj_alone() {
     assert_eq!(sys_check_pending_interrupt(a, v), Ok(false), "the vector is gone");
     assert_eq!(sys_inject(a, v, EventInj::exception(6)), Err(SysError::Busy), "the #GP stays queued");
     assert_eq!(sys_inject(a, v, EventInj::external_interrupt(0x20)), Ok(()), "the slot is free for another");
+}
+
+#[test]
+fn regs_reads_each_named_register_and_refuses_a_buffer_of_another_length() {
+    let _k = kernel();
+    let w = two_vms();
+    let (a, v) = (w.a.caller(), w.vcpu_a);
+    sys_reg_set(a, v, Reg::Rbx, 0xB).unwrap();
+    sys_reg_set(a, v, Reg::Cr3, 0x3000).unwrap();
+    let mut seen = [0u64; 3];
+    assert_eq!(sys_regs_get(a, v, &[Reg::Cr3, Reg::Rip, Reg::Rbx], &mut seen), Ok(()));
+    assert_eq!(seen, [0x3000, 0xFFF0, 0xB], "CR3, RIP, RBX in the order named");
+    for (which, len) in [(&[Reg::Rbx, Reg::Rip][..], 1), (&[Reg::Rbx][..], 2)] {
+        let mut out = vec![0xAAu64; len];
+        assert_eq!(sys_regs_get(a, v, which, &mut out), Err(SysError::BadArgument), "{which:?} into {len}");
+        assert!(out.iter().all(|&o| o == 0xAA), "a refused call wrote nothing: {out:?}");
+    }
+}
+
+#[test]
+fn complete_in_puts_the_value_in_rax_as_the_cpu_would_and_refuses_other_sizes() {
+    let _k = kernel();
+    let w = two_vms();
+    let (a, v) = (w.a.caller(), w.vcpu_a);
+    for (size, value, expected) in
+        [(1, 0xE9, 0x1122_3344_5566_77E9), (2, 0xBEEF, 0x1122_3344_5566_BEEF), (4, 0xCAFE_F00D, 0xCAFE_F00D)]
+    {
+        sys_reg_set(a, v, Reg::Rax, 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(sys_complete_in(a, v, size, value, 0x1234), Ok(()));
+        assert_eq!(sys_reg_get(a, v, Reg::Rax), Ok(expected), "IN of {size} byte(s)");
+        assert_eq!(sys_reg_get(a, v, Reg::Rip), Ok(0x1234), "resumes at EXITINFO2");
+    }
+    assert_eq!(sys_get_paths(a, v).unwrap().io_exitinfo, 3, "each completed through EXITINFO2");
+    sys_reg_set(a, v, Reg::Rax, 7).unwrap();
+    assert_eq!(sys_complete_in(a, v, 3, 0xFF, 0x5678), Err(SysError::BadArgument), "a 3-byte IN");
+    assert_eq!(sys_reg_get(a, v, Reg::Rax), Ok(7), "a refused call changed nothing");
+    assert_eq!(sys_reg_get(a, v, Reg::Rip), Ok(0x1234), "nor RIP");
 }
 
 #[test]
