@@ -27,6 +27,10 @@ pub const SLOTS: usize = crate::proc::MAX_PROCS;
 const QUEUE: usize = 64;
 /// Output held per console while another console's line is open.
 const PENDING: usize = 1024;
+/// How long an open line may hold back other consoles' whole lines: a
+/// prompt waits for typing, and the lines of a VM booting beside it must
+/// not wait with it.
+pub const HOLD_NS: u64 = 100_000_000;
 /// The command key: Ctrl-] (0x1D), as telnet's.
 pub const ESCAPE: u8 = 0x1D;
 /// An OSC string (ESC ] ... BEL) longer than this is cut off: its
@@ -146,11 +150,15 @@ pub struct Mux {
     command: bool,
     /// The console whose line is still open (no newline yet).
     open: Option<usize>,
+    /// The time as the caller last gave it ([`Mux::set_now`]), and when
+    /// the open line last grew.
+    now_ns: u64,
+    open_last_ns: u64,
 }
 
 impl Mux {
     pub const fn new() -> Self {
-        Mux { consoles: [None; SLOTS], focus: None, command: false, open: None }
+        Mux { consoles: [None; SLOTS], focus: None, command: false, open: None, now_ns: 0, open_last_ns: 0 }
     }
 
     /// Console `slot` now belongs to a VM called `name`. The first console
@@ -218,6 +226,7 @@ impl Mux {
             self.open = Some(slot);
         }
         out(&[b]);
+        self.open_last_ns = self.now_ns;
         if b == b'\n' {
             self.open = None;
             // The next waiting console's whole lines, in turn.
@@ -254,6 +263,25 @@ impl Mux {
         // console's lines out, never this one's again.
         for &b in &bytes[..n] {
             self.emit(slot, b, out);
+        }
+    }
+
+    /// The time is `now_ns` (nanoseconds, any epoch that only grows).
+    pub fn set_now(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+    }
+
+    /// Lets other consoles' whole lines out when the open line has not
+    /// grown for [`HOLD_NS`]: the open line is ended (its console goes on
+    /// on a new one) and the waiting lines follow in turn.
+    pub fn release_held(&mut self, out: &mut impl FnMut(&[u8])) {
+        let Some(open) = self.open else { return };
+        if self.now_ns.saturating_sub(self.open_last_ns) < HOLD_NS {
+            return;
+        }
+        if let Some(next) = (1..SLOTS).map(|i| (open + i) % SLOTS).find(|&s| self.has_whole_line(s)) {
+            self.end_line(out);
+            self.flush_lines(next, out);
         }
     }
 
@@ -375,15 +403,25 @@ pub fn for_log_line() -> spin::MutexGuard<'static, Mux> {
     mux
 }
 
+/// The multiplexer at the current time, with the lines an idle open line
+/// held back let out.
+fn mux_now() -> spin::MutexGuard<'static, Mux> {
+    let mut mux = MUX.lock();
+    mux.set_now(crate::arch::lapic::now_ns());
+    mux.release_held(&mut to_port);
+    mux
+}
+
 /// Writes a guest's bytes through console `slot`.
 pub fn write(slot: usize, bytes: &[u8]) {
-    MUX.lock().guest_output(slot, bytes, &mut to_port);
+    mux_now().guest_output(slot, bytes, &mut to_port);
 }
 
 /// The next byte typed for console `slot`: takes what the host port holds
-/// while the focused VM has room for it.
+/// while the focused VM has room for it. Every VM asks often, so this is
+/// also where held lines are let out in time.
 pub fn read(slot: usize) -> Option<u8> {
-    let mut mux = MUX.lock();
+    let mut mux = mux_now();
     while mux.accepts_input() {
         let Some(b) = crate::arch::serial::try_read_byte() else { break };
         mux.input(b, &mut to_port);

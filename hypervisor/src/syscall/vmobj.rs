@@ -5,7 +5,7 @@ use super::{SysError, SysResult};
 use crate::arch::frames::{self, FrameError, PoolId};
 use crate::arch::phys::PAGE;
 use crate::arch::vmspace::MapError;
-use crate::sync::Lock;
+use crate::sync::{Lock, LockGuard};
 use crate::vm::cpuid::CpuidResult;
 use crate::vm::cr::GuestFault;
 use crate::vm::{CpuVm, NextRipSource, Reg, SegReg, Vcpu, Vm, VmExit};
@@ -152,30 +152,38 @@ fn with_vm<T>(caller: Caller, h: VmHandle, f: impl FnOnce(&mut VmObj) -> SysResu
 /// the VMCB holds) and an empty nested page table.
 pub fn sys_vm_create(caller: Caller) -> SysResult<VmHandle> {
     let pool = caller.pool()?;
-    let (index, slot) = VMS.iter().enumerate().find(|(_, s)| s.lock().is_none()).ok_or(SysError::NoSlot)?;
-    let vm = Vm::new(pool, fast::cpu_model()).map_err(map_err)?;
-    let mut g = slot.lock();
-    if g.is_some() {
-        // Another caller took the slot meanwhile; the VM's frames go back as it drops.
+    if VMS.iter().all(|s| s.lock().is_some()) {
         return Err(SysError::NoSlot);
     }
+    let vm = Vm::new(pool, fast::cpu_model()).map_err(map_err)?;
+    // The slot is claimed under its own lock, after the VM is built: two
+    // CPUs creating VMs at once take two slots. Without one, the VM's
+    // frames go back as it drops.
+    let (index, mut g) = claim_free(&VMS).ok_or(SysError::NoSlot)?;
     *g = Some(VmObj { owner: caller, vm, vcpus: 0 });
     Ok(VmHandle(index as u16))
+}
+
+/// The first free slot of `slots`, locked: the lock is held from the look
+/// that finds it free to the caller's filling it.
+fn claim_free<T>(slots: &'static [Lock<Option<T>>]) -> Option<(usize, LockGuard<'static, Option<T>>)> {
+    slots.iter().enumerate().find_map(|(i, s)| {
+        let g = s.lock();
+        g.is_none().then_some((i, g))
+    })
 }
 
 /// Creates a vCPU of `vm` in the x86 reset state.
 pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
     let pool = caller.pool()?;
     let vm_lock = vm_slot(caller, vm)?;
-    let (slot_index, slot) = VCPUS.iter().enumerate().find(|(_, s)| s.lock().is_none()).ok_or(SysError::NoSlot)?;
+    // A free vCPU slot first, then the VM: sys_run's lock order. The VM's
+    // owner is checked again under its lock, which is held while the vCPU
+    // is built and counted.
+    let (slot_index, mut g) = claim_free(&VCPUS).ok_or(SysError::NoSlot)?;
     let mut vg = vm_lock.lock();
-    let vmobj = vg.as_mut().ok_or(SysError::NoSuchObject)?;
+    let vmobj = owned(vg.as_mut(), caller)?;
     let vcpu = Vcpu::new(&mut vmobj.vm, pool).map_err(map_err)?;
-    let mut g = slot.lock();
-    if g.is_some() {
-        vmobj.vm.release_vcpu(vcpu);
-        return Err(SysError::NoSlot);
-    }
     let index = vmobj.vcpus;
     vmobj.vcpus += 1;
     *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: fast::CodeCache::default(), slice_debt_ns: 0 });

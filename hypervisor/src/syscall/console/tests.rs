@@ -96,6 +96,23 @@ fn the_focused_vm_writes_through_and_a_focus_switch_shows_the_waiting_prompt() {
 }
 
 #[test]
+fn lines_held_behind_an_idle_prompt_come_out_after_the_hold_time() {
+    let mut t = Term::new(&["vm0", "vm1"]);
+    t.mux.set_now(1_000);
+    t.guest(0, b"guest:~# ");
+    t.guest(1, b"CERTIVISOR-GUEST-READY\r\nBusyBox\r\nguest:~# ");
+    t.mux.set_now(1_000 + HOLD_NS - 1);
+    t.mux.release_held(&mut |_| panic!("released before the hold time"));
+    assert_eq!(t.text(), "vm0| guest:~# ", "vm1's lines wait while vm0's prompt is fresh");
+    t.mux.set_now(1_000 + HOLD_NS);
+    let screen = &mut t.screen;
+    t.mux.release_held(&mut |b| screen.extend_from_slice(b));
+    assert_eq!(t.text(), "\r\nvm1| CERTIVISOR-GUEST-READY\r\nvm1| BusyBox\r\n", "whole lines only");
+    t.guest(0, b"ls\r\n");
+    assert_eq!(t.text(), "vm0| ls\r\n", "vm0 goes on on a new line");
+}
+
+#[test]
 fn waiting_output_breaks_in_when_its_buffer_is_full() {
     let mut t = Term::new(&["vm0", "vm1"]);
     t.guest(0, b"# ");
