@@ -53,16 +53,29 @@ pub fn sys_net_info(caller: Caller, port: NetHandle) -> SysResult<NetPortInfo> {
 
 /// Sends the frame that `spans` of `vm`'s RAM hold through the switch.
 pub fn sys_net_send(caller: Caller, port: NetHandle, vm: VmHandle, spans: &[GuestSpan]) -> SysResult<()> {
-    let mut sw = SWITCH.lock();
-    let port = usize::from(port.0);
-    sw.check(caller.pid(), port)?;
-    let len = span_bytes(spans)?;
-    if len > MAX_FRAME {
-        return Err(SysError::TooBig);
+    let mut reached = [None; PORTS];
+    {
+        let mut sw = SWITCH.lock();
+        let port = usize::from(port.0);
+        sw.check(caller.pid(), port)?;
+        let len = span_bytes(spans)?;
+        if len > MAX_FRAME {
+            return Err(SysError::TooBig);
+        }
+        let mut frame = [0u8; MAX_FRAME];
+        gather(caller, vm, spans, &mut frame[..len])?;
+        let before = sw.queue_lengths();
+        sw.send(caller.pid(), port, &frame[..len])?;
+        for (slot, pid) in reached.iter_mut().zip(sw.reached_since(&before)) {
+            *slot = Some(pid);
+        }
     }
-    let mut frame = [0u8; MAX_FRAME];
-    gather(caller, vm, spans, &mut frame[..len])?;
-    sw.send(caller.pid(), port, &frame[..len])
+    // A receiver whose CPU halts (its guest waits in HLT) looks at its NIC
+    // only when the CPU wakes: wake it now, not at its next timer.
+    for pid in reached.into_iter().flatten() {
+        crate::thread::kick_owner(pid.index() as u32);
+    }
+    Ok(())
 }
 
 /// Scatters the next frame for the port into `spans` of `vm`'s RAM: its

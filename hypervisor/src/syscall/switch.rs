@@ -243,6 +243,20 @@ impl<const P: usize, const D: usize> Default for Switch<P, D> {
     }
 }
 
+impl<const P: usize, const D: usize> Switch<P, D> {
+    /// Frames waiting for each port (0 for a closed one).
+    pub fn queue_lengths(&self) -> [usize; P] {
+        core::array::from_fn(|n| self.ports[n].len)
+    }
+
+    /// The owners of the ports that hold more frames than `before` (from
+    /// [`queue_lengths`](Self::queue_lengths)) says: those a send reached.
+    pub fn reached_since<'a>(&'a self, before: &'a [usize; P]) -> impl Iterator<Item = Pid> + 'a {
+        let more = self.ports.iter().zip(before).filter(|(p, &b)| p.len > b);
+        more.filter_map(|(p, _)| p.owner)
+    }
+}
+
 #[cfg(test)]
 impl<const P: usize, const D: usize> Switch<P, D> {
     /// Frames waiting for port `port` (0 for a closed port).

@@ -193,6 +193,11 @@ pub fn run_as_idle() -> ThreadError {
     THREADS.run_as_idle()
 }
 
+/// [`Threads::kick_owner`] on the kernel's pool.
+pub fn kick_owner(owner: u32) {
+    THREADS.kick_owner(owner)
+}
+
 /// [`Threads::yield_now`] on the kernel's pool.
 pub fn yield_now() -> Result<(), ThreadError> {
     THREADS.yield_now()

@@ -149,6 +149,12 @@ impl Scheduler {
         self.tcbs.iter().filter(|t| t.state != ThreadState::Free && t.owner == owner).count()
     }
 
+    /// The CPUs of the live threads whose owner tag is `owner`.
+    pub fn cpus_of_owner(&self, owner: u32) -> CpuSet {
+        let mine = self.tcbs.iter().filter(|t| t.state != ThreadState::Free && t.owner == owner);
+        mine.fold(0, |m, t| m | 1 << t.cpu.0)
+    }
+
     /// Threads on `cpu`'s ready queue, front first.
     pub fn ready(&self, cpu: CpuId) -> impl Iterator<Item = Tid> + '_ {
         let q = if cpu.0 < MAX_CPUS { Some(cpu.0) } else { None };

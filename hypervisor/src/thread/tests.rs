@@ -267,6 +267,10 @@ fn new_threads_go_to_the_online_cpu_with_the_fewest_process_threads() {
     assert_eq!(s.least_loaded(), CpuId(0), "one each: the lowest index");
     s.spawn(nop, 0, 7, CpuId(0)).unwrap();
     assert_eq!(s.least_loaded(), CpuId(2), "two on CPU 0, one on CPU 2");
+    assert_eq!(s.cpus_of_owner(6), 0b100, "owner 6's thread is on CPU 2");
+    s.spawn(nop, 0, 6, CpuId(0)).unwrap();
+    assert_eq!(s.cpus_of_owner(6), 0b101, "and now on CPU 0 too");
+    assert_eq!(s.cpus_of_owner(9), 0, "no thread of owner 9");
 }
 
 #[test]

@@ -261,6 +261,16 @@ impl Threads {
             .map_err(|e| panic!("scheduler and contexts disagree: cannot resume ready thread {to}: {e:?}"))
     }
 
+    /// Kicks every other CPU that runs a thread owned by `owner`: a thread
+    /// that halts its CPU waiting for an event looks again.
+    pub fn kick_owner(&self, owner: u32) {
+        let (cpus, me) = {
+            let s = self.sched.lock();
+            (s.cpus_of_owner(owner), self.cpu_of_caller(&s))
+        };
+        kick(cpus, me);
+    }
+
     /// Makes all threads sleeping on `chan` ready; returns how many. Each
     /// other CPU that got one is kicked, in case it halts.
     pub fn wakeup(&self, chan: Chan) -> usize {

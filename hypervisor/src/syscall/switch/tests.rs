@@ -69,6 +69,20 @@ fn a_unicast_frame_reaches_only_the_port_with_its_destination_mac() {
 }
 
 #[test]
+fn a_send_names_the_owners_it_reached_so_their_cpus_can_be_woken() {
+    let mut s = opened(3);
+    let before = s.queue_lengths();
+    s.send(pid(0), 0, &unicast(0, 2, 1)).unwrap();
+    assert_eq!(s.reached_since(&before).collect::<Vec<_>>(), vec![pid(2)], "unicast: its receiver only");
+    let before = s.queue_lengths();
+    s.send(pid(1), 1, &frame(BROADCAST, mac_of(1), 0, 10)).unwrap();
+    assert_eq!(s.reached_since(&before).collect::<Vec<_>>(), vec![pid(0), pid(2)], "broadcast: every other port");
+    let before = s.queue_lengths();
+    s.send(pid(0), 0, &unicast(0, 3, 0)).unwrap();
+    assert_eq!(s.reached_since(&before).count(), 0, "a frame for no port reaches nobody");
+}
+
+#[test]
 fn broadcast_and_multicast_flood_to_every_other_port() {
     let mut s = opened(3);
     let bcast = frame(BROADCAST, mac_of(1), 1, 50);
