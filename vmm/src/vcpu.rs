@@ -24,6 +24,12 @@ const IDLE_POLL_NS: u64 = 10_000_000;
 /// vCPU looks at every wake-up). Asking at every exit cost a kernel call
 /// per exit.
 const INPUT_POLL_NS: u64 = 1_000_000;
+/// How often, in guest time, a running vCPU asks its switch port for
+/// frames when its guest did not notify the NIC: a frame waits at most
+/// this long for a busy guest (a halted one looks at every wake-up, and a
+/// send kicks its CPU). Asking at every exit cost several kernel calls
+/// per exit.
+const NET_POLL_NS: u64 = 200_000;
 
 const VEC_UD: u8 = 6;
 const VEC_GP: u8 = 13;
@@ -165,6 +171,8 @@ pub struct VcpuLoop<'a, S: Sys> {
     pub input_to_virtio: bool,
     /// The guest time from which a running vCPU asks for typed input again.
     pub next_input_poll_ns: u64,
+    /// When a running vCPU next asks its switch port for frames.
+    next_net_poll_ns: u64,
     /// Guest time of the current exit, read once when it happened.
     pub now_ns: u64,
     /// The MSRs the VMM emulates for this vCPU.
@@ -217,6 +225,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             held_input: None,
             input_to_virtio: false,
             next_input_poll_ns: 0,
+            next_net_poll_ns: 0,
             now_ns: sys.now_ns(grants.clock)?,
             msrs: msr::GuestMsrs::from_cpuid(|leaf, sub| sys.cpuid(vcpu, leaf, sub).unwrap_or_default()),
             walk_limits: WalkLimits::from_cpuid(|leaf, sub| {
@@ -363,13 +372,20 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         }
     }
 
-    /// Moves frames between the virtio NIC and the VM's switch port: after
-    /// every exit and at every wake-up of a halted vCPU. On one host CPU a
-    /// frame for this VM is queued while another VM's thread runs, so it
-    /// is here at the next exit or wake-up (docs/network.md).
+    /// Moves frames between the virtio NIC and the VM's switch port: at
+    /// every wake-up of a halted vCPU, and after an exit when the guest
+    /// notified the NIC or [`NET_POLL_NS`] of guest time passed since the
+    /// last look (docs/network.md).
     fn pump_net(&mut self) {
+        self.next_net_poll_ns = self.now_ns.saturating_add(NET_POLL_NS);
         let mut port = SwitchPort { sys: self.sys, port: self.grants.net, vm: self.vm };
         self.board.pump_net(&mut self.mem, &mut port);
+    }
+
+    fn pump_net_after_exit(&mut self) {
+        if self.board.net_notified() || self.now_ns >= self.next_net_poll_ns {
+            self.pump_net();
+        }
     }
 
     /// Hands typed bytes to the guest UART while it has room.
@@ -524,7 +540,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         }
         self.board.report_lifted_log_limit(self.now_ns);
         self.pump_console();
-        self.pump_net();
+        self.pump_net_after_exit();
         if let Some(ev) = self.board.take_event() {
             return Err(match ev {
                 BoardEvent::Reset => Stop::Reset,

@@ -306,6 +306,11 @@ impl<'a> Board<'a> {
         }
     }
 
+    /// The guest notified its NIC since the NIC was last pumped.
+    pub fn net_notified(&self) -> bool {
+        self.devices.virtio.net_notified()
+    }
+
     /// The VM has a virtio console.
     pub fn has_virtio_console(&self) -> bool {
         self.devices.virtio.has_console()

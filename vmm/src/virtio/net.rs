@@ -83,6 +83,9 @@ pub struct VirtioNet {
     mac: MacAddr,
     /// The driver notified the transmit queue.
     tx_kicked: bool,
+    /// The driver notified a queue (new frames to send, or new receive
+    /// buffers) since the last [`Self::pump`].
+    notified: bool,
     /// A receive chain taken from the queue while no frame was waiting.
     rx_chain: Option<RxChain>,
     pub stats: NicStats,
@@ -129,18 +132,24 @@ fn spans<const N: usize>(segments: &[Segment], from: usize, len: usize) -> Optio
 
 impl VirtioNet {
     pub fn new(mac: MacAddr) -> Self {
-        VirtioNet { mac, tx_kicked: false, rx_chain: None, stats: NicStats::default() }
+        VirtioNet { mac, tx_kicked: false, notified: false, rx_chain: None, stats: NicStats::default() }
     }
 
     /// Moves frames: every chain of the transmit queue to the switch once
     /// the driver notified it, then frames from the switch into receive
     /// chains while both last.
+    /// The driver notified a queue since the last [`Self::pump`].
+    pub fn notified(&self) -> bool {
+        self.notified
+    }
+
     pub fn pump(
         &mut self,
         queues: &mut [Virtqueue],
         mem: &mut dyn GuestMemory,
         port: &mut impl NetPort,
     ) -> Result<(), QueueError> {
+        self.notified = false;
         if core::mem::take(&mut self.tx_kicked) {
             self.transmit(&mut queues[TX], mem, port)?;
         }
@@ -236,6 +245,7 @@ impl VirtioDevice for VirtioNet {
 
     fn reset(&mut self) {
         self.tx_kicked = false;
+        self.notified = false;
         self.rx_chain = None;
     }
 
@@ -245,6 +255,7 @@ impl VirtioDevice for VirtioNet {
         if index == TX {
             self.tx_kicked = true;
         }
+        self.notified = true;
         Ok(())
     }
 }

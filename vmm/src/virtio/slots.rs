@@ -205,6 +205,11 @@ impl<'a> VirtioBus<'a> {
         }
     }
 
+    /// The driver notified a queue of a NIC since its last pump.
+    pub fn net_notified(&self) -> bool {
+        self.slots.iter().any(|t| matches!(&t.device, Model::Net(n) if n.notified()))
+    }
+
     /// The VM has a virtio NIC.
     pub fn has_net(&self) -> bool {
         self.slots.iter().any(|t| matches!(t.device, Model::Net(_)))
