@@ -232,6 +232,17 @@ fn hvctl_talks_to_the_hypervisor_from_the_linux_guest() {
     s.expect("vm0: stopped cleanly", Duration::from_secs(60));
 }
 
+/// Powers off vm1 (which has the input), then vm0 once the focus comes back
+/// to it, and checks that the hypervisor ends with success.
+fn power_off_vm1_then_vm0(s: &mut Session) {
+    s.send("poweroff -f\n");
+    s.expect("vm1: stopped cleanly", Duration::from_secs(60));
+    s.expect("[CONS ] console: input goes to vm0", Duration::from_secs(30));
+    s.send("poweroff -f\n");
+    s.expect("vm0: stopped cleanly", Duration::from_secs(60));
+    assert_eq!(s.wait(Duration::from_secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
+}
+
 /// Two Linux VMs, each on a host CPU of its own, on one serial console:
 /// typed input goes to the VM with the focus only, Ctrl-] N moves the
 /// focus, every guest line carries its VM's prefix, and a guest's escape
@@ -277,12 +288,7 @@ fn two_linux_vms_share_the_console_with_input_to_one_and_prefixed_sanitised_outp
     assert!(!out.contains('\x1b'), "no escape byte reaches the terminal:\n{out:?}");
     assert!(!out.lines().any(|l| l.starts_with("[INFO ] vm1: stopped")), "the forged line is marked as vm1's");
 
-    s.send("poweroff -f\n");
-    s.expect("vm1: stopped cleanly", Duration::from_secs(60));
-    s.expect("[CONS ] console: input goes to vm0", Duration::from_secs(30));
-    s.send("poweroff -f\n");
-    s.expect("vm0: stopped cleanly", Duration::from_secs(60));
-    assert_eq!(s.wait(Duration::from_secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
+    power_off_vm1_then_vm0(&mut s);
 }
 
 #[test]
@@ -642,12 +648,7 @@ fn two_linux_vms_ping_each_other_and_move_a_file_over_tcp_through_the_switch() {
     let got = line_anywhere(&s, "vm1| got=", Duration::from_secs(300));
     assert_eq!(got, format!("{sent} size=307200"), "vm1 got the whole file, with vm0's checksum");
 
-    s.send("poweroff -f\n");
-    s.expect("vm1: stopped cleanly", Duration::from_secs(60));
-    s.expect("[CONS ] console: input goes to vm0", Duration::from_secs(30));
-    s.send("poweroff -f\n");
-    s.expect("vm0: stopped cleanly", Duration::from_secs(60));
-    assert_eq!(s.wait(Duration::from_secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
+    power_off_vm1_then_vm0(&mut s);
     // Each VM's port counters, logged when it stopped.
     let out = s.output();
     let counters = |n: u32| {
