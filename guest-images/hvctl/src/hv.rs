@@ -11,9 +11,8 @@ use core::arch::asm;
 /// CPUID with a subleaf; returns EAX, EBX, ECX, EDX.
 pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     let (a, b, c, d): (u32, u32, u32, u32);
-    // SAFETY: CPUID is available on every x86-64 CPU, reads no memory and
-    // writes only the named registers. RBX cannot be an asm operand (LLVM
-    // reserves it), so it is saved in a scratch register and swapped back.
+    // SAFETY: CPUID is available on every x86-64 CPU, reads no memory and writes only the named registers. RBX cannot
+    // be an asm operand (LLVM reserves it), so it is saved in a scratch register and swapped back.
     unsafe {
         asm!(
             "mov {save:r}, rbx",
@@ -79,15 +78,12 @@ impl Hypervisor {
     /// returns RAX as a signed result (negative errno on error).
     pub fn call(&self, nr: u64, args: [u64; 4]) -> i64 {
         let ret: u64;
-        // SAFETY: `self` proves CPUID showed the Certivisor signature, whose
-        // ABI defines VMMCALL. RBX is reserved by LLVM, so the first
-        // argument travels in a scratch register and is swapped into RBX
-        // around the call (and the caller's RBX back). The ABI preserves
-        // every register but RAX; RCX, RDX and RSI are still declared
-        // clobbered so that a hypervisor bug cannot corrupt this program.
-        // A buffer the call reads or writes is memory of this program whose
-        // address is an argument; the asm may touch it (no `nomem`), and the
-        // hypervisor reaches it only with this process's own rights.
+        // RBX is reserved by LLVM, so the first argument travels in a scratch register and is swapped into RBX
+        // around the call (and the caller's RBX back). The ABI preserves every register but RAX; RCX, RDX and RSI
+        // are still declared clobbered so that a hypervisor bug cannot corrupt this program. A buffer the call reads
+        // or writes is memory of this program whose address is an argument; the asm may touch it (no `nomem`).
+        // SAFETY: `self` proves CPUID showed the Certivisor signature, whose ABI defines VMMCALL; the hypervisor
+        // reaches a buffer only with this process's own rights.
         unsafe {
             asm!(
                 "xchg {a0}, rbx",
@@ -153,9 +149,8 @@ pub unsafe fn mmio_read32(p: *const u32) -> u32 {
 /// One VMMCALL PING round trip, in TSC cycles.
 pub fn time_vmmcall_ping(_hv: &Hypervisor) -> u64 {
     let (t0, t1): (u64, u64);
-    // SAFETY: `_hv` proves VMMCALL is defined. PING reads only RAX and
-    // returns in RAX; RBX is saved and restored outside the timed window in
-    // case a broken hypervisor changes it.
+    // SAFETY: `_hv` proves VMMCALL is defined. PING reads only RAX and returns in RAX; RBX is saved and restored
+    // outside the timed window in case a broken hypervisor changes it.
     unsafe {
         asm!(
             "mov {save}, rbx",

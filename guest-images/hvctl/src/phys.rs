@@ -46,9 +46,8 @@ impl MmioPage {
             .custom_flags(O_SYNC)
             .open("/dev/mem")
             .map_err(|e| io::Error::new(e.kind(), format!("/dev/mem: {e}")))?;
-        // SAFETY: a shared mapping of a device page through /dev/mem; the
-        // result is checked. The mapping outlives the fd (mmap keeps its own
-        // reference).
+        // SAFETY: a shared mapping of a device page through /dev/mem; the result is checked. The mapping outlives the
+        // fd (mmap keeps its own reference).
         let p = unsafe {
             mmap(std::ptr::null_mut(), PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f.as_raw_fd(), base as c_long)
         };

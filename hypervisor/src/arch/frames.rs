@@ -110,9 +110,8 @@ impl npt::FrameSource for TableFrames {
 
 impl npt::TableMemory for TableFrames {
     fn read_entry(&self, table: npt::HostPhysAddr, index: usize) -> u64 {
-        // SAFETY: `table` is a page-table frame this source handed out and
-        // still owns (see the type's docs); `index < 512` keeps the read
-        // inside it (checked by `entry`).
+        // SAFETY: `table` is a page-table frame this source handed out and still owns (see the type's docs);
+        // `index < 512` keeps the read inside it (checked by `entry`).
         unsafe { core::ptr::read_volatile(Self::entry(table, index)) }
     }
 

@@ -152,9 +152,10 @@ mod hw {
             (core::ptr::addr_of!(ap_cpu), cpu_index as u64),
             (core::ptr::addr_of!(ap_entry), ap_rust_entry as extern "C" fn(usize) -> ! as usize as u64),
         ];
-        // SAFETY: the caller checked that `page` is a free page below 1 MiB (valid_trampoline_page and the boot
-        // information's ranges); the identity map covers it and nothing else uses it while APs start. The writes
-        // stay inside the page: the trampoline fits (checked), and every offset is inside the trampoline.
+        // The caller checked that `page` is a free page below 1 MiB (valid_trampoline_page and the boot
+        // information's ranges); the identity map covers it and nothing else uses it while APs start.
+        // SAFETY: as above; the writes stay inside the page: the trampoline fits (checked), and every offset is
+        // inside the trampoline.
         unsafe {
             let dst = page as *mut u8;
             core::ptr::copy_nonoverlapping(code.as_ptr(), dst, code.len());

@@ -168,9 +168,10 @@ impl VmSpace {
         let mut run = frames::alloc(pool, 1, 1)?;
         run.zero(0, PAGE);
         let mut vmcb = GuestVmcb { run };
-        // SAFETY: the three are this space's own frames (its table's root, its 12 KiB IOPM and 8 KiB MSRPM); the
-        // table maps only RAM the space holds and the MSRPM grants only SWITCHED_MSRS. The space keeps all of them
-        // while `vmcbs` counts this VMCB (a VMCB cannot be copied), and forever if it is dropped before.
+        // The three are this space's own frames (its table's root, its 12 KiB IOPM and 8 KiB MSRPM); the table maps
+        // only RAM the space holds and the MSRPM grants only SWITCHED_MSRS.
+        // SAFETY: as above; the space keeps all of them while `vmcbs` counts this VMCB (a VMCB cannot be copied),
+        // and forever if it is dropped before.
         unsafe { vmcb.control.bind_host_memory(self.iopm.pa(), self.msrpm.pa(), root) };
         self.vmcbs += 1;
         Ok(vmcb)
