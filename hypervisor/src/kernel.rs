@@ -156,15 +156,16 @@ fn start_aps(apic_ids: &[u32], boot: &BootInfo, setup: &ApSetup) {
     info!("smp: {up} of {} CPUs up", apic_ids.len());
 }
 
-/// A page for the APs' start-up code: usable in the memory map, below
-/// 640 KiB, and clear of the boot information and the modules.
+/// A page for the APs' start-up code: one a startup IPI can name
+/// (`arch::smp::valid_trampoline_page`), usable in the memory map, and
+/// clear of the boot information and the modules; 0x8000 first.
 fn trampoline_page(boot: &BootInfo) -> Option<u64> {
     let page_size = arch::phys::PAGE;
     let usable = |p: u64| {
         boot.regions.iter().any(|r| r.kind == crate::boot::MemKind::Usable && r.start <= p && p + page_size <= r.end())
     };
     let overlaps = |p: u64, (s, e): (u64, u64)| p < e && s < p + page_size;
-    (8..0xA0).chain(1..8).map(|n| n * page_size).find(|&p| {
+    (8..0x100).chain(1..8).map(|n| n * page_size).find(|&p| {
         arch::smp::valid_trampoline_page(p, 0)
             && usable(p)
             && !overlaps(p, boot.info_range)

@@ -167,8 +167,9 @@ impl Threads {
         placement: Placement,
     ) -> Result<Tid, ThreadError> {
         let mut s = self.sched.lock();
+        let me = self.cpu_of_caller(&s);
         let cpu = match placement {
-            Placement::Caller => self.cpu_of_caller(&s),
+            Placement::Caller => me,
             Placement::Cpu(c) => c,
             Placement::LeastLoaded => s.least_loaded(),
         };
@@ -179,7 +180,6 @@ impl Threads {
             s.unspawn(tid);
             return Err(ThreadError::Context(e));
         }
-        let me = self.cpu_of_caller(&s);
         drop(s);
         kick(1 << cpu.0, me);
         Ok(tid)
