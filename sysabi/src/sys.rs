@@ -142,4 +142,30 @@ pub trait Sys {
     /// `vm`) and gives its length; `None` if no frame is waiting. If it
     /// does not fit or a span is not RAM, the frame stays queued.
     fn net_recv(&self, port: NetHandle, vm: VmHandle, into: &[GuestSpan]) -> SysResult<Option<usize>>;
+    /// Runs `body(0)` on the calling thread and, at the same time,
+    /// `body(i)` for each `i` in `1..=extra.len()` on a new thread of the
+    /// caller's process, placed as `extra[i - 1]` says. Returns when every
+    /// body has returned; the new threads end there. A VMM runs one vCPU
+    /// per body. If a thread cannot be made, no body runs and the error is
+    /// returned.
+    fn fork_join(&self, sched: SchedHandle, extra: &[ThreadCpu], body: &(dyn Fn(usize) + Sync)) -> SysResult<()>;
+    /// Tells vCPU `vcpu` that it has an event to look at (an IPI, an
+    /// interrupt another thread raised): its `run` in progress returns
+    /// [`VmExit::Intr`] soon (the host CPU running it is interrupted), or
+    /// its next `run` returns that at once; its `vcpu_halt` in progress or
+    /// next returns at once. One kick is remembered until one of those
+    /// takes it.
+    fn vcpu_kick(&self, vcpu: VcpuHandle) -> SysResult<()>;
+    /// A halted vCPU waits: as [`Sys::idle_until`], and returns early when
+    /// `vcpu` is kicked (taking the kick).
+    fn vcpu_halt(&self, sched: SchedHandle, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<()>;
+}
+
+/// Where [`Sys::fork_join`] puts a new thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadCpu {
+    /// The host CPU with the fewest VM threads.
+    LeastLoaded,
+    /// This host CPU (refused with `BadArgument` if it is not running).
+    Cpu(u32),
 }

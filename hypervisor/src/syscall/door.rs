@@ -5,7 +5,7 @@
 use super::*;
 use sysabi::{
     ClockHandle, ConsoleHandle, CpuUsage, CpuidResult, ExitStats, GuestSpan, NetHandle, NetPortInfo, PathStats,
-    SchedHandle, Sys,
+    SchedHandle, Sys, ThreadCpu,
 };
 use vmcb::{EventInj, Segment};
 
@@ -111,6 +111,20 @@ impl Sys for Kernel {
         sys_yield(Caller::current()?, sched)
     }
     fn idle_until(&self, sched: SchedHandle, deadline_ns: u64) -> SysResult<()> {
+        sys_idle_until(Caller::current()?, sched, deadline_ns)
+    }
+    // Until vCPU threads land: one body, and a halt that only idles.
+    fn fork_join(&self, _sched: SchedHandle, extra: &[ThreadCpu], body: &(dyn Fn(usize) + Sync)) -> SysResult<()> {
+        if !extra.is_empty() {
+            return Err(SysError::NoSlot);
+        }
+        body(0);
+        Ok(())
+    }
+    fn vcpu_kick(&self, _vcpu: VcpuHandle) -> SysResult<()> {
+        Ok(())
+    }
+    fn vcpu_halt(&self, sched: SchedHandle, _vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<()> {
         sys_idle_until(Caller::current()?, sched, deadline_ns)
     }
     fn cpu_usage(&self, sched: SchedHandle) -> SysResult<CpuUsage> {

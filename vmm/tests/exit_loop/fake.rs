@@ -5,8 +5,8 @@ use std::cell::{RefCell, RefMut};
 use std::collections::{HashMap, VecDeque};
 use sysabi::{
     ClockHandle, ConsoleHandle, CpuUsage, CpuidResult, ExitStats, Grants, GuestFault, GuestSpan, MacAddr, NetHandle,
-    NetPortInfo, NetStats, NextRipSource, PathStats, Reg, SchedHandle, SegReg, Sys, SysError, SysResult, VcpuHandle,
-    VcpuInfo, VmExit, VmHandle,
+    NetPortInfo, NetStats, NextRipSource, PathStats, Reg, SchedHandle, SegReg, Sys, SysError, SysResult, ThreadCpu,
+    VcpuHandle, VcpuInfo, VmExit, VmHandle,
 };
 use vmcb::{EventInj, Segment};
 
@@ -414,5 +414,16 @@ impl Sys for FakeSys {
         }
         self.state().net_in.pop_front();
         Ok(Some(frame.len()))
+    }
+    fn fork_join(&self, _sched: SchedHandle, extra: &[ThreadCpu], body: &(dyn Fn(usize) + Sync)) -> SysResult<()> {
+        assert!(extra.is_empty(), "the fake runs one vCPU");
+        body(0);
+        Ok(())
+    }
+    fn vcpu_kick(&self, _vcpu: VcpuHandle) -> SysResult<()> {
+        Ok(())
+    }
+    fn vcpu_halt(&self, sched: SchedHandle, _vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<()> {
+        self.idle_until(sched, deadline_ns)
     }
 }
