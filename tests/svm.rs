@@ -248,8 +248,19 @@ fn two_vms_keep_their_own_debug_registers_on_qemu() {
 /// VM beside it runs its whole check list undisturbed.
 #[test]
 fn a_hostile_guest_gets_the_documented_outcomes_and_the_vm_beside_it_passes() {
+    hostile_guest_beside_a_passing_one(QEMU64);
+}
+
+/// The same on Bochs's Zen model, which has NRIPS and flush-by-ASID and
+/// checks VMRUN's state as hardware does.
+#[test]
+fn a_hostile_guest_gets_the_documented_outcomes_and_the_vm_beside_it_passes_on_bochs_ryzen() {
+    hostile_guest_beside_a_passing_one(BOCHS_RYZEN);
+}
+
+fn hostile_guest_beside_a_passing_one(on: Svm) {
     let g = guest("guest64.elf");
-    let out = boot(QEMU64, &[(&g, "mode=hostile hv.mem=32M"), (&g, "hv.mem=32M")]);
+    let out = boot(on, &[(&g, "mode=hostile hv.mem=32M"), (&g, "hv.mem=32M")]);
     out.assert_status(EXIT_SUCCESS)
         .assert_lacks("FAIL")
         .assert_contains("vm0: PASS guest64 hostile")
@@ -266,8 +277,19 @@ fn a_hostile_guest_gets_the_documented_outcomes_and_the_vm_beside_it_passes() {
 /// `scripts/hcfuzz` runs ten million of each.
 #[test]
 fn random_hypercalls_from_cpl0_and_cpl3_get_documented_outcomes_and_harm_no_one() {
+    random_hypercalls_harm_no_one(QEMU64);
+}
+
+/// The same on Bochs's Zen model (NRIPS: the kernel's fast path and the
+/// VMM take the next RIP from the CPU there).
+#[test]
+fn random_hypercalls_from_cpl0_and_cpl3_get_documented_outcomes_and_harm_no_one_on_bochs_ryzen() {
+    random_hypercalls_harm_no_one(BOCHS_RYZEN);
+}
+
+fn random_hypercalls_harm_no_one(on: Svm) {
     let g = guest("guest64.elf");
-    let out = boot(QEMU64, &[(&g, "mode=hcfuzz hv.mem=32M"), (&g, "hv.mem=32M")]);
+    let out = boot(on, &[(&g, "mode=hcfuzz hv.mem=32M"), (&g, "hv.mem=32M")]);
     out.assert_status(EXIT_SUCCESS)
         .assert_lacks("FAIL")
         .assert_contains("vm0: PASS guest64 hcfuzz")
@@ -307,10 +329,23 @@ fn random_hypercalls_from_cpl0_and_cpl3_get_documented_outcomes_and_harm_no_one(
 /// this does and does not cover: docs/security.md.
 #[test]
 fn two_icount_runs_differing_only_in_vm_bs_secret_are_identical() {
+    two_runs_differing_only_in_vm_bs_secret_are_identical(QEMU64);
+}
+
+/// The same on Bochs's Zen model, whose emulated time follows executed
+/// instructions (`clock: sync=none`), so its runs are deterministic too.
+/// Its DR0-DR3 are switched through the same lazy intercepts, and its
+/// NRIPS path serves the hypercalls.
+#[test]
+fn two_runs_differing_only_in_vm_bs_secret_are_identical_on_bochs_ryzen() {
+    two_runs_differing_only_in_vm_bs_secret_are_identical(BOCHS_RYZEN);
+}
+
+fn two_runs_differing_only_in_vm_bs_secret_are_identical(on: Svm) {
     let g = guest("guest64.elf");
     let run = |secret: &str| {
         let b = format!("mode=ni-secret-{secret} hv.mem=32M");
-        boot(QEMU64, &[(&g, "mode=ni-observe hv.mem=32M"), (&g, &b)])
+        boot(on, &[(&g, "mode=ni-observe hv.mem=32M"), (&g, &b)])
     };
     let (a, b) = (run("a"), run("b"));
     for out in [&a, &b] {
