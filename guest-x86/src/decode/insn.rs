@@ -807,8 +807,9 @@ impl Decoder<'_> {
             return Err(self.unsupported());
         }
         // F2/F3 select other instructions in much of the 0F map
-        // (WBNOINVD, POPCNT, …); none of ours takes them.
-        if self.p.rep.is_some() {
+        // (WBNOINVD, POPCNT, …); none of ours takes them but VMGEXIT's
+        // F3 on 0F 01 D9, which group7 checks.
+        if self.p.rep.is_some() && op != 0x01 {
             return Err(self.unsupported());
         }
         match op {
@@ -877,6 +878,13 @@ impl Decoder<'_> {
             };
         }
         self.push_opcode(modrm);
+        // F3 0F 01 D9 is VMGEXIT, which a guest that is not SEV-ES runs as
+        // VMMCALL (QEMU's TCG and Bochs both exit with the VMMCALL code).
+        match self.p.rep {
+            None => {}
+            Some(0xF3) if modrm == 0xD9 => {}
+            Some(_) => return Err(self.unsupported()),
+        }
         let rm = (modrm & 7) | self.p.rex_b();
         let svm = |op| Ok(InsnKind::Svm(SvmInsn { op, addr_size: self.addr_size() }));
         match modrm {
