@@ -7,6 +7,7 @@ import base64, gzip, json, math, os, re, signal, subprocess, sys, threading, tim
 (out, elf, hvctl, imgs, kernel, hvargs, modes, timeout,
  iterations, mmio_iterations, replot, vs_kvm, cpus) = sys.argv[1:]
 timeout = int(timeout)
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 modes = [m for m in modes.split(",") if m]
 vs_kvm = vs_kvm == "1"
 cpus = [c for c in cpus.split(",") if c]
@@ -32,6 +33,16 @@ def qemu_cpu(model):
     return "qemu64,+svm,+npt" if model == DEFAULT_CPU else model
 
 
+def bochs_model(cpu):
+    """The Bochs CPU model of a `bochs-MODEL` entry of --cpus, else None."""
+    return cpu[len("bochs-"):] if cpu.startswith("bochs-") else None
+
+
+def machine_name(cpu):
+    model = bochs_model(cpu)
+    return f"Bochs {model}" if model else qemu_cpu(cpu)
+
+
 def run_tag(hv, cpu, mode):
     """The name of a run's files: its mode, after the CPU model unless it is
     the default and after "kvm" for KVM (so icount, EPYC-Rome-tcg,
@@ -40,7 +51,7 @@ def run_tag(hv, cpu, mode):
 
 
 def run_label(r):
-    return f"{HV_NAME[r['hv']]} on {qemu_cpu(r['cpu'])}, {r['mode']}"
+    return f"{HV_NAME[r['hv']]} on {machine_name(r['cpu'])}, {r['mode']}"
 
 
 def log(msg):
@@ -93,9 +104,24 @@ def tsc_khz(mode):
     raise RuntimeError("no 'cpu MHz' in /proc/cpuinfo for the KVM L1 kernel's tsc_early_khz")
 
 
+def bochs_command(model, initrd):
+    """Certivisor with Linux as its guest on Bochs: a GRUB ISO (multiboot2)
+    holding the same kernel, command line and initramfs as the QEMU runs,
+    booted by scripts/run-bochs with COM1 on its standard input and output."""
+    kimg = os.path.join(imgs, "bzImage" if kernel == "bzimage" else "vmlinux")
+    cmdline = open(os.path.join(imgs, "cmdline.txt")).read().strip()
+    iso = os.path.join(out, f"bochs-{model}.iso")
+    subprocess.run([os.path.join(root, "scripts", "mkiso"), "--kernel", elf, "--output", iso, "--cmdline", hvargs,
+                    "--module", kimg, f"{os.path.basename(kimg)} {cmdline}",
+                    "--module", initrd, os.path.basename(initrd)], check=True)
+    return [os.path.join(root, "scripts", "run-bochs"), model, iso]
+
+
 def qemu_command(hv, cpu, mode, initrd):
     """Certivisor with Linux as its guest, or Linux with KVM (the L1 image of
     guest-images/build-kvm-l1) directly on QEMU: the same machine either way."""
+    if bochs_model(cpu):
+        return bochs_command(bochs_model(cpu), initrd)
     kimg = os.path.join(imgs, "bzImage" if kernel == "bzimage" else "vmlinux")
     args = ["qemu-system-x86_64", "-machine", "q35", "-cpu", qemu_cpu(cpu), "-m", "1G",
             "-display", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio"]
@@ -285,7 +311,7 @@ def table(results, cpu):
     results = [r for r in results if r["hv"] == "certivisor" and r["cpu"] == cpu]
     by = {r["mode"]: r for r in results}
     cols = [m for m in ("icount", "tcg") if m in by]
-    on = "" if cpu == DEFAULT_CPU else f" on {qemu_cpu(cpu)}"
+    on = "" if cpu == DEFAULT_CPU else f" on {machine_name(cpu)}"
     lines = [f"Certivisor exit round trips{on}, TSC cycles (icount: 1 tick = 1 guest instruction)", ""]
     head = f"{'kind':<8} {'what':<21}"
     for m in cols:
@@ -529,7 +555,13 @@ else:
         # the two runs see the host in nearly the same state.
         for cpu in cpus:
             for m in modes:
-                for hv in ["certivisor"] + (["kvm"] if vs_kvm else []):
+                # Bochs's time always follows executed instructions (its TSC
+                # ticks once per instruction): its one run is the icount
+                # run. It has no KVM to compare with.
+                if bochs_model(cpu) and m != "icount":
+                    log(f"{cpu}: no {m} run (Bochs is always deterministic: see its icount run)")
+                    continue
+                for hv in ["certivisor"] + (["kvm"] if vs_kvm and not bochs_model(cpu) else []):
                     results.append(run_one(hv, cpu, m, initrd))
     except KeyboardInterrupt:
         log("interrupted")
