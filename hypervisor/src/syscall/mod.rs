@@ -37,6 +37,7 @@ mod door;
 mod fast;
 mod granted;
 mod ipc;
+mod kick;
 mod net;
 mod switch;
 #[cfg(test)]
