@@ -21,8 +21,10 @@
 //! guest or halted while another runs there. `kick/loom_tests.rs`
 //! model-checks that no kick is lost (and that the two-step order, look
 //! then record, loses one).
+use super::vmobj::{Caller, VcpuHandle, MAX_VCPUS};
+use super::{SysError, SysResult};
 use crate::sync::{Atomics, CoreAtomics};
-use core::sync::atomic::Ordering::SeqCst;
+use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
 const PENDING: u32 = 1;
 const AT_SHIFT: u32 = 1;
@@ -73,10 +75,10 @@ impl<A: Atomics> KickCell<A> {
         was & PENDING != 0
     }
 
-    /// The vCPU's thread leaves its guest loop or its halt: it is nowhere,
-    /// and takes the kick that came meanwhile, if any (true).
-    pub fn leave(&self) -> bool {
-        self.update(|_| 0) & PENDING != 0
+    /// The vCPU's thread leaves its guest loop or its halt: it is nowhere.
+    /// A kick that came meanwhile stays for the next look.
+    pub fn leave(&self) {
+        self.update(|w| w & PENDING);
     }
 
     /// Takes the kick, if there is one, without saying where the thread is.
@@ -101,6 +103,55 @@ impl Default for KickCell<CoreAtomics> {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A vCPU slot's kick, with its owner, reachable without the slot's lock
+/// (which the vCPU's thread holds while it runs the guest).
+struct VcpuKick {
+    /// The owning process's pid + 1; 0 while the slot is empty.
+    owner: AtomicU32,
+    cell: KickCell,
+}
+
+static KICKS: [VcpuKick; MAX_VCPUS] =
+    [const { VcpuKick { owner: AtomicU32::new(0), cell: KickCell::new() } }; MAX_VCPUS];
+
+/// A new vCPU of `caller` fills slot `index`: its kick starts clear.
+pub(super) fn vcpu_created(index: usize, caller: Caller) {
+    if let Some(k) = KICKS.get(index) {
+        k.cell.reset();
+        k.owner.store(caller.pid().index() as u32 + 1, SeqCst);
+    }
+}
+
+/// Slot `index` is empty again.
+pub(super) fn vcpu_destroyed(index: usize) {
+    if let Some(k) = KICKS.get(index) {
+        k.owner.store(0, SeqCst);
+        k.cell.reset();
+    }
+}
+
+/// The kick of the caller's vCPU `h`.
+pub(super) fn cell(caller: Caller, h: VcpuHandle) -> SysResult<&'static KickCell> {
+    let k = KICKS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?;
+    match k.owner.load(SeqCst) {
+        0 => Err(SysError::NoSuchObject),
+        o if o != caller.pid().index() as u32 + 1 => Err(SysError::NotOwner),
+        _ => Ok(&k.cell),
+    }
+}
+
+/// Kicks the caller's vCPU `vcpu`: its `sys_run` returns `VmExit::Intr`
+/// (at once if it runs the guest on another CPU, which gets the kick IPI),
+/// and its `sys_vcpu_halt` returns; if it does neither now, its next one
+/// does. Never waits for the vCPU's thread.
+pub fn sys_vcpu_kick(caller: Caller, vcpu: VcpuHandle) -> SysResult<()> {
+    let me = crate::arch::cpu::current();
+    if let Some(cpu) = cell(caller, vcpu)?.kick(me) {
+        crate::thread::kick_cpu(crate::thread::CpuId(cpu));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -187,6 +187,7 @@ pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
     let index = vmobj.vcpus;
     vmobj.vcpus += 1;
     *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: fast::CodeCache::default(), slice_debt_ns: 0 });
+    super::kick::vcpu_created(slot_index, caller);
     Ok(VcpuHandle(slot_index as u16))
 }
 
@@ -194,11 +195,12 @@ pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
 /// container.
 pub fn sys_vm_destroy(caller: Caller, vm: VmHandle) -> SysResult<()> {
     let slot = vm_slot(caller, vm)?;
-    for v in VCPUS.iter() {
+    for (i, v) in VCPUS.iter().enumerate() {
         // sys_run's lock order: the vCPU's, then the VM's.
         let mut g = v.lock();
         if g.as_ref().is_some_and(|o| o.vm == vm && o.owner.pid == caller.pid) {
             let obj = g.take().ok_or(SysError::NoSuchObject)?;
+            super::kick::vcpu_destroyed(i);
             if let Some(vmobj) = slot.lock().as_mut() {
                 vmobj.vm.release_vcpu(obj.vcpu);
             }
@@ -363,14 +365,25 @@ pub fn sys_run(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<
 fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Option<VmExit>> {
     let mut g = VCPUS.get(usize::from(vcpu.0)).ok_or(SysError::NoSuchObject)?.lock();
     let obj = owned(g.as_mut(), caller)?;
+    let kick = super::kick::cell(caller, vcpu)?;
     let guest_before = obj.vcpu.guest_cycles;
-    let r = run_until_exit(caller, vcpu, obj, deadline_ns);
+    let r = run_until_exit(caller, vcpu, obj, kick, deadline_ns);
+    kick.leave();
     super::account::add_guest_cycles(caller.pid, obj.vcpu.guest_cycles.wrapping_sub(guest_before));
     r
 }
 
-/// [`run_slice`] with the vCPU locked.
-fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_ns: u64) -> SysResult<Option<VmExit>> {
+/// [`run_slice`] with the vCPU locked. A kick (`sys_vcpu_kick`) is taken
+/// before each entry: the run returns [`VmExit::Intr`] for it instead.
+/// Interrupts are disabled from that look to the VMRUN (the kernel runs
+/// with IF=0), so a kick IPI sent after it ends the guest's run at once.
+fn run_until_exit(
+    caller: Caller,
+    vcpu: VcpuHandle,
+    obj: &mut VcpuObj,
+    kick: &super::kick::KickCell,
+    deadline_ns: u64,
+) -> SysResult<Option<VmExit>> {
     let vg = VMS.get(usize::from(obj.vm.0)).ok_or(SysError::NoSuchObject)?.lock();
     let vmobj = owned(vg.as_ref(), caller)?;
     let cpu = crate::arch::cpu::current();
@@ -391,6 +404,9 @@ fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_
                 Entry::Run { arm_ns: Some(at) } => crate::arch::lapic::arm_timer_at_ns(at),
                 Entry::Run { arm_ns: None } => {}
             }
+        }
+        if kick.take_or_arrive(cpu) {
+            return Ok(Some(VmExit::Intr));
         }
         let exit = obj.vcpu.run(&mut percpu.vm, &vmobj.vm);
         let nrips = percpu.vm.caps.nrips;
