@@ -112,3 +112,87 @@ fn a_kick_is_taken_once_and_a_second_one_is_remembered() {
         assert!(!third, "a kick is taken once: saw a third take succeed");
     });
 }
+
+/// The TLB shootdown of `vmobj::vm_write` with the kernel's own `RwLock`
+/// (on loom's atomics): a vCPU thread on CPU 1 says it is in the guest
+/// loop (a read-modify-write of the VM's CPU mask), then per entry reads
+/// the VM's slot, looks at the NPT generation (`prepare_tlb`), and runs
+/// the guest until an IPI ends it. A writer on CPU 0 closes the slot,
+/// kicks the CPUs in the mask, waits for the readers, and bumps the
+/// generation. Checked: the writer is never inside while a guest runs; it
+/// never waits for ever (the kick reaches every guest it waits for: loom
+/// fails a model whose threads all spin); and the vCPU's first entry after
+/// the write sees the new generation (so it flushes before the guest runs).
+mod shootdown {
+    use crate::sync::{LoomAtomics, RwLock};
+    use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
+    use loom::sync::Arc;
+
+    struct Vm {
+        slot: RwLock<(), LoomAtomics>,
+        /// CPUs whose vCPU threads are in the guest loop.
+        in_guest_loop: AtomicU32,
+        /// CPU 1's interrupt latch.
+        ipi: AtomicBool,
+        /// Guests running now.
+        running: AtomicU32,
+        generation: AtomicU32,
+    }
+
+    fn vcpu_thread(vm: &Vm) {
+        vm.in_guest_loop.fetch_or(1 << 1, SeqCst);
+        loop {
+            let g = vm.slot.read();
+            let seen = vm.generation.load(Relaxed);
+            // VMRUN with an IPI pending exits at once.
+            if vm.ipi.compare_exchange(true, false, SeqCst, SeqCst).is_ok() {
+                drop(g);
+                continue;
+            }
+            if seen == 1 {
+                // Entered with the new generation's flush: done.
+                drop(g);
+                break;
+            }
+            vm.running.fetch_add(1, SeqCst);
+            // The guest runs until an interrupt comes.
+            while vm.ipi.compare_exchange(true, false, SeqCst, SeqCst).is_err() {
+                loom::thread::yield_now();
+            }
+            vm.running.fetch_sub(1, SeqCst);
+            drop(g);
+        }
+        vm.in_guest_loop.fetch_and(!(1 << 1), SeqCst);
+    }
+
+    fn writer(vm: &Vm) {
+        let g = vm.slot.write_nudging(|| {
+            let cpus = vm.in_guest_loop.fetch_or(0, SeqCst);
+            if cpus & (1 << 1) != 0 {
+                vm.ipi.store(true, SeqCst);
+            }
+        });
+        assert_eq!(vm.running.load(SeqCst), 0, "the writer is inside while a guest runs");
+        vm.generation.store(1, Relaxed);
+        drop(g);
+    }
+
+    #[test]
+    fn loom_a_change_waits_for_running_guests_which_the_kick_ends_and_the_next_entry_sees_it() {
+        loom::model(|| {
+            let vm = Arc::new(Vm {
+                slot: RwLock::with_atomics(()),
+                in_guest_loop: AtomicU32::new(0),
+                ipi: AtomicBool::new(false),
+                running: AtomicU32::new(0),
+                generation: AtomicU32::new(0),
+            });
+            let w = {
+                let vm = vm.clone();
+                loom::thread::spawn(move || writer(&vm))
+            };
+            vcpu_thread(&vm);
+            w.join().unwrap();
+        });
+    }
+}
