@@ -11,7 +11,7 @@ use crate::dev::lapic::{regs, TscClock};
 const MS: u64 = 1_000_000;
 
 fn board() -> Board<'static> {
-    Board::new(BoardConfig { rtc_epoch_seconds: 1_709_214_330, ram_size: 512 << 20 }, "test").expect("wired")
+    Board::new(BoardConfig { rtc_epoch_seconds: 1_709_214_330, ram_size: 512 << 20, vcpus: 1 }, "test").expect("wired")
 }
 
 fn lapic_write(b: &mut Board, reg: u16, value: u32, now: u64) {
