@@ -192,6 +192,8 @@ pub struct VcpuLoop<'a, 'b, S: Sys> {
     /// The board while this loop holds its lock (taken at the first device
     /// access of an exit, let go before the guest runs or the vCPU sleeps).
     held: Option<spin::MutexGuard<'a, Board<'b>>>,
+    /// The VM has this one vCPU.
+    solo: bool,
     /// Lines from the console-write hypercall.
     pub hc_console: DebugConsole,
     /// A byte typed on the host console that the guest could not take.
@@ -256,6 +258,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
             mem: VmMemory { sys, vm, size: mem_size },
             shared,
             held: None,
+            solo: shared.vcpus() == 1,
             hc_console: DebugConsole::new(),
             held_input: None,
             input_to_virtio: false,
@@ -273,16 +276,20 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
 
     /// The board, for this vCPU: taken (locked) at the first call after
     /// [`release_board`](Self::release_board).
-    #[inline]
+    #[inline(always)]
     pub fn board(&mut self) -> &mut Board<'b> {
         hold(&mut self.held, self.shared, self.sys, self.grants, self.index)
     }
 
     /// Lets go of the board, and kicks the vCPUs the accesses since it was
     /// taken gave an interrupt or event. Called before the guest runs and
-    /// before the vCPU sleeps.
+    /// before the vCPU sleeps. The one vCPU of a VM keeps it: no other
+    /// thread takes it, and its exits save the lock's cost.
     #[inline]
     pub fn release_board(&mut self) {
+        if self.solo {
+            return;
+        }
         if let Some(mut board) = self.held.take() {
             let kicks = board.take_kicks();
             drop(board);
@@ -813,8 +820,9 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
 
 /// The board in `held`, locked for vCPU `index` first if it is not held.
 /// (A function of the fields, so that the loop can lend its other fields
-/// next to the board.)
-#[inline]
+/// next to the board.) Most calls find it held: the check is inline, the
+/// lock out of line.
+#[inline(always)]
 fn hold<'s, 'a, 'b, S: Sys>(
     held: &'s mut Option<spin::MutexGuard<'a, Board<'b>>>,
     shared: &'a VmShared<'b>,
@@ -822,5 +830,16 @@ fn hold<'s, 'a, 'b, S: Sys>(
     grants: Grants,
     index: usize,
 ) -> &'s mut Board<'b> {
-    held.get_or_insert_with(|| shared.lock_board(sys, grants.sched, index))
+    held.get_or_insert_with(|| take_board(shared, sys, grants, index))
+}
+
+#[cold]
+#[inline(never)]
+fn take_board<'a, 'b, S: Sys>(
+    shared: &'a VmShared<'b>,
+    sys: &S,
+    grants: Grants,
+    index: usize,
+) -> spin::MutexGuard<'a, Board<'b>> {
+    shared.lock_board(sys, grants.sched, index)
 }

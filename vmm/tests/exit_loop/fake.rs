@@ -45,6 +45,7 @@ pub enum Call {
     /// A frame sent through the switch port, as gathered from guest RAM.
     NetSend(Vec<u8>),
     WriteCr4(u64),
+    Kick(VcpuHandle),
     Xsetbv {
         index: u32,
         value: u64,
@@ -420,7 +421,8 @@ impl Sys for FakeSys {
         body(0);
         Ok(())
     }
-    fn vcpu_kick(&self, _vcpu: VcpuHandle) -> SysResult<()> {
+    fn vcpu_kick(&self, vcpu: VcpuHandle) -> SysResult<()> {
+        self.record(Call::Kick(vcpu));
         Ok(())
     }
     fn vcpu_halt(&self, sched: SchedHandle, _vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<()> {

@@ -11,6 +11,7 @@ mod io;
 mod launch;
 mod npf;
 mod posted_irq;
+mod smp;
 mod stops;
 
 use fake::{FakeSys, GRANTS, VCPU, VM};

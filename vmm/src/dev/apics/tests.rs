@@ -146,3 +146,5 @@ fn the_apic_base_msr_reads_enabled_bsp_and_refuses_a_move() {
     let dev = b.mmio_device(LAPIC_PAGE.base).unwrap();
     assert_eq!(b.mmio_read(dev, LAPIC_PAGE.base + 0x30, 4, 0), 0xFFFF_FFFF, "a disabled APIC's page floats");
 }
+
+mod smp;
