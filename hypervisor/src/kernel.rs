@@ -89,6 +89,14 @@ pub fn boot(magic: u32, info_addr: u64) -> ! {
         }
         Err(e) => warn!("acpi: no usable tables ({e:?}); assuming one CPU"),
     }
+    if opts.selftest && thread::global().scheduler().online() & 0b10 != 0 {
+        let report = crate::smptest::run();
+        if report.pass() {
+            info!("{report}");
+        } else {
+            error!("{report}");
+        }
+    }
 
     if let Some(f) = opts.test_fault {
         warn!("test-fault: raising {f:?} on purpose");

@@ -41,6 +41,8 @@ pub mod proc;
 #[deny(unsafe_code)]
 pub mod selftest;
 #[deny(unsafe_code)]
+pub mod smptest;
+#[deny(unsafe_code)]
 pub mod sync;
 #[deny(unsafe_code)]
 pub mod syscall;

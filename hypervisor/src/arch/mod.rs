@@ -15,6 +15,7 @@ pub mod frames;
 pub mod gdt;
 pub mod idt;
 pub mod lapic;
+pub mod lend;
 pub mod paging;
 pub mod phys;
 pub mod port;

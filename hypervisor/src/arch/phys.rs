@@ -243,6 +243,21 @@ impl PhysRun {
         true
     }
 
+    /// Copies into the run through a shared reference: for guest RAM, which
+    /// the guest's vCPUs (on other CPUs) and other threads of its VMM read
+    /// and write at the same time anyway. False if the range is outside it.
+    pub fn write_shared(&self, offset: u64, data: &[u8]) -> bool {
+        if !self.contains(offset, data.len() as u64) {
+            return false;
+        }
+        // Guest RAM is memory shared with the guest, like a DMA buffer: the kernel never makes a Rust reference
+        // into it (only raw copies in and out, as `read` does), so concurrent copies give unspecified bytes, never
+        // broken invariants of the kernel's own data.
+        // SAFETY: as above; the range is inside a run this space owns (checked), which no host code references.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), ptr(self.pa + offset), data.len()) };
+        true
+    }
+
     /// Zeroes part of the run; false if the range is outside it.
     pub fn zero(&mut self, offset: u64, len: u64) -> bool {
         if !self.contains(offset, len) {

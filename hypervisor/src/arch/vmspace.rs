@@ -160,6 +160,24 @@ impl VmSpace {
         true
     }
 
+    /// Writes all of `data` at `gpa` or, when part of the range is not RAM,
+    /// nothing; through a shared reference, so that the VMM writes guest
+    /// RAM while the guest runs (see [`PhysRun::write_shared`]).
+    pub fn write_shared(&self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
+        if !self.covers(gpa, data.len() as u64) {
+            return Err(MemError::OutOfRange { gpa, len: data.len() as u64 });
+        }
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = gpa + done as u64;
+            let Some(c) = self.chunk(at) else { break };
+            let n = ((c.gpa + c.run.len() - at) as usize).min(data.len() - done);
+            c.run.write_shared(at - c.gpa, &data[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
     /// A VMCB in a fresh zeroed frame of `pool`, pointing at this space's
     /// nested page table and permission maps with nested paging on.
     pub fn new_vmcb(&mut self, pool: PoolId) -> Result<GuestVmcb, FrameError> {
@@ -217,19 +235,7 @@ impl GuestMemory for VmSpace {
 
     /// Writes all of `data` or, when part of the range is not RAM, nothing.
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
-        if !self.covers(gpa, data.len() as u64) {
-            return Err(MemError::OutOfRange { gpa, len: data.len() as u64 });
-        }
-        let mut done = 0usize;
-        while done < data.len() {
-            let at = gpa + done as u64;
-            let c = self.ram.iter_mut().find(|c| c.holds(at));
-            let Some(c) = c else { break };
-            let n = ((c.gpa + c.run.len() - at) as usize).min(data.len() - done);
-            c.run.write(at - c.gpa, &data[done..done + n]);
-            done += n;
-        }
-        Ok(())
+        self.write_shared(gpa, data)
     }
 
     fn zero(&mut self, gpa: u64, len: u64) -> Result<(), MemError> {

@@ -19,6 +19,7 @@
 //! safe data cell (see [`Lock`] for why that cell is never contended).
 mod atomics;
 mod lock;
+mod rwlock;
 #[cfg(test)]
 pub mod spec;
 mod ticket;
@@ -26,10 +27,13 @@ mod ticket;
 #[cfg(test)]
 mod loom_tests;
 #[cfg(test)]
+mod rw_tests;
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]
 pub(crate) use atomics::LoomAtomics;
 pub use atomics::{Atomics, CoreAtomics};
 pub use lock::{Lock, LockGuard};
+pub use rwlock::{ReadGuard, RwLock, RwTicket, WriteGuard};
 pub use ticket::{NotHolder, Ticket, TicketLock};

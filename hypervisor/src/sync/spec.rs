@@ -67,3 +67,62 @@ impl LockSpec {
         self.holder == Some(p) || self.waiters.contains(&p)
     }
 }
+
+/// Executable specification of a writers-first reader/writer lock
+/// ([`super::RwTicket`]): the readers inside, the writers' FIFO queue
+/// (a [`LockSpec`]: its holder is the writer whose turn it is), whether
+/// that writer has closed the door to new readers, and the writer inside.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RwSpec {
+    pub readers: std::collections::BTreeSet<Party>,
+    pub writers: LockSpec,
+    pub closed: bool,
+    pub writing: Option<Party>,
+}
+
+impl RwSpec {
+    /// `p` enters as a reader unless the door is closed.
+    pub fn try_read(&mut self, p: Party) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.readers.insert(p);
+        true
+    }
+
+    /// Reader `p` leaves.
+    pub fn read_release(&mut self, p: Party) -> Result<(), LockSpecError> {
+        if self.readers.remove(&p) {
+            Ok(())
+        } else {
+            Err(LockSpecError::NotHolder)
+        }
+    }
+
+    /// Writer `p` queues.
+    pub fn take_write_ticket(&mut self, p: Party) {
+        self.writers.take_ticket(p);
+    }
+
+    /// Writer `p`, if its turn has come, closes the door; it is inside
+    /// (true) once no reader is.
+    pub fn try_enter_write(&mut self, p: Party) -> bool {
+        if !self.writers.is_turn(p) {
+            return false;
+        }
+        self.closed = true;
+        if self.readers.is_empty() {
+            self.writing = Some(p);
+        }
+        self.writing == Some(p)
+    }
+
+    /// Writer `p`, whose turn it is, leaves: the door opens, the next
+    /// writer's turn comes.
+    pub fn write_release(&mut self, p: Party) -> Result<(), LockSpecError> {
+        self.writers.release(p)?;
+        self.closed = false;
+        self.writing = None;
+        Ok(())
+    }
+}

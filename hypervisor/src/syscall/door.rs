@@ -113,19 +113,14 @@ impl Sys for Kernel {
     fn idle_until(&self, sched: SchedHandle, deadline_ns: u64) -> SysResult<()> {
         sys_idle_until(Caller::current()?, sched, deadline_ns)
     }
-    // Until vCPU threads land: one body, and a halt that only idles.
-    fn fork_join(&self, _sched: SchedHandle, extra: &[ThreadCpu], body: &(dyn Fn(usize) + Sync)) -> SysResult<()> {
-        if !extra.is_empty() {
-            return Err(SysError::NoSlot);
-        }
-        body(0);
-        Ok(())
+    fn fork_join(&self, sched: SchedHandle, extra: &[ThreadCpu], body: &(dyn Fn(usize) + Sync)) -> SysResult<()> {
+        sys_fork_join(Caller::current()?, sched, extra, body)
     }
-    fn vcpu_kick(&self, _vcpu: VcpuHandle) -> SysResult<()> {
-        Ok(())
+    fn vcpu_kick(&self, vcpu: VcpuHandle) -> SysResult<()> {
+        sys_vcpu_kick(Caller::current()?, vcpu)
     }
-    fn vcpu_halt(&self, sched: SchedHandle, _vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<()> {
-        sys_idle_until(Caller::current()?, sched, deadline_ns)
+    fn vcpu_halt(&self, sched: SchedHandle, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<()> {
+        sys_vcpu_halt(Caller::current()?, sched, vcpu, deadline_ns)
     }
     fn cpu_usage(&self, sched: SchedHandle) -> SysResult<CpuUsage> {
         sys_cpu_usage(Caller::current()?, sched)

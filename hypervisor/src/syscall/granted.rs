@@ -108,6 +108,11 @@ pub fn sys_tsc_hz(caller: Caller, clock: ClockHandle) -> SysResult<u64> {
     Ok(crate::arch::lapic::tsc_hz())
 }
 
+/// The caller holds the CPU share `sched`.
+pub(super) fn check_sched(caller: Caller, sched: SchedHandle) -> SysResult<()> {
+    SCHEDS.check(caller, sched.0)
+}
+
 /// Lets another ready thread run. False if there was none.
 pub fn sys_yield(caller: Caller, sched: SchedHandle) -> SysResult<bool> {
     SCHEDS.check(caller, sched.0)?;
@@ -136,7 +141,7 @@ pub fn sys_cpu_usage(caller: Caller, sched: SchedHandle) -> SysResult<CpuUsage> 
 
 /// Halts this CPU until `deadline_ns` or the next host interrupt, whichever
 /// comes first; returns at once if the deadline passed.
-fn wait_until(deadline_ns: u64) {
+pub(super) fn wait_until(deadline_ns: u64) {
     let now = crate::arch::lapic::now_ns();
     if deadline_ns <= now {
         return;

@@ -23,6 +23,7 @@
 //! | [`sys_get_stats`], [`sys_reset_stats`], [`sys_get_paths`], [`sys_vcpu_info`] | statistics and identity of a vCPU |
 //! | [`sys_now_ns`], [`sys_guest_tsc`], [`sys_tsc_hz`] | the granted clock |
 //! | [`sys_yield`], [`sys_idle_until`], [`sys_cpu_usage`] | the granted share of the CPU, and what the process used of it (`account`) |
+//! | [`sys_fork_join`], [`sys_vcpu_kick`], [`sys_vcpu_halt`] | a thread per vCPU, on the CPUs asked for; a kick that ends a vCPU's run or halt from another thread (`kick`) |
 //! | [`sys_console_write`], [`sys_console_read`] | the granted console |
 //! | [`sys_chan_send`], [`sys_chan_recv`] | channels between VMs' processes |
 //! | [`sys_net_info`], [`sys_net_send`], [`sys_net_recv`] | the granted port of the switch between VMs (`switch`) |
@@ -37,19 +38,23 @@ mod door;
 mod fast;
 mod granted;
 mod ipc;
+mod kick;
 mod net;
 mod switch;
 #[cfg(test)]
 mod tests;
 pub mod time;
+mod vcpus;
 mod vmobj;
 
 pub use door::Kernel;
 pub use granted::*;
 pub use ipc::*;
+pub use kick::sys_vcpu_kick;
 pub use net::*;
 pub use sysabi::{ExitReason, GuestFault, NextRipSource, Reg, SegReg, SysError, SysResult, VmExit};
 pub use time::NEVER;
+pub use vcpus::*;
 pub use vmobj::*;
 
 /// The hypercall ABI version guests see in CPUID 0x4000_0001.

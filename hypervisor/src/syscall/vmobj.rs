@@ -5,10 +5,11 @@ use super::{SysError, SysResult};
 use crate::arch::frames::{self, FrameError, PoolId};
 use crate::arch::phys::PAGE;
 use crate::arch::vmspace::MapError;
-use crate::sync::{Lock, LockGuard};
+use crate::sync::{Lock, LockGuard, RwLock};
 use crate::vm::cpuid::CpuidResult;
 use crate::vm::cr::GuestFault;
 use crate::vm::{CpuVm, NextRipSource, Reg, SegReg, Vcpu, Vm, VmExit};
+use core::sync::atomic::{AtomicU32, Ordering};
 use guest_x86::mem::GuestMemory;
 use npt::NptError;
 use vmcb::{EventInj, Segment};
@@ -73,7 +74,17 @@ struct VcpuObj {
     slice_debt_ns: u64,
 }
 
-static VMS: [Lock<Option<VmObj>>; MAX_VMS] = [const { Lock::new(None) }; MAX_VMS];
+/// The VMs. A vCPU's thread holds its VM's slot for reading across each
+/// VMRUN (and the fast path after it), so vCPUs of one VM run at once on
+/// several CPUs, and copies to and from guest RAM go on beside them. A
+/// change to what the VMCBs point at (the nested page table, the I/O
+/// permission map, the VM itself) writes the slot: see [`vm_write`].
+static VMS: [RwLock<Option<VmObj>>; MAX_VMS] = [const { RwLock::new(None) }; MAX_VMS];
+/// Per VM slot, the CPUs on which one of its vCPUs' threads is in
+/// `run_until_exit` (a bit per CPU), read by a writer of the slot to kick
+/// them out of their guests. Kept outside the slot: the writer reads it
+/// before it may touch the slot's value.
+static IN_GUEST: [AtomicU32; MAX_VMS] = [const { AtomicU32::new(0) }; MAX_VMS];
 static VCPUS: [Lock<Option<VcpuObj>>; MAX_VCPUS] = [const { Lock::new(None) }; MAX_VCPUS];
 /// One CPU's state in the kernel: the vm layer's, and its timekeeping.
 pub(super) struct PerCpu {
@@ -98,10 +109,32 @@ fn map_err(e: FrameError) -> SysError {
     }
 }
 
-fn vm_slot(caller: Caller, h: VmHandle) -> SysResult<&'static Lock<Option<VmObj>>> {
+fn vm_slot(caller: Caller, h: VmHandle) -> SysResult<&'static RwLock<Option<VmObj>>> {
     let slot = VMS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?;
-    owned(slot.lock().as_ref(), caller)?;
+    owned(slot.read().as_ref(), caller)?;
     Ok(slot)
+}
+
+/// Writes VM slot `index`, once every CPU running one of its vCPUs has
+/// left the guest: the TLB shootdown. Closing the slot to readers keeps
+/// the vCPUs out of their guests from then on; the CPUs that may be in one
+/// now ([`IN_GUEST`]) get the kick IPI, which ends the guest's run at
+/// once (#VMEXIT(INTR)); the write waits for their threads to let go of
+/// the slot. A change to the nested page table bumps the VM's NPT
+/// generation under this lock, so each vCPU's next VMRUN, on whatever CPU,
+/// flushes its ASID's TLB entries (or takes a fresh ASID) before the guest
+/// runs again (`Vcpu::prepare_tlb`). docs/layers.md has the protocol.
+fn vm_write(index: usize) -> SysResult<crate::sync::WriteGuard<'static, Option<VmObj>>> {
+    let slot = VMS.get(index).ok_or(SysError::NoSuchObject)?;
+    let running = &IN_GUEST[index];
+    Ok(slot.write_nudging(|| {
+        let me = crate::arch::cpu::current();
+        // A read-modify-write: ordered with the vCPU threads' own (see run_until_exit).
+        let cpus = running.fetch_or(0, Ordering::SeqCst);
+        (0..crate::thread::MAX_CPUS)
+            .filter(|&c| cpus & (1 << c) != 0 && c != me)
+            .for_each(|c| crate::thread::kick_cpu(crate::thread::CpuId(c)));
+    }))
 }
 
 fn vcpu_slot(caller: Caller, h: VcpuHandle) -> SysResult<&'static Lock<Option<VcpuObj>>> {
@@ -142,9 +175,16 @@ fn with_vcpu<T>(caller: Caller, h: VcpuHandle, f: impl FnOnce(&mut Vcpu) -> T) -
     Ok(f(&mut owned(g.as_mut(), caller)?.vcpu))
 }
 
-/// Runs `f` on the caller's VM `h`, under one lock of its slot.
-fn with_vm<T>(caller: Caller, h: VmHandle, f: impl FnOnce(&mut VmObj) -> SysResult<T>) -> SysResult<T> {
-    let mut g = VMS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?.lock();
+/// Runs `f` on the caller's VM `h`, reading its slot (beside running vCPUs).
+fn with_vm<T>(caller: Caller, h: VmHandle, f: impl FnOnce(&VmObj) -> SysResult<T>) -> SysResult<T> {
+    let g = VMS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?.read();
+    f(owned(g.as_ref(), caller)?)
+}
+
+/// Runs `f` on the caller's VM `h`, writing its slot ([`vm_write`]: its
+/// vCPUs are out of their guests meanwhile).
+fn with_vm_mut<T>(caller: Caller, h: VmHandle, f: impl FnOnce(&mut VmObj) -> SysResult<T>) -> SysResult<T> {
+    let mut g = vm_write(usize::from(h.0))?;
     f(owned(g.as_mut(), caller)?)
 }
 
@@ -152,14 +192,22 @@ fn with_vm<T>(caller: Caller, h: VmHandle, f: impl FnOnce(&mut VmObj) -> SysResu
 /// the VMCB holds) and an empty nested page table.
 pub fn sys_vm_create(caller: Caller) -> SysResult<VmHandle> {
     let pool = caller.pool()?;
-    if VMS.iter().all(|s| s.lock().is_some()) {
+    if VMS.iter().all(|s| s.read().is_some()) {
         return Err(SysError::NoSlot);
     }
     let vm = Vm::new(pool, fast::cpu_model()).map_err(map_err)?;
     // The slot is claimed under its own lock, after the VM is built: two
     // CPUs creating VMs at once take two slots. Without one, the VM's
     // frames go back as it drops.
-    let (index, mut g) = claim_free(&VMS).ok_or(SysError::NoSlot)?;
+    let (index, mut g) = VMS
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| {
+            let g = s.write();
+            g.is_none().then_some((i, g))
+        })
+        .ok_or(SysError::NoSlot)?;
+    IN_GUEST[index].store(0, Ordering::SeqCst);
     *g = Some(VmObj { owner: caller, vm, vcpus: 0 });
     Ok(VmHandle(index as u16))
 }
@@ -181,31 +229,36 @@ pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
     // owner is checked again under its lock, which is held while the vCPU
     // is built and counted.
     let (slot_index, mut g) = claim_free(&VCPUS).ok_or(SysError::NoSlot)?;
-    let mut vg = vm_lock.lock();
+    let mut vg = vm_lock.write();
     let vmobj = owned(vg.as_mut(), caller)?;
     let vcpu = Vcpu::new(&mut vmobj.vm, pool).map_err(map_err)?;
     let index = vmobj.vcpus;
     vmobj.vcpus += 1;
     *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: fast::CodeCache::default(), slice_debt_ns: 0 });
+    super::kick::vcpu_created(slot_index, caller);
     Ok(VcpuHandle(slot_index as u16))
 }
 
 /// Destroys a VM and all its vCPUs, returning every frame to the caller's
 /// container.
 pub fn sys_vm_destroy(caller: Caller, vm: VmHandle) -> SysResult<()> {
-    let slot = vm_slot(caller, vm)?;
-    for v in VCPUS.iter() {
+    vm_slot(caller, vm)?;
+    for (i, v) in VCPUS.iter().enumerate() {
         // sys_run's lock order: the vCPU's, then the VM's.
         let mut g = v.lock();
         if g.as_ref().is_some_and(|o| o.vm == vm && o.owner.pid == caller.pid) {
             let obj = g.take().ok_or(SysError::NoSuchObject)?;
-            if let Some(vmobj) = slot.lock().as_mut() {
+            super::kick::vcpu_destroyed(i);
+            if let Some(vmobj) = vm_write(usize::from(vm.0))?.as_mut() {
                 vmobj.vm.release_vcpu(obj.vcpu);
             }
         }
     }
-    // Dropping the VM gives back its nested page table, RAM and permission maps.
-    slot.lock().take().ok_or(SysError::NoSuchObject)?;
+    // Dropping the VM gives back its nested page table, RAM and permission
+    // maps, once no CPU runs its guest (vm_write).
+    let mut g = vm_write(usize::from(vm.0))?;
+    owned(g.as_ref(), caller)?;
+    g.take();
     Ok(())
 }
 
@@ -223,7 +276,7 @@ pub fn end_process(pid: crate::proc::Pid) -> Result<usize, crate::proc::ProcErro
     let owner = Caller { pid };
     let mut left = 0;
     for (i, slot) in VMS.iter().enumerate() {
-        let owned = slot.lock().as_ref().is_some_and(|o| o.owner == owner);
+        let owned = slot.read().as_ref().is_some_and(|o| o.owner == owner);
         if owned && sys_vm_destroy(owner, VmHandle(i as u16)).is_ok() {
             left += 1;
         }
@@ -245,7 +298,7 @@ pub fn sys_npt_map(caller: Caller, vm: VmHandle, gpa: u64, len: u64) -> SysResul
     {
         return Err(SysError::BadArgument);
     }
-    with_vm(caller, vm, |obj| {
+    with_vm_mut(caller, vm, |obj| {
         let mut done = 0;
         while done < len {
             let at = gpa + done;
@@ -281,7 +334,7 @@ pub fn sys_guest_read(caller: Caller, vm: VmHandle, gpa: u64, buf: &mut [u8]) ->
 /// Copies `data` into guest RAM at `gpa`; a range that is not all RAM
 /// changes nothing.
 pub fn sys_guest_write(caller: Caller, vm: VmHandle, gpa: u64, data: &[u8]) -> SysResult<()> {
-    with_vm(caller, vm, |obj| obj.vm.ram_mut().write(gpa, data).map_err(|_| SysError::BadGuestAddress))
+    with_vm(caller, vm, |obj| obj.vm.ram().write_shared(gpa, data).map_err(|_| SysError::BadGuestAddress))
 }
 
 /// The pieces of `spans` that `len` bytes fill, in order: (gpa, offset in
@@ -311,12 +364,12 @@ pub(super) fn gather(caller: Caller, vm: VmHandle, spans: &[sysabi::GuestSpan], 
 /// unless every piece is RAM.
 pub(super) fn scatter(caller: Caller, vm: VmHandle, spans: &[sysabi::GuestSpan], data: &[u8]) -> SysResult<()> {
     with_vm(caller, vm, |obj| {
-        let ram = obj.vm.ram_mut();
+        let ram = obj.vm.ram();
         for (gpa, _, n) in pieces(spans, data.len()) {
             ram.check_range(gpa, n as u64).map_err(|_| SysError::BadGuestAddress)?;
         }
         for (gpa, at, n) in pieces(spans, data.len()) {
-            ram.write(gpa, &data[at..at + n]).map_err(|_| SysError::BadGuestAddress)?;
+            ram.write_shared(gpa, &data[at..at + n]).map_err(|_| SysError::BadGuestAddress)?;
         }
         Ok(())
     })
@@ -329,7 +382,7 @@ pub fn sys_vm_ram(caller: Caller, vm: VmHandle) -> SysResult<u64> {
 
 /// Intercept (or pass through) a guest I/O port.
 pub fn sys_set_io_intercept(caller: Caller, vm: VmHandle, port: u16, intercept: bool) -> SysResult<()> {
-    with_vm(caller, vm, |obj| {
+    with_vm_mut(caller, vm, |obj| {
         obj.vm.set_io_intercept(port, intercept);
         Ok(())
     })
@@ -363,17 +416,48 @@ pub fn sys_run(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<
 fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Option<VmExit>> {
     let mut g = VCPUS.get(usize::from(vcpu.0)).ok_or(SysError::NoSuchObject)?.lock();
     let obj = owned(g.as_mut(), caller)?;
+    let kick = super::kick::cell(caller, vcpu)?;
     let guest_before = obj.vcpu.guest_cycles;
-    let r = run_until_exit(caller, vcpu, obj, deadline_ns);
+    let r = run_until_exit(caller, vcpu, obj, kick, deadline_ns);
+    kick.leave();
     super::account::add_guest_cycles(caller.pid, obj.vcpu.guest_cycles.wrapping_sub(guest_before));
     r
 }
 
-/// [`run_slice`] with the vCPU locked.
-fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_ns: u64) -> SysResult<Option<VmExit>> {
-    let vg = VMS.get(usize::from(obj.vm.0)).ok_or(SysError::NoSuchObject)?.lock();
-    let vmobj = owned(vg.as_ref(), caller)?;
+/// [`run_slice`] with the vCPU locked. A kick (`sys_vcpu_kick`) is taken
+/// before each entry: the run returns [`VmExit::Intr`] for it instead.
+/// Interrupts are disabled from that look to the VMRUN (the kernel runs
+/// with IF=0), so a kick IPI sent after it ends the guest's run at once.
+fn run_until_exit(
+    caller: Caller,
+    vcpu: VcpuHandle,
+    obj: &mut VcpuObj,
+    kick: &super::kick::KickCell,
+    deadline_ns: u64,
+) -> SysResult<Option<VmExit>> {
+    let vm_index = usize::from(obj.vm.0);
+    let vm_slot = VMS.get(vm_index).ok_or(SysError::NoSuchObject)?;
     let cpu = crate::arch::cpu::current();
+    // Said before the slot is read (both are read-modify-writes): a writer
+    // that closed the slot first keeps us out; one that closes it later
+    // finds this CPU here and kicks it.
+    IN_GUEST[vm_index].fetch_or(1 << cpu, Ordering::SeqCst);
+    let r = guest_loop(caller, vcpu, obj, kick, vm_slot, cpu, deadline_ns);
+    IN_GUEST[vm_index].fetch_and(!(1 << cpu), Ordering::SeqCst);
+    r
+}
+
+/// [`run_until_exit`]'s loop: each entry reads the VM's slot from the look
+/// at the kick to the end of the fast path's handling of the exit.
+fn guest_loop(
+    caller: Caller,
+    vcpu: VcpuHandle,
+    obj: &mut VcpuObj,
+    kick: &super::kick::KickCell,
+    vm_slot: &RwLock<Option<VmObj>>,
+    cpu: usize,
+    deadline_ns: u64,
+) -> SysResult<Option<VmExit>> {
     let mut cg = CPUS[cpu].lock();
     let percpu = cg.as_mut().ok_or(SysError::NoSuchObject)?;
     // The timer is armed for the earlier of the slice end and the caller's
@@ -392,6 +476,11 @@ fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_
                 Entry::Run { arm_ns: None } => {}
             }
         }
+        if kick.take_or_arrive(cpu) {
+            return Ok(Some(VmExit::Intr));
+        }
+        let vg = vm_slot.read();
+        let vmobj = owned(vg.as_ref(), caller)?;
         let exit = obj.vcpu.run(&mut percpu.vm, &vmobj.vm);
         let nrips = percpu.vm.caps.nrips;
         let handled = match exit {
@@ -406,6 +495,7 @@ fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_
             }
             _ => false,
         };
+        drop(vg);
         if !handled {
             return Ok(Some(exit));
         }
@@ -545,7 +635,7 @@ pub fn log_cpuid() {
 fn with_vcpu_and_vm<T>(caller: Caller, h: VcpuHandle, f: impl FnOnce(&mut VcpuObj, &VmObj) -> T) -> SysResult<T> {
     let mut g = VCPUS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?.lock();
     let obj = owned(g.as_mut(), caller)?;
-    let vg = VMS.get(usize::from(obj.vm.0)).ok_or(SysError::NoSuchObject)?.lock();
+    let vg = VMS.get(usize::from(obj.vm.0)).ok_or(SysError::NoSuchObject)?.read();
     let vmobj = owned(vg.as_ref(), caller)?;
     Ok(f(obj, vmobj))
 }
@@ -579,5 +669,5 @@ pub fn sys_vcpu_info(caller: Caller, vcpu: VcpuHandle) -> SysResult<VcpuInfo> {
 /// The process that owns VM `id`.
 pub(super) fn vm_owner(id: u32) -> SysResult<crate::proc::Pid> {
     let slot = VMS.get(id as usize).ok_or(SysError::BadArgument)?;
-    slot.lock().as_ref().map(|o| o.owner.pid()).ok_or(SysError::BadArgument)
+    slot.read().as_ref().map(|o| o.owner.pid()).ok_or(SysError::BadArgument)
 }

@@ -140,6 +140,14 @@ fn kick(cpus: CpuSet, me: CpuId) {
     }
 }
 
+/// Kicks `cpu` (an IPI that ends its HLT or its guest's run), if a kick
+/// function is installed.
+pub fn kick_cpu(cpu: CpuId) {
+    if let Some(f) = KICK.get() {
+        f(cpu)
+    }
+}
+
 /// The kernel's thread pool.
 pub fn global() -> &'static Threads {
     &THREADS

@@ -661,11 +661,6 @@ impl Vm {
         &self.space
     }
 
-    /// The VM's RAM, to write.
-    pub fn ram_mut(&mut self) -> &mut VmSpace {
-        &mut self.space
-    }
-
     /// Records that the nested page table lost or weakened translations:
     /// every vCPU takes a fresh ASID before it runs again.
     pub fn npt_changed(&mut self) {

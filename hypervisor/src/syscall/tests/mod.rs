@@ -14,6 +14,7 @@ mod granted_calls;
 mod ipc_calls;
 mod net_calls;
 mod vcpu_calls;
+mod vcpu_thread_calls;
 mod vm_calls;
 
 /// Frames enough for a VM with a vCPU and a few MiB of RAM.

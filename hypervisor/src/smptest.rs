@@ -1,0 +1,211 @@
+//! Boot check of the calls a VM with several vCPUs uses, across two CPUs,
+//! through the door as a VMM calls it (`syscall::Kernel`).
+//!
+//! [`run`] makes a process with a VM and one vCPU, and a thread of it on
+//! CPU 0 that calls `fork_join` with one extra thread pinned to CPU 1:
+//!
+//! 1. each body notes its CPU and waits (up to [`PATIENCE_NS`]) until the
+//!    other is inside too: both inside at once, on two CPUs, shows the
+//!    bodies run at the same time;
+//! 2. body 1 then halts its vCPU (`vcpu_halt`, deadline [`HALT_NS`] away),
+//!    again until body 0's kick has come; body 0 waits [`KICK_DELAY_NS`]
+//!    so that CPU 1 is in its HLT, then kicks (`vcpu_kick`). The time from
+//!    the kick to the halt's return, far below the deadline, shows the kick
+//!    woke the halted CPU.
+//!
+//! The report is one line starting with `smp-selftest:`.
+use crate::proc::{self, Pid};
+use crate::sync::Lock;
+use crate::thread::{self, Chan, CpuId, Placement};
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use sysabi::{Grants, Sys, ThreadCpu};
+
+/// How long a body waits for the other to come in.
+const PATIENCE_NS: u64 = 2_000_000_000;
+/// How far away the halted vCPU's deadline is.
+const HALT_NS: u64 = 2_000_000_000;
+/// How long body 0 waits before it kicks.
+const KICK_DELAY_NS: u64 = 5_000_000;
+/// A kick that wakes the halt later than this counts as not waking it.
+const WAKE_LIMIT_NS: u64 = 100_000_000;
+/// Frames for the test process: a VM (permission maps, table root) and a VMCB.
+const QUOTA: u64 = 64;
+
+/// What the check saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmpReport {
+    /// The CPUs bodies 0 and 1 ran on (+1; 0: did not run).
+    pub body_cpus: [usize; 2],
+    /// Each body saw the other inside while it was.
+    pub overlapped: bool,
+    /// From the kick to the halt's return, in ns (`None`: never).
+    pub wake_ns: Option<u64>,
+    /// Halts body 1 made until the kick came (1 when the kick found it halted).
+    pub halts: usize,
+    /// The first call that failed, if any.
+    pub failed: Option<&'static str>,
+}
+
+impl SmpReport {
+    pub fn pass(&self) -> bool {
+        self.failed.is_none()
+            && self.overlapped
+            && self.body_cpus[0] != self.body_cpus[1]
+            && self.wake_ns.is_some_and(|ns| ns < WAKE_LIMIT_NS)
+    }
+}
+
+impl fmt::Display for SmpReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cpu = |c: usize| c.checked_sub(1).map_or(-1, |c| c as i64);
+        write!(
+            f,
+            "smp-selftest: {} fork_join bodies on cpu{} and cpu{} {}; ",
+            if self.pass() { "ok" } else { "FAIL" },
+            cpu(self.body_cpus[0]),
+            cpu(self.body_cpus[1]),
+            if self.overlapped { "at the same time" } else { "NOT at the same time" },
+        )?;
+        match self.wake_ns {
+            Some(ns) => write!(f, "kick woke the halted vCPU in {} us (halts={})", ns / 1000, self.halts)?,
+            None => write!(f, "kick did not wake the halted vCPU")?,
+        }
+        if let Some(call) = self.failed {
+            write!(f, "; {call} failed")?;
+        }
+        Ok(())
+    }
+}
+
+/// The test thread's grants and, when it is done, its report.
+struct Shared {
+    grants: Option<Grants>,
+    report: Option<SmpReport>,
+}
+
+static SHARED: Lock<Shared> = Lock::new(Shared { grants: None, report: None });
+const DONE: Chan = Chan(0x5E1F_0002);
+
+fn now() -> u64 {
+    crate::arch::lapic::now_ns()
+}
+
+/// Runs the check (CPUs 0 and 1 must be running) and ends its process.
+pub fn run() -> SmpReport {
+    let failed = |call| SmpReport { failed: Some(call), ..SmpReport::default() };
+    let Ok(pid) = proc::proc_create(Pid::ROOT, QUOTA) else {
+        return failed("proc_create");
+    };
+    let report = match crate::syscall::grant_process(pid, "smptest") {
+        Ok(g) => {
+            *SHARED.lock() = Shared { grants: Some(g), report: None };
+            match proc::spawn_on(pid, check_thread, 0, Placement::Cpu(CpuId(0))) {
+                Ok(_) => wait_for_report(),
+                Err(_) => failed("spawn"),
+            }
+        }
+        Err(_) => failed("grant_process"),
+    };
+    // The threads exit right after they report; wait for the last to go.
+    loop {
+        match crate::syscall::end_process(pid) {
+            Err(proc::ProcError::InUse) => {
+                let _ = thread::yield_now();
+            }
+            Err(e) => {
+                log::error!("smp-selftest: process {pid} cannot end: {e}");
+                break;
+            }
+            Ok(_) => break,
+        }
+    }
+    report
+}
+
+fn wait_for_report() -> SmpReport {
+    loop {
+        let s = SHARED.lock();
+        if let Some(r) = s.report {
+            return r;
+        }
+        if thread::sleep(DONE, s).is_err() {
+            return SmpReport { failed: Some("sleep"), ..SmpReport::default() };
+        }
+    }
+}
+
+/// The test process's thread: the VMM's side of the check.
+fn check_thread(_: usize) {
+    let grants = SHARED.lock().grants;
+    let report = grants.map_or(SmpReport { failed: Some("grants"), ..SmpReport::default() }, check);
+    SHARED.lock().report = Some(report);
+    thread::wakeup(DONE);
+}
+
+fn check(g: Grants) -> SmpReport {
+    let k = crate::syscall::Kernel;
+    let mut report = SmpReport::default();
+    let vcpu = match k.vm_create().and_then(|vm| k.vcpu_create(vm)) {
+        Ok(v) => v,
+        Err(_) => {
+            report.failed = Some("vm_create/vcpu_create");
+            return report;
+        }
+    };
+    let cpus = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    let inside = AtomicUsize::new(0);
+    let saw_other = [AtomicBool::new(false), AtomicBool::new(false)];
+    let halting = AtomicBool::new(false);
+    let kicked_at = AtomicU64::new(0);
+    let woke_at = AtomicU64::new(0);
+    let halts = AtomicUsize::new(0);
+    let call_failed = AtomicBool::new(false);
+    let body = |i: usize| {
+        cpus[i].store(crate::arch::cpu::current() + 1, SeqCst);
+        inside.fetch_add(1, SeqCst);
+        let until = now() + PATIENCE_NS;
+        while inside.load(SeqCst) < 2 && now() < until {
+            core::hint::spin_loop();
+        }
+        saw_other[i].store(inside.load(SeqCst) == 2, SeqCst);
+        if i == 1 {
+            halting.store(true, SeqCst);
+            let deadline = now() + HALT_NS;
+            while kicked_at.load(SeqCst) == 0 && now() < deadline {
+                halts.fetch_add(1, SeqCst);
+                if k.vcpu_halt(g.sched, vcpu, deadline).is_err() {
+                    call_failed.store(true, SeqCst);
+                    break;
+                }
+            }
+            woke_at.store(now(), SeqCst);
+        } else {
+            let until = now() + PATIENCE_NS;
+            while !halting.load(SeqCst) && now() < until {
+                core::hint::spin_loop();
+            }
+            let at = now() + KICK_DELAY_NS;
+            while now() < at {
+                core::hint::spin_loop();
+            }
+            kicked_at.store(now(), SeqCst);
+            if k.vcpu_kick(vcpu).is_err() {
+                call_failed.store(true, SeqCst);
+            }
+        }
+    };
+    if k.fork_join(g.sched, &[ThreadCpu::Cpu(1)], &body).is_err() {
+        report.failed = Some("fork_join");
+        return report;
+    }
+    if call_failed.load(SeqCst) {
+        report.failed = Some("vcpu_halt/vcpu_kick");
+    }
+    report.body_cpus = [cpus[0].load(SeqCst), cpus[1].load(SeqCst)];
+    report.overlapped = saw_other.iter().all(|s| s.load(SeqCst));
+    let (kicked, woke) = (kicked_at.load(SeqCst), woke_at.load(SeqCst));
+    report.wake_ns = (kicked != 0 && woke >= kicked).then(|| woke - kicked);
+    report.halts = halts.load(SeqCst);
+    report
+}
