@@ -12,7 +12,7 @@
 //! starts it in real mode at V << 8 : 0000 (CS base V << 12). While it
 //! waits, and while it is halted, its thread sleeps in the kernel
 //! ([`Sys::vcpu_halt`]) until a kick.
-use super::dev::lapic::{LapicEvents, TscClock};
+use super::dev::lapic::TscClock;
 use super::dev::{Board, BoardEvent};
 use super::guestmem::VmMemory;
 use super::hcbuf::GuestFault;
@@ -22,7 +22,7 @@ use super::msr::{self, MsrAction};
 use crate::virtio::net::SwitchPort;
 use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, WalkLimits, MAX_INSN_LEN};
 use log::Level;
-use sysabi::{Grants, NextRipSource, Reg, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
+use sysabi::{Grants, NextRipSource, Reg, SchedHandle, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
 mod cr;
@@ -278,7 +278,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
     /// [`release_board`](Self::release_board).
     #[inline(always)]
     pub fn board(&mut self) -> &mut Board<'b> {
-        hold(&mut self.held, self.shared, self.sys, self.grants, self.index)
+        hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index)
     }
 
     /// Lets go of the board, and kicks the vCPUs the accesses since it was
@@ -320,7 +320,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
     /// (within the VM's budget of log lines).
     pub fn console_text(&mut self, bytes: &[u8]) {
         let now = self.now_ns;
-        let board = hold(&mut self.held, self.shared, self.sys, self.grants, self.index);
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         for &b in bytes {
             self.hc_console.put(b, |line| board.log_guest_line(Level::Info, now, format_args!("console: {line}")));
         }
@@ -329,7 +329,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
     /// Ends the console-write hypercall's last line.
     pub fn console_flush(&mut self) {
         let now = self.now_ns;
-        let board = hold(&mut self.held, self.shared, self.sys, self.grants, self.index);
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         self.hc_console.flush(|line| board.log_guest_line(Level::Info, now, format_args!("console: {line}")));
     }
 
@@ -419,19 +419,25 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
         Ok(TscClock { tsc: self.sys.guest_tsc(self.grants.clock)?, hz: self.sys.tsc_hz(self.grants.clock)? })
     }
 
+    /// Typed input is to be looked for: a byte is held back or
+    /// [`INPUT_POLL_NS`] passed. Typed input goes in through vCPU 0 only, so
+    /// that bytes keep their order.
+    #[inline(always)]
+    fn input_due(&self) -> bool {
+        self.index == 0 && (self.held_input.is_some() || self.now_ns >= self.next_input_poll_ns)
+    }
+
     /// Moves console bytes between the host serial port and the guest UART:
     /// output whenever the UART holds some, input when the vCPU idles, a
     /// byte is held back, or [`INPUT_POLL_NS`] of guest time passed since
     /// the last look.
     fn pump_console(&mut self) {
-        // Typed input goes in through vCPU 0 only, so that bytes keep
-        // their order.
-        if self.index == 0 && (self.held_input.is_some() || self.now_ns >= self.next_input_poll_ns) {
+        if self.input_due() {
             self.next_input_poll_ns = self.now_ns.saturating_add(INPUT_POLL_NS);
             self.receive_input();
         }
         let (sys, console) = (self.sys, self.grants.console);
-        let board = hold(&mut self.held, self.shared, self.sys, self.grants, self.index);
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         if board.has_output() {
             board.drain_output(|b| {
                 let _ = sys.console_write(console, &[b]);
@@ -451,14 +457,8 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
     fn pump_net(&mut self) {
         self.next_net_poll_ns = self.now_ns.saturating_add(NET_POLL_NS);
         let mut port = SwitchPort { sys: self.sys, port: self.grants.net, vm: self.vm };
-        let board = hold(&mut self.held, self.shared, self.sys, self.grants, self.index);
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         board.pump_net(&mut self.mem, &mut port);
-    }
-
-    fn pump_net_after_exit(&mut self) {
-        if self.board().net_notified() || self.now_ns >= self.next_net_poll_ns {
-            self.pump_net();
-        }
     }
 
     /// Hands typed bytes to the guest UART while it has room.
@@ -469,7 +469,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
         if self.input_to_virtio {
             // Nothing is read from the host while the driver is not up.
             let mut first = self.held_input.take();
-            let board = hold(&mut self.held, self.shared, self.sys, self.grants, self.index);
+            let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
             let held = board.virtio_console_receive(&mut self.mem, || {
                 first.take().or_else(|| sys.console_read(console).ok().flatten())
             });
@@ -494,16 +494,17 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
     /// at the next exit, the way the INTA cycle fixes the vector on a PC.
     fn deliver_interrupts(&mut self) -> Result<(), Stop> {
         let now = self.now();
-        let board = self.board();
+        let mut board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         board.update(now);
-        let events = board.take_apic_events();
-        if events != LapicEvents::default() {
+        if board.has_apic_events() {
+            let events = board.take_apic_events();
             self.apic_events(events)?;
             if self.state != VcpuState::Running {
                 return Ok(());
             }
+            board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         }
-        let wanted = self.board().pending_vector();
+        let wanted = board.pending_vector();
         if let Some(posted) = self.posted {
             if wanted == Some(posted) {
                 return Ok(());
@@ -544,11 +545,8 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
     /// Runs the guest to its next exit and handles it: one round of the
     /// loop. `Err` says why the vCPU stopped for good.
     pub fn step(&mut self) -> Result<(), Stop> {
-        if self.shared.stopping() {
-            return Err(self.stopped_by_another());
-        }
-        if self.state != VcpuState::Running {
-            return self.sleep();
+        if self.state != VcpuState::Running || self.shared.stopping() {
+            return self.step_not_running();
         }
         self.deliver_interrupts()?;
         if self.state != VcpuState::Running {
@@ -634,17 +632,37 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
             VmExit::Invalid(why) => return Err(Stop::InvalidState { rip: self.reg(Reg::Rip)?, why }),
             VmExit::Other(code) => self.handle_other(code)?,
         }
+        // One look at the board for what the exit left to do: console
+        // bytes to move, the NIC to serve, a reset or power-off.
         let now = self.now_ns;
-        self.board().report_lifted_log_limit(now);
-        self.pump_console();
-        self.pump_net_after_exit();
-        if let Some(ev) = self.board().take_event() {
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
+        board.report_lifted_log_limit(now);
+        let output = board.has_output() || board.has_virtio_console_output();
+        let net = board.net_notified();
+        let event = board.take_event();
+        if output || self.input_due() {
+            self.pump_console();
+        }
+        if net || now >= self.next_net_poll_ns {
+            self.pump_net();
+        }
+        if let Some(ev) = event {
             return Err(match ev {
                 BoardEvent::Reset => Stop::Reset,
                 BoardEvent::PowerOff => Stop::PowerOff,
             });
         }
         Ok(())
+    }
+
+    /// The VM is ending, or the vCPU waits for a start-up IPI or halted
+    /// with interrupts off.
+    #[cold]
+    fn step_not_running(&mut self) -> Result<(), Stop> {
+        if self.shared.stopping() {
+            return Err(self.stopped_by_another());
+        }
+        self.sleep()
     }
 
     /// HLT: sleep until a device raises an interrupt the guest can take.
@@ -781,7 +799,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
         };
         let mut regs = SysRegs { sys: self.sys, vcpu: self.vcpu };
         let now = self.now_ns;
-        let board = hold(&mut self.held, self.shared, self.sys, self.grants, self.index);
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         decode::emulate_mmio(&m, &mut regs, &mut |a| match a {
             Access::Read { size } => board.mmio_read(device, gpa, size, now),
             Access::Write { size, value } => {
@@ -827,10 +845,10 @@ fn hold<'s, 'a, 'b, S: Sys>(
     held: &'s mut Option<spin::MutexGuard<'a, Board<'b>>>,
     shared: &'a VmShared<'b>,
     sys: &S,
-    grants: Grants,
+    sched: SchedHandle,
     index: usize,
 ) -> &'s mut Board<'b> {
-    held.get_or_insert_with(|| take_board(shared, sys, grants, index))
+    held.get_or_insert_with(|| take_board(shared, sys, sched, index))
 }
 
 #[cold]
@@ -838,8 +856,8 @@ fn hold<'s, 'a, 'b, S: Sys>(
 fn take_board<'a, 'b, S: Sys>(
     shared: &'a VmShared<'b>,
     sys: &S,
-    grants: Grants,
+    sched: SchedHandle,
     index: usize,
 ) -> spin::MutexGuard<'a, Board<'b>> {
-    shared.lock_board(sys, grants.sched, index)
+    shared.lock_board(sys, sched, index)
 }

@@ -40,7 +40,6 @@ use super::isa_irq::{self, ioapic_pin};
 use super::lapic::{self, apic_base, GeneralProtection, Lapic, LapicEvents, LapicOutput};
 use super::pic::DualPic;
 use crate::bus::{BusDevice, Ctx, Range, TimerIrq};
-use arrayvec::ArrayVec;
 
 /// The I/O APIC's page.
 pub const IOAPIC_PAGE: Range = Range::new(ioapic::DEFAULT_BASE, ioapic::MMIO_SIZE);
@@ -51,8 +50,10 @@ pub const APIC_PAGES: [Range; 2] = [IOAPIC_PAGE, LAPIC_PAGE];
 
 /// Most vCPUs a VM has: local APIC IDs 0 to 15 and the I/O APIC's after
 /// them fit the xAPIC's 8-bit IDs, and flat logical mode's eight bits name
-/// the first eight.
+/// the first eight. A power of two: the selected vCPU's index is masked
+/// with it instead of bounds-checked on every access.
 pub const MAX_VCPUS: usize = 16;
+const _: () = assert!(MAX_VCPUS.is_power_of_two());
 
 /// The I/O APIC's ID on a board of `vcpus` vCPUs: the first after the local
 /// APICs' (0 to `vcpus - 1`), as firmware numbers them. The MADT says the
@@ -64,8 +65,10 @@ pub const fn ioapic_id(vcpus: usize) -> u8 {
 /// The I/O APIC and the local APIC of each vCPU.
 #[derive(Clone, Debug)]
 pub struct Apics {
-    /// Indexed by vCPU; the APIC ID is the index.
-    lapics: ArrayVec<Lapic, MAX_VCPUS>,
+    /// Indexed by vCPU; the APIC ID is the index. The first `count` are
+    /// the VM's.
+    lapics: [Lapic; MAX_VCPUS],
+    count: usize,
     pub ioapic: Ioapic,
     /// The vCPU whose accesses the board is serving.
     current: usize,
@@ -85,20 +88,25 @@ impl Apics {
     /// the bootstrap processor's (vCPU 0) in virtual-wire mode, every I/O
     /// APIC entry masked. vCPU 0 is selected.
     pub fn new(vcpus: usize) -> Self {
-        let vcpus = vcpus.clamp(1, MAX_VCPUS);
-        let lapics = (0..vcpus).map(|i| Lapic::new(i as u8, i == 0)).collect();
-        Apics { lapics, ioapic: Ioapic::new(ioapic_id(vcpus)), current: 0, kicks: CpuSet::EMPTY }
+        let count = vcpus.clamp(1, MAX_VCPUS);
+        let lapics = core::array::from_fn(|i| Lapic::new(i as u8, i == 0));
+        Apics { lapics, count, ioapic: Ioapic::new(ioapic_id(count)), current: 0, kicks: CpuSet::EMPTY }
     }
 
     /// How many vCPUs (local APICs) there are.
     pub fn vcpus(&self) -> usize {
-        self.lapics.len()
+        self.count
+    }
+
+    /// The VM's local APICs.
+    fn vm_lapics(&self) -> &[Lapic] {
+        &self.lapics[..self.count]
     }
 
     /// The following accesses are vCPU `cpu`'s (an index past the last
     /// vCPU is taken as vCPU 0). Returns whether that changed the vCPU.
     pub fn select(&mut self, cpu: usize) -> bool {
-        let cpu = if cpu < self.lapics.len() { cpu } else { 0 };
+        let cpu = if cpu < self.count { cpu } else { 0 };
         let changed = cpu != self.current;
         self.current = cpu;
         changed
@@ -111,17 +119,17 @@ impl Apics {
 
     /// The selected vCPU's local APIC.
     pub fn lapic(&self) -> &Lapic {
-        &self.lapics[self.current]
+        &self.lapics[self.current & (MAX_VCPUS - 1)]
     }
 
     /// The selected vCPU's local APIC, to change.
     pub fn lapic_mut(&mut self) -> &mut Lapic {
-        &mut self.lapics[self.current]
+        &mut self.lapics[self.current & (MAX_VCPUS - 1)]
     }
 
     /// vCPU `cpu`'s local APIC.
     pub fn lapic_of(&self, cpu: usize) -> Option<&Lapic> {
-        self.lapics.get(cpu)
+        self.vm_lapics().get(cpu)
     }
 
     /// Takes the set of vCPUs (never the selected one) whose local APIC got
@@ -135,9 +143,9 @@ impl Apics {
         if let Some(message) = isa_irq::set_isa_irq(pic, &mut self.ioapic, irq, level) {
             self.deliver(&message, None);
         }
-        if self.lapics.len() > 1 && pic.pending_vector().is_some() {
+        if self.count > 1 && pic.pending_vector().is_some() {
             // The 8259's INT goes to every vCPU on the virtual wire.
-            for (i, l) in self.lapics.iter().enumerate() {
+            for (i, l) in self.lapics[..self.count].iter().enumerate() {
                 if i != self.current && l.accepts_pic_interrupt() {
                     self.kicks.insert(i);
                 }
@@ -149,7 +157,7 @@ impl Apics {
     /// masked in the 8259 pair (or the 8259 cut off from every local APIC
     /// by LINT0) and masked in its I/O APIC entry.
     pub fn isa_irq_masked(&self, pic: &DualPic, irq: u8) -> bool {
-        let through_pic = !pic.irq_masked(irq) && self.lapics.iter().any(Lapic::accepts_pic_interrupt);
+        let through_pic = !pic.irq_masked(irq) && self.vm_lapics().iter().any(Lapic::accepts_pic_interrupt);
         let through_ioapic = self.ioapic.entry(usize::from(ioapic_pin(irq))) & rte::MASKED == 0;
         !through_pic && !through_ioapic
     }
@@ -165,7 +173,7 @@ impl Apics {
     /// [`pending_vector`](Self::pending_vector) into service where it came
     /// from and returns it.
     pub fn acknowledge(&mut self, pic: &mut DualPic) -> Option<u8> {
-        let lapic = &mut self.lapics[self.current];
+        let lapic = &mut self.lapics[self.current & (MAX_VCPUS - 1)];
         if let Some(vector) = lapic.acknowledge() {
             return Some(vector);
         }
@@ -199,7 +207,7 @@ impl Apics {
     /// APIC) to the local APICs it names; those of other vCPUs than the
     /// selected one are to be kicked.
     fn deliver(&mut self, message: &InterruptMessage, sender: Option<usize>) {
-        for target in route(message, sender, &self.lapics).iter() {
+        for target in route(message, sender, self.vm_lapics()).iter() {
             self.lapics[target].receive(message);
             if target != self.current {
                 self.kicks.insert(target);
@@ -249,7 +257,11 @@ impl BusDevice for Apics {
     }
 
     fn advance(&mut self, cx: &mut Ctx) {
-        for (i, lapic) in self.lapics.iter_mut().enumerate() {
+        if self.count == 1 {
+            self.lapics[0].advance(cx.now_ns);
+            return;
+        }
+        for (i, lapic) in self.lapics[..self.count].iter_mut().enumerate() {
             if lapic.advance(cx.now_ns) && i != self.current {
                 self.kicks.insert(i);
             }

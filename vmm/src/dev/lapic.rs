@@ -381,6 +381,7 @@ impl Lapic {
 
     /// Brings the timer up to `now_ns`, raising its interrupt if it
     /// expired (then it returns true). Every access does this first.
+    #[inline]
     pub fn advance(&mut self, now_ns: u64) -> bool {
         if self.timer.advance(now_ns) {
             let lvt = self.lvt[Lvt::Timer as usize];
