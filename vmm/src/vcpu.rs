@@ -848,7 +848,10 @@ fn hold<'s, 'a, 'b, S: Sys>(
     sched: SchedHandle,
     index: usize,
 ) -> &'s mut Board<'b> {
-    held.get_or_insert_with(|| take_board(shared, sys, sched, index))
+    match held {
+        Some(board) => board,
+        None => held.insert(take_board(shared, sys, sched, index)),
+    }
 }
 
 #[cold]

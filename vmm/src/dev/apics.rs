@@ -215,6 +215,17 @@ impl Apics {
         }
     }
 
+    /// Brings every vCPU's timer up to `now_ns`; a timer that fires for
+    /// another vCPU than the selected one kicks it.
+    #[inline(never)]
+    fn advance_all(&mut self, now_ns: u64) {
+        for (i, lapic) in self.lapics[..self.count].iter_mut().enumerate() {
+            if lapic.advance(now_ns) && i != self.current {
+                self.kicks.insert(i);
+            }
+        }
+    }
+
     /// Carries out what a local APIC register write asked for.
     fn lapic_output(&mut self, output: LapicOutput) {
         match output {
@@ -259,12 +270,8 @@ impl BusDevice for Apics {
     fn advance(&mut self, cx: &mut Ctx) {
         if self.count == 1 {
             self.lapics[0].advance(cx.now_ns);
-            return;
-        }
-        for (i, lapic) in self.lapics[..self.count].iter_mut().enumerate() {
-            if lapic.advance(cx.now_ns) && i != self.current {
-                self.kicks.insert(i);
-            }
+        } else {
+            self.advance_all(cx.now_ns);
         }
     }
 
