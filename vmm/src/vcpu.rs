@@ -404,6 +404,9 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
             }
         };
         self.release_board();
+        if !self.solo {
+            log::info!("{}: vCPU {} stopped: {stop}", self.name, self.index);
+        }
         self.shared.end(self.sys, stop)
     }
 
@@ -667,6 +670,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
 
     /// HLT: sleep until a device raises an interrupt the guest can take.
     fn idle(&mut self) -> Result<(), Stop> {
+        let mut last_deadline = None;
         loop {
             self.now_ns = self.sys.now_ns(self.grants.clock)?;
             self.next_input_poll_ns = self.now_ns;
@@ -679,7 +683,16 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
             if board.pending_vector().is_some() || board.has_apic_events() || posted {
                 return Ok(());
             }
-            let deadline = board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);
+            let mut deadline = board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);
+            // The kernel does not arm its timer again for the deadline it
+            // armed last (`CpuTime::arm`), though that timer may have fired
+            // a little early and woken this halt before the deadline: the
+            // same deadline twice in a row would then sleep until a kick.
+            // One nanosecond later is another deadline.
+            if last_deadline == Some(deadline) {
+                deadline += 1;
+            }
+            last_deadline = Some(deadline);
             self.release_board();
             if self.shared.stopping() {
                 return Err(self.stopped_by_another());
