@@ -694,3 +694,64 @@ fn rest_of_line(s: &mut Session, key: &str, timeout: Duration) -> String {
     s.expect(key, timeout);
     s.expect("\n", Duration::from_secs(10)).trim().to_string()
 }
+
+/// Linux on a VM of two vCPUs (`hv.vcpus=2`) on two host CPUs: the guest
+/// brings its second CPU up through INIT and start-up IPIs, `nproc` says
+/// 2, and both CPUs' local APIC timers tick (the LOC line of
+/// /proc/interrupts counts on CPU0 and CPU1).
+#[test]
+fn linux_with_two_vcpus_runs_on_both_and_each_local_apic_timer_ticks() {
+    let img = linux_images();
+    let args = format!("hv.vcpus=2 {}", img.cmdline);
+    let mut s = QEMU64.machine("log=info", &[(&img.vmlinux, &args), (&img.initramfs, "")]).cpus(2).spawn();
+    s.fail_on("Kernel panic");
+    s.expect(READY, Duration::from_secs(300));
+    s.expect("# ", Duration::from_secs(60));
+    let out = run(&mut s, "nproc");
+    assert!(out.lines().any(|l| l.trim() == "2"), "nproc: expected 2, saw:\n{out}");
+    let loc = |s: &mut Session| -> Vec<u64> {
+        let out = run(s, "grep LOC: /proc/interrupts");
+        let line = out.lines().find(|l| l.trim_start().starts_with("LOC:")).unwrap_or("").to_string();
+        line.split_whitespace().skip(1).take(2).filter_map(|n| n.parse().ok()).collect()
+    };
+    let before = loc(&mut s);
+    run(&mut s, "sleep 1");
+    let after = loc(&mut s);
+    assert_eq!((before.len(), after.len()), (2, 2), "LOC counts of two CPUs: {before:?} then {after:?}");
+    for cpu in 0..2 {
+        assert!(after[cpu] > before[cpu], "CPU{cpu}'s local APIC timer did not tick: {before:?} then {after:?}");
+    }
+    s.send("poweroff -f\n");
+    s.expect("vm0: stopped cleanly: the guest powered off", Duration::from_secs(60));
+    assert_eq!(s.wait(Duration::from_secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
+}
+
+/// Seconds since the guest booted (/proc/uptime), as the guest reads it.
+fn guest_uptime(s: &mut Session) -> f64 {
+    let out = run(s, "cut -d' ' -f1 /proc/uptime");
+    out.lines().find_map(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("no uptime in:\n{out}"))
+}
+
+/// Two CPU-bound shell loops on a VM of two vCPUs finish in about the guest
+/// time one takes alone (each runs on its own vCPU), not in twice that.
+#[test]
+fn linux_with_two_vcpus_runs_two_cpu_bound_processes_at_once() {
+    let img = linux_images();
+    let args = format!("hv.vcpus=2 {}", img.cmdline);
+    let mut s = QEMU64.machine("log=info", &[(&img.vmlinux, &args), (&img.initramfs, "")]).cpus(2).spawn();
+    s.fail_on("Kernel panic");
+    s.expect(READY, Duration::from_secs(300));
+    s.expect("# ", Duration::from_secs(60));
+    run(&mut s, "w() { i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; }");
+    let t0 = guest_uptime(&mut s);
+    run_within(&mut s, "w", Duration::from_secs(300));
+    let t1 = guest_uptime(&mut s);
+    run_within(&mut s, "w & w & wait", Duration::from_secs(300));
+    let t2 = guest_uptime(&mut s);
+    let (one, two) = (t1 - t0, t2 - t1);
+    eprintln!("one loop: {one:.2} s of guest time, two at once: {two:.2} s");
+    assert!(two < one * 1.5, "two loops at once took {two:.2} s, one alone {one:.2} s: expected well under twice");
+    s.send("poweroff -f\n");
+    s.expect("vm0: stopped cleanly: the guest powered off", Duration::from_secs(60));
+    assert_eq!(s.wait(Duration::from_secs(30)), Some(EXIT_SUCCESS), "log:\n{}", s.output());
+}

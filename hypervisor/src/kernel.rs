@@ -300,6 +300,9 @@ struct Job {
     raw16: bool,
     debug_exit: bool,
     virtio_console: bool,
+    /// vCPUs, and where the threads of vCPUs 1 and up run.
+    vcpus: usize,
+    extra_vcpu_cpu: sysabi::ThreadCpu,
     /// The VM's disks, taken by its thread when it starts.
     disks: vmm::launch::Disks<'static>,
     /// The VM's process and the console, clock and share of the CPU it
@@ -320,7 +323,7 @@ const VM_OVERHEAD_FRAMES: u64 = 1024;
 /// A VM's thread: runs the guest to its end, reports, and exits.
 fn vm_thread(index: usize) {
     use vmm::launch::{run_guest, GuestConfig};
-    let (name, image, initrd, initrd_cmdline, cmdline, mem, raw16, debug_exit, virtio_console, grants, disks) = {
+    let (name, image, initrd, initrd_cmdline, cmdline, mem, raw16, debug_exit, virtio_console, grants, disks, vcpus) = {
         let mut jobs = JOBS.lock();
         let j = &mut jobs[index];
         let disks = core::mem::take(&mut j.disks);
@@ -336,6 +339,7 @@ fn vm_thread(index: usize) {
             j.virtio_console,
             j.grants,
             disks,
+            (j.vcpus, j.extra_vcpu_cpu),
         )
     };
     let cfg = GuestConfig {
@@ -348,8 +352,16 @@ fn vm_thread(index: usize) {
         raw16,
         debug_exit,
         virtio_console,
+        vcpus: vcpus.0,
+        extra_vcpu_cpu: vcpus.1,
     };
-    info!("{name}: starting on cpu{} with {} MiB, command line \"{}\"", arch::cpu::current(), mem >> 20, cmdline);
+    info!(
+        "{name}: starting on cpu{} with {} vCPU(s) and {} MiB, command line \"{}\"",
+        arch::cpu::current(),
+        vcpus.0,
+        mem >> 20,
+        cmdline
+    );
     match run_guest(&crate::syscall::Kernel, grants, &cfg, disks, 0) {
         Ok(out) => {
             if out.stop.is_clean() {
@@ -407,6 +419,11 @@ fn run_guests(boot: &BootInfo, opts: &Options) {
         let job = Job {
             disks: vm_disks(&name, boot, plan),
             virtio_console: plan.virtio_console,
+            vcpus: plan.vcpus,
+            extra_vcpu_cpu: match plan.cpu {
+                Some(c) => sysabi::ThreadCpu::Cpu(c as u32),
+                None => sysabi::ThreadCpu::LeastLoaded,
+            },
             name,
             image,
             initrd: plan.initrd.and_then(module_bytes),

@@ -74,6 +74,14 @@ impl Machine {
         }
     }
 
+    /// `n` host CPUs: QEMU's `-smp`, Bochs's `cpu: count=`.
+    pub fn cpus(self, n: u32) -> Self {
+        match self {
+            Machine::Qemu(q) => Machine::Qemu(q.smp(n)),
+            Machine::Bochs(b) => Machine::Bochs(b.cpus(n)),
+        }
+    }
+
     pub fn timeout(self, t: Duration) -> Self {
         match self {
             Machine::Qemu(q) => Machine::Qemu(q.timeout(t)),

@@ -126,7 +126,7 @@ fn fail(errno: i64) -> Early {
 }
 
 /// Performs the hypercall the guest's registers describe.
-pub fn dispatch<S: Sys>(v: &mut VcpuLoop<'_, S>) -> Result<Reply, Stop> {
+pub fn dispatch<S: Sys>(v: &mut VcpuLoop<'_, '_, S>) -> Result<Reply, Stop> {
     match serve(v) {
         Ok(result) => Ok(Reply::Return(result)),
         Err(Early::Reply(r)) => Ok(r),
@@ -135,7 +135,7 @@ pub fn dispatch<S: Sys>(v: &mut VcpuLoop<'_, S>) -> Result<Reply, Stop> {
 }
 
 /// The call's result, or how it ends early.
-fn serve<S: Sys>(v: &mut VcpuLoop<'_, S>) -> Result<i64, Early> {
+fn serve<S: Sys>(v: &mut VcpuLoop<'_, '_, S>) -> Result<i64, Early> {
     let (sys, h) = (v.sys, v.vcpu);
     let wide = v.is_64bit()?;
     let arg = |r: Reg| -> Result<u64, Early> {
@@ -150,14 +150,14 @@ fn serve<S: Sys>(v: &mut VcpuLoop<'_, S>) -> Result<i64, Early> {
     let (a1, a2, a3) = (arg(Reg::Rbx)?, arg(Reg::Rcx)?, arg(Reg::Rdx)?);
     let rights = Rights { paging: v.paging()?, user: cpl == 3 };
     // A buffer of `len` bytes at `lin`; longer than `max`: -E2BIG.
-    let buffer = |v: &mut VcpuLoop<'_, S>, lin: u64, len: u64, max: usize, write: bool| -> Result<Span, Early> {
+    let buffer = |v: &mut VcpuLoop<'_, '_, S>, lin: u64, len: u64, max: usize, write: bool| -> Result<Span, Early> {
         if len > max as u64 {
             return Err(fail(E2BIG));
         }
         Ok(hcbuf::translate(&mut v.mem, &rights, lin, len as usize, write)?)
     };
     // Writes a reply of `data.len()` bytes into the caller's `len` bytes at `lin`.
-    let reply = |v: &mut VcpuLoop<'_, S>, lin: u64, len: u64, data: &[u8]| -> Result<i64, Early> {
+    let reply = |v: &mut VcpuLoop<'_, '_, S>, lin: u64, len: u64, data: &[u8]| -> Result<i64, Early> {
         if len < data.len() as u64 {
             return Err(fail(E2BIG));
         }

@@ -1,10 +1,10 @@
 //! Building a VM from a guest image and running it to its end.
 use super::bus::BusError;
-use super::dev::apics::IOAPIC_ID;
+use super::dev::apics::{ioapic_id, MAX_VCPUS};
 use super::dev::{Board, BoardConfig, UnassignedPort};
 use super::guestmem::VmMemory;
 use super::loader::{self, CpuMode, EntryState, LoadError, MemLayout};
-use super::vcpu::{Stop, VcpuLoop};
+use super::vcpu::{Stop, VcpuLoop, VmShared};
 use crate::virtio::blk::{Blk, Image};
 use crate::virtio::console::Console;
 use crate::virtio::net::VirtioNet;
@@ -12,7 +12,8 @@ use crate::virtio::slots::{Model, VirtioBus};
 use arrayvec::{ArrayString, ArrayVec};
 use guest_x86::mem::GuestMemory;
 use sysabi::{
-    CpuUsage, ExitStats, Grants, MacAddr, PathStats, Reg, SegReg, Sys, SysError, SysResult, VcpuHandle, VmHandle,
+    CpuUsage, ExitStats, Grants, MacAddr, PathStats, Reg, SegReg, Sys, SysError, SysResult, ThreadCpu, VcpuHandle,
+    VmHandle,
 };
 use vmcb::Segment;
 
@@ -37,6 +38,11 @@ pub struct GuestConfig<'a> {
     pub debug_exit: bool,
     /// Give the VM a virtio console (`hv.virtio-console=on`).
     pub virtio_console: bool,
+    /// vCPUs (`hv.vcpus=N`), 1 to [`MAX_VCPUS`].
+    pub vcpus: usize,
+    /// Where the threads of vCPUs 1 and up run (vCPU 0 runs on the
+    /// calling thread): on the VM's pinned CPU, or the least loaded.
+    pub extra_vcpu_cpu: ThreadCpu,
 }
 
 /// Most disks a VM has (one virtio slot each; the console and the NIC
@@ -54,6 +60,8 @@ pub enum LaunchError {
     Raw16TooLarge(usize),
     /// The board's devices could not be wired to the buses (a VMM bug).
     Board(BusError),
+    /// More vCPUs than a board has local APICs for, or none.
+    Vcpus(usize),
 }
 
 impl From<SysError> for LaunchError {
@@ -69,6 +77,7 @@ impl core::fmt::Display for LaunchError {
             LaunchError::Load(e) => write!(f, "bad guest image: {e}"),
             LaunchError::Raw16TooLarge(n) => write!(f, "raw 16-bit image of {n} bytes does not fit below 640 KiB"),
             LaunchError::Board(e) => write!(f, "board wiring: {e}"),
+            LaunchError::Vcpus(n) => write!(f, "{n} vCPUs asked for; a VM has 1 to {MAX_VCPUS}"),
         }
     }
 }
@@ -76,9 +85,9 @@ impl core::fmt::Display for LaunchError {
 /// How the VM ended, and what it did on the way.
 pub struct Outcome {
     pub stop: Stop,
-    /// The vCPU's exit statistics.
+    /// vCPU 0's exit statistics.
     pub stats: ExitStats,
-    /// How its exits were served.
+    /// How vCPU 0's exits were served.
     pub paths: PathStats,
     /// The VM's process's use of the CPU, up to its stop.
     pub cpu: CpuUsage,
@@ -145,9 +154,9 @@ fn load<S: Sys>(
     let (kind, entry) =
         loader::load(&mut mem, &layout, cfg.image, initrd, cmdline.as_bytes()).map_err(LaunchError::Load)?;
     log::info!("{}: {:?} image, entry {:#x} in {:?}", cfg.name, kind, entry.rip, entry.mode);
-    // The ACPI tables describe the board: one vCPU, its local APIC, the
-    // I/O APIC, the PM block.
-    let acpi = loader::AcpiConfig { vcpus: 1, ioapic_id: IOAPIC_ID, virtio_slots };
+    // The ACPI tables describe the board: the vCPUs, their local APICs,
+    // the I/O APIC, the PM block.
+    let acpi = loader::AcpiConfig { vcpus: cfg.vcpus as u8, ioapic_id: ioapic_id(cfg.vcpus), virtio_slots };
     let rsdp = loader::write_acpi_tables(&mut mem, &layout, &acpi).map_err(LaunchError::Load)?;
     loader::set_acpi_rsdp(&mut mem, kind, rsdp).map_err(LaunchError::Load)?;
     apply_entry(sys, vcpu, &entry)?;
@@ -204,49 +213,73 @@ fn console_is_hvc0(cmdline: &str) -> bool {
         .is_some_and(|c| c.starts_with("hvc0"))
 }
 
-/// Creates the VM, loads the guest, runs it until it stops, and frees the
-/// VM again. A guest that cannot be loaded gets an error naming why; the
-/// hypervisor and other VMs are not affected either way.
-pub fn run_guest<S: Sys>(
+/// Creates the VM with its vCPUs, loads the guest, runs one loop per vCPU
+/// (each on its own thread, through [`Sys::fork_join`]) until the VM stops,
+/// and frees the VM again. A guest that cannot be loaded gets an error
+/// naming why; the hypervisor and other VMs are not affected either way.
+pub fn run_guest<S: Sys + Sync>(
     sys: &S,
     grants: Grants,
     cfg: &GuestConfig<'_>,
     disks: Disks<'_>,
     epoch_seconds: u64,
 ) -> Result<Outcome, LaunchError> {
+    if !(1..=MAX_VCPUS).contains(&cfg.vcpus) {
+        return Err(LaunchError::Vcpus(cfg.vcpus));
+    }
     let vm = sys.vm_create()?;
     let result = (|| {
         sys.npt_map(vm, 0, cfg.mem)?;
-        let vcpu = sys.vcpu_create(vm)?;
+        let mut vcpus = ArrayVec::<VcpuHandle, MAX_VCPUS>::new();
+        for _ in 0..cfg.vcpus {
+            let vcpu = sys.vcpu_create(vm)?;
+            // #BP and #UD are intercepted and reflected back into the guest
+            // through `inject`: a debugger in the VMM could take them instead.
+            // (QEMU's TCG treats INT3 as a software interrupt and never
+            // delivers the #BP intercept; real CPUs do.)
+            sys.set_exception_intercept(vcpu, 3, true)?;
+            sys.set_exception_intercept(vcpu, 6, true)?;
+            vcpus.push(vcpu);
+        }
         if cfg.debug_exit {
             for port in 0xF4..=0xF7 {
                 sys.set_io_intercept(vm, port, false)?;
             }
         }
-        // #BP and #UD are intercepted and reflected back into the guest
-        // through `inject`: a debugger in the VMM could take them instead.
-        // (QEMU's TCG treats INT3 as a software interrupt and never
-        // delivers the #BP intercept; real CPUs do.)
-        sys.set_exception_intercept(vcpu, 3, true)?;
-        sys.set_exception_intercept(vcpu, 6, true)?;
         // Every VM's process has a switch port (`Grants::net`): it becomes the NIC.
         let mac = sys.net_info(grants.net).ok().map(|port| port.mac);
         let virtio = virtio_devices(cfg, disks, mac);
-        load(sys, grants, vm, vcpu, cfg, virtio.len() as u8)?;
-        let has_console = virtio.has_console();
-        let board_config = BoardConfig { rtc_epoch_seconds: epoch_seconds, ram_size: cfg.mem };
+        load(sys, grants, vm, vcpus[0], cfg, virtio.len() as u8)?;
+        let input_to_virtio = virtio.has_console() && console_is_hvc0(cfg.cmdline);
+        let board_config = BoardConfig { rtc_epoch_seconds: epoch_seconds, ram_size: cfg.mem, vcpus: cfg.vcpus };
         let board = Board::with_virtio(board_config, cfg.name, virtio).map_err(LaunchError::Board)?;
-        let mut lp = VcpuLoop::new(cfg.name, sys, grants, (vm, vcpu), cfg.mem, board)?;
-        lp.input_to_virtio = has_console && console_is_hvc0(cfg.cmdline);
+        let shared = VmShared::new(board, &vcpus);
         // The guest's TSC runs without offset: this is its clock at entry.
         log::info!("{}: entering the guest at tsc={}", cfg.name, sys.guest_tsc(grants.clock)?);
-        let stop = lp.run();
-        report_unassigned(cfg.name, &lp.board);
-        lp.board.report_suppressed_log_lines();
+        let extra: ArrayVec<ThreadCpu, MAX_VCPUS> = (1..cfg.vcpus).map(|_| cfg.extra_vcpu_cpu).collect();
+        let run_vcpu = |index: usize| match VcpuLoop::new(cfg.name, sys, grants, (vm, index), cfg.mem, &shared) {
+            Ok(mut lp) => {
+                lp.input_to_virtio = input_to_virtio;
+                lp.run();
+            }
+            Err(e) => {
+                shared.end(sys, Stop::Kernel(e));
+            }
+        };
+        sys.fork_join(grants.sched, &extra, &run_vcpu)?;
+        let stop = shared.first_stop().unwrap_or(Stop::Kernel(SysError::BadArgument));
+        let mut board = shared.into_board();
+        report_unassigned(cfg.name, &board);
+        board.report_suppressed_log_lines();
         if let Ok(port) = sys.net_info(grants.net) {
             log::info!("{}: network: {}", cfg.name, port.stats);
         }
-        Ok(Outcome { stop, stats: sys.stats(vcpu)?, paths: sys.paths(vcpu)?, cpu: sys.cpu_usage(grants.sched)? })
+        Ok(Outcome {
+            stop,
+            stats: sys.stats(vcpus[0])?,
+            paths: sys.paths(vcpus[0])?,
+            cpu: sys.cpu_usage(grants.sched)?,
+        })
     })();
     if let Err(e) = sys.vm_destroy(vm) {
         log::error!("{}: could not free the VM: {e}", cfg.name);

@@ -2,8 +2,17 @@
 //!
 //! Everything here goes through the kernel's calls ([`Sys`]). The loop ends when the
 //! guest resets, powers off, triple-faults or does something the VMM cannot
-//! emulate; the returned [`Stop`] says which, and where.
-use super::dev::lapic::{LapicEvents, TscClock};
+//! emulate; the returned [`Stop`] says which, and where. A VM with several
+//! vCPUs runs one loop per vCPU, each on its own thread, over the board they
+//! share ([`shared`]); the first loop to stop ends them all.
+//!
+//! A vCPU other than the first starts waiting for a start-up IPI, as an
+//! application processor after reset (Intel SDM vol. 3 §8.4, AMD APM vol. 2
+//! §16.5): INIT puts a vCPU back there, and a start-up IPI with vector V
+//! starts it in real mode at V << 8 : 0000 (CS base V << 12). While it
+//! waits, and while it is halted, its thread sleeps in the kernel
+//! ([`Sys::vcpu_halt`]) until a kick.
+use super::dev::lapic::TscClock;
 use super::dev::{Board, BoardEvent};
 use super::guestmem::VmMemory;
 use super::hcbuf::GuestFault;
@@ -13,10 +22,13 @@ use super::msr::{self, MsrAction};
 use crate::virtio::net::SwitchPort;
 use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, WalkLimits, MAX_INSN_LEN};
 use log::Level;
-use sysabi::{Grants, NextRipSource, Reg, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
+use sysabi::{Grants, NextRipSource, Reg, SchedHandle, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
 mod cr;
+pub mod shared;
+mod startup;
+pub use shared::VmShared;
 /// The longest a halted vCPU sleeps before it looks at the console again.
 const IDLE_POLL_NS: u64 = 10_000_000;
 /// How often, in guest time, a running vCPU asks the kernel for typed
@@ -150,8 +162,20 @@ impl<S: Sys> GprAccess for SysRegs<'_, S> {
     }
 }
 
+/// Where a vCPU is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VcpuState {
+    /// It runs the guest.
+    Running,
+    /// After reset or INIT, an application processor waits for a start-up
+    /// IPI.
+    WaitForSipi,
+    /// HLT with interrupts disabled: only INIT or an NMI wakes it.
+    HaltedForGood { rip: u64 },
+}
+
 /// One vCPU and the devices it drives.
-pub struct VcpuLoop<'a, S: Sys> {
+pub struct VcpuLoop<'a, 'b, S: Sys> {
     pub name: &'a str,
     /// The kernel.
     pub sys: &'a S,
@@ -159,9 +183,17 @@ pub struct VcpuLoop<'a, S: Sys> {
     pub grants: Grants,
     pub vm: VmHandle,
     pub vcpu: VcpuHandle,
+    /// The vCPU's index in its VM (its APIC ID).
+    pub index: usize,
+    pub state: VcpuState,
     pub mem: VmMemory<'a, S>,
-    /// The devices, on their buses.
-    pub board: Board<'a>,
+    /// The devices and the other vCPUs.
+    pub shared: &'a VmShared<'b>,
+    /// The board while this loop holds its lock (taken at the first device
+    /// access of an exit, let go before the guest runs or the vCPU sleeps).
+    held: Option<spin::MutexGuard<'a, Board<'b>>>,
+    /// The VM has this one vCPU.
+    solo: bool,
     /// Lines from the console-write hypercall.
     pub hc_console: DebugConsole,
     /// A byte typed on the host console that the guest could not take.
@@ -201,26 +233,32 @@ fn rip_after(rip: u64, mode: CpuMode, len: u64) -> u64 {
     }
 }
 
-impl<'a, S: Sys> VcpuLoop<'a, S> {
-    /// The loop for `vcpu` of `vm`, whose RAM is `mem_size` bytes from
-    /// guest-physical 0, driving `board`. Reads the clock and the vCPU's
-    /// CPUID (for its MSRs) once.
+impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
+    /// The loop for vCPU `index` of `vm` (whose handle `shared` holds),
+    /// whose RAM is `mem_size` bytes from guest-physical 0, driving the board
+    /// of `shared`. vCPU 0 runs, the others wait for a start-up IPI. Reads
+    /// the clock and the vCPU's CPUID (for its MSRs) once.
     pub fn new(
         name: &'a str,
         sys: &'a S,
         grants: Grants,
-        (vm, vcpu): (VmHandle, VcpuHandle),
+        (vm, index): (VmHandle, usize),
         mem_size: u64,
-        board: Board<'a>,
+        shared: &'a VmShared<'b>,
     ) -> Result<Self, SysError> {
+        let vcpu = shared.vcpu(index).ok_or(SysError::BadArgument)?;
         Ok(VcpuLoop {
             name,
             sys,
             grants,
             vm,
             vcpu,
+            index,
+            state: if index == 0 { VcpuState::Running } else { VcpuState::WaitForSipi },
             mem: VmMemory { sys, vm, size: mem_size },
-            board,
+            shared,
+            held: None,
+            solo: shared.vcpus() == 1,
             hc_console: DebugConsole::new(),
             held_input: None,
             input_to_virtio: false,
@@ -234,6 +272,31 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             }),
             posted: None,
         })
+    }
+
+    /// The board, for this vCPU: taken (locked) at the first call after
+    /// [`release_board`](Self::release_board).
+    #[inline(always)]
+    pub fn board(&mut self) -> &mut Board<'b> {
+        hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index)
+    }
+
+    /// Lets go of the board, and kicks the vCPUs the accesses since it was
+    /// taken gave an interrupt or event. Called before the guest runs and
+    /// before the vCPU sleeps. The one vCPU of a VM keeps it: no other
+    /// thread takes it, and its exits save the lock's cost.
+    #[inline]
+    pub fn release_board(&mut self) {
+        if self.solo {
+            return;
+        }
+        if let Some(mut board) = self.held.take() {
+            let kicks = board.take_kicks();
+            drop(board);
+            if !kicks.is_empty() {
+                self.shared.kick(self.sys, kicks);
+            }
+        }
     }
 
     fn reg(&self, r: Reg) -> Result<u64, Stop> {
@@ -256,7 +319,8 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     /// Text from the console-write hypercall, line-buffered into the log
     /// (within the VM's budget of log lines).
     pub fn console_text(&mut self, bytes: &[u8]) {
-        let (board, now) = (&mut self.board, self.now_ns);
+        let now = self.now_ns;
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         for &b in bytes {
             self.hc_console.put(b, |line| board.log_guest_line(Level::Info, now, format_args!("console: {line}")));
         }
@@ -264,13 +328,15 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
 
     /// Ends the console-write hypercall's last line.
     pub fn console_flush(&mut self) {
-        let (board, now) = (&mut self.board, self.now_ns);
+        let now = self.now_ns;
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         self.hc_console.flush(|line| board.log_guest_line(Level::Info, now, format_args!("console: {line}")));
     }
 
     /// Logs a line about something the guest did, within the VM's budget.
     fn guest_line(&mut self, level: Level, args: core::fmt::Arguments<'_>) {
-        self.board.log_guest_line(level, self.now_ns, args);
+        let now = self.now_ns;
+        self.board().log_guest_line(level, now, args);
     }
 
     fn mode(&self) -> Result<CpuMode, Stop> {
@@ -329,13 +395,19 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         Ok(self.sys.complete_instruction(self.vcpu, next_rip, from)?)
     }
 
-    /// Runs the vCPU until it stops for good.
+    /// Runs the vCPU until it or another vCPU of its VM stops for good;
+    /// returns the VM's stop (the first vCPU's to stop).
     pub fn run(&mut self) -> Stop {
-        loop {
+        let stop = loop {
             if let Err(stop) = self.step() {
-                return stop;
+                break stop;
             }
+        };
+        self.release_board();
+        if !self.solo {
+            log::info!("{}: vCPU {} stopped: {stop}", self.name, self.index);
         }
+        self.shared.end(self.sys, stop)
     }
 
     /// The guest time of the exit being handled: one reading serves every
@@ -350,23 +422,32 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         Ok(TscClock { tsc: self.sys.guest_tsc(self.grants.clock)?, hz: self.sys.tsc_hz(self.grants.clock)? })
     }
 
+    /// Typed input is to be looked for: a byte is held back or
+    /// [`INPUT_POLL_NS`] passed. Typed input goes in through vCPU 0 only, so
+    /// that bytes keep their order.
+    #[inline(always)]
+    fn input_due(&self) -> bool {
+        self.index == 0 && (self.held_input.is_some() || self.now_ns >= self.next_input_poll_ns)
+    }
+
     /// Moves console bytes between the host serial port and the guest UART:
     /// output whenever the UART holds some, input when the vCPU idles, a
     /// byte is held back, or [`INPUT_POLL_NS`] of guest time passed since
     /// the last look.
     fn pump_console(&mut self) {
-        if self.held_input.is_some() || self.now_ns >= self.next_input_poll_ns {
+        if self.input_due() {
             self.next_input_poll_ns = self.now_ns.saturating_add(INPUT_POLL_NS);
             self.receive_input();
         }
         let (sys, console) = (self.sys, self.grants.console);
-        if self.board.has_output() {
-            self.board.drain_output(|b| {
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
+        if board.has_output() {
+            board.drain_output(|b| {
                 let _ = sys.console_write(console, &[b]);
             });
         }
-        if self.board.has_virtio_console_output() {
-            self.board.drain_virtio_console(&mut self.mem, |bytes| {
+        if board.has_virtio_console_output() {
+            board.drain_virtio_console(&mut self.mem, |bytes| {
                 let _ = sys.console_write(console, bytes);
             });
         }
@@ -379,13 +460,8 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     fn pump_net(&mut self) {
         self.next_net_poll_ns = self.now_ns.saturating_add(NET_POLL_NS);
         let mut port = SwitchPort { sys: self.sys, port: self.grants.net, vm: self.vm };
-        self.board.pump_net(&mut self.mem, &mut port);
-    }
-
-    fn pump_net_after_exit(&mut self) {
-        if self.board.net_notified() || self.now_ns >= self.next_net_poll_ns {
-            self.pump_net();
-        }
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
+        board.pump_net(&mut self.mem, &mut port);
     }
 
     /// Hands typed bytes to the guest UART while it has room.
@@ -396,14 +472,15 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         if self.input_to_virtio {
             // Nothing is read from the host while the driver is not up.
             let mut first = self.held_input.take();
-            let held = self.board.virtio_console_receive(&mut self.mem, || {
+            let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
+            let held = board.virtio_console_receive(&mut self.mem, || {
                 first.take().or_else(|| sys.console_read(console).ok().flatten())
             });
             self.held_input = held.or(first);
             return;
         }
         while let Some(b) = self.held_input.take().or_else(|| sys.console_read(console).ok().flatten()) {
-            if !self.board.uart_receive(b) {
+            if !self.board().uart_receive(b) {
                 self.held_input = Some(b);
                 break;
             }
@@ -419,14 +496,18 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     /// [`note_taken_interrupt`](Self::note_taken_interrupt) acknowledges it
     /// at the next exit, the way the INTA cycle fixes the vector on a PC.
     fn deliver_interrupts(&mut self) -> Result<(), Stop> {
-        self.board.update(self.now());
-        let events = self.board.take_apic_events();
-        if events != LapicEvents::default() {
-            // One vCPU: nothing sends INIT or start-up to it, and NMIs and
-            // SMIs are not delivered.
-            self.guest_line(Level::Debug, format_args!("local APIC events dropped: {events:?}"));
+        let now = self.now();
+        let mut board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
+        board.update(now);
+        if board.has_apic_events() {
+            let events = board.take_apic_events();
+            self.apic_events(events)?;
+            if self.state != VcpuState::Running {
+                return Ok(());
+            }
+            board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         }
-        let wanted = self.board.pending_vector();
+        let wanted = board.pending_vector();
         if let Some(posted) = self.posted {
             if wanted == Some(posted) {
                 return Ok(());
@@ -457,7 +538,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         }
         self.posted = None;
         // The board has not changed since the vector was posted.
-        let acknowledged = self.board.acknowledge();
+        let acknowledged = self.board().acknowledge();
         if acknowledged != Some(posted) {
             self.guest_line(Level::Debug, format_args!("took {posted:#04x}, acknowledged {acknowledged:?}"));
         }
@@ -467,10 +548,18 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     /// Runs the guest to its next exit and handles it: one round of the
     /// loop. `Err` says why the vCPU stopped for good.
     pub fn step(&mut self) -> Result<(), Stop> {
+        if self.state != VcpuState::Running || self.shared.stopping() {
+            return self.step_not_running();
+        }
         self.deliver_interrupts()?;
+        if self.state != VcpuState::Running {
+            return Ok(());
+        }
         // The kernel arms the host timer for the board's next interrupt, so
         // the guest gets it even if it never exits by itself.
-        let deadline = self.board.next_deadline_ns(self.now()).unwrap_or(NEVER);
+        let now = self.now();
+        let deadline = self.board().next_deadline_ns(now).unwrap_or(NEVER);
+        self.release_board();
         let exit = self.sys.run(self.vcpu, deadline)?;
         self.note_taken_interrupt()?;
         self.now_ns = self.sys.now_ns(self.grants.clock)?;
@@ -488,10 +577,18 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             }
             VmExit::Msr(kind) => self.handle_msr(kind.is_write())?,
             VmExit::Hlt => {
-                // HLT with interrupts masked never ends (no NMIs are
-                // delivered): that is how a guest without ACPI powers off.
+                // HLT with interrupts masked ends only by INIT or an NMI:
+                // once every vCPU is there (or waits for a start-up IPI),
+                // the guest has stopped itself for good; that is how a guest
+                // without ACPI powers off.
                 if self.reg(Reg::Rflags)? & guest_x86::regs::rflags::IF == 0 {
-                    return Err(Stop::Halted { rip: self.reg(Reg::Rip)? });
+                    let rip = self.reg(Reg::Rip)?;
+                    if self.shared.fall_asleep() {
+                        return Err(Stop::Halted { rip });
+                    }
+                    self.skip_instruction()?;
+                    self.state = VcpuState::HaltedForGood { rip };
+                    return Ok(());
                 }
                 self.skip_instruction()?;
                 self.idle()?;
@@ -538,10 +635,21 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             VmExit::Invalid(why) => return Err(Stop::InvalidState { rip: self.reg(Reg::Rip)?, why }),
             VmExit::Other(code) => self.handle_other(code)?,
         }
-        self.board.report_lifted_log_limit(self.now_ns);
-        self.pump_console();
-        self.pump_net_after_exit();
-        if let Some(ev) = self.board.take_event() {
+        // One look at the board for what the exit left to do: console
+        // bytes to move, the NIC to serve, a reset or power-off.
+        let now = self.now_ns;
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
+        board.report_lifted_log_limit(now);
+        let output = board.has_output() || board.has_virtio_console_output();
+        let net = board.net_notified();
+        let event = board.take_event();
+        if output || self.input_due() {
+            self.pump_console();
+        }
+        if net || now >= self.next_net_poll_ns {
+            self.pump_net();
+        }
+        if let Some(ev) = event {
             return Err(match ev {
                 BoardEvent::Reset => Stop::Reset,
                 BoardEvent::PowerOff => Stop::PowerOff,
@@ -550,20 +658,46 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         Ok(())
     }
 
+    /// The VM is ending, or the vCPU waits for a start-up IPI or halted
+    /// with interrupts off.
+    #[cold]
+    fn step_not_running(&mut self) -> Result<(), Stop> {
+        if self.shared.stopping() {
+            return Err(self.stopped_by_another());
+        }
+        self.sleep()
+    }
+
     /// HLT: sleep until a device raises an interrupt the guest can take.
     fn idle(&mut self) -> Result<(), Stop> {
+        let mut last_deadline = None;
         loop {
             self.now_ns = self.sys.now_ns(self.grants.clock)?;
             self.next_input_poll_ns = self.now_ns;
             self.pump_console();
             self.pump_net();
             let now = self.now();
-            self.board.update(now);
-            if self.board.pending_vector().is_some() || self.posted.is_some() {
+            let posted = self.posted.is_some();
+            let board = self.board();
+            board.update(now);
+            if board.pending_vector().is_some() || board.has_apic_events() || posted {
                 return Ok(());
             }
-            let deadline = self.board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);
-            self.sys.idle_until(self.grants.sched, deadline)?;
+            let mut deadline = board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);
+            // The kernel does not arm its timer again for the deadline it
+            // armed last (`CpuTime::arm`), though that timer may have fired
+            // a little early and woken this halt before the deadline: the
+            // same deadline twice in a row would then sleep until a kick.
+            // One nanosecond later is another deadline.
+            if last_deadline == Some(deadline) {
+                deadline += 1;
+            }
+            last_deadline = Some(deadline);
+            self.release_board();
+            if self.shared.stopping() {
+                return Err(self.stopped_by_another());
+            }
+            self.sys.vcpu_halt(self.grants.sched, self.vcpu, deadline)?;
         }
     }
 
@@ -580,10 +714,10 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
         match io.direction {
             IoDirection::Out => {
                 let value = (self.reg(Reg::Rax)? & size_mask(size)) as u32;
-                self.board.io_write(io.port, size, value, now);
+                self.board().io_write(io.port, size, value, now);
             }
             IoDirection::In => {
-                let value = self.board.io_read(io.port, size, now);
+                let value = self.board().io_read(io.port, size, now);
                 return Ok(self.sys.complete_in(self.vcpu, size, value, next_rip)?);
             }
         }
@@ -616,14 +750,15 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 MsrAction::TscAux => self.set_reg(Reg::TscAux, value)?,
                 MsrAction::MiscEnable(v) => self.msrs.misc_enable = v,
                 MsrAction::ApicBase => {
-                    if self.board.write_apic_base_msr(value).is_err() {
+                    if self.board().write_apic_base_msr(value).is_err() {
                         self.guest_line(Level::Warn, format_args!("wrmsr IA32_APIC_BASE <- {value:#x} refused (#GP)"));
                         return self.inject(EventInj::exception_with_error(VEC_GP, 0));
                     }
                 }
                 MsrAction::TscDeadline => {
                     let clock = self.tsc_clock()?;
-                    self.board.write_tsc_deadline_msr(value, self.now(), clock);
+                    let now = self.now();
+                    self.board().write_tsc_deadline_msr(value, now, clock);
                 }
                 MsrAction::Ignore | MsrAction::Value(_) | MsrAction::Tsc => {}
                 MsrAction::Absent => {
@@ -642,8 +777,11 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
                 MsrAction::Pat => self.reg(Reg::Pat)?,
                 MsrAction::Tsc => self.sys.guest_tsc(self.grants.clock)?,
                 MsrAction::TscAux => self.reg(Reg::TscAux)?,
-                MsrAction::ApicBase => self.board.apic_base_msr(),
-                MsrAction::TscDeadline => self.board.tsc_deadline_msr(self.now()),
+                MsrAction::ApicBase => self.board().apic_base_msr(),
+                MsrAction::TscDeadline => {
+                    let now = self.now();
+                    self.board().tsc_deadline_msr(now)
+                }
                 MsrAction::Ignore => 0,
                 MsrAction::Absent => {
                     self.guest_line(Level::Debug, format_args!("rdmsr {index:#x}: not on this virtual CPU (#GP)"));
@@ -662,7 +800,7 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
     }
 
     fn handle_npf(&mut self, gpa: u64, write: bool) -> Result<(), Stop> {
-        let Some(device) = self.board.mmio_device(gpa) else {
+        let Some(device) = self.board().mmio_device(gpa) else {
             return Err(Stop::UnhandledNpf { gpa, rip: self.reg(Reg::Rip)?, write });
         };
         let at = self.decode_at_rip()?;
@@ -673,7 +811,8 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             });
         };
         let mut regs = SysRegs { sys: self.sys, vcpu: self.vcpu };
-        let (board, now) = (&mut self.board, self.now_ns);
+        let now = self.now_ns;
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         decode::emulate_mmio(&m, &mut regs, &mut |a| match a {
             Access::Read { size } => board.mmio_read(device, gpa, size, now),
             Access::Write { size, value } => {
@@ -682,8 +821,8 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             }
         });
         // A virtio queue notification is served in the exit that made it.
-        if self.board.virtio_pending() {
-            self.board.serve_virtio(&mut self.mem);
+        if board.virtio_pending() {
+            board.serve_virtio(&mut self.mem);
         }
         self.complete(at.next_rip, NextRipSource::Decoded)
     }
@@ -708,4 +847,33 @@ impl<'a, S: Sys> VcpuLoop<'a, S> {
             _ => Err(Stop::UnhandledExit { code: code.to_raw(), rip }),
         }
     }
+}
+
+/// The board in `held`, locked for vCPU `index` first if it is not held.
+/// (A function of the fields, so that the loop can lend its other fields
+/// next to the board.) Most calls find it held: the check is inline, the
+/// lock out of line.
+#[inline(always)]
+fn hold<'s, 'a, 'b, S: Sys>(
+    held: &'s mut Option<spin::MutexGuard<'a, Board<'b>>>,
+    shared: &'a VmShared<'b>,
+    sys: &S,
+    sched: SchedHandle,
+    index: usize,
+) -> &'s mut Board<'b> {
+    match held {
+        Some(board) => board,
+        None => held.insert(take_board(shared, sys, sched, index)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn take_board<'a, 'b, S: Sys>(
+    shared: &'a VmShared<'b>,
+    sys: &S,
+    sched: SchedHandle,
+    index: usize,
+) -> spin::MutexGuard<'a, Board<'b>> {
+    shared.lock_board(sys, sched, index)
 }

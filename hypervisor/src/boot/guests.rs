@@ -10,7 +10,11 @@
 //! (a flat real-mode binary entered at 0000:7C00), `hv.debug-exit=on`
 //! (pass port 0xF4 through), `hv.virtio-console=on` (a virtio console,
 //! hvc0), `hv.cpu=N` (run on host CPU N; by default the CPU with the
-//! fewest VM threads).
+//! fewest VM threads), `hv.vcpus=N` (N vCPUs, 1 to
+//! [`MAX_VCPUS`](vmm::dev::apics::MAX_VCPUS), default 1; a value outside
+//! that range is reported and the VM keeps one). The threads of a pinned
+//! VM's vCPUs all run on its CPU; an unpinned VM's vCPU 0 starts where the
+//! VM does and each other vCPU on the host CPU with the fewest VM threads.
 //!
 //! A module whose line holds `hv.disk=rw` or `hv.disk=ro` is a disk of the
 //! VM of the kernel before it (after its initrd and earlier disks, if
@@ -36,6 +40,8 @@ pub struct GuestPlan {
     /// The host CPU the VM is pinned to (`hv.cpu=N`).
     pub cpu: Option<usize>,
     pub virtio_console: bool,
+    /// vCPUs (`hv.vcpus=N`).
+    pub vcpus: usize,
     /// The disk modules, in order, and whether each is writable.
     pub disks: ArrayVec<Disk, MAX_DISKS>,
 }
@@ -101,6 +107,7 @@ pub fn plan(
             debug_exit: opts.debug_exit_passthrough,
             cpu: None,
             virtio_console: false,
+            vcpus: 1,
             disks: ArrayVec::new(),
         };
         let mut guest_words = 0;
@@ -118,6 +125,10 @@ pub fn plan(
                     Some(("cpu", v)) => match v.parse::<usize>() {
                         Ok(c) if c < crate::thread::MAX_CPUS => p.cpu = Some(c),
                         _ => report(w, "hv.cpu must be a host CPU index below 8; ignored"),
+                    },
+                    Some(("vcpus", v)) => match v.parse::<usize>() {
+                        Ok(n) if (1..=vmm::dev::apics::MAX_VCPUS).contains(&n) => p.vcpus = n,
+                        _ => report(w, "hv.vcpus must be a count from 1 to 16; ignored (1 vCPU)"),
                     },
                     Some(("virtio-console", "on")) => p.virtio_console = true,
                     Some(("virtio-console", "off")) => p.virtio_console = false,
@@ -190,6 +201,23 @@ mod tests {
         assert_eq!(cpus, [Some(1), None, None], "pinned CPUs");
         let words: Vec<_> = problems.iter().map(|p| p.word.as_str()).collect();
         assert_eq!(words, ["hv.cpu=8", "hv.cpu=one"], "reported options");
+    }
+
+    #[test]
+    fn hv_vcpus_sets_the_vcpu_count_and_a_count_out_of_range_is_reported_and_leaves_one() {
+        let mods = [
+            module("a.elf hv.vcpus=2"),
+            module("b.elf"),
+            module("c.elf hv.vcpus=0"),
+            module("d.elf hv.vcpus=17"),
+            module("e.elf hv.vcpus=16"),
+            module("f.elf hv.vcpus=two"),
+        ];
+        let (plans, problems) = plan(&mods, &Options::default(), 8, |_| true);
+        let vcpus: Vec<_> = plans.iter().map(|p| p.vcpus).collect();
+        assert_eq!(vcpus, [2, 1, 1, 1, 16, 1], "vCPUs per VM");
+        let words: Vec<_> = problems.iter().map(|p| p.word.as_str()).collect();
+        assert_eq!(words, ["hv.vcpus=0", "hv.vcpus=17", "hv.vcpus=two"], "reported options");
     }
 
     #[test]

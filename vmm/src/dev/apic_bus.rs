@@ -145,7 +145,8 @@ impl CpuSet {
         (0..MAX_CPUS).filter(move |&i| self.contains(i))
     }
 
-    fn insert(&mut self, index: usize) {
+    /// Adds vCPU `index` (an index past [`MAX_CPUS`] is ignored).
+    pub fn insert(&mut self, index: usize) {
         if index < MAX_CPUS {
             self.0 |= 1 << index;
         }

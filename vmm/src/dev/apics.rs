@@ -1,29 +1,40 @@
-//! The APIC side of the board: the I/O APIC and the bootstrap processor's
-//! local APIC, together one device on the MMIO bus at their two pages.
+//! The APIC side of the board: the I/O APIC and one local APIC per vCPU,
+//! together one device on the MMIO bus at their two pages.
 //!
-//! They share a device because they talk to each other on every EOI: the
+//! They share a device because they talk to each other on every EOI: a
 //! local APIC broadcasts the EOI of a level-triggered vector, the I/O APIC
 //! clears that entry's remote IRR and may send the interrupt again. The
-//! messages of both go through [`apic_bus::route`] to the local APICs they
-//! name; with one vCPU that is the one local APIC here or none.
+//! messages of all of them (IPIs from the ICRs, the I/O APIC's redirected
+//! interrupts) go through [`apic_bus::route`] to the local APICs they name.
+//!
+//! Every vCPU sees its own local APIC at the same page, as on hardware: the
+//! board tells this device which vCPU makes the access ([`Apics::select`]).
+//! A message that reaches another vCPU's local APIC (an IPI, an interrupt
+//! the I/O APIC sends there, its timer expiring while another vCPU brings
+//! the board's time forward) marks that vCPU to be kicked
+//! ([`Apics::take_kicks`]), so that a vCPU running the guest or halted in
+//! the host looks at its local APIC soon.
 //!
 //! The ISA lines reach the I/O APIC through [`Apics::set_isa_irq`], which
 //! drives the 8259 pair at the same time ([`isa_irq`]). Which of the two a
-//! vCPU listens to is the guest's choice: the local APIC passes the 8259's
+//! vCPU listens to is the guest's choice: a local APIC passes the 8259's
 //! INT on while its LINT0 is in ExtINT mode and unmasked (virtual wire, the
-//! state firmware leaves), or while the APIC is hardware-disabled.
+//! state firmware leaves on the bootstrap processor), or while the APIC is
+//! hardware-disabled.
 //!
-//! The local APIC's timer makes this a timer device: the board advances it
-//! with guest time and asks it for its next interrupt, which has no ISA
-//! line (it goes straight into the local APIC's IRR).
+//! The local APICs' timers make this a timer device: the board advances
+//! all of them with guest time, and asks for the next interrupt of the
+//! selected vCPU's timer (each vCPU wakes for its own timer only), which
+//! has no ISA line (it goes straight into that local APIC's IRR).
 //!
-//! Limits: one local APIC (one vCPU), at its reset base only (a guest that
-//! moves the page gets #GP from [`Apics::write_apic_base_msr`]); the guest's
-//! CR8 is not the local APIC's TPR (the VMM sees the TPR written through the
-//! page, which is what a Linux guest uses); INIT, start-up, SMI and ExtINT
-//! messages have nowhere to go and are dropped.
+//! Limits: the local APIC page stays at its reset base (a guest that moves
+//! it gets #GP from [`Apics::write_apic_base_msr`]); the guest's CR8 is not
+//! the local APIC's TPR (the VMM sees the TPR written through the page,
+//! which is what a Linux guest uses); SMI and ExtINT messages have nowhere
+//! to go and are dropped (INIT, start-up and NMI are the vCPU loop's, see
+//! [`LapicEvents`]); at most [`MAX_VCPUS`] vCPUs.
 
-use super::apic_bus::{route, InterruptMessage};
+use super::apic_bus::{route, CpuSet, InterruptMessage};
 use super::ioapic::{self, rte, Ioapic};
 use super::isa_irq::{self, ioapic_pin};
 use super::lapic::{self, apic_base, GeneralProtection, Lapic, LapicEvents, LapicOutput};
@@ -37,28 +48,94 @@ pub const LAPIC_PAGE: Range = Range::new(lapic::DEFAULT_BASE, lapic::MMIO_SIZE);
 /// Both, as the board wires them.
 pub const APIC_PAGES: [Range; 2] = [IOAPIC_PAGE, LAPIC_PAGE];
 
-/// The I/O APIC's ID: the first after the local APICs' (0 for the one
-/// vCPU), as firmware numbers them. The MADT says the same.
-pub const IOAPIC_ID: u8 = 1;
+/// Most vCPUs a VM has: local APIC IDs 0 to 15 and the I/O APIC's after
+/// them fit the xAPIC's 8-bit IDs, and flat logical mode's eight bits name
+/// the first eight. A power of two: the selected vCPU's index is masked
+/// with it instead of bounds-checked on every access.
+pub const MAX_VCPUS: usize = 16;
+const _: () = assert!(MAX_VCPUS.is_power_of_two());
 
-/// The I/O APIC and the local APIC of vCPU 0.
+/// The I/O APIC's ID on a board of `vcpus` vCPUs: the first after the local
+/// APICs' (0 to `vcpus - 1`), as firmware numbers them. The MADT says the
+/// same.
+pub const fn ioapic_id(vcpus: usize) -> u8 {
+    vcpus as u8
+}
+
+/// The I/O APIC and the local APIC of each vCPU.
 #[derive(Clone, Debug)]
 pub struct Apics {
-    pub lapic: Lapic,
+    /// Indexed by vCPU; the APIC ID is the index. The first `count` are
+    /// the VM's.
+    lapics: [Lapic; MAX_VCPUS],
+    count: usize,
     pub ioapic: Ioapic,
+    /// The vCPU whose accesses the board is serving.
+    current: usize,
+    /// vCPUs other than the current one that got something to look at.
+    kicks: CpuSet,
 }
 
 impl Default for Apics {
     fn default() -> Self {
-        Self::new()
+        Self::new(1)
     }
 }
 
 impl Apics {
-    /// Both as firmware leaves them: the local APIC enabled at its reset
-    /// base in virtual-wire mode, every I/O APIC entry masked.
-    pub fn new() -> Self {
-        Apics { lapic: Lapic::new(0, true), ioapic: Ioapic::new(IOAPIC_ID) }
+    /// All of them as firmware leaves them for `vcpus` vCPUs (1 to
+    /// [`MAX_VCPUS`], clamped): every local APIC enabled at its reset base,
+    /// the bootstrap processor's (vCPU 0) in virtual-wire mode, every I/O
+    /// APIC entry masked. vCPU 0 is selected.
+    pub fn new(vcpus: usize) -> Self {
+        let count = vcpus.clamp(1, MAX_VCPUS);
+        let lapics = core::array::from_fn(|i| Lapic::new(i as u8, i == 0));
+        Apics { lapics, count, ioapic: Ioapic::new(ioapic_id(count)), current: 0, kicks: CpuSet::EMPTY }
+    }
+
+    /// How many vCPUs (local APICs) there are.
+    pub fn vcpus(&self) -> usize {
+        self.count
+    }
+
+    /// The VM's local APICs.
+    fn vm_lapics(&self) -> &[Lapic] {
+        &self.lapics[..self.count]
+    }
+
+    /// The following accesses are vCPU `cpu`'s (an index past the last
+    /// vCPU is taken as vCPU 0). Returns whether that changed the vCPU.
+    pub fn select(&mut self, cpu: usize) -> bool {
+        let cpu = if cpu < self.count { cpu } else { 0 };
+        let changed = cpu != self.current;
+        self.current = cpu;
+        changed
+    }
+
+    /// The selected vCPU.
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    /// The selected vCPU's local APIC.
+    pub fn lapic(&self) -> &Lapic {
+        &self.lapics[self.current & (MAX_VCPUS - 1)]
+    }
+
+    /// The selected vCPU's local APIC, to change.
+    pub fn lapic_mut(&mut self) -> &mut Lapic {
+        &mut self.lapics[self.current & (MAX_VCPUS - 1)]
+    }
+
+    /// vCPU `cpu`'s local APIC.
+    pub fn lapic_of(&self, cpu: usize) -> Option<&Lapic> {
+        self.vm_lapics().get(cpu)
+    }
+
+    /// Takes the set of vCPUs (never the selected one) whose local APIC got
+    /// an interrupt or event since the last call: they are to be kicked.
+    pub fn take_kicks(&mut self) -> CpuSet {
+        core::mem::take(&mut self.kicks)
     }
 
     /// Drives ISA IRQ `irq` to `level` on the 8259 pair and the I/O APIC.
@@ -66,45 +143,55 @@ impl Apics {
         if let Some(message) = isa_irq::set_isa_irq(pic, &mut self.ioapic, irq, level) {
             self.deliver(&message, None);
         }
+        if self.count > 1 && pic.pending_vector().is_some() {
+            // The 8259's INT goes to every vCPU on the virtual wire.
+            for (i, l) in self.lapics[..self.count].iter().enumerate() {
+                if i != self.current && l.accepts_pic_interrupt() {
+                    self.kicks.insert(i);
+                }
+            }
+        }
     }
 
-    /// Whether ISA IRQ `irq` can reach the vCPU through neither controller:
-    /// masked in the 8259 pair (or the 8259 cut off by LINT0) and masked in
-    /// its I/O APIC entry.
+    /// Whether ISA IRQ `irq` can reach a vCPU through neither controller:
+    /// masked in the 8259 pair (or the 8259 cut off from every local APIC
+    /// by LINT0) and masked in its I/O APIC entry.
     pub fn isa_irq_masked(&self, pic: &DualPic, irq: u8) -> bool {
-        let through_pic = !pic.irq_masked(irq) && self.lapic.accepts_pic_interrupt();
+        let through_pic = !pic.irq_masked(irq) && self.vm_lapics().iter().any(Lapic::accepts_pic_interrupt);
         let through_ioapic = self.ioapic.entry(usize::from(ioapic_pin(irq))) & rte::MASKED == 0;
         !through_pic && !through_ioapic
     }
 
-    /// The vector the vCPU takes next, if any: the local APIC's, else the
-    /// 8259's when it reaches the vCPU.
+    /// The vector the selected vCPU takes next, if any: its local APIC's,
+    /// else the 8259's when it reaches the vCPU.
     pub fn pending_vector(&self, pic: &DualPic) -> Option<u8> {
-        self.lapic.pending().or_else(|| self.lapic.accepts_pic_interrupt().then(|| pic.pending_vector()).flatten())
+        let lapic = self.lapic();
+        lapic.pending().or_else(|| lapic.accepts_pic_interrupt().then(|| pic.pending_vector()).flatten())
     }
 
-    /// The interrupt acknowledge of the vCPU: takes the vector of
+    /// The interrupt acknowledge of the selected vCPU: takes the vector of
     /// [`pending_vector`](Self::pending_vector) into service where it came
     /// from and returns it.
     pub fn acknowledge(&mut self, pic: &mut DualPic) -> Option<u8> {
-        if let Some(vector) = self.lapic.acknowledge() {
+        let lapic = &mut self.lapics[self.current & (MAX_VCPUS - 1)];
+        if let Some(vector) = lapic.acknowledge() {
             return Some(vector);
         }
-        if self.lapic.accepts_pic_interrupt() {
+        if lapic.accepts_pic_interrupt() {
             return pic.acknowledge();
         }
         None
     }
 
-    /// Takes the local APIC's interrupts that bypass its IRR (NMI and the
-    /// rest).
+    /// Takes the selected local APIC's interrupts that bypass its IRR (NMI
+    /// and the rest).
     pub fn take_events(&mut self) -> LapicEvents {
-        self.lapic.take_events()
+        self.lapic_mut().take_events()
     }
 
     /// RDMSR IA32_APIC_BASE.
     pub fn apic_base_msr(&self) -> u64 {
-        self.lapic.apic_base_msr()
+        self.lapic().apic_base_msr()
     }
 
     /// WRMSR IA32_APIC_BASE. The page stays where the board wired it: a
@@ -113,21 +200,36 @@ impl Apics {
         if value & apic_base::BASE != lapic::DEFAULT_BASE {
             return Err(GeneralProtection);
         }
-        self.lapic.write_apic_base_msr(value)
+        self.lapic_mut().write_apic_base_msr(value)
     }
 
     /// Sends `message` from `sender` (a vCPU index; `None` for the I/O
-    /// APIC) to the local APICs it names.
+    /// APIC) to the local APICs it names; those of other vCPUs than the
+    /// selected one are to be kicked.
     fn deliver(&mut self, message: &InterruptMessage, sender: Option<usize>) {
-        if !route(message, sender, [&self.lapic]).is_empty() {
-            self.lapic.receive(message);
+        for target in route(message, sender, self.vm_lapics()).iter() {
+            self.lapics[target].receive(message);
+            if target != self.current {
+                self.kicks.insert(target);
+            }
+        }
+    }
+
+    /// Brings every vCPU's timer up to `now_ns`; a timer that fires for
+    /// another vCPU than the selected one kicks it.
+    #[inline(never)]
+    fn advance_all(&mut self, now_ns: u64) {
+        for (i, lapic) in self.lapics[..self.count].iter_mut().enumerate() {
+            if lapic.advance(now_ns) && i != self.current {
+                self.kicks.insert(i);
+            }
         }
     }
 
     /// Carries out what a local APIC register write asked for.
     fn lapic_output(&mut self, output: LapicOutput) {
         match output {
-            LapicOutput::Ipi(message) => self.deliver(&message, Some(0)),
+            LapicOutput::Ipi(message) => self.deliver(&message, Some(self.current)),
             LapicOutput::Eoi { vector } => {
                 for message in self.ioapic.eoi(vector) {
                     self.deliver(&message, None);
@@ -140,7 +242,7 @@ impl Apics {
 impl BusDevice for Apics {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8], cx: &mut Ctx) {
         if base == LAPIC_PAGE.base {
-            self.lapic.read(offset, data, cx.now_ns);
+            self.lapic_mut().read(offset, data, cx.now_ns);
         } else {
             self.ioapic.read(offset, data);
         }
@@ -148,7 +250,7 @@ impl BusDevice for Apics {
 
     fn write(&mut self, base: u64, offset: u64, data: &[u8], cx: &mut Ctx) {
         if base == LAPIC_PAGE.base {
-            if let Some(output) = self.lapic.write(offset, data, cx.now_ns) {
+            if let Some(output) = self.lapic_mut().write(offset, data, cx.now_ns) {
                 self.lapic_output(output);
             }
         } else {
@@ -166,11 +268,15 @@ impl BusDevice for Apics {
     }
 
     fn advance(&mut self, cx: &mut Ctx) {
-        self.lapic.advance(cx.now_ns);
+        if self.count == 1 {
+            self.lapics[0].advance(cx.now_ns);
+        } else {
+            self.advance_all(cx.now_ns);
+        }
     }
 
     fn next_irq(&self, now_ns: u64) -> Option<TimerIrq> {
-        self.lapic.next_deadline_ns().filter(|&at| at > now_ns).map(|at_ns| TimerIrq { line: None, at_ns })
+        self.lapic().next_deadline_ns().filter(|&at| at > now_ns).map(|at_ns| TimerIrq { line: None, at_ns })
     }
 }
 

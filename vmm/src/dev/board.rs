@@ -16,6 +16,7 @@
 //! time earlier than one already seen is taken as that one.
 
 use super::acpi_pm::{AcpiPm, PM_RANGE, SCI_IRQ};
+use super::apic_bus::CpuSet;
 use super::apics::{Apics, APIC_PAGES};
 use super::kbc::{Kbc, KBC_PORTS};
 use super::lapic::{GeneralProtection, LapicEvents, TscClock};
@@ -38,6 +39,9 @@ pub struct BoardConfig {
     pub rtc_epoch_seconds: u64,
     /// Bytes of guest RAM, for the CMOS memory-size bytes.
     pub ram_size: u64,
+    /// vCPUs, each with its local APIC (1 to
+    /// [`MAX_VCPUS`](super::apics::MAX_VCPUS)).
+    pub vcpus: usize,
 }
 
 /// Every device of the board. The buses reach each through the function
@@ -125,7 +129,7 @@ impl<'a> Board<'a> {
             debug: DebugPort::new(name),
             info: InfoDevice::default(),
             pm: AcpiPm::new(),
-            apics: Apics::new(),
+            apics: Apics::new(config.vcpus),
             virtio,
         };
         let mut buses = Buses::new();
@@ -234,6 +238,42 @@ impl<'a> Board<'a> {
         self.devices.apics.take_events()
     }
 
+    /// The selected vCPU's local APIC has events for
+    /// [`take_apic_events`](Self::take_apic_events).
+    pub fn has_apic_events(&self) -> bool {
+        self.devices.apics.lapic().has_events()
+    }
+
+    /// The following calls are vCPU `cpu`'s: its local APIC answers at the
+    /// APIC page and MSRs, takes its interrupts and gives its timer's
+    /// deadline. The VMM selects its vCPU each time it takes the board.
+    #[inline]
+    pub fn select_cpu(&mut self, cpu: usize) {
+        if self.devices.apics.select(cpu) {
+            // The deadline known is the other vCPU's.
+            self.deadline = None;
+        }
+    }
+
+    /// The vCPUs (never the selected one) that got an interrupt or event
+    /// from the accesses since the last call: the VMM kicks them.
+    #[inline]
+    pub fn take_kicks(&mut self) -> CpuSet {
+        self.devices.apics.take_kicks()
+    }
+
+    /// INIT of the selected vCPU: its local APIC goes back to its power-up
+    /// registers (SDM §10.4.7.3).
+    pub fn init_lapic(&mut self) {
+        self.devices.apics.lapic_mut().init_reset();
+        self.cx.timers_changed();
+    }
+
+    /// How many vCPUs the board has.
+    pub fn vcpus(&self) -> usize {
+        self.devices.apics.vcpus()
+    }
+
     /// RDMSR IA32_APIC_BASE.
     pub fn apic_base_msr(&self) -> u64 {
         self.devices.apics.apic_base_msr()
@@ -242,7 +282,7 @@ impl<'a> Board<'a> {
     /// RDMSR IA32_TSC_DEADLINE at guest time `now_ns`.
     pub fn tsc_deadline_msr(&mut self, now_ns: u64) -> u64 {
         self.update(now_ns);
-        self.devices.apics.lapic.tsc_deadline_msr(self.cx.now_ns)
+        self.devices.apics.lapic_mut().tsc_deadline_msr(self.cx.now_ns)
     }
 
     /// WRMSR IA32_TSC_DEADLINE at guest time `now_ns`, when the guest's TSC
@@ -250,7 +290,7 @@ impl<'a> Board<'a> {
     /// mode.
     pub fn write_tsc_deadline_msr(&mut self, value: u64, now_ns: u64, clock: TscClock) {
         self.update(now_ns);
-        self.devices.apics.lapic.write_tsc_deadline_msr(value, self.cx.now_ns, clock);
+        self.devices.apics.lapic_mut().write_tsc_deadline_msr(value, self.cx.now_ns, clock);
         self.cx.timers_changed();
         self.sync();
     }
@@ -454,7 +494,7 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     fn board() -> Board<'static> {
-        Board::new(BoardConfig { rtc_epoch_seconds: 1_709_214_330, ram_size: 512 << 20 }, "test")
+        Board::new(BoardConfig { rtc_epoch_seconds: 1_709_214_330, ram_size: 512 << 20, vcpus: 1 }, "test")
             .expect("the board's devices are wired without overlaps")
     }
 

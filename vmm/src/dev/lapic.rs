@@ -380,14 +380,17 @@ impl Lapic {
     }
 
     /// Brings the timer up to `now_ns`, raising its interrupt if it
-    /// expired. Every access does this first.
-    pub fn advance(&mut self, now_ns: u64) {
+    /// expired (then it returns true). Every access does this first.
+    #[inline]
+    pub fn advance(&mut self, now_ns: u64) -> bool {
         if self.timer.advance(now_ns) {
             let lvt = self.lvt[Lvt::Timer as usize];
             if lvt & LVT_MASKED == 0 {
                 self.accept(lvt as u8, Trigger::Edge);
+                return true;
             }
         }
+        false
     }
 
     /// The guest time of the next timer interrupt, if the timer is armed

@@ -16,7 +16,7 @@ pub(super) fn fault_event(f: GuestFault) -> EventInj {
     }
 }
 
-impl<S: Sys> VcpuLoop<'_, S> {
+impl<S: Sys> VcpuLoop<'_, '_, S> {
     /// Completes the intercepted instruction, or raises `fault` instead.
     fn complete_or_fault(&mut self, done: Result<(), GuestFault>) -> Result<(), Stop> {
         match done {

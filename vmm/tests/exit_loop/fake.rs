@@ -1,8 +1,8 @@
 //! A scripted kernel: implements `sysabi::Sys` with guest registers, guest
 //! RAM in a `Vec`, a queue of exits for `run` to return, and a record of
 //! the calls the VMM makes.
-use std::cell::{RefCell, RefMut};
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
 use sysabi::{
     ClockHandle, ConsoleHandle, CpuUsage, CpuidResult, ExitStats, Grants, GuestFault, GuestSpan, MacAddr, NetHandle,
     NetPortInfo, NetStats, NextRipSource, PathStats, Reg, SchedHandle, SegReg, Sys, SysError, SysResult, ThreadCpu,
@@ -45,6 +45,7 @@ pub enum Call {
     /// A frame sent through the switch port, as gathered from guest RAM.
     NetSend(Vec<u8>),
     WriteCr4(u64),
+    Kick(VcpuHandle),
     Xsetbv {
         index: u32,
         value: u64,
@@ -84,7 +85,7 @@ pub struct State {
     pub idle_budget: u32,
 }
 
-pub struct FakeSys(RefCell<State>);
+pub struct FakeSys(Mutex<State>);
 
 fn key<T: std::fmt::Debug>(r: T) -> String {
     format!("{r:?}")
@@ -96,7 +97,7 @@ impl FakeSys {
     pub fn new(ram: usize) -> Self {
         let mut regs = HashMap::new();
         regs.insert(key(Reg::Rflags), 2);
-        FakeSys(RefCell::new(State {
+        FakeSys(Mutex::new(State {
             regs,
             segs: HashMap::new(),
             ram: vec![0; ram],
@@ -119,8 +120,8 @@ impl FakeSys {
         }))
     }
 
-    pub fn state(&self) -> RefMut<'_, State> {
-        self.0.borrow_mut()
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.0.lock().expect("the fake's state")
     }
 
     /// Queues the exits `run` returns, in order.
@@ -129,7 +130,7 @@ impl FakeSys {
     }
 
     pub fn get(&self, r: Reg) -> u64 {
-        self.0.borrow().regs.get(&key(r)).copied().unwrap_or(0)
+        self.0.lock().expect("the fake's state").regs.get(&key(r)).copied().unwrap_or(0)
     }
 
     /// Sets a register as the guest left it (not recorded as a call).
@@ -149,7 +150,7 @@ impl FakeSys {
 
     pub fn peek(&self, gpa: u64, len: usize) -> Vec<u8> {
         let at = gpa as usize;
-        self.0.borrow().ram[at..at + len].to_vec()
+        self.0.lock().expect("the fake's state").ram[at..at + len].to_vec()
     }
 
     /// The calls recorded since the last `take_calls`.
@@ -178,7 +179,7 @@ impl Sys for FakeSys {
 
     fn guest_read(&self, vm: VmHandle, gpa: u64, buf: &mut [u8]) -> SysResult<()> {
         assert_eq!(vm, VM, "the VMM named another VM");
-        let s = self.0.borrow();
+        let s = self.0.lock().expect("the fake's state");
         let range = usize::try_from(gpa).ok().and_then(|a| Some(a..a.checked_add(buf.len())?));
         match range.and_then(|r| s.ram.get(r)) {
             Some(bytes) => {
@@ -203,7 +204,7 @@ impl Sys for FakeSys {
     }
 
     fn vm_ram(&self, _vm: VmHandle) -> SysResult<u64> {
-        Ok(self.0.borrow().ram.len() as u64)
+        Ok(self.0.lock().expect("the fake's state").ram.len() as u64)
     }
     fn set_io_intercept(&self, _vm: VmHandle, _port: u16, _intercept: bool) -> SysResult<()> {
         Ok(())
@@ -220,7 +221,7 @@ impl Sys for FakeSys {
     }
 
     fn next_rip(&self, _vcpu: VcpuHandle) -> SysResult<Option<u64>> {
-        Ok(self.0.borrow().nrips)
+        Ok(self.0.lock().expect("the fake's state").nrips)
     }
 
     fn complete_instruction(&self, _vcpu: VcpuHandle, next_rip: u64, from: NextRipSource) -> SysResult<()> {
@@ -242,7 +243,7 @@ impl Sys for FakeSys {
     }
 
     fn interrupt_pending(&self, _vcpu: VcpuHandle) -> SysResult<bool> {
-        Ok(self.0.borrow().posted.is_some())
+        Ok(self.0.lock().expect("the fake's state").posted.is_some())
     }
 
     fn withdraw_interrupt(&self, _vcpu: VcpuHandle) -> SysResult<Option<u8>> {
@@ -265,7 +266,7 @@ impl Sys for FakeSys {
     }
 
     fn seg(&self, _vcpu: VcpuHandle, r: SegReg) -> SysResult<Segment> {
-        Ok(self.0.borrow().segs.get(&key(r)).copied().unwrap_or(Segment::real_mode(0)))
+        Ok(self.0.lock().expect("the fake's state").segs.get(&key(r)).copied().unwrap_or(Segment::real_mode(0)))
     }
 
     fn set_seg(&self, _vcpu: VcpuHandle, r: SegReg, s: Segment) -> SysResult<()> {
@@ -284,7 +285,7 @@ impl Sys for FakeSys {
     }
 
     fn cpuid(&self, _vcpu: VcpuHandle, leaf: u32, sub: u32) -> SysResult<CpuidResult> {
-        Ok(self.0.borrow().cpuid.get(&(leaf, sub)).copied().unwrap_or_default())
+        Ok(self.0.lock().expect("the fake's state").cpuid.get(&(leaf, sub)).copied().unwrap_or_default())
     }
 
     fn vcpu_info(&self, _vcpu: VcpuHandle) -> SysResult<VcpuInfo> {
@@ -292,7 +293,7 @@ impl Sys for FakeSys {
     }
 
     fn stats(&self, _vcpu: VcpuHandle) -> SysResult<ExitStats> {
-        Ok(self.0.borrow().stats.clone())
+        Ok(self.0.lock().expect("the fake's state").stats.clone())
     }
 
     fn reset_stats(&self, _vcpu: VcpuHandle) -> SysResult<()> {
@@ -307,11 +308,11 @@ impl Sys for FakeSys {
 
     fn now_ns(&self, clock: ClockHandle) -> SysResult<u64> {
         assert_eq!(clock, GRANTS.clock, "the VMM used a clock it was not granted");
-        Ok(self.0.borrow().now_ns)
+        Ok(self.0.lock().expect("the fake's state").now_ns)
     }
 
     fn guest_tsc(&self, _clock: ClockHandle) -> SysResult<u64> {
-        Ok(self.0.borrow().now_ns * (TSC_HZ / 1_000_000_000))
+        Ok(self.0.lock().expect("the fake's state").now_ns * (TSC_HZ / 1_000_000_000))
     }
 
     fn tsc_hz(&self, _clock: ClockHandle) -> SysResult<u64> {
@@ -341,7 +342,7 @@ impl Sys for FakeSys {
 
     fn cpu_usage(&self, sched: SchedHandle) -> SysResult<CpuUsage> {
         assert_eq!(sched, GRANTS.sched);
-        Ok(self.0.borrow().cpu)
+        Ok(self.0.lock().expect("the fake's state").cpu)
     }
 
     fn console_write(&self, console: ConsoleHandle, bytes: &[u8]) -> SysResult<()> {
@@ -420,7 +421,8 @@ impl Sys for FakeSys {
         body(0);
         Ok(())
     }
-    fn vcpu_kick(&self, _vcpu: VcpuHandle) -> SysResult<()> {
+    fn vcpu_kick(&self, vcpu: VcpuHandle) -> SysResult<()> {
+        self.record(Call::Kick(vcpu));
         Ok(())
     }
     fn vcpu_halt(&self, sched: SchedHandle, _vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<()> {

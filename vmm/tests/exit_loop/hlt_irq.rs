@@ -15,13 +15,13 @@ const PIT_1MS: u16 = 1193;
 
 /// Linux's PIC initialisation (vectors 0x20/0x28) with `master_mask`, and
 /// the PIT's counter 0 at 1 kHz (mode 2), as the guest would program them.
-fn program_pic_and_pit(lp: &mut VcpuLoop<'_, FakeSys>, now: u64, master_mask: u8) {
+fn program_pic_and_pit(lp: &mut VcpuLoop<'_, '_, FakeSys>, now: u64, master_mask: u8) {
     program_pic_and_pit_at(lp, now, VECTOR_BASE, master_mask);
 }
 
 /// The PIC pair initialised with the master's vectors at `base` (the
 /// slave's 8 above) and `master_mask`, and the PIT's counter 0 at 1 kHz.
-pub fn program_pic_and_pit_at(lp: &mut VcpuLoop<'_, FakeSys>, now: u64, base: u8, master_mask: u8) {
+pub fn program_pic_and_pit_at(lp: &mut VcpuLoop<'_, '_, FakeSys>, now: u64, base: u8, master_mask: u8) {
     for (port, value) in [
         (0x20, 0x11u8),
         (0x21, base),
@@ -37,7 +37,7 @@ pub fn program_pic_and_pit_at(lp: &mut VcpuLoop<'_, FakeSys>, now: u64, base: u8
         (0x40, PIT_1MS.to_le_bytes()[0]),
         (0x40, PIT_1MS.to_le_bytes()[1]),
     ] {
-        lp.board.io_write(port, 1, u32::from(value), now);
+        lp.board().io_write(port, 1, u32::from(value), now);
     }
 }
 
@@ -62,7 +62,7 @@ fn hlt_sleeps_until_the_pit_deadline_and_the_tick_is_injected_before_the_next_ru
     let mut lp = vcpu_loop(&sys);
     let now = sys.state().now_ns;
     program_pic_and_pit(&mut lp, now, 0xFE);
-    let deadline = lp.board.next_deadline_ns(now).expect("IRQ 0 is unmasked and the PIT runs");
+    let deadline = lp.board().next_deadline_ns(now).expect("IRQ 0 is unmasked and the PIT runs");
     // The count loads on the PIT clock after the write, then counts 1193.
     assert!(deadline > now + 999_000 && deadline <= now + 1_001_000, "deadline {deadline} at {now}");
     sys.poke(CODE, &HLT);
@@ -76,7 +76,7 @@ fn hlt_sleeps_until_the_pit_deadline_and_the_tick_is_injected_before_the_next_ru
         Call::IdleUntil(deadline),
     ];
     assert_eq!(calls, expected, "HLT: run to the deadline, complete, sleep until it");
-    assert_eq!(lp.board.pending_vector(), Some(VECTOR_BASE), "IRQ 0 must be pending after the sleep");
+    assert_eq!(lp.board().pending_vector(), Some(VECTOR_BASE), "IRQ 0 must be pending after the sleep");
 
     step_ok(&mut lp);
     let calls = sys.take_calls();
@@ -99,13 +99,13 @@ fn pit_tick_is_posted_once_and_taken_into_service_only_when_the_guest_takes_it()
     step_ok(&mut lp);
     let seen: Vec<_> = sys.take_calls().into_iter().filter(|c| matches!(c, Call::Inject(_) | Call::Withdraw)).collect();
     assert_eq!(seen, [Call::Inject(EventInj::external_interrupt(VECTOR_BASE))], "one post, nothing more");
-    assert_eq!(lp.board.pending_vector(), Some(VECTOR_BASE), "the tick waits in the PIC's IRR, not taken");
+    assert_eq!(lp.board().pending_vector(), Some(VECTOR_BASE), "the tick waits in the PIC's IRR, not taken");
     // The guest takes it during the next run.
     sys.state().posted = None;
     step_ok(&mut lp);
     let seen: Vec<_> = sys.take_calls().into_iter().filter(|c| matches!(c, Call::Inject(_) | Call::Withdraw)).collect();
     assert_eq!(seen, [], "IRQ 0 is in service: the next ticks wait for its EOI");
-    assert_eq!(lp.board.pending_vector(), None, "the tick is in service now");
+    assert_eq!(lp.board().pending_vector(), None, "the tick is in service now");
 }
 
 #[test]
@@ -130,8 +130,8 @@ fn a_byte_typed_on_the_console_raises_com1s_interrupt() {
     let now = sys.state().now_ns;
     // IRQ 4 unmasked, the PIT's IRQ 0 masked; COM1 with receive interrupts and OUT2.
     program_pic_and_pit(&mut lp, now, 0xEF);
-    lp.board.io_write(0x3F9, 1, 0x01, now);
-    lp.board.io_write(0x3FC, 1, 0x08, now);
+    lp.board().io_write(0x3F9, 1, 0x01, now);
+    lp.board().io_write(0x3FC, 1, 0x08, now);
     sys.state().console_in.push_back(b'x');
     sys.script([VmExit::Intr, VmExit::Intr, io_exit(0x3F8, 1, vmcb::IoDirection::In, CODE + 1)]);
     step_ok(&mut lp);

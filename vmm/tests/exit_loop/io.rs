@@ -65,7 +65,7 @@ fn unassigned_ports_read_all_ones_and_are_tallied_once_per_access() {
         step_ok(&mut lp);
     }
     assert_eq!(sys.get(Reg::Rax), 0xFFFF_FFFF);
-    assert_eq!(lp.board.unassigned_accesses(), 3);
+    assert_eq!(lp.board().unassigned_accesses(), 3);
 }
 
 #[test]
@@ -93,5 +93,5 @@ fn debug_port_text_does_not_reach_the_uart() {
     }
     let out = sys.state().console_out.clone();
     assert_eq!(out, b"", "port 0xE9 goes to the log, not to COM1's console; saw {out:?}");
-    assert_eq!(lp.board.unassigned_accesses(), 0);
+    assert_eq!(lp.board().unassigned_accesses(), 0);
 }

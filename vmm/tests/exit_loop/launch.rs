@@ -1,7 +1,7 @@
 //! `run_guest`: a raw 16-bit image loaded at 0000:7C00, run to its stop,
 //! with the ports it probed in vain reported in the log; and the limit on
 //! the log lines a guest causes (`vmm::guestlog`), seen in the log.
-use crate::fake::{FakeSys, GRANTS, VCPU, VM};
+use crate::fake::{FakeSys, GRANTS, VM};
 use crate::*;
 use std::sync::Mutex;
 use sysabi::Reg;
@@ -36,6 +36,8 @@ fn raw_guest<'a>(name: &'a str, image: &'a [u8]) -> GuestConfig<'a> {
         raw16: true,
         debug_exit: false,
         virtio_console: false,
+        vcpus: 1,
+        extra_vcpu_cpu: sysabi::ThreadCpu::LeastLoaded,
     }
 }
 
@@ -83,9 +85,10 @@ fn the_count_of_suppressed_lines_is_logged_at_the_first_exit_after_the_limit_lif
     let _ = log::set_logger(&Capture);
     log::set_max_level(log::LevelFilter::Info);
     let sys = protected_mode();
-    let board = Board::new(BoardConfig { rtc_epoch_seconds: 1_700_000_000, ram_size: RAM as u64 }, "msrlift")
+    let board = Board::new(BoardConfig { rtc_epoch_seconds: 1_700_000_000, ram_size: RAM as u64, vcpus: 1 }, "msrlift")
         .expect("the board's devices are wired without overlaps");
-    let mut lp = VcpuLoop::new("msrlift", &sys, GRANTS, (VM, VCPU), RAM as u64, board).expect("the fake answers");
+    let shared = crate::one_vcpu_vm(board);
+    let mut lp = VcpuLoop::new("msrlift", &sys, GRANTS, (VM, 0), RAM as u64, shared).expect("the fake answers");
     sys.put(Reg::Rcx, 0xC001_DEAD);
     let floods = vmm::guestlog::BURST_LINES + 30;
     sys.script((0..floods).map(|_| VmExit::Msr(vmcb::MsrExitKind::Rdmsr)));

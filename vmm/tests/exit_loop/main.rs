@@ -11,13 +11,14 @@ mod io;
 mod launch;
 mod npf;
 mod posted_irq;
+mod smp;
 mod stops;
 
 use fake::{FakeSys, GRANTS, VCPU, VM};
 use sysabi::{Reg, SegReg, VmExit};
 use vmcb::{IoAccessSize, IoDirection, IoioInfo, Segment};
 use vmm::dev::{Board, BoardConfig};
-use vmm::vcpu::VcpuLoop;
+use vmm::vcpu::{VcpuLoop, VmShared};
 
 /// Guest RAM of the test VMs.
 pub const RAM: usize = 1 << 20;
@@ -26,10 +27,16 @@ pub const CODE: u64 = 0x1000;
 pub const RFLAGS_IF: u64 = 1 << 9;
 
 /// The loop for the fake's one vCPU, with a fresh board.
-pub fn vcpu_loop(sys: &FakeSys) -> VcpuLoop<'_, FakeSys> {
-    let board = Board::new(BoardConfig { rtc_epoch_seconds: 1_700_000_000, ram_size: RAM as u64 }, "test")
+pub fn vcpu_loop(sys: &FakeSys) -> VcpuLoop<'_, 'static, FakeSys> {
+    let board = Board::new(BoardConfig { rtc_epoch_seconds: 1_700_000_000, ram_size: RAM as u64, vcpus: 1 }, "test")
         .expect("the board's devices are wired without overlaps");
-    VcpuLoop::new("test", sys, GRANTS, (VM, VCPU), RAM as u64, board).expect("the fake kernel answers")
+    VcpuLoop::new("test", sys, GRANTS, (VM, 0), RAM as u64, one_vcpu_vm(board)).expect("the fake kernel answers")
+}
+
+/// The shared state of a VM with the fake's one vCPU and `board`, kept
+/// for the rest of the test run.
+pub fn one_vcpu_vm(board: Board<'static>) -> &'static VmShared<'static> {
+    Box::leak(Box::new(VmShared::new(board, &[VCPU])))
 }
 
 /// A fake vCPU in 32-bit protected mode without paging (flat segments),
@@ -65,7 +72,7 @@ pub fn io_exit(port: u16, bytes: u8, direction: IoDirection, next_rip: u64) -> V
 }
 
 /// Steps the loop once, which must go on.
-pub fn step_ok(lp: &mut VcpuLoop<'_, FakeSys>) {
+pub fn step_ok(lp: &mut VcpuLoop<'_, '_, FakeSys>) {
     if let Err(stop) = lp.step() {
         panic!("expected the vCPU to go on, saw it stop: {stop}");
     }

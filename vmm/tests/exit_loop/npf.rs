@@ -21,7 +21,7 @@ fn npf(gpa: u64, write: bool) -> VmExit {
 }
 
 /// Runs `code` at RIP `CODE` until it faults at `gpa`.
-fn fault(sys: &FakeSys, lp: &mut vmm::vcpu::VcpuLoop<'_, FakeSys>, code: &[u8], gpa: u64, write: bool) {
+fn fault(sys: &FakeSys, lp: &mut vmm::vcpu::VcpuLoop<'_, '_, FakeSys>, code: &[u8], gpa: u64, write: bool) {
     sys.put(Reg::Rip, CODE);
     sys.poke(CODE, code);
     sys.script([npf(gpa, write)]);

@@ -20,7 +20,7 @@ const TICK_RUN_NS: u64 = 2_000_000;
 const SHORT_RUN_NS: u64 = 1_000;
 
 /// The guest writes `value` to `port` (OUT): one exit, one step.
-fn out(sys: &FakeSys, lp: &mut VcpuLoop<'_, FakeSys>, port: u16, value: u8) {
+fn out(sys: &FakeSys, lp: &mut VcpuLoop<'_, '_, FakeSys>, port: u16, value: u8) {
     sys.put(Reg::Rax, u64::from(value));
     sys.script([io_exit(port, 1, Out, CODE + 1)]);
     step_ok(lp);
@@ -38,7 +38,7 @@ fn posted(sys: &FakeSys) -> Option<u8> {
 /// A guest with interrupts off whose PIC pair the BIOS initialised (base
 /// 8, IRQs `master_mask` masked) and whose PIT ticks at 1 kHz; the first
 /// tick has come and is posted.
-fn tick_posted_with_interrupts_off(sys: &FakeSys) -> VcpuLoop<'_, FakeSys> {
+fn tick_posted_with_interrupts_off(sys: &FakeSys) -> VcpuLoop<'_, 'static, FakeSys> {
     sys.put(Reg::Rflags, 0x2);
     let mut lp = vcpu_loop(sys);
     let now = sys.state().now_ns;
@@ -87,10 +87,10 @@ fn masking_the_line_withdraws_its_posted_vector_and_unmasking_posts_it_again() {
     out(&sys, &mut lp, 0x21, 0xFE);
     assert_eq!(interrupt_calls(&sys), [Call::Inject(EventInj::external_interrupt(BIOS_BASE))], "kept in the IRR");
     // The guest takes it: only now is IRQ 0 in service.
-    assert_eq!(lp.board.pending_vector(), Some(BIOS_BASE));
+    assert_eq!(lp.board().pending_vector(), Some(BIOS_BASE));
     sys.state().posted = None;
     out(&sys, &mut lp, 0x80, 0);
-    assert_eq!(lp.board.pending_vector(), None, "IRQ 0 in service after the guest took it");
+    assert_eq!(lp.board().pending_vector(), None, "IRQ 0 in service after the guest took it");
     assert_eq!(interrupt_calls(&sys), []);
 }
 
@@ -102,8 +102,8 @@ fn a_higher_priority_request_overtakes_a_posted_vector_the_guest_has_not_taken()
     let now = sys.state().now_ns;
     // IRQ 0 (the PIT) and IRQ 4 (COM1, receive interrupts and OUT2) unmasked.
     program_pic_and_pit_at(&mut lp, now, GUEST_BASE, 0xEE);
-    lp.board.io_write(0x3F9, 1, 0x01, now);
-    lp.board.io_write(0x3FC, 1, 0x08, now);
+    lp.board().io_write(0x3F9, 1, 0x01, now);
+    lp.board().io_write(0x3FC, 1, 0x08, now);
     sys.state().console_in.push_back(b'x');
     sys.script([VmExit::Intr, VmExit::Intr, VmExit::Intr]);
     step_ok(&mut lp);
@@ -121,9 +121,9 @@ fn a_higher_priority_request_overtakes_a_posted_vector_the_guest_has_not_taken()
 
 /// The guest (or the test for it) writes `value` to the device register at
 /// `gpa`.
-fn mmio_write(lp: &mut VcpuLoop<'_, FakeSys>, gpa: u64, value: u32, now: u64) {
-    let device = lp.board.mmio_device(gpa).expect("a device is wired there");
-    lp.board.mmio_write(device, gpa, 4, u64::from(value), now);
+fn mmio_write(lp: &mut VcpuLoop<'_, '_, FakeSys>, gpa: u64, value: u32, now: u64) {
+    let device = lp.board().mmio_device(gpa).expect("a device is wired there");
+    lp.board().mmio_write(device, gpa, 4, u64::from(value), now);
 }
 
 #[test]

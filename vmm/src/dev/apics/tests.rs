@@ -11,7 +11,7 @@ use crate::dev::lapic::{regs, TscClock};
 const MS: u64 = 1_000_000;
 
 fn board() -> Board<'static> {
-    Board::new(BoardConfig { rtc_epoch_seconds: 1_709_214_330, ram_size: 512 << 20 }, "test").expect("wired")
+    Board::new(BoardConfig { rtc_epoch_seconds: 1_709_214_330, ram_size: 512 << 20, vcpus: 1 }, "test").expect("wired")
 }
 
 fn lapic_write(b: &mut Board, reg: u16, value: u32, now: u64) {
@@ -146,3 +146,5 @@ fn the_apic_base_msr_reads_enabled_bsp_and_refuses_a_move() {
     let dev = b.mmio_device(LAPIC_PAGE.base).unwrap();
     assert_eq!(b.mmio_read(dev, LAPIC_PAGE.base + 0x30, 4, 0), 0xFFFF_FFFF, "a disabled APIC's page floats");
 }
+
+mod smp;
