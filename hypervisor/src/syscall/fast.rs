@@ -18,6 +18,7 @@
 //! [`WalkLimits`]: guest_x86::decode::WalkLimits
 //! [`VmSpace::read_array`]: crate::arch::vmspace::VmSpace::read_array
 use crate::arch::phys::PAGE;
+use crate::arch::svm::InPlaceInsn;
 use crate::arch::vmspace::ChunkHint;
 use crate::vm::cpuid::{CpuModel, CpuidResult};
 use crate::vm::{NextRipSource, Reg, SegReg, Vcpu, Vm};
@@ -50,13 +51,16 @@ fn is_64bit(v: &Vcpu) -> bool {
 }
 
 /// The RIP after the intercepted instruction, if it is `insn`, and where
-/// that came from.
+/// that came from. Without NRIPS, in 64-bit mode, the world switch is told
+/// where the bytes were, so that it answers the next exit at this RIP
+/// itself (`InPlace`); bytes that are not `insn` make it forget.
 fn next_rip<const N: usize>(
-    v: &Vcpu,
+    v: &mut Vcpu,
     cache: &mut CodeCache,
     vm: &Vm,
     nrips: bool,
     insn: &[u8; N],
+    which: InPlaceInsn,
 ) -> Option<(u64, NextRipSource)> {
     if nrips {
         return Some((v.next_rip_raw(), NextRipSource::Nrips));
@@ -85,11 +89,18 @@ fn next_rip<const N: usize>(
             }
         }
     };
-    let bytes: [u8; N] = vm.ram().read_array(gpa_page + offset, &mut cache.chunk)?;
+    let Some((bytes, at)) = vm.ram().read_array::<N>(gpa_page + offset, &mut cache.chunk) else {
+        v.forget_in_place_site(which);
+        return None;
+    };
     // Byte by byte: two or three compares, where a slice compare calls memcmp.
     if bytes.iter().zip(insn).any(|(seen, want)| seen != want) {
         cache.page = None;
+        v.forget_in_place_site(which);
         return None;
+    }
+    if long {
+        v.remember_in_place_site(which, rip, at);
     }
     let next = rip.wrapping_add(N as u64);
     Some((if long { next } else { next & 0xFFFF_FFFF }, NextRipSource::Decoded))
@@ -111,12 +122,18 @@ pub fn guest_cpuid(m: &CpuModel, v: &Vcpu, index: u16, leaf: u32, sub: u32) -> C
     m.answer(leaf, sub, &v.cpuid_view(u32::from(index)))
 }
 
-/// CPUID, answered from the VM's model.
+/// CPUID, answered from the VM's model. An answer that depends on the
+/// leaf and subleaf alone is handed to the world switch, which gives it
+/// again itself while the guest asks for the same leaf (`InPlace`).
 pub fn cpuid(v: &mut Vcpu, vm: &Vm, cache: &mut CodeCache, nrips: bool, index: u16) -> bool {
-    let Some((next, from)) = next_rip(v, cache, vm, nrips, &CPUID) else {
+    let Some((next, from)) = next_rip(v, cache, vm, nrips, &CPUID, InPlaceInsn::Cpuid) else {
         return false;
     };
-    let r = guest_cpuid(&vm.cpuid, v, index, v.reg(Reg::Rax) as u32, v.reg(Reg::Rcx) as u32);
+    let (leaf, sub) = (v.reg(Reg::Rax) as u32, v.reg(Reg::Rcx) as u32);
+    let r = guest_cpuid(&vm.cpuid, v, index, leaf, sub);
+    if !CpuModel::depends_on_state(leaf, sub) {
+        v.remember_in_place_cpuid(leaf, sub, [r.eax, r.ebx, r.ecx, r.edx]);
+    }
     v.set_reg(Reg::Rax, u64::from(r.eax));
     v.set_reg(Reg::Rbx, u64::from(r.ebx));
     v.set_reg(Reg::Rcx, u64::from(r.ecx));
@@ -131,7 +148,7 @@ pub fn ping(v: &mut Vcpu, vm: &Vm, cache: &mut CodeCache, nrips: bool) -> bool {
     if nr != PING {
         return false;
     }
-    let Some((next, from)) = next_rip(v, cache, vm, nrips, &VMMCALL) else {
+    let Some((next, from)) = next_rip(v, cache, vm, nrips, &VMMCALL, InPlaceInsn::Ping) else {
         return false;
     };
     v.set_reg(Reg::Rax, 0);

@@ -36,7 +36,7 @@ pub use sysabi::{ExitReason, NextRipSource, RawExit, Reg, SegReg, VmExit};
 
 use crate::arch::frames::{FrameError, PoolId};
 use crate::arch::phys::PhysRun;
-use crate::arch::svm::GuestRegs;
+use crate::arch::svm::{GuestRegs, InPlaceInsn};
 use crate::arch::vmspace::{GuestVmcb, MapError, VmSpace};
 use asid::{AsidAllocator, AsidTag, TlbAction};
 use guest_x86::decode::WalkLimits;
@@ -292,6 +292,7 @@ impl Vcpu {
         }
 
         cpu.load_tsc_aux(self.tsc_aux);
+        self.regs.in_place.set_nrips(cpu.caps.nrips);
         let guest_dr = self.debug.before_run();
         let entered_at = crate::arch::cpu::rdtsc();
         if let Some((reason, at)) = self.open_exit.take() {
@@ -300,6 +301,10 @@ impl Vcpu {
         crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &mut self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
         self.guest_cycles = self.guest_cycles.wrapping_add(exited_at.wrapping_sub(entered_at));
+        let (pings, cpuids) = self.regs.in_place.take_served();
+        if pings | cpuids != 0 {
+            self.count_served_in_place(cpu.caps.nrips, pings, cpuids);
+        }
         if guest_dr && self.debug.after_run(&cpu.host_dr, self.vmcb.save.dr7) {
             self.set_dr_intercepts();
         }
@@ -330,6 +335,34 @@ impl Vcpu {
         exit
     }
 
+    /// Counts the exits the world switch answered in place (counted, not
+    /// timed: their time is in `guest_cycles`).
+    fn count_served_in_place(&mut self, nrips: bool, pings: u64, cpuids: u64) {
+        self.stats.count_many(ExitReason::Vmmcall, pings);
+        self.stats.count_many(ExitReason::Cpuid, cpuids);
+        let served = if nrips { &mut self.paths.nrips } else { &mut self.paths.decoded };
+        *served += pings + cpuids;
+    }
+
+    /// Without NRIPS: `insn` was found at `rip` (64-bit mode) under the
+    /// guest's current CR3, its bytes at host address `bytes` in the VM's
+    /// RAM; the world switch answers it there itself from now on.
+    pub fn remember_in_place_site(&mut self, insn: InPlaceInsn, rip: u64, bytes: u64) {
+        let cr3 = self.vmcb.save.cr3;
+        self.regs.in_place.remember_site(insn, cr3, rip, bytes);
+    }
+
+    /// `insn` was not where the world switch would look for it.
+    pub fn forget_in_place_site(&mut self, insn: InPlaceInsn) {
+        self.regs.in_place.forget_site(insn);
+    }
+
+    /// CPUID(`leaf`, `sub`) answers `answer` whatever this vCPU's state:
+    /// the world switch gives it itself from now on.
+    pub fn remember_in_place_cpuid(&mut self, leaf: u32, sub: u32, answer: [u32; 4]) {
+        self.regs.in_place.remember_cpuid(leaf, sub, answer);
+    }
+
     /// Gives this vCPU an ASID on this CPU whose TLB entries are not stale,
     /// and tells VMRUN what to flush.
     fn prepare_tlb(&mut self, cpu: &mut CpuVm, vm: &Vm) {
@@ -340,8 +373,12 @@ impl Vcpu {
         let stale = self.npt_generation != vm.npt_generation || self.flush_requested;
         self.npt_generation = vm.npt_generation;
         self.flush_requested = false;
-        if stale && !cpu.caps.flush_by_asid {
-            self.asid = AsidTag::default();
+        if stale {
+            // The guest's code may now be elsewhere in RAM.
+            self.regs.in_place.forget_sites();
+            if !cpu.caps.flush_by_asid {
+                self.asid = AsidTag::default();
+            }
         }
         let tlb = match cpu.asids.ensure(&mut self.asid) {
             TlbAction::None if stale => {
