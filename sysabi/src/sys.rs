@@ -44,6 +44,10 @@ pub trait Sys {
     fn vm_ram(&self, vm: VmHandle) -> SysResult<u64>;
     /// Intercepts (or passes through) a guest I/O port.
     fn set_io_intercept(&self, vm: VmHandle, port: u16, intercept: bool) -> SysResult<()>;
+    /// Declares that an IN of `size` bytes (1, 2 or 4) from the intercepted
+    /// `port` always reads `value` and changes nothing: the kernel may then
+    /// answer such reads itself, and the caller sees only the others.
+    fn declare_constant_port(&self, vm: VmHandle, port: u16, size: u8, value: u32) -> SysResult<()>;
 
     /// Runs the guest until an exit the caller must handle, or until
     /// `deadline_ns` (then [`VmExit::Intr`]). The kernel answers exits that

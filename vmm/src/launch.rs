@@ -218,6 +218,7 @@ pub fn run_guest<S: Sys>(
     let result = (|| {
         sys.npt_map(vm, 0, cfg.mem)?;
         let vcpu = sys.vcpu_create(vm)?;
+        crate::hvdev::declare_to_kernel(sys, vm)?;
         if cfg.debug_exit {
             for port in 0xF4..=0xF7 {
                 sys.set_io_intercept(vm, port, false)?;

@@ -93,6 +93,8 @@ impl Default for GuestRegs {
 }
 
 const _: () = assert!(offset_of!(GuestRegs, xstate) % 64 == 0);
+// The world switch looks at four entries of two words each.
+const _: () = assert!(CONSTANT_PORTS == 4 && size_of::<ConstantPorts>() == 64);
 
 /// Where the world switch last saw an intercepted instruction whose length
 /// it may take without NRIPS: the guest's CR3 and RIP (64-bit mode, so RIP
@@ -109,9 +111,11 @@ pub struct CodeSite {
 /// The exits the world switch answers itself, right after #VMEXIT and
 /// without leaving the guest's context (GIF stays 0; the guest's general
 /// registers, hidden segment state, extended state, XCR0, TSC_AUX and
-/// DR0-DR3 stay in the CPU): the PING hypercall, and a CPUID whose answer
-/// the kernel's fast path gave before and which depends on nothing but the
-/// leaf and subleaf. The rules (docs/exit-path.md, "Answered in place"):
+/// DR0-DR3 stay in the CPU): the PING hypercall, a CPUID whose answer the
+/// kernel's fast path gave before and which depends on nothing but the
+/// leaf and subleaf, and an IN from a port whose value the VMM declared
+/// constant ([`ConstantPorts`]). The rules (docs/exit-path.md, "Answered
+/// in place"):
 ///
 /// - only in 64-bit mode, with no event in delivery (EXITINTINFO), no
 ///   posted virtual interrupt (V_IRQ) and no single-stepping (RFLAGS.TF);
@@ -147,8 +151,69 @@ pub struct InPlace {
     cpuid_valid: u64,
     /// EAX, EBX, ECX, EDX.
     cpuid_answer: [u32; 4],
+    /// Port reads with a constant answer, declared by the VMM.
+    ports: ConstantPorts,
     served_pings: u64,
     served_cpuids: u64,
+    served_port_reads: u64,
+}
+
+/// How many constant ports a VM may declare.
+pub const CONSTANT_PORTS: usize = 4;
+
+/// EXITINFO1 of an IOIO exit, the bits that pick out one port read: the
+/// port (31:16), the operand size (6:4), string (2) and IN (0) (AMD APM
+/// vol. 2, §15.10.2). The address size, segment and REP do not matter to
+/// an IN, and 0 is no IN.
+const IO_KEY_MASK: u64 = 0xFFFF_0075;
+
+/// Port reads the world switch answers itself: each entry the EXITINFO1
+/// bits of one IN ([`IO_KEY_MASK`]; 0 for none) and the value it reads.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConstantPorts {
+    entries: [[u64; 2]; CONSTANT_PORTS],
+}
+
+impl ConstantPorts {
+    /// The EXITINFO1 bits ([`IO_KEY_MASK`]) of an IN of `size` bytes (1, 2
+    /// or 4) from `port`.
+    fn key(port: u16, size: u8) -> Option<u64> {
+        let size_bit = match size {
+            1 => 1 << 4,
+            2 => 1 << 5,
+            4 => 1 << 6,
+            _ => return None,
+        };
+        Some(u64::from(port) << 16 | size_bit | 1)
+    }
+
+    /// Declares that an IN of `size` bytes (1, 2 or 4) from `port` reads
+    /// `value`, replacing what was declared for that port and size. False
+    /// if `size` or `value` is invalid or the table is full.
+    pub fn declare(&mut self, port: u16, size: u8, value: u32) -> bool {
+        let Some(key) = Self::key(port, size) else {
+            return false;
+        };
+        if size < 4 && value >> (8 * size) != 0 {
+            return false;
+        }
+        let slot =
+            self.entries.iter().position(|e| e[0] == key).or_else(|| self.entries.iter().position(|e| e[0] == 0));
+        let Some(i) = slot else {
+            return false;
+        };
+        self.entries[i] = [key, u64::from(value)];
+        true
+    }
+
+    /// What an IN (not INS) of `size` bytes from `port` reads, if declared:
+    /// the answer the world switch gives, for the exits it leaves to the
+    /// kernel's fast path (outside 64-bit mode, or single-stepping).
+    pub fn answer(&self, port: u16, size: u8) -> Option<u32> {
+        let key = Self::key(port, size)?;
+        self.entries.iter().find(|e| e[0] == key).map(|e| e[1] as u32)
+    }
 }
 
 /// The two instructions the world switch may answer.
@@ -195,11 +260,31 @@ impl InPlace {
         (self.cpuid_leaf, self.cpuid_sub, self.cpuid_answer, self.cpuid_valid) = (leaf, sub, answer, 1);
     }
 
-    /// The PINGs and CPUIDs answered here since the last call.
-    pub fn take_served(&mut self) -> (u64, u64) {
-        let served = (self.served_pings, self.served_cpuids);
-        (self.served_pings, self.served_cpuids) = (0, 0);
+    /// The port reads the VM declared constant.
+    pub fn set_ports(&mut self, ports: &ConstantPorts) {
+        self.ports = *ports;
+    }
+
+    /// The PINGs, CPUIDs and port reads answered here since the last call.
+    pub fn take_served(&mut self) -> Served {
+        let served =
+            Served { pings: self.served_pings, cpuids: self.served_cpuids, port_reads: self.served_port_reads };
+        (self.served_pings, self.served_cpuids, self.served_port_reads) = (0, 0, 0);
         served
+    }
+}
+
+/// How many exits of each kind the world switch answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Served {
+    pub pings: u64,
+    pub cpuids: u64,
+    pub port_reads: u64,
+}
+
+impl Served {
+    pub fn any(&self) -> bool {
+        self.pings | self.cpuids | self.port_reads != 0
     }
 }
 
@@ -295,6 +380,8 @@ global_asm!(
     "je 14f",
     "cmp rax, {code_cpuid}",
     "je 14f",
+    "cmp rax, {code_ioio}",
+    "je 14f",
     "15:",
     "mov rax, [rsp + 8]",
     "mov rax, [rax + {ip_vmcb_pa}]",
@@ -318,8 +405,11 @@ global_asm!(
     "jz 17f",
     "test byte ptr [rsi + {cs_attrib} + 1], 2", // CS.L (attribute bit 9): 64-bit code
     "jz 17f",
-    "cmp qword ptr [rsi + {exit_code}], {code_vmmcall}",
+    "mov r8, [rsi + {exit_code}]",
+    "cmp r8, {code_vmmcall}",
     "je 12f",
+    "cmp r8, {code_ioio}",
+    "je 16f",
     // CPUID: the answer for this leaf (EAX) and subleaf (ECX) is known.
     "cmp qword ptr [rdi + {ip_cpuid_valid}], 0",
     "je 17f",
@@ -395,6 +485,47 @@ global_asm!(
     "pop rsi",
     "pop rdi",
     "jmp 15b",
+    // IN from a port the VMM declared constant (`ConstantPorts`): the value
+    // goes into RAX as the CPU would put it (AL, AX, or EAX zero-extended),
+    // and the next RIP is in EXITINFO2 on every CPU.
+    "16:",
+    "mov r8d, dword ptr [rsi + {exit_info1}]",
+    "and r8d, {io_key_mask}",
+    "cmp r8, [rdi + {ip_ports}]",
+    "je 20f",
+    "cmp r8, [rdi + {ip_ports} + 16]",
+    "je 21f",
+    "cmp r8, [rdi + {ip_ports} + 32]",
+    "je 22f",
+    "cmp r8, [rdi + {ip_ports} + 48]",
+    "jne 17b",
+    "mov r8, [rdi + {ip_ports} + 56]",
+    "jmp 23f",
+    "20:",
+    "mov r8, [rdi + {ip_ports} + 8]",
+    "jmp 23f",
+    "21:",
+    "mov r8, [rdi + {ip_ports} + 24]",
+    "jmp 23f",
+    "22:",
+    "mov r8, [rdi + {ip_ports} + 40]",
+    "23:",
+    "test byte ptr [rsi + {exit_info1}], 0x10", // SZ8
+    "jz 24f",
+    "mov byte ptr [rsi + {rax}], r8b",
+    "jmp 26f",
+    "24:",
+    "test byte ptr [rsi + {exit_info1}], 0x20", // SZ16
+    "jz 25f",
+    "mov word ptr [rsi + {rax}], r8w",
+    "jmp 26f",
+    "25:",
+    "mov qword ptr [rsi + {rax}], r8", // SZ32: the value's upper half is 0
+    "26:",
+    "mov r8, [rsi + {exit_info2}]",
+    "mov [rsi + {rip}], r8",
+    "inc qword ptr [rdi + {ip_served_port_reads}]",
+    "jmp 18b",
     "19:",
     "vmsave rax", // guest hidden state back into the guest VMCB
     "push rdi",   // guest RDI; the GuestRegs pointer is now at [rsp+16]
@@ -490,6 +621,12 @@ global_asm!(
     ip_cpuid_valid = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, cpuid_valid),
     ip_cpuid_answer = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, cpuid_answer),
     ip_served_pings = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, served_pings),
+    ip_served_port_reads = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, served_port_reads),
+    ip_ports = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, ports),
+    io_key_mask = const IO_KEY_MASK,
+    exit_info1 = const offset_of!(Vmcb, control) + offset_of!(ControlArea, exit_info1),
+    exit_info2 = const offset_of!(Vmcb, control) + offset_of!(ControlArea, exit_info2),
+    code_ioio = const vmcb::ExitCode::Ioio.to_raw(),
     ip_served_cpuids = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, served_cpuids),
     site_cr3 = const offset_of!(CodeSite, cr3),
     site_rip = const offset_of!(CodeSite, rip),
@@ -586,4 +723,33 @@ pub fn run_vmcb(cpu: usize, regs: &mut GuestRegs, vmcb: &mut super::vmspace::Gue
 pub fn invlpga(va: u64, asid: u32) {
     // SAFETY: INVLPGA only drops TLB entries; SVM is enabled.
     unsafe { core::arch::asm!("invlpga rax, ecx", in("rax") va, in("ecx") asid, options(nostack, preserves_flags)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_port_answers_exactly_its_in_of_its_size() {
+        let mut p = ConstantPorts::default();
+        assert!(p.declare(0xE9, 1, 0xE9));
+        assert_eq!(p.answer(0xE9, 1), Some(0xE9));
+        assert_eq!(p.answer(0xE9, 2), None, "a word read");
+        assert_eq!(p.answer(0xEA, 1), None, "another port");
+        assert_eq!(ConstantPorts::default().answer(0xE9, 1), None, "an empty table answers nothing");
+    }
+
+    #[test]
+    fn the_world_switch_mask_picks_out_the_declared_in_from_exitinfo1() {
+        // What the assembly compares: EXITINFO1 & IO_KEY_MASK against the key.
+        let key = ConstantPorts::key(0xE9, 1).unwrap();
+        // `in al, 0xE9` in 64-bit mode: port, SZ8, A64, IN.
+        let in_al = 0xE9 << 16 | 1 << 4 | 1 << 9 | 1;
+        assert_eq!(in_al & IO_KEY_MASK, key);
+        assert_eq!((in_al | 1 << 3) & IO_KEY_MASK, key, "REP does not change an IN");
+        assert_ne!((in_al & !1) & IO_KEY_MASK, key, "an OUT");
+        assert_ne!((in_al | 1 << 2) & IO_KEY_MASK, key, "INS");
+        assert_ne!((0xE9 << 16 | 1 << 5 | 1) & IO_KEY_MASK, key, "a word read");
+        assert_ne!(0, key, "an empty entry matches nothing");
+    }
 }

@@ -38,6 +38,9 @@ impl Sys for Kernel {
     fn set_io_intercept(&self, vm: VmHandle, port: u16, intercept: bool) -> SysResult<()> {
         sys_set_io_intercept(Caller::current()?, vm, port, intercept)
     }
+    fn declare_constant_port(&self, vm: VmHandle, port: u16, size: u8, value: u32) -> SysResult<()> {
+        sys_declare_constant_port(Caller::current()?, vm, port, size, value)
+    }
     fn run(&self, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<VmExit> {
         sys_run(Caller::current()?, vcpu, deadline_ns)
     }

@@ -24,6 +24,7 @@ use crate::vm::cpuid::{CpuModel, CpuidResult};
 use crate::vm::{NextRipSource, Reg, SegReg, Vcpu, Vm};
 use guest_x86::decode::{translate, AccessKind};
 use guest_x86::regs::{cr0, efer};
+use vmcb::{IoDirection, IoioInfo};
 
 const CPUID: [u8; 2] = [0x0F, 0xA2];
 const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];
@@ -153,5 +154,25 @@ pub fn ping(v: &mut Vcpu, vm: &Vm, cache: &mut CodeCache, nrips: bool) -> bool {
     };
     v.set_reg(Reg::Rax, 0);
     v.complete_instruction(next, from);
+    true
+}
+
+/// An IN from a port the VMM declared constant (`Vm::declare_constant_port`),
+/// where the world switch left it to us (outside 64-bit mode, or
+/// single-stepping): the declared value goes into RAX and the instruction
+/// completes at EXITINFO2's next RIP.
+pub fn constant_port_read(v: &mut Vcpu, vm: &Vm, io: &IoioInfo, next_rip: u64) -> bool {
+    if io.direction != IoDirection::In || io.string {
+        return false;
+    }
+    let size = io.size.bytes();
+    let Some(value) = vm.constant_port(io.port, size) else {
+        return false;
+    };
+    let Some(rax) = sysabi::rax_after_in(v.reg(Reg::Rax), size, value) else {
+        return false;
+    };
+    v.set_reg(Reg::Rax, rax);
+    v.complete_instruction(next_rip, NextRipSource::IoExitInfo);
     true
 }

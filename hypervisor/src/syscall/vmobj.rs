@@ -335,6 +335,19 @@ pub fn sys_set_io_intercept(caller: Caller, vm: VmHandle, port: u16, intercept: 
     })
 }
 
+/// Declares that an IN of `size` bytes (1, 2 or 4) from `port` always
+/// reads `value` and has no effect: the kernel answers it without
+/// returning to the caller (docs/exit-path.md, "Which exits the kernel
+/// answers").
+pub fn sys_declare_constant_port(caller: Caller, vm: VmHandle, port: u16, size: u8, value: u32) -> SysResult<()> {
+    with_vm(caller, vm, |obj| {
+        if !matches!(size, 1 | 2 | 4) || (size < 4 && value >> (8 * size) != 0) {
+            return Err(SysError::BadArgument);
+        }
+        obj.vm.declare_constant_port(port, size, value).then_some(()).ok_or(SysError::NoSlot)
+    })
+}
+
 /// Enters the guest on the current CPU until an exit the caller must
 /// handle, or until `deadline_ns` (nanoseconds since boot; [`NEVER`] for
 /// none), when it returns [`VmExit::Intr`]. Exits that need no device model
@@ -397,6 +410,7 @@ fn run_until_exit(caller: Caller, vcpu: VcpuHandle, obj: &mut VcpuObj, deadline_
         let handled = match exit {
             VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &vmobj.vm, &mut obj.code_page, nrips, obj.index),
             VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &vmobj.vm, &mut obj.code_page, nrips),
+            VmExit::Io { io, next_rip } => fast::constant_port_read(&mut obj.vcpu, &vmobj.vm, &io, next_rip),
             // The host has taken its interrupt; the clock says what it meant.
             VmExit::Intr => true,
             // The guest gets its DR0-DR3 and the MOV runs again, on the CPU.

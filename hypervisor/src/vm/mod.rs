@@ -36,7 +36,7 @@ pub use sysabi::{ExitReason, NextRipSource, RawExit, Reg, SegReg, VmExit};
 
 use crate::arch::frames::{FrameError, PoolId};
 use crate::arch::phys::PhysRun;
-use crate::arch::svm::{GuestRegs, InPlaceInsn};
+use crate::arch::svm::{ConstantPorts, GuestRegs, InPlaceInsn, Served};
 use crate::arch::vmspace::{GuestVmcb, MapError, VmSpace};
 use asid::{AsidAllocator, AsidTag, TlbAction};
 use guest_x86::decode::WalkLimits;
@@ -293,6 +293,7 @@ impl Vcpu {
 
         cpu.load_tsc_aux(self.tsc_aux);
         self.regs.in_place.set_nrips(cpu.caps.nrips);
+        self.regs.in_place.set_ports(&vm.constant_ports);
         let guest_dr = self.debug.before_run();
         let entered_at = crate::arch::cpu::rdtsc();
         if let Some((reason, at)) = self.open_exit.take() {
@@ -301,9 +302,9 @@ impl Vcpu {
         crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &mut self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
         self.guest_cycles = self.guest_cycles.wrapping_add(exited_at.wrapping_sub(entered_at));
-        let (pings, cpuids) = self.regs.in_place.take_served();
-        if pings | cpuids != 0 {
-            self.count_served_in_place(cpu.caps.nrips, pings, cpuids);
+        let served = self.regs.in_place.take_served();
+        if served.any() {
+            self.count_served_in_place(cpu.caps.nrips, served);
         }
         if guest_dr && self.debug.after_run(&cpu.host_dr, self.vmcb.save.dr7) {
             self.set_dr_intercepts();
@@ -337,11 +338,13 @@ impl Vcpu {
 
     /// Counts the exits the world switch answered in place (counted, not
     /// timed: their time is in `guest_cycles`).
-    fn count_served_in_place(&mut self, nrips: bool, pings: u64, cpuids: u64) {
-        self.stats.count_many(ExitReason::Vmmcall, pings);
-        self.stats.count_many(ExitReason::Cpuid, cpuids);
-        let served = if nrips { &mut self.paths.nrips } else { &mut self.paths.decoded };
-        *served += pings + cpuids;
+    fn count_served_in_place(&mut self, nrips: bool, served: Served) {
+        self.stats.count_many(ExitReason::Vmmcall, served.pings);
+        self.stats.count_many(ExitReason::Cpuid, served.cpuids);
+        self.stats.count_many(ExitReason::Io, served.port_reads);
+        let insns = if nrips { &mut self.paths.nrips } else { &mut self.paths.decoded };
+        *insns += served.pings + served.cpuids;
+        self.paths.io_exitinfo += served.port_reads;
     }
 
     /// Without NRIPS: `insn` was found at `rip` (64-bit mode) under the
@@ -657,6 +660,9 @@ pub struct Vm {
     /// What that CPUID tells the guest about its page tables, for the
     /// kernel's walks of them.
     pub walk_limits: WalkLimits,
+    /// Port reads whose value the VMM declared constant: the world switch
+    /// answers them (`arch::svm::InPlace`).
+    constant_ports: ConstantPorts,
 }
 
 impl Vm {
@@ -669,7 +675,7 @@ impl Vm {
             let r = cpuid.answer(leaf, sub, &view);
             [r.eax, r.ebx, r.ecx, r.edx]
         });
-        Ok(Vm { space: VmSpace::new(pool)?, npt_generation: 0, cpuid, walk_limits })
+        Ok(Vm { space: VmSpace::new(pool)?, npt_generation: 0, cpuid, walk_limits, constant_ports: Default::default() })
     }
 
     /// Takes back a vCPU of this VM and frees its VMCB.
@@ -680,6 +686,20 @@ impl Vm {
     /// Intercept (or pass through) a guest I/O port.
     pub fn set_io_intercept(&mut self, port: u16, intercept: bool) {
         self.space.set_io_intercept(port, intercept);
+    }
+
+    /// The VMM declares that an IN of `size` bytes from `port` always reads
+    /// `value` and that reading it changes nothing: the kernel may answer
+    /// it without the VMM. False if `size` (1, 2, 4) or `value` does not
+    /// fit, or [`CONSTANT_PORTS`](crate::arch::svm::CONSTANT_PORTS) ports
+    /// are declared already.
+    pub fn declare_constant_port(&mut self, port: u16, size: u8, value: u32) -> bool {
+        self.constant_ports.declare(port, size, value)
+    }
+
+    /// What an IN of `size` bytes from `port` reads, if the VMM declared it.
+    pub fn constant_port(&self, port: u16, size: u8) -> Option<u32> {
+        self.constant_ports.answer(port, size)
     }
 
     /// Maps `run`, zeroed, as guest RAM at `gpa` (see [`VmSpace::map_ram`]).
