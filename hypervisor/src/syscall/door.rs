@@ -77,6 +77,9 @@ impl Sys for Kernel {
     fn seg(&self, vcpu: VcpuHandle, r: SegReg) -> SysResult<Segment> {
         sys_seg_get(Caller::current()?, vcpu, r)
     }
+    fn code_at_rip(&self, vcpu: VcpuHandle) -> SysResult<sysabi::CodeAtRip> {
+        sys_code_at_rip(Caller::current()?, vcpu)
+    }
     fn set_seg(&self, vcpu: VcpuHandle, r: SegReg, s: Segment) -> SysResult<()> {
         sys_seg_set(Caller::current()?, vcpu, r, s)
     }

@@ -22,8 +22,9 @@ use crate::arch::svm::InPlaceInsn;
 use crate::arch::vmspace::ChunkHint;
 use crate::vm::cpuid::{CpuModel, CpuidResult};
 use crate::vm::{NextRipSource, Reg, SegReg, Vcpu, Vm};
-use guest_x86::decode::{translate, AccessKind};
+use guest_x86::decode::{fetch, translate, AccessKind, CpuMode, MAX_INSN_LEN};
 use guest_x86::regs::{cr0, efer};
+use sysabi::CodeAtRip;
 use vmcb::{IoDirection, IoioInfo};
 
 const CPUID: [u8; 2] = [0x0F, 0xA2];
@@ -175,4 +176,23 @@ pub fn constant_port_read(v: &mut Vcpu, vm: &Vm, io: &IoioInfo, next_rip: u64) -
     v.set_reg(Reg::Rax, rax);
     v.complete_instruction(next_rip, NextRipSource::IoExitInfo);
     true
+}
+
+/// The instruction bytes at the guest's RIP, for the VMM's decoder: fetched
+/// as the CPU fetches code, with the VM's walk limits, reading the guest's
+/// page tables in place rather than through one call per read.
+pub fn code_at_rip(v: &Vcpu, vm: &Vm) -> Option<CodeAtRip> {
+    let (cr0, efer, rip) = (v.reg(Reg::Cr0), v.reg(Reg::Efer), v.reg(Reg::Rip));
+    let cs = v.seg(SegReg::Cs);
+    let a = cs.attributes();
+    let mode = CpuMode::from_state(cr0, efer, v.reg(Reg::Rflags), a.long(), a.default_big());
+    let paging = vm.walk_limits.paging(cr0, v.reg(Reg::Cr3), v.reg(Reg::Cr4), efer);
+    let mut bytes = [0; MAX_INSN_LEN];
+    let fetched = fetch(vm.ram(), &paging, mode, cs.base, rip, v.reg(Reg::Cpl) == 3, &mut bytes).ok()?;
+    let bits = match mode {
+        CpuMode::Bits16 => 16,
+        CpuMode::Bits32 => 32,
+        CpuMode::Bits64 => 64,
+    };
+    Some(CodeAtRip { rip, bits, len: fetched.len as u8, bytes })
 }

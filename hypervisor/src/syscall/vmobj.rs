@@ -524,6 +524,11 @@ pub fn sys_xsetbv(caller: Caller, vcpu: VcpuHandle, index: u32, value: u64) -> S
     with_vcpu(caller, vcpu, |v| v.xsetbv(index, value))
 }
 
+/// The instruction bytes at the guest's RIP (see [`fast::code_at_rip`]).
+pub fn sys_code_at_rip(caller: Caller, vcpu: VcpuHandle) -> SysResult<sysabi::CodeAtRip> {
+    with_vcpu_and_vm(caller, vcpu, |v, vm| fast::code_at_rip(&v.vcpu, &vm.vm))?.ok_or(SysError::BadGuestAddress)
+}
+
 /// What the guest's CPUID(`leaf`, `subleaf`) returns on `vcpu`.
 pub fn sys_cpuid(caller: Caller, vcpu: VcpuHandle, leaf: u32, subleaf: u32) -> SysResult<CpuidResult> {
     with_vcpu_and_vm(caller, vcpu, |v, vm| fast::guest_cpuid(&vm.vm.cpuid, &v.vcpu, v.index, leaf, subleaf))

@@ -31,6 +31,7 @@ fn door_calls(vm: VmHandle, v: VcpuHandle, g: sysabi::Grants) -> Vec<(&'static s
         ("reg", k.reg(v, Reg::Rax).map(drop)),
         ("set_reg", k.set_reg(v, Reg::Rax, 1)),
         ("seg", k.seg(v, SegReg::Cs).map(drop)),
+        ("code_at_rip", k.code_at_rip(v).map(drop)),
         ("set_seg", k.set_seg(v, SegReg::Ds, Segment::real_mode(1))),
         ("write_cr4", k.write_cr4(v, 0).map(drop)),
         ("xsetbv", k.xsetbv(v, 0, 1).map(drop)),
