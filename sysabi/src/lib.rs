@@ -27,7 +27,7 @@ pub use handles::{ClockHandle, ConsoleHandle, Grants, SchedHandle, VcpuHandle, V
 pub use net::{GuestSpan, MacAddr, NetHandle, NetPortInfo, NetStats};
 pub use regs::{rax_after_in, NextRipSource, Reg, SegReg};
 pub use stats::{CpuUsage, ExitStats, PathStats, ReasonStats};
-pub use sys::{Sys, ThreadCpu, VcpuInfo};
+pub use sys::{CodeAtRip, Sys, ThreadCpu, VcpuInfo};
 
 /// "No deadline", for [`Sys::run`].
 pub const NEVER: u64 = u64::MAX;

@@ -5,7 +5,9 @@
 //! An exit is counted when it happens; its handling time is added when the
 //! vCPU next enters the guest, so the last exit of a vCPU that stopped for
 //! good is counted but has no time (the histogram then sums to one less than
-//! the count).
+//! the count). Exits the kernel's world switch answers in place, without
+//! leaving the guest's context, are counted and not timed
+//! ([`ExitStats::count_many`]).
 //!
 //! Only the vCPU's own thread updates its statistics (inside `Vcpu::run`),
 //! so the hot path takes no lock of its own.
@@ -56,6 +58,12 @@ impl ExitStats {
     /// Counts an exit as it happens.
     pub fn count(&mut self, reason: ExitReason) {
         self.reasons[reason as usize].count += 1;
+    }
+
+    /// Counts `n` exits whose handling time is not measured (those the
+    /// world switch answers in place).
+    pub fn count_many(&mut self, reason: ExitReason, n: u64) {
+        self.reasons[reason as usize].count += n;
     }
 
     /// Adds the handling time of an exit counted earlier.

@@ -44,6 +44,10 @@ pub trait Sys {
     fn vm_ram(&self, vm: VmHandle) -> SysResult<u64>;
     /// Intercepts (or passes through) a guest I/O port.
     fn set_io_intercept(&self, vm: VmHandle, port: u16, intercept: bool) -> SysResult<()>;
+    /// Declares that an IN of `size` bytes (1, 2 or 4) from the intercepted
+    /// `port` always reads `value` and changes nothing: the kernel may then
+    /// answer such reads itself, and the caller sees only the others.
+    fn declare_constant_port(&self, vm: VmHandle, port: u16, size: u8, value: u32) -> SysResult<()>;
 
     /// Runs the guest until an exit the caller must handle, or until
     /// `deadline_ns` (then [`VmExit::Intr`]). The kernel answers exits that
@@ -89,6 +93,13 @@ pub trait Sys {
     }
     fn set_reg(&self, vcpu: VcpuHandle, r: Reg, value: u64) -> SysResult<()>;
     fn seg(&self, vcpu: VcpuHandle, r: SegReg) -> SysResult<Segment>;
+    /// The instruction bytes at the guest's RIP, fetched as the CPU fetches
+    /// code: through the guest's page tables, with the VM's walk limits,
+    /// at the guest's CPL, in the mode its CS, CR0, EFER and RFLAGS give.
+    /// `BadGuestAddress` if not even the first byte can be fetched. One
+    /// call where the walk's reads through [`Sys::guest_read`] took five
+    /// or more.
+    fn code_at_rip(&self, vcpu: VcpuHandle) -> SysResult<CodeAtRip>;
     fn set_seg(&self, vcpu: VcpuHandle, r: SegReg, s: Segment) -> SysResult<()>;
     /// MOV to CR4 of `value`, checked as the CPU checks it against the
     /// guest's CPUID: done, or the fault the guest gets.
@@ -168,4 +179,16 @@ pub enum ThreadCpu {
     LeastLoaded,
     /// This host CPU (refused with `BadArgument` if it is not running).
     Cpu(u32),
+}
+
+/// What [`Sys::code_at_rip`] fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeAtRip {
+    pub rip: u64,
+    /// The code's default operand size in bits: 16, 32 or 64.
+    pub bits: u8,
+    /// How many of `bytes` were fetched (1 to 15): fewer where a later
+    /// byte's page faulted or lies outside RAM.
+    pub len: u8,
+    pub bytes: [u8; 15],
 }

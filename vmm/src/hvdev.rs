@@ -17,8 +17,13 @@ use crate::guestlog::log_line;
 use arrayvec::ArrayString;
 use guest_x86::decode::size_mask;
 use log::Level;
+use sysabi::{Sys, SysResult, VmHandle};
 
 pub const DEBUG_PORT: u16 = 0xE9;
+/// What a byte read of the debug port returns: a constant, so the VMM
+/// declares it to the kernel, which answers such reads itself
+/// ([`declare_to_kernel`]).
+pub const DEBUG_PORT_READS: u8 = 0xE9;
 pub const MMIO_BASE: u64 = 0xFEBF_F000;
 pub const MMIO_SIZE: u64 = 0x1000;
 pub const MAGIC: u32 = 0x4345_5254;
@@ -71,6 +76,14 @@ impl Default for DebugConsole {
     }
 }
 
+/// Declares to the kernel the reads of these devices that have a constant
+/// answer and no effect, which it then answers without the VMM: a byte
+/// read of the debug port. (The rule for what the kernel may answer is in
+/// docs/exit-path.md, "Which exits the kernel answers".)
+pub fn declare_to_kernel<S: Sys>(sys: &S, vm: VmHandle) -> SysResult<()> {
+    sys.declare_constant_port(vm, DEBUG_PORT, 1, u32::from(DEBUG_PORT_READS))
+}
+
 /// The debug console on port 0xE9, logging as `name`.
 pub struct DebugPort<'a> {
     name: &'a str,
@@ -85,7 +98,7 @@ impl<'a> DebugPort<'a> {
 
 impl BusDevice for DebugPort<'_> {
     fn read(&mut self, _base: u64, offset: u64, data: &mut [u8], _cx: &mut Ctx) {
-        bus::read_bytes(offset, data, |_| DEBUG_PORT as u8);
+        bus::read_bytes(offset, data, |_| DEBUG_PORT_READS);
     }
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8], cx: &mut Ctx) {

@@ -241,6 +241,7 @@ pub fn run_guest<S: Sys + Sync>(
             sys.set_exception_intercept(vcpu, 6, true)?;
             vcpus.push(vcpu);
         }
+        crate::hvdev::declare_to_kernel(sys, vm)?;
         if cfg.debug_exit {
             for port in 0xF4..=0xF7 {
                 sys.set_io_intercept(vm, port, false)?;

@@ -20,6 +20,7 @@ use super::hvdev::DebugConsole;
 use super::hypercall::Reply;
 use super::msr::{self, MsrAction};
 use crate::virtio::net::SwitchPort;
+use core::cell::Cell;
 use guest_x86::decode::{self, size_mask, Access, CpuMode, GprAccess, InsnKind, PagingState, WalkLimits, MAX_INSN_LEN};
 use log::Level;
 use sysabi::{Grants, NextRipSource, Reg, SchedHandle, SegReg, Sys, SysError, VcpuHandle, VmExit, VmHandle, NEVER};
@@ -215,6 +216,41 @@ pub struct VcpuLoop<'a, 'b, S: Sys> {
     /// at the last exit. Its controller takes it into service only once the
     /// guest has taken it ([`VcpuLoop::note_taken_interrupt`]).
     pub posted: Option<u8>,
+    /// The last instruction decoded, with the bytes and mode it was decoded
+    /// from ([`DecodeMemo`]).
+    last_decode: Cell<Option<DecodeMemo>>,
+}
+
+/// A decoded instruction and exactly what it was decoded from: the fetched
+/// bytes (all of them, up to 15) and the code's mode. Decoding is a
+/// function of these alone, so the same bytes in the same mode, fetched
+/// afresh at the next exit, decode to the same instruction wherever they
+/// are: a guest that changes its code or its page tables changes the
+/// bytes fetched, not the memo's validity.
+#[derive(Clone, Copy)]
+struct DecodeMemo {
+    mode: CpuMode,
+    len: usize,
+    bytes: [u8; MAX_INSN_LEN],
+    insn: decode::Insn,
+}
+
+impl DecodeMemo {
+    /// The instruction `bytes` decode to in `mode`, from the memo if it
+    /// was made from them, else decoded (and remembered in `memo`).
+    fn decode(
+        memo: &Cell<Option<DecodeMemo>>,
+        bytes: &[u8; MAX_INSN_LEN],
+        len: usize,
+        mode: CpuMode,
+    ) -> Result<decode::Insn, decode::DecodeError> {
+        if let Some(m) = memo.get().filter(|m| m.mode == mode && m.len == len && m.bytes[..len] == bytes[..len]) {
+            return Ok(m.insn);
+        }
+        let insn = decode::decode(&bytes[..len], mode)?;
+        memo.set(Some(DecodeMemo { mode, len, bytes: *bytes, insn }));
+        Ok(insn)
+    }
 }
 
 /// The instruction at the guest's RIP, where it is, and the RIP after it.
@@ -271,6 +307,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
                 [r.eax, r.ebx, r.ecx, r.edx]
             }),
             posted: None,
+            last_decode: Cell::new(None),
         })
     }
 
@@ -363,19 +400,21 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
     /// come in one kernel call, and CS in another; the paging registers
     /// serve the mode too.
     fn decode_at_rip(&self) -> Result<DecodedAtRip, Stop> {
-        let mut r = [0; 7];
-        let which = [Reg::Cr0, Reg::Cr3, Reg::Cr4, Reg::Efer, Reg::Rflags, Reg::Rip, Reg::Cpl];
-        self.sys.regs(self.vcpu, &which, &mut r)?;
-        let [cr0, cr3, cr4, efer, rflags, rip, cpl] = r;
-        let paging = self.walk_limits.paging(cr0, cr3, cr4, efer);
-        let cs = self.sys.seg(self.vcpu, SegReg::Cs)?;
-        let a = cs.attributes();
-        let mode = CpuMode::from_state(cr0, efer, rflags, a.long(), a.default_big());
-        let user = cpl == 3;
-        let mut buf = [0u8; MAX_INSN_LEN];
-        let fetched = decode::fetch(&self.mem, &paging, mode, cs.base, rip, user, &mut buf)
-            .map_err(|_| Stop::Unemulated { rip, what: "instruction fetch failed" })?;
-        let insn = decode::decode(&buf[..fetched.len], mode)
+        let code = match self.sys.code_at_rip(self.vcpu) {
+            Ok(code) => code,
+            Err(SysError::BadGuestAddress) => {
+                let rip = self.reg(Reg::Rip)?;
+                return Err(Stop::Unemulated { rip, what: "instruction fetch failed" });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (rip, len) = (code.rip, usize::from(code.len).min(MAX_INSN_LEN));
+        let mode = match code.bits {
+            16 => CpuMode::Bits16,
+            32 => CpuMode::Bits32,
+            _ => CpuMode::Bits64,
+        };
+        let insn = DecodeMemo::decode(&self.last_decode, &code.bytes, len, mode)
             .map_err(|_| Stop::Unemulated { rip, what: "instruction not decodable" })?;
         Ok(DecodedAtRip { next_rip: rip_after(rip, mode, u64::from(insn.len)), insn, rip })
     }

@@ -28,7 +28,7 @@ pub fn hist_line(kind: &str, samples: &[u64]) -> String {
 /// The table's header, in the same columns as [`table_row`].
 pub fn table_header() -> String {
     format!(
-        "{:<12} {:<24} {:>9} {:>9} {:>9} {:>9} {:>13} {:>9}",
+        "{:<14} {:<24} {:>9} {:>9} {:>9} {:>9} {:>13} {:>9}",
         "kind", "what", "n", "min", "median", "p99", "mean", "max"
     )
 }
@@ -36,7 +36,7 @@ pub fn table_header() -> String {
 /// One human-readable table row.
 pub fn table_row(name: &str, what: &str, s: &Summary) -> String {
     format!(
-        "{:<12} {:<24} {:>9} {:>9} {:>9} {:>9} {:>13.1} {:>9}",
+        "{:<14} {:<24} {:>9} {:>9} {:>9} {:>9} {:>13.1} {:>9}",
         name, what, s.n, s.min, s.median, s.p99, s.mean, s.max
     )
 }
@@ -104,7 +104,7 @@ mod tests {
     fn table_rows_line_up_with_the_header() {
         let s = summarize(&[1, 2, 3]).unwrap();
         let row = table_row("mmio_kernel", "MMIO read, KVM's IOAPIC", &s);
-        assert!(row.starts_with("mmio_kernel  MMIO read, KVM's IOAPIC  "), "{row:?}");
+        assert!(row.starts_with("mmio_kernel    MMIO read, KVM's IOAPIC  "), "{row:?}");
         let header = table_header();
         assert_eq!(row.len(), header.len(), "{row:?}\n{header:?}");
         // Each right-aligned column ends at the same place.

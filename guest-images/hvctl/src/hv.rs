@@ -215,6 +215,53 @@ pub fn time_io_e9() -> u64 {
     t1.wrapping_sub(t0)
 }
 
+/// One `out 0x80, al` round trip. Needs ioperm for port 0x80.
+pub fn time_out_post() -> u64 {
+    let (t0, t1): (u64, u64);
+    // SAFETY: a port write changes no register; without permission it
+    // faults with SIGSEGV, not undefined behaviour.
+    unsafe {
+        asm!(
+            "lfence", "rdtsc", "lfence",
+            "shl rdx, 32", "or rax, rdx", "mov {t0}, rax",
+            "out 0x80, al",
+            "lfence", "rdtsc",
+            "shl rdx, 32", "or rax, rdx",
+            t0 = out(reg) t0,
+            out("rax") t1, out("rdx") _,
+            options(nostack, nomem),
+        );
+    }
+    t1.wrapping_sub(t0)
+}
+
+/// What `time_mmio_write32` writes.
+pub const MMIO_WRITE_VALUE: u32 = 0x5CA7_C11E;
+
+/// One 32-bit MMIO write round trip, of [`MMIO_WRITE_VALUE`].
+///
+/// # Safety
+/// `p` must be valid for a 4-byte write.
+pub unsafe fn time_mmio_write32(p: *mut u32) -> u64 {
+    let (t0, t1): (u64, u64);
+    // SAFETY: the caller guarantees `p` is writable.
+    unsafe {
+        asm!(
+            "lfence", "rdtsc", "lfence",
+            "shl rdx, 32", "or rax, rdx", "mov {t0}, rax",
+            "mov dword ptr [{p}], {v:e}",
+            "lfence", "rdtsc",
+            "shl rdx, 32", "or rax, rdx",
+            p = in(reg) p,
+            v = in(reg) MMIO_WRITE_VALUE,
+            t0 = out(reg) t0,
+            out("rax") t1, out("rdx") _,
+            options(nostack),
+        );
+    }
+    t1.wrapping_sub(t0)
+}
+
 /// One 32-bit MMIO read round trip.
 ///
 /// # Safety

@@ -33,6 +33,11 @@ pub const MMIO_MAGIC: usize = 0x0;
 /// The MAGIC register's value.
 pub const MMIO_MAGIC_VALUE: u32 = 0x4345_5254;
 
+/// The read/write SCRATCH register.
+pub const MMIO_SCRATCH: usize = 0x8;
+/// The POST code port: the board takes a write and does nothing else.
+pub const POST_PORT: u16 = 0x80;
+
 /// The MMIO information device, mapped from /dev/mem.
 pub struct MmioPage {
     ptr: *mut u8,

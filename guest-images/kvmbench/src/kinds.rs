@@ -36,12 +36,12 @@ impl Kind for KvmKind {
 
     fn name(self) -> &'static str {
         match self {
-            KvmKind::Vmmcall => "vmmcall",
+            KvmKind::Vmmcall => "vmcall",
             KvmKind::Cpuid => "cpuid",
-            KvmKind::IoKernel => "io_kernel",
-            KvmKind::IoUser => "io_user",
-            KvmKind::MmioKernel => "mmio_kernel",
-            KvmKind::MmioUser => "mmio_user",
+            KvmKind::IoKernel => "port_read",
+            KvmKind::IoUser => "port_read_user",
+            KvmKind::MmioKernel => "mmio_read",
+            KvmKind::MmioUser => "mmio_read_user",
             KvmKind::MovCr8 => "mov_cr8",
             KvmKind::Rdtsc => "rdtsc",
         }
@@ -77,7 +77,7 @@ mod tests {
     fn names_round_trip_and_fit_the_table() {
         for &k in KvmKind::ALL {
             assert_eq!(KvmKind::from_name(k.name()), Some(k));
-            assert!(k.name().len() <= 12 && k.describe().len() <= 24, "{k:?}");
+            assert!(k.name().len() <= 14 && k.describe().len() <= 24, "{k:?}");
         }
     }
 }

@@ -35,8 +35,8 @@ options:
   --iterations N       samples per kind (default 10000; mmio 2000)
   --mmio-iterations N  samples for the mmio kinds (default 2000, or N if smaller)
   --warmup N           untimed rounds before each kind (default 200)
-  --only K[,K...]      only these kinds: vmmcall cpuid io_kernel io_user
-                       mmio_kernel mmio_user mov_cr8 rdtsc
+  --only K[,K...]      only these kinds: vmcall cpuid port_read
+                       port_read_user mmio_read mmio_read_user mov_cr8 rdtsc
   --histogram FILE     write raw samples, one `kind cycles` per line
 
 exit status: 0 every kind ran, 1 a kind failed, 64 usage, 69 no usable /dev/kvm.";

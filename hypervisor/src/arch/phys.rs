@@ -222,15 +222,16 @@ impl PhysRun {
     }
 
     /// The `N` bytes at `offset`, read in place with one load where `N` is
-    /// a load's size (no call to memcpy); `None` if they are not all inside
-    /// the run.
-    pub fn read_array<const N: usize>(&self, offset: u64) -> Option<[u8; N]> {
+    /// a load's size (no call to memcpy), and the host address they were
+    /// read from; `None` if they are not all inside the run.
+    pub fn read_array<const N: usize>(&self, offset: u64) -> Option<([u8; N], u64)> {
         if !self.contains(offset, N as u64) {
             return None;
         }
+        let at = ptr(self.pa + offset);
         // SAFETY: the range is inside a run we own exclusively (checked); `[u8; N]` has no alignment and every bit
         // pattern is valid.
-        Some(unsafe { core::ptr::read_unaligned(ptr(self.pa + offset) as *const [u8; N]) })
+        Some((unsafe { core::ptr::read_unaligned(at as *const [u8; N]) }, at as u64))
     }
 
     /// Copies into the run; false if the range is outside it.

@@ -9,6 +9,7 @@ use super::cpu::{msr, rdmsr, wrmsr};
 use super::xsave::{self, XsaveArea};
 use core::arch::global_asm;
 use core::mem::offset_of;
+use vmcb::{ControlArea, StateSaveArea, Vmcb};
 
 /// The guest's general registers that the VMCB does not hold (RAX, RSP and
 /// RIP live in its state save area).
@@ -52,6 +53,8 @@ pub struct GuestRegs {
     /// Non-zero on a CPU whose FXRSTOR/XRSTOR leave the x87 error pointers
     /// alone unless an exception is pending (AMD without XSAVEERPTR).
     x87_pointer_fix: u64,
+    /// The exits the world switch answers without leaving the guest's context.
+    pub in_place: InPlace,
 }
 
 impl GuestRegs {
@@ -63,6 +66,7 @@ impl GuestRegs {
             host_xcr0: xsave::host_xcr0(),
             xstate: XsaveArea::reset(),
             x87_pointer_fix: u64::from(xsave::needs_x87_pointer_fix()),
+            in_place: InPlace::default(),
         }
     }
 
@@ -89,6 +93,200 @@ impl Default for GuestRegs {
 }
 
 const _: () = assert!(offset_of!(GuestRegs, xstate) % 64 == 0);
+// The world switch looks at four entries of two words each.
+const _: () = assert!(CONSTANT_PORTS == 4 && size_of::<ConstantPorts>() == 64);
+
+/// Where the world switch last saw an intercepted instruction whose length
+/// it may take without NRIPS: the guest's CR3 and RIP (64-bit mode, so RIP
+/// is the linear address) and the host address of the instruction's bytes
+/// in the VM's RAM. `bytes` 0: nothing remembered.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CodeSite {
+    cr3: u64,
+    rip: u64,
+    bytes: u64,
+}
+
+/// The exits the world switch answers itself, right after #VMEXIT and
+/// without leaving the guest's context (GIF stays 0; the guest's general
+/// registers, hidden segment state, extended state, XCR0, TSC_AUX and
+/// DR0-DR3 stay in the CPU): the PING hypercall, a CPUID whose answer the
+/// kernel's fast path gave before and which depends on nothing but the
+/// leaf and subleaf, and an IN from a port whose value the VMM declared
+/// constant ([`ConstantPorts`]). The rules (docs/exit-path.md, "Answered
+/// in place"):
+///
+/// - only in 64-bit mode, with no event in delivery (EXITINTINFO), no
+///   posted virtual interrupt (V_IRQ) and no single-stepping (RFLAGS.TF);
+///   everything else goes the whole way, to `Vcpu::run` and beyond;
+/// - the next RIP is the VMCB's next_rip where the CPU has NRIPS; without
+///   it, the instruction's canonical bytes must be at the host address
+///   remembered for this CR3 and RIP, which the kernel's fast path found
+///   through the guest's page tables ([`CodeSite`]);
+/// - the instruction completes as `vm::events::complete_instruction` does
+///   (RIP, the interrupt shadow ends), EVENTINJ is emptied as after every
+///   exit and TLB_CONTROL becomes "do nothing"; no field the clean bits
+///   cover changes, so the clean bits of the last VMRUN stay true;
+/// - a host interrupt or NMI that arrives meanwhile is held by GIF=0 and
+///   ends the next VMRUN at once (#VMEXIT(INTR) or (NMI)), which is not
+///   answered here: the host takes it at STGI as after any exit, and the
+///   clock check of the caller runs.
+///
+/// The exits answered here are counted in `served_*`; `Vcpu::run` adds
+/// them to the statistics. Their time counts as guest time.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InPlace {
+    /// The VMCB's address and physical address, set by [`run_vmcb`].
+    vmcb: u64,
+    vmcb_pa: u64,
+    /// Non-zero when the CPU has NRIPS.
+    nrips: u64,
+    ping: CodeSite,
+    cpuid: CodeSite,
+    cpuid_leaf: u32,
+    cpuid_sub: u32,
+    /// Non-zero when `cpuid_answer` holds the answer for leaf and subleaf.
+    cpuid_valid: u64,
+    /// EAX, EBX, ECX, EDX.
+    cpuid_answer: [u32; 4],
+    /// Port reads with a constant answer, declared by the VMM.
+    ports: ConstantPorts,
+    served_pings: u64,
+    served_cpuids: u64,
+    served_port_reads: u64,
+}
+
+/// How many constant ports a VM may declare.
+pub const CONSTANT_PORTS: usize = 4;
+
+/// EXITINFO1 of an IOIO exit, the bits that pick out one port read: the
+/// port (31:16), the operand size (6:4), string (2) and IN (0) (AMD APM
+/// vol. 2, §15.10.2). The address size, segment and REP do not matter to
+/// an IN, and 0 is no IN.
+const IO_KEY_MASK: u64 = 0xFFFF_0075;
+
+/// Port reads the world switch answers itself: each entry the EXITINFO1
+/// bits of one IN ([`IO_KEY_MASK`]; 0 for none) and the value it reads.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConstantPorts {
+    entries: [[u64; 2]; CONSTANT_PORTS],
+}
+
+impl ConstantPorts {
+    /// The EXITINFO1 bits ([`IO_KEY_MASK`]) of an IN of `size` bytes (1, 2
+    /// or 4) from `port`.
+    fn key(port: u16, size: u8) -> Option<u64> {
+        let size_bit = match size {
+            1 => 1 << 4,
+            2 => 1 << 5,
+            4 => 1 << 6,
+            _ => return None,
+        };
+        Some(u64::from(port) << 16 | size_bit | 1)
+    }
+
+    /// Declares that an IN of `size` bytes (1, 2 or 4) from `port` reads
+    /// `value`, replacing what was declared for that port and size. False
+    /// if `size` or `value` is invalid or the table is full.
+    pub fn declare(&mut self, port: u16, size: u8, value: u32) -> bool {
+        let Some(key) = Self::key(port, size) else {
+            return false;
+        };
+        if size < 4 && value >> (8 * size) != 0 {
+            return false;
+        }
+        let slot =
+            self.entries.iter().position(|e| e[0] == key).or_else(|| self.entries.iter().position(|e| e[0] == 0));
+        let Some(i) = slot else {
+            return false;
+        };
+        self.entries[i] = [key, u64::from(value)];
+        true
+    }
+
+    /// What an IN (not INS) of `size` bytes from `port` reads, if declared:
+    /// the answer the world switch gives, for the exits it leaves to the
+    /// kernel's fast path (outside 64-bit mode, or single-stepping).
+    pub fn answer(&self, port: u16, size: u8) -> Option<u32> {
+        let key = Self::key(port, size)?;
+        self.entries.iter().find(|e| e[0] == key).map(|e| e[1] as u32)
+    }
+}
+
+/// The two instructions the world switch may answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InPlaceInsn {
+    Ping,
+    Cpuid,
+}
+
+impl InPlace {
+    /// Whether the CPU provides the next RIP (NRIPS).
+    pub fn set_nrips(&mut self, nrips: bool) {
+        self.nrips = u64::from(nrips);
+    }
+
+    fn site(&mut self, insn: InPlaceInsn) -> &mut CodeSite {
+        match insn {
+            InPlaceInsn::Ping => &mut self.ping,
+            InPlaceInsn::Cpuid => &mut self.cpuid,
+        }
+    }
+
+    /// `insn` was found at `rip` under `cr3`, in 64-bit mode, its bytes at
+    /// host address `bytes` (a VM RAM address that stays valid while the
+    /// vCPU lives).
+    pub fn remember_site(&mut self, insn: InPlaceInsn, cr3: u64, rip: u64, bytes: u64) {
+        *self.site(insn) = CodeSite { cr3, rip, bytes };
+    }
+
+    /// Forgets where `insn` was (its bytes were not there).
+    pub fn forget_site(&mut self, insn: InPlaceInsn) {
+        *self.site(insn) = CodeSite::default();
+    }
+
+    /// Forgets every site (the guest's RAM may be mapped elsewhere).
+    pub fn forget_sites(&mut self) {
+        self.ping = CodeSite::default();
+        self.cpuid = CodeSite::default();
+    }
+
+    /// CPUID(`leaf`, `sub`) answers `answer` (EAX, EBX, ECX, EDX) whatever
+    /// the vCPU's state.
+    pub fn remember_cpuid(&mut self, leaf: u32, sub: u32, answer: [u32; 4]) {
+        (self.cpuid_leaf, self.cpuid_sub, self.cpuid_answer, self.cpuid_valid) = (leaf, sub, answer, 1);
+    }
+
+    /// The port reads the VM declared constant.
+    pub fn set_ports(&mut self, ports: &ConstantPorts) {
+        self.ports = *ports;
+    }
+
+    /// The PINGs, CPUIDs and port reads answered here since the last call.
+    pub fn take_served(&mut self) -> Served {
+        let served =
+            Served { pings: self.served_pings, cpuids: self.served_cpuids, port_reads: self.served_port_reads };
+        (self.served_pings, self.served_cpuids, self.served_port_reads) = (0, 0, 0);
+        served
+    }
+}
+
+/// How many exits of each kind the world switch answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Served {
+    pub pings: u64,
+    pub cpuids: u64,
+    pub port_reads: u64,
+}
+
+impl Served {
+    pub fn any(&self) -> bool {
+        self.pings | self.cpuids | self.port_reads != 0
+    }
+}
 
 // The world switch. Called as
 //     svm_world_switch(regs: *mut GuestRegs, guest_vmcb_pa: u64, host_save_pa: u64)
@@ -168,9 +366,167 @@ global_asm!(
     "mov rdi, [rdi + {rdi}]",
     // Run the guest. At #VMEXIT the CPU restores the host's RSP, RIP, RAX
     // (= the guest VMCB address), RFLAGS (IF=1) and segments; GIF is 0.
+    "10:",
     "vmrun rax",
     ".global svm_vmexit_rip",
     "svm_vmexit_rip:",
+    // Exits answered in place (`InPlace` has the rules). RAX (the VMCB's
+    // physical address) is the only register free: PING and CPUID are
+    // picked out with it alone, so that other exits pay a few loads.
+    "mov rax, [rsp + 8]", // the GuestRegs pointer
+    "mov rax, [rax + {ip_vmcb}]",
+    "mov rax, [rax + {exit_code}]",
+    "cmp rax, {code_vmmcall}",
+    "je 14f",
+    "cmp rax, {code_cpuid}",
+    "je 14f",
+    "cmp rax, {code_ioio}",
+    "je 14f",
+    "15:",
+    "mov rax, [rsp + 8]",
+    "mov rax, [rax + {ip_vmcb_pa}]",
+    "jmp 19f",
+    // Beyond this, nothing but these three registers, saved on the stack,
+    // and the VMCB changes; a served exit goes straight back to VMRUN,
+    // still in the guest's context.
+    "14:",
+    "push rdi",
+    "push rsi",
+    "push r8",
+    "mov rdi, [rsp + 32]", // the GuestRegs pointer
+    "mov rsi, [rdi + {ip_vmcb}]",
+    "test dword ptr [rsi + {exit_int_info}], 0x80000000", // an event in delivery
+    "jnz 17f",
+    "test byte ptr [rsi + {int_control} + 1], 1", // V_IRQ (bit 8): an interrupt posted
+    "jnz 17f",
+    "test byte ptr [rsi + {rflags} + 1], 1", // TF (bit 8): single-stepping
+    "jnz 17f",
+    "test byte ptr [rsi + {efer} + 1], 4", // EFER.LMA (bit 10)
+    "jz 17f",
+    "test byte ptr [rsi + {cs_attrib} + 1], 2", // CS.L (attribute bit 9): 64-bit code
+    "jz 17f",
+    "mov r8, [rsi + {exit_code}]",
+    "cmp r8, {code_vmmcall}",
+    "je 12f",
+    "cmp r8, {code_ioio}",
+    "je 16f",
+    // CPUID: the answer for this leaf (EAX) and subleaf (ECX) is known.
+    "cmp qword ptr [rdi + {ip_cpuid_valid}], 0",
+    "je 17f",
+    "cmp ecx, dword ptr [rdi + {ip_cpuid_sub}]",
+    "jne 17f",
+    "mov r8d, dword ptr [rsi + {rax}]",
+    "cmp r8d, dword ptr [rdi + {ip_cpuid_leaf}]",
+    "jne 17f",
+    "mov r8, [rsi + {next_rip}]",
+    "cmp qword ptr [rdi + {ip_nrips}], 0",
+    "jne 11f",
+    "mov r8, [rdi + {ip_cpuid_site} + {site_bytes}]",
+    "test r8, r8",
+    "jz 17f",
+    "cmp word ptr [r8], 0xA20F", // 0F A2
+    "jne 17f",
+    "mov r8, [rsi + {cr3}]",
+    "cmp r8, [rdi + {ip_cpuid_site} + {site_cr3}]",
+    "jne 17f",
+    "mov r8, [rsi + {rip}]",
+    "cmp r8, [rdi + {ip_cpuid_site} + {site_rip}]",
+    "jne 17f",
+    "add r8, 2",
+    "11:",
+    "mov [rsi + {rip}], r8",
+    "mov r8d, dword ptr [rdi + {ip_cpuid_answer}]",
+    "mov [rsi + {rax}], r8",
+    "mov ebx, dword ptr [rdi + {ip_cpuid_answer} + 4]",
+    "mov ecx, dword ptr [rdi + {ip_cpuid_answer} + 8]",
+    "mov edx, dword ptr [rdi + {ip_cpuid_answer} + 12]",
+    "inc qword ptr [rdi + {ip_served_cpuids}]",
+    "jmp 18f",
+    // PING: RAX = 1 (hvabi::nr::PING) becomes 0.
+    "12:",
+    "cmp qword ptr [rsi + {rax}], {ping}",
+    "jne 17f",
+    "mov r8, [rsi + {next_rip}]",
+    "cmp qword ptr [rdi + {ip_nrips}], 0",
+    "jne 13f",
+    "mov r8, [rdi + {ip_ping_site} + {site_bytes}]",
+    "test r8, r8",
+    "jz 17f",
+    "cmp word ptr [r8], 0x010F", // 0F 01 D9
+    "jne 17f",
+    "cmp byte ptr [r8 + 2], 0xD9",
+    "jne 17f",
+    "mov r8, [rsi + {cr3}]",
+    "cmp r8, [rdi + {ip_ping_site} + {site_cr3}]",
+    "jne 17f",
+    "mov r8, [rsi + {rip}]",
+    "cmp r8, [rdi + {ip_ping_site} + {site_rip}]",
+    "jne 17f",
+    "add r8, 3",
+    "13:",
+    "mov [rsi + {rip}], r8",
+    "mov qword ptr [rsi + {rax}], 0",
+    "inc qword ptr [rdi + {ip_served_pings}]",
+    // The instruction is complete: the interrupt shadow ends; EVENTINJ is
+    // empty after an exit and no TLB flush is due.
+    "18:",
+    "and byte ptr [rsi + {int_shadow}], 0xFE",
+    "mov qword ptr [rsi + {event_inj}], 0",
+    "mov byte ptr [rsi + {tlb_control}], 0",
+    "pop r8",
+    "pop rsi",
+    "pop rdi",
+    "mov rax, [rsp + 8]",
+    "mov rax, [rax + {ip_vmcb_pa}]",
+    "jmp 10b",
+    // Not answered here: the whole way out.
+    "17:",
+    "pop r8",
+    "pop rsi",
+    "pop rdi",
+    "jmp 15b",
+    // IN from a port the VMM declared constant (`ConstantPorts`): the value
+    // goes into RAX as the CPU would put it (AL, AX, or EAX zero-extended),
+    // and the next RIP is in EXITINFO2 on every CPU.
+    "16:",
+    "mov r8d, dword ptr [rsi + {exit_info1}]",
+    "and r8d, {io_key_mask}",
+    "cmp r8, [rdi + {ip_ports}]",
+    "je 20f",
+    "cmp r8, [rdi + {ip_ports} + 16]",
+    "je 21f",
+    "cmp r8, [rdi + {ip_ports} + 32]",
+    "je 22f",
+    "cmp r8, [rdi + {ip_ports} + 48]",
+    "jne 17b",
+    "mov r8, [rdi + {ip_ports} + 56]",
+    "jmp 23f",
+    "20:",
+    "mov r8, [rdi + {ip_ports} + 8]",
+    "jmp 23f",
+    "21:",
+    "mov r8, [rdi + {ip_ports} + 24]",
+    "jmp 23f",
+    "22:",
+    "mov r8, [rdi + {ip_ports} + 40]",
+    "23:",
+    "test byte ptr [rsi + {exit_info1}], 0x10", // SZ8
+    "jz 24f",
+    "mov byte ptr [rsi + {rax}], r8b",
+    "jmp 26f",
+    "24:",
+    "test byte ptr [rsi + {exit_info1}], 0x20", // SZ16
+    "jz 25f",
+    "mov word ptr [rsi + {rax}], r8w",
+    "jmp 26f",
+    "25:",
+    "mov qword ptr [rsi + {rax}], r8", // SZ32: the value's upper half is 0
+    "26:",
+    "mov r8, [rsi + {exit_info2}]",
+    "mov [rsi + {rip}], r8",
+    "inc qword ptr [rdi + {ip_served_port_reads}]",
+    "jmp 18b",
+    "19:",
     "vmsave rax", // guest hidden state back into the guest VMCB
     "push rdi",   // guest RDI; the GuestRegs pointer is now at [rsp+16]
     "mov rdi, [rsp + 16]",
@@ -255,7 +611,49 @@ global_asm!(
     xstate = const offset_of!(GuestRegs, xstate),
     x87_pointer_fix = const offset_of!(GuestRegs, x87_pointer_fix),
     x87_sse = const guest_x86::regs::xcr0::X87 | guest_x86::regs::xcr0::SSE,
+    ip_vmcb = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, vmcb),
+    ip_vmcb_pa = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, vmcb_pa),
+    ip_nrips = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, nrips),
+    ip_ping_site = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, ping),
+    ip_cpuid_site = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, cpuid),
+    ip_cpuid_leaf = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, cpuid_leaf),
+    ip_cpuid_sub = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, cpuid_sub),
+    ip_cpuid_valid = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, cpuid_valid),
+    ip_cpuid_answer = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, cpuid_answer),
+    ip_served_pings = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, served_pings),
+    ip_served_port_reads = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, served_port_reads),
+    ip_ports = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, ports),
+    io_key_mask = const IO_KEY_MASK,
+    exit_info1 = const offset_of!(Vmcb, control) + offset_of!(ControlArea, exit_info1),
+    exit_info2 = const offset_of!(Vmcb, control) + offset_of!(ControlArea, exit_info2),
+    code_ioio = const vmcb::ExitCode::Ioio.to_raw(),
+    ip_served_cpuids = const offset_of!(GuestRegs, in_place) + offset_of!(InPlace, served_cpuids),
+    site_cr3 = const offset_of!(CodeSite, cr3),
+    site_rip = const offset_of!(CodeSite, rip),
+    site_bytes = const offset_of!(CodeSite, bytes),
+    exit_code = const offset_of!(Vmcb, control) + offset_of!(ControlArea, exit_code),
+    exit_int_info = const offset_of!(Vmcb, control) + offset_of!(ControlArea, exit_int_info),
+    int_control = const INT_CONTROL,
+    int_shadow = const offset_of!(Vmcb, control) + offset_of!(ControlArea, interrupt_shadow),
+    event_inj = const offset_of!(Vmcb, control) + offset_of!(ControlArea, event_inj),
+    tlb_control = const offset_of!(Vmcb, control) + offset_of!(ControlArea, tlb_control),
+    next_rip = const offset_of!(Vmcb, control) + offset_of!(ControlArea, next_rip),
+    rip = const offset_of!(Vmcb, save) + offset_of!(StateSaveArea, rip),
+    rax = const offset_of!(Vmcb, save) + offset_of!(StateSaveArea, rax),
+    rflags = const offset_of!(Vmcb, save) + offset_of!(StateSaveArea, rflags),
+    cr3 = const offset_of!(Vmcb, save) + offset_of!(StateSaveArea, cr3),
+    efer = const offset_of!(Vmcb, save) + offset_of!(StateSaveArea, efer),
+    cs_attrib = const offset_of!(Vmcb, save) + offset_of!(StateSaveArea, cs) + offset_of!(vmcb::Segment, attrib),
+    code_vmmcall = const vmcb::ExitCode::Vmmcall.to_raw(),
+    code_cpuid = const vmcb::ExitCode::Cpuid.to_raw(),
+    ping = const hvabi::nr::PING,
 );
+
+/// VMCB offset 0x060, the virtual interrupt control (V_IRQ is bit 8; AMD
+/// APM vol. 2, Appendix B), which the vmcb crate keeps private.
+const INT_CONTROL: usize = 0x60;
+const _: () = assert!(offset_of!(ControlArea, interrupt_shadow) == INT_CONTROL + 8);
+const _: () = assert!(guest_x86::regs::rflags::TF == 1 << 8 && guest_x86::regs::efer::LMA == 1 << 10);
 
 unsafe extern "C" {
     #[cfg_attr(test, allow(dead_code))]
@@ -306,6 +704,10 @@ pub fn run_vmcb(cpu: usize, regs: &mut GuestRegs, vmcb: &mut super::vmspace::Gue
         // The VMCB is bound to its VmSpace, whose nested page table and permission maps stay allocated while the
         // VMCB exists and let the guest reach only its own RAM, the ports the VMM passed through and the MSRs the
         // switch swaps; `vmcb` keeps the pointers and the intercepts that guard them out of safe code's reach.
+        // The exits answered in place read the VMCB through this address and the bytes at the `CodeSite`s, which
+        // `InPlace::remember_site`'s callers took from this VM's RAM: mapped for the VM's life, which outlasts the vCPU.
+        regs.in_place.vmcb = core::ptr::addr_of_mut!(**vmcb) as u64;
+        regs.in_place.vmcb_pa = vmcb.pa();
         // SAFETY: as above; VMRUN checks the rest of the state (VMEXIT_INVALID). The host save page is this CPU's
         // own, SVM was enabled on every CPU at boot, and `&mut` keeps the VMCB off other CPUs.
         unsafe {
@@ -321,4 +723,33 @@ pub fn run_vmcb(cpu: usize, regs: &mut GuestRegs, vmcb: &mut super::vmspace::Gue
 pub fn invlpga(va: u64, asid: u32) {
     // SAFETY: INVLPGA only drops TLB entries; SVM is enabled.
     unsafe { core::arch::asm!("invlpga rax, ecx", in("rax") va, in("ecx") asid, options(nostack, preserves_flags)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_port_answers_exactly_its_in_of_its_size() {
+        let mut p = ConstantPorts::default();
+        assert!(p.declare(0xE9, 1, 0xE9));
+        assert_eq!(p.answer(0xE9, 1), Some(0xE9));
+        assert_eq!(p.answer(0xE9, 2), None, "a word read");
+        assert_eq!(p.answer(0xEA, 1), None, "another port");
+        assert_eq!(ConstantPorts::default().answer(0xE9, 1), None, "an empty table answers nothing");
+    }
+
+    #[test]
+    fn the_world_switch_mask_picks_out_the_declared_in_from_exitinfo1() {
+        // What the assembly compares: EXITINFO1 & IO_KEY_MASK against the key.
+        let key = ConstantPorts::key(0xE9, 1).unwrap();
+        // `in al, 0xE9` in 64-bit mode: port, SZ8, A64, IN.
+        let in_al = 0xE9 << 16 | 1 << 4 | 1 << 9 | 1;
+        assert_eq!(in_al & IO_KEY_MASK, key);
+        assert_eq!((in_al | 1 << 3) & IO_KEY_MASK, key, "REP does not change an IN");
+        assert_ne!((in_al & !1) & IO_KEY_MASK, key, "an OUT");
+        assert_ne!((in_al | 1 << 2) & IO_KEY_MASK, key, "INS");
+        assert_ne!((0xE9 << 16 | 1 << 5 | 1) & IO_KEY_MASK, key, "a word read");
+        assert_ne!(0, key, "an empty entry matches nothing");
+    }
 }

@@ -131,9 +131,11 @@ impl VmSpace {
     }
 
     /// The `N` bytes at `gpa`, read in place, if they lie in one chunk of
-    /// RAM (a few bytes of code, for the fast path). The chunk `hint` names
-    /// is tried first, and `hint` then names the chunk that held them.
-    pub fn read_array<const N: usize>(&self, gpa: u64, hint: &mut ChunkHint) -> Option<[u8; N]> {
+    /// RAM (a few bytes of code, for the fast path), and their host
+    /// address, which stays theirs while the VM lives (chunks are never
+    /// unmapped). The chunk `hint` names is tried first, and `hint` then
+    /// names the chunk that held them.
+    pub fn read_array<const N: usize>(&self, gpa: u64, hint: &mut ChunkHint) -> Option<([u8; N], u64)> {
         let c = match self.ram.get(usize::from(hint.0)) {
             Some(c) if c.holds(gpa) => c,
             _ => {

@@ -38,6 +38,9 @@ impl Sys for Kernel {
     fn set_io_intercept(&self, vm: VmHandle, port: u16, intercept: bool) -> SysResult<()> {
         sys_set_io_intercept(Caller::current()?, vm, port, intercept)
     }
+    fn declare_constant_port(&self, vm: VmHandle, port: u16, size: u8, value: u32) -> SysResult<()> {
+        sys_declare_constant_port(Caller::current()?, vm, port, size, value)
+    }
     fn run(&self, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<VmExit> {
         sys_run(Caller::current()?, vcpu, deadline_ns)
     }
@@ -73,6 +76,9 @@ impl Sys for Kernel {
     }
     fn seg(&self, vcpu: VcpuHandle, r: SegReg) -> SysResult<Segment> {
         sys_seg_get(Caller::current()?, vcpu, r)
+    }
+    fn code_at_rip(&self, vcpu: VcpuHandle) -> SysResult<sysabi::CodeAtRip> {
+        sys_code_at_rip(Caller::current()?, vcpu)
     }
     fn set_seg(&self, vcpu: VcpuHandle, r: SegReg, s: Segment) -> SysResult<()> {
         sys_seg_set(Caller::current()?, vcpu, r, s)

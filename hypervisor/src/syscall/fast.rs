@@ -18,11 +18,14 @@
 //! [`WalkLimits`]: guest_x86::decode::WalkLimits
 //! [`VmSpace::read_array`]: crate::arch::vmspace::VmSpace::read_array
 use crate::arch::phys::PAGE;
+use crate::arch::svm::InPlaceInsn;
 use crate::arch::vmspace::ChunkHint;
 use crate::vm::cpuid::{CpuModel, CpuidResult};
 use crate::vm::{NextRipSource, Reg, SegReg, Vcpu, Vm};
-use guest_x86::decode::{translate, AccessKind};
+use guest_x86::decode::{fetch, translate, AccessKind, CpuMode, MAX_INSN_LEN};
 use guest_x86::regs::{cr0, efer};
+use sysabi::CodeAtRip;
+use vmcb::{IoDirection, IoioInfo};
 
 const CPUID: [u8; 2] = [0x0F, 0xA2];
 const VMMCALL: [u8; 3] = [0x0F, 0x01, 0xD9];
@@ -50,13 +53,16 @@ fn is_64bit(v: &Vcpu) -> bool {
 }
 
 /// The RIP after the intercepted instruction, if it is `insn`, and where
-/// that came from.
+/// that came from. Without NRIPS, in 64-bit mode, the world switch is told
+/// where the bytes were, so that it answers the next exit at this RIP
+/// itself (`InPlace`); bytes that are not `insn` make it forget.
 fn next_rip<const N: usize>(
-    v: &Vcpu,
+    v: &mut Vcpu,
     cache: &mut CodeCache,
     vm: &Vm,
     nrips: bool,
     insn: &[u8; N],
+    which: InPlaceInsn,
 ) -> Option<(u64, NextRipSource)> {
     if nrips {
         return Some((v.next_rip_raw(), NextRipSource::Nrips));
@@ -85,11 +91,18 @@ fn next_rip<const N: usize>(
             }
         }
     };
-    let bytes: [u8; N] = vm.ram().read_array(gpa_page + offset, &mut cache.chunk)?;
+    let Some((bytes, at)) = vm.ram().read_array::<N>(gpa_page + offset, &mut cache.chunk) else {
+        v.forget_in_place_site(which);
+        return None;
+    };
     // Byte by byte: two or three compares, where a slice compare calls memcmp.
     if bytes.iter().zip(insn).any(|(seen, want)| seen != want) {
         cache.page = None;
+        v.forget_in_place_site(which);
         return None;
+    }
+    if long {
+        v.remember_in_place_site(which, rip, at);
     }
     let next = rip.wrapping_add(N as u64);
     Some((if long { next } else { next & 0xFFFF_FFFF }, NextRipSource::Decoded))
@@ -111,12 +124,18 @@ pub fn guest_cpuid(m: &CpuModel, v: &Vcpu, index: u16, leaf: u32, sub: u32) -> C
     m.answer(leaf, sub, &v.cpuid_view(u32::from(index)))
 }
 
-/// CPUID, answered from the VM's model.
+/// CPUID, answered from the VM's model. An answer that depends on the
+/// leaf and subleaf alone is handed to the world switch, which gives it
+/// again itself while the guest asks for the same leaf (`InPlace`).
 pub fn cpuid(v: &mut Vcpu, vm: &Vm, cache: &mut CodeCache, nrips: bool, index: u16) -> bool {
-    let Some((next, from)) = next_rip(v, cache, vm, nrips, &CPUID) else {
+    let Some((next, from)) = next_rip(v, cache, vm, nrips, &CPUID, InPlaceInsn::Cpuid) else {
         return false;
     };
-    let r = guest_cpuid(&vm.cpuid, v, index, v.reg(Reg::Rax) as u32, v.reg(Reg::Rcx) as u32);
+    let (leaf, sub) = (v.reg(Reg::Rax) as u32, v.reg(Reg::Rcx) as u32);
+    let r = guest_cpuid(&vm.cpuid, v, index, leaf, sub);
+    if !CpuModel::depends_on_state(leaf, sub) {
+        v.remember_in_place_cpuid(leaf, sub, [r.eax, r.ebx, r.ecx, r.edx]);
+    }
     v.set_reg(Reg::Rax, u64::from(r.eax));
     v.set_reg(Reg::Rbx, u64::from(r.ebx));
     v.set_reg(Reg::Rcx, u64::from(r.ecx));
@@ -131,10 +150,49 @@ pub fn ping(v: &mut Vcpu, vm: &Vm, cache: &mut CodeCache, nrips: bool) -> bool {
     if nr != PING {
         return false;
     }
-    let Some((next, from)) = next_rip(v, cache, vm, nrips, &VMMCALL) else {
+    let Some((next, from)) = next_rip(v, cache, vm, nrips, &VMMCALL, InPlaceInsn::Ping) else {
         return false;
     };
     v.set_reg(Reg::Rax, 0);
     v.complete_instruction(next, from);
     true
+}
+
+/// An IN from a port the VMM declared constant (`Vm::declare_constant_port`),
+/// where the world switch left it to us (outside 64-bit mode, or
+/// single-stepping): the declared value goes into RAX and the instruction
+/// completes at EXITINFO2's next RIP.
+pub fn constant_port_read(v: &mut Vcpu, vm: &Vm, io: &IoioInfo, next_rip: u64) -> bool {
+    if io.direction != IoDirection::In || io.string {
+        return false;
+    }
+    let size = io.size.bytes();
+    let Some(value) = vm.constant_port(io.port, size) else {
+        return false;
+    };
+    let Some(rax) = sysabi::rax_after_in(v.reg(Reg::Rax), size, value) else {
+        return false;
+    };
+    v.set_reg(Reg::Rax, rax);
+    v.complete_instruction(next_rip, NextRipSource::IoExitInfo);
+    true
+}
+
+/// The instruction bytes at the guest's RIP, for the VMM's decoder: fetched
+/// as the CPU fetches code, with the VM's walk limits, reading the guest's
+/// page tables in place rather than through one call per read.
+pub fn code_at_rip(v: &Vcpu, vm: &Vm) -> Option<CodeAtRip> {
+    let (cr0, efer, rip) = (v.reg(Reg::Cr0), v.reg(Reg::Efer), v.reg(Reg::Rip));
+    let cs = v.seg(SegReg::Cs);
+    let a = cs.attributes();
+    let mode = CpuMode::from_state(cr0, efer, v.reg(Reg::Rflags), a.long(), a.default_big());
+    let paging = vm.walk_limits.paging(cr0, v.reg(Reg::Cr3), v.reg(Reg::Cr4), efer);
+    let mut bytes = [0; MAX_INSN_LEN];
+    let fetched = fetch(vm.ram(), &paging, mode, cs.base, rip, v.reg(Reg::Cpl) == 3, &mut bytes).ok()?;
+    let bits = match mode {
+        CpuMode::Bits16 => 16,
+        CpuMode::Bits32 => 32,
+        CpuMode::Bits64 => 64,
+    };
+    Some(CodeAtRip { rip, bits, len: fetched.len as u8, bytes })
 }

@@ -388,6 +388,19 @@ pub fn sys_set_io_intercept(caller: Caller, vm: VmHandle, port: u16, intercept: 
     })
 }
 
+/// Declares that an IN of `size` bytes (1, 2 or 4) from `port` always
+/// reads `value` and has no effect: the kernel answers it without
+/// returning to the caller (docs/exit-path.md, "Which exits the kernel
+/// answers").
+pub fn sys_declare_constant_port(caller: Caller, vm: VmHandle, port: u16, size: u8, value: u32) -> SysResult<()> {
+    with_vm_mut(caller, vm, |obj| {
+        if !matches!(size, 1 | 2 | 4) || (size < 4 && value >> (8 * size) != 0) {
+            return Err(SysError::BadArgument);
+        }
+        obj.vm.declare_constant_port(port, size, value).then_some(()).ok_or(SysError::NoSlot)
+    })
+}
+
 /// Enters the guest on the current CPU until an exit the caller must
 /// handle, or until `deadline_ns` (nanoseconds since boot; [`NEVER`] for
 /// none), when it returns [`VmExit::Intr`]. Exits that need no device model
@@ -486,6 +499,7 @@ fn guest_loop(
         let handled = match exit {
             VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &vmobj.vm, &mut obj.code_page, nrips, obj.index),
             VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &vmobj.vm, &mut obj.code_page, nrips),
+            VmExit::Io { io, next_rip } => fast::constant_port_read(&mut obj.vcpu, &vmobj.vm, &io, next_rip),
             // The host has taken its interrupt; the clock says what it meant.
             VmExit::Intr => true,
             // The guest gets its DR0-DR3 and the MOV runs again, on the CPU.
@@ -598,6 +612,11 @@ pub fn sys_write_cr4(caller: Caller, vcpu: VcpuHandle, value: u64) -> SysResult<
 /// CPU would raise instead.
 pub fn sys_xsetbv(caller: Caller, vcpu: VcpuHandle, index: u32, value: u64) -> SysResult<Result<(), GuestFault>> {
     with_vcpu(caller, vcpu, |v| v.xsetbv(index, value))
+}
+
+/// The instruction bytes at the guest's RIP (see [`fast::code_at_rip`]).
+pub fn sys_code_at_rip(caller: Caller, vcpu: VcpuHandle) -> SysResult<sysabi::CodeAtRip> {
+    with_vcpu_and_vm(caller, vcpu, |v, vm| fast::code_at_rip(&v.vcpu, &vm.vm))?.ok_or(SysError::BadGuestAddress)
 }
 
 /// What the guest's CPUID(`leaf`, `subleaf`) returns on `vcpu`.

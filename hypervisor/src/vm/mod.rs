@@ -36,7 +36,7 @@ pub use sysabi::{ExitReason, NextRipSource, RawExit, Reg, SegReg, VmExit};
 
 use crate::arch::frames::{FrameError, PoolId};
 use crate::arch::phys::PhysRun;
-use crate::arch::svm::GuestRegs;
+use crate::arch::svm::{ConstantPorts, GuestRegs, InPlaceInsn, Served};
 use crate::arch::vmspace::{GuestVmcb, MapError, VmSpace};
 use asid::{AsidAllocator, AsidTag, TlbAction};
 use guest_x86::decode::WalkLimits;
@@ -292,6 +292,8 @@ impl Vcpu {
         }
 
         cpu.load_tsc_aux(self.tsc_aux);
+        self.regs.in_place.set_nrips(cpu.caps.nrips);
+        self.regs.in_place.set_ports(&vm.constant_ports);
         let guest_dr = self.debug.before_run();
         let entered_at = crate::arch::cpu::rdtsc();
         if let Some((reason, at)) = self.open_exit.take() {
@@ -300,6 +302,10 @@ impl Vcpu {
         crate::arch::svm::run_vmcb(cpu.cpu, &mut self.regs, &mut self.vmcb);
         let exited_at = crate::arch::cpu::rdtsc();
         self.guest_cycles = self.guest_cycles.wrapping_add(exited_at.wrapping_sub(entered_at));
+        let served = self.regs.in_place.take_served();
+        if served.any() {
+            self.count_served_in_place(cpu.caps.nrips, served);
+        }
         if guest_dr && self.debug.after_run(&cpu.host_dr, self.vmcb.save.dr7) {
             self.set_dr_intercepts();
         }
@@ -330,6 +336,36 @@ impl Vcpu {
         exit
     }
 
+    /// Counts the exits the world switch answered in place (counted, not
+    /// timed: their time is in `guest_cycles`).
+    fn count_served_in_place(&mut self, nrips: bool, served: Served) {
+        self.stats.count_many(ExitReason::Vmmcall, served.pings);
+        self.stats.count_many(ExitReason::Cpuid, served.cpuids);
+        self.stats.count_many(ExitReason::Io, served.port_reads);
+        let insns = if nrips { &mut self.paths.nrips } else { &mut self.paths.decoded };
+        *insns += served.pings + served.cpuids;
+        self.paths.io_exitinfo += served.port_reads;
+    }
+
+    /// Without NRIPS: `insn` was found at `rip` (64-bit mode) under the
+    /// guest's current CR3, its bytes at host address `bytes` in the VM's
+    /// RAM; the world switch answers it there itself from now on.
+    pub fn remember_in_place_site(&mut self, insn: InPlaceInsn, rip: u64, bytes: u64) {
+        let cr3 = self.vmcb.save.cr3;
+        self.regs.in_place.remember_site(insn, cr3, rip, bytes);
+    }
+
+    /// `insn` was not where the world switch would look for it.
+    pub fn forget_in_place_site(&mut self, insn: InPlaceInsn) {
+        self.regs.in_place.forget_site(insn);
+    }
+
+    /// CPUID(`leaf`, `sub`) answers `answer` whatever this vCPU's state:
+    /// the world switch gives it itself from now on.
+    pub fn remember_in_place_cpuid(&mut self, leaf: u32, sub: u32, answer: [u32; 4]) {
+        self.regs.in_place.remember_cpuid(leaf, sub, answer);
+    }
+
     /// Gives this vCPU an ASID on this CPU whose TLB entries are not stale,
     /// and tells VMRUN what to flush.
     fn prepare_tlb(&mut self, cpu: &mut CpuVm, vm: &Vm) {
@@ -340,8 +376,12 @@ impl Vcpu {
         let stale = self.npt_generation != vm.npt_generation || self.flush_requested;
         self.npt_generation = vm.npt_generation;
         self.flush_requested = false;
-        if stale && !cpu.caps.flush_by_asid {
-            self.asid = AsidTag::default();
+        if stale {
+            // The guest's code may now be elsewhere in RAM.
+            self.regs.in_place.forget_sites();
+            if !cpu.caps.flush_by_asid {
+                self.asid = AsidTag::default();
+            }
         }
         let tlb = match cpu.asids.ensure(&mut self.asid) {
             TlbAction::None if stale => {
@@ -620,6 +660,9 @@ pub struct Vm {
     /// What that CPUID tells the guest about its page tables, for the
     /// kernel's walks of them.
     pub walk_limits: WalkLimits,
+    /// Port reads whose value the VMM declared constant: the world switch
+    /// answers them (`arch::svm::InPlace`).
+    constant_ports: ConstantPorts,
 }
 
 impl Vm {
@@ -632,7 +675,7 @@ impl Vm {
             let r = cpuid.answer(leaf, sub, &view);
             [r.eax, r.ebx, r.ecx, r.edx]
         });
-        Ok(Vm { space: VmSpace::new(pool)?, npt_generation: 0, cpuid, walk_limits })
+        Ok(Vm { space: VmSpace::new(pool)?, npt_generation: 0, cpuid, walk_limits, constant_ports: Default::default() })
     }
 
     /// Takes back a vCPU of this VM and frees its VMCB.
@@ -643,6 +686,20 @@ impl Vm {
     /// Intercept (or pass through) a guest I/O port.
     pub fn set_io_intercept(&mut self, port: u16, intercept: bool) {
         self.space.set_io_intercept(port, intercept);
+    }
+
+    /// The VMM declares that an IN of `size` bytes from `port` always reads
+    /// `value` and that reading it changes nothing: the kernel may answer
+    /// it without the VMM. False if `size` (1, 2, 4) or `value` does not
+    /// fit, or [`CONSTANT_PORTS`](crate::arch::svm::CONSTANT_PORTS) ports
+    /// are declared already.
+    pub fn declare_constant_port(&mut self, port: u16, size: u8, value: u32) -> bool {
+        self.constant_ports.declare(port, size, value)
+    }
+
+    /// What an IN of `size` bytes from `port` reads, if the VMM declared it.
+    pub fn constant_port(&self, port: u16, size: u8) -> Option<u32> {
+        self.constant_ports.answer(port, size)
     }
 
     /// Maps `run`, zeroed, as guest RAM at `gpa` (see [`VmSpace::map_ram`]).

@@ -1,12 +1,14 @@
 //! A scripted kernel: implements `sysabi::Sys` with guest registers, guest
 //! RAM in a `Vec`, a queue of exits for `run` to return, and a record of
 //! the calls the VMM makes.
+use guest_x86::decode::{fetch, CpuMode, WalkLimits, MAX_INSN_LEN};
+use guest_x86::mem::VecMemory;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use sysabi::{
-    ClockHandle, ConsoleHandle, CpuUsage, CpuidResult, ExitStats, Grants, GuestFault, GuestSpan, MacAddr, NetHandle,
-    NetPortInfo, NetStats, NextRipSource, PathStats, Reg, SchedHandle, SegReg, Sys, SysError, SysResult, ThreadCpu,
-    VcpuHandle, VcpuInfo, VmExit, VmHandle,
+    ClockHandle, CodeAtRip, ConsoleHandle, CpuUsage, CpuidResult, ExitStats, Grants, GuestFault, GuestSpan, MacAddr,
+    NetHandle, NetPortInfo, NetStats, NextRipSource, PathStats, Reg, SchedHandle, SegReg, Sys, SysError, SysResult,
+    ThreadCpu, VcpuHandle, VcpuInfo, VmExit, VmHandle,
 };
 use vmcb::{EventInj, Segment};
 
@@ -210,6 +212,11 @@ impl Sys for FakeSys {
         Ok(())
     }
 
+    // The fake kernel answers no exit itself: every port read reaches the VMM.
+    fn declare_constant_port(&self, _vm: VmHandle, _port: u16, _size: u8, _value: u32) -> SysResult<()> {
+        Ok(())
+    }
+
     fn run(&self, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<VmExit> {
         assert_eq!(vcpu, VCPU, "the VMM named another vCPU");
         self.record(Call::Run { deadline_ns });
@@ -267,6 +274,32 @@ impl Sys for FakeSys {
 
     fn seg(&self, _vcpu: VcpuHandle, r: SegReg) -> SysResult<Segment> {
         Ok(self.0.lock().expect("the fake's state").segs.get(&key(r)).copied().unwrap_or(Segment::real_mode(0)))
+    }
+
+    // As the kernel fetches (`syscall::fast::code_at_rip`): through the
+    // guest's page tables in the fake's RAM, with the walk limits its CPUID
+    // states.
+    fn code_at_rip(&self, vcpu: VcpuHandle) -> SysResult<CodeAtRip> {
+        let r = |reg| self.get(reg);
+        let cs = self.seg(vcpu, SegReg::Cs)?;
+        let a = cs.attributes();
+        let (cr0, efer, rip) = (r(Reg::Cr0), r(Reg::Efer), r(Reg::Rip));
+        let mode = CpuMode::from_state(cr0, efer, r(Reg::Rflags), a.long(), a.default_big());
+        let limits = WalkLimits::from_cpuid(|leaf, sub| {
+            let c = self.cpuid(vcpu, leaf, sub).unwrap_or_default();
+            [c.eax, c.ebx, c.ecx, c.edx]
+        });
+        let paging = limits.paging(cr0, r(Reg::Cr3), r(Reg::Cr4), efer);
+        let mem = VecMemory(self.0.lock().expect("the fake's state").ram.clone());
+        let mut bytes = [0; MAX_INSN_LEN];
+        let fetched = fetch(&mem, &paging, mode, cs.base, rip, r(Reg::Cpl) == 3, &mut bytes)
+            .map_err(|_| SysError::BadGuestAddress)?;
+        let bits = match mode {
+            CpuMode::Bits16 => 16,
+            CpuMode::Bits32 => 32,
+            CpuMode::Bits64 => 64,
+        };
+        Ok(CodeAtRip { rip, bits, len: fetched.len as u8, bytes })
     }
 
     fn set_seg(&self, _vcpu: VcpuHandle, r: SegReg, s: Segment) -> SysResult<()> {

@@ -11,6 +11,7 @@ const VM_CALLS: &[NamedCall<VmHandle>] = &[
     ("guest_read", |c, vm| sys_guest_read(c, vm, 0x1000, &mut [0; 10])),
     ("vm_ram", |c, vm| sys_vm_ram(c, vm).map(drop)),
     ("set_io_intercept", |c, vm| sys_set_io_intercept(c, vm, 0x3F8, false)),
+    ("declare_constant_port", |c, vm| sys_declare_constant_port(c, vm, 0xE9, 1, 0xE9)),
     ("vcpu_create", |c, vm| sys_vcpu_create(c, vm).map(drop)),
 ];
 
@@ -206,4 +207,19 @@ fn vcpu_create_beyond_the_quota_is_refused_and_keeps_nothing() {
     let vm = sys_vm_create(tight.caller()).unwrap();
     assert_eq!(sys_vcpu_create(tight.caller(), vm), Err(SysError::OutOfQuota));
     assert_eq!(tight.frames_used(), vm_frames, "the refused vCPU kept no frame");
+}
+
+#[test]
+fn constant_ports_take_sizes_1_2_4_with_values_that_fit_and_four_ports_at_most() {
+    let _k = kernel();
+    let w = two_vms();
+    let declare = |port, size, value| sys_declare_constant_port(w.a.caller(), w.vm_a, port, size, value);
+    assert_eq!(declare(0xE9, 3, 0), Err(SysError::BadArgument), "size 3");
+    assert_eq!(declare(0xE9, 1, 0x100), Err(SysError::BadArgument), "a byte read cannot give 0x100");
+    assert_eq!(declare(0xE9, 2, 0x1_0000), Err(SysError::BadArgument), "a word read cannot give 0x10000");
+    for port in 0x80..0x84 {
+        assert_eq!(declare(port, 4, 0xFFFF_FFFF), Ok(()), "port {port:#x}");
+    }
+    assert_eq!(declare(0x81, 4, 7), Ok(()), "declaring a port again replaces its value");
+    assert_eq!(declare(0x84, 1, 0), Err(SysError::NoSlot), "a fifth port");
 }

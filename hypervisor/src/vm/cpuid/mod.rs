@@ -167,6 +167,14 @@ impl CpuModel {
         }
     }
 
+    /// CPUID(`leaf`, `sub`)'s answer depends on the vCPU and its state
+    /// ([`GuestView`]), not only on the model: leaf 1 (the APIC ID, OSXSAVE)
+    /// and leaf 0xD subleaf 0 (the XSAVE area size for the guest's XCR0).
+    /// Keep in step with [`Self::answer`].
+    pub fn depends_on_state(leaf: u32, sub: u32) -> bool {
+        matches!((leaf, sub), (1, _) | (0xD, 0))
+    }
+
     /// What CPUID(`leaf`, `sub`) returns to the vCPU described by `g`.
     pub fn answer(&self, leaf: u32, sub: u32, g: &GuestView) -> CpuidResult {
         match leaf {

@@ -283,3 +283,32 @@ fn bochs_phenom_has_no_xsave_so_the_guest_gets_none() {
     assert_eq!(m.xcr0_supported(), 0);
     assert!(!m.shows(shown::RDPID));
 }
+
+#[test]
+fn answers_that_do_not_depend_on_state_are_the_same_for_every_vcpu_cr4_and_xcr0() {
+    // The world switch repeats such answers without asking the model again
+    // (arch::svm::InPlace): a leaf missing from `depends_on_state` would be
+    // answered stale.
+    let models = [
+        ("all ones", CpuModel::new(&all_ones, xcr0::X87 | xcr0::SSE | xcr0::AVX, 1)),
+        ("bochs ryzen", Dump::parse(include_str!("dumps/bochs-ryzen.txt")).model()),
+        ("qemu max", Dump::parse(include_str!("dumps/qemu-max.txt")).model()),
+    ];
+    let views = [
+        GuestView { index: 0, cr4: 0, xcr0: xcr0::X87 },
+        GuestView { index: 3, cr4: !0, xcr0: !0 },
+        GuestView { index: 1, cr4: cr4::OSXSAVE, xcr0: xcr0::X87 | xcr0::SSE | xcr0::AVX },
+    ];
+    for (name, m) in &models {
+        for leaf in (0..0x20).chain(0x4000_0000..0x4000_0004).chain(0x8000_0000..0x8000_0020) {
+            for sub in 0..4 {
+                let answers: Vec<CpuidResult> = views.iter().map(|v| m.answer(leaf, sub, v)).collect();
+                let same = answers.windows(2).all(|w| w[0] == w[1]);
+                assert!(
+                    same || CpuModel::depends_on_state(leaf, sub),
+                    "{name}: CPUID {leaf:#x}.{sub} differs between vCPU states but is not marked: {answers:?}"
+                );
+            }
+        }
+    }
+}
