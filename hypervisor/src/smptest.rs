@@ -11,7 +11,13 @@
 //!    again until body 0's kick has come; body 0 waits [`KICK_DELAY_NS`]
 //!    so that CPU 1 is in its HLT, then kicks (`vcpu_kick`). The time from
 //!    the kick to the halt's return, far below the deadline, shows the kick
-//!    woke the halted CPU.
+//!    woke the halted CPU;
+//! 3. body 1 then runs its vCPU's guest (`jmp $` at the reset vector, IF=1,
+//!    deadline [`HALT_NS`] away) on CPU 1, while body 0 maps more RAM into
+//!    the VM (`npt_map`: the TLB shootdown makes CPU 1 leave the guest and
+//!    waits for it) and then kicks the vCPU: `run` returns `Intr` soon
+//!    after the kick, far before its deadline, and the map came back while
+//!    the guest ran.
 //!
 //! The report is one line starting with `smp-selftest:`.
 use crate::proc::{self, Pid};
@@ -29,8 +35,16 @@ const HALT_NS: u64 = 2_000_000_000;
 const KICK_DELAY_NS: u64 = 5_000_000;
 /// A kick that wakes the halt later than this counts as not waking it.
 const WAKE_LIMIT_NS: u64 = 100_000_000;
-/// Frames for the test process: a VM (permission maps, table root) and a VMCB.
-const QUOTA: u64 = 64;
+/// Frames for the test process: a VM (permission maps, tables), a VMCB,
+/// the page of the reset vector and [`MAP_LEN`] of RAM.
+const QUOTA: u64 = 256;
+/// The page the reset vector (0xFFFF_FFF0) lies in.
+const RESET_PAGE: u64 = 0xFFFF_F000;
+/// `jmp $`: the guest spins.
+const SPIN: [u8; 2] = [0xEB, 0xFE];
+/// The RAM body 0 maps while the guest runs.
+const MAP_AT: u64 = 0x10_0000;
+const MAP_LEN: u64 = 0x1_0000;
 
 /// What the check saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,6 +57,10 @@ pub struct SmpReport {
     pub wake_ns: Option<u64>,
     /// Halts body 1 made until the kick came (1 when the kick found it halted).
     pub halts: usize,
+    /// How long `npt_map` took while the guest ran on the other CPU, in ns.
+    pub map_ns: Option<u64>,
+    /// From the kick to the running guest's `run` returning `Intr`, in ns.
+    pub run_kick_ns: Option<u64>,
     /// The first call that failed, if any.
     pub failed: Option<&'static str>,
 }
@@ -53,6 +71,8 @@ impl SmpReport {
             && self.overlapped
             && self.body_cpus[0] != self.body_cpus[1]
             && self.wake_ns.is_some_and(|ns| ns < WAKE_LIMIT_NS)
+            && self.map_ns.is_some_and(|ns| ns < WAKE_LIMIT_NS)
+            && self.run_kick_ns.is_some_and(|ns| ns < WAKE_LIMIT_NS)
     }
 }
 
@@ -70,6 +90,14 @@ impl fmt::Display for SmpReport {
         match self.wake_ns {
             Some(ns) => write!(f, "kick woke the halted vCPU in {} us (halts={})", ns / 1000, self.halts)?,
             None => write!(f, "kick did not wake the halted vCPU")?,
+        }
+        match self.map_ns {
+            Some(ns) => write!(f, "; npt_map beside the running guest took {} us", ns / 1000)?,
+            None => write!(f, "; npt_map beside the running guest did not return")?,
+        }
+        match self.run_kick_ns {
+            Some(ns) => write!(f, "; kick ended the running guest in {} us", ns / 1000)?,
+            None => write!(f, "; kick did not end the running guest")?,
         }
         if let Some(call) = self.failed {
             write!(f, "; {call} failed")?;
@@ -146,12 +174,20 @@ fn check_thread(_: usize) {
 fn check(g: Grants) -> SmpReport {
     let k = crate::syscall::Kernel;
     let mut report = SmpReport::default();
-    let vcpu = match k.vm_create().and_then(|vm| k.vcpu_create(vm)) {
-        Ok(v) => v,
-        Err(_) => {
-            report.failed = Some("vm_create/vcpu_create");
-            return report;
-        }
+    let made = k.vm_create().and_then(|vm| {
+        k.npt_map(vm, RESET_PAGE, 0x1000)?;
+        k.guest_write(vm, 0xFFFF_FFF0, &SPIN)?;
+        let vcpu = k.vcpu_create(vm)?;
+        // IF=1: Bochs 2.7 (ryzen) was seen to take no #VMEXIT(INTR) at all
+        // while the guest's IF is 0, V_INTR_MASKING notwithstanding (the
+        // host's IF decides, APM vol. 2, §15.21.1): a `jmp $` guest with
+        // IF=0 there is neither preempted nor kicked.
+        k.set_reg(vcpu, sysabi::Reg::Rflags, 0x202)?;
+        Ok((vm, vcpu))
+    });
+    let Ok((vm, vcpu)) = made else {
+        report.failed = Some("vm_create/npt_map/guest_write/vcpu_create");
+        return report;
     };
     let cpus = [AtomicUsize::new(0), AtomicUsize::new(0)];
     let inside = AtomicUsize::new(0);
@@ -161,6 +197,16 @@ fn check(g: Grants) -> SmpReport {
     let woke_at = AtomicU64::new(0);
     let halts = AtomicUsize::new(0);
     let call_failed = AtomicBool::new(false);
+    let running = AtomicBool::new(false);
+    let map_ns = AtomicU64::new(u64::MAX);
+    let run_kicked_at = AtomicU64::new(0);
+    let run_exited_at = AtomicU64::new(0);
+    let wait_ns = |ns: u64| {
+        let at = now() + ns;
+        while now() < at {
+            core::hint::spin_loop();
+        }
+    };
     let body = |i: usize| {
         cpus[i].store(crate::arch::cpu::current() + 1, SeqCst);
         inside.fetch_add(1, SeqCst);
@@ -180,16 +226,32 @@ fn check(g: Grants) -> SmpReport {
                 }
             }
             woke_at.store(now(), SeqCst);
+            running.store(true, SeqCst);
+            match k.run(vcpu, now() + HALT_NS) {
+                Ok(sysabi::VmExit::Intr) => run_exited_at.store(now(), SeqCst),
+                _ => call_failed.store(true, SeqCst),
+            }
         } else {
             let until = now() + PATIENCE_NS;
             while !halting.load(SeqCst) && now() < until {
                 core::hint::spin_loop();
             }
-            let at = now() + KICK_DELAY_NS;
-            while now() < at {
+            wait_ns(KICK_DELAY_NS);
+            kicked_at.store(now(), SeqCst);
+            if k.vcpu_kick(vcpu).is_err() {
+                call_failed.store(true, SeqCst);
+            }
+            let until = now() + PATIENCE_NS;
+            while !running.load(SeqCst) && now() < until {
                 core::hint::spin_loop();
             }
-            kicked_at.store(now(), SeqCst);
+            wait_ns(KICK_DELAY_NS);
+            let t0 = now();
+            if k.npt_map(vm, MAP_AT, MAP_LEN).is_ok() {
+                map_ns.store(now() - t0, SeqCst);
+            }
+            wait_ns(KICK_DELAY_NS);
+            run_kicked_at.store(now(), SeqCst);
             if k.vcpu_kick(vcpu).is_err() {
                 call_failed.store(true, SeqCst);
             }
@@ -207,5 +269,8 @@ fn check(g: Grants) -> SmpReport {
     let (kicked, woke) = (kicked_at.load(SeqCst), woke_at.load(SeqCst));
     report.wake_ns = (kicked != 0 && woke >= kicked).then(|| woke - kicked);
     report.halts = halts.load(SeqCst);
+    report.map_ns = Some(map_ns.load(SeqCst)).filter(|&ns| ns != u64::MAX);
+    let (kicked, exited) = (run_kicked_at.load(SeqCst), run_exited_at.load(SeqCst));
+    report.run_kick_ns = (kicked != 0 && exited >= kicked).then(|| exited - kicked);
     report
 }

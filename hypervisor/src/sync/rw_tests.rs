@@ -92,21 +92,7 @@ struct Impl {
 fn abstraction(i: &Impl) -> RwSpec {
     let (inside, closed) = i.lock.state();
     assert_eq!(inside as usize, i.readers.len(), "readers counted in the lock word vs readers that entered");
-    let (_, now) = i.lock.writers().counters();
-    let mut queued: Vec<(u32, Party)> = i
-        .tickets
-        .iter()
-        .enumerate()
-        .filter_map(|(p, t)| t.as_ref().map(|t| (t.value().wrapping_sub(now), p)))
-        .collect();
-    queued.sort();
-    let mut writers = spec::LockSpec::default();
-    let mut it = queued.into_iter().peekable();
-    if let Some(&(0, p)) = it.peek() {
-        writers.holder = Some(p);
-        it.next();
-    }
-    writers.waiters = it.map(|(_, p)| p).collect();
+    let writers = super::tests::queue_abstraction(i.lock.writers(), &i.tickets);
     RwSpec { readers: i.readers.clone(), writers, closed, writing: i.writing }
 }
 
@@ -246,6 +232,15 @@ mod loom {
         nudges: AtomicU32,
     }
 
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            lock: RwLock::with_atomics(()),
+            a: AtomicU32::new(0),
+            b: AtomicU32::new(0),
+            nudges: AtomicU32::new(0),
+        })
+    }
+
     fn write(s: &Shared) {
         let _g = s.lock.write_nudging(|| {
             s.nudges.fetch_add(1, Relaxed);
@@ -259,12 +254,7 @@ mod loom {
     #[test]
     fn loom_a_reader_never_sees_half_a_write() {
         loom::model(|| {
-            let s = Arc::new(Shared {
-                lock: RwLock::with_atomics(()),
-                a: AtomicU32::new(0),
-                b: AtomicU32::new(0),
-                nudges: AtomicU32::new(0),
-            });
+            let s = shared();
             let w = {
                 let s = s.clone();
                 loom::thread::spawn(move || write(&s))
@@ -282,12 +272,7 @@ mod loom {
     #[test]
     fn loom_two_writers_never_overlap() {
         loom::model(|| {
-            let s = Arc::new(Shared {
-                lock: RwLock::with_atomics(()),
-                a: AtomicU32::new(0),
-                b: AtomicU32::new(0),
-                nudges: AtomicU32::new(0),
-            });
+            let s = shared();
             let w = {
                 let s = s.clone();
                 loom::thread::spawn(move || write(&s))

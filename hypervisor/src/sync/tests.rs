@@ -85,13 +85,14 @@ struct Impl {
 
 /// The abstraction function: the spec state an implementation state means.
 fn abstraction(i: &Impl) -> LockSpec {
-    let (next, now) = i.lock.counters();
-    let mut queued: Vec<(u32, Party)> = i
-        .tickets
-        .iter()
-        .enumerate()
-        .filter_map(|(p, t)| t.as_ref().map(|t| (t.value().wrapping_sub(now), p)))
-        .collect();
+    queue_abstraction(&i.lock, &i.tickets)
+}
+
+/// The FIFO lock a ticket lock is, given the ticket each party holds.
+pub(super) fn queue_abstraction(lock: &TicketLock, tickets: &[Option<Ticket>]) -> LockSpec {
+    let (next, now) = lock.counters();
+    let mut queued: Vec<(u32, Party)> =
+        tickets.iter().enumerate().filter_map(|(p, t)| t.as_ref().map(|t| (t.value().wrapping_sub(now), p))).collect();
     queued.sort();
     assert_eq!(
         next.wrapping_sub(now) as usize,

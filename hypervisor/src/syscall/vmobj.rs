@@ -224,12 +224,13 @@ fn claim_free<T>(slots: &'static [Lock<Option<T>>]) -> Option<(usize, LockGuard<
 /// Creates a vCPU of `vm` in the x86 reset state.
 pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
     let pool = caller.pool()?;
-    let vm_lock = vm_slot(caller, vm)?;
+    vm_slot(caller, vm)?;
     // A free vCPU slot first, then the VM: sys_run's lock order. The VM's
     // owner is checked again under its lock, which is held while the vCPU
-    // is built and counted.
+    // is built and counted (written: the VM's running vCPUs are kicked out
+    // meanwhile, as for every write of a VM slot).
     let (slot_index, mut g) = claim_free(&VCPUS).ok_or(SysError::NoSlot)?;
-    let mut vg = vm_lock.write();
+    let mut vg = vm_write(usize::from(vm.0))?;
     let vmobj = owned(vg.as_mut(), caller)?;
     let vcpu = Vcpu::new(&mut vmobj.vm, pool).map_err(map_err)?;
     let index = vmobj.vcpus;
