@@ -5,12 +5,13 @@
  * the bootstrap processor (vCPU 0) in 32-bit protected mode, paging off.
  * The other vCPU waits for a start-up IPI. Checks in order (the first
  * failure prints "FAIL smp32: <tag>" and resets):
- *    1. The BSP's local APIC ID is 0.                               tag bsp id
+ *    1. The BSP's local APIC ID is 0, and CPUID leaf 1 says so.     tags bsp id, bsp cpuid id
  *    2. INIT, INIT de-assert, start-up and a second start-up IPI to
  *       APIC ID 1 (the sequence of Intel SDM vol. 3 §8.4.4.1) start
  *       the AP in real mode at 0800:0000 (a trampoline copied
  *       there), which enters protected mode, enables its local APIC
- *       and reports its APIC ID.                                    tags ap not started, ap id
+ *       and reports its APIC ID, from its local APIC and from
+ *       CPUID leaf 1 EBX bits 31:24.                                tags ap not started, ap id, ap cpuid id
  *    3. A fixed IPI by physical destination (ID 1) reaches the AP,
  *       whose handler answers with a fixed IPI to ID 0.            tags ping *
  *    4. A fixed IPI with the all-excluding-self shorthand reaches
@@ -42,7 +43,7 @@
         .set V_ALL,     0x42            /* BSP -> all excluding self */
         .set V_LOGICAL, 0x43            /* BSP -> logical 0x02 */
         .set V_SELF,    0x44            /* BSP -> self */
-        .set WAIT,      50000000
+        .set WAIT,      400000000       /* Bochs runs both vCPUs and the host in one thread */
         .set CODE_SEL,  0x08
         .set DATA_SEL,  0x10
 
@@ -115,6 +116,11 @@ _start:
         shr     $24, %eax
         test    %eax, %eax
         CHECK   jz, "bsp id"
+        mov     $1, %eax
+        cpuid
+        shr     $24, %ebx
+        test    %ebx, %ebx
+        CHECK   jz, "bsp cpuid id"
 
         /* --- 2. INIT-SIPI-SIPI ------------------------------------------- */
         mov     $trampoline, %esi
@@ -128,6 +134,8 @@ _start:
         WAIT_FOR ap_alive, 1, "ap not started"
         cmpl    $1, ap_apic_id
         CHECK   je, "ap id"
+        cmpl    $1, ap_cpuid_id
+        CHECK   je, "ap cpuid id"
         mov     $s_ap_up, %esi
         call    puts
         sti
@@ -202,6 +210,10 @@ ap_main32:
         mov     LAPIC + L_ID, %eax
         shr     $24, %eax
         mov     %eax, ap_apic_id
+        mov     $1, %eax
+        cpuid
+        shr     $24, %ebx
+        mov     %ebx, ap_cpuid_id
         movl    $1, ap_alive
         sti
 1:      hlt
@@ -316,6 +328,7 @@ idt_desc:
         .data
 ap_alive:    .long 0
 ap_apic_id:  .long 0xFF
+ap_cpuid_id: .long 0xFF
 ap_pings:    .long 0
 ap_alls:     .long 0
 ap_logicals: .long 0

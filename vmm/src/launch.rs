@@ -275,6 +275,11 @@ pub fn run_guest<S: Sys + Sync>(
         if let Ok(port) = sys.net_info(grants.net) {
             log::info!("{}: network: {}", cfg.name, port.stats);
         }
+        // The outcome has vCPU 0's figures; the others' go to the log.
+        for (i, &vcpu) in vcpus.iter().enumerate().skip(1) {
+            log::info!("{}: vCPU {i} exits: {}", cfg.name, sys.stats(vcpu)?);
+            log::info!("{}: vCPU {i} paths: {}", cfg.name, sys.paths(vcpu)?);
+        }
         Ok(Outcome {
             stop,
             stats: sys.stats(vcpus[0])?,

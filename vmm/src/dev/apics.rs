@@ -112,11 +112,6 @@ impl Apics {
         changed
     }
 
-    /// The selected vCPU.
-    pub fn current(&self) -> usize {
-        self.current
-    }
-
     /// The selected vCPU's local APIC.
     pub fn lapic(&self) -> &Lapic {
         &self.lapics[self.current & (MAX_VCPUS - 1)]
@@ -125,11 +120,6 @@ impl Apics {
     /// The selected vCPU's local APIC, to change.
     pub fn lapic_mut(&mut self) -> &mut Lapic {
         &mut self.lapics[self.current & (MAX_VCPUS - 1)]
-    }
-
-    /// vCPU `cpu`'s local APIC.
-    pub fn lapic_of(&self, cpu: usize) -> Option<&Lapic> {
-        self.vm_lapics().get(cpu)
     }
 
     /// Takes the set of vCPUs (never the selected one) whose local APIC got
