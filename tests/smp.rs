@@ -36,14 +36,12 @@ fn two_vcpus_pinned_to_one_host_cpu_still_exchange_ipis_on_qemu() {
     smp32_passes(QEMU64, "hv.cpu=1", 1);
 }
 
-/// Ignored: on Bochs 2.7 (`ryzen`, `count=2`) vCPU 1 starts, takes the
-/// first IPI (through EVENTINJ after Bochs missed the V_IRQ) and answers
-/// it (its exits: cpuid=1 hlt=3 npf=7), but vCPU 0, spinning with
-/// interrupts on and no exits of its own, does not see the answer within
-/// 10 s of guest time ("FAIL smp32: ping no answer"; vCPU 0 eventinj=1
-/// virq-missed=1). Not understood yet; QEMU passes.
+/// On Bochs 2.7, which looks at a posted virtual interrupt only when the
+/// guest's IF changes: vCPU 0 spins with interrupts on and no exits of its
+/// own while it waits for the answering IPI, so the hypervisor finds the
+/// missed V_IRQ at a timer exit (the guest's RIP moved) and delivers it
+/// through EVENTINJ.
 #[test]
-#[ignore = "vCPU 0 misses the answering IPI on Bochs (see the comment)"]
 fn two_vcpus_start_with_init_sipi_sipi_and_exchange_ipis_on_bochs_ryzen() {
     smp32_passes(BOCHS_RYZEN, "", 0);
 }

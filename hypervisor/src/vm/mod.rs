@@ -291,6 +291,7 @@ impl Vcpu {
             self.paths.eventinj_irqs += 1;
         }
 
+        let rip_at_entry = self.vmcb.save.rip;
         cpu.load_tsc_aux(self.tsc_aux);
         self.regs.in_place.set_nrips(cpu.caps.nrips);
         self.regs.in_place.set_ports(&vm.constant_ports);
@@ -319,9 +320,15 @@ impl Vcpu {
             self.dirty |= events::redeliver(&mut self.vmcb, ev);
         }
         let exit = VmExit::decode(&raw);
-        if must_take && cpu.virq_reliable && events::interrupt_posted(&self.vmcb) && !exit.is_asynchronous() {
-            // The guest ran into a synchronous exit with the interrupt still
-            // pending: the CPU skipped it.
+        // The interrupt is still pending after the guest ran into a
+        // synchronous exit, or ran any instruction before an asynchronous
+        // one (its RIP moved; the CPU would have taken the interrupt before
+        // the first): the CPU skipped it. An INTR exit before the first
+        // instruction is no sign. Bochs 2.7 looks at V_IRQ only when the
+        // guest's IF changes, so a guest spinning with IF set is seen only
+        // by its timer exits.
+        let ran = !exit.is_asynchronous() || self.vmcb.save.rip != rip_at_entry;
+        if must_take && cpu.virq_reliable && events::interrupt_posted(&self.vmcb) && ran {
             cpu.virq_reliable = false;
             self.paths.virq_missed += 1;
             log::warn!(
