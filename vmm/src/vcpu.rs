@@ -212,8 +212,6 @@ pub struct VcpuLoop<'a, 'b, S: Sys> {
     pub msrs: msr::GuestMsrs,
     /// What the vCPU's CPUID tells the guest about its page tables.
     pub walk_limits: WalkLimits,
-    /// The wake-up deadline of the last halt (see `idle`).
-    last_halt_deadline_ns: u64,
     /// The vector posted to the vCPU (V_IRQ) that the guest had not taken
     /// at the last exit. Its controller takes it into service only once the
     /// guest has taken it ([`VcpuLoop::note_taken_interrupt`]).
@@ -308,7 +306,6 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
                 let r = sys.cpuid(vcpu, leaf, sub).unwrap_or_default();
                 [r.eax, r.ebx, r.ecx, r.edx]
             }),
-            last_halt_deadline_ns: NEVER,
             posted: None,
             last_decode: Cell::new(None),
         })
@@ -724,18 +721,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
             if board.pending_vector().is_some() || board.has_apic_events() || posted {
                 return Ok(());
             }
-            let mut deadline = board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);
-            // The kernel does not arm its timer again for the deadline it
-            // armed last while its clock reads earlier (`CpuTime::arm`),
-            // though that timer may have fired already (a little early, or
-            // by a clock that runs ahead of the kernel's): a halt with the
-            // deadline of the halt before it could then sleep until a kick
-            // (vCPU 1 of a Linux guest did, RCU stalls followed). One
-            // nanosecond later is another deadline.
-            if deadline == self.last_halt_deadline_ns {
-                deadline += 1;
-            }
-            self.last_halt_deadline_ns = deadline;
+            let deadline = board.next_deadline_ns(now).unwrap_or(u64::MAX).min(now + IDLE_POLL_NS);
             self.release_board();
             if self.shared.stopping() {
                 return Err(self.stopped_by_another());

@@ -147,7 +147,11 @@ pub(super) fn wait_until(deadline_ns: u64) {
         return;
     }
     let cpu = crate::arch::cpu::current();
-    let arm = CPUS[cpu].lock().as_mut().and_then(|c| c.time.arm(deadline_ns, now));
+    let fired = crate::arch::lapic::timer_interrupts(cpu);
+    let arm = CPUS[cpu].lock().as_mut().and_then(|c| {
+        c.time.timer_interrupts(fired);
+        c.time.arm(deadline_ns, now)
+    });
     if let Some(at) = arm {
         crate::arch::lapic::arm_timer_at_ns(at);
     }

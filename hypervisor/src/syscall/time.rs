@@ -29,8 +29,12 @@ pub struct CpuTime {
     /// The vCPU whose slice is running here, and when that slice ends.
     slice_owner: Option<Runner>,
     slice_end_ns: u64,
-    /// When the one-shot timer was last armed to fire ([`NEVER`]: not armed).
+    /// When the one-shot timer was last armed to fire ([`NEVER`]: not armed,
+    /// or fired since).
     armed_ns: u64,
+    /// The CPU's count of timer interrupts taken, as last told
+    /// ([`CpuTime::timer_interrupts`]).
+    seen_interrupts: u64,
 }
 
 /// What to do before the next VMRUN.
@@ -47,7 +51,7 @@ pub enum Entry {
 
 impl CpuTime {
     pub const fn new() -> Self {
-        CpuTime { slice_owner: None, slice_end_ns: 0, armed_ns: NEVER }
+        CpuTime { slice_owner: None, slice_end_ns: 0, armed_ns: NEVER, seen_interrupts: 0 }
     }
 
     /// Decides, at time `now`, whether vCPU `me` may enter its guest until
@@ -84,8 +88,21 @@ impl CpuTime {
         self.slice_owner = None;
     }
 
+    /// The CPU has taken `count` timer interrupts so far. If that moved,
+    /// the one-shot timer has fired and is armed no more, whatever the
+    /// clock says: the local APIC's count and the TSC that `now` comes from
+    /// are different clocks, and a timer may fire a little before the
+    /// instant it was armed for.
+    pub fn timer_interrupts(&mut self, count: u64) {
+        if count != self.seen_interrupts {
+            self.seen_interrupts = count;
+            self.armed_ns = NEVER;
+        }
+    }
+
     /// The time the timer must be armed for to fire at `at`, or `None` if
-    /// it is armed for exactly that already and has not fired yet.
+    /// it is armed for exactly that already and has not fired yet (no
+    /// timer interrupt was told since, and the clock reads earlier).
     pub fn arm(&mut self, at: u64, now: u64) -> Option<u64> {
         if at == self.armed_ns && now < at {
             return None;
@@ -136,6 +153,20 @@ mod tests {
         assert_eq!(t.arm(100, 50), None);
         // At 100 it has fired: arming for 100 again must write the timer.
         assert_eq!(t.arm(100, 100), Some(100));
+    }
+
+    #[test]
+    fn a_timer_that_fired_early_is_armed_again_for_the_same_deadline() {
+        let mut t = CpuTime::new();
+        t.timer_interrupts(7);
+        assert_eq!(t.arm(100, 0), Some(100));
+        t.timer_interrupts(7);
+        assert_eq!(t.arm(100, 40), None, "no interrupt since: still armed");
+        // The interrupt came at 98 by this clock: a halt until 100 must
+        // arm the timer again, or it sleeps until some other interrupt.
+        t.timer_interrupts(8);
+        assert_eq!(t.arm(100, 98), Some(100));
+        assert_eq!(t.arm(100, 99), None);
     }
 
     #[test]

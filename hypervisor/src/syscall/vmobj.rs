@@ -483,6 +483,7 @@ fn guest_loop(
         let fired = crate::arch::lapic::timer_interrupts(cpu);
         if timer_seen != Some(fired) {
             timer_seen = Some(fired);
+            percpu.time.timer_interrupts(fired);
             match percpu.time.entry(vcpu.0, crate::arch::lapic::now_ns(), deadline_ns, &mut obj.slice_debt_ns) {
                 Entry::SliceOver => return Ok(None),
                 Entry::Deadline => return Ok(Some(VmExit::Intr)),
