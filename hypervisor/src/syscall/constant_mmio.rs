@@ -27,10 +27,16 @@ use vmcb::{NestedPageFault, NpfErrorCode};
 #[derive(Debug, Clone, Copy)]
 pub struct LoadMemo {
     mode: CpuMode,
-    bytes: [u8; MAX_INSN_LEN],
+    /// The 16 bytes at RIP (zero after the fetched ones), compared as one
+    /// number: equal bytes decode the same, whatever the length.
+    bytes: u128,
     insn: MemInsn,
     len: u8,
 }
+
+/// Bytes fetched at RIP: up to [`MAX_INSN_LEN`] that may be an instruction,
+/// and one more when the page has it.
+const FETCH: usize = 16;
 
 /// The guest's general registers and RFLAGS in its vCPU, for the emulator.
 struct VcpuGprs<'a>(&'a mut Vcpu);
@@ -105,16 +111,19 @@ fn load_at_rip(
     memo: &mut Option<LoadMemo>,
     mode: CpuMode,
 ) -> Option<(MemInsn, u8)> {
-    let (bytes, fetched) = match fast::code_bytes::<MAX_INSN_LEN>(v, cache, vm) {
+    let (bytes, fetched) = match fast::code_bytes::<FETCH>(v, cache, vm) {
         Some((bytes, _)) => (bytes, MAX_INSN_LEN),
         // Near the end of the code page: the whole fetch, with its walks.
-        None => fast::code_at_rip(v, vm).map(|c| (c.bytes, usize::from(c.len).min(MAX_INSN_LEN)))?,
-    };
-    if let Some(m) = memo.filter(|m| m.mode == mode && usize::from(m.len) <= fetched) {
-        let n = usize::from(m.len);
-        if m.bytes[..n] == bytes[..n] {
-            return Some((m.insn, m.len));
+        None => {
+            let code = fast::code_at_rip(v, vm)?;
+            let mut bytes = [0; FETCH];
+            bytes[..MAX_INSN_LEN].copy_from_slice(&code.bytes);
+            (bytes, usize::from(code.len).min(MAX_INSN_LEN))
         }
+    };
+    let key = u128::from_le_bytes(bytes);
+    if let Some(m) = memo.filter(|m| m.bytes == key && m.mode == mode) {
+        return Some((m.insn, m.len));
     }
     let insn = decode(&bytes[..fetched], mode).ok()?;
     let InsnKind::Mem(m) = insn.kind else {
@@ -123,7 +132,7 @@ fn load_at_rip(
     if !is_plain_load(&m) {
         return None;
     }
-    *memo = Some(LoadMemo { mode, bytes, insn: m, len: insn.len });
+    *memo = Some(LoadMemo { mode, bytes: key, insn: m, len: insn.len });
     Some((m, insn.len))
 }
 
