@@ -1,6 +1,8 @@
 //! The fast path: exits the kernel answers itself, inside `sys_run`,
-//! because they need no device model. CPUID (from the VM's CPU model) and
-//! the PING hypercall.
+//! because they need no device model. CPUID (from the VM's CPU model),
+//! the PING hypercall and declared constant port reads (loads of declared
+//! constant MMIO registers are `super::constant_mmio`, which reads the
+//! code at RIP through this module's [`CodeCache`]).
 //!
 //! The intercepted instruction's length comes from NRIPS where the CPU has
 //! it. Without NRIPS (QEMU's TCG) the fast path checks that the canonical

@@ -431,8 +431,9 @@ pub fn sys_declare_constant_mmio(caller: Caller, vm: VmHandle, gpa: u64, size: u
 /// Enters the guest on the current CPU until an exit the caller must
 /// handle, or until `deadline_ns` (nanoseconds since boot; [`NEVER`] for
 /// none), when it returns [`VmExit::Intr`]. Exits that need no device model
-/// (CPUID, the PING hypercall) and host interrupts are handled here, on the
-/// fast path, without returning. The calling thread's time slice is
+/// (CPUID, the PING hypercall, reads the VMM declared constant: ports and
+/// MMIO loads) and host interrupts are handled here, on the fast path,
+/// without returning. The calling thread's time slice is
 /// enforced here too: when it ends, other ready threads run before the
 /// guest enters again.
 ///
