@@ -140,8 +140,13 @@ fn load_at_rip(
 /// MMIO register: true if it did (the register holds the value and the
 /// instruction is complete), false to send the exit to the VMM.
 pub fn read(v: &mut Vcpu, vm: &Vm, cache: &mut CodeCache, memo: &mut Option<LoadMemo>, npf: &NestedPageFault) -> bool {
+    // The fault's own bits first: a write (the commonest other MMIO exit)
+    // goes to the VMM after one test.
+    if !is_plain_read(npf) {
+        return false;
+    }
     let declared = vm.constant_mmio();
-    if !declared.covers(npf.gpa) || !is_plain_read(npf) || v.reg(Reg::Rflags) & rflags::TF != 0 {
+    if !declared.covers(npf.gpa) || v.reg(Reg::Rflags) & rflags::TF != 0 {
         return false;
     }
     let cs = v.seg(SegReg::Cs).attributes();
