@@ -48,6 +48,11 @@ pub trait Sys {
     /// `port` always reads `value` and changes nothing: the kernel may then
     /// answer such reads itself, and the caller sees only the others.
     fn declare_constant_port(&self, vm: VmHandle, port: u16, size: u8, value: u32) -> SysResult<()>;
+    /// Declares that a read of `size` bytes (1, 2, 4 or 8, within one page)
+    /// at `gpa`, which is not RAM, always reads `value` and changes nothing:
+    /// the kernel may then answer a plain load of it itself (a MOV or MOVZX
+    /// into a 32- or 64-bit register), and the caller sees only the others.
+    fn declare_constant_mmio(&self, vm: VmHandle, gpa: u64, size: u8, value: u64) -> SysResult<()>;
 
     /// Runs the guest until an exit the caller must handle, or until
     /// `deadline_ns` (then [`VmExit::Intr`]). The kernel answers exits that

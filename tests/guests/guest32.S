@@ -58,7 +58,8 @@
  *                The kinds and their rounds:
  *                cpuid (1000 CPUIDs), ping (1000 VMMCALL PINGs), io (1000
  *                INs from port 0x5555), mmio (1000 reads of the MMIO
- *                device's COUNTER), msr (1000 RDMSRs of 0xC001_DEAD, each
+ *                device's COUNTER), magic (1000 reads of its MAGIC, which
+ *                the VMM declares constant and the kernel answers), msr (1000 RDMSRs of 0xC001_DEAD, each
  *                a #GP the handler steps over), console (10 CONSOLE_WRITEs
  *                of 4096 bytes, 32 lines of 127 characters each).
  *
@@ -275,6 +276,12 @@ flood_io:
 flood_mmio:
         mov     $MMIO, %esi
 1:      mov     0x10(%esi), %eax        /* NPF exit, emulated */
+        dec     %edi
+        jnz     1b
+        ret
+flood_magic:
+        mov     $MMIO, %esi
+1:      mov     (%esi), %eax            /* NPF exit, answered by the kernel */
         dec     %edi
         jnz     1b
         ret
@@ -893,6 +900,7 @@ k_flood_cpuid: .asciz "mode=flood-cpuid"
 k_flood_ping: .asciz "mode=flood-ping"
 k_flood_io: .asciz "mode=flood-io"
 k_flood_mmio: .asciz "mode=flood-mmio"
+k_flood_magic: .asciz "mode=flood-magic"
 k_flood_msr: .asciz "mode=flood-msr"
 k_flood_console: .asciz "mode=flood-console"
         .balign 4
@@ -901,6 +909,7 @@ flood_kinds:                            /* keyword, round body, exits per round 
         .long   k_flood_ping, flood_ping, 1000
         .long   k_flood_io, flood_io, 1000
         .long   k_flood_mmio, flood_mmio, 1000
+        .long   k_flood_magic, flood_magic, 1000
         .long   k_flood_msr, flood_msr, 1000
         .long   k_flood_console, flood_console, 10
         .long   0

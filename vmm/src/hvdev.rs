@@ -78,11 +78,20 @@ impl Default for DebugConsole {
 
 /// Declares to the kernel the reads of these devices that have a constant
 /// answer and no effect, which it then answers without the VMM: a byte
-/// read of the debug port. (The rule for what the kernel may answer is in
-/// docs/exit-path.md, "Which exits the kernel answers".)
+/// read of the debug port, and 32- and 64-bit reads of the information
+/// device's MAGIC and VERSION. (The rule for what the kernel may answer is
+/// in docs/exit-path.md, "Which exits the kernel answers".)
 pub fn declare_to_kernel<S: Sys>(sys: &S, vm: VmHandle) -> SysResult<()> {
-    sys.declare_constant_port(vm, DEBUG_PORT, 1, u32::from(DEBUG_PORT_READS))
+    sys.declare_constant_port(vm, DEBUG_PORT, 1, u32::from(DEBUG_PORT_READS))?;
+    for (offset, size) in CONSTANT_INFO_READS {
+        sys.declare_constant_mmio(vm, MMIO_BASE + offset, size, InfoDevice::default().read(offset, size))?;
+    }
+    Ok(())
 }
+
+/// The information device's reads (offset, size) whose value never
+/// changes and whose reading changes nothing: MAGIC and VERSION.
+pub const CONSTANT_INFO_READS: [(u64, u8); 4] = [(0x0, 4), (0x0, 8), (0x4, 4), (0x4, 8)];
 
 /// The debug console on port 0xE9, logging as `name`.
 pub struct DebugPort<'a> {
@@ -186,5 +195,18 @@ mod tests {
         assert_eq!(d.read(0x10, 4), a + 1);
         d.write(0, 4, 0);
         assert_eq!(d.read(0, 4), u64::from(MAGIC), "MAGIC is read-only");
+    }
+
+    #[test]
+    fn the_reads_declared_constant_read_the_same_from_any_device_state() {
+        let mut used = InfoDevice::default();
+        used.write(8, 8, u64::MAX);
+        for _ in 0..3 {
+            used.read(0x10, 4);
+        }
+        for (offset, size) in CONSTANT_INFO_READS {
+            let (fresh, seen) = (InfoDevice::default().read(offset, size), used.read(offset, size));
+            assert_eq!(seen, fresh, "read of {size} bytes at {offset:#x}: expected {fresh:#x}, seen {seen:#x}");
+        }
     }
 }

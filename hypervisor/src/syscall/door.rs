@@ -41,6 +41,9 @@ impl Sys for Kernel {
     fn declare_constant_port(&self, vm: VmHandle, port: u16, size: u8, value: u32) -> SysResult<()> {
         sys_declare_constant_port(Caller::current()?, vm, port, size, value)
     }
+    fn declare_constant_mmio(&self, vm: VmHandle, gpa: u64, size: u8, value: u64) -> SysResult<()> {
+        sys_declare_constant_mmio(Caller::current()?, vm, gpa, size, value)
+    }
     fn run(&self, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<VmExit> {
         sys_run(Caller::current()?, vcpu, deadline_ns)
     }

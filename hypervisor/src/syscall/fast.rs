@@ -1,6 +1,8 @@
 //! The fast path: exits the kernel answers itself, inside `sys_run`,
-//! because they need no device model. CPUID (from the VM's CPU model) and
-//! the PING hypercall.
+//! because they need no device model. CPUID (from the VM's CPU model),
+//! the PING hypercall and declared constant port reads (loads of declared
+//! constant MMIO registers are `super::constant_mmio`, which reads the
+//! code at RIP through this module's [`CodeCache`]).
 //!
 //! The intercepted instruction's length comes from NRIPS where the CPU has
 //! it. Without NRIPS (QEMU's TCG) the fast path checks that the canonical
@@ -67,9 +69,32 @@ fn next_rip<const N: usize>(
     if nrips {
         return Some((v.next_rip_raw(), NextRipSource::Nrips));
     }
+    let (rip, long) = (v.reg(Reg::Rip), is_64bit(v));
+    let Some((bytes, at)) = code_bytes::<N>(v, cache, vm) else {
+        v.forget_in_place_site(which);
+        return None;
+    };
+    // Byte by byte: two or three compares, where a slice compare calls memcmp.
+    if bytes.iter().zip(insn).any(|(seen, want)| seen != want) {
+        cache.forget_page();
+        v.forget_in_place_site(which);
+        return None;
+    }
+    if long {
+        v.remember_in_place_site(which, rip, at);
+    }
+    let next = rip.wrapping_add(N as u64);
+    Some((if long { next } else { next & 0xFFFF_FFFF }, NextRipSource::Decoded))
+}
+
+/// The `N` bytes at the guest's RIP and the host address they were read
+/// at, if they lie in one page of RAM: through the remembered translation
+/// of RIP's page (walking the guest's page tables when it is not the one
+/// remembered). The caller checks what the bytes are; bytes that are not
+/// what it expects should drop the translation ([`CodeCache::forget_page`]).
+pub(super) fn code_bytes<const N: usize>(v: &Vcpu, cache: &mut CodeCache, vm: &Vm) -> Option<([u8; N], u64)> {
     let rip = v.reg(Reg::Rip);
-    let long = is_64bit(v);
-    let linear = if long { rip } else { v.seg(SegReg::Cs).base.wrapping_add(rip) & 0xFFFF_FFFF };
+    let linear = if is_64bit(v) { rip } else { v.seg(SegReg::Cs).base.wrapping_add(rip) & 0xFFFF_FFFF };
     let offset = linear % PAGE;
     if offset + N as u64 > PAGE {
         return None;
@@ -91,21 +116,14 @@ fn next_rip<const N: usize>(
             }
         }
     };
-    let Some((bytes, at)) = vm.ram().read_array::<N>(gpa_page + offset, &mut cache.chunk) else {
-        v.forget_in_place_site(which);
-        return None;
-    };
-    // Byte by byte: two or three compares, where a slice compare calls memcmp.
-    if bytes.iter().zip(insn).any(|(seen, want)| seen != want) {
-        cache.page = None;
-        v.forget_in_place_site(which);
-        return None;
+    vm.ram().read_array::<N>(gpa_page + offset, &mut cache.chunk)
+}
+
+impl CodeCache {
+    /// Drops the remembered translation of the code page.
+    pub(super) fn forget_page(&mut self) {
+        self.page = None;
     }
-    if long {
-        v.remember_in_place_site(which, rip, at);
-    }
-    let next = rip.wrapping_add(N as u64);
-    Some((if long { next } else { next & 0xFFFF_FFFF }, NextRipSource::Decoded))
 }
 
 /// The host CPU's CPUID.

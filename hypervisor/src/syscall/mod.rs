@@ -34,6 +34,7 @@
 //! channels, pid and quota). Host tests of every call: `tests/`.
 mod account;
 pub mod console;
+mod constant_mmio;
 mod door;
 mod fast;
 mod granted;

@@ -69,6 +69,8 @@ struct VcpuObj {
     vcpu: Vcpu,
     /// The fast path's one-entry translation of the guest's code page.
     code_page: fast::CodeCache,
+    /// The fast path's last decode of a load from a constant MMIO register.
+    load_memo: Option<super::constant_mmio::LoadMemo>,
     /// How long its slices ran over, owed from its next ones
     /// ([`CpuTime::entry`]).
     slice_debt_ns: u64,
@@ -235,7 +237,15 @@ pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
     let vcpu = Vcpu::new(&mut vmobj.vm, pool).map_err(map_err)?;
     let index = vmobj.vcpus;
     vmobj.vcpus += 1;
-    *g = Some(VcpuObj { owner: caller, vm, index, vcpu, code_page: fast::CodeCache::default(), slice_debt_ns: 0 });
+    *g = Some(VcpuObj {
+        owner: caller,
+        vm,
+        index,
+        vcpu,
+        code_page: fast::CodeCache::default(),
+        load_memo: None,
+        slice_debt_ns: 0,
+    });
     super::kick::vcpu_created(slot_index, caller);
     Ok(VcpuHandle(slot_index as u16))
 }
@@ -402,11 +412,28 @@ pub fn sys_declare_constant_port(caller: Caller, vm: VmHandle, port: u16, size: 
     })
 }
 
+/// Declares that a read of `size` bytes (1, 2, 4 or 8) at `gpa`, which
+/// is MMIO (no RAM), always reads `value` and has no effect: the kernel
+/// answers it without returning to the caller (docs/exit-path.md, "Which
+/// exits the kernel answers").
+pub fn sys_declare_constant_mmio(caller: Caller, vm: VmHandle, gpa: u64, size: u8, value: u64) -> SysResult<()> {
+    with_vm_mut(caller, vm, |obj| {
+        if !matches!(size, 1 | 2 | 4 | 8) || (size < 8 && value >> (8 * size) != 0) {
+            return Err(SysError::BadArgument);
+        }
+        if obj.vm.ram().check_range(gpa, u64::from(size)).is_ok() {
+            return Err(SysError::BadArgument);
+        }
+        obj.vm.declare_constant_mmio(gpa, size, value).then_some(()).ok_or(SysError::NoSlot)
+    })
+}
+
 /// Enters the guest on the current CPU until an exit the caller must
 /// handle, or until `deadline_ns` (nanoseconds since boot; [`NEVER`] for
 /// none), when it returns [`VmExit::Intr`]. Exits that need no device model
-/// (CPUID, the PING hypercall) and host interrupts are handled here, on the
-/// fast path, without returning. The calling thread's time slice is
+/// (CPUID, the PING hypercall, reads the VMM declared constant: ports and
+/// MMIO loads) and host interrupts are handled here, on the fast path,
+/// without returning. The calling thread's time slice is
 /// enforced here too: when it ends, other ready threads run before the
 /// guest enters again.
 ///
@@ -502,6 +529,9 @@ fn guest_loop(
             VmExit::Cpuid => fast::cpuid(&mut obj.vcpu, &vmobj.vm, &mut obj.code_page, nrips, obj.index),
             VmExit::Vmmcall => fast::ping(&mut obj.vcpu, &vmobj.vm, &mut obj.code_page, nrips),
             VmExit::Io { io, next_rip } => fast::constant_port_read(&mut obj.vcpu, &vmobj.vm, &io, next_rip),
+            VmExit::Npf(npf) => {
+                super::constant_mmio::read(&mut obj.vcpu, &vmobj.vm, &mut obj.code_page, &mut obj.load_memo, &npf)
+            }
             // The host has taken its interrupt; the clock says what it meant.
             VmExit::Intr => true,
             // The guest gets its DR0-DR3 and the MOV runs again, on the CPU.

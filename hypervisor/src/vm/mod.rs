@@ -24,6 +24,7 @@
 //!   and debug registers are the guest's alone (`docs/virtual-cpu.md` has
 //!   the table of who switches what).
 pub mod asid;
+pub mod constant_mmio;
 pub mod cpuid;
 pub mod cr;
 pub mod debug;
@@ -670,6 +671,9 @@ pub struct Vm {
     /// Port reads whose value the VMM declared constant: the world switch
     /// answers them (`arch::svm::InPlace`).
     constant_ports: ConstantPorts,
+    /// MMIO reads whose value the VMM declared constant: the fast path
+    /// answers them (`syscall::constant_mmio`).
+    constant_mmio: constant_mmio::ConstantMmio,
 }
 
 impl Vm {
@@ -682,7 +686,14 @@ impl Vm {
             let r = cpuid.answer(leaf, sub, &view);
             [r.eax, r.ebx, r.ecx, r.edx]
         });
-        Ok(Vm { space: VmSpace::new(pool)?, npt_generation: 0, cpuid, walk_limits, constant_ports: Default::default() })
+        Ok(Vm {
+            space: VmSpace::new(pool)?,
+            npt_generation: 0,
+            cpuid,
+            walk_limits,
+            constant_ports: Default::default(),
+            constant_mmio: Default::default(),
+        })
     }
 
     /// Takes back a vCPU of this VM and frees its VMCB.
@@ -707,6 +718,18 @@ impl Vm {
     /// What an IN of `size` bytes from `port` reads, if the VMM declared it.
     pub fn constant_port(&self, port: u16, size: u8) -> Option<u32> {
         self.constant_ports.answer(port, size)
+    }
+
+    /// The VMM declares that a read of `size` bytes at `gpa` (MMIO, no
+    /// RAM) always reads `value` and that reading it changes nothing (see
+    /// [`ConstantMmio::declare`](constant_mmio::ConstantMmio::declare)).
+    pub fn declare_constant_mmio(&mut self, gpa: u64, size: u8, value: u64) -> bool {
+        self.constant_mmio.declare(gpa, size, value)
+    }
+
+    /// The MMIO reads the VMM declared constant.
+    pub fn constant_mmio(&self) -> &constant_mmio::ConstantMmio {
+        &self.constant_mmio
     }
 
     /// Maps `run`, zeroed, as guest RAM at `gpa` (see [`VmSpace::map_ram`]).

@@ -21,6 +21,7 @@ fn door_calls(vm: VmHandle, v: VcpuHandle, g: sysabi::Grants) -> Vec<(&'static s
         ("vm_ram", k.vm_ram(vm).map(drop)),
         ("set_io_intercept", k.set_io_intercept(vm, 0x80, false)),
         ("declare_constant_port", k.declare_constant_port(vm, 0x80, 1, 0xFF)),
+        ("declare_constant_mmio", k.declare_constant_mmio(vm, 0xFEBF_F000, 4, 1)),
         ("run", k.run(v, time::NEVER).map(drop)),
         ("next_rip", k.next_rip(v).map(drop)),
         ("complete_instruction", k.complete_instruction(v, 0, NextRipSource::Decoded)),

@@ -12,6 +12,7 @@ const VM_CALLS: &[NamedCall<VmHandle>] = &[
     ("vm_ram", |c, vm| sys_vm_ram(c, vm).map(drop)),
     ("set_io_intercept", |c, vm| sys_set_io_intercept(c, vm, 0x3F8, false)),
     ("declare_constant_port", |c, vm| sys_declare_constant_port(c, vm, 0xE9, 1, 0xE9)),
+    ("declare_constant_mmio", |c, vm| sys_declare_constant_mmio(c, vm, 0xFEBF_F000, 4, 1)),
     ("vcpu_create", |c, vm| sys_vcpu_create(c, vm).map(drop)),
 ];
 
@@ -222,4 +223,17 @@ fn constant_ports_take_sizes_1_2_4_with_values_that_fit_and_four_ports_at_most()
     }
     assert_eq!(declare(0x81, 4, 7), Ok(()), "declaring a port again replaces its value");
     assert_eq!(declare(0x84, 1, 0), Err(SysError::NoSlot), "a fifth port");
+}
+
+#[test]
+fn constant_mmio_takes_sizes_1_2_4_8_with_values_that_fit_outside_ram() {
+    let _k = kernel();
+    let w = two_vms();
+    let declare = |gpa, size, value| sys_declare_constant_mmio(w.a.caller(), w.vm_a, gpa, size, value);
+    assert_eq!(declare(0xFEBF_F000, 3, 0), Err(SysError::BadArgument), "size 3");
+    assert_eq!(declare(0xFEBF_F000, 2, 0x1_0000), Err(SysError::BadArgument), "a word read cannot give 0x10000");
+    assert_eq!(sys_npt_map(w.a.caller(), w.vm_a, 0, PAGE), Ok(()));
+    assert_eq!(declare(0x10, 4, 0), Err(SysError::BadArgument), "RAM never faults: nothing to answer");
+    assert_eq!(declare(0xFEBF_F000, 8, u64::MAX), Ok(()));
+    assert_eq!(declare(0xFEBF_F000, 4, 7), Ok(()));
 }
