@@ -700,16 +700,11 @@ fn rest_of_line(s: &mut Session, key: &str, timeout: Duration) -> String {
 /// 2, and both CPUs' local APIC timers tick (the LOC line of
 /// /proc/interrupts counts on CPU0 and CPU1).
 ///
-/// Ignored: it often passes (e.g. LOC 868/620 then 901/655), but in 3 of 5
-/// runs alone on 2026-12-07 the guest stopped answering after the shell
-/// echoed a command (seen after `nproc`, `grep LOC` and `sleep 1`): the
-/// output never comes and the prompt neither. Not understood yet; a lost
-/// interrupt between the two vCPUs (the UART's, whose output stalls
-/// without it) is the first suspect. The kernel's timer re-arm fix
-/// (`CpuTime::timer_interrupts`) did not remove it. Run it with
-/// `--ignored`.
+/// It used to stop answering in about half the runs: the VMM took into
+/// service the board's highest vector when the guest had taken the one
+/// posted earlier, so an IPI that arrived in between was lost
+/// (`Lapic::acknowledge_vector`).
 #[test]
-#[ignore = "the two-vCPU guest stops answering in some runs (see the comment)"]
 fn linux_with_two_vcpus_runs_on_both_and_each_local_apic_timer_ticks() {
     let img = linux_images();
     let args = format!("hv.vcpus=2 {}", img.cmdline);

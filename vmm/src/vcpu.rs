@@ -576,8 +576,11 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
             return Ok(());
         }
         self.posted = None;
-        // The board has not changed since the vector was posted.
-        let acknowledged = self.board().acknowledge();
+        // The vector the guest took, not the board's highest now: with
+        // several vCPUs the board changed since it was posted (another
+        // vCPU's IPI may be pending above it), and acknowledging that one
+        // instead would lose it.
+        let acknowledged = self.board().acknowledge_taken(posted);
         if acknowledged != Some(posted) {
             self.guest_line(Level::Debug, format_args!("took {posted:#04x}, acknowledged {acknowledged:?}"));
         }

@@ -159,12 +159,15 @@ impl Apics {
         lapic.pending().or_else(|| lapic.accepts_pic_interrupt().then(|| pic.pending_vector()).flatten())
     }
 
-    /// The interrupt acknowledge of the selected vCPU: takes the vector of
-    /// [`pending_vector`](Self::pending_vector) into service where it came
-    /// from and returns it.
-    pub fn acknowledge(&mut self, pic: &mut DualPic) -> Option<u8> {
+    /// The selected vCPU's guest took `vector`, posted when it was
+    /// [`pending_vector`](Self::pending_vector): it goes into service where
+    /// it came from, even if another vector has become pending since (the
+    /// board is shared, and another vCPU may have sent one meanwhile).
+    /// Returns the vector taken into service (from the 8259: whatever its
+    /// acknowledge gives).
+    pub fn acknowledge_taken(&mut self, pic: &mut DualPic, vector: u8) -> Option<u8> {
         let lapic = &mut self.lapics[self.current & (MAX_VCPUS - 1)];
-        if let Some(vector) = lapic.acknowledge() {
+        if lapic.acknowledge_vector(vector) {
             return Some(vector);
         }
         if lapic.accepts_pic_interrupt() {

@@ -226,10 +226,20 @@ impl<'a> Board<'a> {
         self.devices.apics.pending_vector(&self.devices.pic)
     }
 
-    /// The CPU's interrupt acknowledge: takes the pending interrupt into
-    /// service and returns its vector, or `None` if none is pending.
+    /// The guest took `vector`, posted when it was
+    /// [`pending_vector`](Self::pending_vector): its controller takes it into service now,
+    /// even if another vector became pending since (another vCPU's IPI or
+    /// device access). Returns the vector taken into service.
+    pub fn acknowledge_taken(&mut self, vector: u8) -> Option<u8> {
+        self.devices.apics.acknowledge_taken(&mut self.devices.pic, vector)
+    }
+
+    /// The CPU's interrupt acknowledge, as the tests make it: takes the
+    /// pending interrupt into service and returns its vector.
+    #[cfg(test)]
     pub fn acknowledge(&mut self) -> Option<u8> {
-        self.devices.apics.acknowledge(&mut self.devices.pic)
+        let vector = self.pending_vector()?;
+        self.acknowledge_taken(vector)
     }
 
     /// Takes the local APIC's interrupts that bypass its IRR (NMI, INIT,

@@ -335,6 +335,20 @@ impl Lapic {
         Some(vector)
     }
 
+    /// The interrupt acknowledge of a vector the CPU already took (posted
+    /// earlier, taken by the guest since): moves `vector` from the IRR to
+    /// the ISR if it is requested there. False if it is not (it came from
+    /// the 8259). Another vector may have become the highest meanwhile
+    /// (another vCPU's IPI); it stays requested.
+    pub fn acknowledge_vector(&mut self, vector: u8) -> bool {
+        if !self.irr.contains(vector) {
+            return false;
+        }
+        self.irr.remove(vector);
+        self.isr.insert(vector);
+        true
+    }
+
     /// Takes the interrupts that bypass the IRR.
     pub fn take_events(&mut self) -> LapicEvents {
         core::mem::take(&mut self.events)

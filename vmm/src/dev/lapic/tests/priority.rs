@@ -127,3 +127,19 @@ fn software_disabled_apic_discards_new_fixed_interrupts_but_holds_old_ones() {
     assert_eq!(take(&mut l), Some(0x40), "held request still delivered");
     assert_eq!(l.pending(), None, "0x50 was discarded");
 }
+
+/// The VMM posted 0x31; before the guest took it another vCPU's IPI put
+/// 0x41 in the IRR. The guest took 0x31: 0x31 goes into service and 0x41
+/// stays requested, to be posted next (acknowledging the highest instead
+/// would put 0x41 in service and lose it).
+#[test]
+fn the_vector_the_guest_took_goes_into_service_not_a_higher_one_that_came_since() {
+    let mut l = enabled(0);
+    l.accept(0x31, Trigger::Edge);
+    assert_eq!(l.pending(), Some(0x31), "posted");
+    l.accept(0x41, Trigger::Edge);
+    assert!(l.acknowledge_vector(0x31));
+    assert_eq!(l.pending(), Some(0x41), "0x41 still requested, above the in-service 0x31");
+    assert!(!l.acknowledge_vector(0x31), "0x31 is no longer requested");
+    assert_eq!(take(&mut l), Some(0x41));
+}
