@@ -22,16 +22,34 @@ fn two_vcpus(sys: &FakeSys) -> (VcpuLoop<'_, 'static, FakeSys>, VcpuLoop<'_, 'st
     (bsp, ap)
 }
 
-/// The BSP writes its ICR as the exit of its MMIO store would, and lets go
+/// A vCPU writes its ICR as the exit of its MMIO store would, and lets go
 /// of the board (kicking the target).
-fn bsp_sends(bsp: &mut VcpuLoop<'_, 'static, FakeSys>, dest: u8, low: u32) {
+fn sends(from: &mut VcpuLoop<'_, 'static, FakeSys>, dest: u8, low: u32) {
     for (reg, value) in [(regs::ICR_HIGH, u32::from(dest) << 24), (regs::ICR_LOW, low)] {
         let gpa = LAPIC_PAGE.base + u64::from(reg);
-        let board = bsp.board();
+        let board = from.board();
         let dev = board.mmio_device(gpa).expect("local APIC page");
         board.mmio_write(dev, gpa, 4, u64::from(value), 0);
     }
-    bsp.release_board();
+    from.release_board();
+}
+
+/// The BSP starts the AP (INIT, start-up at vector 0x98), then runs into
+/// HLT with interrupts off and is parked while the AP runs.
+fn start_ap_then_park_bsp(
+    sys: &FakeSys,
+    bsp: &mut VcpuLoop<'_, 'static, FakeSys>,
+    ap: &mut VcpuLoop<'_, 'static, FakeSys>,
+) {
+    sends(bsp, 1, 0xC500);
+    sends(bsp, 1, 0x4698);
+    assert_eq!(step(ap), Ok(()));
+    // The fake keeps one set of registers, which the start-up changed.
+    sys.put(Reg::Rip, CODE);
+    sys.put(Reg::Rflags, 0x2);
+    sys.state().nrips = Some(CODE + 1);
+    sys.script([VmExit::Hlt]);
+    assert_eq!(step(bsp), Ok(()), "the AP still runs: the BSP only parks");
 }
 
 /// One round of `lp`'s loop; then it lets go of the board, as it does
@@ -51,8 +69,8 @@ fn an_ap_waits_for_init_and_start_up_then_runs_in_real_mode_at_the_vector_page()
     let sys = protected_mode();
     let (mut bsp, mut ap) = two_vcpus(&sys);
     assert_eq!((bsp.state, ap.state), (VcpuState::Running, VcpuState::WaitForSipi));
-    bsp_sends(&mut bsp, 1, 0xC500); // INIT, level assert
-    bsp_sends(&mut bsp, 1, 0x4698); // start-up, vector 0x98
+    sends(&mut bsp, 1, 0xC500); // INIT, level assert
+    sends(&mut bsp, 1, 0x4698); // start-up, vector 0x98
     assert_eq!(kicks(&sys), [AP, AP], "each IPI kicks the AP");
     assert_eq!(step(&mut ap), Ok(()));
     assert_eq!(ap.state, VcpuState::Running);
@@ -66,11 +84,11 @@ fn an_ap_waits_for_init_and_start_up_then_runs_in_real_mode_at_the_vector_page()
 fn a_start_up_ipi_without_init_to_a_running_vcpu_is_ignored() {
     let sys = protected_mode();
     let (mut bsp, mut ap) = two_vcpus(&sys);
-    bsp_sends(&mut bsp, 1, 0xC500);
-    bsp_sends(&mut bsp, 1, 0x4698);
+    sends(&mut bsp, 1, 0xC500);
+    sends(&mut bsp, 1, 0x4698);
     assert_eq!(step(&mut ap), Ok(()));
     sys.put_seg(SegReg::Cs, Segment::flat_code32(0x08));
-    bsp_sends(&mut bsp, 1, 0x4610);
+    sends(&mut bsp, 1, 0x4610);
     let events = ap.board().take_apic_events();
     ap.release_board();
     assert_eq!(events.startup, Some(0x10), "the start-up reached the AP's local APIC");
@@ -81,15 +99,7 @@ fn a_start_up_ipi_without_init_to_a_running_vcpu_is_ignored() {
 fn hlt_with_interrupts_off_stops_the_vm_only_when_every_vcpu_sleeps() {
     let sys = protected_mode();
     let (mut bsp, mut ap) = two_vcpus(&sys);
-    bsp_sends(&mut bsp, 1, 0xC500);
-    bsp_sends(&mut bsp, 1, 0x4698);
-    assert_eq!(step(&mut ap), Ok(()));
-    // The fake keeps one set of registers, which the start-up changed.
-    sys.put(Reg::Rip, CODE);
-    sys.put(Reg::Rflags, 0x2);
-    sys.state().nrips = Some(CODE + 1);
-    sys.script([VmExit::Hlt]);
-    assert_eq!(step(&mut bsp), Ok(()), "the AP still runs: the BSP only parks");
+    start_ap_then_park_bsp(&sys, &mut bsp, &mut ap);
     assert_eq!(bsp.state, VcpuState::HaltedForGood { rip: CODE });
     sys.put(Reg::Rip, CODE);
     // The AP's loop is the fake's one runnable vCPU from here: it halts too.
@@ -102,23 +112,9 @@ fn hlt_with_interrupts_off_stops_the_vm_only_when_every_vcpu_sleeps() {
 fn an_nmi_wakes_a_vcpu_parked_by_hlt_with_interrupts_off() {
     let sys = protected_mode();
     let (mut bsp, mut ap) = two_vcpus(&sys);
-    bsp_sends(&mut bsp, 1, 0xC500);
-    bsp_sends(&mut bsp, 1, 0x4698);
-    assert_eq!(step(&mut ap), Ok(()));
-    // The fake keeps one set of registers, which the start-up changed.
-    sys.put(Reg::Rip, CODE);
-    sys.put(Reg::Rflags, 0x2);
-    sys.state().nrips = Some(CODE + 1);
-    sys.script([VmExit::Hlt]);
-    assert_eq!(step(&mut bsp), Ok(()));
+    start_ap_then_park_bsp(&sys, &mut bsp, &mut ap);
     // The AP sends the BSP an NMI.
-    for (reg, value) in [(regs::ICR_HIGH, 0u32), (regs::ICR_LOW, 0x4400)] {
-        let gpa = LAPIC_PAGE.base + u64::from(reg);
-        let board = ap.board();
-        let dev = board.mmio_device(gpa).expect("local APIC page");
-        board.mmio_write(dev, gpa, 4, u64::from(value), 0);
-    }
-    ap.release_board();
+    sends(&mut ap, 0, 0x4400);
     assert!(kicks(&sys).contains(&VCPU), "the NMI kicked the BSP");
     assert_eq!(step(&mut bsp), Ok(()));
     assert_eq!(bsp.state, VcpuState::Running);
