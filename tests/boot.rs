@@ -108,7 +108,8 @@ fn fork_join_bodies_run_on_two_cpus_at_once_and_a_kick_wakes_the_other_cpus_halt
         .assert_contains("smp: 2 of 2 CPUs up")
         .assert_contains(SMP_SELFTEST_OK)
         .assert_contains("; npt_map beside the running guest took ")
-        .assert_contains("; kick ended the running guest in ");
+        .assert_contains("; kick ended the running guest in ")
+        .assert_contains("; vm_destroy beside the running guest took ");
     let line = out.line("smp-selftest:").unwrap();
     let us: u64 =
         line.split("halted vCPU in ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();

@@ -17,7 +17,11 @@
 //!    the VM (`npt_map`: the TLB shootdown makes CPU 1 leave the guest and
 //!    waits for it) and then kicks the vCPU: `run` returns `Intr` soon
 //!    after the kick, far before its deadline, and the map came back while
-//!    the guest ran.
+//!    the guest ran;
+//! 4. body 1 runs the guest again until `run` fails, while body 0
+//!    destroys the VM (`vm_destroy` kicks the VM's vCPUs and takes their
+//!    slot locks): the destroy comes back soon, not at the run's deadline,
+//!    and body 1's next `run` finds the vCPU gone.
 //!
 //! The report is one line starting with `smp-selftest:`.
 use crate::proc::{self, Pid};
@@ -61,6 +65,9 @@ pub struct SmpReport {
     pub map_ns: Option<u64>,
     /// From the kick to the running guest's `run` returning `Intr`, in ns.
     pub run_kick_ns: Option<u64>,
+    /// How long `vm_destroy` took while the guest ran on the other CPU, in
+    /// ns (`None`: it failed, or the vCPU's `run` did not fail after it).
+    pub destroy_ns: Option<u64>,
     /// The first call that failed, if any.
     pub failed: Option<&'static str>,
 }
@@ -73,6 +80,7 @@ impl SmpReport {
             && self.wake_ns.is_some_and(|ns| ns < WAKE_LIMIT_NS)
             && self.map_ns.is_some_and(|ns| ns < WAKE_LIMIT_NS)
             && self.run_kick_ns.is_some_and(|ns| ns < WAKE_LIMIT_NS)
+            && self.destroy_ns.is_some_and(|ns| ns < WAKE_LIMIT_NS)
     }
 }
 
@@ -98,6 +106,10 @@ impl fmt::Display for SmpReport {
         match self.run_kick_ns {
             Some(ns) => write!(f, "; kick ended the running guest in {} us", ns / 1000)?,
             None => write!(f, "; kick did not end the running guest")?,
+        }
+        match self.destroy_ns {
+            Some(ns) => write!(f, "; vm_destroy beside the running guest took {} us", ns / 1000)?,
+            None => write!(f, "; vm_destroy beside the running guest failed")?,
         }
         if let Some(call) = self.failed {
             write!(f, "; {call} failed")?;
@@ -201,6 +213,9 @@ fn check(g: Grants) -> SmpReport {
     let map_ns = AtomicU64::new(u64::MAX);
     let run_kicked_at = AtomicU64::new(0);
     let run_exited_at = AtomicU64::new(0);
+    let running_again = AtomicBool::new(false);
+    let vcpu_gone = AtomicBool::new(false);
+    let destroy_ns = AtomicU64::new(u64::MAX);
     let wait_ns = |ns: u64| {
         let at = now() + ns;
         while now() < at {
@@ -231,6 +246,14 @@ fn check(g: Grants) -> SmpReport {
                 Ok(sysabi::VmExit::Intr) => run_exited_at.store(now(), SeqCst),
                 _ => call_failed.store(true, SeqCst),
             }
+            let until = now() + PATIENCE_NS;
+            while now() < until {
+                running_again.store(true, SeqCst);
+                if k.run(vcpu, now() + HALT_NS).is_err() {
+                    vcpu_gone.store(true, SeqCst);
+                    break;
+                }
+            }
         } else {
             let until = now() + PATIENCE_NS;
             while !halting.load(SeqCst) && now() < until {
@@ -255,6 +278,15 @@ fn check(g: Grants) -> SmpReport {
             if k.vcpu_kick(vcpu).is_err() {
                 call_failed.store(true, SeqCst);
             }
+            let until = now() + PATIENCE_NS;
+            while !running_again.load(SeqCst) && now() < until {
+                core::hint::spin_loop();
+            }
+            wait_ns(KICK_DELAY_NS);
+            let t0 = now();
+            if k.vm_destroy(vm).is_ok() {
+                destroy_ns.store(now() - t0, SeqCst);
+            }
         }
     };
     if k.fork_join(g.sched, &[ThreadCpu::Cpu(1)], &body).is_err() {
@@ -272,5 +304,6 @@ fn check(g: Grants) -> SmpReport {
     report.map_ns = Some(map_ns.load(SeqCst)).filter(|&ns| ns != u64::MAX);
     let (kicked, exited) = (run_kicked_at.load(SeqCst), run_exited_at.load(SeqCst));
     report.run_kick_ns = (kicked != 0 && exited >= kicked).then(|| exited - kicked);
+    report.destroy_ns = Some(destroy_ns.load(SeqCst)).filter(|&ns| ns != u64::MAX && vcpu_gone.load(SeqCst));
     report
 }

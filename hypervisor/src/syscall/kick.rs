@@ -21,7 +21,7 @@
 //! guest or halted while another runs there. `kick/loom_tests.rs`
 //! model-checks that no kick is lost (and that the two-step order, look
 //! then record, loses one).
-use super::vmobj::{Caller, VcpuHandle, MAX_VCPUS};
+use super::vmobj::{Caller, VcpuHandle, VmHandle, MAX_VCPUS};
 use super::{SysError, SysResult};
 use crate::sync::{Atomics, CoreAtomics};
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
@@ -105,21 +105,25 @@ impl Default for KickCell<CoreAtomics> {
     }
 }
 
-/// A vCPU slot's kick, with its owner, reachable without the slot's lock
-/// (which the vCPU's thread holds while it runs the guest).
+/// A vCPU slot's kick, with its owner and VM, reachable without the slot's
+/// lock (which the vCPU's thread holds while it runs the guest).
 struct VcpuKick {
     /// The owning process's pid + 1; 0 while the slot is empty.
     owner: AtomicU32,
+    /// The vCPU's VM slot + 1 (meaningful while `owner` is not 0).
+    vm: AtomicU32,
     cell: KickCell,
 }
 
 static KICKS: [VcpuKick; MAX_VCPUS] =
-    [const { VcpuKick { owner: AtomicU32::new(0), cell: KickCell::new() } }; MAX_VCPUS];
+    [const { VcpuKick { owner: AtomicU32::new(0), vm: AtomicU32::new(0), cell: KickCell::new() } }; MAX_VCPUS];
 
-/// A new vCPU of `caller` fills slot `index`: its kick starts clear.
-pub(super) fn vcpu_created(index: usize, caller: Caller) {
+/// A new vCPU of `caller`'s VM `vm` fills slot `index`: its kick starts
+/// clear.
+pub(super) fn vcpu_created(index: usize, caller: Caller, vm: VmHandle) {
     if let Some(k) = KICKS.get(index) {
         k.cell.reset();
+        k.vm.store(u32::from(vm.0) + 1, SeqCst);
         k.owner.store(caller.pid().index() as u32 + 1, SeqCst);
     }
 }
@@ -147,11 +151,25 @@ pub(super) fn cell(caller: Caller, h: VcpuHandle) -> SysResult<&'static KickCell
 /// and its `sys_vcpu_halt` returns; if it does neither now, its next one
 /// does. Never waits for the vCPU's thread.
 pub fn sys_vcpu_kick(caller: Caller, vcpu: VcpuHandle) -> SysResult<()> {
-    let me = crate::arch::cpu::current();
-    if let Some(cpu) = cell(caller, vcpu)?.kick(me) {
+    kick(cell(caller, vcpu)?);
+    Ok(())
+}
+
+/// Kicks every vCPU of `caller`'s VM `vm`, so that those running its guest
+/// leave it and let go of their slot locks now rather than at their slice
+/// end (`sys_vm_destroy` takes each of those locks).
+pub(super) fn kick_vm(caller: Caller, vm: VmHandle) {
+    let owner = caller.pid().index() as u32 + 1;
+    for k in KICKS.iter().filter(|k| k.owner.load(SeqCst) == owner && k.vm.load(SeqCst) == u32::from(vm.0) + 1) {
+        kick(&k.cell);
+    }
+}
+
+/// Sets `cell`'s kick and sends the kick IPI to the CPU it names, if any.
+fn kick(cell: &KickCell) {
+    if let Some(cpu) = cell.kick(crate::arch::cpu::current()) {
         crate::thread::kick_cpu(crate::thread::CpuId(cpu));
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -246,7 +246,7 @@ pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
         load_memo: None,
         slice_debt_ns: 0,
     });
-    super::kick::vcpu_created(slot_index, caller);
+    super::kick::vcpu_created(slot_index, caller, vm);
     Ok(VcpuHandle(slot_index as u16))
 }
 
@@ -254,6 +254,9 @@ pub fn sys_vcpu_create(caller: Caller, vm: VmHandle) -> SysResult<VcpuHandle> {
 /// container.
 pub fn sys_vm_destroy(caller: Caller, vm: VmHandle) -> SysResult<()> {
     vm_slot(caller, vm)?;
+    // The VM's running vCPUs leave their guests now, not at their slice
+    // ends, and let go of the slot locks taken below.
+    super::kick::kick_vm(caller, vm);
     for (i, v) in VCPUS.iter().enumerate() {
         // sys_run's lock order: the vCPU's, then the VM's.
         let mut g = v.lock();
