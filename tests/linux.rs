@@ -331,7 +331,7 @@ mod bochs_ryzen {
 
     #[test]
     fn linux_with_two_vcpus_runs_two_cpu_bound_processes_at_once_on_both() {
-        super::linux_with_two_vcpus(integration::BOCHS_RYZEN, true);
+        super::linux_with_vcpus(integration::BOCHS_RYZEN, 2, true);
     }
 }
 
@@ -700,9 +700,9 @@ fn rest_of_line(s: &mut Session, key: &str, timeout: Duration) -> String {
     s.expect("\n", Duration::from_secs(10)).trim().to_string()
 }
 
-/// Boots Linux with two vCPUs on two host CPUs of `on`: `nproc` prints 2,
-/// and both CPUs' local APIC timers tick (the LOC line of /proc/interrupts
-/// counts on CPU0 and CPU1). With `parallel`, two CPU-bound shell loops
+/// Boots Linux with `n` vCPUs on `n` host CPUs of `on`: `nproc` prints `n`,
+/// and every CPU's local APIC timer ticks (the LOC line of /proc/interrupts
+/// counts on each). With `parallel`, two CPU-bound shell loops
 /// started together must also finish in about the guest time one takes
 /// alone, not in twice that: each runs on its own vCPU.
 ///
@@ -718,26 +718,26 @@ fn rest_of_line(s: &mut Session, key: &str, timeout: Duration) -> String {
 /// took into service the board's highest vector when the guest had taken
 /// the one posted earlier, so an IPI that arrived in between was lost
 /// (`Lapic::acknowledge_vector`).
-fn linux_with_two_vcpus(on: Svm, parallel: bool) {
+fn linux_with_vcpus(on: Svm, n: usize, parallel: bool) {
     let secs = |n| on.patience(Duration::from_secs(n));
     let img = linux_images();
-    let args = format!("hv.vcpus=2 {}", img.cmdline);
-    let mut s = on.machine("log=info", &[(&img.vmlinux, &args), (&img.initramfs, "")]).cpus(2).spawn();
+    let args = format!("hv.vcpus={n} {}", img.cmdline);
+    let mut s = on.machine("log=info", &[(&img.vmlinux, &args), (&img.initramfs, "")]).cpus(n as u32).spawn();
     s.fail_on("Kernel panic");
     s.expect(READY, secs(300));
     s.expect("# ", secs(60));
     let out = run_within(&mut s, "nproc", secs(120));
-    assert!(out.lines().any(|l| l.trim() == "2"), "{on:?}: nproc: expected 2, saw:\n{out}");
+    assert!(out.lines().any(|l| l.trim() == n.to_string()), "{on:?}: nproc: expected {n}, saw:\n{out}");
     let loc = |s: &mut Session| -> Vec<u64> {
         let out = run_within(s, "grep LOC: /proc/interrupts", secs(120));
         let line = out.lines().find(|l| l.trim_start().starts_with("LOC:")).unwrap_or("").to_string();
-        line.split_whitespace().skip(1).take(2).filter_map(|n| n.parse().ok()).collect()
+        line.split_whitespace().skip(1).take(n).filter_map(|c| c.parse().ok()).collect()
     };
     let before = loc(&mut s);
     run_within(&mut s, "sleep 1", secs(120));
     let after = loc(&mut s);
-    assert_eq!((before.len(), after.len()), (2, 2), "{on:?}: LOC counts of two CPUs: {before:?} then {after:?}");
-    for cpu in 0..2 {
+    assert_eq!((before.len(), after.len()), (n, n), "{on:?}: LOC counts of {n} CPUs: {before:?} then {after:?}");
+    for cpu in 0..n {
         assert!(
             after[cpu] > before[cpu],
             "{on:?}: CPU{cpu}'s local APIC timer did not tick: {before:?} then {after:?}"
@@ -764,7 +764,12 @@ fn linux_with_two_vcpus(on: Svm, parallel: bool) {
 
 #[test]
 fn linux_with_two_vcpus_runs_on_both_and_each_local_apic_timer_ticks() {
-    linux_with_two_vcpus(QEMU64, false);
+    linux_with_vcpus(QEMU64, 2, false);
+}
+
+#[test]
+fn linux_with_four_vcpus_runs_on_all_and_each_local_apic_timer_ticks() {
+    linux_with_vcpus(QEMU64, 4, false);
 }
 
 /// Seconds since the guest booted (/proc/uptime), as the guest reads it.
