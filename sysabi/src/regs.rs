@@ -35,6 +35,9 @@ pub enum Reg {
     Cpl,
     /// The TSC_AUX MSR (what RDTSCP and RDPID read); 32 bits.
     TscAux,
+    /// CR8, the task priority class (bits 7:4 of the local APIC's TPR);
+    /// 4 bits, the VMCB's V_TPR.
+    Cr8,
 }
 
 impl Reg {

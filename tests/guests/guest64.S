@@ -4,7 +4,8 @@
  * A multiboot v1 ELF32 kernel linked at 1 MiB (multiboot.ld), entered in
  * 32-bit protected mode with paging off. The guest switches itself to long
  * mode: static identity page tables (first 1 GiB as 2 MiB pages, plus the
- * 2 MiB page 0xFEA0_0000 that holds the MMIO test device, uncached),
+ * 2 MiB pages 0xFEA0_0000, which holds the MMIO test device, and
+ * 0xFEE0_0000, the local APIC's, both uncached),
  * CR4.PAE, EFER.LME by RDMSR/WRMSR, CR0.PG, far jump to a 64-bit code
  * segment. Linear = guest-physical everywhere.
  *
@@ -35,6 +36,11 @@
  *       does setting OSXSAVE when CPUID hides XSAVE (else it
  *       succeeds and is undone); CR4 keeps its value. Only
  *       when check 3 saw the Certivisor signature.            tags cr4 certivisor, cr4 pke, cr4 osxsave, cr4 kept
+ *   14. CR8 is the local APIC's task priority class: MOV to CR8
+ *       (an exit) reads back through MOV from CR8 (none) and as
+ *       the TPR at 0xFEE0_0080 (<< 4); a TPR written there reads
+ *       back through CR8; a CR8 value with a reserved bit raises
+ *       #GP(0) and changes nothing. Only under Certivisor.     tags cr8 read, cr8 tpr, tpr cr8, cr8 reserved, cr8 kept
  * then "PASS guest64" and a reset request (0x06 -> port 0xCF9).
  *
  * Other modes, chosen by the multiboot command line after check 2 (no exit
@@ -57,6 +63,7 @@
         .set UNUSED,   0x5555          /* unassigned port: reads all ones */
         .set RESETCTL, 0xCF9           /* reset control register */
         .set MMIO,     0xFEBFF000      /* the hypervisor's MMIO test device */
+        .set LAPIC_TPR, 0xFEE00080     /* the local APIC's task priority */
         .set EFER,     0xC0000080
         .set CODE32_SEL, 0x08
         .set DATA_SEL,   0x10
@@ -433,6 +440,34 @@ after_int3:
         CHECK   je, "cr4 kept"
 10:
 
+        /* --- 14. CR8 is the TPR's class ----------------------------------- */
+        cmpb    $1, certivisor(%rip)
+        jne     11f
+        mov     $5, %eax
+        mov     %rax, %cr8              /* CR8-write exit */
+        mov     %cr8, %rbx              /* V_TPR: no exit */
+        cmp     $5, %rbx
+        CHECK   je, "cr8 read"
+        mov     $LAPIC_TPR, %esi
+        mov     (%rsi), %eax            /* NPF exit: the local APIC */
+        cmp     $0x50, %eax
+        CHECK   je, "cr8 tpr"
+        movl    $0x30, (%rsi)           /* NPF exit */
+        mov     %cr8, %rbx
+        cmp     $3, %rbx
+        CHECK   je, "tpr cr8"
+        movl    $0, gp_count(%rip)
+        mov     $0x13, %eax             /* bit 4 is reserved */
+        mov     %rax, %cr8              /* CR8-write exit, #GP(0) */
+        cmpl    $1, gp_count(%rip)
+        CHECK   je, "cr8 reserved"
+        mov     %cr8, %rbx
+        cmp     $3, %rbx
+        CHECK   je, "cr8 kept"
+        xor     %eax, %eax
+        mov     %rax, %cr8              /* CR8-write exit */
+11:
+
         /* --- done --------------------------------------------------------- */
 .ifdef KEEP_GOING
         cmpb    $0, failed(%rip)
@@ -606,20 +641,24 @@ ud_handler:
         push    $6
         jmp     unexpected
 
-/* #GP (vector 13): accept only error code 0 and MOV %rax,%cr4 (0F 22 E0)
- * at the faulting RIP; step over its 3 bytes. Frame: error code, RIP, CS,
- * RFLAGS, RSP, SS. */
+/* #GP (vector 13): accept only error code 0 and, at the faulting RIP,
+ * MOV %rax,%cr4 (0F 22 E0) or MOV %rax,%cr8 (44 0F 22 C0); step over it
+ * (3 or 4 bytes). Frame: error code, RIP, CS, RFLAGS, RSP, SS. */
 gp_handler:
         cmpq    $0, (%rsp)
         jne     1f
         push    %rbx
         mov     16(%rsp), %rbx          /* faulting RIP */
-        cmpw    $0x220F, (%rbx)
+        cmpl    $0xC0220F44, (%rbx)
+        jne     3f
+        addq    $4, 16(%rsp)
+        jmp     4f
+3:      cmpw    $0x220F, (%rbx)
         jne     2f
         cmpb    $0xE0, 2(%rbx)
         jne     2f
         addq    $3, 16(%rsp)
-        incl    gp_count(%rip)
+4:      incl    gp_count(%rip)
         pop     %rbx
         add     $8, %rsp                /* the error code */
         iretq
@@ -751,9 +790,11 @@ pd0:                                    /* identity, 512 x 2 MiB = 1 GiB */
         .set    i, i + 1
         .endr
 pd3:                                    /* only 0xFEA0_0000 (index 501), */
-        .fill   501, 8, 0               /* which holds 0xFEBF_F000: */
+        .fill   501, 8, 0               /* which holds 0xFEBF_F000, */
         .long   0xFEA00000 | 0x9B, 0    /* P|RW|PWT|PCD|PS: uncached */
-        .fill   10, 8, 0
+        .fill   1, 8, 0
+        .long   0xFEE00000 | 0x9B, 0    /* and 0xFEE0_0000 (503): the local APIC */
+        .fill   8, 8, 0
 
 mb_magic:   .long 0
 mb_info:    .long 0

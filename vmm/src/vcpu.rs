@@ -216,6 +216,10 @@ pub struct VcpuLoop<'a, 'b, S: Sys> {
     /// at the last exit. Its controller takes it into service only once the
     /// guest has taken it ([`VcpuLoop::note_taken_interrupt`]).
     pub posted: Option<u8>,
+    /// The guest's CR8 (V_TPR) as last written: the class of the local
+    /// APIC's TPR, which [`VcpuLoop::deliver_interrupts`] keeps it equal to
+    /// after the guest writes the TPR through the APIC page.
+    cr8: u8,
     /// The last instruction decoded, with the bytes and mode it was decoded
     /// from ([`DecodeMemo`]).
     last_decode: Cell<Option<DecodeMemo>>,
@@ -307,6 +311,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
                 [r.eax, r.ebx, r.ecx, r.edx]
             }),
             posted: None,
+            cr8: 0,
             last_decode: Cell::new(None),
         })
     }
@@ -546,7 +551,12 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
             }
             board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         }
+        let cr8 = board.tpr() >> 4;
         let wanted = board.pending_vector();
+        if cr8 != self.cr8 {
+            self.set_reg(Reg::Cr8, u64::from(cr8))?;
+            self.cr8 = cr8;
+        }
         if let Some(posted) = self.posted {
             if wanted == Some(posted) {
                 return Ok(());

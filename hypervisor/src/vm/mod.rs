@@ -177,8 +177,10 @@ pub struct Vcpu {
 fn default_intercepts(vmcb: &mut Vmcb) {
     let c = &mut vmcb.control;
     c.set_exception_intercepts(ExceptionIntercepts::MC);
-    // CR4 writes are checked against the guest's CPUID (vm::cr).
-    c.set_cr_write_intercepts(CrSet::CR4);
+    // CR4 writes are checked against the guest's CPUID (vm::cr). CR8
+    // writes go to the VMM's local APIC, whose TPR it is; reads of CR8
+    // come from V_TPR, which the VMM keeps equal to the TPR's class.
+    c.set_cr_write_intercepts(CrSet::CR4 | CrSet::CR8);
     // Until the guest touches DR0-DR3, they are not loaded (vm::debug).
     let (dr_reads, dr_writes) = debug::GuestDebug::new().intercepts();
     c.set_dr_read_intercepts(dr_reads);
@@ -501,6 +503,7 @@ impl Vcpu {
             Reg::SysenterEip => s.sysenter_eip,
             Reg::Cpl => u64::from(s.cpl),
             Reg::TscAux => u64::from(self.tsc_aux),
+            Reg::Cr8 => u64::from(self.vmcb.control.interrupt_control().v_tpr()),
         }
     }
 
@@ -575,6 +578,12 @@ impl Vcpu {
             }
             // The MSR has 32 bits; the VMM refuses wider values (#GP).
             Reg::TscAux => self.tsc_aux = v as u32,
+            // The guest reads CR8 from V_TPR without an exit.
+            Reg::Cr8 => {
+                let c = &mut self.vmcb.control;
+                c.set_interrupt_control(c.interrupt_control().with_v_tpr((v & 0xF) as u8));
+                self.dirty |= CleanBits::TPR;
+            }
         }
     }
 

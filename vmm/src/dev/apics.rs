@@ -28,11 +28,9 @@
 //! has no ISA line (it goes straight into that local APIC's IRR).
 //!
 //! Limits: the local APIC page stays at its reset base (a guest that moves
-//! it gets #GP from [`Apics::write_apic_base_msr`]); the guest's CR8 is not
-//! the local APIC's TPR (the VMM sees the TPR written through the page,
-//! which is what a Linux guest uses); SMI and ExtINT messages have nowhere
-//! to go and are dropped (INIT, start-up and NMI are the vCPU loop's, see
-//! [`LapicEvents`]); at most [`MAX_VCPUS`] vCPUs.
+//! it gets #GP from [`Apics::write_apic_base_msr`]); SMI and ExtINT
+//! messages have nowhere to go and are dropped (INIT, start-up and NMI are
+//! the vCPU loop's, see [`LapicEvents`]); at most [`MAX_VCPUS`] vCPUs.
 
 use super::apic_bus::{route, CpuSet, InterruptMessage};
 use super::ioapic::{self, rte, Ioapic};

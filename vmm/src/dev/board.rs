@@ -284,6 +284,17 @@ impl<'a> Board<'a> {
         self.devices.apics.vcpus()
     }
 
+    /// The selected local APIC's TPR.
+    pub fn tpr(&self) -> u8 {
+        self.devices.apics.lapic().tpr()
+    }
+
+    /// MOV to CR8: the selected local APIC's TPR becomes `class` << 4
+    /// (`class` is at most 15).
+    pub fn write_cr8(&mut self, class: u8) {
+        self.devices.apics.lapic_mut().set_tpr(class << 4);
+    }
+
     /// RDMSR IA32_APIC_BASE.
     pub fn apic_base_msr(&self) -> u64 {
         self.devices.apics.apic_base_msr()

@@ -232,7 +232,7 @@ impl Lapic {
         self.tpr
     }
 
-    /// A write of the TPR through CR8 (`value` is the whole register).
+    /// Sets the TPR (a write through CR8 sets `class << 4`).
     pub fn set_tpr(&mut self, value: u8) {
         self.tpr = value;
     }

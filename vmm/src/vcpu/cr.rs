@@ -1,7 +1,7 @@
-//! Intercepted control-register writes: MOV to CR4 and XSETBV. The kernel
-//! checks the value against the guest's CPUID (`vm::cr`); the VMM finds the
-//! operand, and either completes the instruction or injects the fault the
-//! CPU would have raised.
+//! Intercepted control-register writes: MOV to CR4 and CR8, and XSETBV.
+//! The kernel checks CR4 and XCR0 values against the guest's CPUID
+//! (`vm::cr`); the VMM finds the operand, and either completes the
+//! instruction or injects the fault the CPU would have raised.
 use super::{Stop, VcpuLoop};
 use guest_x86::decode::insn::SysInsn;
 use guest_x86::decode::{CpuMode, InsnKind};
@@ -25,30 +25,43 @@ impl<S: Sys> VcpuLoop<'_, '_, S> {
         }
     }
 
-    /// MOV to CR`cr` (only CR4 is intercepted for writes). The source
+    /// MOV to CR`cr` (CR4 and CR8 are intercepted for writes). The source
     /// register comes from EXITINFO1 with decode assists, else from
-    /// decoding the instruction at RIP.
+    /// decoding the instruction at RIP. CR8 is the local APIC's task
+    /// priority class: the write goes to its TPR, and into V_TPR, where the
+    /// guest reads it back without an exit.
     pub(super) fn handle_cr_write(&mut self, cr: u8, info: CrAccessInfo) -> Result<(), Stop> {
         let rip = self.reg(Reg::Rip)?;
-        if cr != 4 {
-            return Err(Stop::Unemulated { rip, what: "write of a control register other than CR4" });
+        if cr != 4 && cr != 8 {
+            return Err(Stop::Unemulated { rip, what: "write of a control register other than CR4 and CR8" });
         }
         let gpr = if info.mov_cr {
             info.gpr
         } else {
             match self.decode_at_rip()?.insn.kind {
-                InsnKind::Sys(SysInsn::MovToCr { cr: 4, gpr }) => gpr,
-                _ => return Err(Stop::Unemulated { rip, what: "CR4 write that is not MOV to CR4" }),
+                InsnKind::Sys(SysInsn::MovToCr { cr: to, gpr }) if to == cr => gpr,
+                _ => return Err(Stop::Unemulated { rip, what: "CR4 or CR8 write that is not a MOV to it" }),
             }
         };
-        let reg = Reg::gpr(gpr).ok_or(Stop::Unemulated { rip, what: "MOV to CR4 from no register" })?;
+        let reg = Reg::gpr(gpr).ok_or(Stop::Unemulated { rip, what: "MOV to a CR from no register" })?;
         let mut value = self.reg(reg)?;
         // Outside 64-bit mode the instruction moves the register's low half.
         if self.mode()? != CpuMode::Bits64 {
             value &= 0xFFFF_FFFF;
         }
-        let done = self.sys.write_cr4(self.vcpu, value)?;
-        self.complete_or_fault(done)
+        if cr == 4 {
+            let done = self.sys.write_cr4(self.vcpu, value)?;
+            return self.complete_or_fault(done);
+        }
+        // CR8's bits 63:4 are reserved: setting one raises #GP(0)
+        // (docs/devices.md, "CR8 and the TPR").
+        let Ok(class @ 0..=15) = u8::try_from(value) else {
+            return self.complete_or_fault(Err(GuestFault::GeneralProtection));
+        };
+        self.board().write_cr8(class);
+        self.set_reg(Reg::Cr8, u64::from(class))?;
+        self.cr8 = class;
+        self.skip_instruction()
     }
 
     /// XSETBV: XCR[ECX] = EDX:EAX.

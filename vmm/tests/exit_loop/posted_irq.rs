@@ -7,7 +7,7 @@ use crate::fake::{Call, FakeSys};
 use crate::hlt_irq::program_pic_and_pit_at;
 use crate::*;
 use sysabi::Reg;
-use vmcb::{EventInj, IoDirection::Out};
+use vmcb::{CrAccessInfo, EventInj, IoDirection::Out};
 use vmm::vcpu::VcpuLoop;
 
 /// The master PIC's vector base a PC BIOS leaves: IRQ 0 is vector 8.
@@ -126,36 +126,78 @@ fn mmio_write(lp: &mut VcpuLoop<'_, '_, FakeSys>, gpa: u64, value: u32, now: u64
     lp.board().mmio_write(device, gpa, 4, u64::from(value), now);
 }
 
-#[test]
-fn raising_the_tpr_above_a_posted_local_apic_vector_withdraws_it_until_the_tpr_drops() {
-    const LAPIC: u64 = 0xFEE0_0000;
+const LAPIC: u64 = 0xFEE0_0000;
+const LAPIC_VECTOR: u8 = 0x30;
+
+/// A long-mode guest with interrupts off whose local APIC has vector 0x30
+/// (class 3) posted: the PIT's IRQ 0 through I/O APIC pin 2, the 8259
+/// masked.
+fn lapic_vector_posted(sys: &FakeSys) -> VcpuLoop<'_, 'static, FakeSys> {
     const IOAPIC: u64 = 0xFEC0_0000;
-    const VECTOR: u8 = 0x30;
-    let sys = protected_mode();
     sys.put(Reg::Rflags, 0x2);
-    let mut lp = vcpu_loop(&sys);
+    let mut lp = vcpu_loop(sys);
     let now = sys.state().now_ns;
-    // The 8259 masked; the PIT's IRQ 0 reaches the local APIC through I/O
-    // APIC pin 2 as vector 0x30 (edge, fixed, APIC ID 0).
     program_pic_and_pit_at(&mut lp, now, GUEST_BASE, 0xFF);
     mmio_write(&mut lp, LAPIC + 0xF0, 0x1FF, now);
     mmio_write(&mut lp, LAPIC + 0x350, 1 << 16, now);
-    for (index, value) in [(0x14, u32::from(VECTOR)), (0x15, 0)] {
+    for (index, value) in [(0x14, u32::from(LAPIC_VECTOR)), (0x15, 0)] {
         mmio_write(&mut lp, IOAPIC, index, now);
         mmio_write(&mut lp, IOAPIC + 0x10, value, now);
     }
     sys.state().run_ns = TICK_RUN_NS;
-    sys.script([VmExit::Intr, VmExit::Intr, VmExit::Intr, VmExit::Intr]);
+    sys.script([VmExit::Intr, VmExit::Intr]);
     step_ok(&mut lp);
     sys.state().run_ns = SHORT_RUN_NS;
     step_ok(&mut lp);
-    assert_eq!(interrupt_calls(&sys), [Call::Inject(EventInj::external_interrupt(VECTOR))]);
+    assert_eq!(interrupt_calls(sys), [Call::Inject(EventInj::external_interrupt(LAPIC_VECTOR))]);
+    lp
+}
+
+#[test]
+fn raising_the_tpr_above_a_posted_local_apic_vector_withdraws_it_until_the_tpr_drops() {
+    let sys = long_mode();
+    let mut lp = lapic_vector_posted(&sys);
+    sys.script([VmExit::Intr, VmExit::Intr]);
     // The guest raises its TPR to class 4 before it takes vector 0x30.
     let now = sys.state().now_ns;
     mmio_write(&mut lp, LAPIC + 0x80, 0x40, now);
     step_ok(&mut lp);
     assert_eq!(interrupt_calls(&sys), [Call::Withdraw], "class 3 is below the TPR's class 4");
+    assert_eq!(sys.get(Reg::Cr8), 4, "CR8 (V_TPR) follows the TPR written through the APIC page");
     mmio_write(&mut lp, LAPIC + 0x80, 0, now);
     step_ok(&mut lp);
-    assert_eq!(interrupt_calls(&sys), [Call::Inject(EventInj::external_interrupt(VECTOR))], "still in the IRR");
+    assert_eq!(interrupt_calls(&sys), [Call::Inject(EventInj::external_interrupt(LAPIC_VECTOR))], "still in the IRR");
+    assert_eq!(sys.get(Reg::Cr8), 0);
+}
+
+/// MOV to CR8 (intercepted) writes the local APIC's TPR: class 4 holds off
+/// the posted class-3 vector, class 0 lets it through, and a value with a
+/// reserved bit (above bit 3) raises #GP(0) and changes nothing.
+#[test]
+fn mov_to_cr8_sets_the_tpr_class_and_a_reserved_bit_raises_gp() {
+    const NEXT: u64 = 0x1004;
+    let cr8_write = VmExit::CrWrite { cr: 8, info: CrAccessInfo { gpr: 1, mov_cr: true } };
+    let sys = long_mode();
+    let mut lp = lapic_vector_posted(&sys);
+    sys.state().nrips = Some(NEXT);
+    sys.put(Reg::Rcx, 4);
+    sys.script([cr8_write, VmExit::Intr]);
+    step_ok(&mut lp);
+    assert_eq!((sys.get(Reg::Cr8), sys.get(Reg::Rip)), (4, NEXT), "CR8 and RIP after MOV CR8, RCX");
+    assert_eq!(lp.board().tpr(), 0x40, "the local APIC's TPR is CR8 << 4");
+    step_ok(&mut lp);
+    assert_eq!(interrupt_calls(&sys), [Call::Withdraw], "class 3 is below CR8's class 4");
+
+    sys.put(Reg::Rcx, 0x10);
+    sys.script([cr8_write]);
+    step_ok(&mut lp);
+    assert_eq!(interrupt_calls(&sys), [Call::Inject(EventInj::exception_with_error(13, 0))], "#GP(0)");
+    assert_eq!((sys.get(Reg::Cr8), lp.board().tpr()), (4, 0x40), "the refused write changed nothing");
+
+    sys.put(Reg::Rcx, 0);
+    sys.script([cr8_write, VmExit::Intr]);
+    step_ok(&mut lp);
+    step_ok(&mut lp);
+    assert_eq!(sys.get(Reg::Cr8), 0);
+    assert_eq!(interrupt_calls(&sys), [Call::Inject(EventInj::external_interrupt(LAPIC_VECTOR))], "still in the IRR");
 }

@@ -163,6 +163,19 @@ fn set_exception_intercept_refuses_vectors_past_31() {
     assert_eq!(sys_set_exception_intercept(w.a.caller(), w.vcpu_a, 31, true), Ok(()));
 }
 
+/// CR8 is the VMCB's V_TPR: four bits, read back as written.
+#[test]
+fn cr8_is_the_four_bit_v_tpr() {
+    let _k = kernel();
+    let w = two_vms();
+    let (a, v) = (w.a.caller(), w.vcpu_a);
+    assert_eq!(sys_reg_get(a, v, Reg::Cr8), Ok(0), "a fresh vCPU's CR8");
+    sys_reg_set(a, v, Reg::Cr8, 0xA).unwrap();
+    assert_eq!(sys_reg_get(a, v, Reg::Cr8), Ok(0xA));
+    sys_reg_set(a, v, Reg::Cr8, 0x13).unwrap();
+    assert_eq!(sys_reg_get(a, v, Reg::Cr8), Ok(0x3), "only bits 3:0 are kept");
+}
+
 #[test]
 fn cr4_and_xsetbv_answer_with_the_fault_the_cpu_would_raise() {
     let _k = kernel();
