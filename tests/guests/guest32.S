@@ -180,6 +180,9 @@ _start:
         mov     $k_work, %edi
         call    contains
         jnz     mode_work
+        mov     $k_lapic, %edi
+        call    contains
+        jnz     mode_lapic
         mov     $flood_kinds, %ebx      /* {keyword, round body, exits} */
 1:      mov     (%ebx), %edi
         test    %edi, %edi
@@ -864,6 +867,8 @@ puthex32:
         loop    1b
         pop     %ecx
         ret
+
+        .include "lapic.inc"
 
 /* 256 stubs, 16 bytes apart: push the vector number, go to unexpected. */
         .balign 16
