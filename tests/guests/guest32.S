@@ -50,6 +50,11 @@
  *                guest32 work tsc=<16 hex digits>", the TSC cycles the work
  *                took (RDTSC is not intercepted). work=long: 10 times as
  *                much.
+ *   mode=lapic   the local APIC of the one vCPU (lapic.inc, which lists
+ *                the checks): the timer in one-shot, periodic, TSC-deadline
+ *                and masked modes; ISR/IRR order, nesting and EOI; TPR and
+ *                PPR; NMI, lowest-priority and fixed IPIs; software disable
+ *                in the SVR. "PASS guest32 lapic".
  *   mode=flood-<kind>  exits of one kind as fast as it can, in rounds
  *                (below), until VM 1 has come and gone (a CHAN_RECV from
  *                VM 1 after each round says -EAGAIN while it runs, -EINVAL
