@@ -130,8 +130,8 @@ fn a_guest_spinning_with_interrupts_on_gets_its_timer_ticks_after_fast_path_exit
 /// software-disabled APIC refusing a fixed IPI. Both CPU models show the
 /// TSC-deadline timer (the kernel's CPUID shows it whatever the host has).
 fn local_apic_guest_passes(on: Svm) {
-    guest_passes(on, "guest32.elf", "mode=lapic", "vm0: PASS guest32 lapic", "vm0: stopped cleanly")
-        .assert_in_order(&[
+    guest_passes(on, "guest32.elf", "mode=lapic", "vm0: PASS guest32 lapic", "vm0: stopped cleanly").assert_in_order(
+        &[
             "vm0: lapic: one-shot ok\n",
             "vm0: lapic: periodic ok\n",
             "vm0: lapic: tsc-deadline ok\n",
@@ -142,7 +142,8 @@ fn local_apic_guest_passes(on: Svm) {
             "vm0: lapic: nmi ok\n",
             "vm0: lapic: lowest priority ok\n",
             "vm0: lapic: svr ok\n",
-        ]);
+        ],
+    );
 }
 
 #[test]
