@@ -129,7 +129,7 @@ fn a_guest_spinning_with_interrupts_on_gets_its_timer_ticks_after_fast_path_exit
 /// with IF clear; lowest-priority delivery to its logical ID; a
 /// software-disabled APIC refusing a fixed IPI. Both CPU models show the
 /// TSC-deadline timer (the kernel's CPUID shows it whatever the host has).
-fn local_apic_guest_passes(on: Svm) {
+fn lapic_guest_passes(on: Svm) {
     guest_passes(on, "guest32.elf", "mode=lapic", "vm0: PASS guest32 lapic", "vm0: stopped cleanly").assert_in_order(
         &[
             "vm0: lapic: one-shot ok\n",
@@ -147,13 +147,13 @@ fn local_apic_guest_passes(on: Svm) {
 }
 
 #[test]
-fn local_apic_timer_modes_priorities_and_delivery_modes_work_on_qemu() {
-    local_apic_guest_passes(QEMU64);
+fn lapic_timer_modes_priorities_and_delivery_modes_work_on_qemu() {
+    lapic_guest_passes(QEMU64);
 }
 
 #[test]
-fn local_apic_timer_modes_priorities_and_delivery_modes_work_on_bochs_ryzen() {
-    local_apic_guest_passes(BOCHS_RYZEN);
+fn lapic_timer_modes_priorities_and_delivery_modes_work_on_bochs_ryzen() {
+    lapic_guest_passes(BOCHS_RYZEN);
 }
 
 /// The exits each guest's own code causes on a passing run under Bochs, as
