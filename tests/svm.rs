@@ -126,9 +126,11 @@ fn a_guest_spinning_with_interrupts_on_gets_its_timer_ticks_after_fast_path_exit
 /// the timer in one-shot, periodic and TSC-deadline modes and masked; the
 /// order in which fixed self-IPIs are taken, nest and retire (ISR, IRR,
 /// EOI); the TPR holding a vector off; an NMI to the vCPU's own APIC ID
-/// with IF clear; lowest-priority delivery to its logical ID; a
-/// software-disabled APIC refusing a fixed IPI. Both CPU models show the
-/// TSC-deadline timer (the kernel's CPUID shows it whatever the host has).
+/// with IF clear, and a second one sent from its handler, which must wait
+/// for the handler's IRET (the VMM tracks the guest's NMI blocking);
+/// lowest-priority delivery to its logical ID; a software-disabled APIC
+/// refusing a fixed IPI. Both CPU models show the TSC-deadline timer (the
+/// kernel's CPUID shows it whatever the host has).
 fn lapic_guest_passes(on: Svm) {
     guest_passes(on, "guest32.elf", "mode=lapic", "vm0: PASS guest32 lapic", "vm0: stopped cleanly").assert_in_order(
         &[
@@ -154,19 +156,6 @@ fn lapic_timer_modes_priorities_and_delivery_modes_work_on_qemu() {
 #[test]
 fn lapic_timer_modes_priorities_and_delivery_modes_work_on_bochs_ryzen() {
     lapic_guest_passes(BOCHS_RYZEN);
-}
-
-/// An NMI that arrives while the guest runs its NMI handler must wait for
-/// the handler's IRET (SDM vol. 3 §6.7.1): the handler of the first NMI
-/// sends a second one to its own APIC ID and checks that it does not nest.
-/// The hypervisor injects NMIs with EVENTINJ, which the CPU delivers
-/// whatever the guest's NMI blocking, and does not track that blocking, so
-/// the second NMI nests (`FAIL guest32: lapic nmi nested`; plain QEMU
-/// passes it).
-#[test]
-#[ignore = "known bug: the VMM injects an NMI while the guest's NMI handler runs"]
-fn lapic_second_nmi_waits_for_the_first_handlers_iret() {
-    guest_passes(QEMU64, "guest32.elf", "mode=lapic nmi=nested", "vm0: PASS guest32 lapic", "vm0: stopped cleanly");
 }
 
 /// The exits each guest's own code causes on a passing run under Bochs, as

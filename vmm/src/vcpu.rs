@@ -27,6 +27,7 @@ use sysabi::{Grants, NextRipSource, Reg, SchedHandle, SegReg, Sys, SysError, Vcp
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
 mod cr;
+mod nmi;
 pub mod shared;
 mod startup;
 pub use shared::VmShared;
@@ -216,6 +217,8 @@ pub struct VcpuLoop<'a, 'b, S: Sys> {
     /// at the last exit. Its controller takes it into service only once the
     /// guest has taken it ([`VcpuLoop::note_taken_interrupt`]).
     pub posted: Option<u8>,
+    /// The guest's NMI blocking, which the VMM tracks (`vcpu/nmi.rs`).
+    nmi: nmi::NmiBlocking,
     /// The last instruction decoded, with the bytes and mode it was decoded
     /// from ([`DecodeMemo`]).
     last_decode: Cell<Option<DecodeMemo>>,
@@ -307,6 +310,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
                 [r.eax, r.ebx, r.ecx, r.edx]
             }),
             posted: None,
+            nmi: nmi::NmiBlocking::default(),
             last_decode: Cell::new(None),
         })
     }
@@ -536,7 +540,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
     /// at the next exit, the way the INTA cycle fixes the vector on a PC.
     fn deliver_interrupts(&mut self) -> Result<(), Stop> {
         let now = self.now();
-        let mut board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         board.update(now);
         if board.has_apic_events() {
             let events = board.take_apic_events();
@@ -544,8 +548,9 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
             if self.state != VcpuState::Running {
                 return Ok(());
             }
-            board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         }
+        self.deliver_held_nmi()?;
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         let wanted = board.pending_vector();
         if let Some(posted) = self.posted {
             if wanted == Some(posted) {
@@ -653,6 +658,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
                 return Err(Stop::DeliveryFault { gpa, vector, rip: self.reg(Reg::Rip)? })
             }
             VmExit::CrWrite { cr, info } => self.handle_cr_write(cr, info)?,
+            VmExit::Exception(e) if e.vector == nmi::VEC_DB && self.nmi_step_done()? => {}
             VmExit::Exception(e) => {
                 if e.vector == VEC_BP {
                     // INT3 traps: the guest's handler expects RIP after it.
@@ -864,6 +870,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
         let rip = self.reg(Reg::Rip)?;
         match code {
             C::Xsetbv => self.handle_xsetbv(),
+            C::Iret => self.nmi_iret(),
             // Hidden by CPUID (MONITOR, MONITORX, RDPRU): the guest gets
             // what a CPU without them gives.
             C::Monitor | C::Mwait | C::MwaitConditional | C::Rdpru => self.inject(EventInj::exception(VEC_UD)),
