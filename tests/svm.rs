@@ -122,6 +122,43 @@ fn a_guest_spinning_with_interrupts_on_gets_its_timer_ticks_after_fast_path_exit
     out.assert_status(EXIT_SUCCESS).assert_contains("vm0: PASS guest32 ticks").assert_contains("vm0: stopped cleanly");
 }
 
+/// The local APIC of a one-vCPU VM, as a guest sees it through its page
+/// and IA32_TSC_DEADLINE (guest32 `mode=lapic`, tests/guests/lapic.inc):
+/// the timer in one-shot, periodic and TSC-deadline modes and masked; the
+/// order in which fixed self-IPIs are taken, nest and retire (ISR, IRR,
+/// EOI); the TPR holding a vector off; an NMI to the vCPU's own APIC ID
+/// with IF clear, and a second one sent from its handler, which must wait
+/// for the handler's IRET (the VMM tracks the guest's NMI blocking);
+/// lowest-priority delivery to its logical ID; a software-disabled APIC
+/// refusing a fixed IPI. Both CPU models show the TSC-deadline timer (the
+/// kernel's CPUID shows it whatever the host has).
+fn lapic_guest_passes(on: Svm) {
+    guest_passes(on, "guest32.elf", "mode=lapic", "vm0: PASS guest32 lapic", "vm0: stopped cleanly").assert_in_order(
+        &[
+            "vm0: lapic: one-shot ok\n",
+            "vm0: lapic: periodic ok\n",
+            "vm0: lapic: tsc-deadline ok\n",
+            "vm0: lapic: masked timer ok\n",
+            "vm0: lapic: order 91 51 61 e0 52\n",
+            "vm0: lapic: eoi and isr order ok\n",
+            "vm0: lapic: tpr and ppr ok\n",
+            "vm0: lapic: nmi ok\n",
+            "vm0: lapic: lowest priority ok\n",
+            "vm0: lapic: svr ok\n",
+        ],
+    );
+}
+
+#[test]
+fn lapic_timer_modes_priorities_and_delivery_modes_work_on_qemu() {
+    lapic_guest_passes(QEMU64);
+}
+
+#[test]
+fn lapic_timer_modes_priorities_and_delivery_modes_work_on_bochs_ryzen() {
+    lapic_guest_passes(BOCHS_RYZEN);
+}
+
 /// The exits each guest's own code causes on a passing run under Bochs, as
 /// tests/guests/README.md derives them, with the #BP of INT3 that Bochs
 /// intercepts and the second HLT of the missed V_IRQ (see the top). Not the

@@ -83,6 +83,9 @@ pub trait Sys {
     fn withdraw_interrupt(&self, vcpu: VcpuHandle) -> SysResult<Option<u8>>;
     /// Traps (or stops trapping) guest exception `vector` (0..32).
     fn set_exception_intercept(&self, vcpu: VcpuHandle, vector: u8, intercept: bool) -> SysResult<()>;
+    /// Traps (or stops trapping) the guest's IRET, before it executes: the
+    /// VMM tracks the guest's NMI blocking, which ends at the next IRET.
+    fn set_iret_intercept(&self, vcpu: VcpuHandle, intercept: bool) -> SysResult<()>;
     fn reg(&self, vcpu: VcpuHandle, r: Reg) -> SysResult<u64>;
     /// The registers `which` names, into `out` (as long as `which`): one
     /// call for what an exit handler needs at once. This default makes one

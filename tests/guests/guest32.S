@@ -50,6 +50,11 @@
  *                guest32 work tsc=<16 hex digits>", the TSC cycles the work
  *                took (RDTSC is not intercepted). work=long: 10 times as
  *                much.
+ *   mode=lapic   the local APIC of the one vCPU (lapic.inc, which lists
+ *                the checks): the timer in one-shot, periodic, TSC-deadline
+ *                and masked modes; ISR/IRR order, nesting and EOI; TPR and
+ *                PPR; NMI, lowest-priority and fixed IPIs; software disable
+ *                in the SVR. "PASS guest32 lapic".
  *   mode=flood-<kind>  exits of one kind as fast as it can, in rounds
  *                (below), until VM 1 has come and gone (a CHAN_RECV from
  *                VM 1 after each round says -EAGAIN while it runs, -EINVAL
@@ -180,6 +185,9 @@ _start:
         mov     $k_work, %edi
         call    contains
         jnz     mode_work
+        mov     $k_lapic, %edi
+        call    contains
+        jnz     mode_lapic
         mov     $flood_kinds, %ebx      /* {keyword, round body, exits} */
 1:      mov     (%ebx), %edi
         test    %edi, %edi
@@ -864,6 +872,8 @@ puthex32:
         loop    1b
         pop     %ecx
         ret
+
+        .include "lapic.inc"
 
 /* 256 stubs, 16 bytes apart: push the vector number, go to unexpected. */
         .balign 16

@@ -27,6 +27,7 @@ use sysabi::{Grants, NextRipSource, Reg, SchedHandle, SegReg, Sys, SysError, Vcp
 use vmcb::{EventInj, IoAccessSize, IoDirection};
 
 mod cr;
+mod nmi;
 pub mod shared;
 mod startup;
 pub use shared::VmShared;
@@ -220,6 +221,8 @@ pub struct VcpuLoop<'a, 'b, S: Sys> {
     /// APIC's TPR, which [`VcpuLoop::deliver_interrupts`] keeps it equal to
     /// after the guest writes the TPR through the APIC page.
     cr8: u8,
+    /// The guest's NMI blocking, which the VMM tracks (`vcpu/nmi.rs`).
+    nmi: nmi::NmiBlocking,
     /// The last instruction decoded, with the bytes and mode it was decoded
     /// from ([`DecodeMemo`]).
     last_decode: Cell<Option<DecodeMemo>>,
@@ -312,6 +315,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
             }),
             posted: None,
             cr8: 0,
+            nmi: nmi::NmiBlocking::default(),
             last_decode: Cell::new(None),
         })
     }
@@ -541,7 +545,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
     /// at the next exit, the way the INTA cycle fixes the vector on a PC.
     fn deliver_interrupts(&mut self) -> Result<(), Stop> {
         let now = self.now();
-        let mut board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         board.update(now);
         if board.has_apic_events() {
             let events = board.take_apic_events();
@@ -549,8 +553,9 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
             if self.state != VcpuState::Running {
                 return Ok(());
             }
-            board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         }
+        self.deliver_held_nmi()?;
+        let board = hold(&mut self.held, self.shared, self.sys, self.grants.sched, self.index);
         let cr8 = board.tpr() >> 4;
         let wanted = board.pending_vector();
         if cr8 != self.cr8 {
@@ -663,6 +668,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
                 return Err(Stop::DeliveryFault { gpa, vector, rip: self.reg(Reg::Rip)? })
             }
             VmExit::CrWrite { cr, info } => self.handle_cr_write(cr, info)?,
+            VmExit::Exception(e) if e.vector == nmi::VEC_DB && self.nmi_step_done()? => {}
             VmExit::Exception(e) => {
                 if e.vector == VEC_BP {
                     // INT3 traps: the guest's handler expects RIP after it.
@@ -874,6 +880,7 @@ impl<'a, 'b, S: Sys> VcpuLoop<'a, 'b, S> {
         let rip = self.reg(Reg::Rip)?;
         match code {
             C::Xsetbv => self.handle_xsetbv(),
+            C::Iret => self.nmi_iret(),
             // Hidden by CPUID (MONITOR, MONITORX, RDPRU): the guest gets
             // what a CPU without them gives.
             C::Monitor | C::Mwait | C::MwaitConditional | C::Rdpru => self.inject(EventInj::exception(VEC_UD)),

@@ -68,6 +68,9 @@ impl Sys for Kernel {
     fn set_exception_intercept(&self, vcpu: VcpuHandle, vector: u8, intercept: bool) -> SysResult<()> {
         sys_set_exception_intercept(Caller::current()?, vcpu, vector, intercept)
     }
+    fn set_iret_intercept(&self, vcpu: VcpuHandle, intercept: bool) -> SysResult<()> {
+        sys_set_iret_intercept(Caller::current()?, vcpu, intercept)
+    }
     fn reg(&self, vcpu: VcpuHandle, r: Reg) -> SysResult<u64> {
         sys_reg_get(Caller::current()?, vcpu, r)
     }

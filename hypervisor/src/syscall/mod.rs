@@ -17,7 +17,7 @@
 //! | [`sys_inject`], [`sys_check_pending_interrupt`], [`sys_withdraw_interrupt`] | event injection (external interrupts through V_IRQ, which waits for the guest's interrupt window itself; a posted one not yet taken can be taken back) |
 //! | [`sys_complete_instruction`], [`sys_get_next_rip`] | finishing an intercepted instruction (RIP, interrupt shadow, single-step) |
 //! | [`sys_reg_get`], [`sys_reg_set`], [`sys_seg_get`], [`sys_seg_set`] | guest registers |
-//! | [`sys_set_io_intercept`], [`sys_set_exception_intercept`] | what traps |
+//! | [`sys_set_io_intercept`], [`sys_set_exception_intercept`], [`sys_set_iret_intercept`] | what traps |
 //! | [`sys_cpuid`] | the guest's CPUID, from its VM's CPU model (`vm::cpuid`) |
 //! | [`sys_write_cr4`], [`sys_xsetbv`] | the guest's CR4 and XCR0 writes, checked as the CPU checks them |
 //! | [`sys_get_stats`], [`sys_reset_stats`], [`sys_get_paths`], [`sys_vcpu_info`] | statistics and identity of a vCPU |

@@ -608,6 +608,12 @@ pub fn sys_set_exception_intercept(caller: Caller, vcpu: VcpuHandle, vector: u8,
     with_vcpu(caller, vcpu, |v| v.set_exception_intercept(vector, on))
 }
 
+/// Traps (or stops trapping) the guest's IRET (the VMM waits for the end
+/// of the guest's NMI blocking).
+pub fn sys_set_iret_intercept(caller: Caller, vcpu: VcpuHandle, on: bool) -> SysResult<()> {
+    with_vcpu(caller, vcpu, |v| v.set_iret_intercept(on))
+}
+
 pub fn sys_reg_get(caller: Caller, vcpu: VcpuHandle, r: Reg) -> SysResult<u64> {
     with_vcpu(caller, vcpu, |v| v.reg(r))
 }

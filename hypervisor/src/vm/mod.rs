@@ -655,6 +655,14 @@ impl Vcpu {
         Some(vector)
     }
 
+    /// Traps (or stops trapping) the guest's IRET.
+    pub fn set_iret_intercept(&mut self, on: bool) {
+        let c = &mut self.vmcb.control;
+        let cur = c.misc1_intercepts();
+        c.set_misc1_intercepts(if on { cur | InterceptMisc1::IRET } else { cur - InterceptMisc1::IRET });
+        self.dirty |= CleanBits::INTERCEPTS;
+    }
+
     /// Traps (or stops trapping) a guest exception vector.
     pub fn set_exception_intercept(&mut self, vector: u8, on: bool) {
         let c = &mut self.vmcb.control;

@@ -265,3 +265,19 @@ fn a_vms_walk_limits_are_those_its_vcpus_cpuid_states() {
     });
     assert_eq!(r.vm.walk_limits, seen, "the kernel's walks obey what CPUID tells the guest");
 }
+
+#[test]
+fn the_iret_intercept_is_set_and_cleared_alone_and_the_cpu_reloads_the_intercepts() {
+    let _k = kernel();
+    let caps = SvmCaps { vmcb_clean: true, ..TEST_CAPS };
+    let mut r = rig(1, caps);
+    run_hlts(&mut r.v[0], &mut r.cpu, &r.vm, 2);
+    let before = r.v[0].vmcb.control.misc1_intercepts();
+    assert!(!before.contains(InterceptMisc1::IRET), "IRET is not trapped at first");
+    r.v[0].set_iret_intercept(true);
+    run_hlts(&mut r.v[0], &mut r.cpu, &r.vm, 1);
+    assert_eq!(r.v[0].vmcb.control.misc1_intercepts(), before | InterceptMisc1::IRET);
+    assert!(!r.v[0].vmcb.control.clean_bits().contains(CleanBits::INTERCEPTS), "the intercepts changed");
+    r.v[0].set_iret_intercept(false);
+    assert_eq!(r.v[0].vmcb.control.misc1_intercepts(), before, "the others stay");
+}

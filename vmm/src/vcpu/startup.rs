@@ -13,7 +13,7 @@ use super::{Stop, VcpuLoop, VcpuState};
 use crate::dev::lapic::LapicEvents;
 use log::Level;
 use sysabi::{Reg, SegReg, Sys, NEVER};
-use vmcb::{EventInj, Segment};
+use vmcb::Segment;
 
 /// CR0 after INIT: CD, NW and ET (the reset value).
 const CR0_AT_INIT: u64 = 0x6000_0010;
@@ -35,11 +35,13 @@ impl<S: Sys> VcpuLoop<'_, '_, S> {
             }
         }
         if events.nmi && self.state != VcpuState::WaitForSipi {
-            if let VcpuState::HaltedForGood { .. } = self.state {
+            // A held NMI does not end a HLT: it waits for an IRET that the
+            // halted handler never reaches, as on a CPU.
+            if matches!(self.state, VcpuState::HaltedForGood { .. }) && !self.nmi_blocked() {
                 self.shared.wake();
                 self.state = VcpuState::Running;
             }
-            self.sys.inject(self.vcpu, EventInj::nmi())?;
+            self.deliver_nmi()?;
         }
         if events.smi || events.extint {
             let (smi, extint) = (events.smi, events.extint);
@@ -80,6 +82,7 @@ impl<S: Sys> VcpuLoop<'_, '_, S> {
     /// waits for a start-up IPI.
     fn init(&mut self) -> Result<(), Stop> {
         self.board().init_lapic();
+        self.reset_nmi_blocking()?;
         if self.posted.take().is_some() {
             self.sys.withdraw_interrupt(self.vcpu)?;
         }

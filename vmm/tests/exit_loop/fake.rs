@@ -36,6 +36,11 @@ pub enum Call {
     },
     Inject(EventInj),
     Withdraw,
+    ExceptionIntercept {
+        vector: u8,
+        on: bool,
+    },
+    IretIntercept(bool),
     SetReg(Reg, u64),
     IdleUntil(u64),
     Yield,
@@ -263,7 +268,13 @@ impl Sys for FakeSys {
         Ok(self.state().posted.take())
     }
 
-    fn set_exception_intercept(&self, _vcpu: VcpuHandle, _vector: u8, _intercept: bool) -> SysResult<()> {
+    fn set_exception_intercept(&self, _vcpu: VcpuHandle, vector: u8, intercept: bool) -> SysResult<()> {
+        self.record(Call::ExceptionIntercept { vector, on: intercept });
+        Ok(())
+    }
+
+    fn set_iret_intercept(&self, _vcpu: VcpuHandle, intercept: bool) -> SysResult<()> {
+        self.record(Call::IretIntercept(intercept));
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod hlt_irq;
 mod hypercall;
 mod io;
 mod launch;
+mod nmi;
 mod npf;
 mod posted_irq;
 mod smp;

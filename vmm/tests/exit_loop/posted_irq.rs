@@ -121,7 +121,7 @@ fn a_higher_priority_request_overtakes_a_posted_vector_the_guest_has_not_taken()
 
 /// The guest (or the test for it) writes `value` to the device register at
 /// `gpa`.
-fn mmio_write(lp: &mut VcpuLoop<'_, '_, FakeSys>, gpa: u64, value: u32, now: u64) {
+pub fn mmio_write(lp: &mut VcpuLoop<'_, '_, FakeSys>, gpa: u64, value: u32, now: u64) {
     let device = lp.board().mmio_device(gpa).expect("a device is wired there");
     lp.board().mmio_write(device, gpa, 4, u64::from(value), now);
 }

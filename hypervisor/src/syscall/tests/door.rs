@@ -29,6 +29,7 @@ fn door_calls(vm: VmHandle, v: VcpuHandle, g: sysabi::Grants) -> Vec<(&'static s
         ("interrupt_pending", k.interrupt_pending(v).map(drop)),
         ("withdraw_interrupt", k.withdraw_interrupt(v).map(drop)),
         ("set_exception_intercept", k.set_exception_intercept(v, 6, true)),
+        ("set_iret_intercept", k.set_iret_intercept(v, true)),
         ("reg", k.reg(v, Reg::Rax).map(drop)),
         ("set_reg", k.set_reg(v, Reg::Rax, 1)),
         ("seg", k.seg(v, SegReg::Cs).map(drop)),

@@ -16,6 +16,7 @@ const VCPU_CALLS: &[NamedCall<VcpuHandle>] = &[
     ("interrupt_pending", |c, v| sys_check_pending_interrupt(c, v).map(drop)),
     ("withdraw_interrupt", |c, v| sys_withdraw_interrupt(c, v).map(drop)),
     ("set_exception_intercept", |c, v| sys_set_exception_intercept(c, v, 14, true)),
+    ("set_iret_intercept", |c, v| sys_set_iret_intercept(c, v, true)),
     ("reg", |c, v| sys_reg_get(c, v, Reg::Rbx).map(drop)),
     ("regs", |c, v| sys_regs_get(c, v, &[Reg::Rbx, Reg::Rip], &mut [0; 2])),
     ("set_reg", |c, v| sys_reg_set(c, v, Reg::Rbx, 7)),
