@@ -3,6 +3,8 @@
 //! IPIs with it (physical, all-excluding-self, flat logical, self), on a
 //! VM of two vCPUs on two host CPUs. Each vCPU's thread starts on its own
 //! CPU unless the VM is pinned (`hv.cpu=N`), which keeps both on that CPU.
+//! In `mode=ipibench` smp32 times IPI round trips between its two vCPUs
+//! instead (docs/benchmarking.md, "IPI round trips").
 use integration::*;
 use std::time::Duration;
 
@@ -55,4 +57,57 @@ fn a_vcpu_count_out_of_range_is_reported_and_the_vm_runs_with_one() {
         .assert_contains("hv.vcpus must be a count from 1 to 16; ignored (1 vCPU)")
         .assert_contains("vm0: starting on cpu0 with 1 vCPU(s)")
         .assert_contains("vm0: PASS guest32");
+}
+
+/// The variants of smp32's `mode=ipibench`: the AP spinning with
+/// interrupts on, and the AP halted.
+const IPI_VARIANTS: [&str; 2] = ["ipi", "ipi_halted"];
+
+/// Boots smp32 in `mode=ipibench` with `n` round trips per variant, two
+/// vCPUs (`extra` more module options) on two host CPUs of `on`, under
+/// icount; checks that each variant reports `n` round trips with min <=
+/// median <= p99 <= max, and the PASS line. Returns each variant's
+/// (min, median, p99, max).
+fn ipibench_reports_both_variants(on: Svm, extra: &str, n: u32) -> Vec<[u64; 4]> {
+    let g = test_guests().join("smp32.elf");
+    let args = format!("hv.vcpus=2 {extra} mode=ipibench iterations={n}");
+    let out = on
+        .machine("log=info", &[(&g, &args)])
+        .cpus(2)
+        .icount()
+        .timeout(on.patience(Duration::from_secs(300)))
+        .run();
+    out.assert_status(EXIT_SUCCESS)
+        .assert_in_order(&[
+            "vm0: smp32: AP 1 started",
+            "vm0: smp32: bench ipi n=",
+            "vm0: smp32: bench ipi_halted n=",
+            "vm0: PASS smp32 ipibench",
+            "vm0: stopped cleanly: the guest requested a reset",
+        ])
+        .assert_lacks("FAIL");
+    IPI_VARIANTS
+        .iter()
+        .map(|v| {
+            let values = out.values(&format!("smp32: bench {v} "));
+            let get = |key: &str| -> u64 {
+                let value = values.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+                value.and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+                    panic!("{v}: expected a number for {key}=, saw {value:?}; serial log:\n{}", out.serial)
+                })
+            };
+            assert_eq!(get("n"), u64::from(n), "{v}: round trips; serial log:\n{}", out.serial);
+            let stats = [get("min"), get("median"), get("p99"), get("max")];
+            assert!(
+                stats.windows(2).all(|w| w[0] <= w[1]),
+                "{v}: expected min <= median <= p99 <= max, saw {stats:?}"
+            );
+            stats
+        })
+        .collect()
+}
+
+#[test]
+fn ipi_round_trips_between_two_vcpus_are_timed_under_icount_on_qemu() {
+    ipibench_reports_both_variants(QEMU64, "", 200);
 }
