@@ -89,7 +89,9 @@ fn ipibench_reports_both_variants(on: Svm, extra: &str, n: u32) -> Vec<[u64; 4]>
     IPI_VARIANTS
         .iter()
         .map(|v| {
-            let values = out.values(&format!("smp32: bench {v} "));
+            let prefix = format!("smp32: bench {v} ");
+            println!("{}", out.line(&prefix).unwrap_or_default());
+            let values = out.values(&prefix);
             let get = |key: &str| -> u64 {
                 let value = values.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
                 value.and_then(|v| v.parse().ok()).unwrap_or_else(|| {
@@ -110,4 +112,9 @@ fn ipibench_reports_both_variants(on: Svm, extra: &str, n: u32) -> Vec<[u64; 4]>
 #[test]
 fn ipi_round_trips_between_two_vcpus_are_timed_under_icount_on_qemu() {
     ipibench_reports_both_variants(QEMU64, "", 200);
+}
+
+#[test]
+fn ipi_round_trips_between_two_vcpus_are_timed_on_bochs_ryzen() {
+    ipibench_reports_both_variants(BOCHS_RYZEN, "", 200);
 }
