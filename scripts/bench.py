@@ -364,6 +364,11 @@ def run_ipi(cpu, place, n):
             raise RuntimeError(f"no line for {', '.join(missing)} before {IPI_PASS!r}")
         res["run_s"] = round(time.monotonic() - t0, 1)
         log(f"{tag}: took {res['run_s']} s")
+        # The hypervisor's exit counts follow the reset: keep them in the log.
+        try:
+            g.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            pass
     except (Timeout, RuntimeError, OSError, subprocess.CalledProcessError) as e:
         res["error"] = str(e)
         log(f"{tag}: FAILED: {e} (serial log: {g.logf.name})")
@@ -375,15 +380,16 @@ def run_ipi(cpu, place, n):
 def ipi_table(runs):
     """The IPI round trips of every run, one row per run and variant."""
     lines = ["IPI round trips between the two vCPUs of one VM (smp32 mode=ipibench), TSC cycles",
-             "(QEMU icount: 1 tick = 1 instruction of either host CPU; Bochs: 1 tick = 1 instruction of each)", ""]
-    head = f"{'machine':<22} {'vCPUs on':<19} {'kind':<11} {'what':<19} {'n':>6} {'min':>9} {'median':>9} {'p99':>9}"
+             "(QEMU icount: 1 tick per instruction of either host CPU, which run in turn;",
+             " Bochs: 1 tick per instruction of each host CPU, which run side by side)", ""]
+    head = f"{'machine':<22} {'vCPUs on':<21} {'kind':<11} {'what':<19} {'n':>6} {'min':>9} {'median':>9} {'p99':>9}"
     lines += [head, "-" * len(head)]
     for r in runs:
         for k in IPI_KINDS:
             b = r["ipi"].get(k)
             nums = (f"{b['n']:>6} {b['min']:>9} {b['median']:>9} {b['p99']:>9}" if b
                     else f"{'-':>6} {'-':>9} {'-':>9} {'-':>9}")
-            lines.append(f"{machine_name(r['cpu']):<22} {r['where']:<19} {k:<11} {IPI_WHAT[k]:<19} {nums}")
+            lines.append(f"{machine_name(r['cpu']):<22} {r['where']:<21} {k:<11} {IPI_WHAT[k]:<19} {nums}")
     lines += ["", "Each sample: the BSP's ICR write, the other vCPU's handler (EOI, ICR write back),",
               "the BSP's handler (EOI); pinned, the vCPU switches wait for the 1 ms time slice."]
     for r in runs:
