@@ -37,7 +37,8 @@
  * Before each round trip the BSP waits until the AP is back in its loop
  * (ap_settled), napping in STI; HLT with its local APIC timer armed
  * (one-shot, BENCH_NAP_NS), so that the AP gets its host CPU and settles
- * (spins, or halts) before the ping. Per variant one line
+ * (spins, or halts) before the ping; for ipi_halted it naps once more
+ * after that, so that the AP's HLT has reached the host's halt. Per variant one line
  *    "smp32: bench <variant> n=N min=.. median=.. p99=.. max=.." (TSC
  * cycles, nearest-rank percentiles of the sorted samples), then "PASS
  * smp32 ipibench" and the reset. An answer that does not come within WAIT
@@ -240,9 +241,11 @@ ipibench:
         movl    $V_NAP, LAPIC + L_LVT_TIMER     /* one-shot, unmasked */
         movl    $(1 << 24), LAPIC + L_ICR_HI    /* every ping goes to ID 1 */
         movl    $1, ap_spins
+        movl    $0, bench_nap_after
         mov     $n_ipi, %esi
         call    bench_variant
         movl    $0, ap_spins
+        movl    $1, bench_nap_after
         mov     $n_ipi_halted, %esi
         call    bench_variant
         cli
@@ -302,25 +305,31 @@ bench_round:
         ret
 
 /* wait_ap_settled: until ap_settled = EAX, nap: arm the one-shot timer and
- * STI; HLT, at most BENCH_NAPS times. Interrupts are off from the check to
- * the HLT, so the timer cannot fire in between and leave the BSP halted
- * for good. The BSP's halt gives its host CPU to the AP (pinned: the other
- * vCPU's thread; QEMU's single-threaded round robin: the other host CPU).
- * Stops the timer if it was armed. */
+ * STI; HLT, at most BENCH_NAPS times; then one nap more if bench_nap_after
+ * is set (ipi_halted: the AP stores ap_settled just before its STI; HLT,
+ * and the nap gives its HLT time to reach the host's halt). Interrupts are
+ * off from the check to the HLT, so the timer cannot fire in between and
+ * leave the BSP halted for good. The BSP's halt gives its host CPU to the
+ * AP (pinned: the other vCPU's thread; QEMU's single-threaded round robin:
+ * the other host CPU). Stops the timer if it was armed. */
 wait_ap_settled:
+        mov     bench_nap_after, %edx
         mov     $BENCH_NAPS, %ecx
 1:      cli
         cmp     %eax, ap_settled
-        je      2f
-        movl    $BENCH_NAP_NS, LAPIC + L_TIMER_INIT
+        jne     2f
+        test    %edx, %edx              /* settled; a nap still owed? */
+        jz      3f
+        xor     %edx, %edx
+2:      movl    $BENCH_NAP_NS, LAPIC + L_TIMER_INIT
         sti
         hlt
         loop    1b
         BENCH_FAIL "ap not settled"
-2:      cmp     $BENCH_NAPS, %ecx
-        je      3f
+3:      cmp     $BENCH_NAPS, %ecx
+        je      4f
         movl    $0, LAPIC + L_TIMER_INIT
-3:      sti
+4:      sti
         ret
 
 /* bench_fail: print "FAIL smp32: <variant>: " and the string at EAX. */
@@ -698,6 +707,7 @@ ap_spins:    .long 0            /* nonzero: the AP spins instead of halting */
 bsp_bpongs:  .long 0            /* answers the BSP took */
 bench_sent:  .long 0            /* pings the BSP sent */
 bench_n:     .long 0
+bench_nap_after: .long 0        /* nap once after the AP settled */
 bench_name:  .long 0
 
         .bss
