@@ -343,7 +343,9 @@ def ipi_command(cpu, module_args):
 
 
 def run_ipi(cpu, place, n):
-    """One boot of smp32 in mode=ipibench: {kind: {min, median, p99, max, n}}."""
+    """One boot of smp32 in mode=ipibench with `n` round trips per variant,
+    the vCPUs placed as `place` says; the result has {kind: {n, min, median,
+    p99, max}} in `ipi`, or an error."""
     pin, where = IPI_PLACES[place]
     tag = "ipi-" + ("pinned-" if place == "pinned" else "") + run_tag("certivisor", cpu, "icount")
     res = {"cpu": cpu, "mode": "icount", "place": place, "where": where, "tag": tag, "ipi": {}, "error": None}

@@ -38,7 +38,8 @@
  * (ap_settled), napping in STI; HLT with its local APIC timer armed
  * (one-shot, BENCH_NAP_NS), so that the AP gets its host CPU and settles
  * (spins, or halts) before the ping; for ipi_halted it naps once more
- * after that, so that the AP's HLT has reached the host's halt. Per variant one line
+ * after that, so that the AP's HLT has reached the host's halt. Per
+ * variant one line
  *    "smp32: bench <variant> n=N min=.. median=.. p99=.. max=.." (TSC
  * cycles, nearest-rank percentiles of the sorted samples), then "PASS
  * smp32 ipibench" and the reset. An answer that does not come within WAIT
@@ -181,7 +182,7 @@ _start:
         jz      1f
         mov     16(%ebx), %esi          /* cmdline (physical address) */
         mov     $k_ipibench, %edi
-        call    find
+        call    contains
         jnz     ipibench
 1:
 
@@ -231,7 +232,7 @@ reset:
 ipibench:
         movl    $BENCH_DEFAULT_N, bench_n
         mov     $k_iterations, %edi
-        call    find                    /* ESI is still the cmdline */
+        call    contains                /* ESI is still the cmdline */
         jz      1f
         mov     %eax, %esi
         call    parse_n
@@ -457,31 +458,7 @@ parse_n:
 4:      clc
         ret
 
-/* find: if the NUL-terminated string at EDI occurs in the one at ESI, EAX
- * = the address after its first occurrence and ZF=0; else EAX = 0, ZF=1.
- * Keeps ESI, EDI. */
-find:
-        push    %esi
-        push    %ecx
-1:      xor     %ecx, %ecx
-2:      mov     (%edi,%ecx), %al
-        test    %al, %al
-        jz      4f                      /* whole needle matched */
-        cmp     (%esi,%ecx), %al
-        jne     3f
-        inc     %ecx
-        jmp     2b
-3:      cmpb    $0, (%esi)
-        je      5f                      /* end of haystack */
-        inc     %esi
-        jmp     1b
-4:      lea     (%esi,%ecx), %eax
-        jmp     6f
-5:      xor     %eax, %eax
-6:      pop     %ecx
-        pop     %esi
-        test    %eax, %eax
-        ret
+        .include "contains.inc"
 
 /* fail: print "FAIL smp32: " and the tag at ESI, then reset. */
 fail:
