@@ -5,12 +5,13 @@ results directory. See docs/benchmarking.md."""
 import base64, gzip, json, math, os, re, signal, subprocess, sys, threading, time
 
 (out, elf, hvctl, imgs, kernel, hvargs, modes, timeout,
- iterations, mmio_iterations, replot, vs_kvm, cpus) = sys.argv[1:]
+ iterations, mmio_iterations, replot, vs_kvm, cpus, smp32, ipi_iterations, ipi_only) = sys.argv[1:]
 timeout = int(timeout)
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 modes = [m for m in modes.split(",") if m]
 vs_kvm = vs_kvm == "1"
 cpus = [c for c in cpus.split(",") if c]
+ipi_only = ipi_only == "1"
 
 # The kinds of `hvctl bench`, named as common VM-exit microbenchmarks name
 # them (mov_cr8 is not among them: hvctl runs at CPL 3, where it faults).
@@ -308,6 +309,98 @@ def parse_samples(lines):
 
 
 # ---------------------------------------------------------------------------
+# IPI round trips: the test guest smp32 in mode=ipibench, two vCPUs of one VM
+# (tests/guests/smp32.S). Its own boots, under icount (or on Bochs), after
+# the Linux runs; no shell, the guest prints its lines and resets.
+# ---------------------------------------------------------------------------
+IPI_KINDS = ["ipi", "ipi_halted"]
+IPI_WHAT = {"ipi": "to a spinning vCPU", "ipi_halted": "to a halted vCPU"}
+IPI_RE = re.compile(r"smp32: bench (\S+) n=(\d+) min=(\d+) median=(\d+) p99=(\d+) max=(\d+)")
+IPI_PASS = "PASS smp32 ipibench"
+# Pinned, a round trip waits out one or two of the hypervisor's 1 ms time
+# slices (docs/benchmarking.md): about 3 M emulated instructions per pair
+# of samples, so the pinned run takes at most this many per variant.
+IPI_PINNED_MAX = 100
+# Where the two vCPUs run: host CPUs of their own, or both on host CPU 0.
+IPI_PLACES = {"spread": ("", "two host CPUs"), "pinned": ("hv.cpu=0", "one host CPU (pinned)")}
+
+
+def ipi_command(cpu, module_args):
+    """Certivisor with smp32 as its one VM of two vCPUs, on a machine of two
+    CPUs: QEMU under icount (-smp 2), or Bochs (cpu: count=2)."""
+    args = f"hv.vcpus=2 {module_args}"
+    model = bochs_model(cpu)
+    if model:
+        iso = os.path.join(out, f"ipi-bochs-{model}.iso")
+        subprocess.run([os.path.join(root, "scripts", "mkiso"), "--kernel", elf, "--output", iso, "--cmdline",
+                        hvargs, "--module", smp32, f"{os.path.basename(smp32)} {args}"], check=True)
+        return [os.path.join(root, "scripts", "run-bochs"), model, iso, "2"]
+    return ["qemu-system-x86_64", "-machine", "q35", "-cpu", qemu_cpu(cpu), "-m", "1G", "-smp", "2",
+            "-display", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio",
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-kernel", elf, "-append", hvargs, "-initrd", f"{smp32} {args}".replace(",", ",,"),
+            "-icount", "shift=0,sleep=off"]
+
+
+def run_ipi(cpu, place, n):
+    """One boot of smp32 in mode=ipibench with `n` round trips per variant,
+    the vCPUs placed as `place` says; the result has {kind: {n, min, median,
+    p99, max}} in `ipi`, or an error."""
+    pin, where = IPI_PLACES[place]
+    tag = "ipi-" + ("pinned-" if place == "pinned" else "") + run_tag("certivisor", cpu, "icount")
+    res = {"cpu": cpu, "mode": "icount", "place": place, "where": where, "tag": tag, "ipi": {}, "error": None}
+    g = Guest(tag, ipi_command(cpu, f"{pin} mode=ipibench iterations={n}".strip()))
+    t0 = time.monotonic()
+    try:
+        log(f"{tag}: {n} IPI round trips per variant, vCPUs on {where} ({' '.join(g.cmd)})")
+        try:
+            g.expect(IPI_PASS, timeout)
+        except Timeout as e:
+            fail = re.search(r"FAIL smp32: [^\n]*", g.buf.decode("utf-8", "replace"))
+            raise RuntimeError(fail.group(0) if fail else str(e))
+        text = g.buf.decode("utf-8", "replace")
+        for k, n_, mn, med, p99, mx in IPI_RE.findall(text):
+            res["ipi"][k] = {"n": int(n_), "min": int(mn), "median": int(med), "p99": int(p99), "max": int(mx)}
+        missing = [k for k in IPI_KINDS if k not in res["ipi"]]
+        if missing:
+            raise RuntimeError(f"no line for {', '.join(missing)} before {IPI_PASS!r}")
+        res["run_s"] = round(time.monotonic() - t0, 1)
+        log(f"{tag}: took {res['run_s']} s")
+        # The hypervisor's exit counts follow the reset: keep them in the log.
+        try:
+            g.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            pass
+    except (Timeout, RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        res["error"] = str(e)
+        log(f"{tag}: FAILED: {e} (serial log: {g.logf.name})")
+    finally:
+        g.stop()
+    return res
+
+
+def ipi_table(runs):
+    """The IPI round trips of every run, one row per run and variant."""
+    lines = ["IPI round trips between the two vCPUs of one VM (smp32 mode=ipibench), TSC cycles",
+             "(QEMU icount: 1 tick per instruction of either host CPU, which run in turn;",
+             " Bochs: 1 tick per instruction of each host CPU, which run side by side)", ""]
+    head = f"{'machine':<22} {'vCPUs on':<21} {'kind':<11} {'what':<19} {'n':>6} {'min':>9} {'median':>9} {'p99':>9}"
+    lines += [head, "-" * len(head)]
+    for r in runs:
+        for k in IPI_KINDS:
+            b = r["ipi"].get(k)
+            nums = (f"{b['n']:>6} {b['min']:>9} {b['median']:>9} {b['p99']:>9}" if b
+                    else f"{'-':>6} {'-':>9} {'-':>9} {'-':>9}")
+            lines.append(f"{machine_name(r['cpu']):<22} {r['where']:<21} {k:<11} {IPI_WHAT[k]:<19} {nums}")
+    lines += ["", "Each sample: the BSP's ICR write, the other vCPU's handler (EOI, ICR write back),",
+              "the BSP's handler (EOI); pinned, the vCPU switches wait for the 1 ms time slice."]
+    for r in runs:
+        if r["error"]:
+            lines.append(f"{r['tag']}: FAILED: {r['error']}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
 # Report.
 # ---------------------------------------------------------------------------
 def table(results, cpu):
@@ -556,14 +649,16 @@ if replot == "1":
     kernel, hvargs = old.get("kernel", kernel), old.get("hv_args", hvargs)
     vs_kvm = old.get("vs_kvm", False)
     results = [load(r) for r in old["modes"]]
+    ipi_runs = old.get("ipi", [])
 else:
-    initrd = bench_initramfs()
+    initrd = None if ipi_only else bench_initramfs()
     results = []
+    ipi_runs = []
     signal.signal(signal.SIGTERM, on_signal)
     try:
         # Per CPU model and mode, Certivisor and then KVM: under plain TCG
         # the two runs see the host in nearly the same state.
-        for cpu in cpus:
+        for cpu in [] if ipi_only else cpus:
             for m in modes:
                 # Bochs's time always follows executed instructions (its TSC
                 # ticks once per instruction): its one run is the icount
@@ -573,6 +668,13 @@ else:
                     continue
                 for hv in ["certivisor"] + (["kvm"] if vs_kvm and not bochs_model(cpu) else []):
                     results.append(run_one(hv, cpu, m, initrd))
+        # The IPI round trips: deterministic runs only (icount, Bochs).
+        if ipi_iterations and "icount" in modes:
+            n = int(ipi_iterations)
+            for cpu in cpus:
+                ipi_runs.append(run_ipi(cpu, "spread", n))
+                if not bochs_model(cpu):
+                    ipi_runs.append(run_ipi(cpu, "pinned", min(n, IPI_PINNED_MAX)))
     except KeyboardInterrupt:
         log("interrupted")
         sys.exit(130)
@@ -582,13 +684,15 @@ vs = {}
 if vs_kvm:
     text, vs = comparison(results)
     summary += "\n" + text
+if ipi_runs:
+    summary += "\n" + ipi_table(ipi_runs)
 print()
 print(summary, end="")
 open(os.path.join(out, "summary.txt"), "w").write(summary)
 json.dump({"kernel": kernel, "hv_args": hvargs,
            "targets_icount": TARGETS, "mature_hypervisor_ticks": MATURE, "vs_kvm": vs_kvm, "comparison": vs,
-           "modes": [{k: v for k, v in r.items() if k != "samples"} for r in results]},
+           "modes": [{k: v for k, v in r.items() if k != "samples"} for r in results], "ipi": ipi_runs},
           open(os.path.join(out, "summary.json"), "w"), indent=1, sort_keys=True)
 open(os.path.join(out, "histogram.svg"), "w").write(svg(results))
 print(f"\nbench: wrote {out}/summary.txt, summary.json, histogram.svg and the raw data")
-sys.exit(0 if any(r["bench"] for r in results) else 1)
+sys.exit(0 if any(r["bench"] for r in results) or any(r["ipi"] for r in ipi_runs) else 1)

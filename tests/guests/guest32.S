@@ -672,30 +672,7 @@ fail:
         jmp     reset
 .endif
 
-/* contains: ZF=0 (EAX=1) if the NUL-terminated string at EDI occurs in the
- * NUL-terminated string at ESI, else ZF=1 (EAX=0). Keeps ESI, EDI. */
-contains:
-        push    %esi
-        push    %ecx
-1:      xor     %ecx, %ecx
-2:      mov     (%edi,%ecx), %al
-        test    %al, %al
-        jz      4f                      /* whole needle matched */
-        cmp     (%esi,%ecx), %al
-        jne     3f
-        inc     %ecx
-        jmp     2b
-3:      cmpb    $0, (%esi)
-        je      5f                      /* end of haystack */
-        inc     %esi
-        jmp     1b
-4:      mov     $1, %eax
-        jmp     6f
-5:      xor     %eax, %eax
-6:      pop     %ecx
-        pop     %esi
-        test    %eax, %eax
-        ret
+        .include "contains.inc"
 
 /* Program the PICs (base 0x20/0x28, only IRQ0 unmasked) and PIT channel 0
  * (mode 2, divisor 1193 = 1 ms). 10 + 3 = 13 OUTs. */

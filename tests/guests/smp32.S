@@ -21,6 +21,32 @@
  *    6. A self IPI on the BSP is taken by the BSP.                 tag self
  * then "PASS smp32" and a reset request (0x06 -> port 0xCF9).
  *
+ * mode=ipibench on the multiboot command line (module line "hv.vcpus=2
+ * mode=ipibench iterations=N") replaces checks 3 to 6 by an IPI round-trip
+ * benchmark, after the AP has started (check 2). Each round trip is timed
+ * by the BSP: LFENCE; RDTSC; LFENCE, a write of the ICR low word (fixed,
+ * vector V_BPING, physical destination 1, set once in ICR high), a spin
+ * with interrupts on until the AP's answer has been taken, LFENCE; RDTSC.
+ * The AP's handler EOIs and writes its ICR low word (fixed, V_BPONG to ID
+ * 0); the BSP's handler counts the answer and EOIs. Two variants of
+ * BENCH_WARMUP untimed and N timed round trips each (N from iterations=,
+ * 1 to BENCH_MAX_N, default BENCH_DEFAULT_N):
+ *    ipi         the AP spins with interrupts on (ap_spins set): the IPI
+ *                has to pull a vCPU that runs the guest out of it.
+ *    ipi_halted  the AP waits in STI; HLT: the IPI wakes a halted vCPU.
+ * Before each round trip the BSP waits until the AP is back in its loop
+ * (ap_settled), napping in STI; HLT with its local APIC timer armed
+ * (one-shot, BENCH_NAP_NS), so that the AP gets its host CPU and settles
+ * (spins, or halts) before the ping; for ipi_halted it naps once more
+ * after that, so that the AP's HLT has reached the host's halt. Per
+ * variant one line
+ *    "smp32: bench <variant> n=N min=.. median=.. p99=.. max=.." (TSC
+ * cycles, nearest-rank percentiles of the sorted samples), then "PASS
+ * smp32 ipibench" and the reset. An answer that does not come within WAIT
+ * spins is "FAIL smp32: <variant>: no answer", an AP that does not settle
+ * within BENCH_NAPS naps "FAIL smp32: <variant>: ap not settled", a bad
+ * iterations= "FAIL smp32: iterations".
+ *
  * Waits are spin loops of at most WAIT iterations with interrupts on, so
  * that a VMM that loses an IPI fails the check instead of hanging.
  * Prints are one OUT to port 0xE9 per byte, from the BSP only.
@@ -43,6 +69,17 @@
         .set V_ALL,     0x42            /* BSP -> all excluding self */
         .set V_LOGICAL, 0x43            /* BSP -> logical 0x02 */
         .set V_SELF,    0x44            /* BSP -> self */
+        .set V_BPONG,   0x45            /* mode=ipibench: AP -> BSP */
+        .set V_BPING,   0x46            /* mode=ipibench: BSP -> AP */
+        .set V_NAP,     0x47            /* mode=ipibench: the BSP's timer */
+        .set L_LVT_TIMER, 0x320
+        .set L_TIMER_INIT, 0x380
+        .set L_TIMER_DIV, 0x3E0
+        .set BENCH_DEFAULT_N, 1000
+        .set BENCH_MAX_N, 10000         /* the samples buffer */
+        .set BENCH_WARMUP, 10           /* untimed round trips per variant */
+        .set BENCH_NAP_NS, 50000        /* one nap: 50 us of guest time */
+        .set BENCH_NAPS, 100000         /* at most 5 s of naps for one settle */
         .set WAIT,      400000000       /* Bochs runs both vCPUs and the host in one thread */
         .set CODE_SEL,  0x08
         .set DATA_SEL,  0x10
@@ -95,6 +132,7 @@ _start:
         cli
         cld
         mov     $stack_top, %esp
+        mov     %ebx, mb_info
         lgdt    gdt_desc
         ljmp    $CODE_SEL, $1f
 1:      mov     $DATA_SEL, %ax
@@ -139,6 +177,14 @@ _start:
         mov     $s_ap_up, %esi
         call    puts
         sti
+        mov     mb_info, %ebx
+        testl   $4, (%ebx)              /* flags bit 2: cmdline present */
+        jz      1f
+        mov     16(%ebx), %esi          /* cmdline (physical address) */
+        mov     $k_ipibench, %edi
+        call    contains
+        jnz     ipibench
+1:
 
         /* --- 3. physical destination ------------------------------------- */
         SEND    1, 0x4000 + V_PING
@@ -172,6 +218,247 @@ reset:
 2:      cli
         hlt
         jmp     2b
+
+/* BENCH_FAIL "why": print "FAIL smp32: <variant>: why" and reset. */
+.macro BENCH_FAIL why
+        mov     $.Lwhy\@, %eax
+        jmp     bench_fail
+        .pushsection .rodata
+.Lwhy\@: .asciz "\why"
+        .popsection
+.endm
+
+/* mode=ipibench: see the header. Interrupts are on. */
+ipibench:
+        movl    $BENCH_DEFAULT_N, bench_n
+        mov     $k_iterations, %edi
+        call    contains                /* ESI is still the cmdline */
+        jz      1f
+        mov     %eax, %esi
+        call    parse_n
+        CHECK   jnc, "iterations"
+        mov     %eax, bench_n
+1:      movl    $0x0B, LAPIC + L_TIMER_DIV      /* divide by 1 */
+        movl    $V_NAP, LAPIC + L_LVT_TIMER     /* one-shot, unmasked */
+        movl    $(1 << 24), LAPIC + L_ICR_HI    /* every ping goes to ID 1 */
+        movl    $1, ap_spins
+        movl    $0, bench_nap_after
+        mov     $n_ipi, %esi
+        call    bench_variant
+        movl    $0, ap_spins
+        movl    $1, bench_nap_after
+        mov     $n_ipi_halted, %esi
+        call    bench_variant
+        cli
+        mov     bench_sent, %eax
+        cmp     %eax, ap_bpings
+        CHECK   je, "ipibench ping count"
+        cmp     %eax, bsp_bpongs
+        CHECK   je, "ipibench answer count"
+        mov     $s_pass_bench, %esi
+        call    puts
+        jmp     reset
+
+/* bench_variant: BENCH_WARMUP untimed and bench_n timed round trips, then
+ * the variant's line. ESI = the variant's name. The first round trip after
+ * a change of ap_spins is a warm-up one, after which the AP is in the new
+ * state. */
+bench_variant:
+        mov     %esi, bench_name
+        mov     $BENCH_WARMUP, %ecx
+1:      push    %ecx
+        call    bench_round
+        pop     %ecx
+        loop    1b
+        mov     $samples, %edi
+        mov     bench_n, %ecx
+2:      push    %ecx
+        call    bench_round
+        pop     %ecx
+        stosl
+        loop    2b
+        call    sort_samples
+        jmp     print_stats
+
+/* bench_round: wait until the AP has settled after every ping so far, then
+ * time one round trip. EAX = TSC cycles (the low 32 bits of the difference).
+ * Keeps EDI. */
+bench_round:
+        mov     bench_sent, %eax
+        call    wait_ap_settled
+        incl    bench_sent
+        mov     bench_sent, %ebp        /* the answer count to wait for */
+        lfence
+        rdtsc
+        lfence
+        mov     %eax, %ebx
+        movl    $0x4000 + V_BPING, LAPIC + L_ICR_LO
+        mov     $WAIT, %ecx
+1:      cmp     %ebp, bsp_bpongs
+        je      2f
+        pause
+        dec     %ecx
+        jnz     1b
+        BENCH_FAIL "no answer"
+2:      lfence
+        rdtsc
+        sub     %ebx, %eax
+        ret
+
+/* wait_ap_settled: until ap_settled = EAX, nap: arm the one-shot timer and
+ * STI; HLT, at most BENCH_NAPS times; then one nap more if bench_nap_after
+ * is set (ipi_halted: the AP stores ap_settled just before its STI; HLT,
+ * and the nap gives its HLT time to reach the host's halt). Interrupts are
+ * off from the check to the HLT, so the timer cannot fire in between and
+ * leave the BSP halted for good. The BSP's halt gives its host CPU to the
+ * AP (pinned: the other vCPU's thread; QEMU's single-threaded round robin:
+ * the other host CPU). Stops the timer if it was armed. */
+wait_ap_settled:
+        mov     bench_nap_after, %edx
+        mov     $BENCH_NAPS, %ecx
+1:      cli
+        cmp     %eax, ap_settled
+        jne     2f
+        test    %edx, %edx              /* settled; a nap still owed? */
+        jz      3f
+        xor     %edx, %edx
+2:      movl    $BENCH_NAP_NS, LAPIC + L_TIMER_INIT
+        sti
+        hlt
+        loop    1b
+        BENCH_FAIL "ap not settled"
+3:      cmp     $BENCH_NAPS, %ecx
+        je      4f
+        movl    $0, LAPIC + L_TIMER_INIT
+4:      sti
+        ret
+
+/* bench_fail: print "FAIL smp32: <variant>: " and the string at EAX. */
+bench_fail:
+        push    %eax
+        mov     $s_fail, %esi
+        call    puts
+        mov     bench_name, %esi
+        call    puts
+        mov     $s_colon, %esi
+        call    puts
+        pop     %esi
+        call    puts
+        mov     $'\n', %al
+        out     %al, $DBG
+        jmp     reset
+
+/* sort_samples: insertion sort of the bench_n dwords at samples, unsigned,
+ * ascending. */
+sort_samples:
+        mov     $1, %ecx
+1:      cmp     bench_n, %ecx
+        jae     4f
+        mov     samples(,%ecx,4), %eax
+        mov     %ecx, %edx
+2:      test    %edx, %edx
+        jz      3f
+        mov     samples - 4(,%edx,4), %ebx
+        cmp     %eax, %ebx
+        jbe     3f
+        mov     %ebx, samples(,%edx,4)
+        dec     %edx
+        jmp     2b
+3:      mov     %eax, samples(,%edx,4)
+        inc     %ecx
+        jmp     1b
+4:      ret
+
+/* print_stats: "smp32: bench <name> n=N min=.. median=.. p99=.. max=..",
+ * from the sorted samples. Nearest rank: the p-th percentile of n samples
+ * is the one at rank ceil(p * n / 100), index rank - 1. */
+print_stats:
+        mov     $s_bench, %esi
+        call    puts
+        mov     bench_name, %esi
+        call    puts
+        mov     $s_n, %esi
+        call    puts
+        mov     bench_n, %eax
+        call    putdec
+        mov     $s_min, %esi
+        call    puts
+        mov     samples, %eax
+        call    putdec
+        mov     $s_median, %esi
+        call    puts
+        mov     bench_n, %eax
+        dec     %eax
+        shr     $1, %eax                /* ceil(n / 2) - 1 */
+        mov     samples(,%eax,4), %eax
+        call    putdec
+        mov     $s_p99, %esi
+        call    puts
+        imul    $99, bench_n, %eax
+        add     $99, %eax
+        xor     %edx, %edx
+        mov     $100, %ecx
+        div     %ecx
+        mov     samples - 4(,%eax,4), %eax  /* ceil(99 n / 100) - 1 */
+        call    putdec
+        mov     $s_max, %esi
+        call    puts
+        mov     bench_n, %eax
+        mov     samples - 4(,%eax,4), %eax
+        call    putdec
+        mov     $'\n', %al
+        out     %al, $DBG
+        ret
+
+/* putdec: print EAX in decimal. */
+putdec:
+        push    %ecx
+        push    %edx
+        push    %ebx
+        mov     $10, %ebx
+        xor     %ecx, %ecx
+1:      xor     %edx, %edx
+        div     %ebx
+        push    %edx
+        inc     %ecx
+        test    %eax, %eax
+        jnz     1b
+2:      pop     %eax
+        add     $'0', %al
+        out     %al, $DBG
+        loop    2b
+        pop     %ebx
+        pop     %edx
+        pop     %ecx
+        ret
+
+/* parse_n: EAX = the decimal number at ESI, which ends at a space or the
+ * end of the string; CF=1 unless it is 1 to BENCH_MAX_N. */
+parse_n:
+        xor     %eax, %eax
+1:      movzbl  (%esi), %ecx
+        sub     $'0', %ecx
+        cmp     $9, %ecx
+        ja      2f
+        imul    $10, %eax, %eax
+        add     %ecx, %eax
+        cmp     $BENCH_MAX_N, %eax
+        ja      3f
+        inc     %esi
+        jmp     1b
+2:      test    %eax, %eax
+        jz      3f
+        movzbl  (%esi), %ecx
+        test    %ecx, %ecx
+        jz      4f
+        cmp     $' ', %ecx
+        je      4f
+3:      stc
+        ret
+4:      clc
+        ret
+
+        .include "contains.inc"
 
 /* fail: print "FAIL smp32: " and the tag at ESI, then reset. */
 fail:
@@ -214,10 +501,29 @@ ap_main32:
         cpuid
         shr     $24, %ebx
         mov     %ebx, ap_cpuid_id
+        movl    $0, LAPIC + L_ICR_HI    /* V_BPONG goes to APIC ID 0 */
         movl    $1, ap_alive
+        /* fall through */
+
+/* The AP's idle loop: it stores how many bench pings it has handled in
+ * ap_settled, with interrupts off, then halts (STI; HLT: STI's interrupt
+ * shadow keeps an IPI from being taken between the two, which would leave
+ * the AP halted with a stale ap_settled) or, while ap_spins is set, spins
+ * with interrupts on until the next bench ping. */
+ap_idle:
+        cli
+        mov     ap_bpings, %eax
+        mov     %eax, ap_settled
+        cmpl    $0, ap_spins
+        jne     2f
         sti
-1:      hlt
-        jmp     1b
+        hlt
+        jmp     ap_idle
+2:      sti
+3:      pause
+        cmp     ap_bpings, %eax
+        je      3b
+        jmp     ap_idle
 
 /* IPI handlers. The AP's count the IPI, end it and answer the BSP. */
 .macro AP_HANDLER name, counter
@@ -239,6 +545,22 @@ pong_handler:
 
 self_handler:
         incl    bsp_selfs
+        movl    $0, LAPIC + L_EOI
+        iret
+
+/* mode=ipibench: the AP answers each ping (ICR high is already 0). */
+bping_handler:
+        incl    ap_bpings
+        movl    $0, LAPIC + L_EOI
+        movl    $0x4000 + V_BPONG, LAPIC + L_ICR_LO
+        iret
+
+bpong_handler:
+        incl    bsp_bpongs
+        movl    $0, LAPIC + L_EOI
+        iret
+
+nap_handler:
         movl    $0, LAPIC + L_EOI
         iret
 
@@ -269,6 +591,15 @@ idt_init:
         call    set_gate
         mov     $V_SELF, %eax
         mov     $self_handler, %edx
+        call    set_gate
+        mov     $V_BPING, %eax
+        mov     $bping_handler, %edx
+        call    set_gate
+        mov     $V_BPONG, %eax
+        mov     $bpong_handler, %edx
+        call    set_gate
+        mov     $V_NAP, %eax
+        mov     $nap_handler, %edx
         call    set_gate
         ret
 
@@ -309,6 +640,18 @@ s_ap_up: .asciz "smp32: AP 1 started\n"
 s_pass:  .asciz "PASS smp32\n"
 s_fail:  .asciz "FAIL smp32: "
 t_unexpected: .asciz "unexpected vector"
+k_ipibench: .asciz "mode=ipibench"
+k_iterations: .asciz "iterations="
+s_bench: .asciz "smp32: bench "
+s_n:     .asciz " n="
+s_min:   .asciz " min="
+s_median: .asciz " median="
+s_p99:   .asciz " p99="
+s_max:   .asciz " max="
+s_colon: .asciz ": "
+s_pass_bench: .asciz "PASS smp32 ipibench\n"
+n_ipi:   .asciz "ipi"
+n_ipi_halted: .asciz "ipi_halted"
 
         .balign 8
 gdt:    .quad   0
@@ -326,6 +669,7 @@ idt_desc:
         .long   idt
 
         .data
+mb_info:     .long 0
 ap_alive:    .long 0
 ap_apic_id:  .long 0xFF
 ap_cpuid_id: .long 0xFF
@@ -334,10 +678,19 @@ ap_alls:     .long 0
 ap_logicals: .long 0
 bsp_pongs:   .long 0
 bsp_selfs:   .long 0
+ap_bpings:   .long 0            /* mode=ipibench: pings the AP handled */
+ap_settled:  .long 0            /* ap_bpings when the AP last entered ap_idle */
+ap_spins:    .long 0            /* nonzero: the AP spins instead of halting */
+bsp_bpongs:  .long 0            /* answers the BSP took */
+bench_sent:  .long 0            /* pings the BSP sent */
+bench_n:     .long 0
+bench_nap_after: .long 0        /* nap once after the AP settled */
+bench_name:  .long 0
 
         .bss
         .balign 8
 idt:    .skip   256 * 8
+samples: .skip  4 * BENCH_MAX_N
         .balign 16
         .skip   4096
 stack_top:
