@@ -317,10 +317,6 @@ IPI_KINDS = ["ipi", "ipi_halted"]
 IPI_WHAT = {"ipi": "to a spinning vCPU", "ipi_halted": "to a halted vCPU"}
 IPI_RE = re.compile(r"smp32: bench (\S+) n=(\d+) min=(\d+) median=(\d+) p99=(\d+) max=(\d+)")
 IPI_PASS = "PASS smp32 ipibench"
-# Pinned, a round trip waits out one or two of the hypervisor's 1 ms time
-# slices (docs/benchmarking.md): about 3 M emulated instructions per pair
-# of samples, so the pinned run takes at most this many per variant.
-IPI_PINNED_MAX = 100
 # Where the two vCPUs run: host CPUs of their own, or both on host CPU 0.
 IPI_PLACES = {"spread": ("", "two host CPUs"), "pinned": ("hv.cpu=0", "one host CPU (pinned)")}
 
@@ -674,7 +670,7 @@ else:
             for cpu in cpus:
                 ipi_runs.append(run_ipi(cpu, "spread", n))
                 if not bochs_model(cpu):
-                    ipi_runs.append(run_ipi(cpu, "pinned", min(n, IPI_PINNED_MAX)))
+                    ipi_runs.append(run_ipi(cpu, "pinned", n))
     except KeyboardInterrupt:
         log("interrupted")
         sys.exit(130)

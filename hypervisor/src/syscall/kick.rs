@@ -59,12 +59,14 @@ impl<A: Atomics> KickCell<A> {
         }
     }
 
-    /// Kicks the vCPU from CPU `me`: the CPU to send the kick IPI to, if
-    /// its thread may be in the guest or halted there.
-    pub fn kick(&self, me: usize) -> Option<usize> {
+    /// Kicks the vCPU from CPU `me`, and says where its thread was.
+    pub fn kick(&self, me: usize) -> Kicked {
         let was = self.update(|w| w | PENDING);
-        let cpu = (was >> AT_SHIFT).checked_sub(1)? as usize;
-        (cpu != me).then_some(cpu)
+        match (was >> AT_SHIFT).checked_sub(1) {
+            None => Kicked::Away,
+            Some(cpu) if cpu as usize == me => Kicked::Here,
+            Some(cpu) => Kicked::Elsewhere(cpu as usize),
+        }
     }
 
     /// Before a VMRUN or HLT on `cpu`: takes a pending kick (true: do not
@@ -103,6 +105,18 @@ impl Default for KickCell<CoreAtomics> {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Where a kicked vCPU's thread was when the kick came ([`KickCell::kick`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kicked {
+    /// In its guest or halted on that other CPU: send it the kick IPI.
+    Elsewhere(usize),
+    /// On the kicker's own CPU, which it cannot be in its guest or halted
+    /// on while the kicker runs there: it takes the kick at its next look.
+    Here,
+    /// Neither in its guest nor halted: it takes the kick at its next look.
+    Away,
 }
 
 /// A vCPU slot's kick, with its owner and VM, reachable without the slot's
@@ -150,8 +164,18 @@ pub(super) fn cell(caller: Caller, h: VcpuHandle) -> SysResult<&'static KickCell
 /// (at once if it runs the guest on another CPU, which gets the kick IPI),
 /// and its `sys_vcpu_halt` returns; if it does neither now, its next one
 /// does. Never waits for the vCPU's thread.
+///
+/// A vCPU that neither runs its guest nor halts may be a thread ready on
+/// this very CPU, waiting for the caller's slice to end (two vCPUs of a VM
+/// pinned to one CPU): the caller then hands over the rest of its slice,
+/// so that the kicked vCPU runs at the caller's next entry, not up to a
+/// slice later (`CpuTime::hand_over`).
 pub fn sys_vcpu_kick(caller: Caller, vcpu: VcpuHandle) -> SysResult<()> {
-    kick(cell(caller, vcpu)?);
+    if kick(cell(caller, vcpu)?) == Kicked::Away {
+        if let Some(c) = super::CPUS[crate::arch::cpu::current()].lock().as_mut() {
+            c.time.hand_over();
+        }
+    }
     Ok(())
 }
 
@@ -166,10 +190,12 @@ pub(super) fn kick_vm(caller: Caller, vm: VmHandle) {
 }
 
 /// Sets `cell`'s kick and sends the kick IPI to the CPU it names, if any.
-fn kick(cell: &KickCell) {
-    if let Some(cpu) = cell.kick(crate::arch::cpu::current()) {
+fn kick(cell: &KickCell) -> Kicked {
+    let kicked = cell.kick(crate::arch::cpu::current());
+    if let Kicked::Elsewhere(cpu) = kicked {
         crate::thread::kick_cpu(crate::thread::CpuId(cpu));
     }
+    kicked
 }
 
 #[cfg(test)]

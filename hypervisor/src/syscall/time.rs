@@ -29,6 +29,9 @@ pub struct CpuTime {
     /// The vCPU whose slice is running here, and when that slice ends.
     slice_owner: Option<Runner>,
     slice_end_ns: u64,
+    /// The slice's owner woke another vCPU that may wait for this CPU: the
+    /// slice ends at its next entry ([`CpuTime::hand_over`]).
+    handing_over: bool,
     /// When the one-shot timer was last armed to fire ([`NEVER`]: not armed,
     /// or fired since).
     armed_ns: u64,
@@ -51,7 +54,7 @@ pub enum Entry {
 
 impl CpuTime {
     pub const fn new() -> Self {
-        CpuTime { slice_owner: None, slice_end_ns: 0, armed_ns: NEVER, seen_interrupts: 0 }
+        CpuTime { slice_owner: None, slice_end_ns: 0, handing_over: false, armed_ns: NEVER, seen_interrupts: 0 }
     }
 
     /// Decides, at time `now`, whether vCPU `me` may enter its guest until
@@ -64,8 +67,12 @@ impl CpuTime {
     /// are cut by (down to [`MIN_SLICE_NS`]), so that a guest whose exits
     /// are slow gets no more of the CPU than one whose exits are fast.
     pub fn entry(&mut self, me: Runner, now: u64, deadline_ns: u64, debt: &mut u64) -> Entry {
+        if self.slice_owner == Some(me) && self.handing_over {
+            self.end_slice();
+            return Entry::SliceOver;
+        }
         if self.slice_owner == Some(me) && now >= self.slice_end_ns {
-            self.slice_owner = None;
+            self.end_slice();
             *debt = debt.saturating_add(now - self.slice_end_ns);
             return Entry::SliceOver;
         }
@@ -86,6 +93,17 @@ impl CpuTime {
     /// over when it comes back.
     pub fn end_slice(&mut self) {
         self.slice_owner = None;
+        self.handing_over = false;
+    }
+
+    /// The running slice's owner kicked a vCPU whose thread neither runs
+    /// its guest nor halts: that thread may be ready on this CPU, waiting
+    /// for the slice to end (two vCPUs of a VM pinned to one CPU, one
+    /// sending the other an IPI). The slice ends at the owner's next entry,
+    /// without counting as running over, so the woken vCPU runs now rather
+    /// than up to a slice later. Nothing happens if no slice runs here.
+    pub fn hand_over(&mut self) {
+        self.handing_over = self.slice_owner.is_some();
     }
 
     /// The CPU has taken `count` timer interrupts so far. If that moved,
@@ -134,6 +152,19 @@ mod tests {
         assert_eq!(t.entry(A, SLICE_NS, NEVER, &mut a), Entry::SliceOver);
         // Back after the yield (nobody else ran): a fresh slice.
         assert_eq!(t.entry(A, SLICE_NS + 5, NEVER, &mut a), Entry::Run { arm_ns: Some(2 * SLICE_NS + 5) });
+    }
+
+    #[test]
+    fn a_slice_handed_over_ends_at_the_next_entry_without_debt() {
+        let mut t = CpuTime::new();
+        let (mut a, mut b) = (0, 0);
+        t.hand_over();
+        assert_eq!(t.entry(A, 0, NEVER, &mut a), Entry::Run { arm_ns: Some(SLICE_NS) }, "no slice ran to hand over");
+        t.hand_over();
+        assert_eq!(t.entry(A, 10, NEVER, &mut a), Entry::SliceOver, "handed over before its end");
+        assert_eq!(a, 0, "handing over is not running over");
+        assert_eq!(t.entry(B, 20, NEVER, &mut b), Entry::Run { arm_ns: Some(20 + SLICE_NS) }, "B starts a full slice");
+        assert_eq!(t.entry(B, 30, NEVER, &mut b), Entry::Run { arm_ns: None }, "the hand-over was A's, spent");
     }
 
     #[test]

@@ -57,7 +57,7 @@ fn vcpu_thread(m: &Machine, entries: usize, take_first: bool) -> Seen {
 }
 
 fn kicker(m: &Machine) {
-    if let Some(cpu) = m.cell.kick(KICKER_CPU) {
+    if let super::Kicked::Elsewhere(cpu) = m.cell.kick(KICKER_CPU) {
         assert_eq!(cpu, VCPU_CPU, "the IPI goes to the vCPU's CPU");
         m.ipi.store(true, SeqCst);
     }
