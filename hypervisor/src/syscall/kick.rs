@@ -24,7 +24,10 @@
 use super::vmobj::{Caller, VcpuHandle, VmHandle, MAX_VCPUS};
 use super::{SysError, SysResult};
 use crate::sync::{Atomics, CoreAtomics};
-use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use core::sync::atomic::{
+    AtomicU32,
+    Ordering::{Relaxed, SeqCst},
+};
 
 const PENDING: u32 = 1;
 const AT_SHIFT: u32 = 1;
@@ -126,17 +129,23 @@ struct VcpuKick {
     owner: AtomicU32,
     /// The vCPU's VM slot + 1 (meaningful while `owner` is not 0).
     vm: AtomicU32,
+    /// The CPU + 1 on which the vCPU's thread last ran its guest or
+    /// halted (0: not yet). Threads never move, so this is its CPU: a hint
+    /// for [`sys_vcpu_kick`]'s hand-over, outside the kick protocol.
+    home: AtomicU32,
     cell: KickCell,
 }
 
-static KICKS: [VcpuKick; MAX_VCPUS] =
-    [const { VcpuKick { owner: AtomicU32::new(0), vm: AtomicU32::new(0), cell: KickCell::new() } }; MAX_VCPUS];
+static KICKS: [VcpuKick; MAX_VCPUS] = [const {
+    VcpuKick { owner: AtomicU32::new(0), vm: AtomicU32::new(0), home: AtomicU32::new(0), cell: KickCell::new() }
+}; MAX_VCPUS];
 
 /// A new vCPU of `caller`'s VM `vm` fills slot `index`: its kick starts
 /// clear.
 pub(super) fn vcpu_created(index: usize, caller: Caller, vm: VmHandle) {
     if let Some(k) = KICKS.get(index) {
         k.cell.reset();
+        k.home.store(0, SeqCst);
         k.vm.store(u32::from(vm.0) + 1, SeqCst);
         k.owner.store(caller.pid().index() as u32 + 1, SeqCst);
     }
@@ -150,14 +159,22 @@ pub(super) fn vcpu_destroyed(index: usize) {
     }
 }
 
-/// The kick of the caller's vCPU `h`.
-pub(super) fn cell(caller: Caller, h: VcpuHandle) -> SysResult<&'static KickCell> {
+/// The kick slot of the caller's vCPU `h`.
+fn slot(caller: Caller, h: VcpuHandle) -> SysResult<&'static VcpuKick> {
     let k = KICKS.get(usize::from(h.0)).ok_or(SysError::NoSuchObject)?;
     match k.owner.load(SeqCst) {
         0 => Err(SysError::NoSuchObject),
         o if o != caller.pid().index() as u32 + 1 => Err(SysError::NotOwner),
-        _ => Ok(&k.cell),
+        _ => Ok(k),
     }
+}
+
+/// The kick of the caller's vCPU `h`, whose thread is about to run its
+/// guest or halt on `cpu` (remembered as its CPU).
+pub(super) fn cell_on(caller: Caller, h: VcpuHandle, cpu: usize) -> SysResult<&'static KickCell> {
+    let k = slot(caller, h)?;
+    k.home.store(cpu as u32 + 1, Relaxed);
+    Ok(&k.cell)
 }
 
 /// Kicks the caller's vCPU `vcpu`: its `sys_run` returns `VmExit::Intr`
@@ -165,14 +182,17 @@ pub(super) fn cell(caller: Caller, h: VcpuHandle) -> SysResult<&'static KickCell
 /// and its `sys_vcpu_halt` returns; if it does neither now, its next one
 /// does. Never waits for the vCPU's thread.
 ///
-/// A vCPU that neither runs its guest nor halts may be a thread ready on
-/// this very CPU, waiting for the caller's slice to end (two vCPUs of a VM
-/// pinned to one CPU): the caller then hands over the rest of its slice,
-/// so that the kicked vCPU runs at the caller's next entry, not up to a
-/// slice later (`CpuTime::hand_over`).
+/// A vCPU that neither runs its guest nor halts, and whose thread lives
+/// on the caller's CPU, is a thread ready there, waiting for the caller's
+/// slice to end (two vCPUs of a VM pinned to one CPU): the caller then
+/// hands over the rest of its slice, so that the kicked vCPU runs at the
+/// caller's next entry, not up to a slice later (`CpuTime::hand_over`). A
+/// vCPU whose thread lives elsewhere gets no slice of this CPU's.
 pub fn sys_vcpu_kick(caller: Caller, vcpu: VcpuHandle) -> SysResult<()> {
-    if kick(cell(caller, vcpu)?) == Kicked::Away {
-        if let Some(c) = super::CPUS[crate::arch::cpu::current()].lock().as_mut() {
+    let k = slot(caller, vcpu)?;
+    let me = crate::arch::cpu::current();
+    if kick(&k.cell) == Kicked::Away && k.home.load(Relaxed) == me as u32 + 1 {
+        if let Some(c) = super::CPUS[me].lock().as_mut() {
             c.time.hand_over();
         }
     }

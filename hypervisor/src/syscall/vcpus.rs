@@ -72,7 +72,7 @@ pub fn sys_fork_join(
 /// halts ends the halt (the kick IPI). Either way the kick is taken.
 pub fn sys_vcpu_halt(caller: Caller, sched: SchedHandle, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<()> {
     check_sched(caller, sched)?;
-    let kick = kick::cell(caller, vcpu)?;
+    let kick = kick::cell_on(caller, vcpu, crate::arch::cpu::current())?;
     if kick.take() || sys_yield(caller, sched)? {
         return Ok(());
     }

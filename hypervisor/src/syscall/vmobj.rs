@@ -460,7 +460,7 @@ pub fn sys_run(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<
 fn run_slice(caller: Caller, vcpu: VcpuHandle, deadline_ns: u64) -> SysResult<Option<VmExit>> {
     let mut g = VCPUS.get(usize::from(vcpu.0)).ok_or(SysError::NoSuchObject)?.lock();
     let obj = owned(g.as_mut(), caller)?;
-    let kick = super::kick::cell(caller, vcpu)?;
+    let kick = super::kick::cell_on(caller, vcpu, crate::arch::cpu::current())?;
     let guest_before = obj.vcpu.guest_cycles;
     let r = run_until_exit(caller, vcpu, obj, kick, deadline_ns);
     kick.leave();
