@@ -222,13 +222,17 @@ fn check(g: Grants) -> SmpReport {
             core::hint::spin_loop();
         }
     };
+    // Spins until `done` says so, or for at most PATIENCE_NS.
+    let wait_for = |done: &dyn Fn() -> bool| {
+        let until = now() + PATIENCE_NS;
+        while !done() && now() < until {
+            core::hint::spin_loop();
+        }
+    };
     let body = |i: usize| {
         cpus[i].store(crate::arch::cpu::current() + 1, SeqCst);
         inside.fetch_add(1, SeqCst);
-        let until = now() + PATIENCE_NS;
-        while inside.load(SeqCst) < 2 && now() < until {
-            core::hint::spin_loop();
-        }
+        wait_for(&|| inside.load(SeqCst) >= 2);
         saw_other[i].store(inside.load(SeqCst) == 2, SeqCst);
         if i == 1 {
             halting.store(true, SeqCst);
@@ -255,19 +259,13 @@ fn check(g: Grants) -> SmpReport {
                 }
             }
         } else {
-            let until = now() + PATIENCE_NS;
-            while !halting.load(SeqCst) && now() < until {
-                core::hint::spin_loop();
-            }
+            wait_for(&|| halting.load(SeqCst));
             wait_ns(KICK_DELAY_NS);
             kicked_at.store(now(), SeqCst);
             if k.vcpu_kick(vcpu).is_err() {
                 call_failed.store(true, SeqCst);
             }
-            let until = now() + PATIENCE_NS;
-            while !running.load(SeqCst) && now() < until {
-                core::hint::spin_loop();
-            }
+            wait_for(&|| running.load(SeqCst));
             wait_ns(KICK_DELAY_NS);
             let t0 = now();
             if k.npt_map(vm, MAP_AT, MAP_LEN).is_ok() {
@@ -278,10 +276,7 @@ fn check(g: Grants) -> SmpReport {
             if k.vcpu_kick(vcpu).is_err() {
                 call_failed.store(true, SeqCst);
             }
-            let until = now() + PATIENCE_NS;
-            while !running_again.load(SeqCst) && now() < until {
-                core::hint::spin_loop();
-            }
+            wait_for(&|| running_again.load(SeqCst));
             wait_ns(KICK_DELAY_NS);
             let t0 = now();
             if k.vm_destroy(vm).is_ok() {
