@@ -219,7 +219,8 @@ pub struct VcpuLoop<'a, 'b, S: Sys> {
     pub posted: Option<u8>,
     /// The guest's CR8 (V_TPR) as last written: the class of the local
     /// APIC's TPR, which [`VcpuLoop::deliver_interrupts`] keeps it equal to
-    /// after the guest writes the TPR through the APIC page.
+    /// before each entry, whether the guest wrote the TPR through the APIC
+    /// page or through CR8.
     cr8: u8,
     /// The guest's NMI blocking, which the VMM tracks (`vcpu/nmi.rs`).
     nmi: nmi::NmiBlocking,

@@ -28,8 +28,9 @@ impl<S: Sys> VcpuLoop<'_, '_, S> {
     /// MOV to CR`cr` (CR4 and CR8 are intercepted for writes). The source
     /// register comes from EXITINFO1 with decode assists, else from
     /// decoding the instruction at RIP. CR8 is the local APIC's task
-    /// priority class: the write goes to its TPR, and into V_TPR, where the
-    /// guest reads it back without an exit.
+    /// priority class: the write goes to its TPR, and before the next entry
+    /// into V_TPR, where the guest reads it back without an exit
+    /// ([`VcpuLoop::deliver_interrupts`] keeps V_TPR equal to the TPR's class).
     pub(super) fn handle_cr_write(&mut self, cr: u8, info: CrAccessInfo) -> Result<(), Stop> {
         let rip = self.reg(Reg::Rip)?;
         if cr != 4 && cr != 8 {
@@ -59,8 +60,6 @@ impl<S: Sys> VcpuLoop<'_, '_, S> {
             return self.complete_or_fault(Err(GuestFault::GeneralProtection));
         };
         self.board().write_cr8(class);
-        self.set_reg(Reg::Cr8, u64::from(class))?;
-        self.cr8 = class;
         self.skip_instruction()
     }
 
