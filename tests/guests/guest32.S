@@ -911,20 +911,7 @@ t_debugexit: .asciz "debug-exit port not passed through"
 s_end:   .asciz "END guest32 (keep-going, some checks failed)\n"
 .endif
 
-        .balign 8
-gdt:    .quad   0                       /* null */
-        .quad   0x00CF9A000000FFFF      /* 0x08: code, 32-bit, base 0, 4 GiB */
-        .quad   0x00CF92000000FFFF      /* 0x10: data, base 0, 4 GiB */
-gdt_end:
-        .balign 4
-        .word   0
-gdt_desc:
-        .word   gdt_end - gdt - 1
-        .long   gdt
-        .word   0
-idt_desc:
-        .word   256 * 8 - 1
-        .long   idt
+        .include "flat32.inc"
         .word   0
 idt_null_desc:                          /* mode=triple: limit 0 */
         .word   0

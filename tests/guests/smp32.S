@@ -653,20 +653,7 @@ s_pass_bench: .asciz "PASS smp32 ipibench\n"
 n_ipi:   .asciz "ipi"
 n_ipi_halted: .asciz "ipi_halted"
 
-        .balign 8
-gdt:    .quad   0
-        .quad   0x00CF9A000000FFFF      /* 0x08: code, 32-bit, base 0, 4 GiB */
-        .quad   0x00CF92000000FFFF      /* 0x10: data, base 0, 4 GiB */
-gdt_end:
-        .balign 4
-        .word   0
-gdt_desc:
-        .word   gdt_end - gdt - 1
-        .long   gdt
-        .word   0
-idt_desc:
-        .word   256 * 8 - 1
-        .long   idt
+        .include "flat32.inc"
 
         .data
 mb_info:     .long 0
