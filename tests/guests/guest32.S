@@ -89,6 +89,7 @@
         .set FLOOD_WAIT_ROUNDS, 10000   /* mode=flood-*: rounds to wait for VM 1 */
         .set CODE_SEL, 0x08
         .set DATA_SEL, 0x10
+        .include "flat32.inc"
 
 /* Multiboot v1 header: magic, flags 0, checksum. ELF32, so no a.out kludge. */
         .section .multiboot, "a"
@@ -141,14 +142,7 @@ _start:
         mov     %eax, mb_magic
         mov     %ebx, mb_info
 
-        lgdt    gdt_desc
-        ljmp    $CODE_SEL, $1f
-1:      mov     $DATA_SEL, %ax
-        mov     %ax, %ds
-        mov     %ax, %es
-        mov     %ax, %fs
-        mov     %ax, %gs
-        mov     %ax, %ss
+        FLAT32_LOAD
 
         call    idt_init
         lidt    idt_desc
@@ -911,7 +905,7 @@ t_debugexit: .asciz "debug-exit port not passed through"
 s_end:   .asciz "END guest32 (keep-going, some checks failed)\n"
 .endif
 
-        .include "flat32.inc"
+        FLAT32_TABLES
         .word   0
 idt_null_desc:                          /* mode=triple: limit 0 */
         .word   0

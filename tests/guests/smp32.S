@@ -83,6 +83,7 @@
         .set WAIT,      400000000       /* Bochs runs both vCPUs and the host in one thread */
         .set CODE_SEL,  0x08
         .set DATA_SEL,  0x10
+        .include "flat32.inc"
 
         .section .multiboot, "a"
         .balign 4
@@ -133,14 +134,7 @@ _start:
         cld
         mov     $stack_top, %esp
         mov     %ebx, mb_info
-        lgdt    gdt_desc
-        ljmp    $CODE_SEL, $1f
-1:      mov     $DATA_SEL, %ax
-        mov     %ax, %ds
-        mov     %ax, %es
-        mov     %ax, %fs
-        mov     %ax, %gs
-        mov     %ax, %ss
+        FLAT32_LOAD
         call    idt_init
         lidt    idt_desc
         mov     $s_start, %esi
@@ -483,12 +477,7 @@ puts:
 /* The AP in protected mode: its own stack, the shared IDT, its local APIC
  * on with flat logical ID 0x02; it reports its APIC ID and waits for IPIs. */
 ap_main32:
-        mov     $DATA_SEL, %ax
-        mov     %ax, %ds
-        mov     %ax, %es
-        mov     %ax, %fs
-        mov     %ax, %gs
-        mov     %ax, %ss
+        FLAT32_SEGMENTS
         mov     $ap_stack_top, %esp
         lidt    idt_desc
         movl    $0x1FF, LAPIC + L_SVR
@@ -653,7 +642,7 @@ s_pass_bench: .asciz "PASS smp32 ipibench\n"
 n_ipi:   .asciz "ipi"
 n_ipi_halted: .asciz "ipi_halted"
 
-        .include "flat32.inc"
+        FLAT32_TABLES
 
         .data
 mb_info:     .long 0
