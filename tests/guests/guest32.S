@@ -87,8 +87,6 @@
         .set SYSENTER_CS, 0x174
         .set BADMSR,   0xC001DEAD
         .set FLOOD_WAIT_ROUNDS, 10000   /* mode=flood-*: rounds to wait for VM 1 */
-        .set CODE_SEL, 0x08
-        .set DATA_SEL, 0x10
         .include "flat32.inc"
 
 /* Multiboot v1 header: magic, flags 0, checksum. ELF32, so no a.out kludge. */

@@ -81,8 +81,6 @@
         .set BENCH_NAP_NS, 50000        /* one nap: 50 us of guest time */
         .set BENCH_NAPS, 100000         /* at most 5 s of naps for one settle */
         .set WAIT,      400000000       /* Bochs runs both vCPUs and the host in one thread */
-        .set CODE_SEL,  0x08
-        .set DATA_SEL,  0x10
         .include "flat32.inc"
 
         .section .multiboot, "a"
