@@ -259,29 +259,31 @@ fn check(g: Grants) -> SmpReport {
                 }
             }
         } else {
+            // Kicks the vCPU, noting when in `at`.
+            let kick = |at: &AtomicU64| {
+                at.store(now(), SeqCst);
+                if k.vcpu_kick(vcpu).is_err() {
+                    call_failed.store(true, SeqCst);
+                }
+            };
+            // Makes `call`, noting in `ns` how long it took if it succeeded.
+            let time = |ns: &AtomicU64, call: &dyn Fn() -> sysabi::SysResult<()>| {
+                let t0 = now();
+                if call().is_ok() {
+                    ns.store(now() - t0, SeqCst);
+                }
+            };
             wait_for(&|| halting.load(SeqCst));
             wait_ns(KICK_DELAY_NS);
-            kicked_at.store(now(), SeqCst);
-            if k.vcpu_kick(vcpu).is_err() {
-                call_failed.store(true, SeqCst);
-            }
+            kick(&kicked_at);
             wait_for(&|| running.load(SeqCst));
             wait_ns(KICK_DELAY_NS);
-            let t0 = now();
-            if k.npt_map(vm, MAP_AT, MAP_LEN).is_ok() {
-                map_ns.store(now() - t0, SeqCst);
-            }
+            time(&map_ns, &|| k.npt_map(vm, MAP_AT, MAP_LEN));
             wait_ns(KICK_DELAY_NS);
-            run_kicked_at.store(now(), SeqCst);
-            if k.vcpu_kick(vcpu).is_err() {
-                call_failed.store(true, SeqCst);
-            }
+            kick(&run_kicked_at);
             wait_for(&|| running_again.load(SeqCst));
             wait_ns(KICK_DELAY_NS);
-            let t0 = now();
-            if k.vm_destroy(vm).is_ok() {
-                destroy_ns.store(now() - t0, SeqCst);
-            }
+            time(&destroy_ns, &|| k.vm_destroy(vm));
         }
     };
     if k.fork_join(g.sched, &[ThreadCpu::Cpu(1)], &body).is_err() {
